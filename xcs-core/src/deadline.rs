@@ -1,0 +1,169 @@
+//! Deadlines and cancellation of the call a thread is working for.
+//!
+//! A `timeout_seconds` in force turns a call into a deadline; everything that call runs on its
+//! behalf (batch items on workers, nested operator calls) works under the same deadline, and an
+//! inner call can only shorten it, never extend it. Each thread knows the context it works for,
+//! so long-running bodies can ask [`cancelled`] and stop early, and executors can decide whether
+//! an enclosing call already enforces the deadline (then a nested call need not hand its work
+//! to another thread to return on time).
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// A cancellation flag, chained to the flag of the call it runs inside.
+#[derive(Debug, Default)]
+pub(crate) struct CancelFlag {
+    set: AtomicBool,
+    parent: Option<Arc<CancelFlag>>,
+}
+
+impl CancelFlag {
+    pub(crate) fn child_of(parent: Option<Arc<CancelFlag>>) -> Arc<CancelFlag> {
+        Arc::new(CancelFlag {
+            set: AtomicBool::new(false),
+            parent,
+        })
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.set.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        let mut flag = Some(self);
+        while let Some(f) = flag {
+            if f.set.load(Ordering::Acquire) {
+                return true;
+            }
+            flag = f.parent.as_deref();
+        }
+        false
+    }
+}
+
+/// What a thread is working for: the deadline and cancellation flag of the enclosing call.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CallContext {
+    /// The deadline an enclosing call enforces (returns at), if any.
+    pub(crate) deadline: Option<Instant>,
+    /// The timeout that produced `deadline`, for error messages.
+    pub(crate) timeout: Option<Duration>,
+    /// Set when the enclosing call gave up (deadline, or a failed batch item).
+    pub(crate) cancel: Option<Arc<CancelFlag>>,
+}
+
+impl CallContext {
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c.is_cancelled())
+            || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+thread_local! {
+    static CONTEXT: RefCell<CallContext> = const {
+        RefCell::new(CallContext { deadline: None, timeout: None, cancel: None })
+    };
+}
+
+/// The context this thread works for.
+pub(crate) fn current() -> CallContext {
+    CONTEXT.with(|c| c.borrow().clone())
+}
+
+/// Whether this thread works under a deadline or a cancellation flag at all (cheap check for
+/// the fast path).
+#[inline]
+pub(crate) fn is_plain() -> bool {
+    CONTEXT.with(|c| {
+        let c = c.borrow();
+        c.deadline.is_none() && c.cancel.is_none()
+    })
+}
+
+/// Restores the previous context when dropped.
+pub(crate) struct ContextGuard {
+    previous: Option<CallContext>,
+}
+
+impl Drop for ContextGuard {
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous.take() {
+            let _ = CONTEXT.try_with(|c| *c.borrow_mut() = previous);
+        }
+    }
+}
+
+/// Makes `context` this thread's context until the guard is dropped.
+pub(crate) fn enter(context: CallContext) -> ContextGuard {
+    let previous = CONTEXT.with(|c| std::mem::replace(&mut *c.borrow_mut(), context));
+    ContextGuard {
+        previous: Some(previous),
+    }
+}
+
+/// The deadline of the call this thread is working for, if a `timeout_seconds` is in force for
+/// it. Long-running operator bodies can pace themselves by it.
+///
+/// ```
+/// use xcs::{Operator, XcsError, execution_options};
+///
+/// struct Remaining;
+/// impl Operator for Remaining {
+///     type Input = ();
+///     type Output = bool;
+///     fn forward(&self, _: ()) -> Result<bool, XcsError> {
+///         Ok(xcs::deadline().is_some())
+///     }
+///     fn name(&self) -> &str { "remaining" }
+/// }
+///
+/// assert!(!Remaining.call(())?);
+/// assert!(execution_options!(timeout_seconds = 5 => Remaining.call(()))?);
+/// # Ok::<(), XcsError>(())
+/// ```
+pub fn deadline() -> Option<Instant> {
+    CONTEXT.with(|c| c.borrow().deadline)
+}
+
+/// Whether the call this thread is working for has been given up: its deadline has passed, or
+/// the batch it belongs to has failed or timed out. Bodies that loop or wait should check it and
+/// return early; their result would be discarded anyway.
+///
+/// ```
+/// assert!(!xcs::cancelled());
+/// ```
+pub fn cancelled() -> bool {
+    CONTEXT.with(|c| c.borrow().is_cancelled())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_chain_to_parents() {
+        let parent = CancelFlag::child_of(None);
+        let child = CancelFlag::child_of(Some(parent.clone()));
+        assert!(!child.is_cancelled());
+        parent.cancel();
+        assert!(child.is_cancelled());
+    }
+
+    #[test]
+    fn contexts_restore() {
+        assert!(!cancelled());
+        {
+            let _g = enter(CallContext {
+                deadline: Some(Instant::now()),
+                timeout: Some(Duration::from_millis(1)),
+                cancel: None,
+            });
+            assert!(cancelled());
+            assert!(deadline().is_some());
+        }
+        assert!(!cancelled());
+        assert!(deadline().is_none());
+    }
+}

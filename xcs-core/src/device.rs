@@ -1,0 +1,183 @@
+//! Device backends: what `device_strategy` chooses between.
+//!
+//! A backend receives whole batches. The built-in CPU backend (for `Auto` and `Cpu`) runs them
+//! on the runtime's worker pools. `Gpu` and named strategies go to a backend registered under
+//! that name with [`register_backend`]; when none is registered the batch fails with
+//! [`XcsError::DeviceUnavailable`](crate::XcsError::DeviceUnavailable) instead of silently
+//! running somewhere else.
+//!
+//! A backend decides *where and how* the items run (its own threads, a device queue, in
+//! order); the runtime keeps deciding *what* an item does: each [`BatchJob::run_item`] applies
+//! the caller's options, deadline, cache, trace and panic handling, and stores the item's result.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::error::XcsError;
+use crate::options::DeviceStrategy;
+
+/// Something that runs batches: a GPU queue, a remote worker, a test double.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use xcs::{Backend, BatchJob};
+///
+/// /// Runs every item in order on the calling thread, counting batches.
+/// struct InOrder(AtomicUsize);
+///
+/// impl Backend for InOrder {
+///     fn run(&self, job: &BatchJob) {
+///         self.0.fetch_add(1, Ordering::SeqCst);
+///         for index in 0..job.len() {
+///             job.run_item(index);
+///         }
+///     }
+/// }
+///
+/// xcs::register_backend("in-order", Arc::new(InOrder(AtomicUsize::new(0))));
+/// assert!(xcs::registered_backends().contains(&"in-order".to_string()));
+/// # xcs::unregister_backend("in-order");
+/// ```
+pub trait Backend: Send + Sync + 'static {
+    /// Runs the items of `job`, each at most once, and returns when every item has run (or was
+    /// skipped because the batch was given up). Items that are never run are reported as
+    /// cancelled.
+    fn run(&self, job: &BatchJob);
+}
+
+/// A batch handed to a [`Backend`]: `len` items, each run by [`run_item`](BatchJob::run_item).
+pub struct BatchJob {
+    len: usize,
+    workers: usize,
+    strategy: DeviceStrategy,
+    task: Arc<dyn Fn(usize) + Send + Sync>,
+}
+
+impl BatchJob {
+    pub(crate) fn new(
+        len: usize,
+        workers: usize,
+        strategy: DeviceStrategy,
+        task: Arc<dyn Fn(usize) + Send + Sync>,
+    ) -> Self {
+        BatchJob {
+            len,
+            workers,
+            strategy,
+            task,
+        }
+    }
+
+    /// The number of items.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the batch has no items.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How many items the caller allows to run at once (1 under `use_parallel = false`).
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// The strategy that selected this backend.
+    pub fn strategy(&self) -> DeviceStrategy {
+        self.strategy
+    }
+
+    /// Runs item `index` (on any thread) under the caller's options; stores its result. Items
+    /// out of range, already run, or of a batch that was given up are ignored.
+    pub fn run_item(&self, index: usize) {
+        if index < self.len {
+            (self.task)(index);
+        }
+    }
+
+    /// A handle on the item task that can outlive `&self` (for backends that hand items to
+    /// their own threads).
+    pub fn item_runner(&self) -> Arc<dyn Fn(usize) + Send + Sync> {
+        Arc::clone(&self.task)
+    }
+}
+
+impl fmt::Debug for BatchJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchJob")
+            .field("len", &self.len)
+            .field("workers", &self.workers)
+            .field("strategy", &self.strategy)
+            .finish_non_exhaustive()
+    }
+}
+
+static BACKENDS: RwLock<BTreeMap<String, Arc<dyn Backend>>> = RwLock::new(BTreeMap::new());
+
+/// Registers `backend` under `name` (case-insensitive; `"gpu"` serves `DeviceStrategy::Gpu`),
+/// replacing and returning any backend registered under it before. The names `"auto"` and
+/// `"cpu"` belong to the built-in CPU backend and cannot be taken.
+///
+/// # Errors
+/// [`XcsError::InvalidValue`] for `"auto"`, `"cpu"` or an empty name.
+pub fn register_backend(
+    name: &str,
+    backend: Arc<dyn Backend>,
+) -> Result<Option<Arc<dyn Backend>>, XcsError> {
+    let key = name.trim().to_ascii_lowercase();
+    if key.is_empty() || key == "auto" || key == "cpu" {
+        return Err(XcsError::InvalidValue {
+            option: "device_strategy".to_owned(),
+            value: name.to_owned(),
+            expected: "a backend name other than \"auto\" and \"cpu\" (built in)".to_owned(),
+        });
+    }
+    let mut backends = BACKENDS.write().unwrap_or_else(PoisonError::into_inner);
+    Ok(backends.insert(key, backend))
+}
+
+/// Removes the backend registered under `name`, returning it.
+pub fn unregister_backend(name: &str) -> Option<Arc<dyn Backend>> {
+    let key = name.trim().to_ascii_lowercase();
+    BACKENDS
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&key)
+}
+
+/// The names of the registered backends, sorted, the built-in `"cpu"` first.
+pub fn registered_backends() -> Vec<String> {
+    let backends = BACKENDS.read().unwrap_or_else(PoisonError::into_inner);
+    std::iter::once("cpu".to_owned())
+        .chain(backends.keys().cloned())
+        .collect()
+}
+
+pub(crate) fn is_registered(name: &str) -> bool {
+    let key = name.trim().to_ascii_lowercase();
+    BACKENDS
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains_key(&key)
+}
+
+/// The backend a strategy selects: `Ok(None)` for the built-in CPU backend.
+pub(crate) fn resolve(strategy: DeviceStrategy) -> Result<Option<Arc<dyn Backend>>, XcsError> {
+    let name = match strategy {
+        DeviceStrategy::Auto | DeviceStrategy::Cpu => return Ok(None),
+        other => other.as_str(),
+    };
+    let backends = BACKENDS.read().unwrap_or_else(PoisonError::into_inner);
+    match backends.get(&name.to_ascii_lowercase()) {
+        Some(backend) => Ok(Some(Arc::clone(backend))),
+        None => Err(XcsError::DeviceUnavailable {
+            strategy: name.to_owned(),
+            registered: std::iter::once("cpu".to_owned())
+                .chain(backends.keys().cloned())
+                .collect(),
+        }),
+    }
+}

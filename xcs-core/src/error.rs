@@ -1,0 +1,241 @@
+//! The one error type of xcs.
+//!
+//! Every failure a user can cause, from a misspelt option in a config file to an operator that
+//! hangs past its deadline, is an [`XcsError`] variant with the facts needed to act on it. The
+//! runtime never panics on bad input; panics inside operator bodies are caught at the batch or
+//! call boundary and come back as [`XcsError::Panicked`].
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+/// A boxed error from an operator body.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Everything that can go wrong in xcs.
+///
+/// ```
+/// use xcs::{OptionsPatch, XcsError};
+/// match OptionsPatch::from_pairs([("invalid_option", "true")]) {
+///     Err(XcsError::InvalidOption { name, .. }) => assert_eq!(name, "invalid_option"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum XcsError {
+    /// An option name that is not in the table. The message is exactly
+    /// `Invalid execution option: <name>`, followed by `; did you mean `<option>`?` where one is
+    /// close.
+    #[error("Invalid execution option: {name}{}", DidYouMean(*suggestion))]
+    InvalidOption {
+        /// The name as given.
+        name: String,
+        /// The nearest valid option, if one is close.
+        suggestion: Option<&'static str>,
+    },
+
+    /// A value an option cannot take (or an option given twice, or a `scheduler` that
+    /// contradicts `use_parallel`).
+    #[error("invalid value `{value}` for execution option `{option}`: expected {expected}")]
+    InvalidValue {
+        /// The option.
+        option: String,
+        /// The value as given.
+        value: String,
+        /// What the option accepts.
+        expected: String,
+    },
+
+    /// Batched arguments of one operator call with different lengths.
+    #[error(
+        "batched arguments have different lengths: `{first}` has {first_len} items but `{other}` has {other_len}"
+    )]
+    BatchSizeMismatch {
+        /// The first batched argument.
+        first: String,
+        /// Its length.
+        first_len: usize,
+        /// The argument whose length differs.
+        other: String,
+        /// Its length.
+        other_len: usize,
+    },
+
+    /// An operator body returned an error.
+    #[error("operator `{operator}` failed{}: {source}", AtItem(*index))]
+    Operator {
+        /// The operator's name.
+        operator: String,
+        /// The batch item it failed on, when it ran as part of a batch.
+        index: Option<usize>,
+        /// What the body returned.
+        #[source]
+        source: BoxError,
+    },
+
+    /// An operator body panicked; the panic was caught and did not unwind into the caller.
+    #[error("operator `{operator}` panicked{}: {message}", AtItem(*index))]
+    Panicked {
+        /// The operator's name.
+        operator: String,
+        /// The batch item it panicked on, when it ran as part of a batch.
+        index: Option<usize>,
+        /// The panic message (or a note that the payload was not a string).
+        message: String,
+    },
+
+    /// The call's deadline (`timeout_seconds`) passed before it finished.
+    #[error("operator `{operator}` timed out after {}{}", Seconds(*timeout), AtItem(*index))]
+    Timeout {
+        /// The operator whose call timed out.
+        operator: String,
+        /// The batch item that was still running or never started, when known.
+        index: Option<usize>,
+        /// The timeout that was in force.
+        timeout: Duration,
+    },
+
+    /// The `device_strategy` in force has no registered backend.
+    #[error(
+        "no backend is registered for device strategy `{strategy}` (registered backends: {})",
+        List(registered)
+    )]
+    DeviceUnavailable {
+        /// The strategy asked for.
+        strategy: String,
+        /// The names of the backends that are registered.
+        registered: Vec<String>,
+    },
+}
+
+impl XcsError {
+    /// An unknown option name, with the nearest valid option as a suggestion.
+    pub fn invalid_option(name: &str) -> XcsError {
+        XcsError::InvalidOption {
+            name: name.to_owned(),
+            suggestion: crate::options::suggest(name),
+        }
+    }
+
+    /// Wraps an operator body's error.
+    pub fn operator(operator: impl Into<String>, source: impl Into<BoxError>) -> XcsError {
+        XcsError::Operator {
+            operator: operator.into(),
+            index: None,
+            source: source.into(),
+        }
+    }
+
+    /// The batch item this error is about, if it records one.
+    pub fn index(&self) -> Option<usize> {
+        match self {
+            XcsError::Operator { index, .. }
+            | XcsError::Panicked { index, .. }
+            | XcsError::Timeout { index, .. } => *index,
+            _ => None,
+        }
+    }
+
+    /// This error, recorded as having happened in batch item `item` (the outermost batch that
+    /// reports an error sets it, so the index is always one the caller can look up).
+    pub fn at_index(mut self, item: usize) -> XcsError {
+        match &mut self {
+            XcsError::Operator { index, .. }
+            | XcsError::Panicked { index, .. }
+            | XcsError::Timeout { index, .. } => *index = Some(item),
+            _ => {}
+        }
+        self
+    }
+
+    /// Whether this is a [`XcsError::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, XcsError::Timeout { .. })
+    }
+}
+
+struct DidYouMean(Option<&'static str>);
+
+impl fmt::Display for DidYouMean {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(name) => write!(f, "; did you mean `{name}`?"),
+            None => Ok(()),
+        }
+    }
+}
+
+struct AtItem(Option<usize>);
+
+impl fmt::Display for AtItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(index) => write!(f, " on batch item {index}"),
+            None => Ok(()),
+        }
+    }
+}
+
+struct Seconds(Duration);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}s", self.0.as_secs_f64())
+    }
+}
+
+struct List<'a>(&'a [String]);
+
+impl fmt::Display for List<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        for (i, name) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "`{name}`")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_read_well() {
+        let err = XcsError::operator("judge", "bad score").at_index(3);
+        assert_eq!(
+            err.to_string(),
+            "operator `judge` failed on batch item 3: bad score"
+        );
+        assert!(err.source().is_some());
+        let err = XcsError::Timeout {
+            operator: "vmap(slow)".into(),
+            index: None,
+            timeout: Duration::from_millis(100),
+        };
+        assert_eq!(
+            err.to_string(),
+            "operator `vmap(slow)` timed out after 0.1s"
+        );
+        let err = XcsError::DeviceUnavailable {
+            strategy: "gpu".into(),
+            registered: vec!["cpu".into()],
+        };
+        assert_eq!(
+            err.to_string(),
+            "no backend is registered for device strategy `gpu` (registered backends: `cpu`)"
+        );
+    }
+
+    #[test]
+    fn errors_are_send_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<XcsError>();
+    }
+}

@@ -1,0 +1,94 @@
+//! Compile-time capability probes for generated operators ("autoref specialization").
+//!
+//! An operator's input is cached only if it is `Hash + Eq` and its output `Clone`, and using an
+//! operator must never fail to compile because a type lacks those. Rust has no specialization on
+//! stable, but macro-generated code knows concrete types, and method resolution on `&&Probe<T>`
+//! prefers an impl for `&Probe<T>` (which requires the capability) over one for `Probe<T>` (which
+//! does not). Generated code calls the probe methods with both traits in scope; the answer is
+//! resolved at compile time and costs nothing at run time.
+
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+
+/// A zero-sized stand-in for the type `T` whose capabilities are asked about.
+pub struct Probe<T>(PhantomData<fn() -> T>);
+
+impl<T> Probe<T> {
+    /// A probe for `T`.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Probe(PhantomData)
+    }
+}
+
+/// `T: Hash + Eq`: hash values into the cache key.
+pub trait HashProbe<T> {
+    /// Whether `T` can be part of a cache key.
+    fn can_hash(&self) -> bool;
+    /// Feeds `value` into `state`.
+    fn hash_into(&self, value: &T, state: &mut dyn Hasher);
+}
+
+/// Fallback: `T` cannot be hashed; the operator runs uncached.
+pub trait NoHashProbe<T> {
+    /// Always `false`.
+    fn can_hash(&self) -> bool;
+    /// Never called (the operator is uncached); does nothing.
+    fn hash_into(&self, value: &T, state: &mut dyn Hasher);
+}
+
+impl<T: Hash + Eq> HashProbe<T> for &Probe<T> {
+    fn can_hash(&self) -> bool {
+        true
+    }
+    fn hash_into(&self, value: &T, mut state: &mut dyn Hasher) {
+        value.hash(&mut state);
+    }
+}
+
+impl<T> NoHashProbe<T> for Probe<T> {
+    fn can_hash(&self) -> bool {
+        false
+    }
+    fn hash_into(&self, _value: &T, _state: &mut dyn Hasher) {}
+}
+
+/// `T: Clone`: a cached output can be handed out again.
+pub trait CloneProbe<T> {
+    /// A function cloning `T`.
+    fn cloner(&self) -> Option<fn(&T) -> T>;
+}
+
+/// Fallback: `T` cannot be cloned; the operator runs uncached.
+pub trait NoCloneProbe<T> {
+    /// Always `None`.
+    fn cloner(&self) -> Option<fn(&T) -> T>;
+}
+
+impl<T: Clone> CloneProbe<T> for &Probe<T> {
+    fn cloner(&self) -> Option<fn(&T) -> T> {
+        Some(T::clone)
+    }
+}
+
+impl<T> NoCloneProbe<T> for Probe<T> {
+    fn cloner(&self) -> Option<fn(&T) -> T> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Opaque;
+
+    #[test]
+    fn probes_pick_the_capable_impl() {
+        assert!((&&Probe::<String>::new()).can_hash());
+        assert!(!(&&Probe::<Opaque>::new()).can_hash());
+        assert!(!(&&Probe::<f64>::new()).can_hash());
+        assert!((&&Probe::<String>::new()).cloner().is_some());
+        assert!((&&Probe::<Opaque>::new()).cloner().is_none());
+    }
+}

@@ -1,0 +1,278 @@
+//! Where the effective options come from: a process-wide global setting under a per-thread stack
+//! of scopes.
+//!
+//! Reading the options is the hot path (every operator call does it), so each thread keeps its
+//! effective options ready in a thread-local, tagged with the generation of the global options it
+//! was computed from. A read is an atomic load, a compare and a copy: no lock and no allocation.
+//! Only after a global update does a thread take the global read lock, once, to recompute.
+//!
+//! Entering a scope pushes its patch on the thread's stack and applies it to the cached options;
+//! the returned [`ScopeGuard`] pops it when dropped, so the previous options come back on every
+//! exit path, unwinding included. The guard is `!Send`: a scope belongs to the thread that opened
+//! it.
+//!
+//! Work that an executor runs on a caller's behalf must see the caller's options, but thread
+//! locals do not cross threads. Executors therefore capture the caller's effective options and
+//! re-establish them on the worker with [`pin`]: a frame that replaces, rather than patches, what
+//! lies below it.
+
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
+
+use crate::options::{ExecutionOptions, OptionsPatch};
+
+/// The global options: defaults with every `set_execution_options!` merged in.
+static GLOBAL: RwLock<ExecutionOptions> = RwLock::new(ExecutionOptions::DEFAULT);
+
+/// Bumped after every global update, so threads know their cached options are stale.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Clone, Copy)]
+enum Frame {
+    /// A scope: sets what the patch names, inherits the rest.
+    Patch(OptionsPatch),
+    /// A worker running on a caller's behalf: exactly the caller's effective options.
+    Pinned(ExecutionOptions),
+}
+
+struct ThreadScopes {
+    /// The effective options, valid while `generation` matches [`GENERATION`].
+    effective: Cell<ExecutionOptions>,
+    generation: Cell<u64>,
+    frames: RefCell<Vec<Frame>>,
+}
+
+thread_local! {
+    static SCOPES: ThreadScopes = const {
+        ThreadScopes {
+            effective: Cell::new(ExecutionOptions::DEFAULT),
+            generation: Cell::new(0),
+            frames: RefCell::new(Vec::new()),
+        }
+    };
+}
+
+fn read_global() -> ExecutionOptions {
+    *GLOBAL.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl ThreadScopes {
+    /// Recomputes the effective options from the global ones and this thread's frames.
+    #[cold]
+    fn refresh(&self) -> ExecutionOptions {
+        let generation = GENERATION.load(Ordering::Acquire);
+        let frames = self.frames.borrow();
+        let start = frames
+            .iter()
+            .rposition(|frame| matches!(frame, Frame::Pinned(_)));
+        let mut options = match start.map(|i| frames[i]) {
+            Some(Frame::Pinned(options)) => options,
+            _ => read_global(),
+        };
+        for frame in &frames[start.map_or(0, |i| i + 1)..] {
+            if let Frame::Patch(patch) = frame {
+                patch.apply_to(&mut options);
+            }
+        }
+        self.effective.set(options);
+        self.generation.set(generation);
+        options
+    }
+
+    #[inline]
+    fn current(&self) -> ExecutionOptions {
+        if self.generation.get() == GENERATION.load(Ordering::Acquire) {
+            self.effective.get()
+        } else {
+            self.refresh()
+        }
+    }
+
+    fn push(&self, frame: Frame) -> ScopeGuard {
+        let before = self.current();
+        let generation = self.generation.get();
+        let mut frames = self.frames.borrow_mut();
+        if frames.capacity() == 0 {
+            frames.reserve(16);
+        }
+        let depth = frames.len();
+        frames.push(frame);
+        drop(frames);
+        self.effective.set(match frame {
+            Frame::Patch(patch) => before.patched(&patch),
+            Frame::Pinned(options) => options,
+        });
+        ScopeGuard {
+            depth,
+            before,
+            generation,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+/// The effective execution options of the calling thread: defaults ← global ← outer scopes ←
+/// inner scope. On a worker running a batch item, the options of the caller of the batch.
+///
+/// ```
+/// use xcs::{execution_options, get_execution_options};
+/// assert!(get_execution_options().use_parallel);
+/// execution_options!(use_parallel = false => {
+///     assert!(!get_execution_options().use_parallel);
+/// });
+/// assert!(get_execution_options().use_parallel);
+/// ```
+#[inline]
+pub fn get_execution_options() -> ExecutionOptions {
+    SCOPES.with(ThreadScopes::current)
+}
+
+/// The process-wide global options, without this thread's scopes.
+pub fn get_global_options() -> ExecutionOptions {
+    read_global()
+}
+
+/// Restores the guard's scope's previous options when dropped. Returned by [`enter`] and held by
+/// the code `execution_options!` expands to.
+#[must_use = "the scope ends when the guard is dropped"]
+pub struct ScopeGuard {
+    depth: usize,
+    before: ExecutionOptions,
+    generation: u64,
+    /// Scopes belong to the thread that opened them.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for ScopeGuard {
+    #[inline]
+    fn drop(&mut self) {
+        // Thread-locals may already be gone if the guard is dropped during thread teardown;
+        // there is nothing left to restore then.
+        let _ = SCOPES.try_with(|scopes| {
+            scopes.frames.borrow_mut().truncate(self.depth);
+            if self.generation == GENERATION.load(Ordering::Acquire)
+                && self.generation == scopes.generation.get()
+            {
+                scopes.effective.set(self.before);
+            } else {
+                scopes.refresh();
+            }
+        });
+    }
+}
+
+/// Enters a scope with `patch` in force on this thread until the guard is dropped.
+#[inline]
+pub fn enter(patch: OptionsPatch) -> ScopeGuard {
+    SCOPES.with(|scopes| scopes.push(Frame::Patch(patch)))
+}
+
+/// Runs on this thread with exactly `options` in force (a worker taking on a caller's options)
+/// until the guard is dropped; global updates do not show through a pinned frame.
+pub fn pin(options: ExecutionOptions) -> ScopeGuard {
+    SCOPES.with(|scopes| scopes.push(Frame::Pinned(options)))
+}
+
+/// Runs `f` with `patch` in force on this thread, restoring the previous options afterwards
+/// (also if `f` panics). The run-time counterpart of `execution_options!`, for patches built from
+/// configuration.
+///
+/// ```
+/// use xcs::{with_options, get_execution_options, OptionsPatch};
+/// let patch = OptionsPatch::from_pairs([("enable_caching", "true")])?;
+/// let cached = with_options(&patch, || get_execution_options().enable_caching);
+/// assert!(cached);
+/// assert!(!get_execution_options().enable_caching);
+/// # Ok::<(), xcs::XcsError>(())
+/// ```
+pub fn with_options<R>(patch: &OptionsPatch, f: impl FnOnce() -> R) -> R {
+    let _guard = enter(*patch);
+    f()
+}
+
+/// Merges `patch` into the process-wide global options and returns the new global options.
+/// Visible at once to every thread, except where a thread's active scope overrides an option.
+///
+/// ```
+/// use xcs::{set_global_options, reset_execution_options, OptionsPatch};
+/// let global = set_global_options(&OptionsPatch::from_pairs([("max_workers", "8")])?);
+/// assert_eq!(global.max_workers.map(|n| n.get()), Some(8));
+/// reset_execution_options();
+/// # Ok::<(), xcs::XcsError>(())
+/// ```
+pub fn set_global_options(patch: &OptionsPatch) -> ExecutionOptions {
+    let mut global = GLOBAL.write().unwrap_or_else(PoisonError::into_inner);
+    patch.apply_to(&mut global);
+    let updated = *global;
+    GENERATION.fetch_add(1, Ordering::Release);
+    updated
+}
+
+/// Restores the global options to their defaults (scopes that are open stay in force).
+///
+/// ```
+/// use xcs::{get_global_options, reset_execution_options, set_execution_options, ExecutionOptions};
+/// set_execution_options!(trace_execution = true);
+/// reset_execution_options();
+/// assert_eq!(get_global_options(), ExecutionOptions::default());
+/// ```
+pub fn reset_execution_options() {
+    let mut global = GLOBAL.write().unwrap_or_else(PoisonError::into_inner);
+    *global = ExecutionOptions::DEFAULT;
+    GENERATION.fetch_add(1, Ordering::Release);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroUsize;
+
+    #[test]
+    fn scopes_nest_and_restore() {
+        let outer = OptionsPatch::new().max_workers(NonZeroUsize::new(2));
+        let inner = OptionsPatch::new().use_parallel(false);
+        let base = get_execution_options();
+        {
+            let _a = enter(outer);
+            assert_eq!(get_execution_options().max_workers, NonZeroUsize::new(2));
+            {
+                let _b = enter(inner);
+                let now = get_execution_options();
+                assert!(!now.use_parallel);
+                assert_eq!(now.max_workers, NonZeroUsize::new(2));
+            }
+            assert!(get_execution_options().use_parallel == base.use_parallel);
+        }
+        assert_eq!(get_execution_options(), base);
+    }
+
+    #[test]
+    fn pinned_frames_hide_what_is_below() {
+        let _a = enter(OptionsPatch::new().enable_caching(true));
+        let pinned = ExecutionOptions::DEFAULT;
+        {
+            let _p = pin(pinned);
+            assert!(!get_execution_options().enable_caching);
+            let _b = enter(OptionsPatch::new().trace_execution(true));
+            assert!(get_execution_options().trace_execution);
+            // A refresh (as after a global update) keeps the pin.
+            SCOPES.with(ThreadScopes::refresh);
+            assert!(!get_execution_options().enable_caching);
+            assert!(get_execution_options().trace_execution);
+        }
+        assert!(get_execution_options().enable_caching);
+    }
+
+    #[test]
+    fn guard_restores_after_panic() {
+        let before = get_execution_options();
+        let result = std::panic::catch_unwind(|| {
+            let _g = enter(OptionsPatch::new().use_parallel(false));
+            panic!("boom");
+        });
+        assert!(result.is_err());
+        assert_eq!(get_execution_options(), before);
+    }
+}
