@@ -72,14 +72,10 @@ pub(crate) fn current() -> CallContext {
     CONTEXT.with(|c| c.borrow().clone())
 }
 
-/// Whether this thread works under a deadline or a cancellation flag at all (cheap check for
-/// the fast path).
+/// Whether this thread works under a deadline at all (the cheap check of the fast path).
 #[inline]
-pub(crate) fn is_plain() -> bool {
-    CONTEXT.with(|c| {
-        let c = c.borrow();
-        c.deadline.is_none() && c.cancel.is_none()
-    })
+pub(crate) fn has_deadline() -> bool {
+    CONTEXT.with(|c| c.borrow().deadline.is_some())
 }
 
 /// Restores the previous context when dropped.

@@ -1,20 +1,68 @@
-//! STUB
+//! `vmap` and `pmap`: one operator over a batch of inputs, steered by the execution options.
+//!
+//! Both read the caller's effective options *at call time* (scope over global) and carry them to
+//! every thread that runs an item, together with the caller's deadline and a cancellation flag
+//! for the batch. How a batch runs follows from the options:
+//!
+//! | situation | where items run |
+//! |---|---|
+//! | `use_parallel = false`, one item, or one worker | in order, on the caller's thread |
+//! | `vmap`, parallel | the compute pool with `max_workers` threads (rayon work-stealing) |
+//! | `pmap`, parallel | exactly `num_workers` spare threads pulling items in order |
+//! | a deadline this call must enforce | spare threads, the caller waits until the deadline |
+//! | `device_strategy` naming a registered backend | that backend |
+//!
+//! `vmap` is for CPU-bound items: rayon's adaptive splitting makes a batch of tiny items cost
+//! what a hand-written `par_iter` costs. `pmap` is for I/O-bound items (model calls, network):
+//! each of its workers takes the next unstarted item, so slow items balance across workers and
+//! the wall time is close to `items / workers × latency`.
+//!
+//! Failure stops the batch early: once an item fails, items not yet started are not started,
+//! and the call reports the failing item with the lowest index. Panics are caught per item.
+//! [`VMap::call_settled`] and [`PMap::call_settled`] run every item and return each outcome.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use crate::call::{self, DetachedBody};
+use crate::deadline::{self, CallContext, CancelFlag};
+use crate::device::{self, Backend, BatchJob};
 use crate::error::XcsError;
 use crate::operator::Operator;
-use std::sync::Arc;
+use crate::options::ExecutionOptions;
+use crate::pool;
+use crate::scope::{self, get_execution_options};
+use crate::trace::{self, Outcome};
 
-/// vmap
-pub struct VMap<O> {
-    op: Arc<O>,
-    name: String,
-}
-/// pmap
-pub struct PMap<O> {
-    op: Arc<O>,
-    name: String,
-    workers: usize,
-}
-/// vmap
+/// `op` over a batch, in parallel where the options allow: the batch form of an operator.
+///
+/// The result is itself an [`Operator`] with `Input = Vec<O::Input>` and
+/// `Output = Vec<O::Output>`, in input order; it nests (`vmap(vmap(op))`).
+///
+/// Items run in parallel when the effective `use_parallel` is true and the batch has more than
+/// one item, on at most `max_workers` threads (unset: one per CPU), otherwise in order on the
+/// caller's thread.
+///
+/// ```
+/// use xcs::{Operator, XcsError, execution_options, vmap};
+///
+/// struct Square;
+/// impl Operator for Square {
+///     type Input = u64;
+///     type Output = u64;
+///     fn forward(&self, x: u64) -> Result<u64, XcsError> { Ok(x * x) }
+///     fn name(&self) -> &str { "square" }
+/// }
+///
+/// let squares = execution_options!(max_workers = 2 => vmap(Square).call(vec![1, 2, 3]))?;
+/// assert_eq!(squares, vec![1, 4, 9]);
+/// # Ok::<(), XcsError>(())
+/// ```
 pub fn vmap<O: Operator>(op: O) -> VMap<O> {
     let name = format!("vmap({})", op.name());
     VMap {
@@ -22,7 +70,33 @@ pub fn vmap<O: Operator>(op: O) -> VMap<O> {
         name,
     }
 }
-/// pmap
+
+/// `op` over a batch on exactly `num_workers` workers (`0`: one per CPU): for I/O-bound
+/// operators, where more workers than cores pay off.
+///
+/// `max_workers` does not apply to `pmap` (its worker count is explicit), but
+/// `use_parallel = false` still makes it run in order on the caller's thread, so one switch
+/// turns off all parallelism for debugging.
+///
+/// ```
+/// use std::time::Duration;
+/// use xcs::{Operator, XcsError, pmap};
+///
+/// struct Fetch;
+/// impl Operator for Fetch {
+///     type Input = u32;
+///     type Output = String;
+///     fn forward(&self, id: u32) -> Result<String, XcsError> {
+///         std::thread::sleep(Duration::from_millis(5)); // an I/O wait
+///         Ok(format!("doc-{id}"))
+///     }
+///     fn name(&self) -> &str { "fetch" }
+/// }
+///
+/// let docs = pmap(Fetch, 8).call((0..8).collect())?;
+/// assert_eq!(docs[7], "doc-7");
+/// # Ok::<(), XcsError>(())
+/// ```
 pub fn pmap<O: Operator>(op: O, num_workers: usize) -> PMap<O> {
     let name = format!("pmap({})", op.name());
     PMap {
@@ -31,24 +105,596 @@ pub fn pmap<O: Operator>(op: O, num_workers: usize) -> PMap<O> {
         workers: num_workers,
     }
 }
+
+/// The batch form of an operator, made by [`vmap`].
+pub struct VMap<O> {
+    op: Arc<O>,
+    name: String,
+}
+
+/// The batch form of an operator on a fixed number of workers, made by [`pmap`].
+pub struct PMap<O> {
+    op: Arc<O>,
+    name: String,
+    workers: usize,
+}
+
+impl<O> Clone for VMap<O> {
+    fn clone(&self) -> Self {
+        VMap {
+            op: Arc::clone(&self.op),
+            name: self.name.clone(),
+        }
+    }
+}
+
+impl<O> Clone for PMap<O> {
+    fn clone(&self) -> Self {
+        PMap {
+            op: Arc::clone(&self.op),
+            name: self.name.clone(),
+            workers: self.workers,
+        }
+    }
+}
+
+impl<O: Operator> std::fmt::Debug for VMap<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VMap").field("operator", &self.op.name()).finish()
+    }
+}
+
+impl<O: Operator> std::fmt::Debug for PMap<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PMap")
+            .field("operator", &self.op.name())
+            .field("num_workers", &self.workers)
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    VMap,
+    PMap(usize),
+}
+
+impl<O: Operator> VMap<O> {
+    /// The operator applied to each item.
+    pub fn inner(&self) -> &O {
+        &self.op
+    }
+
+    /// Runs every item, even after others fail, and returns each item's own outcome in input
+    /// order (a deadline still applies: items unfinished at the deadline are
+    /// [`XcsError::Timeout`]).
+    ///
+    /// ```
+    /// use xcs::{Operator, XcsError, vmap};
+    /// struct Parse;
+    /// impl Operator for Parse {
+    ///     type Input = String;
+    ///     type Output = i64;
+    ///     fn forward(&self, s: String) -> Result<i64, XcsError> {
+    ///         s.parse().map_err(|e| XcsError::operator("parse", e))
+    ///     }
+    ///     fn name(&self) -> &str { "parse" }
+    /// }
+    /// let outcomes = vmap(Parse).call_settled(vec!["1".into(), "x".into(), "3".into()]);
+    /// assert!(outcomes[0].is_ok() && outcomes[1].is_err() && outcomes[2].is_ok());
+    /// ```
+    pub fn call_settled(&self, inputs: Vec<O::Input>) -> Vec<Result<O::Output, XcsError>> {
+        settle(
+            run_traced(&self.op, &self.name, Kind::VMap, inputs, true),
+            self.op.name(),
+        )
+    }
+}
+
+impl<O: Operator> PMap<O> {
+    /// The operator applied to each item.
+    pub fn inner(&self) -> &O {
+        &self.op
+    }
+
+    /// The worker count this `pmap` was made with (`0`: one per CPU).
+    pub fn num_workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Runs every item, even after others fail, and returns each item's own outcome in input
+    /// order (items unfinished at a deadline are [`XcsError::Timeout`]).
+    pub fn call_settled(&self, inputs: Vec<O::Input>) -> Vec<Result<O::Output, XcsError>> {
+        settle(
+            run_traced(&self.op, &self.name, Kind::PMap(self.workers), inputs, true),
+            self.op.name(),
+        )
+    }
+}
+
 impl<O: Operator> Operator for VMap<O> {
     type Input = Vec<O::Input>;
     type Output = Vec<O::Output>;
-    fn forward(&self, input: Self::Input) -> Result<Self::Output, XcsError> {
-        input.into_iter().map(|i| self.op.call(i)).collect()
+
+    fn forward(&self, inputs: Self::Input) -> Result<Self::Output, XcsError> {
+        collect(
+            run(&self.op, Kind::VMap, inputs, false),
+            self.op.name(),
+        )
     }
+
     fn name(&self) -> &str {
         &self.name
     }
+
+    fn call(&self, inputs: Self::Input) -> Result<Self::Output, XcsError> {
+        collect(
+            run_traced(&self.op, &self.name, Kind::VMap, inputs, false),
+            self.op.name(),
+        )
+    }
+
+    fn __xcs_cache_support(&self) -> Option<crate::cache::CacheSupport<Self::Input, Self::Output>> {
+        // Items are cached one by one through the inner operator.
+        None
+    }
 }
+
 impl<O: Operator> Operator for PMap<O> {
     type Input = Vec<O::Input>;
     type Output = Vec<O::Output>;
-    fn forward(&self, input: Self::Input) -> Result<Self::Output, XcsError> {
-        let _ = self.workers;
-        input.into_iter().map(|i| self.op.call(i)).collect()
+
+    fn forward(&self, inputs: Self::Input) -> Result<Self::Output, XcsError> {
+        collect(
+            run(&self.op, Kind::PMap(self.workers), inputs, false),
+            self.op.name(),
+        )
     }
+
     fn name(&self) -> &str {
         &self.name
     }
+
+    fn call(&self, inputs: Self::Input) -> Result<Self::Output, XcsError> {
+        collect(
+            run_traced(&self.op, &self.name, Kind::PMap(self.workers), inputs, false),
+            self.op.name(),
+        )
+    }
+
+    fn __xcs_cache_support(&self) -> Option<crate::cache::CacheSupport<Self::Input, Self::Output>> {
+        None
+    }
+}
+
+/// What a batch produced: each item's result (`None`: never finished or never started) and
+/// the timeout, if the deadline cut the batch short.
+struct Ran<T> {
+    slots: Vec<Option<Result<T, XcsError>>>,
+    timeout: Option<Duration>,
+}
+
+/// The call's result: all outputs, or the error of the lowest-index item that failed (a
+/// timeout for the first item the deadline left unfinished).
+fn collect<T>(ran: Result<Ran<T>, XcsError>, operator: &str) -> Result<Vec<T>, XcsError> {
+    let ran = ran?;
+    let mut outputs = Vec::with_capacity(ran.slots.len());
+    let mut first_skipped = None;
+    for (index, slot) in ran.slots.into_iter().enumerate() {
+        match slot {
+            Some(Ok(output)) => outputs.push(output),
+            Some(Err(error)) => return Err(error.at_index(index)),
+            None => match ran.timeout {
+                Some(timeout) => return Err(call::timeout_error(operator, Some(index), timeout)),
+                None => {
+                    first_skipped.get_or_insert(index);
+                }
+            },
+        }
+    }
+    match first_skipped {
+        // Items were skipped because a batch this one runs inside gave up.
+        Some(index) => Err(call::timeout_error(
+            operator,
+            Some(index),
+            deadline::current().timeout.unwrap_or_default(),
+        )),
+        None => Ok(outputs),
+    }
+}
+
+fn settle<T>(ran: Result<Ran<T>, XcsError>, operator: &str) -> Vec<Result<T, XcsError>> {
+    match ran {
+        Ok(ran) => {
+            let timeout = ran
+                .timeout
+                .or_else(|| deadline::current().timeout)
+                .unwrap_or_default();
+            ran.slots
+                .into_iter()
+                .enumerate()
+                .map(|(index, slot)| match slot {
+                    Some(result) => result.map_err(|e| e.at_index(index)),
+                    None => Err(call::timeout_error(operator, Some(index), timeout)),
+                })
+                .collect()
+        }
+        // The batch could not start at all (no backend, deadline already passed): every item
+        // gets that error.
+        Err(error) => vec![Err(error)],
+    }
+}
+
+/// [`run`] recorded as one event when tracing is on (the top-level call of a batch).
+fn run_traced<O: Operator>(
+    op: &Arc<O>,
+    name: &str,
+    kind: Kind,
+    inputs: Vec<O::Input>,
+    settled: bool,
+) -> Result<Ran<O::Output>, XcsError> {
+    if !get_execution_options().trace_execution {
+        return run(op, kind, inputs, settled);
+    }
+    let recorder = trace::begin(name, None);
+    let ran = run(op, kind, inputs, settled);
+    recorder.finish(match &ran {
+        Err(XcsError::Timeout { .. }) => Outcome::Timeout,
+        Err(_) => Outcome::Error,
+        Ok(ran) if ran.timeout.is_some() => Outcome::Timeout,
+        Ok(ran) if ran.slots.iter().all(|s| matches!(s, Some(Ok(_)))) => Outcome::Ok,
+        Ok(_) => Outcome::Error,
+    });
+    ran
+}
+
+/// Everything an item needs, shared by the threads that run items.
+struct Plan<O: Operator> {
+    op: Arc<O>,
+    options: ExecutionOptions,
+    /// What items run under: the batch's deadline and its cancellation flag.
+    context: CallContext,
+    stop: Arc<CancelFlag>,
+    deadline: Option<Instant>,
+    settled: bool,
+}
+
+impl<O: Operator> Plan<O> {
+    /// Whether items not yet started should stay unstarted.
+    fn given_up(&self) -> bool {
+        self.stop.is_cancelled() || self.deadline.is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// Runs item `index` on the current thread (whose options and context are already set).
+    fn run_item(&self, index: usize, input: O::Input) -> Result<O::Output, XcsError> {
+        let detach = || -> DetachedBody<O::Input, O::Output> {
+            let op = Arc::clone(&self.op);
+            Box::new(move |input| op.forward(input))
+        };
+        let result = call::invoke(&*self.op, input, Some(index), Some(&detach));
+        if result.is_err() && !self.settled {
+            self.stop.cancel();
+        }
+        result
+    }
+}
+
+/// Runs a batch; see the module docs for which path it takes.
+fn run<O: Operator>(
+    op: &Arc<O>,
+    kind: Kind,
+    inputs: Vec<O::Input>,
+    settled: bool,
+) -> Result<Ran<O::Output>, XcsError> {
+    let options = get_execution_options();
+    let context = deadline::current();
+    let now = Instant::now();
+    let deadline = call::deadline_for(&options, &context, now);
+    if let Some((at, timeout)) = deadline {
+        if now >= at {
+            return Err(call::timeout_error(op.name(), None, timeout));
+        }
+    }
+    let backend = device::resolve(options.device_strategy)?;
+    let len = inputs.len();
+    let workers = if options.use_parallel {
+        match kind {
+            Kind::VMap => options
+                .max_workers
+                .map_or_else(pool::cpu_count, NonZeroUsize::get),
+            Kind::PMap(0) => pool::cpu_count(),
+            Kind::PMap(n) => n,
+        }
+    } else {
+        1
+    };
+    let enforce = call::must_enforce(deadline, &context);
+    let stop = CancelFlag::child_of(context.cancel.clone());
+    let plan = Arc::new(Plan {
+        op: Arc::clone(op),
+        options,
+        context: CallContext {
+            deadline: deadline.map(|(at, _)| at),
+            timeout: deadline.map(|(_, t)| t),
+            cancel: Some(Arc::clone(&stop)),
+        },
+        stop,
+        deadline: deadline.map(|(at, _)| at),
+        settled,
+    });
+
+    if let Some(backend) = backend {
+        return Ok(on_backend(&plan, backend, inputs, workers, enforce));
+    }
+    let threads = workers.min(len);
+    if enforce && len > 0 {
+        return Ok(on_spare_threads(&plan, inputs, threads.max(1), true));
+    }
+    if threads <= 1 {
+        return Ok(in_order(&plan, inputs));
+    }
+    match kind {
+        Kind::PMap(_) => Ok(on_spare_threads(&plan, inputs, threads, false)),
+        Kind::VMap => Ok(on_compute_pool(&plan, inputs, threads)),
+    }
+}
+
+/// Items in order on the caller's thread.
+fn in_order<O: Operator>(plan: &Plan<O>, inputs: Vec<O::Input>) -> Ran<O::Output> {
+    let _context = deadline::enter(plan.context.clone());
+    let mut slots: Vec<Option<Result<O::Output, XcsError>>> = Vec::with_capacity(inputs.len());
+    for (index, input) in inputs.into_iter().enumerate() {
+        if plan.given_up() {
+            break;
+        }
+        slots.push(Some(plan.run_item(index, input)));
+    }
+    slots.resize_with(slots.capacity(), || None);
+    Ran {
+        slots,
+        timeout: None,
+    }
+}
+
+/// Items on the compute pool with `threads` workers, by rayon's work-stealing.
+fn on_compute_pool<O: Operator>(
+    plan: &Plan<O>,
+    inputs: Vec<O::Input>,
+    threads: usize,
+) -> Ran<O::Output> {
+    let Some(pool) = pool::compute_pool(threads) else {
+        return in_order(plan, inputs);
+    };
+    let slots = pool.install(|| {
+        inputs
+            .into_par_iter()
+            .enumerate()
+            .map_init(
+                // Once per chunk of work a thread takes, not per item: carry the caller's
+                // options and deadline to this thread.
+                || {
+                    (
+                        scope::pin(plan.options),
+                        deadline::enter(plan.context.clone()),
+                    )
+                },
+                |_, (index, input)| {
+                    if plan.given_up() {
+                        return None;
+                    }
+                    Some(plan.run_item(index, input))
+                },
+            )
+            .collect()
+    });
+    Ran {
+        slots,
+        timeout: None,
+    }
+}
+
+enum Message<T> {
+    Item(usize, Result<T, XcsError>),
+    Done,
+}
+
+/// Inputs waiting to be taken by whichever thread runs them.
+struct Queue<I> {
+    inputs: Vec<Mutex<Option<I>>>,
+    next: AtomicUsize,
+}
+
+impl<I> Queue<I> {
+    fn new(inputs: Vec<I>) -> Self {
+        Queue {
+            inputs: inputs.into_iter().map(|i| Mutex::new(Some(i))).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn take(&self, index: usize) -> Option<I> {
+        self.inputs
+            .get(index)?
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    fn take_next(&self) -> Option<(usize, I)> {
+        loop {
+            let index = self.next.fetch_add(1, Ordering::Relaxed);
+            if index >= self.inputs.len() {
+                return None;
+            }
+            if let Some(input) = self.take(index) {
+                return Some((index, input));
+            }
+        }
+    }
+}
+
+/// Waits for item results until `expected_done` senders have finished or the deadline passes
+/// (when `enforce`).
+fn gather<O: Operator>(
+    plan: &Plan<O>,
+    receiver: mpsc::Receiver<Message<O::Output>>,
+    len: usize,
+    expected_done: usize,
+    enforce: bool,
+) -> Ran<O::Output> {
+    let mut slots: Vec<Option<Result<O::Output, XcsError>>> = Vec::new();
+    slots.resize_with(len, || None);
+    let mut done = 0;
+    let mut timeout = None;
+    while done < expected_done {
+        let message = match (enforce, plan.deadline) {
+            (true, Some(at)) => {
+                receiver.recv_timeout(at.saturating_duration_since(Instant::now()))
+            }
+            _ => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match message {
+            Ok(Message::Item(index, result)) => slots[index] = Some(result),
+            Ok(Message::Done) => done += 1,
+            Err(RecvTimeoutError::Timeout) => {
+                // Give up: unstarted items stay unstarted, running ones are abandoned on their
+                // threads and told so through `cancelled()`.
+                plan.stop.cancel();
+                timeout = plan.context.timeout;
+                break;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if timeout.is_none() {
+        // Results that raced the last `Done`.
+        while let Ok(message) = receiver.try_recv() {
+            if let Message::Item(index, result) = message {
+                slots[index] = Some(result);
+            }
+        }
+    }
+    Ran { slots, timeout }
+}
+
+/// Items on `threads` spare threads, each taking the next unstarted item; the caller waits,
+/// until the deadline when it must enforce one.
+fn on_spare_threads<O: Operator>(
+    plan: &Arc<Plan<O>>,
+    inputs: Vec<O::Input>,
+    threads: usize,
+    enforce: bool,
+) -> Ran<O::Output> {
+    let len = inputs.len();
+    let queue = Arc::new(Queue::new(inputs));
+    let (sender, receiver) = mpsc::channel();
+    for _ in 0..threads {
+        let plan = Arc::clone(plan);
+        let queue = Arc::clone(&queue);
+        let sender = sender.clone();
+        let worker = Box::new(move || {
+            let _options = scope::pin(plan.options);
+            let _context = deadline::enter(plan.context.clone());
+            while !plan.given_up() {
+                let Some((index, input)) = queue.take_next() else {
+                    break;
+                };
+                let result = plan.run_item(index, input);
+                if sender.send(Message::Item(index, result)).is_err() {
+                    break;
+                }
+            }
+            let _ = sender.send(Message::Done);
+        });
+        if let Err(worker) = pool::run_on_spare(worker) {
+            // No thread to be had: work on the caller's thread instead.
+            worker();
+        }
+    }
+    drop(sender);
+    gather(plan, receiver, len, threads, enforce)
+}
+
+/// Items handed to a registered backend.
+fn on_backend<O: Operator>(
+    plan: &Arc<Plan<O>>,
+    backend: Arc<dyn Backend>,
+    inputs: Vec<O::Input>,
+    workers: usize,
+    enforce: bool,
+) -> Ran<O::Output> {
+    let len = inputs.len();
+    let queue = Arc::new(Queue::new(inputs));
+    let (sender, receiver) = mpsc::channel();
+    let task: Arc<dyn Fn(usize) + Send + Sync> = {
+        let plan = Arc::clone(plan);
+        let sender = sender.clone();
+        Arc::new(move |index| {
+            if plan.given_up() {
+                return;
+            }
+            let Some(input) = queue.take(index) else {
+                return;
+            };
+            let _options = scope::pin(plan.options);
+            let _context = deadline::enter(plan.context.clone());
+            let result = plan.run_item(index, input);
+            let _ = sender.send(Message::Item(index, result));
+        })
+    };
+    let job = BatchJob::new(len, workers, plan.options.device_strategy, task);
+    let hand_over = move || {
+        backend.run(&job);
+        drop(job);
+        let _ = sender.send(Message::Done);
+    };
+    if enforce {
+        if let Err(hand_over) = pool::run_on_spare(Box::new(hand_over)) {
+            hand_over();
+        }
+    } else {
+        hand_over();
+    }
+    gather(plan, receiver, len, 1, enforce)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct AddOne;
+    impl Operator for AddOne {
+        type Input = u32;
+        type Output = u32;
+        fn forward(&self, x: u32) -> Result<u32, XcsError> {
+            if x == 13 {
+                return Err(XcsError::operator("add_one", "unlucky"));
+            }
+            Ok(x + 1)
+        }
+        fn name(&self) -> &str {
+            "add_one"
+        }
+    }
+
+    #[test]
+    fn keeps_order_on_every_path() {
+        let inputs: Vec<u32> = (0..100).filter(|x| *x != 13).collect();
+        let expected: Vec<u32> = inputs.iter().map(|x| x + 1).collect();
+        assert_eq!(vmap(AddOne).call(inputs.clone()).unwrap(), expected);
+        assert_eq!(pmap(AddOne, 3).call(inputs.clone()).unwrap(), expected);
+        let sequential = OptionsPatch::new().use_parallel(false);
+        let out = crate::with_options(&sequential, || vmap(AddOne).call(inputs.clone()));
+        assert_eq!(out.unwrap(), expected);
+    }
+
+    #[test]
+    fn reports_lowest_failing_index() {
+        let err = vmap(AddOne).call((10..20).collect()).unwrap_err();
+        assert_eq!(err.index(), Some(3));
+        let settled = pmap(AddOne, 2).call_settled(vec![1, 13, 2]);
+        assert!(settled[0].is_ok() && settled[1].is_err() && settled[2].is_ok());
+    }
+
+    use crate::OptionsPatch;
 }

@@ -97,37 +97,34 @@ pub(crate) fn run_on_spare(job: Job) -> Result<(), Job> {
 fn start_spare(first: Job) -> Result<(), Job> {
     let id = SPARE_IDS.fetch_add(1, Ordering::Relaxed);
     let (sender, receiver) = mpsc::channel::<Job>();
-    // The job travels through the channel so that a failed spawn hands it back.
-    if let Err(mpsc::SendError(job)) = sender.send(first) {
-        return Err(job);
-    }
+    let own_sender = sender.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("xcs-worker-{id}"))
-        .spawn(move || spare_loop(id, sender, receiver));
-    match spawned {
-        Ok(_) => {
-            SPARES_STARTED.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        }
-        // The closure (and with it the receiver holding the job) is gone; nothing ran.
-        Err(_) => Err(Box::new(|| {})),
+        .spawn(move || spare_loop(id, own_sender, receiver));
+    if spawned.is_err() {
+        // The OS refused a thread; hand the job back so the caller can run it itself.
+        return Err(first);
     }
+    SPARES_STARTED.fetch_add(1, Ordering::Relaxed);
+    // The thread owns the receiver until it has drained its channel, so this cannot fail.
+    sender.send(first).map_err(|mpsc::SendError(job)| job)
 }
 
 fn spare_loop(id: usize, sender: Sender<Job>, receiver: Receiver<Job>) {
+    let run = |job: Job| {
+        // Jobs catch their own panics; this is a last line of defence so one bad job cannot
+        // take a reusable thread down with it.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+        IDLE.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Spare {
+                id,
+                sender: sender.clone(),
+            });
+    };
     loop {
         match receiver.recv_timeout(SPARE_IDLE_TIMEOUT) {
-            Ok(job) => {
-                // Jobs catch their own panics; this is a last line of defence so one bad job
-                // cannot take a reusable thread down with it.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                IDLE.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(Spare {
-                        id,
-                        sender: sender.clone(),
-                    });
-            }
+            Ok(job) => run(job),
             Err(RecvTimeoutError::Timeout) => {
                 let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Some(pos) = idle.iter().position(|s| s.id == id) {
@@ -137,15 +134,7 @@ fn spare_loop(id: usize, sender: Sender<Job>, receiver: Receiver<Job>) {
                 // Someone took this thread just now and is about to send a job: wait for it.
                 drop(idle);
                 match receiver.recv() {
-                    Ok(job) => {
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                        IDLE.lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .push(Spare {
-                                id,
-                                sender: sender.clone(),
-                            });
-                    }
+                    Ok(job) => run(job),
                     Err(_) => return,
                 }
             }
