@@ -1,0 +1,159 @@
+//! Shared test operators and helpers.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use xcs::{ExecutionOptions, Operator, XcsError};
+
+/// Serializes the tests of one binary that touch process-wide state (global options, cache,
+/// backends).
+pub fn global_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Records which threads ran items, in which order, and under which options.
+#[derive(Default)]
+pub struct Recorder {
+    pub threads: Mutex<HashSet<ThreadId>>,
+    pub order: Mutex<Vec<u64>>,
+    pub seen: Mutex<Vec<ExecutionOptions>>,
+    pub started: AtomicUsize,
+}
+
+impl Recorder {
+    pub fn distinct_threads(&self) -> usize {
+        self.threads.lock().unwrap().len()
+    }
+}
+
+/// Sleeps `input` milliseconds... no: sleeps `sleep` per item and records where it ran.
+pub struct Probe {
+    pub record: Arc<Recorder>,
+    pub sleep: Duration,
+    pub fail_on: Option<u64>,
+    pub panic_on: Option<u64>,
+}
+
+impl Probe {
+    pub fn new(sleep_ms: u64) -> (Probe, Arc<Recorder>) {
+        let record = Arc::new(Recorder::default());
+        (
+            Probe {
+                record: Arc::clone(&record),
+                sleep: Duration::from_millis(sleep_ms),
+                fail_on: None,
+                panic_on: None,
+            },
+            record,
+        )
+    }
+}
+
+impl Operator for Probe {
+    type Input = u64;
+    type Output = u64;
+
+    fn forward(&self, input: u64) -> Result<u64, XcsError> {
+        self.record.started.fetch_add(1, Ordering::SeqCst);
+        self.record
+            .threads
+            .lock()
+            .unwrap()
+            .insert(std::thread::current().id());
+        self.record.order.lock().unwrap().push(input);
+        self.record
+            .seen
+            .lock()
+            .unwrap()
+            .push(xcs::get_execution_options());
+        if !self.sleep.is_zero() {
+            std::thread::sleep(self.sleep);
+        }
+        if self.fail_on == Some(input) {
+            return Err(XcsError::operator("probe", format!("item {input} failed")));
+        }
+        if self.panic_on == Some(input) {
+            panic!("probe panicked on {input}");
+        }
+        Ok(input * 10)
+    }
+
+    fn name(&self) -> &str {
+        "probe"
+    }
+}
+
+/// A gate items wait on until the test opens it.
+#[derive(Default)]
+pub struct Gate {
+    open: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Gate {
+    pub fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.cond.notify_all();
+    }
+
+    /// Waits until open or `limit` passes (so a broken test cannot hang forever).
+    pub fn wait(&self, limit: Duration) {
+        let guard = self.open.lock().unwrap();
+        let _ = self.cond.wait_timeout_while(guard, limit, |open| !*open).unwrap();
+    }
+}
+
+/// An operator whose items hang on a gate; counts starts and finishes.
+pub struct Hang {
+    pub gate: Arc<Gate>,
+    pub started: Arc<AtomicUsize>,
+    pub finished: Arc<AtomicUsize>,
+    /// Items with an input below this hang; others return at once.
+    pub hang_below: u64,
+}
+
+impl Hang {
+    pub fn new(hang_below: u64) -> Hang {
+        Hang {
+            gate: Arc::new(Gate::default()),
+            started: Arc::new(AtomicUsize::new(0)),
+            finished: Arc::new(AtomicUsize::new(0)),
+            hang_below,
+        }
+    }
+}
+
+impl Operator for Hang {
+    type Input = u64;
+    type Output = u64;
+
+    fn forward(&self, input: u64) -> Result<u64, XcsError> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        if input < self.hang_below {
+            self.gate.wait(Duration::from_secs(20));
+        }
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        Ok(input)
+    }
+
+    fn name(&self) -> &str {
+        "hang"
+    }
+}
+
+/// Waits until `counter` reaches `value` (or 10 s pass); returns whether it did.
+pub fn wait_for(counter: &AtomicUsize, value: usize) -> bool {
+    let start = std::time::Instant::now();
+    while counter.load(Ordering::SeqCst) < value {
+        if start.elapsed() > Duration::from_secs(10) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    true
+}

@@ -1,0 +1,240 @@
+//! vmap / pmap steered by the options: observed through the threads items ran on, the order
+//! they ran in, and the options they saw.
+
+mod common;
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use common::Probe;
+use xcs::{
+    Operator, OptionsPatch, Scheduler, XcsError, get_execution_options, pmap,
+    vmap, with_options,
+};
+
+fn workers(n: usize) -> OptionsPatch {
+    OptionsPatch::new().max_workers(NonZeroUsize::new(n))
+}
+
+fn sequential() -> OptionsPatch {
+    OptionsPatch::new().use_parallel(false)
+}
+
+#[test]
+fn max_workers_bounds_distinct_threads() {
+    for limit in [1usize, 2, 4] {
+        let (op, record) = Probe::new(3);
+        let out = with_options(&workers(limit), || vmap(op).call((0..32).collect())).unwrap();
+        assert_eq!(out, (0..32).map(|x| x * 10).collect::<Vec<_>>());
+        let used = record.distinct_threads();
+        assert!(used <= limit, "max_workers = {limit} but {used} threads ran items");
+        if limit > 1 {
+            assert!(used > 1, "max_workers = {limit} but only one thread ran items");
+        }
+    }
+}
+
+#[test]
+fn max_workers_one_runs_on_the_caller() {
+    let (op, record) = Probe::new(0);
+    with_options(&workers(1), || vmap(op).call((0..8).collect())).unwrap();
+    let threads = record.threads.lock().unwrap();
+    assert_eq!(threads.len(), 1);
+    assert!(threads.contains(&std::thread::current().id()));
+}
+
+#[test]
+fn use_parallel_false_is_sequential_on_the_caller() {
+    let (op, record) = Probe::new(1);
+    let op = Arc::new(op);
+    with_options(&sequential(), || vmap(Arc::clone(&op)).call((0..16).collect())).unwrap();
+    assert_eq!(*record.order.lock().unwrap(), (0..16).collect::<Vec<_>>());
+    let threads = record.threads.lock().unwrap().clone();
+    assert_eq!(threads.len(), 1);
+    assert!(threads.contains(&std::thread::current().id()));
+    // pmap too: the global debugging switch.
+    let (op, record) = Probe::new(1);
+    with_options(&sequential(), || pmap(op, 4).call((0..8).collect())).unwrap();
+    assert_eq!(*record.order.lock().unwrap(), (0..8).collect::<Vec<_>>());
+    assert_eq!(record.distinct_threads(), 1);
+}
+
+#[test]
+fn legacy_sequential_scheduler_is_sequential() {
+    for name in ["sequential", "topological"] {
+        let patch = OptionsPatch::from_pairs([("scheduler", name)]).unwrap();
+        let (op, record) = Probe::new(1);
+        let seen = with_options(&patch, || {
+            assert_eq!(get_execution_options().scheduler, Scheduler::from_name(name));
+            vmap(op).call((0..12).collect()).unwrap();
+            get_execution_options()
+        });
+        assert!(!seen.use_parallel);
+        assert_eq!(*record.order.lock().unwrap(), (0..12).collect::<Vec<_>>());
+        assert_eq!(record.distinct_threads(), 1);
+    }
+}
+
+#[test]
+fn items_see_the_callers_scope() {
+    let patch = OptionsPatch::new()
+        .max_workers(NonZeroUsize::new(3))
+        .enable_caching(false)
+        .device_strategy(xcs::DeviceStrategy::Cpu);
+    let (op, record) = Probe::new(2);
+    let outer = with_options(&patch, || {
+        vmap(op).call((0..24).collect()).unwrap();
+        get_execution_options()
+    });
+    let seen = record.seen.lock().unwrap();
+    assert_eq!(seen.len(), 24);
+    assert!(seen.iter().all(|options| *options == outer));
+    // And they ran on worker threads, not (only) the caller.
+    assert!(record.distinct_threads() > 1);
+}
+
+#[test]
+fn pmap_items_see_the_callers_scope_and_use_exactly_its_workers() {
+    let patch = OptionsPatch::new()
+        .trace_execution(false)
+        .max_workers(NonZeroUsize::new(1));
+    let (op, record) = Probe::new(15);
+    let outer = with_options(&patch, || {
+        // max_workers does not apply to pmap: its worker count is explicit.
+        pmap(op, 4).call((0..16).collect()).unwrap();
+        get_execution_options()
+    });
+    assert_eq!(record.distinct_threads(), 4);
+    assert!(record.seen.lock().unwrap().iter().all(|o| *o == outer));
+}
+
+#[test]
+fn pmap_zero_means_one_per_cpu() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (op, record) = Probe::new(10);
+    pmap(op, 0).call((0..(cpus as u64 * 3)).collect()).unwrap();
+    assert!(record.distinct_threads() <= cpus);
+}
+
+#[test]
+fn nested_vmap_keeps_order_and_options() {
+    let (op, record) = Probe::new(0);
+    let nested = vmap(vmap(op));
+    let inputs: Vec<Vec<u64>> = (0..6).map(|i| (i * 10..i * 10 + 5).collect()).collect();
+    let out = with_options(&workers(2), || nested.call(inputs.clone())).unwrap();
+    let expected: Vec<Vec<u64>> = inputs
+        .iter()
+        .map(|row| row.iter().map(|x| x * 10).collect())
+        .collect();
+    assert_eq!(out, expected);
+    assert!(
+        record
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|o| o.max_workers == NonZeroUsize::new(2))
+    );
+    assert!(record.distinct_threads() <= 2);
+    // Mixed worker counts nest too.
+    let (op, _) = Probe::new(0);
+    let mixed = pmap(vmap(op), 3);
+    assert_eq!(mixed.call(inputs).unwrap(), expected);
+}
+
+#[test]
+fn lowest_index_error_wins_and_names_the_item() {
+    let (mut op, _) = Probe::new(0);
+    op.fail_on = Some(7);
+    let err = vmap(op).call((0..20).collect()).unwrap_err();
+    match &err {
+        XcsError::Operator { index, .. } => assert_eq!(*index, Some(7)),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(err.to_string().contains("item 7"), "{err}");
+}
+
+#[test]
+fn unstarted_items_are_not_started_after_a_failure() {
+    // In order: nothing after the failing item runs.
+    let (mut op, record) = Probe::new(0);
+    op.fail_on = Some(2);
+    let err = with_options(&sequential(), || vmap(op).call((0..100).collect())).unwrap_err();
+    assert_eq!(err.index(), Some(2));
+    assert_eq!(record.started.load(Ordering::SeqCst), 3);
+    // In parallel: the failure stops the batch long before its 400 items are done.
+    let (mut op, record) = Probe::new(2);
+    op.fail_on = Some(0);
+    let err = with_options(&workers(2), || pmap(op, 2).call((0..400).collect())).unwrap_err();
+    assert_eq!(err.index(), Some(0));
+    assert!(record.started.load(Ordering::SeqCst) < 10);
+}
+
+#[test]
+fn panics_become_errors_and_the_runtime_stays_usable() {
+    for round in 0..50 {
+        let (mut op, _) = Probe::new(0);
+        op.panic_on = Some(round % 5);
+        let err = if round % 2 == 0 {
+            vmap(op).call((0..5).collect())
+        } else {
+            pmap(op, 3).call((0..5).collect())
+        }
+        .unwrap_err();
+        match err {
+            XcsError::Panicked { message, index, .. } => {
+                assert_eq!(message, format!("probe panicked on {}", round % 5));
+                assert_eq!(index, Some(round as usize % 5));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let (op, record) = Probe::new(2);
+    let out = with_options(&workers(2), || vmap(op).call((0..16).collect())).unwrap();
+    assert_eq!(out.len(), 16);
+    assert_eq!(record.distinct_threads(), 2);
+}
+
+#[test]
+fn call_settled_returns_every_outcome() {
+    let (mut op, record) = Probe::new(0);
+    op.fail_on = Some(1);
+    let outcomes = vmap(op).call_settled(vec![0, 1, 2, 3]);
+    assert_eq!(record.started.load(Ordering::SeqCst), 4);
+    assert_eq!(outcomes.len(), 4);
+    assert!(matches!(outcomes[1], Err(XcsError::Operator { index: Some(1), .. })));
+    assert_eq!(outcomes[3].as_ref().unwrap(), &30);
+}
+
+#[test]
+fn one_item_and_empty_batches() {
+    let (op, record) = Probe::new(0);
+    let op = Arc::new(op);
+    assert_eq!(vmap(Arc::clone(&op)).call(vec![4]).unwrap(), vec![40]);
+    assert!(record.threads.lock().unwrap().contains(&std::thread::current().id()));
+    assert!(vmap(Arc::clone(&op)).call(vec![]).unwrap().is_empty());
+    assert!(pmap(op, 4).call(vec![]).unwrap().is_empty());
+}
+
+#[test]
+fn pools_are_built_once_per_worker_count() {
+    let (op, _) = Probe::new(0);
+    let batch = vmap(op);
+    with_options(&workers(3), || batch.call((0..8).collect())).unwrap();
+    let built = xcs::__private::compute_pools_built();
+    for _ in 0..20 {
+        with_options(&workers(3), || batch.call((0..8).collect())).unwrap();
+    }
+    assert_eq!(xcs::__private::compute_pools_built(), built);
+}
+
+#[test]
+fn vmap_names_itself_after_its_operator() {
+    let (op, _) = Probe::new(0);
+    assert_eq!(vmap(op).name(), "vmap(probe)");
+    let (op, _) = Probe::new(0);
+    let p = pmap(op, 5);
+    assert_eq!(p.name(), "pmap(probe)");
+    assert_eq!(p.num_workers(), 5);
+}
