@@ -42,6 +42,16 @@ use crate::error::XcsError;
 /// (as `Double.call(…)` above) cannot be abandoned safely, so its `call` refuses to start after
 /// the deadline, returns `Timeout` if `forward` finishes late, and the body can cooperate by
 /// checking [`cancelled`](crate::cancelled). Wrap it in an `Arc` for a hard deadline.
+///
+/// Method syntax prefers the operator's own `call`: on a `handle: &'static O`, `handle.call(x)`
+/// is `O::call` through a borrow. Pass the handle where an operator is expected (`vmap(handle)`)
+/// or write `Operator::call(&handle, x)` to use the handle's deadline-enforcing `call`.
+///
+/// # Caching
+/// Under `enable_caching`, `call` answers an input seen before from the cache, keyed by the
+/// operator's type, its [`name`](Operator::name) and a fingerprint of the input. Operators of
+/// one type that behave differently per instance (configuration fields) must return different
+/// names, or they share entries.
 pub trait Operator: Send + Sync + 'static {
     /// What one call takes.
     type Input: Send + 'static;

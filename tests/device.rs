@@ -1,0 +1,116 @@
+//! `device_strategy`: batches go to the backend the strategy names, or fail clearly.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
+
+use common::{Probe, global_lock};
+use xcs::{Backend, BatchJob, DeviceStrategy, Operator, OptionsPatch, XcsError, vmap, with_options};
+
+/// Runs items in reverse order on a thread of its own, recording what it was given.
+#[derive(Default)]
+struct Recording {
+    batches: AtomicUsize,
+    items: AtomicUsize,
+    threads: Mutex<Vec<ThreadId>>,
+}
+
+impl Backend for Recording {
+    fn run(&self, job: &BatchJob) {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        self.items.fetch_add(job.len(), Ordering::SeqCst);
+        let runner = job.item_runner();
+        let len = job.len();
+        let thread = std::thread::spawn(move || {
+            for index in (0..len).rev() {
+                runner(index);
+            }
+            std::thread::current().id()
+        });
+        self.threads.lock().unwrap().push(thread.join().unwrap());
+    }
+}
+
+fn strategy(strategy: DeviceStrategy) -> OptionsPatch {
+    OptionsPatch::new().device_strategy(strategy)
+}
+
+#[test]
+fn a_registered_gpu_backend_receives_the_batch() {
+    let _lock = global_lock();
+    let backend = Arc::new(Recording::default());
+    xcs::register_backend("gpu", backend.clone()).unwrap();
+    let (op, record) = Probe::new(0);
+    let patch = strategy(DeviceStrategy::Gpu).enable_caching(false);
+    let (out, outer) = with_options(&patch, || {
+        (vmap(op).call((0..5).collect()), xcs::get_execution_options())
+    });
+    xcs::unregister_backend("gpu");
+    assert_eq!(out.unwrap(), vec![0, 10, 20, 30, 40]);
+    assert_eq!(backend.batches.load(Ordering::SeqCst), 1);
+    assert_eq!(backend.items.load(Ordering::SeqCst), 5);
+    // Items ran on the backend's thread, in the backend's order, under the caller's options.
+    let backend_thread = backend.threads.lock().unwrap()[0];
+    assert_eq!(
+        record.threads.lock().unwrap().iter().collect::<Vec<_>>(),
+        vec![&backend_thread]
+    );
+    assert_eq!(*record.order.lock().unwrap(), vec![4, 3, 2, 1, 0]);
+    assert!(record.seen.lock().unwrap().iter().all(|o| *o == outer));
+}
+
+#[test]
+fn gpu_without_a_backend_is_unavailable() {
+    let _lock = global_lock();
+    xcs::unregister_backend("gpu");
+    let (op, record) = Probe::new(0);
+    let err = with_options(&strategy(DeviceStrategy::Gpu), || vmap(op).call(vec![1, 2]))
+        .unwrap_err();
+    match &err {
+        XcsError::DeviceUnavailable {
+            strategy,
+            registered,
+        } => {
+            assert_eq!(strategy, "gpu");
+            assert!(registered.contains(&"cpu".to_string()));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(err.to_string().contains("`gpu`"), "{err}");
+    assert_eq!(record.started.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn named_strategies_use_their_backend() {
+    let _lock = global_lock();
+    let tpu = Arc::new(Recording::default());
+    xcs::register_backend("tpu", tpu.clone()).unwrap();
+    // A registered name also parses from configuration.
+    let patch = OptionsPatch::from_pairs([("device_strategy", "tpu")]).unwrap();
+    let (op, _) = Probe::new(0);
+    let out = with_options(&patch, || vmap(op).call(vec![1, 2, 3])).unwrap();
+    assert_eq!(out, vec![10, 20, 30]);
+    assert_eq!(tpu.batches.load(Ordering::SeqCst), 1);
+    xcs::unregister_backend("tpu");
+    let (op, _) = Probe::new(0);
+    let err = with_options(&strategy(DeviceStrategy::named("tpu")), || {
+        vmap(op).call(vec![1])
+    })
+    .unwrap_err();
+    assert!(matches!(err, XcsError::DeviceUnavailable { .. }));
+    assert!(OptionsPatch::from_pairs([("device_strategy", "tpu")]).is_err());
+}
+
+#[test]
+fn cpu_and_auto_use_the_built_in_backend() {
+    let _lock = global_lock();
+    assert!(xcs::register_backend("cpu", Arc::new(Recording::default())).is_err());
+    for s in [DeviceStrategy::Auto, DeviceStrategy::Cpu] {
+        let (op, record) = Probe::new(1);
+        let out = with_options(&strategy(s), || vmap(op).call((0..6).collect())).unwrap();
+        assert_eq!(out.len(), 6);
+        assert!(record.distinct_threads() >= 1);
+    }
+}
