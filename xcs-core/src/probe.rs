@@ -78,6 +78,8 @@ impl<T> NoCloneProbe<T> for Probe<T> {
 }
 
 #[cfg(test)]
+// The double borrow is the mechanism under test, not a mistake.
+#[allow(clippy::needless_borrow)]
 mod tests {
     use super::*;
 
