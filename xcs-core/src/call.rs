@@ -134,14 +134,25 @@ pub(crate) fn invoke<O: Operator + ?Sized>(
     detach: Option<Detach<'_, O::Input, O::Output>>,
 ) -> Result<O::Output, XcsError> {
     let options = get_execution_options();
-    if !options.enable_caching
-        && !options.trace_execution
-        && options.timeout_seconds.is_none()
-        && !deadline::has_deadline()
-    {
+    let timed = options.timeout_seconds.is_some() || deadline::has_deadline();
+    invoke_under(op, input, index, detach, &options, timed)
+}
+
+/// [`invoke`] with the options (and whether a deadline applies) already known, as they are for
+/// batch items: the executor read them once for the whole batch.
+#[inline]
+pub(crate) fn invoke_under<O: Operator + ?Sized>(
+    op: &O,
+    input: O::Input,
+    index: Option<usize>,
+    detach: Option<Detach<'_, O::Input, O::Output>>,
+    options: &ExecutionOptions,
+    timed: bool,
+) -> Result<O::Output, XcsError> {
+    if !options.enable_caching && !options.trace_execution && !timed {
         return guarded(op.name(), index, || op.forward(input));
     }
-    invoke_with(op, input, index, detach, &options)
+    invoke_with(op, input, index, detach, options, timed)
 }
 
 #[cold]
@@ -151,12 +162,18 @@ fn invoke_with<O: Operator + ?Sized>(
     index: Option<usize>,
     detach: Option<Detach<'_, O::Input, O::Output>>,
     options: &ExecutionOptions,
+    timed: bool,
 ) -> Result<O::Output, XcsError> {
     let name = op.name();
-    let context = deadline::current();
-    let now = Instant::now();
-    let deadline = deadline_for(options, &context, now);
-    if let Some((at, timeout)) = deadline {
+    // Only calls under a deadline pay for reading the clock and the context.
+    let context = if timed {
+        deadline::current()
+    } else {
+        CallContext::default()
+    };
+    let now = if timed { Some(Instant::now()) } else { None };
+    let deadline = now.and_then(|now| deadline_for(options, &context, now));
+    if let (Some((at, timeout)), Some(now)) = (deadline, now) {
         if now >= at || context.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
             if options.trace_execution {
                 trace::begin(name, index).finish(Outcome::Timeout);

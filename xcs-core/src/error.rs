@@ -25,8 +25,8 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum XcsError {
     /// An option name that is not in the table. The message is exactly
-    /// `Invalid execution option: <name>`, followed by `; did you mean `<option>`?` where one is
-    /// close.
+    /// ``Invalid execution option: <name>``, followed by ``; did you mean `<option>`?`` where one
+    /// is close.
     #[error("Invalid execution option: {name}{}", DidYouMean(*suggestion))]
     InvalidOption {
         /// The name as given.
