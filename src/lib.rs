@@ -57,3 +57,8 @@ pub mod prelude {
 pub mod __private {
     pub use xcs_core::__private::*;
 }
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

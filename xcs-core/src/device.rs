@@ -20,7 +20,6 @@ use crate::options::DeviceStrategy;
 /// Something that runs batches: a GPU queue, a remote worker, a test double.
 ///
 /// ```
-/// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 /// use xcs::{Backend, BatchJob};
 ///
@@ -36,9 +35,10 @@ use crate::options::DeviceStrategy;
 ///     }
 /// }
 ///
-/// xcs::register_backend("in-order", Arc::new(InOrder(AtomicUsize::new(0))));
+/// xcs::register_backend("in-order", InOrder(AtomicUsize::new(0)))?;
 /// assert!(xcs::registered_backends().contains(&"in-order".to_string()));
 /// # xcs::unregister_backend("in-order");
+/// # Ok::<(), xcs::XcsError>(())
 /// ```
 pub trait Backend: Send + Sync + 'static {
     /// Runs the items of `job`, each at most once, and returns when every item has run (or was
@@ -118,14 +118,15 @@ impl fmt::Debug for BatchJob {
 static BACKENDS: RwLock<BTreeMap<String, Arc<dyn Backend>>> = RwLock::new(BTreeMap::new());
 
 /// Registers `backend` under `name` (case-insensitive; `"gpu"` serves `DeviceStrategy::Gpu`),
-/// replacing and returning any backend registered under it before. The names `"auto"` and
-/// `"cpu"` belong to the built-in CPU backend and cannot be taken.
+/// replacing and returning any backend registered under it before. Takes a backend by value,
+/// an `Arc` of one, or an `Arc<dyn Backend>`. The names `"auto"` and `"cpu"` belong to the
+/// built-in CPU backend and cannot be taken.
 ///
 /// # Errors
-/// [`XcsError::InvalidValue`] for `"auto"`, `"cpu"` or an empty name.
-pub fn register_backend(
+/// [`XcsError::InvalidValue`] for `"auto"`, `"cpu"` or an empty name; nothing is registered.
+pub fn register_backend<B: Backend>(
     name: &str,
-    backend: Arc<dyn Backend>,
+    backend: B,
 ) -> Result<Option<Arc<dyn Backend>>, XcsError> {
     let key = name.trim().to_ascii_lowercase();
     if key.is_empty() || key == "auto" || key == "cpu" {
@@ -135,8 +136,16 @@ pub fn register_backend(
             expected: "a backend name other than \"auto\" and \"cpu\" (built in)".to_owned(),
         });
     }
+    let backend: Arc<dyn Backend> = Arc::new(backend);
     let mut backends = BACKENDS.write().unwrap_or_else(PoisonError::into_inner);
     Ok(backends.insert(key, backend))
+}
+
+/// A shared backend is a backend.
+impl<B: Backend + ?Sized> Backend for Arc<B> {
+    fn run(&self, job: &BatchJob) {
+        (**self).run(job);
+    }
 }
 
 /// Removes the backend registered under `name`, returning it.
