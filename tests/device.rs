@@ -106,11 +106,16 @@ fn named_strategies_use_their_backend() {
 #[test]
 fn cpu_and_auto_use_the_built_in_backend() {
     let _lock = global_lock();
-    assert!(xcs::register_backend("cpu", Arc::new(Recording::default())).is_err());
+    assert!(xcs::register_backend("cpu", Recording::default()).is_err());
+    // A registered GPU backend is not used unless the strategy asks for it.
+    let gpu = Arc::new(Recording::default());
+    xcs::register_backend("gpu", gpu.clone()).unwrap();
     for s in [DeviceStrategy::Auto, DeviceStrategy::Cpu] {
-        let (op, record) = Probe::new(1);
+        let (op, record) = Probe::new(0);
         let out = with_options(&strategy(s), || vmap(op).call((0..6).collect())).unwrap();
-        assert_eq!(out.len(), 6);
-        assert!(record.distinct_threads() >= 1);
+        assert_eq!(out, vec![0, 10, 20, 30, 40, 50]);
+        assert_eq!(record.started.load(Ordering::SeqCst), 6);
     }
+    xcs::unregister_backend("gpu");
+    assert_eq!(gpu.batches.load(Ordering::SeqCst), 0);
 }

@@ -6,6 +6,7 @@ mod common;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use common::Probe;
 use xcs::{
@@ -24,14 +25,14 @@ fn sequential() -> OptionsPatch {
 #[test]
 fn max_workers_bounds_distinct_threads() {
     for limit in [1usize, 2, 4] {
-        let (op, record) = Probe::new(3);
-        let out = with_options(&workers(limit), || vmap(op).call((0..32).collect())).unwrap();
-        assert_eq!(out, (0..32).map(|x| x * 10).collect::<Vec<_>>());
+        let (mut op, record) = Probe::new(1);
+        // Items wait for `limit + 1` threads, which never come: each waits until the shared
+        // deadline, so every worker the pool has gets to run items.
+        op.rendezvous = Some((limit + 1, Instant::now() + Duration::from_millis(300)));
+        let out = with_options(&workers(limit), || vmap(op).call((0..16).collect())).unwrap();
+        assert_eq!(out, (0..16).map(|x| x * 10).collect::<Vec<_>>());
         let used = record.distinct_threads();
-        assert!(used <= limit, "max_workers = {limit} but {used} threads ran items");
-        if limit > 1 {
-            assert!(used > 1, "max_workers = {limit} but only one thread ran items");
-        }
+        assert_eq!(used, limit, "max_workers = {limit} but {used} threads ran items");
     }
 }
 
@@ -82,7 +83,8 @@ fn items_see_the_callers_scope() {
         .max_workers(NonZeroUsize::new(3))
         .enable_caching(false)
         .device_strategy(xcs::DeviceStrategy::Cpu);
-    let (op, record) = Probe::new(2);
+    let (mut op, record) = Probe::new(1);
+    op.rendezvous = Some((3, Instant::now() + Duration::from_secs(5)));
     let outer = with_options(&patch, || {
         vmap(op).call((0..24).collect()).unwrap();
         get_execution_options()
@@ -90,8 +92,8 @@ fn items_see_the_callers_scope() {
     let seen = record.seen.lock().unwrap();
     assert_eq!(seen.len(), 24);
     assert!(seen.iter().all(|options| *options == outer));
-    // And they ran on worker threads, not (only) the caller.
-    assert!(record.distinct_threads() > 1);
+    // And they ran on the three workers.
+    assert_eq!(record.distinct_threads(), 3);
 }
 
 #[test]
@@ -99,7 +101,8 @@ fn pmap_items_see_the_callers_scope_and_use_exactly_its_workers() {
     let patch = OptionsPatch::new()
         .trace_execution(false)
         .max_workers(NonZeroUsize::new(1));
-    let (op, record) = Probe::new(15);
+    let (mut op, record) = Probe::new(1);
+    op.rendezvous = Some((4, Instant::now() + Duration::from_secs(5)));
     let outer = with_options(&patch, || {
         // max_workers does not apply to pmap: its worker count is explicit.
         pmap(op, 4).call((0..16).collect()).unwrap();
@@ -190,7 +193,8 @@ fn panics_become_errors_and_the_runtime_stays_usable() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    let (op, record) = Probe::new(2);
+    let (mut op, record) = Probe::new(1);
+    op.rendezvous = Some((2, Instant::now() + Duration::from_secs(5)));
     let out = with_options(&workers(2), || vmap(op).call((0..16).collect())).unwrap();
     assert_eq!(out.len(), 16);
     assert_eq!(record.distinct_threads(), 2);

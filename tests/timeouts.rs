@@ -57,11 +57,13 @@ fn unstarted_items_are_never_started() {
     let (gate, started) = (Arc::clone(&op.gate), Arc::clone(&op.started));
     let err = with_options(&timeout(0.1), || pmap(op, 2).call((0..10).collect())).unwrap_err();
     assert!(err.is_timeout());
-    assert_eq!(started.load(Ordering::SeqCst), 2);
+    // At most one item per worker started (a worker that came up after the deadline takes none).
+    let at_return = started.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&at_return), "{at_return} items started");
     gate.open();
-    // The two workers finish their items and take no more.
+    // The workers finish their items and take no more.
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(started.load(Ordering::SeqCst), 2);
+    assert_eq!(started.load(Ordering::SeqCst), at_return);
 }
 
 /// Two items that can only finish if they run at the same time.

@@ -37,6 +37,9 @@ pub struct Probe {
     pub sleep: Duration,
     pub fail_on: Option<u64>,
     pub panic_on: Option<u64>,
+    /// If set, each item waits (until a shared deadline) for this many distinct threads to be
+    /// running items, so parallelism is observed even on a loaded machine.
+    pub rendezvous: Option<(usize, std::time::Instant)>,
 }
 
 impl Probe {
@@ -48,6 +51,7 @@ impl Probe {
                 sleep: Duration::from_millis(sleep_ms),
                 fail_on: None,
                 panic_on: None,
+                rendezvous: None,
             },
             record,
         )
@@ -71,6 +75,11 @@ impl Operator for Probe {
             .lock()
             .unwrap()
             .push(xcs::get_execution_options());
+        if let Some((threads, until)) = self.rendezvous {
+            while self.record.distinct_threads() < threads && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         if !self.sleep.is_zero() {
             std::thread::sleep(self.sleep);
         }
