@@ -119,3 +119,19 @@ fn cpu_and_auto_use_the_built_in_backend() {
     xcs::unregister_backend("gpu");
     assert_eq!(gpu.batches.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn settled_batches_report_an_unavailable_device_for_every_item() {
+    let _lock = global_lock();
+    xcs::unregister_backend("gpu");
+    let (op, _) = Probe::new(0);
+    let outcomes = with_options(&strategy(DeviceStrategy::Gpu), || {
+        vmap(op).call_settled(vec![1, 2, 3])
+    });
+    assert_eq!(outcomes.len(), 3);
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Err(XcsError::DeviceUnavailable { .. })))
+    );
+}

@@ -242,3 +242,27 @@ fn vmap_names_itself_after_its_operator() {
     assert_eq!(p.name(), "pmap(probe)");
     assert_eq!(p.num_workers(), 5);
 }
+
+#[test]
+fn nested_batches_with_their_own_worker_counts() {
+    // Outer vmap on 2 workers; each item runs an inner vmap on 3 (another pool) and a pmap.
+    struct Inner;
+    impl Operator for Inner {
+        type Input = u64;
+        type Output = Vec<u64>;
+        fn forward(&self, x: u64) -> Result<Vec<u64>, XcsError> {
+            let (op, _) = Probe::new(0);
+            let (op2, _) = Probe::new(0);
+            let inner = with_options(&workers(3), || vmap(op).call(vec![x, x + 1, x + 2]))?;
+            let more = pmap(op2, 2).call(vec![x])?;
+            Ok(inner.into_iter().chain(more).collect())
+        }
+        fn name(&self) -> &str {
+            "inner"
+        }
+    }
+    let out = with_options(&workers(2), || vmap(Inner).call((0..8).collect())).unwrap();
+    for (x, row) in (0..8u64).zip(out) {
+        assert_eq!(row, vec![x * 10, (x + 1) * 10, (x + 2) * 10, x * 10]);
+    }
+}

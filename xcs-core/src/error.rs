@@ -149,6 +149,71 @@ impl XcsError {
         self
     }
 
+    /// A copy of this error for reporting it more than once. Every field is kept, except that
+    /// an operator's source error (which need not be `Clone`) is carried over as its message.
+    pub fn describe_again(&self) -> XcsError {
+        match self {
+            XcsError::InvalidOption { name, suggestion } => XcsError::InvalidOption {
+                name: name.clone(),
+                suggestion: *suggestion,
+            },
+            XcsError::InvalidValue {
+                option,
+                value,
+                expected,
+            } => XcsError::InvalidValue {
+                option: option.clone(),
+                value: value.clone(),
+                expected: expected.clone(),
+            },
+            XcsError::BatchSizeMismatch {
+                first,
+                first_len,
+                other,
+                other_len,
+            } => XcsError::BatchSizeMismatch {
+                first: first.clone(),
+                first_len: *first_len,
+                other: other.clone(),
+                other_len: *other_len,
+            },
+            XcsError::Operator {
+                operator,
+                index,
+                source,
+            } => XcsError::Operator {
+                operator: operator.clone(),
+                index: *index,
+                source: source.to_string().into(),
+            },
+            XcsError::Panicked {
+                operator,
+                index,
+                message,
+            } => XcsError::Panicked {
+                operator: operator.clone(),
+                index: *index,
+                message: message.clone(),
+            },
+            XcsError::Timeout {
+                operator,
+                index,
+                timeout,
+            } => XcsError::Timeout {
+                operator: operator.clone(),
+                index: *index,
+                timeout: *timeout,
+            },
+            XcsError::DeviceUnavailable {
+                strategy,
+                registered,
+            } => XcsError::DeviceUnavailable {
+                strategy: strategy.clone(),
+                registered: registered.clone(),
+            },
+        }
+    }
+
     /// Whether this is a [`XcsError::Timeout`].
     pub fn is_timeout(&self) -> bool {
         matches!(self, XcsError::Timeout { .. })

@@ -184,9 +184,11 @@ impl<O: Operator> VMap<O> {
     /// assert!(outcomes[0].is_ok() && outcomes[1].is_err() && outcomes[2].is_ok());
     /// ```
     pub fn call_settled(&self, inputs: Vec<O::Input>) -> Vec<Result<O::Output, XcsError>> {
+        let len = inputs.len();
         settle(
             run_traced(&self.op, &self.name, Kind::VMap, inputs, true),
             self.op.name(),
+            len,
         )
     }
 }
@@ -205,9 +207,11 @@ impl<O: Operator> PMap<O> {
     /// Runs every item, even after others fail, and returns each item's own outcome in input
     /// order (items unfinished at a deadline are [`XcsError::Timeout`]).
     pub fn call_settled(&self, inputs: Vec<O::Input>) -> Vec<Result<O::Output, XcsError>> {
+        let len = inputs.len();
         settle(
             run_traced(&self.op, &self.name, Kind::PMap(self.workers), inputs, true),
             self.op.name(),
+            len,
         )
     }
 }
@@ -314,7 +318,11 @@ fn collect<T>(ran: Result<Ran<T>, XcsError>, operator: &str) -> Result<Vec<T>, X
     }
 }
 
-fn settle<T>(ran: Result<Ran<T>, XcsError>, operator: &str) -> Vec<Result<T, XcsError>> {
+fn settle<T>(
+    ran: Result<Ran<T>, XcsError>,
+    operator: &str,
+    len: usize,
+) -> Vec<Result<T, XcsError>> {
     match ran {
         Ok(ran) => {
             let timeout = ran
@@ -333,7 +341,9 @@ fn settle<T>(ran: Result<Ran<T>, XcsError>, operator: &str) -> Vec<Result<T, Xcs
         }
         // The batch could not start at all (no backend, deadline already passed): every item
         // gets that error.
-        Err(error) => vec![Err(error)],
+        Err(error) => (0..len)
+            .map(|index| Err(error.describe_again().at_index(index)))
+            .collect(),
     }
 }
 
