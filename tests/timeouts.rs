@@ -242,3 +242,32 @@ fn a_deadline_already_passed_starts_nothing() {
     assert_eq!(started.load(Ordering::SeqCst), 3);
     assert_eq!(op.started.load(Ordering::SeqCst), 0);
 }
+
+/// A pmap item that runs an inner vmap whose items hang.
+struct Outer(Arc<Hang>);
+
+impl Operator for Outer {
+    type Input = u64;
+    type Output = Vec<u64>;
+    fn forward(&self, x: u64) -> Result<Vec<u64>, XcsError> {
+        vmap(Arc::clone(&self.0)).call(vec![x, x + 100])
+    }
+    fn name(&self) -> &str {
+        "outer"
+    }
+}
+
+#[test]
+fn items_abandoned_inside_nested_batches_do_not_starve_later_batches() {
+    let hang = Arc::new(Hang::new(u64::MAX));
+    let patch = timeout(0.05).max_workers(NonZeroUsize::new(2));
+    let err = with_options(&patch, || pmap(Outer(Arc::clone(&hang)), 2).call(vec![1, 2]));
+    assert!(err.unwrap_err().is_timeout());
+    // The inner items still hang; a later vmap with the same worker count gets two threads.
+    let pair = vmap(Pair(Arc::new(Barrier::new(2))));
+    let patch = OptionsPatch::new().max_workers(NonZeroUsize::new(2));
+    assert_eq!(with_options(&patch, || pair.call(vec![5, 6])).unwrap(), vec![5, 6]);
+    // …and did not wait for the hung items to come back.
+    assert_eq!(hang.finished.load(Ordering::SeqCst), 0);
+    hang.gate.open();
+}

@@ -9,7 +9,7 @@
 //! | `use_parallel = false`, one item, or one worker | in order, on the caller's thread |
 //! | `vmap`, parallel | the compute pool with `max_workers` threads (rayon work-stealing) |
 //! | `pmap`, parallel | exactly `num_workers` spare threads pulling items in order |
-//! | a deadline this call must enforce | spare threads, the caller waits until the deadline |
+//! | under a deadline | spare threads; the caller waits no longer than the deadline |
 //! | `device_strategy` naming a registered backend | that backend |
 //!
 //! `vmap` is for CPU-bound items: rayon's adaptive splitting makes a batch of tiny items cost
@@ -457,7 +457,11 @@ fn run<O: Operator>(
         return Ok(on_backend(&plan, backend, inputs, workers, enforce));
     }
     let threads = workers.min(len);
-    if enforce && len > 0 {
+    // Under a deadline, items may be abandoned mid-body. They then run on spare threads, never
+    // on a compute pool whose threads later calls count on, and the caller waits no longer than
+    // the deadline. (In order under an enclosing deadline, the caller's thread is itself one
+    // the enclosing call can abandon, so it runs the items.)
+    if len > 0 && deadline.is_some() && (enforce || threads > 1) {
         return Ok(on_spare_threads(&plan, inputs, threads.max(1), true));
     }
     if threads <= 1 {
