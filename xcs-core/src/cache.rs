@@ -13,12 +13,19 @@
 //! Anything else runs uncached — never a compile error.
 
 use std::any::{Any, TypeId};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use foldhash::quality::FixedState;
 use lru::LruCache;
+
+/// Two independently seeded passes of a fast, high-quality hash make the 128-bit fingerprint.
+/// (Fixed seeds: a fingerprint must not depend on the process, only on the input.)
+const KEY_SEEDS: [FixedState; 2] = [
+    FixedState::with_seed(0x9e37_79b9_7f4a_7c15),
+    FixedState::with_seed(0xc2b2_ae3d_27d4_eb4f),
+];
 
 /// The number of entries the cache holds before evicting the least recently used.
 pub const DEFAULT_CACHE_CAPACITY: usize = 4096;
@@ -68,9 +75,8 @@ impl<I: 'static, O: 'static> CacheSupport<I, O> {
 
     pub(crate) fn key(&self, name: &str, input: &I) -> CacheKey {
         let mut halves = [0u64; 2];
-        for (seed, half) in halves.iter_mut().enumerate() {
-            let mut hasher = DefaultHasher::new();
-            (seed as u8).hash(&mut hasher);
+        for (seed, half) in KEY_SEEDS.iter().zip(&mut halves) {
+            let mut hasher = seed.build_hasher();
             name.hash(&mut hasher);
             (self.hash_input)(input, &mut hasher);
             *half = hasher.finish();
@@ -190,12 +196,12 @@ pub struct CacheStats {
 
 struct Store {
     map: LruCache<CacheKey, Box<dyn Any + Send>>,
+    hits: u64,
+    misses: u64,
     evictions: u64,
 }
 
 static STORE: Mutex<Option<Store>> = Mutex::new(None);
-static HITS: AtomicU64 = AtomicU64::new(0);
-static MISSES: AtomicU64 = AtomicU64::new(0);
 
 fn store() -> MutexGuard<'static, Option<Store>> {
     STORE.lock().unwrap_or_else(PoisonError::into_inner)
@@ -205,6 +211,8 @@ fn with_store<R>(f: impl FnOnce(&mut Store) -> R) -> R {
     let mut guard = store();
     let store = guard.get_or_insert_with(|| Store {
         map: LruCache::new(capacity_of(DEFAULT_CACHE_CAPACITY)),
+        hits: 0,
+        misses: 0,
         evictions: 0,
     });
     f(store)
@@ -218,17 +226,17 @@ pub(crate) fn lookup<I: 'static, O: 'static>(
     support: &CacheSupport<I, O>,
     key: &CacheKey,
 ) -> Option<O> {
-    let found = with_store(|store| {
-        store
+    with_store(|store| {
+        let found = store
             .map
             .get(key)
-            .and_then(|stored| stored.downcast_ref::<O>().map(|o| support.clone_output(o)))
-    });
-    match found {
-        Some(_) => HITS.fetch_add(1, Ordering::Relaxed),
-        None => MISSES.fetch_add(1, Ordering::Relaxed),
-    };
-    found
+            .and_then(|stored| stored.downcast_ref::<O>().map(|o| support.clone_output(o)));
+        match found {
+            Some(_) => store.hits += 1,
+            None => store.misses += 1,
+        }
+        found
+    })
 }
 
 pub(crate) fn insert<O: Send + 'static>(key: CacheKey, output: O) {
@@ -250,17 +258,17 @@ pub(crate) fn insert<O: Send + 'static>(key: CacheKey, output: O) {
 pub fn clear_cache() {
     with_store(|store| {
         store.map.clear();
+        store.hits = 0;
+        store.misses = 0;
         store.evictions = 0;
     });
-    HITS.store(0, Ordering::Relaxed);
-    MISSES.store(0, Ordering::Relaxed);
 }
 
 /// The cache's counters: hits, misses, entries, capacity and evictions.
 pub fn cache_stats() -> CacheStats {
     with_store(|store| CacheStats {
-        hits: HITS.load(Ordering::Relaxed),
-        misses: MISSES.load(Ordering::Relaxed),
+        hits: store.hits,
+        misses: store.misses,
         entries: store.map.len(),
         capacity: store.map.cap().get(),
         evictions: store.evictions,
