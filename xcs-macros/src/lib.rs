@@ -8,22 +8,262 @@
 
 use proc_macro::TokenStream;
 
+mod errors;
 mod operator;
 mod options;
 
-/// Evaluates an expression with execution options in force. See `xcs::execution_options!`.
+/// Evaluates an expression with execution options in force on this thread, then restores the
+/// previous options.
+///
+/// ```text
+/// execution_options!(name = value, name = value, … => expr)
+/// ```
+///
+/// The options hold while `expr` runs and for everything it calls, including the items that
+/// `vmap` and `pmap` run on worker threads on this thread's behalf; the macro yields `expr`'s
+/// value. Options not named are inherited (defaults ← global ← outer scopes ← this scope).
+/// `expr` may be a block. It is expanded inline, not in a closure, so `?`, `return`, `break`,
+/// `continue` and borrows inside it behave as they would without the macro, and the previous
+/// options come back on every way out: normal, `?`, `return`, `break`, panic. A trailing comma
+/// is allowed and the list may be empty (`execution_options!(=> expr)`).
+///
+/// ```
+/// use xcs::{execution_options, get_execution_options};
+///
+/// let workers = execution_options!(use_parallel = true, max_workers = 4 => {
+///     // A nested scope sets only what it names.
+///     execution_options!(use_parallel = false => {
+///         let options = get_execution_options();
+///         assert!(!options.use_parallel);
+///         options.max_workers
+///     })
+/// });
+/// assert_eq!(workers.map(|n| n.get()), Some(4));
+/// assert_eq!(get_execution_options().max_workers, None); // restored
+/// ```
+///
+/// `?` leaves the scope and the function, restoring the options on the way:
+///
+/// ```
+/// use xcs::{execution_options, get_execution_options};
+///
+/// fn parse(text: &str) -> Result<u32, std::num::ParseIntError> {
+///     let n: u32 = execution_options!(trace_execution = true => text.parse()?);
+///     Ok(n)
+/// }
+/// assert!(parse("nope").is_err());
+/// assert!(!get_execution_options().trace_execution);
+/// ```
+///
+/// # Options
+///
+/// | option | literal forms | other values accepted (any expression of these types) |
+/// |---|---|---|
+/// | `use_parallel` | `true`, `false` | `bool` |
+/// | `max_workers` | an integer ≥ 1, `None` | `usize`, `NonZeroUsize`, `Option` of either |
+/// | `device_strategy` | `"auto"`, `"cpu"`, `"gpu"` | `DeviceStrategy` (e.g. `DeviceStrategy::named("tpu")`) |
+/// | `enable_caching` | `true`, `false` | `bool` |
+/// | `trace_execution` | `true`, `false` | `bool` |
+/// | `timeout_seconds` | a number > 0 (integer or float), `None` | `f64`, `f32`, `u64`, `Duration`, `Option` of them |
+/// | `scheduler` | `"sequential"`, `"topological"`, `"parallel"`, `"wave"`, `"auto"`, `None` | `Scheduler`, `Option<Scheduler>` |
+///
+/// - `use_parallel`: run batch items in parallel where possible (default `true`).
+/// - `max_workers`: the most worker threads a `vmap` may use; `None`: one per CPU (default).
+/// - `device_strategy`: which backend runs batches (default `"auto"`).
+/// - `enable_caching`: memoize operator calls by input (default `false`).
+/// - `trace_execution`: record every operator call and batch item (default `false`).
+/// - `timeout_seconds`: a deadline for each whole call; `None`: no deadline (default).
+/// - `scheduler`: legacy; `"sequential"` and `"topological"` mean `use_parallel = false`, the
+///   others `use_parallel = true` (default `None`).
+///
+/// Literals are checked when the program compiles. `None` is recognised by the token itself and
+/// always means "unset", whatever the name `None` resolves to where the macro is called.
+/// `Some(literal)` is checked like the literal, and parentheses around a literal are looked
+/// through.
+///
+/// ```
+/// use std::time::Duration;
+/// use xcs::{DeviceStrategy, Scheduler, execution_options, get_execution_options};
+///
+/// let deadline = Duration::from_millis(250);
+/// let strategy = DeviceStrategy::Cpu;
+/// let options = execution_options!(
+///     timeout_seconds = deadline,   // a `Duration`
+///     device_strategy = strategy,   // a `DeviceStrategy`
+///     scheduler = "sequential",     // a literal: also means `use_parallel = false`
+///     enable_caching = 1 + 1 == 2,  // any `bool` expression
+///     => get_execution_options()
+/// );
+/// assert_eq!(options.timeout_seconds, Some(deadline));
+/// assert_eq!(options.scheduler, Some(Scheduler::Sequential));
+/// assert!(!options.use_parallel && options.enable_caching);
+/// ```
+///
+/// # Compile errors
+///
+/// Each mistake is a compile error at the offending token, and all the mistakes of one call are
+/// reported together:
+///
+/// - an unknown option: ``Invalid execution option: use_paralel; did you mean `use_parallel`?
+///   (valid options: …)``, at the name;
+/// - an option given twice: ``duplicate execution option `max_workers` ``, at the second name;
+/// - a literal of the wrong kind: ``expected `use_parallel` to be `true` or `false` ``, at the
+///   value (also for `max_workers = "4"`, `device_strategy = 3`, `use_parallel = None`, …);
+/// - a literal out of range: ``max_workers` may not be 0``, ``timeout_seconds` must be greater
+///   than 0`` (also for negative numbers and `0.0`), ``timeout_seconds` must be finite``;
+/// - an unknown `device_strategy` or `scheduler` name: ``unknown `scheduler` "fifo" (expected
+///   "sequential", …)``, suggesting the nearest where one is close;
+/// - a literal `scheduler` that contradicts a literal `use_parallel` of the same call;
+/// - malformed syntax: a missing `=> expr`, `=`, name or value, or stray tokens.
+///
+/// ```compile_fail
+/// xcs::execution_options!(use_paralel = true => ());
+/// ```
+///
+/// ```compile_fail
+/// xcs::execution_options!(max_workers = 0 => ());
+/// ```
+///
+/// ```compile_fail
+/// xcs::execution_options!(scheduler = "sequential", use_parallel = true => ());
+/// ```
+///
+/// # Panics
+///
+/// A non-literal value is checked when the scope is entered, and an invalid one panics with a
+/// message naming the option: a `max_workers` of `0`, a `timeout_seconds` that is not a finite
+/// number greater than 0 (or a zero `Duration`), or a `scheduler` that contradicts a
+/// `use_parallel` of the same call. The options are unchanged then. For values from
+/// configuration or users, use the fallible route instead:
+/// [`OptionsPatch::from_pairs`](xcs_core::OptionsPatch::from_pairs) and
+/// [`with_options`](xcs_core::with_options).
+///
+/// ```should_panic
+/// # use xcs::execution_options;
+/// let workers: usize = "0".parse().unwrap();
+/// execution_options!(max_workers = workers => ()); // panics: `max_workers` may not be 0
+/// ```
 #[proc_macro]
 pub fn execution_options(input: TokenStream) -> TokenStream {
     options::expand_scoped(input.into()).into()
 }
 
-/// Merges execution options into the global ones. See `xcs::set_execution_options!`.
+/// Merges execution options into the process-wide global options and returns the new global
+/// [`ExecutionOptions`](xcs_core::ExecutionOptions).
+///
+/// ```text
+/// set_execution_options!(name = value, name = value, …)
+/// ```
+///
+/// Options not named keep their global value. The update is visible at once to every thread,
+/// except for the options that a thread's open `execution_options!` scope sets: the innermost
+/// setting wins. [`reset_execution_options`](xcs_core::reset_execution_options) restores the
+/// defaults.
+///
+/// The options, their literal forms, the values accepted otherwise, the compile errors and the
+/// run-time panics are those of [`execution_options!`]; the only difference is that there is no
+/// `=> expr` (giving one is a compile error).
+///
+/// ```
+/// use xcs::{execution_options, get_execution_options, reset_execution_options, set_execution_options};
+///
+/// let global = set_execution_options!(max_workers = 8, trace_execution = false);
+/// assert_eq!(global.max_workers.map(|n| n.get()), Some(8));
+///
+/// // Another thread sees the update at once.
+/// let seen = std::thread::spawn(get_execution_options).join().unwrap();
+/// assert_eq!(seen.max_workers.map(|n| n.get()), Some(8));
+///
+/// // A scope that names an option overrides the global value.
+/// let scoped = execution_options!(max_workers = 2 => get_execution_options().max_workers);
+/// assert_eq!(scoped.map(|n| n.get()), Some(2));
+///
+/// reset_execution_options();
+/// ```
+///
+/// ```compile_fail
+/// xcs::set_execution_options!(max_workers = 0);
+/// ```
+///
+/// # Panics
+///
+/// As [`execution_options!`], on an invalid non-literal value; the global options are unchanged
+/// then.
 #[proc_macro]
 pub fn set_execution_options(input: TokenStream) -> TokenStream {
     options::expand_global(input.into()).into()
 }
 
-/// Turns a function into an operator. See `xcs::operator`.
+/// Turns a function into an operator.
+///
+/// On `fn generate(prompt: String, seed: u64) -> String`, keeps `generate` exactly as written
+/// (callable, with its docs and attributes) and adds, with the function's visibility:
+///
+/// - `struct Generate;` — the operator (`Clone`, `Copy`, `Debug`, `Default`, `PartialEq`, `Eq`,
+///   `Hash`), implementing `Operator<Input = GenerateInputs, Output = String>` with
+///   `name() == "generate"`. Its `call` runs the function under the effective execution options
+///   (deadline, caching, tracing);
+/// - `struct GenerateInputs { pub prompt: String, pub seed: u64 }`, with
+///   `GenerateInputs::new(prompt, seed)` and `GenerateInputs::batch(prompt, seed)`, which takes
+///   each argument as `impl Into<Axis<T>>`: a `Vec<T>` is batched (one value per item), a plain
+///   `T` is broadcast (cloned into every item). Batched arguments of different lengths are an
+///   `XcsError::BatchSizeMismatch`; with no batched argument the batch has one item, with empty
+///   ones it is empty.
+///
+/// ```
+/// use xcs::prelude::*;
+///
+/// /// Scores an answer.
+/// #[xcs::operator]
+/// pub fn score(answer: String, weight: u64) -> u64 {
+///     answer.len() as u64 * weight
+/// }
+///
+/// assert_eq!(score("abc".to_owned(), 2), 6); // still a function
+/// assert_eq!(Score.name(), "score");
+/// assert_eq!(Score.call(ScoreInputs::new("abc".to_owned(), 2))?, 6);
+///
+/// let batch = ScoreInputs::batch(vec!["a", "bcd"], 2)?; // `weight` broadcast
+/// assert_eq!(vmap(Score).call(batch)?, vec![2, 6]);
+/// # Ok::<(), XcsError>(())
+/// ```
+///
+/// # Fallible functions
+/// A function returning a `Result` (any path whose last segment is `Result`, so `io::Result<T>`
+/// and `anyhow::Result<T>` too) is fallible: `Output` is the `Ok` type, and an error `E:
+/// Into<Box<dyn Error + Send + Sync>>` becomes `XcsError::Operator`, naming the operator, with
+/// the original error as its `source()`. An `XcsError` is passed through unchanged.
+///
+/// ```
+/// use xcs::prelude::*;
+///
+/// #[xcs::operator]
+/// fn parse_number(text: String) -> Result<u64, std::num::ParseIntError> {
+///     text.parse()
+/// }
+///
+/// let error = ParseNumber.call(ParseNumberInputs::new("x".to_owned())).unwrap_err();
+/// assert!(matches!(error, XcsError::Operator { .. }));
+/// assert!(error.to_string().starts_with("operator `parse_number` failed"));
+/// ```
+///
+/// # Arguments
+/// - `name = "Other"`: names the structs `Other` and `OtherInputs` (`name()` stays the
+///   function's name).
+///
+/// # Caching
+/// With `enable_caching`, calls are cached when every parameter type is `Hash + Eq` and the
+/// output `Clone`; otherwise the operator runs uncached. This is decided on the concrete types
+/// and is never a compile error.
+///
+/// # Compile errors
+/// What an operator cannot carry is rejected on the offending token, with what to write
+/// instead: a `self` receiver, `async`, `const`, `unsafe` or `extern` functions, generic, const
+/// and lifetime parameters, `impl Trait` parameters or return types, reference parameters
+/// (`&'static` ones are fine), patterns instead of parameter names, and unknown attribute
+/// arguments. Every error is reported at once, and the function itself is still emitted.
+///
+/// Generated locals start with `__xcs_`; do not use that prefix for parameter names.
 #[proc_macro_attribute]
 pub fn operator(args: TokenStream, item: TokenStream) -> TokenStream {
     operator::expand(args.into(), item.into()).into()

@@ -1,0 +1,141 @@
+//! Code generation for validated options.
+//!
+//! The runtime is named only as `::xcs::__private::…` and core items by absolute path, so nothing
+//! in the user's scope (a `mod core`, a `struct Option`, an own `mod __private`) can change what
+//! the expansion means. Generated locals are `__xcs_`-prefixed and have mixed-site hygiene: user
+//! code can neither see nor shadow them.
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Expr, Ident};
+use xcs_core::options::{DeviceStrategy, OptionKind, Scheduler};
+
+use super::validate::{Setting, Value};
+
+fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+/// An expression of type `OptionsPatch` that sets what `settings` say.
+///
+/// Values are evaluated in the order written. The `scheduler` setter runs last, so that its
+/// run-time check against this patch's `use_parallel` sees every other setting.
+pub(crate) fn patch(settings: &[Setting]) -> TokenStream {
+    if settings.is_empty() {
+        return quote!(::xcs::__private::OptionsPatch::new());
+    }
+    let patch = local("__xcs_patch");
+    let mut statements = TokenStream::new();
+    let mut scheduler = None;
+    for setting in settings {
+        let value = value_tokens(setting);
+        if setting.spec.kind == OptionKind::Scheduler {
+            let held = local("__xcs_scheduler");
+            statements.extend(quote!(let #held = #value;));
+            scheduler = Some(held);
+        } else {
+            let setter = format_ident!("__set_{}", setting.spec.name);
+            statements.extend(quote!(#patch.#setter(#value);));
+        }
+    }
+    if let Some(held) = scheduler {
+        statements.extend(quote!(#patch.__set_scheduler(#held);));
+    }
+    quote!({
+        let mut #patch = ::xcs::__private::OptionsPatch::new();
+        #statements
+        #patch
+    })
+}
+
+/// The value passed to the option's `__set_…` method.
+fn value_tokens(setting: &Setting) -> TokenStream {
+    let none = quote!(::core::option::Option::None);
+    match &setting.value {
+        Value::Bool(b) => quote!(#b),
+        Value::Workers(None) | Value::Timeout(None) | Value::Scheduler(None) => none,
+        Value::Workers(Some(n)) => {
+            // Suffixed `usize`: on a target where it does not fit, rustc says so.
+            let n = syn::LitInt::new(&format!("{n}usize"), Span::call_site());
+            quote!(::xcs::__private::convert::max_workers(#n))
+        }
+        Value::Timeout(Some(seconds)) => {
+            let seconds = Literal::f64_suffixed(*seconds);
+            quote!(::xcs::__private::convert::timeout_seconds(#seconds))
+        }
+        Value::Device(strategy) => device(*strategy),
+        Value::Scheduler(Some(scheduler)) => scheduler_tokens(*scheduler),
+        Value::Runtime(expr) => runtime(setting.spec.kind, expr),
+    }
+}
+
+fn device(strategy: DeviceStrategy) -> TokenStream {
+    match strategy {
+        DeviceStrategy::Auto => quote!(::xcs::__private::DeviceStrategy::Auto),
+        DeviceStrategy::Cpu => quote!(::xcs::__private::DeviceStrategy::Cpu),
+        DeviceStrategy::Gpu => quote!(::xcs::__private::DeviceStrategy::Gpu),
+        other => {
+            let name = other.as_str();
+            quote!(::xcs::__private::DeviceStrategy::named(#name))
+        }
+    }
+}
+
+/// `Some(Scheduler::…)`.
+fn scheduler_tokens(scheduler: Scheduler) -> TokenStream {
+    let variant = match scheduler {
+        Scheduler::Sequential => "Sequential",
+        Scheduler::Topological => "Topological",
+        Scheduler::Parallel => "Parallel",
+        Scheduler::Wave => "Wave",
+        Scheduler::Auto => "Auto",
+        other => {
+            let name = other.as_str();
+            return quote!(::xcs::__private::Scheduler::from_name(#name));
+        }
+    };
+    let variant = Ident::new(variant, Span::call_site());
+    quote!(::core::option::Option::Some(::xcs::__private::Scheduler::#variant))
+}
+
+/// A non-literal value, converted (and checked) at run time. Spanned at the value, so a type
+/// that does not fit is reported on the user's expression.
+fn runtime(kind: OptionKind, expr: &Expr) -> TokenStream {
+    let convert = match kind {
+        OptionKind::Bool => "flag",
+        OptionKind::Workers => "max_workers",
+        OptionKind::Timeout => "timeout_seconds",
+        OptionKind::Device => "device_strategy",
+        OptionKind::Scheduler => "scheduler",
+    };
+    let span = expr.span();
+    let convert = Ident::new(convert, span);
+    quote_spanned!(span=> ::xcs::__private::convert::#convert(#expr))
+}
+
+/// `execution_options!`: the body evaluated with the patch in force, inline.
+pub(crate) fn scoped(patch: TokenStream, body: Option<&Expr>, errors: TokenStream) -> TokenStream {
+    let guard = local("__xcs_guard");
+    match body {
+        Some(body) => quote!({
+            #errors
+            let #guard = ::xcs::__private::enter(#patch);
+            #body
+        }),
+        // No body to expand: the `compile_error!` stands in for it, so its type is left open
+        // and the code around the call does not fail too.
+        None => quote!({
+            let _ = #patch;
+            #errors
+        }),
+    }
+}
+
+/// `set_execution_options!`: the patch merged into the global options; yields the new ones.
+pub(crate) fn global(patch: TokenStream, errors: TokenStream) -> TokenStream {
+    quote!({
+        #errors
+        ::xcs::__private::set_global_options(&#patch)
+    })
+}

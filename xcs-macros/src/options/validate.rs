@@ -1,0 +1,667 @@
+//! Checking the entries against the option table of `xcs-core`.
+//!
+//! Names, expected-value texts and value parsers all come from `xcs_core::options`, the table the
+//! run-time parser (`OptionsPatch::from_pairs`) reads too, so the compile-time and run-time checks
+//! cannot disagree. Literals are checked here, completely; any other expression is left for the
+//! type checker and the `convert` functions of the runtime.
+
+use std::collections::HashSet;
+
+use syn::{Expr, ExprLit, Lit, UnOp};
+use xcs_core::options::{
+    DeviceStrategy, OptionKind, OptionSpec, Scheduler, lookup, suggest, timeout_from_secs,
+    valid_names,
+};
+
+use super::ast::Entry;
+use crate::errors::Errors;
+
+/// A checked value, ready to be expanded.
+#[derive(Clone, Debug)]
+pub(crate) enum Value {
+    /// A boolean literal.
+    Bool(bool),
+    /// A `max_workers` literal: `None` or a count ≥ 1.
+    Workers(Option<u64>),
+    /// A `timeout_seconds` literal: `None` or a finite number of seconds that makes a non-zero
+    /// `Duration`.
+    Timeout(Option<f64>),
+    /// A built-in `device_strategy` literal.
+    Device(DeviceStrategy),
+    /// A `scheduler` literal.
+    Scheduler(Option<Scheduler>),
+    /// Not a literal: converted at run time by `::xcs::__private::convert`.
+    Runtime(Expr),
+}
+
+/// One entry that passed validation.
+pub(crate) struct Setting {
+    pub(crate) spec: &'static OptionSpec,
+    pub(crate) value: Value,
+}
+
+/// What validation leaves to expand.
+#[derive(Default)]
+pub(crate) struct Validated {
+    /// The valid settings, in the order written (first occurrence of each option).
+    pub(crate) settings: Vec<Setting>,
+    /// Values of entries that were rejected; the expansion still mentions them so the user's
+    /// variables do not turn up as unused on top of the real error.
+    pub(crate) rejected: Vec<Expr>,
+}
+
+/// Checks every entry, reporting every problem into `errors`.
+pub(crate) fn validate(entries: Vec<Entry>, errors: &Errors) -> Validated {
+    let mut out = Validated::default();
+    let mut seen: HashSet<&'static str> = HashSet::new();
+    // Literal `use_parallel` and `scheduler` values, for the consistency check.
+    let mut literal_parallel: Option<bool> = None;
+    let mut literal_scheduler: Option<(Scheduler, Expr)> = None;
+
+    for entry in entries {
+        let name = entry.key.unraw_string();
+        let Some(spec) = lookup(&name) else {
+            errors.at(entry.key.span(), unknown_option(&name));
+            out.rejected.push(entry.value);
+            continue;
+        };
+        let duplicate = !seen.insert(spec.name);
+        if duplicate {
+            errors.at(
+                entry.key.span(),
+                format_args!("duplicate execution option `{}`", spec.name),
+            );
+        }
+        let checked = check_value(spec, &entry.value, errors);
+        match checked {
+            Some(value) if !duplicate => {
+                match value {
+                    Value::Bool(b) if spec.name == "use_parallel" => literal_parallel = Some(b),
+                    Value::Scheduler(Some(s)) => literal_scheduler = Some((s, entry.value.clone())),
+                    _ => {}
+                }
+                out.settings.push(Setting { spec, value });
+            }
+            _ => out.rejected.push(entry.value),
+        }
+    }
+
+    if let (Some(parallel), Some((scheduler, expr))) = (literal_parallel, &literal_scheduler) {
+        if scheduler.use_parallel() != parallel {
+            errors.spanned(
+                expr,
+                format_args!(
+                    "scheduler \"{scheduler}\" implies `use_parallel = {}`, which contradicts \
+                     `use_parallel = {parallel}`; remove one of the two",
+                    scheduler.use_parallel()
+                ),
+            );
+            out.settings
+                .retain(|setting| setting.spec.kind != OptionKind::Scheduler);
+        }
+    }
+    out
+}
+
+trait UnrawString {
+    fn unraw_string(&self) -> String;
+}
+
+impl UnrawString for syn::Ident {
+    fn unraw_string(&self) -> String {
+        use syn::ext::IdentExt;
+        self.unraw().to_string()
+    }
+}
+
+/// `Invalid execution option: <name>; did you mean `<option>`? (valid options: …)`.
+pub(crate) fn unknown_option(name: &str) -> String {
+    let hint = suggest(name)
+        .map(|near| format!("; did you mean `{near}`?"))
+        .unwrap_or_default();
+    format!(
+        "Invalid execution option: {name}{hint} (valid options: {})",
+        valid_names()
+    )
+}
+
+/// A literal as the macros see it, after peeling parentheses and invisible groups.
+#[derive(Debug)]
+enum Literal {
+    Bool(bool),
+    /// An integer; `None` if it does not fit in a `u128`.
+    Int {
+        value: Option<u128>,
+        negative: bool,
+    },
+    Float {
+        value: f64,
+        negative: bool,
+    },
+    Str(String),
+    /// The token `None` (or `Option::None`, `std::option::Option::None`, …).
+    None,
+    /// `Some(literal)`: the literal, for the options that also take `None`.
+    Some(Box<Literal>),
+    /// A character, byte or byte-string literal: a literal, but of no kind an option takes.
+    Other,
+}
+
+fn peel(mut expr: &Expr) -> &Expr {
+    loop {
+        match expr {
+            Expr::Paren(inner) => expr = &inner.expr,
+            Expr::Group(inner) => expr = &inner.expr,
+            _ => return expr,
+        }
+    }
+}
+
+/// `Some(literal)` classifies as the literal for the options that take `None` too.
+fn classify(expr: &Expr) -> Option<Literal> {
+    let expr = peel(expr);
+    match expr {
+        Expr::Lit(ExprLit { lit, attrs }) if attrs.is_empty() => Some(classify_lit(lit, false)),
+        Expr::Unary(unary) if matches!(unary.op, UnOp::Neg(_)) && unary.attrs.is_empty() => {
+            match peel(&unary.expr) {
+                Expr::Lit(ExprLit { lit, attrs }) if attrs.is_empty() => {
+                    match classify_lit(lit, true) {
+                        literal @ (Literal::Int { .. } | Literal::Float { .. }) => Some(literal),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        }
+        Expr::Path(path)
+            if path.attrs.is_empty()
+                && path.qself.is_none()
+                && is_option_path(&path.path, "None") =>
+        {
+            Some(Literal::None)
+        }
+        Expr::Call(call) if call.attrs.is_empty() && call.args.len() == 1 => match &*call.func {
+            Expr::Path(path) if path.qself.is_none() && is_option_path(&path.path, "Some") => {
+                classify(&call.args[0]).map(|inner| Literal::Some(Box::new(inner)))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `variant` (`None` or `Some`), or a path to it through `Option` without generic arguments.
+fn is_option_path(path: &syn::Path, variant: &str) -> bool {
+    let segments: Vec<_> = path.segments.iter().collect();
+    let Some((last, before)) = segments.split_last() else {
+        return false;
+    };
+    let plain = |s: &&syn::PathSegment| s.arguments.is_none();
+    last.ident == variant
+        && plain(last)
+        && before.iter().all(plain)
+        && before.last().is_none_or(|s| s.ident == "Option")
+}
+
+fn classify_lit(lit: &Lit, negative: bool) -> Literal {
+    match lit {
+        Lit::Bool(b) => Literal::Bool(b.value),
+        Lit::Int(int) => Literal::Int {
+            value: int.base10_parse::<u128>().ok(),
+            negative,
+        },
+        Lit::Float(float) => match float.base10_parse::<f64>() {
+            Ok(value) => Literal::Float { value, negative },
+            Err(_) => Literal::Other,
+        },
+        Lit::Str(s) => Literal::Str(s.value()),
+        _ => Literal::Other,
+    }
+}
+
+/// Checks one value against its option. `None` if it was rejected (and reported).
+fn check_value(spec: &'static OptionSpec, expr: &Expr, errors: &Errors) -> Option<Value> {
+    let Some(literal) = classify(expr) else {
+        return Some(Value::Runtime(expr.clone()));
+    };
+    let takes_none = matches!(
+        spec.kind,
+        OptionKind::Workers | OptionKind::Timeout | OptionKind::Scheduler
+    );
+    let literal = match literal {
+        Literal::Some(inner)
+            if takes_none && !matches!(*inner, Literal::None | Literal::Some(_)) =>
+        {
+            *inner
+        }
+        other => other,
+    };
+    let name = spec.name;
+    let wrong_kind = || {
+        errors.spanned(
+            expr,
+            format_args!("expected `{name}` to be {}", spec.expected),
+        );
+        None
+    };
+    match (spec.kind, literal) {
+        (OptionKind::Bool, Literal::Bool(b)) => Some(Value::Bool(b)),
+        (OptionKind::Workers, Literal::None) => Some(Value::Workers(None)),
+        (OptionKind::Workers, Literal::Int { value, negative }) => match value {
+            Some(0) => {
+                errors.spanned(expr, format_args!("`{name}` may not be 0"));
+                None
+            }
+            _ if negative => {
+                errors.spanned(expr, format_args!("`{name}` may not be negative"));
+                None
+            }
+            Some(n) => match u64::try_from(n) {
+                Ok(n) => Some(Value::Workers(Some(n))),
+                Err(_) => too_large(errors, expr, name),
+            },
+            None => too_large(errors, expr, name),
+        },
+        (OptionKind::Timeout, Literal::None) => Some(Value::Timeout(None)),
+        (OptionKind::Timeout, Literal::Int { value, negative }) => {
+            // Beyond `u128` the float conversion is what decides (it is too large either way).
+            let seconds = value.map_or(f64::INFINITY, |v| v as f64);
+            check_timeout(name, expr, seconds, negative, errors)
+        }
+        (OptionKind::Timeout, Literal::Float { value, negative }) => {
+            check_timeout(name, expr, value, negative, errors)
+        }
+        (OptionKind::Device, Literal::Str(s)) => match DeviceStrategy::builtin(&s) {
+            Some(strategy) => Some(Value::Device(strategy)),
+            None => {
+                let builtins = [
+                    DeviceStrategy::Auto,
+                    DeviceStrategy::Cpu,
+                    DeviceStrategy::Gpu,
+                ]
+                .map(DeviceStrategy::as_str);
+                errors.spanned(
+                    expr,
+                    format_args!(
+                        "unknown `{name}` {s:?}{} (expected {}, or `DeviceStrategy::named({s:?})` \
+                         for a registered backend)",
+                        did_you_mean(&s, &builtins),
+                        quoted_list(&builtins, ""),
+                    ),
+                );
+                None
+            }
+        },
+        (OptionKind::Scheduler, Literal::None) => Some(Value::Scheduler(None)),
+        (OptionKind::Scheduler, Literal::Str(s)) => match Scheduler::from_name(&s) {
+            Some(scheduler) => Some(Value::Scheduler(Some(scheduler))),
+            None => {
+                let names = Scheduler::ALL.map(Scheduler::as_str);
+                errors.spanned(
+                    expr,
+                    format_args!(
+                        "unknown `{name}` {s:?}{} (expected {})",
+                        did_you_mean(&s, &names),
+                        quoted_list(&names, " or `None`"),
+                    ),
+                );
+                None
+            }
+        },
+        _ => wrong_kind(),
+    }
+}
+
+fn too_large(errors: &Errors, expr: &Expr, name: &str) -> Option<Value> {
+    errors.spanned(expr, format_args!("`{name}` is too large"));
+    None
+}
+
+fn check_timeout(
+    name: &str,
+    expr: &Expr,
+    seconds: f64,
+    negative: bool,
+    errors: &Errors,
+) -> Option<Value> {
+    let problem = if negative || seconds == 0.0 {
+        "must be greater than 0"
+    } else if !seconds.is_finite() {
+        "must be finite"
+    } else {
+        match timeout_from_secs(seconds) {
+            Some(_) => return Some(Value::Timeout(Some(seconds))),
+            None if seconds < 1.0 => "is shorter than a nanosecond",
+            None => "is too large for a `Duration`",
+        }
+    };
+    errors.spanned(expr, format_args!("`{name}` {problem}"));
+    None
+}
+
+/// `"a", "b" or "c"`, then `tail`.
+fn quoted_list(items: &[&str], tail: &str) -> String {
+    let quoted: Vec<String> = items.iter().map(|item| format!("{item:?}")).collect();
+    match (quoted.split_last(), tail.is_empty()) {
+        (Some((last, rest)), true) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => format!("{}{tail}", quoted.join(", ")),
+    }
+}
+
+/// `; did you mean "x"?` for the candidate nearest to `word`, if it is near.
+/// Words of three letters or fewer are not corrected: `"tpu"` is more likely a backend than a
+/// typo of `"cpu"`.
+fn did_you_mean(word: &str, candidates: &[&str]) -> String {
+    let word = word.to_ascii_lowercase();
+    if word.chars().count() <= 3 {
+        return String::new();
+    }
+    candidates
+        .iter()
+        .map(|candidate| (edit_distance(&word, candidate), *candidate))
+        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| format!("; did you mean {candidate:?}?"))
+        .unwrap_or_default()
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::ast::{MacroKind, parse};
+    use proc_macro2::Span;
+    use quote::quote;
+
+    fn check(tokens: proc_macro2::TokenStream) -> (Validated, Vec<String>) {
+        let errors = Errors::new();
+        let input = parse(tokens, MacroKind::Global, &errors);
+        let validated = validate(input.entries, &errors);
+        let messages = errors
+            .into_error()
+            .map(|e| e.into_iter().map(|e| e.to_string()).collect())
+            .unwrap_or_default();
+        (validated, messages)
+    }
+
+    fn only_error(tokens: proc_macro2::TokenStream) -> String {
+        let (_, mut messages) = check(tokens);
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        messages.remove(0)
+    }
+
+    #[test]
+    fn accepts_every_literal_form() {
+        let (validated, messages) = check(quote!(
+            use_parallel = true,
+            max_workers = 4,
+            device_strategy = "GPU",
+            enable_caching = (false),
+            trace_execution = true,
+            timeout_seconds = 0.5,
+            scheduler = "wave",
+        ));
+        assert!(messages.is_empty(), "{messages:?}");
+        let values: Vec<String> = validated
+            .settings
+            .iter()
+            .map(|s| format!("{}={:?}", s.spec.name, s.value))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                "use_parallel=Bool(true)",
+                "max_workers=Workers(Some(4))",
+                "device_strategy=Device(Gpu)",
+                "enable_caching=Bool(false)",
+                "trace_execution=Bool(true)",
+                "timeout_seconds=Timeout(Some(0.5))",
+                "scheduler=Scheduler(Some(Wave))",
+            ]
+        );
+    }
+
+    #[test]
+    fn none_forms() {
+        let (validated, messages) = check(quote!(
+            max_workers = None,
+            timeout_seconds = Option::None,
+            scheduler = ::core::option::Option::None,
+        ));
+        assert!(messages.is_empty(), "{messages:?}");
+        assert!(
+            validated
+                .settings
+                .iter()
+                .all(|s| !matches!(s.value, Value::Runtime(_)))
+        );
+        let (validated, _) = check(quote!(max_workers = Option::<usize>::None));
+        assert!(matches!(validated.settings[0].value, Value::Runtime(_)));
+        let (validated, _) = check(quote!(max_workers = foo::None));
+        assert!(matches!(validated.settings[0].value, Value::Runtime(_)));
+    }
+
+    #[test]
+    fn some_of_a_literal_is_checked_like_the_literal() {
+        let (validated, messages) = check(quote!(
+            max_workers = Some(2),
+            timeout_seconds = Option::Some(1.5),
+            scheduler = Some("wave"),
+        ));
+        assert!(messages.is_empty(), "{messages:?}");
+        let values: Vec<String> = validated
+            .settings
+            .iter()
+            .map(|s| format!("{:?}", s.value))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                "Workers(Some(2))",
+                "Timeout(Some(1.5))",
+                "Scheduler(Some(Wave))"
+            ]
+        );
+        assert_eq!(
+            only_error(quote!(max_workers = Some(0))),
+            "`max_workers` may not be 0"
+        );
+        assert!(
+            only_error(quote!(use_parallel = Some(true))).starts_with("expected `use_parallel`")
+        );
+        assert!(only_error(quote!(max_workers = Some(None))).starts_with("expected `max_workers`"));
+        let (validated, _) = check(quote!(max_workers = Some(n)));
+        assert!(matches!(validated.settings[0].value, Value::Runtime(_)));
+    }
+
+    #[test]
+    fn non_literals_are_left_to_the_runtime() {
+        let (validated, messages) = check(quote!(
+            use_parallel = !x,
+            max_workers = n,
+            timeout_seconds = -x
+        ));
+        assert!(messages.is_empty());
+        assert!(
+            validated
+                .settings
+                .iter()
+                .all(|s| matches!(s.value, Value::Runtime(_)))
+        );
+    }
+
+    #[test]
+    fn unknown_names_suggest_and_list_the_table() {
+        let message = only_error(quote!(use_paralel = true));
+        assert_eq!(
+            message,
+            format!(
+                "Invalid execution option: use_paralel; did you mean `use_parallel`? (valid options: {})",
+                valid_names()
+            )
+        );
+        let message = only_error(quote!(invalid_option = true));
+        assert!(message.starts_with(
+            "Invalid execution option: invalid_option (valid options: `use_parallel`"
+        ));
+    }
+
+    #[test]
+    fn duplicates_name_the_option() {
+        assert_eq!(
+            only_error(quote!(max_workers = 2, max_workers = 3)),
+            "duplicate execution option `max_workers`"
+        );
+    }
+
+    #[test]
+    fn wrong_kinds_use_the_table_text() {
+        assert_eq!(
+            only_error(quote!(use_parallel = 1)),
+            "expected `use_parallel` to be `true` or `false`"
+        );
+        assert_eq!(
+            only_error(quote!(use_parallel = None)),
+            "expected `use_parallel` to be `true` or `false`"
+        );
+        assert_eq!(
+            only_error(quote!(max_workers = "4")),
+            "expected `max_workers` to be an integer of at least 1, or `None`"
+        );
+        assert_eq!(
+            only_error(quote!(max_workers = 2.0)),
+            "expected `max_workers` to be an integer of at least 1, or `None`"
+        );
+        assert!(
+            only_error(quote!(timeout_seconds = "1"))
+                .starts_with("expected `timeout_seconds` to be")
+        );
+        assert!(
+            only_error(quote!(device_strategy = 3)).starts_with("expected `device_strategy` to be")
+        );
+        assert!(
+            only_error(quote!(device_strategy = None))
+                .starts_with("expected `device_strategy` to be")
+        );
+        assert!(only_error(quote!(scheduler = 'x')).starts_with("expected `scheduler` to be"));
+    }
+
+    #[test]
+    fn out_of_range() {
+        assert_eq!(
+            only_error(quote!(max_workers = 0)),
+            "`max_workers` may not be 0"
+        );
+        assert_eq!(
+            only_error(quote!(max_workers = -2)),
+            "`max_workers` may not be negative"
+        );
+        assert_eq!(
+            only_error(quote!(
+                max_workers = 99999999999999999999999999999999999999999
+            )),
+            "`max_workers` is too large"
+        );
+        for tokens in [
+            quote!(timeout_seconds = 0),
+            quote!(timeout_seconds = 0.0),
+            quote!(timeout_seconds = -1),
+            quote!(timeout_seconds = -0.5),
+        ] {
+            assert_eq!(
+                only_error(tokens),
+                "`timeout_seconds` must be greater than 0"
+            );
+        }
+        assert_eq!(
+            only_error(quote!(timeout_seconds = 1e400)),
+            "`timeout_seconds` must be finite"
+        );
+        assert_eq!(
+            only_error(quote!(timeout_seconds = 1e-12)),
+            "`timeout_seconds` is shorter than a nanosecond"
+        );
+        assert_eq!(
+            only_error(quote!(timeout_seconds = 1e30)),
+            "`timeout_seconds` is too large for a `Duration`"
+        );
+    }
+
+    #[test]
+    fn unknown_device_and_scheduler_literals() {
+        assert_eq!(
+            only_error(quote!(device_strategy = "gpuu")),
+            "unknown `device_strategy` \"gpuu\"; did you mean \"gpu\"? (expected \"auto\", \"cpu\" or \"gpu\", \
+             or `DeviceStrategy::named(\"gpuu\")` for a registered backend)"
+        );
+        assert_eq!(
+            only_error(quote!(scheduler = "sequental")),
+            "unknown `scheduler` \"sequental\"; did you mean \"sequential\"? (expected \"sequential\", \
+             \"topological\", \"parallel\", \"wave\", \"auto\" or `None`)"
+        );
+        assert!(!only_error(quote!(scheduler = "fifo")).contains("did you mean"));
+        assert!(!only_error(quote!(device_strategy = "tpu")).contains("did you mean"));
+    }
+
+    #[test]
+    fn contradicting_scheduler() {
+        assert_eq!(
+            only_error(quote!(scheduler = "sequential", use_parallel = true)),
+            "scheduler \"sequential\" implies `use_parallel = false`, which contradicts \
+             `use_parallel = true`; remove one of the two"
+        );
+        let (validated, messages) = check(quote!(scheduler = "topological", use_parallel = false));
+        assert!(messages.is_empty());
+        assert_eq!(validated.settings.len(), 2);
+    }
+
+    #[test]
+    fn every_error_of_a_call_is_reported() {
+        let (validated, messages) = check(quote!(
+            use_paralel = true,
+            max_workers = 0,
+            max_workers = 2,
+            device_strategy = 3,
+            enable_caching = true,
+        ));
+        assert_eq!(messages.len(), 4, "{messages:?}");
+        let names: Vec<_> = validated.settings.iter().map(|s| s.spec.name).collect();
+        assert_eq!(names, ["enable_caching"]);
+        assert_eq!(validated.rejected.len(), 4);
+    }
+
+    #[test]
+    fn every_table_option_is_accepted() {
+        for spec in xcs_core::options::OPTIONS {
+            let name = syn::Ident::new(spec.name, Span::call_site());
+            let (validated, messages) = check(quote!(#name = value));
+            assert!(messages.is_empty(), "{}: {messages:?}", spec.name);
+            assert_eq!(validated.settings.len(), 1);
+        }
+    }
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("gpu", "gpu"), 0);
+        assert_eq!(edit_distance("gpuu", "gpu"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}
