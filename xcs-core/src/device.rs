@@ -3,7 +3,7 @@
 //! A backend receives whole batches. The built-in CPU backend (for `Auto` and `Cpu`) runs them
 //! on the runtime's worker pools. `Gpu` and named strategies go to a backend registered under
 //! that name with [`register_backend`]; when none is registered the batch fails with
-//! [`XcsError::DeviceUnavailable`](crate::XcsError::DeviceUnavailable) instead of silently
+//! [`XcsError::DeviceUnavailable`] instead of silently
 //! running somewhere else.
 //!
 //! A backend decides *where and how* the items run (its own threads, a device queue, in

@@ -140,7 +140,9 @@ impl<O> Clone for PMap<O> {
 
 impl<O: Operator> std::fmt::Debug for VMap<O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VMap").field("operator", &self.op.name()).finish()
+        f.debug_struct("VMap")
+            .field("operator", &self.op.name())
+            .finish()
     }
 }
 
@@ -221,10 +223,7 @@ impl<O: Operator> Operator for VMap<O> {
     type Output = Vec<O::Output>;
 
     fn forward(&self, inputs: Self::Input) -> Result<Self::Output, XcsError> {
-        collect(
-            run(&self.op, Kind::VMap, inputs, false),
-            self.op.name(),
-        )
+        collect(run(&self.op, Kind::VMap, inputs, false), self.op.name())
     }
 
     fn name(&self) -> &str {
@@ -261,7 +260,13 @@ impl<O: Operator> Operator for PMap<O> {
 
     fn call(&self, inputs: Self::Input) -> Result<Self::Output, XcsError> {
         collect(
-            run_traced(&self.op, &self.name, Kind::PMap(self.workers), inputs, false),
+            run_traced(
+                &self.op,
+                &self.name,
+                Kind::PMap(self.workers),
+                inputs,
+                false,
+            ),
             self.op.name(),
         )
     }
@@ -583,9 +588,7 @@ fn gather<O: Operator>(
     let mut timeout = None;
     while done < expected_done {
         let message = match (enforce, plan.deadline) {
-            (true, Some(at)) => {
-                receiver.recv_timeout(at.saturating_duration_since(Instant::now()))
-            }
+            (true, Some(at)) => receiver.recv_timeout(at.saturating_duration_since(Instant::now())),
             _ => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match message {
