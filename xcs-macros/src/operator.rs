@@ -1,7 +1,199 @@
-//! STUB — being written by a helper.
-use proc_macro2::TokenStream;
+//! `#[xcs::operator]`: turns a plain function into an operator.
+//!
+//! The function stays exactly as written (callable, documented, with its attributes); next to
+//! it the macro adds a unit struct implementing `Operator` and an inputs struct with one field
+//! per parameter. Work is split as in thiserror-impl: [`args`] reads the attribute arguments,
+//! [`ast`] reads the function into a small model and rejects what an operator cannot carry,
+//! [`expand`] writes the code. Every error found is reported at once, and on error the user's
+//! function is still emitted unchanged, so one mistake does not cascade into "cannot find
+//! function" errors elsewhere.
 
+mod args;
+mod ast;
+mod expand;
+
+use std::fmt::Display;
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote};
+
+/// Expands `#[xcs::operator(args)]` on `item`.
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let _ = args;
-    item
+    let mut errors = Errors::default();
+    let args = args::Args::parse(args, &mut errors);
+    let generated = match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(syn::Item::Fn(function)) => {
+            ast::OperatorFn::parse(&function, &mut errors).and_then(|model| {
+                let names = expand::Names::new(&model, &args, &mut errors)?;
+                Some(expand::operator(&model, &names))
+            })
+        }
+        Ok(other) => {
+            errors.error_at(ast::item_keyword(&other), ast::NOT_A_FUNCTION);
+            None
+        }
+        Err(_) => {
+            errors.error_at(Span::call_site(), ast::NOT_A_FUNCTION);
+            None
+        }
+    };
+    // Attribute-argument mistakes alone still expand (with the default name), so the rest of
+    // the crate keeps compiling; signature mistakes expand to the function only.
+    let compile_errors = errors.to_compile_errors();
+    quote! {
+        #compile_errors
+        #item
+        #generated
+    }
+}
+
+/// Every error found in one expansion (serde_derive's `Ctxt`): reported together.
+#[derive(Default)]
+pub(crate) struct Errors {
+    all: Option<syn::Error>,
+    count: usize,
+    /// Set when expansion must stop without a message of ours, because rustc reports the
+    /// problem on the user's function anyway (a parameter name bound twice).
+    silent: bool,
+}
+
+impl Errors {
+    /// Records `error`.
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        self.count += 1;
+        match &mut self.all {
+            Some(all) => all.combine(error),
+            None => self.all = Some(error),
+        }
+    }
+
+    /// Records `message` pointing at `tokens`.
+    pub(crate) fn error(&mut self, tokens: impl ToTokens, message: impl Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+
+    /// Records `message` pointing at `span`.
+    pub(crate) fn error_at(&mut self, span: Span, message: impl Display) {
+        self.push(syn::Error::new(span, message));
+    }
+
+    /// Stops expansion without a message of ours.
+    pub(crate) fn stop_silently(&mut self) {
+        self.silent = true;
+    }
+
+    /// A mark to compare with [`stops_since`](Self::stops_since).
+    pub(crate) fn mark(&self) -> usize {
+        self.count
+    }
+
+    /// Whether anything recorded since `mark` stops expansion.
+    pub(crate) fn stops_since(&self, mark: usize) -> bool {
+        self.count > mark || self.silent
+    }
+
+    /// The recorded errors as `compile_error!` invocations.
+    pub(crate) fn to_compile_errors(&self) -> TokenStream {
+        self.all
+            .as_ref()
+            .map(syn::Error::to_compile_error)
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(args: TokenStream, item: TokenStream) -> Vec<String> {
+        let mut errors = Vec::new();
+        let output = expand(args, item).to_string();
+        let mut rest = output.as_str();
+        while let Some(start) = rest.find("compile_error ! {") {
+            rest = &rest[start..];
+            let from = rest.find('"').map_or(0, |i| i + 1);
+            let to = rest[from..].find('"').map_or(from, |i| from + i);
+            errors.push(rest[from..to].to_owned());
+            rest = &rest[to..];
+        }
+        errors
+    }
+
+    #[test]
+    fn expands_a_plain_function() {
+        let output = expand(
+            TokenStream::new(),
+            quote!(
+                pub fn generate(prompt: String, seed: u64) -> String {
+                    prompt
+                }
+            ),
+        )
+        .to_string();
+        assert!(output.contains("pub struct Generate ;"), "{output}");
+        assert!(output.contains("pub struct GenerateInputs"), "{output}");
+        assert!(output.contains("\"generate\""), "{output}");
+        assert!(!output.contains("compile_error"), "{output}");
+    }
+
+    #[test]
+    fn reports_every_error_at_once() {
+        let found = messages(
+            quote!(nmae = "X"),
+            quote!(
+                async fn f<T>(&self, x: &str, (a, b): (u8, u8)) {}
+            ),
+        );
+        assert_eq!(found.len(), 6, "{found:?}");
+    }
+
+    #[test]
+    fn never_panics() {
+        let items = [
+            quote!(),
+            quote!(fn),
+            quote!(
+                struct S;
+            ),
+            quote!(
+                fn f();
+            ),
+            quote!(
+                fn _1() {}
+            ),
+            quote!(
+                fn __() {}
+            ),
+            quote!(
+                fn f(x: impl Fn(&str) -> &str) {}
+            ),
+            quote!(
+                fn f(x: u8, x: u8) {}
+            ),
+            quote!(
+                fn f(...) {}
+            ),
+            quote!(
+                fn f() -> ! {
+                    loop {}
+                }
+            ),
+        ];
+        let args = [
+            quote!(),
+            quote!(name),
+            quote!(name = ),
+            quote!(name = "1x"),
+            quote!(name = "type"),
+            quote!(name = "a b"),
+            quote!(name = 3),
+            quote!("x"),
+            quote!(name = "A", name = "B"),
+        ];
+        for item in &items {
+            for arg in &args {
+                let _ = expand(arg.clone(), item.clone());
+            }
+        }
+    }
 }

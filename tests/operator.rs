@@ -1,0 +1,491 @@
+//! `#[xcs::operator]`: what the generated operator, inputs and batches do.
+
+use std::error::Error as _;
+use std::fmt;
+
+use xcs::prelude::*;
+
+/// Generates text.
+#[xcs::operator]
+pub fn generate(prompt: String, seed: u64) -> String {
+    format!("{prompt}#{seed}")
+}
+
+#[test]
+fn the_function_stays_callable() {
+    assert_eq!(generate("a".into(), 1), "a#1");
+}
+
+#[test]
+fn struct_inputs_name_and_call() {
+    let op = Generate;
+    assert_eq!(op.name(), "generate");
+    let inputs = GenerateInputs::new("hi".to_owned(), 7);
+    assert_eq!(inputs.prompt, "hi");
+    assert_eq!(inputs.seed, 7);
+    assert_eq!(op.call(inputs).unwrap(), "hi#7");
+    let inputs = GenerateInputs {
+        prompt: "direct".to_owned(),
+        seed: 2,
+    };
+    assert_eq!(op.forward(inputs).unwrap(), "direct#2");
+}
+
+#[test]
+fn the_operator_struct_is_a_plain_value() {
+    fn traits<T: Clone + Copy + fmt::Debug + Default + PartialEq + Eq + std::hash::Hash>(_: T) {}
+    traits(Generate);
+    assert_eq!(format!("{Generate:?}"), "Generate");
+}
+
+#[test]
+fn batch_broadcasts_plain_values() {
+    let batch = GenerateInputs::batch(vec!["a", "b", "c"], 7).unwrap();
+    let seeds: Vec<u64> = batch.iter().map(|i| i.seed).collect();
+    let prompts: Vec<&str> = batch.iter().map(|i| i.prompt.as_str()).collect();
+    assert_eq!(seeds, [7, 7, 7]);
+    assert_eq!(prompts, ["a", "b", "c"]);
+}
+
+#[test]
+fn batch_zips_batched_values() {
+    let batch = GenerateInputs::batch(vec!["a".to_owned(), "b".to_owned()], vec![1, 2]).unwrap();
+    let pairs: Vec<(String, u64)> = batch.into_iter().map(|i| (i.prompt, i.seed)).collect();
+    assert_eq!(pairs, [("a".to_owned(), 1), ("b".to_owned(), 2)]);
+}
+
+#[test]
+fn batch_rejects_different_lengths() {
+    let error = GenerateInputs::batch(vec!["a", "b"], vec![1, 2, 3])
+        .err()
+        .unwrap();
+    match error {
+        XcsError::BatchSizeMismatch {
+            first,
+            first_len,
+            other,
+            other_len,
+            ..
+        } => {
+            assert_eq!((first.as_str(), first_len), ("prompt", 2));
+            assert_eq!((other.as_str(), other_len), ("seed", 3));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn batch_without_a_batched_argument_has_one_item() {
+    let batch = GenerateInputs::batch("only", 3).unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].prompt, "only");
+    assert_eq!(batch[0].seed, 3);
+}
+
+#[test]
+fn an_empty_batched_argument_makes_an_empty_batch() {
+    let batch = GenerateInputs::batch(Vec::<String>::new(), 3).unwrap();
+    assert!(batch.is_empty());
+}
+
+#[test]
+fn vmap_runs_the_generated_operator() -> Result<(), XcsError> {
+    let outputs = vmap(Generate).call(GenerateInputs::batch(vec!["x", "y"], 1)?)?;
+    assert_eq!(outputs, ["x#1", "y#1"]);
+    let nested = vmap(vmap(Generate)).call(vec![
+        GenerateInputs::batch(vec!["a"], 1)?,
+        GenerateInputs::batch(vec!["b", "c"], 2)?,
+    ])?;
+    assert_eq!(nested, [vec!["a#1"], vec!["b#2", "c#2"]]);
+    Ok(())
+}
+
+// --- fallible functions -----------------------------------------------------------------------
+
+#[xcs::operator]
+fn parse_number(text: String) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| format!("`{text}` is not a number"))
+}
+
+#[xcs::operator]
+fn read_config(path: String) -> Result<String, std::io::Error> {
+    std::fs::read_to_string(path)
+}
+
+#[xcs::operator]
+fn read_io(path: String) -> std::io::Result<String> {
+    std::fs::read_to_string(path)
+}
+
+#[derive(Debug)]
+struct Refused {
+    code: u8,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "refused with code {}", self.code)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+#[xcs::operator]
+fn refuse(code: u8) -> Result<(), Refused> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(Refused { code })
+    }
+}
+
+#[xcs::operator]
+fn check(value: i64) -> Result<i64, XcsError> {
+    if value < 0 {
+        Err(XcsError::operator("inner", "negative"))
+    } else {
+        Ok(value)
+    }
+}
+
+/// Like `anyhow`: a crate's own one-parameter `Result` alias.
+mod boxed_error {
+    pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+#[xcs::operator]
+fn boxed(fail: bool) -> boxed_error::Result<u8> {
+    if fail {
+        Err("boxed failure".into())
+    } else {
+        Ok(1)
+    }
+}
+
+#[test]
+fn a_result_output_is_the_ok_type() {
+    let value: u64 = ParseNumber
+        .call(ParseNumberInputs::new("42".into()))
+        .unwrap();
+    assert_eq!(value, 42);
+    assert_eq!(
+        boxed(false).unwrap(),
+        Boxed.call(BoxedInputs::new(false)).unwrap()
+    );
+}
+
+#[test]
+fn errors_become_operator_errors_with_the_source() {
+    let error = ParseNumber
+        .call(ParseNumberInputs::new("x".into()))
+        .unwrap_err();
+    assert!(matches!(&error, XcsError::Operator { operator, .. } if operator == "parse_number"));
+    assert!(error.to_string().contains("parse_number"), "{error}");
+    assert_eq!(error.source().unwrap().to_string(), "`x` is not a number");
+
+    let error = Refuse.call(RefuseInputs::new(3)).unwrap_err();
+    assert!(error.to_string().contains("`refuse`"), "{error}");
+    let source = error.source().unwrap();
+    assert_eq!(source.downcast_ref::<Refused>().unwrap().code, 3);
+    assert!(Refuse.call(RefuseInputs::new(0)).is_ok());
+
+    let error = Boxed.call(BoxedInputs::new(true)).unwrap_err();
+    assert_eq!(error.source().unwrap().to_string(), "boxed failure");
+}
+
+#[test]
+fn io_errors_keep_their_kind() {
+    let missing = "/definitely/not/here/xcs-operator-test".to_owned();
+    for error in [
+        ReadConfig
+            .call(ReadConfigInputs::new(missing.clone()))
+            .unwrap_err(),
+        ReadIo.call(ReadIoInputs::new(missing)).unwrap_err(),
+    ] {
+        assert!(matches!(error, XcsError::Operator { .. }), "{error:?}");
+        let io = error.source().unwrap().downcast_ref::<std::io::Error>();
+        assert_eq!(io.unwrap().kind(), std::io::ErrorKind::NotFound);
+    }
+}
+
+#[test]
+fn an_xcs_error_passes_through_unchanged() {
+    let error = Check.call(CheckInputs::new(-1)).unwrap_err();
+    match error {
+        XcsError::Operator { operator, .. } => assert_eq!(operator, "inner"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(Check.call(CheckInputs::new(5)).unwrap(), 5);
+}
+
+#[test]
+fn a_failing_item_fails_the_batch() {
+    let error = vmap(ParseNumber)
+        .call(ParseNumberInputs::batch(vec!["1", "x", "3"]).unwrap())
+        .unwrap_err();
+    assert!(error.to_string().contains("parse_number"), "{error}");
+}
+
+// --- shapes of functions ----------------------------------------------------------------------
+
+#[xcs::operator]
+fn answer() -> u64 {
+    42
+}
+
+static TICKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[xcs::operator]
+fn tick() {
+    TICKS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[test]
+fn zero_parameters() {
+    assert_eq!(Answer.call(AnswerInputs::new()).unwrap(), 42);
+    assert_eq!(Answer.call(AnswerInputs {}).unwrap(), 42);
+    let batch = AnswerInputs::batch().unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(vmap(Answer).call(batch).unwrap(), [42]);
+}
+
+#[test]
+fn no_return_type_is_a_unit_output() {
+    let before = TICKS.load(std::sync::atomic::Ordering::SeqCst);
+    let (): () = Tick.call(TickInputs::new()).unwrap();
+    assert!(TICKS.load(std::sync::atomic::Ordering::SeqCst) > before);
+}
+
+#[xcs::operator(name = "Shout")]
+fn make_loud(text: String) -> String {
+    text.to_uppercase()
+}
+
+#[test]
+fn name_overrides_the_struct_names_only() {
+    assert_eq!(Shout.name(), "make_loud");
+    assert_eq!(Shout.call(ShoutInputs::new("hey".into())).unwrap(), "HEY");
+    assert_eq!(make_loud("a".into()), "A");
+}
+
+#[xcs::operator]
+fn raw_names(r#type: String, r#match: u8) -> String {
+    format!("{type}{match}", type = r#type, match = r#match)
+}
+
+#[xcs::operator]
+fn r#loop(times: u8) -> u8 {
+    times
+}
+
+#[test]
+fn raw_identifiers() {
+    let inputs = RawNamesInputs::new("t".into(), 1);
+    assert_eq!(inputs.r#type, "t");
+    assert_eq!(RawNames.call(inputs).unwrap(), "t1");
+    let error = RawNamesInputs::batch(vec!["a"], vec![1, 2]).err().unwrap();
+    assert!(error.to_string().contains("`type`"), "{error}");
+    assert_eq!(Loop.name(), "loop");
+    assert_eq!(Loop.call(LoopInputs::new(3)).unwrap(), 3);
+}
+
+#[xcs::operator]
+fn mutable(mut count: u32, mut text: String) -> String {
+    count += 1;
+    text.push('!');
+    format!("{text}{count}")
+}
+
+#[test]
+fn mut_parameters() {
+    let inputs = MutableInputs {
+        count: 1,
+        text: "a".into(),
+    };
+    assert_eq!(Mutable.call(inputs).unwrap(), "a!2");
+}
+
+mod visibility {
+    #[xcs::operator]
+    pub(crate) fn crate_visible(x: u8) -> u8 {
+        x + 1
+    }
+}
+
+#[test]
+fn visibility_is_carried() {
+    use visibility::{CrateVisible, CrateVisibleInputs};
+    assert_eq!(CrateVisible.call(CrateVisibleInputs::new(1)).unwrap(), 2);
+    assert_eq!(visibility::crate_visible(1), 2);
+}
+
+/// Documented.
+#[xcs::operator]
+#[must_use = "the sum is the point"]
+#[allow(clippy::just_underscores_and_digits)]
+#[inline]
+pub fn add(a: u32, b: u32) -> u32 {
+    a + b
+}
+
+#[allow(dead_code)]
+#[xcs::operator]
+fn never_used(x: u8) -> u8 {
+    x
+}
+
+#[allow(deprecated)]
+mod old {
+    #[deprecated(note = "use `add` instead")]
+    #[xcs::operator]
+    pub fn old_add(a: u32, b: u32) -> u32 {
+        a + b
+    }
+}
+
+#[test]
+fn attributes_are_kept() {
+    assert_eq!(add(1, 2), 3);
+    assert_eq!(Add.call(AddInputs::new(1, 2)).unwrap(), 3);
+    #[allow(deprecated)]
+    {
+        assert_eq!(old::old_add(1, 1), 2);
+        assert_eq!(old::OldAdd.call(old::OldAddInputs::new(1, 1)).unwrap(), 2);
+    }
+}
+
+#[cfg(any())]
+#[xcs::operator]
+fn compiled_out(x: NoSuchType) -> NoSuchType {
+    x
+}
+
+#[test]
+fn cfg_removes_the_generated_items_too() {
+    // `compiled_out` names a type that does not exist: this file only compiles because its
+    // `#[cfg]` also applies to `CompiledOut` and `CompiledOutInputs`.
+}
+
+// --- caching ----------------------------------------------------------------------------------
+
+#[xcs::operator]
+fn scale(value: f64, factor: f64) -> f64 {
+    value * factor
+}
+
+struct Opaque(u8);
+
+#[xcs::operator]
+fn take_opaque(value: Opaque) -> u8 {
+    value.0
+}
+
+#[xcs::operator]
+fn unclonable(value: u8) -> Opaque {
+    Opaque(value)
+}
+
+#[test]
+fn operators_over_unhashable_types_compile_and_run_uncached() {
+    assert!(Scale.__xcs_cache_support().is_none());
+    assert!(TakeOpaque.__xcs_cache_support().is_none());
+    assert!(Unclonable.__xcs_cache_support().is_none());
+    assert_eq!(Scale.call(ScaleInputs::new(2.0, 1.5)).unwrap(), 3.0);
+    assert_eq!(
+        TakeOpaque.call(TakeOpaqueInputs::new(Opaque(4))).unwrap(),
+        4
+    );
+    assert_eq!(Unclonable.call(UnclonableInputs::new(5)).unwrap().0, 5);
+    let batch = ScaleInputs::batch(vec![1.0, 2.0], 2.0).unwrap();
+    assert_eq!(vmap(Scale).call(batch).unwrap(), [2.0, 4.0]);
+}
+
+#[test]
+fn operators_over_hashable_types_support_caching() {
+    assert!(Generate.__xcs_cache_support().is_some());
+    assert!(Answer.__xcs_cache_support().is_some());
+    assert!(ParseNumber.__xcs_cache_support().is_some());
+}
+
+mod counted {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    pub static WORDS_RUNS: AtomicUsize = AtomicUsize::new(0);
+    pub static HALVE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+    #[xcs::operator]
+    pub fn count_words(text: String, minimum: u64) -> Vec<String> {
+        WORDS_RUNS.fetch_add(1, Ordering::SeqCst);
+        let minimum = usize::try_from(minimum).unwrap_or(usize::MAX);
+        text.split(' ')
+            .filter(|w| w.len() >= minimum)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[xcs::operator]
+    pub fn halve(value: f64) -> f64 {
+        HALVE_RUNS.fetch_add(1, Ordering::SeqCst);
+        value / 2.0
+    }
+}
+
+fn caching() -> OptionsPatch {
+    OptionsPatch::from_pairs([("enable_caching", "true")]).unwrap()
+}
+
+#[test]
+fn hashable_operators_are_cached_when_caching_is_on() {
+    use counted::{CountWords, CountWordsInputs, WORDS_RUNS};
+    use std::sync::atomic::Ordering;
+    let text = "cache me if you can, operator-test".to_owned();
+    let before = WORDS_RUNS.load(Ordering::SeqCst);
+    let (first, second) = with_options(&caching(), || {
+        (
+            CountWords.call(CountWordsInputs::new(text.clone(), 3)),
+            CountWords.call(CountWordsInputs::new(text.clone(), 3)),
+        )
+    });
+    assert_eq!(first.unwrap(), second.unwrap());
+    assert_eq!(WORDS_RUNS.load(Ordering::SeqCst) - before, 1);
+}
+
+#[test]
+fn unhashable_operators_run_uncached_when_caching_is_on() {
+    use counted::{HALVE_RUNS, Halve, HalveInputs};
+    use std::sync::atomic::Ordering;
+    let before = HALVE_RUNS.load(Ordering::SeqCst);
+    with_options(&caching(), || {
+        assert_eq!(Halve.call(HalveInputs::new(3.0)).unwrap(), 1.5);
+        assert_eq!(Halve.call(HalveInputs::new(3.0)).unwrap(), 1.5);
+    });
+    assert_eq!(HALVE_RUNS.load(Ordering::SeqCst) - before, 2);
+}
+
+mod slow {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    pub static FINISHED: AtomicBool = AtomicBool::new(false);
+
+    #[xcs::operator]
+    pub fn sleepy(millis: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(millis));
+        FINISHED.store(true, Ordering::SeqCst);
+        millis
+    }
+}
+
+#[test]
+fn call_returns_at_the_deadline_while_the_body_still_runs() {
+    use slow::{FINISHED, Sleepy, SleepyInputs};
+    use std::sync::atomic::Ordering;
+    let patch = OptionsPatch::from_pairs([("timeout_seconds", "0.05")]).unwrap();
+    let result = with_options(&patch, || Sleepy.call(SleepyInputs::new(3_000)));
+    assert!(
+        matches!(result, Err(XcsError::Timeout { .. })),
+        "{result:?}"
+    );
+    assert!(!FINISHED.load(Ordering::SeqCst), "call waited for the body");
+}

@@ -1,0 +1,6 @@
+#[xcs::operator]
+async fn generate(prompt: String) -> String {
+    prompt
+}
+
+fn main() {}

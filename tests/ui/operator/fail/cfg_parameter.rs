@@ -1,0 +1,6 @@
+#[xcs::operator]
+fn shout(text: String, #[cfg(any())] loud: bool) -> String {
+    text
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[xcs::operator]
+fn describe<T: std::fmt::Debug>(value: T) -> String {
+    format!("{value:?}")
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[xcs::operator]
+fn shout(text: impl Into<String>) -> String {
+    text.into().to_uppercase()
+}
+
+fn main() {}

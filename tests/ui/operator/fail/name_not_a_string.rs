@@ -1,0 +1,6 @@
+#[xcs::operator(name = Other)]
+fn generate(prompt: String) -> String {
+    prompt
+}
+
+fn main() {}

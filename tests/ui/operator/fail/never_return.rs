@@ -1,0 +1,6 @@
+#[xcs::operator]
+fn halt(code: i32) -> ! {
+    std::process::exit(code)
+}
+
+fn main() {}

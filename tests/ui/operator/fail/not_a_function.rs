@@ -1,0 +1,6 @@
+#[xcs::operator]
+struct Generate {
+    prompt: String,
+}
+
+fn main() {}

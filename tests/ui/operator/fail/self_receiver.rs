@@ -1,0 +1,10 @@
+struct Model;
+
+impl Model {
+    #[xcs::operator]
+    fn generate(&self, prompt: String) -> String {
+        prompt
+    }
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[xcs::operator]
+fn total(values: &[u64]) -> u64 {
+    values.iter().sum()
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[xcs::operator]
+fn shout(text: &str) -> String {
+    text.to_uppercase()
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[xcs::operator]
+unsafe fn double(x: u64) -> u64 {
+    x * 2
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[xcs::operator]
+fn constant(_: u64) -> u64 {
+    42
+}
+
+fn main() {}
