@@ -1,0 +1,568 @@
+//! Measures xcs against the best a user could write by hand, side by side in one run, and prints
+//! the table that `BENCHMARKS.md` records.
+//!
+//! ```text
+//! cargo run --release --example bench_report            # the real figures, well under a minute
+//! cargo run --release --example bench_report -- --quick # a smoke run (CI): seconds, noisy
+//! cargo run --release --example bench_report -- cache    # only the sections whose name matches
+//! ```
+//!
+//! `XCS_BENCH_QUICK=1` does what `--quick` does.
+//!
+//! Each figure alternates samples of the floor and of xcs (so a busy moment hits both) and
+//! reports medians. The criterion benches in `benches/` measure the same workloads in more depth.
+//! Timings are only reported, never asserted: the exit status is 0 whether targets are met or not.
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use common::{HangsOnce, Nap, Spin, seeds, spin};
+use rayon::prelude::*;
+use xcs::{Operator, execution_options, get_execution_options, pmap, vmap};
+
+/// How much to measure: the full run, or a quick smoke run.
+#[derive(Clone, Copy)]
+struct Effort {
+    /// Samples per side of a figure (the median is reported).
+    samples: usize,
+    /// Multiplier for loop counts of the nanosecond figures.
+    scale: f64,
+}
+
+impl Effort {
+    fn iters(self, full: u64) -> u64 {
+        ((full as f64 * self.scale) as u64).max(1)
+    }
+}
+
+/// What a figure must reach.
+#[derive(Clone, Copy)]
+enum Target {
+    /// Measured minus floor at most this many ns.
+    NetAtMostNs(f64),
+    /// Measured at most this many ns.
+    AtMostNs(f64),
+    /// Measured / floor at most this.
+    RatioAtMost(f64),
+    /// Measured / floor below this.
+    RatioBelow(f64),
+    /// Measured / floor within the noise of the floor (at least ±5 %).
+    WithinNoise,
+}
+
+/// Measures one section of the table, appending its rows.
+type Section = fn(Effort, &mut Vec<Row>);
+
+struct Row {
+    figure: &'static str,
+    floor_name: &'static str,
+    /// Median time of one unit (call, item loop, scope), ns.
+    measured: f64,
+    /// Median time of the floor's unit, ns (`None`: no floor).
+    floor: Option<f64>,
+    target: Target,
+    /// Relative spread (interquartile range / median) of the floor's samples.
+    floor_spread: f64,
+    note: String,
+}
+
+impl Row {
+    fn ratio(&self) -> Option<f64> {
+        self.floor.map(|floor| self.measured / floor)
+    }
+
+    fn noise_band(&self) -> f64 {
+        self.floor_spread.max(0.05)
+    }
+
+    fn met(&self) -> bool {
+        match (self.target, self.floor) {
+            (Target::NetAtMostNs(max), Some(floor)) => self.measured - floor <= max,
+            (Target::NetAtMostNs(max), None) | (Target::AtMostNs(max), _) => self.measured <= max,
+            (Target::RatioAtMost(max), Some(floor)) => self.measured / floor <= max,
+            (Target::RatioBelow(max), Some(floor)) => self.measured / floor < max,
+            (Target::WithinNoise, Some(floor)) => self.measured / floor <= 1.0 + self.noise_band(),
+            (_, None) => false,
+        }
+    }
+
+    fn target_text(&self) -> String {
+        match self.target {
+            Target::NetAtMostNs(max) => format!("≤ {max} ns net"),
+            Target::AtMostNs(max) => format!("≤ {}", fmt_ns(max)),
+            Target::RatioAtMost(max) => format!("≤ {max}×"),
+            Target::RatioBelow(max) => format!("< {} %", max * 100.0),
+            Target::WithinNoise => format!("≤ {:.2}× (noise)", 1.0 + self.noise_band()),
+        }
+    }
+
+    fn ratio_text(&self) -> String {
+        match (self.target, self.floor) {
+            (Target::NetAtMostNs(_), Some(floor)) => {
+                format!("net {}", fmt_ns(self.measured - floor))
+            }
+            (Target::RatioBelow(_), Some(_)) => {
+                format!("{:.2} %", self.ratio().unwrap_or_default() * 100.0)
+            }
+            (_, Some(_)) => format!("{:.2}×", self.ratio().unwrap_or_default()),
+            (_, None) => "—".to_owned(),
+        }
+    }
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns < 1_000.0 {
+        format!("{ns:.1} ns")
+    } else if ns < 1_000_000.0 {
+        format!("{:.2} µs", ns / 1e3)
+    } else if ns < 1_000_000_000.0 {
+        format!("{:.1} ms", ns / 1e6)
+    } else {
+        format!("{:.3} s", ns / 1e9)
+    }
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    if n % 2 == 1 {
+        samples[n / 2]
+    } else {
+        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
+    }
+}
+
+/// Interquartile range over median of sorted `samples`.
+fn spread(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n < 4 {
+        return 0.0;
+    }
+    let (q1, q3) = (sorted[n / 4], sorted[(3 * n) / 4]);
+    let mid = sorted[n / 2];
+    if mid > 0.0 { (q3 - q1) / mid } else { 0.0 }
+}
+
+/// Nanoseconds per unit: `run(units)` does `units` units of work and returns the time they took
+/// (so setup can stay outside the clock).
+fn sample(units: u64, run: &mut impl FnMut(u64) -> Duration) -> f64 {
+    run(units).as_nanos() as f64 / units as f64
+}
+
+/// Medians (ns per unit) of `floor` and `subject`, sampled alternately, and the floor's spread.
+fn paired(
+    effort: Effort,
+    units: u64,
+    floor: impl FnMut(u64) -> Duration,
+    subject: impl FnMut(u64) -> Duration,
+) -> (f64, f64, f64) {
+    paired_units(effort, (units, units), floor, subject)
+}
+
+/// [`paired`] with a different number of units per sample for the floor and the subject.
+fn paired_units(
+    effort: Effort,
+    (floor_units, subject_units): (u64, u64),
+    mut floor: impl FnMut(u64) -> Duration,
+    mut subject: impl FnMut(u64) -> Duration,
+) -> (f64, f64, f64) {
+    // Warm up both: pools, spare threads, caches.
+    sample(floor_units.min(10), &mut floor);
+    sample(subject_units.min(10), &mut subject);
+    let mut floors = Vec::with_capacity(effort.samples);
+    let mut subjects = Vec::with_capacity(effort.samples);
+    for _ in 0..effort.samples {
+        floors.push(sample(floor_units, &mut floor));
+        subjects.push(sample(subject_units, &mut subject));
+    }
+    let floor_median = median(&mut floors);
+    let floor_spread = spread(&floors);
+    (floor_median, median(&mut subjects), floor_spread)
+}
+
+/// Times `units` runs of `f`.
+fn timed(units: u64, mut f: impl FnMut()) -> Duration {
+    let start = Instant::now();
+    for _ in 0..units {
+        f();
+    }
+    start.elapsed()
+}
+
+/// Times `units` runs of `f`, each on a fresh input made outside the clock.
+fn timed_with<I>(units: u64, mut input: impl FnMut() -> I, mut f: impl FnMut(I)) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..units {
+        let input = input();
+        let start = Instant::now();
+        f(input);
+        total += start.elapsed();
+    }
+    total
+}
+
+fn scope_rows(effort: Effort, rows: &mut Vec<Row>) {
+    let units = effort.iters(2_000_000);
+    let (floor, measured, floor_spread) = paired(
+        effort,
+        units,
+        |n| timed(n, || black_box(())),
+        |n| {
+            timed(
+                n,
+                || execution_options!(max_workers = 4, enable_caching = true => black_box(())),
+            )
+        },
+    );
+    rows.push(Row {
+        figure: "scope enter + exit (`execution_options!`)",
+        floor_name: "empty loop",
+        measured,
+        floor: Some(floor),
+        target: Target::NetAtMostNs(20.0),
+        floor_spread,
+        note: "a scope setting two options".to_owned(),
+    });
+
+    let (_, measured, _) = paired(
+        effort,
+        units,
+        |n| timed(n, || black_box(())),
+        |n| {
+            execution_options!(max_workers = 4, enable_caching = true => {
+                timed(n, || {
+                    black_box(get_execution_options());
+                })
+            })
+        },
+    );
+    rows.push(Row {
+        figure: "`get_execution_options()` in a scope",
+        floor_name: "—",
+        measured,
+        floor: None,
+        target: Target::AtMostNs(10.0),
+        floor_spread: 0.0,
+        note: "loop overhead included".to_owned(),
+    });
+}
+
+fn vmap_rows(effort: Effort, rows: &mut Vec<Row>) {
+    const ITEMS: usize = 100_000;
+    let rounds = common::rounds_100ns();
+    let op = vmap(Spin { rounds });
+
+    let (floor, measured, floor_spread) = paired(
+        effort,
+        2,
+        |n| {
+            timed_with(
+                n,
+                || seeds(ITEMS),
+                |inputs| {
+                    black_box(
+                        inputs
+                            .into_par_iter()
+                            .map(|seed| spin(seed, rounds))
+                            .collect::<Vec<u64>>(),
+                    );
+                },
+            )
+        },
+        |n| {
+            timed_with(
+                n,
+                || seeds(ITEMS),
+                |inputs| {
+                    black_box(op.call(inputs).expect("spin cannot fail"));
+                },
+            )
+        },
+    );
+    rows.push(Row {
+        figure: "vmap, 100 000 items of ~100 ns work, parallel",
+        floor_name: "hand-written rayon `par_iter`",
+        measured,
+        floor: Some(floor),
+        target: Target::RatioAtMost(1.2),
+        floor_spread,
+        note: format!("per batch; {} threads", rayon::current_num_threads()),
+    });
+
+    let (floor, measured, floor_spread) = paired(
+        effort,
+        2,
+        |n| {
+            timed_with(
+                n,
+                || seeds(ITEMS),
+                |inputs| {
+                    black_box(
+                        inputs
+                            .into_iter()
+                            .map(|seed| spin(seed, rounds))
+                            .collect::<Vec<u64>>(),
+                    );
+                },
+            )
+        },
+        |n| {
+            execution_options!(use_parallel = false => timed_with(
+                n,
+                || seeds(ITEMS),
+                |inputs| {
+                    black_box(op.call(inputs).expect("spin cannot fail"));
+                },
+            ))
+        },
+    );
+    rows.push(Row {
+        figure: "vmap sequential (`use_parallel = false`)",
+        floor_name: "plain loop",
+        measured,
+        floor: Some(floor),
+        target: Target::RatioAtMost(1.2),
+        floor_spread,
+        note: "per batch of 100 000".to_owned(),
+    });
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .expect("a 4-thread pool");
+    let (floor, measured, floor_spread) = paired(
+        effort,
+        effort.iters(2_000),
+        |n| {
+            timed_with(
+                n,
+                || seeds(8),
+                |inputs| {
+                    black_box(pool.install(|| {
+                        inputs
+                            .into_par_iter()
+                            .map(|seed| spin(seed, rounds))
+                            .collect::<Vec<u64>>()
+                    }));
+                },
+            )
+        },
+        |n| {
+            execution_options!(max_workers = 4 => timed_with(
+                n,
+                || seeds(8),
+                |inputs| {
+                    black_box(op.call(inputs).expect("spin cannot fail"));
+                },
+            ))
+        },
+    );
+    rows.push(Row {
+        figure: "8-item batches, `max_workers = 4`, repeated",
+        floor_name: "a pre-built rayon pool's `install` + `par_iter`",
+        measured,
+        floor: Some(floor),
+        target: Target::RatioAtMost(2.0),
+        floor_spread,
+        note: "per batch".to_owned(),
+    });
+}
+
+fn pmap_row(effort: Effort, rows: &mut Vec<Row>) {
+    let latency = Duration::from_millis(20);
+    let (items, workers) = (64, 16);
+    let op = pmap(Nap { latency }, workers);
+    // Start the spare threads once, as a long-running program would have.
+    let _ = op.call(seeds(items));
+    let mut samples: Vec<f64> = (0..effort.samples.clamp(3, 7))
+        .map(|_| {
+            let start = Instant::now();
+            black_box(op.call(seeds(items)).expect("nap cannot fail"));
+            start.elapsed().as_nanos() as f64
+        })
+        .collect();
+    let ideal = (items / workers) as f64 * latency.as_nanos() as f64;
+    rows.push(Row {
+        figure: "pmap, 64 items sleeping 20 ms, 16 workers",
+        floor_name: "ideal 80 ms (n / workers × latency)",
+        measured: median(&mut samples),
+        floor: Some(ideal),
+        target: Target::RatioAtMost(1.1),
+        floor_spread: 0.0,
+        note: "per call".to_owned(),
+    });
+}
+
+fn timeout_row(effort: Effort, rows: &mut Vec<Row>) {
+    let op = vmap(HangsOnce {
+        hang_at: 3,
+        hang: Duration::from_millis(500),
+    });
+    let mut samples: Vec<f64> = (0..effort.samples.clamp(2, 5))
+        .map(|_| {
+            let start = Instant::now();
+            let result = execution_options!(timeout_seconds = 0.1 => op.call(seeds(8)));
+            let took = start.elapsed().as_nanos() as f64;
+            assert!(
+                matches!(&result, Err(e) if e.is_timeout()),
+                "expected a timeout, got {result:?}"
+            );
+            took
+        })
+        .collect();
+    let worst = samples.iter().copied().fold(0.0, f64::max);
+    rows.push(Row {
+        figure: "timeout 0.1 s with one item hanging 0.5 s",
+        floor_name: "deadline (0.1 s)",
+        measured: median(&mut samples),
+        floor: Some(100e6),
+        target: Target::AtMostNs(120e6),
+        floor_spread: 0.0,
+        note: format!("worst {}", fmt_ns(worst)),
+    });
+}
+
+fn cache_row(effort: Effort, rows: &mut Vec<Row>) {
+    let op = Spin {
+        rounds: common::rounds_10us(),
+    };
+    let (floor, measured, floor_spread) = execution_options!(enable_caching = true => {
+        let _ = op.call(42); // the miss that stores the entry
+        paired_units(
+            effort,
+            (effort.iters(400), effort.iters(200_000)),
+            |n| timed(n, || {
+                black_box(op.forward(black_box(42)).ok());
+            }),
+            |n| timed(n, || {
+                black_box(op.call(black_box(42)).ok());
+            }),
+        )
+    });
+    rows.push(Row {
+        figure: "cache hit vs a 10 µs body",
+        floor_name: "body",
+        measured,
+        floor: Some(floor),
+        target: Target::RatioBelow(0.01),
+        floor_spread,
+        note: "`Operator::call` answered from the cache".to_owned(),
+    });
+}
+
+fn tracing_row(effort: Effort, rows: &mut Vec<Row>) {
+    let rounds = common::rounds_100ns();
+    let op = Spin { rounds };
+    let (floor, measured, floor_spread) = execution_options!(trace_execution = false => paired(
+        effort,
+        effort.iters(500_000),
+        |n| timed(n, || {
+            black_box(spin(black_box(42), rounds));
+        }),
+        |n| timed(n, || {
+            black_box(op.call(black_box(42)).ok());
+        }),
+    ));
+    rows.push(Row {
+        figure: "tracing off vs no tracing code",
+        floor_name: "the body called directly",
+        measured,
+        floor: Some(floor),
+        target: Target::WithinNoise,
+        floor_spread,
+        note: "`Operator::call` of a ~100 ns body".to_owned(),
+    });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick")
+        || std::env::var_os("XCS_BENCH_QUICK").is_some_and(|v| v != "0");
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let effort = if quick {
+        Effort {
+            samples: 3,
+            scale: 0.02,
+        }
+    } else {
+        Effort {
+            samples: 15,
+            scale: 1.0,
+        }
+    };
+    let started = Instant::now();
+    let rounds = common::rounds_100ns();
+    let item = {
+        let n = 200_000;
+        let start = Instant::now();
+        for seed in 0..n {
+            black_box(spin(black_box(seed), rounds));
+        }
+        start.elapsed().as_nanos() as f64 / n as f64
+    };
+    println!(
+        "xcs bench_report{}: {} CPUs, {} build; work item = {rounds} rounds ≈ {}",
+        if quick {
+            " (--quick: smoke run, noisy)"
+        } else {
+            ""
+        },
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        if cfg!(debug_assertions) {
+            "DEBUG (use --release for real figures)"
+        } else {
+            "release"
+        },
+        fmt_ns(item),
+    );
+    println!();
+
+    let mut rows = Vec::new();
+    let sections: [(&str, Section); 6] = [
+        ("scopes", scope_rows),
+        ("vmap", vmap_rows),
+        ("pmap", pmap_row),
+        ("timeout", timeout_row),
+        ("cache", cache_row),
+        ("tracing", tracing_row),
+    ];
+    for (name, run) in sections {
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        eprint!("measuring {name}… ");
+        let start = Instant::now();
+        run(effort, &mut rows);
+        eprintln!("{:.1} s", start.elapsed().as_secs_f64());
+    }
+    eprintln!();
+
+    println!("| figure | measured | floor | ratio | target | result | note |");
+    println!("|---|---|---|---|---|---|---|");
+    for row in &rows {
+        let floor = match row.floor {
+            Some(ns) => format!("{} ({})", row.floor_name, fmt_ns(ns)),
+            None => row.floor_name.to_owned(),
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row.figure,
+            fmt_ns(row.measured),
+            floor,
+            row.ratio_text(),
+            row.target_text(),
+            if row.met() { "MET" } else { "MISSED" },
+            row.note,
+        );
+    }
+    let met = rows.iter().filter(|r| r.met()).count();
+    println!();
+    println!(
+        "{met} of {} targets met in {:.1} s.",
+        rows.len(),
+        started.elapsed().as_secs_f64()
+    );
+}

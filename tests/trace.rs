@@ -1,0 +1,349 @@
+//! `trace_execution` through the public API: what `vmap`, `pmap` and `Operator::call` record in
+//! `xcs::take_trace()`, and the `tracing` spans a subscriber sees.
+//!
+//! The in-memory trace is process-wide and `take_trace` drains it, so the tests of this file run
+//! one at a time (`LOCK`) and each looks only at operators with names unique to it.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use xcs::{Operator, Outcome, TraceEvent, XcsError, execution_options};
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+fn lock() -> MutexGuard<'static, ()> {
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Doubles its input after `sleep`; fails on `fail_on`.
+struct Double {
+    name: &'static str,
+    fail_on: Option<u64>,
+    sleep: Duration,
+}
+
+impl Double {
+    fn named(name: &'static str) -> Self {
+        Double {
+            name,
+            fail_on: None,
+            sleep: Duration::from_millis(2),
+        }
+    }
+}
+
+impl Operator for Double {
+    type Input = u64;
+    type Output = u64;
+
+    fn forward(&self, input: u64) -> Result<u64, XcsError> {
+        std::thread::sleep(self.sleep);
+        if self.fail_on == Some(input) {
+            return Err(XcsError::operator(
+                self.name,
+                format!("cannot double {input}"),
+            ));
+        }
+        Ok(input * 2)
+    }
+
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+/// The events of the drained trace whose operator name contains `name`.
+fn events_of(name: &str) -> Vec<TraceEvent> {
+    xcs::take_trace()
+        .into_events()
+        .into_iter()
+        .filter(|e| e.operator.contains(name))
+        .collect()
+}
+
+/// The batch-item events, checked to be exactly one per index `0..n`.
+fn items(events: &[TraceEvent], n: usize) -> Vec<&TraceEvent> {
+    let mut items: Vec<&TraceEvent> = events.iter().filter(|e| e.index.is_some()).collect();
+    items.sort_by_key(|e| e.index);
+    let indices: Vec<usize> = items.iter().filter_map(|e| e.index).collect();
+    assert_eq!(indices, (0..n).collect::<Vec<_>>(), "{events:#?}");
+    items
+}
+
+fn call_event<'a>(events: &'a [TraceEvent], operator: &str) -> &'a TraceEvent {
+    let calls: Vec<&TraceEvent> = events
+        .iter()
+        .filter(|e| e.index.is_none() && e.operator == operator)
+        .collect();
+    assert_eq!(
+        calls.len(),
+        1,
+        "one call event of `{operator}`: {events:#?}"
+    );
+    calls[0]
+}
+
+#[test]
+fn vmap_records_one_event_per_item_and_the_call() {
+    let _guard = lock();
+    let _ = xcs::take_trace();
+    let op = xcs::vmap(Double::named("trace_it_vmap"));
+    let vmap_name = op.name().to_owned();
+    let out = execution_options!(trace_execution = true => op.call(vec![1, 2, 3, 4, 5]));
+    assert_eq!(out.unwrap(), vec![2, 4, 6, 8, 10]);
+
+    let events = events_of("trace_it_vmap");
+    let call = call_event(&events, &vmap_name);
+    assert_eq!(call.outcome, Outcome::Ok);
+    for item in items(&events, 5) {
+        assert_eq!(item.outcome, Outcome::Ok);
+        assert!(!item.thread.is_empty());
+        assert!(item.thread_id >= 1);
+        assert!(
+            item.start >= call.start && item.end() <= call.end(),
+            "{item:?} in {call:?}"
+        );
+    }
+    let starts: Vec<Duration> = events.iter().map(|e| e.start).collect();
+    assert!(starts.is_sorted(), "events ordered by start");
+}
+
+#[test]
+fn sequential_vmap_items_are_children_of_the_call_on_the_callers_thread() {
+    let _guard = lock();
+    let _ = xcs::take_trace();
+    let op = xcs::vmap(Double::named("trace_it_seq"));
+    let vmap_name = op.name().to_owned();
+    let caller = std::thread::current()
+        .name()
+        .unwrap_or("<unnamed>")
+        .to_owned();
+    execution_options!(trace_execution = true, use_parallel = false => op.call(vec![1, 2, 3]))
+        .unwrap();
+
+    let events = events_of("trace_it_seq");
+    let call = call_event(&events, &vmap_name);
+    assert_eq!(call.thread, caller);
+    for item in items(&events, 3) {
+        assert_eq!(item.thread_id, call.thread_id);
+        assert_eq!(item.thread, caller);
+        assert_eq!(item.parent, Some(call.id));
+        assert_eq!(item.depth, call.depth + 1);
+    }
+}
+
+#[test]
+fn pmap_records_items_on_its_workers() {
+    let _guard = lock();
+    let _ = xcs::take_trace();
+    let op = xcs::pmap(Double::named("trace_it_pmap"), 2);
+    let pmap_name = op.name().to_owned();
+    execution_options!(trace_execution = true => op.call((0..6).collect())).unwrap();
+
+    let events = events_of("trace_it_pmap");
+    assert_eq!(call_event(&events, &pmap_name).outcome, Outcome::Ok);
+    let items = items(&events, 6);
+    let threads: BTreeSet<u64> = items.iter().map(|e| e.thread_id).collect();
+    assert!(!threads.is_empty() && threads.len() <= 2, "{items:#?}");
+}
+
+#[test]
+fn nothing_is_recorded_with_tracing_off() {
+    let _guard = lock();
+    let _ = xcs::take_trace();
+    let op = xcs::vmap(Double::named("trace_it_off"));
+    op.call(vec![1, 2, 3]).unwrap();
+    execution_options!(trace_execution = false => op.call(vec![4, 5])).unwrap();
+    Double::named("trace_it_off").call(1).unwrap();
+    assert!(events_of("trace_it_off").is_empty());
+}
+
+#[test]
+fn a_failing_item_is_recorded_as_an_error() {
+    let _guard = lock();
+    let _ = xcs::take_trace();
+    let op = xcs::vmap(Double {
+        name: "trace_it_fail",
+        fail_on: Some(2),
+        sleep: Duration::ZERO,
+    });
+    let vmap_name = op.name().to_owned();
+    let result = execution_options!(trace_execution = true, use_parallel = false => {
+        op.call(vec![0, 1, 2, 3])
+    });
+    assert_eq!(result.unwrap_err().index(), Some(2));
+
+    let events = events_of("trace_it_fail");
+    assert_eq!(call_event(&events, &vmap_name).outcome, Outcome::Error);
+    let outcome_of = |i| {
+        events
+            .iter()
+            .find(|e| e.index == Some(i))
+            .map(|e| e.outcome)
+    };
+    assert_eq!(outcome_of(0), Some(Outcome::Ok));
+    assert_eq!(outcome_of(1), Some(Outcome::Ok));
+    assert_eq!(outcome_of(2), Some(Outcome::Error));
+    assert_eq!(outcome_of(3), None, "items after a failure are not started");
+}
+
+#[test]
+fn a_call_records_timeout_and_cache_hit() {
+    let _guard = lock();
+    let _ = xcs::take_trace();
+    let slow = Double {
+        name: "trace_it_timeout",
+        fail_on: None,
+        sleep: Duration::from_millis(300),
+    };
+    let result = execution_options!(trace_execution = true, timeout_seconds = 0.05 => {
+        slow.call(1)
+    });
+    assert!(result.unwrap_err().is_timeout());
+    let events = events_of("trace_it_timeout");
+    assert_eq!(
+        call_event(&events, "trace_it_timeout").outcome,
+        Outcome::Timeout
+    );
+
+    let cached = Double::named("trace_it_cached");
+    execution_options!(trace_execution = true, enable_caching = true => {
+        assert_eq!(cached.call(0x5eed_ca11).unwrap(), 2 * 0x5eed_ca11);
+        assert_eq!(cached.call(0x5eed_ca11).unwrap(), 2 * 0x5eed_ca11);
+    });
+    let outcomes: Vec<Outcome> = events_of("trace_it_cached")
+        .iter()
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(outcomes, [Outcome::Ok, Outcome::CacheHit]);
+}
+
+#[test]
+fn whole_trace_summary_and_chrome_json() {
+    let _guard = lock();
+    let _ = xcs::take_trace();
+    let op = xcs::vmap(Double::named("trace_it_whole"));
+    let vmap_name = op.name().to_owned();
+    execution_options!(trace_execution = true => op.call(vec![1, 2, 3, 4])).unwrap();
+
+    let trace = xcs::take_trace();
+    let summary = trace.summary();
+    let vmap = summary
+        .get(&vmap_name)
+        .expect("the vmap call is in the summary");
+    assert_eq!(vmap.count, 1);
+    assert_eq!(vmap.count_of(Outcome::Ok), 1);
+    let item_count: usize = summary
+        .iter()
+        .filter(|s| s.operator.contains("trace_it_whole"))
+        .map(|s| s.items)
+        .sum();
+    assert_eq!(item_count, 4);
+    assert!(summary.to_string().contains(&vmap_name));
+
+    let json: serde_json::Value = serde_json::from_str(&trace.to_chrome_json()).unwrap();
+    assert_eq!(json["displayTimeUnit"], "ms");
+    let all = json["traceEvents"].as_array().unwrap();
+    let names: BTreeSet<&str> = all
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["cat"] == "xcs")
+        .filter_map(|e| e["name"].as_str())
+        .filter(|n| n.contains("trace_it_whole"))
+        .collect();
+    assert!(names.contains(vmap_name.as_str()), "{names:?}");
+    for i in 0..4 {
+        assert!(
+            names.iter().any(|n| n.ends_with(&format!("[{i}]"))),
+            "{names:?}"
+        );
+    }
+    let thread_names = all
+        .iter()
+        .filter(|e| e["ph"] == "M" && e["name"] == "thread_name")
+        .count();
+    assert!(thread_names >= 1);
+}
+
+/// Records the target, name and `operator` field of every new span, from every thread.
+#[derive(Clone, Default)]
+struct SpanLog(Arc<Mutex<Vec<(String, String, String)>>>);
+
+struct OperatorField<'a>(&'a mut String);
+
+impl tracing::field::Visit for OperatorField<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "operator" {
+            *self.0 = format!("{value:?}").trim_matches('"').to_owned();
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "operator" {
+            value.clone_into(self.0);
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanLog {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut operator = String::new();
+        attrs.record(&mut OperatorField(&mut operator));
+        let meta = attrs.metadata();
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push((
+            meta.target().to_owned(),
+            meta.name().to_owned(),
+            operator,
+        ));
+    }
+}
+
+/// A global subscriber (batch items run on pool threads, which a thread-local default would
+/// not reach), installed once for this test binary.
+fn span_log() -> &'static SpanLog {
+    static LOG: OnceLock<SpanLog> = OnceLock::new();
+    LOG.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        let log = SpanLog::default();
+        let subscriber = tracing_subscriber::registry().with(log.clone());
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in this test binary");
+        log
+    })
+}
+
+#[test]
+fn a_tracing_subscriber_sees_spans_with_target_xcs() {
+    let _guard = lock();
+    let log = span_log();
+    let op = xcs::vmap(Double::named("trace_it_spans"));
+    let vmap_name = op.name().to_owned();
+    execution_options!(trace_execution = true => op.call(vec![1, 2, 3])).unwrap();
+    let _ = xcs::take_trace();
+
+    let spans: Vec<(String, String, String)> = log
+        .0
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter(|(_, _, operator)| operator.contains("trace_it_spans"))
+        .cloned()
+        .collect();
+    assert!(
+        spans.iter().all(|(target, _, _)| target == "xcs"),
+        "{spans:?}"
+    );
+    assert!(
+        spans
+            .iter()
+            .any(|(_, name, op)| name == "call" && *op == vmap_name),
+        "{spans:?}"
+    );
+    let item_spans = spans.iter().filter(|(_, name, _)| name == "item").count();
+    assert_eq!(item_spans, 3, "{spans:?}");
+}
