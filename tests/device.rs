@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
 use common::{Probe, global_lock};
-use xcs::{Backend, BatchJob, DeviceStrategy, Operator, OptionsPatch, XcsError, vmap, with_options};
+use xcs::{
+    Backend, BatchJob, DeviceStrategy, Operator, OptionsPatch, XcsError, vmap, with_options,
+};
 
 /// Runs items in reverse order on a thread of its own, recording what it was given.
 #[derive(Default)]
@@ -45,7 +47,10 @@ fn a_registered_gpu_backend_receives_the_batch() {
     let (op, record) = Probe::new(0);
     let patch = strategy(DeviceStrategy::Gpu).enable_caching(false);
     let (out, outer) = with_options(&patch, || {
-        (vmap(op).call((0..5).collect()), xcs::get_execution_options())
+        (
+            vmap(op).call((0..5).collect()),
+            xcs::get_execution_options(),
+        )
     });
     xcs::unregister_backend("gpu");
     assert_eq!(out.unwrap(), vec![0, 10, 20, 30, 40]);
@@ -66,8 +71,8 @@ fn gpu_without_a_backend_is_unavailable() {
     let _lock = global_lock();
     xcs::unregister_backend("gpu");
     let (op, record) = Probe::new(0);
-    let err = with_options(&strategy(DeviceStrategy::Gpu), || vmap(op).call(vec![1, 2]))
-        .unwrap_err();
+    let err =
+        with_options(&strategy(DeviceStrategy::Gpu), || vmap(op).call(vec![1, 2])).unwrap_err();
     match &err {
         XcsError::DeviceUnavailable {
             strategy,

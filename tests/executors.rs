@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::Probe;
 use xcs::{
-    Operator, OptionsPatch, Scheduler, XcsError, get_execution_options, pmap,
-    vmap, with_options,
+    Operator, OptionsPatch, Scheduler, XcsError, get_execution_options, pmap, vmap, with_options,
 };
 
 fn workers(n: usize) -> OptionsPatch {
@@ -32,7 +31,10 @@ fn max_workers_bounds_distinct_threads() {
         let out = with_options(&workers(limit), || vmap(op).call((0..16).collect())).unwrap();
         assert_eq!(out, (0..16).map(|x| x * 10).collect::<Vec<_>>());
         let used = record.distinct_threads();
-        assert_eq!(used, limit, "max_workers = {limit} but {used} threads ran items");
+        assert_eq!(
+            used, limit,
+            "max_workers = {limit} but {used} threads ran items"
+        );
     }
 }
 
@@ -49,7 +51,10 @@ fn max_workers_one_runs_on_the_caller() {
 fn use_parallel_false_is_sequential_on_the_caller() {
     let (op, record) = Probe::new(1);
     let op = Arc::new(op);
-    with_options(&sequential(), || vmap(Arc::clone(&op)).call((0..16).collect())).unwrap();
+    with_options(&sequential(), || {
+        vmap(Arc::clone(&op)).call((0..16).collect())
+    })
+    .unwrap();
     assert_eq!(*record.order.lock().unwrap(), (0..16).collect::<Vec<_>>());
     let threads = record.threads.lock().unwrap().clone();
     assert_eq!(threads.len(), 1);
@@ -67,7 +72,10 @@ fn legacy_sequential_scheduler_is_sequential() {
         let patch = OptionsPatch::from_pairs([("scheduler", name)]).unwrap();
         let (op, record) = Probe::new(1);
         let seen = with_options(&patch, || {
-            assert_eq!(get_execution_options().scheduler, Scheduler::from_name(name));
+            assert_eq!(
+                get_execution_options().scheduler,
+                Scheduler::from_name(name)
+            );
             vmap(op).call((0..12).collect()).unwrap();
             get_execution_options()
         });
@@ -207,7 +215,10 @@ fn call_settled_returns_every_outcome() {
     let outcomes = vmap(op).call_settled(vec![0, 1, 2, 3]);
     assert_eq!(record.started.load(Ordering::SeqCst), 4);
     assert_eq!(outcomes.len(), 4);
-    assert!(matches!(outcomes[1], Err(XcsError::Operator { index: Some(1), .. })));
+    assert!(matches!(
+        outcomes[1],
+        Err(XcsError::Operator { index: Some(1), .. })
+    ));
     assert_eq!(outcomes[3].as_ref().unwrap(), &30);
 }
 
@@ -216,7 +227,13 @@ fn one_item_and_empty_batches() {
     let (op, record) = Probe::new(0);
     let op = Arc::new(op);
     assert_eq!(vmap(Arc::clone(&op)).call(vec![4]).unwrap(), vec![40]);
-    assert!(record.threads.lock().unwrap().contains(&std::thread::current().id()));
+    assert!(
+        record
+            .threads
+            .lock()
+            .unwrap()
+            .contains(&std::thread::current().id())
+    );
     assert!(vmap(Arc::clone(&op)).call(vec![]).unwrap().is_empty());
     assert!(pmap(op, 4).call(vec![]).unwrap().is_empty());
 }

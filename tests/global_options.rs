@@ -20,4 +20,3 @@ fn global_options_reach_later_batches() {
     assert!(record.seen.lock().unwrap().iter().all(|o| !o.use_parallel));
     assert_eq!(xcs::get_global_options(), ExecutionOptions::default());
 }
-

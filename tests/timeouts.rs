@@ -27,9 +27,7 @@ fn vmap_returns_at_the_deadline_while_an_item_hangs() {
     // The hung item is still inside its body: the call did not wait for it.
     assert!(finished.load(Ordering::SeqCst) < 4);
     match &err {
-        XcsError::Timeout {
-            index, timeout, ..
-        } => {
+        XcsError::Timeout { index, timeout, .. } => {
             assert_eq!(*index, Some(0));
             assert_eq!(*timeout, Duration::from_millis(100));
         }
@@ -99,7 +97,10 @@ fn abandoned_items_do_not_take_workers_from_later_calls() {
     // The same for vmap's compute pool with the same worker count.
     let pair = vmap(Pair(Arc::new(Barrier::new(2))));
     let patch = timeout(5.0).max_workers(NonZeroUsize::new(2));
-    assert_eq!(with_options(&patch, || pair.call(vec![3, 4])).unwrap(), vec![3, 4]);
+    assert_eq!(
+        with_options(&patch, || pair.call(vec![3, 4])).unwrap(),
+        vec![3, 4]
+    );
     for gate in gates {
         gate.open();
     }
@@ -261,12 +262,17 @@ impl Operator for Outer {
 fn items_abandoned_inside_nested_batches_do_not_starve_later_batches() {
     let hang = Arc::new(Hang::new(u64::MAX));
     let patch = timeout(0.05).max_workers(NonZeroUsize::new(2));
-    let err = with_options(&patch, || pmap(Outer(Arc::clone(&hang)), 2).call(vec![1, 2]));
+    let err = with_options(&patch, || {
+        pmap(Outer(Arc::clone(&hang)), 2).call(vec![1, 2])
+    });
     assert!(err.unwrap_err().is_timeout());
     // The inner items still hang; a later vmap with the same worker count gets two threads.
     let pair = vmap(Pair(Arc::new(Barrier::new(2))));
     let patch = OptionsPatch::new().max_workers(NonZeroUsize::new(2));
-    assert_eq!(with_options(&patch, || pair.call(vec![5, 6])).unwrap(), vec![5, 6]);
+    assert_eq!(
+        with_options(&patch, || pair.call(vec![5, 6])).unwrap(),
+        vec![5, 6]
+    );
     // …and did not wait for the hung items to come back.
     assert_eq!(hang.finished.load(Ordering::SeqCst), 0);
     hang.gate.open();

@@ -113,7 +113,10 @@ impl Gate {
     /// Waits until open or `limit` passes (so a broken test cannot hang forever).
     pub fn wait(&self, limit: Duration) {
         let guard = self.open.lock().unwrap();
-        let _ = self.cond.wait_timeout_while(guard, limit, |open| !*open).unwrap();
+        let _ = self
+            .cond
+            .wait_timeout_while(guard, limit, |open| !*open)
+            .unwrap();
     }
 }
 
