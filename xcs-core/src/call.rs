@@ -133,9 +133,13 @@ pub(crate) fn invoke<O: Operator + ?Sized>(
     index: Option<usize>,
     detach: Option<Detach<'_, O::Input, O::Output>>,
 ) -> Result<O::Output, XcsError> {
+    // The common case reads one flag, not the whole options.
+    if !scope::per_call_work() {
+        return guarded(op.name(), index, || op.forward(input));
+    }
     let options = get_execution_options();
     let timed = options.timeout_seconds.is_some() || deadline::has_deadline();
-    invoke_under(op, input, index, detach, &options, timed)
+    invoke_with(op, input, index, detach, &options, timed)
 }
 
 /// [`invoke`] with the options (and whether a deadline applies) already known, as they are for

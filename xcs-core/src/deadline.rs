@@ -81,21 +81,25 @@ pub(crate) fn has_deadline() -> bool {
 /// Restores the previous context when dropped.
 pub(crate) struct ContextGuard {
     previous: Option<CallContext>,
+    was_under_deadline: bool,
 }
 
 impl Drop for ContextGuard {
     fn drop(&mut self) {
         if let Some(previous) = self.previous.take() {
             let _ = CONTEXT.try_with(|c| *c.borrow_mut() = previous);
+            crate::scope::set_under_deadline(self.was_under_deadline);
         }
     }
 }
 
 /// Makes `context` this thread's context until the guard is dropped.
 pub(crate) fn enter(context: CallContext) -> ContextGuard {
+    let was_under_deadline = crate::scope::set_under_deadline(context.deadline.is_some());
     let previous = CONTEXT.with(|c| std::mem::replace(&mut *c.borrow_mut(), context));
     ContextGuard {
         previous: Some(previous),
+        was_under_deadline,
     }
 }
 

@@ -283,10 +283,6 @@ type Slot<T> = Result<T, Option<Box<XcsError>>>;
 
 const NOT_RUN: Option<Box<XcsError>> = None;
 
-fn slot<T>(result: Result<T, XcsError>) -> Slot<T> {
-    result.map_err(|error| Some(Box::new(error)))
-}
-
 /// What a batch produced: each item's slot and the timeout, if the deadline cut the batch
 /// short.
 struct Ran<T> {
@@ -393,24 +389,30 @@ impl<O: Operator> Plan<O> {
     }
 
     /// Runs item `index` on the current thread (whose options and context are already set).
-    fn run_item(&self, index: usize, input: O::Input) -> Result<O::Output, XcsError> {
+    fn run_item(&self, index: usize, input: O::Input) -> Slot<O::Output> {
         let detach = || -> DetachedBody<O::Input, O::Output> {
             let op = Arc::clone(&self.op);
             Box::new(move |input| op.forward(input))
         };
-        // The item runs under the batch's options (pinned on this thread) and deadline.
-        let result = call::invoke_under(
+        // The item runs under the batch's options (pinned on this thread) and deadline. The
+        // result is matched where it lands, not copied whole first: a 64-byte `Result` reloaded
+        // right after the body stored it stalled the pipeline (store-forwarding) on every item.
+        match call::invoke_under(
             &*self.op,
             input,
             Some(index),
             Some(&detach),
             &self.options,
             self.deadline.is_some() || self.options.timeout_seconds.is_some(),
-        );
-        if result.is_err() && !self.settled {
-            self.stop.cancel();
+        ) {
+            Ok(output) => Ok(output),
+            Err(error) => {
+                if !self.settled {
+                    self.stop.cancel();
+                }
+                Err(Some(Box::new(error)))
+            }
         }
-        result
     }
 }
 
@@ -487,7 +489,7 @@ fn in_order<O: Operator>(plan: &Plan<O>, inputs: Vec<O::Input>) -> Ran<O::Output
         if plan.given_up() {
             break;
         }
-        slots.push(slot(plan.run_item(index, input)));
+        slots.push(plan.run_item(index, input));
     }
     slots.resize_with(len, || Err(NOT_RUN));
     Ran {
@@ -522,7 +524,7 @@ fn on_compute_pool<O: Operator>(
                     if plan.given_up() {
                         return Err(NOT_RUN);
                     }
-                    slot(plan.run_item(index, input))
+                    plan.run_item(index, input)
                 },
             )
             .collect()
@@ -534,7 +536,7 @@ fn on_compute_pool<O: Operator>(
 }
 
 enum Message<T> {
-    Item(usize, Result<T, XcsError>),
+    Item(usize, Slot<T>),
     Done,
 }
 
@@ -592,7 +594,7 @@ fn gather<O: Operator>(
             _ => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match message {
-            Ok(Message::Item(index, result)) => slots[index] = slot(result),
+            Ok(Message::Item(index, result)) => slots[index] = result,
             Ok(Message::Done) => done += 1,
             Err(RecvTimeoutError::Timeout) => {
                 // Give up: unstarted items stay unstarted, running ones are abandoned on their
@@ -608,7 +610,7 @@ fn gather<O: Operator>(
         // Results that raced the last `Done`.
         while let Ok(message) = receiver.try_recv() {
             if let Message::Item(index, result) = message {
-                slots[index] = slot(result);
+                slots[index] = result;
             }
         }
     }

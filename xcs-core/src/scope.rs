@@ -37,9 +37,22 @@ enum Frame {
     Pinned(ExecutionOptions),
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lazy {
+    Unknown,
+    No,
+    Yes,
+}
+
 struct ThreadScopes {
     /// The effective options, valid while `generation` matches [`GENERATION`].
     effective: Cell<ExecutionOptions>,
+    /// Whether `effective` asks for per-call work (caching, tracing, a timeout), worked out on
+    /// first use after each change: the one bit the fast path of an operator call needs.
+    per_call_work: Cell<Lazy>,
+    /// Whether this thread works for a call with a deadline (kept beside `per_call_work` so
+    /// the fast path reads one thread-local).
+    under_deadline: Cell<bool>,
     generation: Cell<u64>,
     frames: RefCell<Vec<Frame>>,
 }
@@ -48,6 +61,8 @@ thread_local! {
     static SCOPES: ThreadScopes = const {
         ThreadScopes {
             effective: Cell::new(ExecutionOptions::DEFAULT),
+            per_call_work: Cell::new(Lazy::Unknown),
+            under_deadline: Cell::new(false),
             generation: Cell::new(0),
             frames: RefCell::new(Vec::new()),
         }
@@ -76,9 +91,16 @@ impl ThreadScopes {
                 patch.apply_to(&mut options);
             }
         }
-        self.effective.set(options);
+        self.set_effective(options);
         self.generation.set(generation);
         options
+    }
+
+    #[inline]
+    fn set_effective(&self, options: ExecutionOptions) {
+        self.effective.set(options);
+        // Invalidated, not recomputed: a scope that makes no operator call pays one byte store.
+        self.per_call_work.set(Lazy::Unknown);
     }
 
     #[inline]
@@ -100,7 +122,7 @@ impl ThreadScopes {
         let depth = frames.len();
         frames.push(frame);
         drop(frames);
-        self.effective.set(match frame {
+        self.set_effective(match frame {
             Frame::Patch(patch) => before.patched(&patch),
             Frame::Pinned(options) => options,
         });
@@ -126,7 +148,12 @@ impl ThreadScopes {
 /// ```
 #[inline]
 pub fn get_execution_options() -> ExecutionOptions {
-    SCOPES.with(ThreadScopes::current)
+    // Written through a place rather than returned from the closure: a 56-byte value returned
+    // through the thread-local accessor's `Result` was re-packed through the stack with loads
+    // that stalled on the stores just made (store-forwarding), tripling the cost of this read.
+    let mut options = ExecutionOptions::DEFAULT;
+    SCOPES.with(|scopes| options = scopes.current());
+    options
 }
 
 /// The process-wide global options, without this thread's scopes.
@@ -155,7 +182,7 @@ impl Drop for ScopeGuard {
             if self.generation == GENERATION.load(Ordering::Acquire)
                 && self.generation == scopes.generation.get()
             {
-                scopes.effective.set(self.before);
+                scopes.set_effective(self.before);
             } else {
                 scopes.refresh();
             }
@@ -224,6 +251,37 @@ pub fn reset_execution_options() {
     GENERATION.fetch_add(1, Ordering::Release);
 }
 
+/// Whether an operator call on this thread has per-call work to do: the effective options ask
+/// for caching, tracing or a timeout, or the thread works under a deadline. `false` lets a call
+/// skip reading the full options.
+#[inline]
+pub(crate) fn per_call_work() -> bool {
+    SCOPES.with(|scopes| {
+        if scopes.under_deadline.get() {
+            return true;
+        }
+        if scopes.generation.get() == GENERATION.load(Ordering::Acquire) {
+            match scopes.per_call_work.get() {
+                Lazy::Yes => return true,
+                Lazy::No => return false,
+                Lazy::Unknown => {}
+            }
+        }
+        let options = scopes.current();
+        let work =
+            options.enable_caching || options.trace_execution || options.timeout_seconds.is_some();
+        scopes
+            .per_call_work
+            .set(if work { Lazy::Yes } else { Lazy::No });
+        work
+    })
+}
+
+/// Records whether this thread now works under a deadline; returns the previous state.
+pub(crate) fn set_under_deadline(under: bool) -> bool {
+    SCOPES.with(|scopes| scopes.under_deadline.replace(under))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +321,25 @@ mod tests {
             assert!(get_execution_options().trace_execution);
         }
         assert!(get_execution_options().enable_caching);
+    }
+
+    #[test]
+    fn per_call_work_follows_scopes_and_deadlines() {
+        assert!(!per_call_work());
+        {
+            let _a = enter(OptionsPatch::new().enable_caching(true));
+            assert!(per_call_work());
+            {
+                let _b = enter(OptionsPatch::new().enable_caching(false));
+                assert!(!per_call_work());
+            }
+            assert!(per_call_work());
+        }
+        assert!(!per_call_work());
+        let before = set_under_deadline(true);
+        assert!(per_call_work());
+        set_under_deadline(before);
+        assert!(!per_call_work());
     }
 
     #[test]
