@@ -7,7 +7,8 @@
 //! cargo run --release --example bench_report -- cache    # only the sections whose name matches
 //! ```
 //!
-//! `XCS_BENCH_QUICK=1` does what `--quick` does.
+//! `BENCH_REPORT_QUICK=1` does what `--quick` does (not an `XCS_` variable: those are execution
+//! options, and `OptionsPatch::from_env` rejects unknown ones).
 //!
 //! Each figure alternates samples of the floor and of xcs (so a busy moment hits both) and
 //! reports medians. The criterion benches in `benches/` measure the same workloads in more depth.
@@ -480,7 +481,7 @@ fn tracing_row(effort: Effort, rows: &mut Vec<Row>) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick")
-        || std::env::var_os("XCS_BENCH_QUICK").is_some_and(|v| v != "0");
+        || std::env::var_os("BENCH_REPORT_QUICK").is_some_and(|v| v != "0");
     let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let effort = if quick {
         Effort {
