@@ -222,7 +222,8 @@ pub fn with_options<R>(patch: &OptionsPatch, f: impl FnOnce() -> R) -> R {
 /// Merges `patch` into the process-wide global options and returns the new global options.
 /// Visible at once to every thread, except where a thread's active scope overrides an option.
 ///
-/// ```
+/// ```standalone_crate
+/// // (Run in a process of its own: it changes the process-wide options.)
 /// use xcs::{set_global_options, reset_execution_options, OptionsPatch};
 /// let global = set_global_options(&OptionsPatch::from_pairs([("max_workers", "8")])?);
 /// assert_eq!(global.max_workers.map(|n| n.get()), Some(8));
@@ -239,7 +240,8 @@ pub fn set_global_options(patch: &OptionsPatch) -> ExecutionOptions {
 
 /// Restores the global options to their defaults (scopes that are open stay in force).
 ///
-/// ```
+/// ```standalone_crate
+/// // (Run in a process of its own: it changes the process-wide options.)
 /// use xcs::{get_global_options, reset_execution_options, set_execution_options, ExecutionOptions};
 /// set_execution_options!(trace_execution = true);
 /// reset_execution_options();

@@ -164,7 +164,8 @@ pub fn execution_options(input: TokenStream) -> TokenStream {
 /// run-time panics are those of [`execution_options!`]; the only difference is that there is no
 /// `=> expr` (giving one is a compile error).
 ///
-/// ```
+/// ```standalone_crate
+/// // (Run in a process of its own: it changes the process-wide options.)
 /// use xcs::{execution_options, get_execution_options, reset_execution_options, set_execution_options};
 ///
 /// let global = set_execution_options!(max_workers = 8, trace_execution = false);
