@@ -388,6 +388,14 @@ impl<O: Operator> Plan<O> {
         self.stop.is_cancelled() || self.deadline.is_some_and(|at| Instant::now() >= at)
     }
 
+    /// Carries the caller's options and deadline to the current thread, until the guards drop.
+    fn adopt(&self) -> (scope::ScopeGuard, deadline::ContextGuard) {
+        (
+            scope::pin(self.options),
+            deadline::enter(self.context.clone()),
+        )
+    }
+
     /// Runs item `index` on the current thread (whose options and context are already set).
     fn run_item(&self, index: usize, input: O::Input) -> Slot<O::Output> {
         let detach = || -> DetachedBody<O::Input, O::Output> {
@@ -514,12 +522,7 @@ fn on_compute_pool<O: Operator>(
             .map_init(
                 // Once per chunk of work a thread takes, not per item: carry the caller's
                 // options and deadline to this thread.
-                || {
-                    (
-                        scope::pin(plan.options),
-                        deadline::enter(plan.context.clone()),
-                    )
-                },
+                || plan.adopt(),
                 |_, (index, input)| {
                     if plan.given_up() {
                         return Err(NOT_RUN);
@@ -633,8 +636,7 @@ fn on_spare_threads<O: Operator>(
         let queue = Arc::clone(&queue);
         let sender = sender.clone();
         let worker = Box::new(move || {
-            let _options = scope::pin(plan.options);
-            let _context = deadline::enter(plan.context.clone());
+            let _adopted = plan.adopt();
             while !plan.given_up() {
                 let Some((index, input)) = queue.take_next() else {
                     break;
@@ -676,10 +678,8 @@ fn on_backend<O: Operator>(
             let Some(input) = queue.take(index) else {
                 return;
             };
-            let _options = scope::pin(plan.options);
-            let _context = deadline::enter(plan.context.clone());
-            let result = plan.run_item(index, input);
-            let _ = sender.send(Message::Item(index, result));
+            let _adopted = plan.adopt();
+            let _ = sender.send(Message::Item(index, plan.run_item(index, input)));
         })
     };
     let job = BatchJob::new(len, workers, plan.options.device_strategy, task);
