@@ -140,3 +140,33 @@ fn settled_batches_report_an_unavailable_device_for_every_item() {
             .all(|o| matches!(o, Err(XcsError::DeviceUnavailable { .. })))
     );
 }
+
+/// Runs the first item, then panics.
+struct Faulty;
+
+impl Backend for Faulty {
+    fn run(&self, job: &BatchJob) {
+        job.run_item(0);
+        panic!("device lost");
+    }
+}
+
+#[test]
+fn a_panicking_backend_fails_the_batch_without_unwinding() {
+    let _lock = global_lock();
+    xcs::register_backend("faulty", Faulty).unwrap();
+    let (op, record) = Probe::new(0);
+    let err = with_options(&strategy(DeviceStrategy::named("faulty")), || {
+        vmap(op).call(vec![1, 2, 3])
+    })
+    .unwrap_err();
+    xcs::unregister_backend("faulty");
+    match &err {
+        XcsError::Panicked { message, index, .. } => {
+            assert!(message.contains("device lost"), "{message}");
+            assert_eq!(*index, Some(1));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(record.started.load(Ordering::SeqCst), 1);
+}

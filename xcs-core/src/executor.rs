@@ -22,6 +22,7 @@
 //! [`VMap::call_settled`] and [`PMap::call_settled`] run every item and return each outcome.
 
 use std::num::NonZeroUsize;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -540,6 +541,8 @@ fn on_compute_pool<O: Operator>(
 
 enum Message<T> {
     Item(usize, Slot<T>),
+    /// The backend running the batch failed outside any item (it panicked).
+    Failed(XcsError),
     Done,
 }
 
@@ -591,6 +594,7 @@ fn gather<O: Operator>(
     slots.resize_with(len, || Err(NOT_RUN));
     let mut done = 0;
     let mut timeout = None;
+    let mut failure = None;
     while done < expected_done {
         let message = match (enforce, plan.deadline) {
             (true, Some(at)) => receiver.recv_timeout(at.saturating_duration_since(Instant::now())),
@@ -599,6 +603,7 @@ fn gather<O: Operator>(
         match message {
             Ok(Message::Item(index, result)) => slots[index] = result,
             Ok(Message::Done) => done += 1,
+            Ok(Message::Failed(error)) => failure = Some(error),
             Err(RecvTimeoutError::Timeout) => {
                 // Give up: unstarted items stay unstarted, running ones are abandoned on their
                 // threads and told so through `cancelled()`.
@@ -612,9 +617,17 @@ fn gather<O: Operator>(
     if timeout.is_none() {
         // Results that raced the last `Done`.
         while let Ok(message) = receiver.try_recv() {
-            if let Message::Item(index, result) = message {
-                slots[index] = result;
+            match message {
+                Message::Item(index, result) => slots[index] = result,
+                Message::Failed(error) => failure = Some(error),
+                Message::Done => {}
             }
+        }
+    }
+    // A backend failure is the outcome of the first item it left without one.
+    if let Some(error) = failure {
+        if let Some(slot) = slots.iter_mut().find(|slot| matches!(slot, Err(None))) {
+            *slot = Err(Some(Box::new(error)));
         }
     }
     Ran { slots, timeout }
@@ -683,8 +696,20 @@ fn on_backend<O: Operator>(
         })
     };
     let job = BatchJob::new(len, workers, plan.options.device_strategy, task);
+    let operator = plan.op.name().to_owned();
     let hand_over = move || {
-        backend.run(&job);
+        // A panicking backend must not unwind into the caller either.
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| backend.run(&job))) {
+            let _ = sender.send(Message::Failed(XcsError::Panicked {
+                operator,
+                index: None,
+                message: format!(
+                    "the `{}` backend panicked: {}",
+                    job.strategy(),
+                    call::panic_message(&*payload)
+                ),
+            }));
+        }
         drop(job);
         let _ = sender.send(Message::Done);
     };
