@@ -240,14 +240,17 @@ fn one_item_and_empty_batches() {
 
 #[test]
 fn pools_are_built_once_per_worker_count() {
-    let (op, _) = Probe::new(0);
-    let batch = vmap(op);
-    with_options(&workers(3), || batch.call((0..8).collect())).unwrap();
-    let built = xcs::__private::compute_pools_built();
-    for _ in 0..20 {
-        with_options(&workers(3), || batch.call((0..8).collect())).unwrap();
+    // Every round runs on the very same three threads: the pool is reused, not rebuilt.
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let (mut op, record) = Probe::new(1);
+        op.rendezvous = Some((4, Instant::now() + Duration::from_millis(200)));
+        with_options(&workers(3), || vmap(op).call((0..12).collect())).unwrap();
+        let threads = record.threads.lock().unwrap().clone();
+        assert_eq!(threads.len(), 3);
+        rounds.push(threads);
     }
-    assert_eq!(xcs::__private::compute_pools_built(), built);
+    assert!(rounds.windows(2).all(|pair| pair[0] == pair[1]));
 }
 
 #[test]
@@ -282,4 +285,20 @@ fn nested_batches_with_their_own_worker_counts() {
     for (x, row) in (0..8u64).zip(out) {
         assert_eq!(row, vec![x * 10, (x + 1) * 10, (x + 2) * 10, x * 10]);
     }
+}
+
+#[test]
+fn batches_of_any_length_share_the_pool_of_their_worker_count() {
+    // No other test uses 6 to 9 workers: a pool per batch length would show up as sizes 6–8.
+    let (op, _) = Probe::new(0);
+    let batch = vmap(op);
+    for len in 2..12 {
+        with_options(&workers(9), || batch.call((0..len).collect())).unwrap();
+    }
+    let sizes = xcs::__private::compute_pool_sizes();
+    assert!(sizes.contains(&9), "{sizes:?}");
+    assert!(
+        !sizes.iter().any(|size| (6..=8).contains(size)),
+        "{sizes:?}"
+    );
 }

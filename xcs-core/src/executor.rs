@@ -485,7 +485,9 @@ fn run<O: Operator>(
     }
     match kind {
         Kind::PMap(_) => Ok(on_spare_threads(&plan, inputs, threads, false)),
-        Kind::VMap => Ok(on_compute_pool(&plan, inputs, threads)),
+        // The pool is sized by the option, not the batch, so batches of varying length share
+        // one pool instead of building one per length.
+        Kind::VMap => Ok(on_compute_pool(&plan, inputs, workers)),
     }
 }
 

@@ -55,7 +55,7 @@ pub mod __private {
     pub use crate::error::XcsError;
     pub use crate::operator::Operator;
     pub use crate::options::{DeviceStrategy, OptionsPatch, Scheduler};
-    pub use crate::pool::{compute_pools_built, spare_threads_started};
+    pub use crate::pool::{compute_pool_sizes, compute_pools_built, spare_threads_started};
     pub use crate::probe;
     pub use crate::scope::{ScopeGuard, enter, set_global_options};
     pub use std::hash::Hasher;

@@ -60,6 +60,15 @@ pub fn compute_pools_built() -> usize {
     POOLS_BUILT.load(Ordering::Relaxed)
 }
 
+/// The worker counts of the compute pools built so far, ascending (for tests of pool reuse).
+#[doc(hidden)]
+pub fn compute_pool_sizes() -> Vec<usize> {
+    let pools = POOLS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut sizes: Vec<usize> = pools.iter().flat_map(|map| map.keys().copied()).collect();
+    sizes.sort_unstable();
+    sizes
+}
+
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
 struct Spare {
