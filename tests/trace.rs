@@ -347,3 +347,40 @@ fn a_tracing_subscriber_sees_spans_with_target_xcs() {
     let item_spans = spans.iter().filter(|(_, name, _)| name == "item").count();
     assert_eq!(item_spans, 3, "{spans:?}");
 }
+
+#[test]
+fn items_on_worker_threads_are_children_of_their_batch() {
+    let _lock = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    let _ = xcs::take_trace();
+    struct Nested;
+    impl Operator for Nested {
+        type Input = u64;
+        type Output = u64;
+        fn forward(&self, x: u64) -> Result<u64, XcsError> {
+            std::thread::sleep(Duration::from_millis(2));
+            Ok(x)
+        }
+        fn name(&self) -> &str {
+            "parented_item"
+        }
+    }
+    execution_options!(trace_execution = true => xcs::pmap(Nested, 3).call((0..9).collect()))
+        .unwrap();
+    let trace = xcs::take_trace();
+    let batch = trace
+        .events()
+        .iter()
+        .find(|e| e.operator == "pmap(parented_item)")
+        .expect("the batch call is recorded");
+    let items: Vec<_> = trace
+        .events()
+        .iter()
+        .filter(|e| e.operator == "parented_item")
+        .collect();
+    assert_eq!(items.len(), 9);
+    for item in items {
+        assert_ne!(item.thread_id, batch.thread_id, "items ran on workers");
+        assert_eq!(item.parent, Some(batch.id));
+        assert_eq!(item.depth, batch.depth + 1);
+    }
+}

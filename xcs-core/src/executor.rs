@@ -381,6 +381,9 @@ struct Plan<O: Operator> {
     stop: Arc<CancelFlag>,
     deadline: Option<Instant>,
     settled: bool,
+    /// The event items are recorded under, when tracing: the batch call (or the item) that is
+    /// open on the caller's thread.
+    trace_parent: Option<trace::Parent>,
 }
 
 impl<O: Operator> Plan<O> {
@@ -389,11 +392,19 @@ impl<O: Operator> Plan<O> {
         self.stop.is_cancelled() || self.deadline.is_some_and(|at| Instant::now() >= at)
     }
 
-    /// Carries the caller's options and deadline to the current thread, until the guards drop.
-    fn adopt(&self) -> (scope::ScopeGuard, deadline::ContextGuard) {
+    /// Carries the caller's options, deadline and (when tracing) trace parent to the current
+    /// thread, until the guards drop.
+    fn adopt(
+        &self,
+    ) -> (
+        scope::ScopeGuard,
+        deadline::ContextGuard,
+        Option<trace::InheritGuard>,
+    ) {
         (
             scope::pin(self.options),
             deadline::enter(self.context.clone()),
+            self.trace_parent.as_ref().map(trace::inherit),
         )
     }
 
@@ -467,6 +478,11 @@ fn run<O: Operator>(
         stop,
         deadline: deadline.map(|(at, _)| at),
         settled,
+        trace_parent: if options.trace_execution {
+            trace::current_parent()
+        } else {
+            None
+        },
     });
 
     if let Some(backend) = backend {

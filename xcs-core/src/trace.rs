@@ -34,7 +34,7 @@
 //! - **Panics are recorded.** The in-flight record finishes on drop, so an item that unwinds still
 //!   appears, with [`Outcome::Panicked`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
@@ -565,6 +565,9 @@ struct ThreadInfo {
     name: String,
     /// Ids of this thread's open events, innermost last.
     open: RefCell<Vec<u64>>,
+    /// The event this thread works under when it has none open itself: the batch call that
+    /// handed it work on another thread (see [`inherit`]), and the depth its events start at.
+    inherited: Cell<Option<(u64, usize)>>,
 }
 
 thread_local! {
@@ -572,7 +575,68 @@ thread_local! {
         id: NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed),
         name: std::thread::current().name().unwrap_or("<unnamed>").to_owned(),
         open: RefCell::new(Vec::new()),
+        inherited: Cell::new(None),
     };
+}
+
+/// The event (and `tracing` span) that work handed to another thread belongs under.
+#[derive(Clone, Debug)]
+pub(crate) struct Parent {
+    id: u64,
+    child_depth: usize,
+    span: tracing::Span,
+}
+
+/// The innermost event open on this thread, for the executor to hand to its workers; `None`
+/// when nothing is being recorded here.
+pub(crate) fn current_parent() -> Option<Parent> {
+    let (id, child_depth) = THREAD
+        .try_with(|thread| {
+            let open = thread.open.borrow();
+            let inherited = thread.inherited.get();
+            match open.last() {
+                Some(&id) => Some((id, open.len() + inherited.map_or(0, |(_, depth)| depth))),
+                None => inherited,
+            }
+        })
+        .ok()
+        .flatten()?;
+    Some(Parent {
+        id,
+        child_depth,
+        span: tracing::Span::current(),
+    })
+}
+
+/// Makes this (worker) thread's events children of `parent` until the guard is dropped: in the
+/// in-memory trace (`parent` / `depth`) and as `tracing` spans (the parent's span is entered
+/// here too, so spans opened on the worker nest under it).
+pub(crate) fn inherit(parent: &Parent) -> InheritGuard {
+    let previous = THREAD
+        .try_with(|thread| {
+            thread
+                .inherited
+                .replace(Some((parent.id, parent.child_depth)))
+        })
+        .ok()
+        .flatten();
+    InheritGuard {
+        previous,
+        _span: parent.span.clone().entered(),
+    }
+}
+
+/// Restores what the thread inherited before; see [`inherit`].
+pub(crate) struct InheritGuard {
+    previous: Option<(u64, usize)>,
+    _span: tracing::span::EnteredSpan,
+}
+
+impl Drop for InheritGuard {
+    fn drop(&mut self) {
+        let previous = self.previous;
+        let _ = THREAD.try_with(|thread| thread.inherited.set(previous));
+    }
 }
 
 /// Takes everything recorded so far, leaving the in-memory trace empty.
@@ -648,8 +712,13 @@ pub(crate) fn begin(operator: &str, index: Option<usize>) -> Recorder {
     let (parent, depth) = THREAD
         .try_with(|thread| {
             let mut open = thread.open.borrow_mut();
-            let parent = open.last().copied();
-            let depth = open.len();
+            let (parent, depth) = match (open.last(), thread.inherited.get()) {
+                (Some(&parent), inherited) => {
+                    (Some(parent), open.len() + inherited.map_or(0, |(_, d)| d))
+                }
+                (None, Some((parent, depth))) => (Some(parent), depth),
+                (None, None) => (None, 0),
+            };
             open.push(id);
             (parent, depth)
         })
