@@ -25,10 +25,11 @@
 //! - **Bounded.** A forgotten `trace_execution = true` in a long-running service must not grow
 //!   without limit: the buffer keeps at most [`TRACE_CAPACITY`] events, dropping the oldest first
 //!   and counting them in [`Trace::dropped`].
-//! - **Nesting is per thread.** Each thread keeps a stack of its open events; a new event's
+//! - **Nesting follows the work.** Each thread keeps a stack of its open events; a new event's
 //!   [`parent`](TraceEvent::parent) is the innermost one open on the same thread (a call inside a
-//!   batch item is the item's child). Work handed to another thread starts a new root there, which
-//!   is also how the timeline shows it: one row per thread.
+//!   batch item is the item's child). A batch that hands items to worker threads hands them its
+//!   own event too, so items recorded there are children of the batch call, and their `tracing`
+//!   spans nest under its span. The timeline still shows one row per thread.
 //! - **Times are offsets** from a process-wide epoch (the first traced event), so events from
 //!   different threads and successive `take_trace`s share one clock.
 //! - **Panics are recorded.** The in-flight record finishes on drop, so an item that unwinds still
