@@ -179,7 +179,8 @@ fn unstarted_items_are_not_started_after_a_failure() {
     op.fail_on = Some(0);
     let err = with_options(&workers(2), || pmap(op, 2).call((0..400).collect())).unwrap_err();
     assert_eq!(err.index(), Some(0));
-    assert!(record.started.load(Ordering::SeqCst) < 10);
+    // (Far fewer than the 400: only what the other worker took before the failure landed.)
+    assert!(record.started.load(Ordering::SeqCst) < 100);
 }
 
 #[test]
