@@ -263,9 +263,12 @@ fn run_detached<I: Send + 'static, O: Send + 'static>(
     let options = *options;
     let owned_name = name.to_owned();
     let job = Box::new(move || {
-        let _options = scope::pin(options);
-        let _context = deadline::enter(worker_context);
+        let pinned = (scope::pin(options), deadline::enter(worker_context));
         let result = guarded(&owned_name, index, || body(input));
+        drop(pinned);
+        // Back on the idle list before the caller hears the result, so its next call reuses
+        // this thread.
+        pool::release_this_thread();
         // The caller may have given up already; then nobody wants the result.
         let _ = sender.send(result);
     });

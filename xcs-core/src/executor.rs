@@ -667,7 +667,7 @@ fn on_spare_threads<O: Operator>(
         let queue = Arc::clone(&queue);
         let sender = sender.clone();
         let worker = Box::new(move || {
-            let _adopted = plan.adopt();
+            let adopted = plan.adopt();
             while !plan.given_up() {
                 let Some((index, input)) = queue.take_next() else {
                     break;
@@ -677,6 +677,10 @@ fn on_spare_threads<O: Operator>(
                     break;
                 }
             }
+            // Back on the idle list before the caller hears we are done, so its next call
+            // reuses this thread.
+            drop(adopted);
+            pool::release_this_thread();
             let _ = sender.send(Message::Done);
         });
         if let Err(worker) = pool::run_on_spare(worker) {
@@ -729,6 +733,7 @@ fn on_backend<O: Operator>(
             }));
         }
         drop(job);
+        pool::release_this_thread();
         let _ = sender.send(Message::Done);
     };
     if enforce {

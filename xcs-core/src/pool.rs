@@ -14,6 +14,7 @@
 //!   or run with fewer workers. Idle threads wait for work and exit after
 //!   [`SPARE_IDLE_TIMEOUT`] unused.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -119,17 +120,38 @@ fn start_spare(first: Job) -> Result<(), Job> {
     sender.send(first).map_err(|mpsc::SendError(job)| job)
 }
 
-fn spare_loop(id: usize, sender: Sender<Job>, receiver: Receiver<Job>) {
-    let run = |job: Job| {
-        // Jobs catch their own panics; this is a last line of defence so one bad job cannot
-        // take a reusable thread down with it.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+thread_local! {
+    /// On a spare thread running a job: how to put the thread back on the idle list, taken by
+    /// whichever of [`release_this_thread`] and the end of the job comes first.
+    static RELEASE: RefCell<Option<Spare>> = const { RefCell::new(None) };
+}
+
+/// Puts the current spare thread back on the idle list now, before its job has returned.
+///
+/// A job calls this just before it tells its caller it is done: otherwise a caller that starts
+/// its next call at once finds the thread still busy and starts another, and repeated calls
+/// would not reuse their workers. The next job waits in this thread's channel for the few
+/// instructions the current one has left. Does nothing on other threads.
+pub(crate) fn release_this_thread() {
+    if let Some(spare) = RELEASE.with(|release| release.borrow_mut().take()) {
         IDLE.lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(Spare {
+            .push(spare);
+    }
+}
+
+fn spare_loop(id: usize, sender: Sender<Job>, receiver: Receiver<Job>) {
+    let run = |job: Job| {
+        RELEASE.with(|release| {
+            *release.borrow_mut() = Some(Spare {
                 id,
                 sender: sender.clone(),
             });
+        });
+        // Jobs catch their own panics; this is a last line of defence so one bad job cannot
+        // take a reusable thread down with it.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+        release_this_thread();
     };
     loop {
         match receiver.recv_timeout(SPARE_IDLE_TIMEOUT) {
