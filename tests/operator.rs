@@ -489,3 +489,26 @@ fn call_returns_at_the_deadline_while_the_body_still_runs() {
     );
     assert!(!FINISHED.load(Ordering::SeqCst), "call waited for the body");
 }
+
+/// A parameter type without `Debug`.
+pub struct Secret(pub u64);
+
+#[xcs::operator]
+fn reveal(secret: Secret, label: String) -> u64 {
+    let _ = label;
+    secret.0
+}
+
+#[test]
+fn inputs_are_debug_whatever_the_parameter_types() {
+    let inputs = RevealInputs::new(Secret(7), "x".to_string());
+    assert_eq!(reveal(Secret(1), String::new()), 1);
+    assert_eq!(
+        format!("{inputs:?}"),
+        r#"RevealInputs { secret: _, label: "x" }"#
+    );
+    // So a batch error can be unwrapped directly.
+    let err = RevealInputs::batch(vec![Secret(1), Secret(2)], vec!["a".to_string()]).unwrap_err();
+    assert!(matches!(err, xcs::XcsError::BatchSizeMismatch { .. }));
+    assert_eq!(Reveal.call(inputs).unwrap(), 7);
+}

@@ -1005,14 +1005,11 @@ fn inputs_batch_broadcast_and_batched() {
 fn inputs_batch_size_mismatch() {
     let _s = serial();
     let err = GenerateInputs::batch(vec!["a".to_string(), "b".to_string()], vec![1u64, 2, 3])
-        .err()
-        .expect("mismatch");
+        .expect_err("mismatch");
     assert!(matches!(err, XcsError::BatchSizeMismatch { .. }), "{err:?}");
     assert_lowercase_led(&err);
     // An empty batched argument against a non-empty one is a mismatch as well.
-    let err = GenerateInputs::batch(Vec::<String>::new(), vec![1u64])
-        .err()
-        .expect("mismatch");
+    let err = GenerateInputs::batch(Vec::<String>::new(), vec![1u64]).expect_err("mismatch");
     assert!(matches!(err, XcsError::BatchSizeMismatch { .. }), "{err:?}");
 }
 

@@ -7,6 +7,7 @@
 //! does not). Generated code calls the probe methods with both traits in scope; the answer is
 //! resolved at compile time and costs nothing at run time.
 
+use std::fmt::{self, Debug};
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 
@@ -77,6 +78,39 @@ impl<T> NoCloneProbe<T> for Probe<T> {
     }
 }
 
+/// `T: Debug`: show the value.
+pub trait DebugProbe<T> {
+    /// `value` as something to format.
+    fn as_debug<'a>(&self, value: &'a T) -> &'a dyn Debug;
+}
+
+/// Fallback: `T` is not `Debug`; show a placeholder.
+pub trait NoDebugProbe<T> {
+    /// A placeholder (`_`) to format instead of the value.
+    fn as_debug<'a>(&self, value: &'a T) -> &'a dyn Debug;
+}
+
+impl<T: Debug> DebugProbe<T> for &Probe<T> {
+    fn as_debug<'a>(&self, value: &'a T) -> &'a dyn Debug {
+        value
+    }
+}
+
+/// What a field whose type is not `Debug` shows.
+struct Opaque;
+
+impl Debug for Opaque {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("_")
+    }
+}
+
+impl<T> NoDebugProbe<T> for Probe<T> {
+    fn as_debug<'a>(&self, _value: &'a T) -> &'a dyn Debug {
+        &Opaque
+    }
+}
+
 #[cfg(test)]
 // The double borrow is the mechanism under test, not a mistake.
 #[allow(clippy::needless_borrow)]
@@ -92,5 +126,10 @@ mod tests {
         assert!(!(&&Probe::<f64>::new()).can_hash());
         assert!((&&Probe::<String>::new()).cloner().is_some());
         assert!((&&Probe::<Opaque>::new()).cloner().is_none());
+        assert_eq!(format!("{:?}", (&&Probe::<u8>::new()).as_debug(&7)), "7");
+        assert_eq!(
+            format!("{:?}", (&&Probe::<Opaque>::new()).as_debug(&Opaque)),
+            "_"
+        );
     }
 }

@@ -259,6 +259,7 @@ fn inputs_items(function: &OperatorFn<'_>, names: &Names) -> TokenStream {
             }
         }
     };
+    let inputs_name = LitStr::new(&inputs.unraw().to_string(), inputs.span());
     let to_axes = function.params.iter().map(|param| {
         let field = param.ident;
         let ty = param.ty;
@@ -276,6 +277,33 @@ fn inputs_items(function: &OperatorFn<'_>, names: &Names) -> TokenStream {
                 #[doc = #field_docs]
                 pub #fields: #types,
             )*
+        }
+
+        // `Debug` whatever the parameter types: fields whose type is not `Debug` show as `_`
+        // (so `batch(…).unwrap_err()` and `{:?}` always work).
+        #(#cfgs)*
+        #[allow(deprecated)]
+        impl ::core::fmt::Debug for #inputs {
+            fn fmt(
+                &self,
+                __xcs_formatter: &mut ::core::fmt::Formatter<'_>,
+            ) -> ::core::fmt::Result {
+                #[allow(unused_imports)]
+                use ::xcs::__private::probe::{DebugProbe as _, NoDebugProbe as _};
+                let mut __xcs_struct = ::core::fmt::Formatter::debug_struct(
+                    __xcs_formatter,
+                    #inputs_name,
+                );
+                #(
+                    ::core::fmt::DebugStruct::field(
+                        &mut __xcs_struct,
+                        #field_names,
+                        (&&::xcs::__private::probe::Probe::<#types>::new())
+                            .as_debug(&self.#fields),
+                    );
+                )*
+                ::core::fmt::DebugStruct::finish(&mut __xcs_struct)
+            }
         }
 
         #(#cfgs)*
