@@ -143,7 +143,12 @@ mod tests {
         let err = batch_len(&[("a", Some(3)), ("b", None), ("c", Some(2))]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "batched arguments have different lengths: `a` has 3 items but `c` has 2"
+            "batched arguments have different lengths: `a` has 3 items but `c` has 2 items"
+        );
+        let err = batch_len(&[("a", Some(1)), ("b", Some(2))]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "batched arguments have different lengths: `a` has 1 item but `b` has 2 items"
         );
     }
 

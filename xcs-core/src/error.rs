@@ -49,7 +49,9 @@ pub enum XcsError {
 
     /// Batched arguments of one operator call with different lengths.
     #[error(
-        "batched arguments have different lengths: `{first}` has {first_len} items but `{other}` has {other_len}"
+        "batched arguments have different lengths: `{first}` has {} but `{other}` has {}",
+        Items(*first_len),
+        Items(*other_len)
     )]
     BatchSizeMismatch {
         /// The first batched argument.
@@ -238,6 +240,17 @@ impl fmt::Display for AtItem {
         match self.0 {
             Some(index) => write!(f, " on batch item {index}"),
             None => Ok(()),
+        }
+    }
+}
+
+struct Items(usize);
+
+impl fmt::Display for Items {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            1 => f.write_str("1 item"),
+            n => write!(f, "{n} items"),
         }
     }
 }
