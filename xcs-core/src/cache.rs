@@ -2,9 +2,13 @@
 //!
 //! One process-wide, bounded LRU map from (operator, input fingerprint) to a stored output.
 //! Inputs are not kept (operators consume their inputs, and they need not be `Clone`); the key
-//! holds a 128-bit fingerprint of the input instead (two independent SipHash passes), which makes
-//! an accidental collision far less likely than a hardware fault. Only successful outputs are
-//! stored; errors, panics and timeouts are never cached, so a retry really retries.
+//! holds a 128-bit fingerprint of the input instead (two independently seeded foldhash passes),
+//! which makes an accidental collision far less likely than a hardware fault. Only successful
+//! outputs are stored; errors, panics and timeouts are never cached, so a retry really retries.
+//!
+//! Concurrent calls with one input (duplicates in a parallel batch, several threads) run the
+//! body once: the first claims the input and the others wait for its output, each no longer than
+//! its own deadline. If the first fails, the next waiter runs the body itself.
 //!
 //! Which operators can be cached is decided without any bound on the `Operator` trait: generated
 //! operators probe their concrete input and output types at compile time (see
@@ -13,9 +17,11 @@
 //! Anything else runs uncached — never a compile error.
 
 use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::num::NonZeroUsize;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use foldhash::quality::FixedState;
 use lru::LruCache;
@@ -222,21 +228,119 @@ fn capacity_of(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
 }
 
-pub(crate) fn lookup<I: 'static, O: 'static>(
-    support: &CacheSupport<I, O>,
-    key: &CacheKey,
-) -> Option<O> {
+/// The stored output for `key`, counted as a hit, if there is one.
+fn hit<I: 'static, O: 'static>(support: &CacheSupport<I, O>, key: &CacheKey) -> Option<O> {
     with_store(|store| {
         let found = store
             .map
             .get(key)
             .and_then(|stored| stored.downcast_ref::<O>().map(|o| support.clone_output(o)));
-        match found {
-            Some(_) => store.hits += 1,
-            None => store.misses += 1,
+        if found.is_some() {
+            store.hits += 1;
         }
         found
     })
+}
+
+/// What the cache says about an input.
+pub(crate) enum Lookup<O> {
+    /// Seen before: the stored output.
+    Hit(O),
+    /// Not stored: this caller runs the body (and should [`insert`] a success). Callers asking
+    /// for the same key meanwhile wait for it instead of running the body too; they are woken
+    /// when the claim is dropped.
+    Compute(Claim),
+    /// Another caller was computing this key and `deadline` passed while waiting for it.
+    TimedOut,
+}
+
+/// A computation in flight: waiters sleep on it until its claim is dropped.
+#[derive(Default)]
+struct Flight {
+    done: Mutex<bool>,
+    woken: Condvar,
+}
+
+/// The right (and duty) to compute one key; see [`Lookup::Compute`].
+pub(crate) struct Claim {
+    key: CacheKey,
+    flight: Arc<Flight>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        with_flights(|flights| flights.remove(&self.key));
+        *self
+            .flight
+            .done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = true;
+        self.flight.woken.notify_all();
+    }
+}
+
+static FLIGHTS: Mutex<Option<HashMap<CacheKey, Arc<Flight>>>> = Mutex::new(None);
+
+fn with_flights<R>(f: impl FnOnce(&mut HashMap<CacheKey, Arc<Flight>>) -> R) -> R {
+    let mut flights = FLIGHTS.lock().unwrap_or_else(PoisonError::into_inner);
+    f(flights.get_or_insert_with(HashMap::new))
+}
+
+/// Looks `key` up; on a miss, either claims the computation or waits (until `deadline`) for
+/// the caller computing it, so that concurrent calls with one input run the body once.
+pub(crate) fn lookup<I: 'static, O: 'static>(
+    support: &CacheSupport<I, O>,
+    key: &CacheKey,
+    deadline: Option<Instant>,
+) -> Lookup<O> {
+    loop {
+        if let Some(found) = hit(support, key) {
+            return Lookup::Hit(found);
+        }
+        // Re-checked under the flights lock: a claim inserts its output before it leaves this
+        // map, so a key is either stored, in flight, or free to claim.
+        let flight = with_flights(|flights| {
+            if let Some(found) = hit(support, key) {
+                return Err(Lookup::Hit(found));
+            }
+            match flights.get(key) {
+                Some(flight) => Ok(Arc::clone(flight)),
+                None => {
+                    let flight = Arc::new(Flight::default());
+                    flights.insert(*key, Arc::clone(&flight));
+                    with_store(|store| store.misses += 1);
+                    Err(Lookup::Compute(Claim { key: *key, flight }))
+                }
+            }
+        });
+        let flight = match flight {
+            Ok(flight) => flight,
+            Err(answer) => return answer,
+        };
+        let done = flight.done.lock().unwrap_or_else(PoisonError::into_inner);
+        let (done, timed_out) = match deadline {
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                let (done, result) = flight
+                    .woken
+                    .wait_timeout_while(done, left, |done| !*done)
+                    .unwrap_or_else(PoisonError::into_inner);
+                (done, result.timed_out())
+            }
+            None => (
+                flight
+                    .woken
+                    .wait_while(done, |done| !*done)
+                    .unwrap_or_else(PoisonError::into_inner),
+                false,
+            ),
+        };
+        drop(done);
+        if timed_out {
+            return Lookup::TimedOut;
+        }
+        // The computation finished (stored, or failed and left the key free): look again.
+    }
 }
 
 pub(crate) fn insert<O: Send + 'static>(key: CacheKey, output: O) {

@@ -192,12 +192,24 @@ fn invoke_with<O: Operator + ?Sized>(
         None
     };
     let key = cache.as_ref().map(|support| support.key(name, &input));
+    // Held while the body runs: concurrent calls with the same input wait for this one.
+    let mut claim = None;
     if let (Some(support), Some(key)) = (&cache, &key) {
-        if let Some(hit) = cache::lookup(support, key) {
-            if options.trace_execution {
-                trace::begin(name, index).finish(Outcome::CacheHit);
+        match cache::lookup(support, key, deadline.map(|(at, _)| at)) {
+            cache::Lookup::Hit(hit) => {
+                if options.trace_execution {
+                    trace::begin(name, index).finish(Outcome::CacheHit);
+                }
+                return Ok(hit);
             }
-            return Ok(hit);
+            cache::Lookup::Compute(computing) => claim = Some(computing),
+            cache::Lookup::TimedOut => {
+                if options.trace_execution {
+                    trace::begin(name, index).finish(Outcome::Timeout);
+                }
+                let timeout = deadline.map_or(Duration::ZERO, |(_, t)| t);
+                return Err(timeout_error(name, index, timeout));
+            }
         }
     }
 
@@ -233,6 +245,8 @@ fn invoke_with<O: Operator + ?Sized>(
     if let (Some(support), Some(key), Ok(output)) = (&cache, key, &result) {
         cache::insert(key, support.clone_output(output));
     }
+    // Stored (or failed): wake the callers waiting for this input.
+    drop(claim);
     if let Some(recorder) = recorder {
         recorder.finish(outcome_of(&result));
     }
