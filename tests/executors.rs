@@ -303,3 +303,35 @@ fn batches_of_any_length_share_the_pool_of_their_worker_count() {
         "{sizes:?}"
     );
 }
+
+/// Item 0 is slow, item 2 fails after it, item 5 fails at once.
+struct SlowStart;
+
+impl Operator for SlowStart {
+    type Input = u64;
+    type Output = u64;
+    fn forward(&self, x: u64) -> Result<u64, XcsError> {
+        match x {
+            0 => std::thread::sleep(Duration::from_millis(100)),
+            2 => return Err(XcsError::operator("slow_start", "two")),
+            5 => return Err(XcsError::operator("slow_start", "five")),
+            _ => {}
+        }
+        Ok(x)
+    }
+    fn name(&self) -> &str {
+        "slow_start"
+    }
+}
+
+#[test]
+fn the_lowest_failing_index_wins_whatever_the_schedule() {
+    // On two workers item 5 (in the second half of the batch) fails while item 0 still runs
+    // and items 1–4 have not started. They still run, so item 2's error is the one reported.
+    for _ in 0..5 {
+        let err = with_options(&workers(2), || vmap(SlowStart).call((0..8).collect())).unwrap_err();
+        assert_eq!(err.index(), Some(2), "{err}");
+        let err = pmap(SlowStart, 2).call((0..8).collect()).unwrap_err();
+        assert_eq!(err.index(), Some(2), "{err}");
+    }
+}

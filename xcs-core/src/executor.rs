@@ -17,8 +17,10 @@
 //! each of its workers takes the next unstarted item, so slow items balance across workers and
 //! the wall time is close to `items / workers × latency`.
 //!
-//! Failure stops the batch early: once an item fails, items not yet started are not started,
-//! and the call reports the failing item with the lowest index. Panics are caught per item.
+//! Failure stops the batch early: once an item fails, items after it that have not started are
+//! not started. Items before it still run (one of them may fail too), so the call reports the
+//! failing item with the lowest index however the items were scheduled. Items already running
+//! finish; their results are dropped. Panics are caught per item.
 //! [`VMap::call_settled`] and [`PMap::call_settled`] run every item and return each outcome.
 
 use std::num::NonZeroUsize;
@@ -381,15 +383,26 @@ struct Plan<O: Operator> {
     stop: Arc<CancelFlag>,
     deadline: Option<Instant>,
     settled: bool,
+    /// The lowest index of an item that failed so far (`usize::MAX`: none). Items after it that
+    /// have not started are not started; items before it still run, so the call reports the
+    /// lowest-index failing item whatever order the items happened to run in.
+    failed_at: AtomicUsize,
     /// The event items are recorded under, when tracing: the batch call (or the item) that is
     /// open on the caller's thread.
     trace_parent: Option<trace::Parent>,
 }
 
 impl<O: Operator> Plan<O> {
-    /// Whether items not yet started should stay unstarted.
+    /// Whether the whole batch was given up (its deadline passed, or the call it runs inside
+    /// gave up): items not yet started stay unstarted.
     fn given_up(&self) -> bool {
         self.stop.is_cancelled() || self.deadline.is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// Whether item `index`, not yet started, should stay unstarted: the batch was given up or
+    /// an item before it failed.
+    fn skips(&self, index: usize) -> bool {
+        index > self.failed_at.load(Ordering::Acquire) || self.given_up()
     }
 
     /// Carries the caller's options, deadline and (when tracing) trace parent to the current
@@ -428,7 +441,7 @@ impl<O: Operator> Plan<O> {
             Ok(output) => Ok(output),
             Err(error) => {
                 if !self.settled {
-                    self.stop.cancel();
+                    self.failed_at.fetch_min(index, Ordering::AcqRel);
                 }
                 Err(Some(Box::new(error)))
             }
@@ -478,6 +491,7 @@ fn run<O: Operator>(
         stop,
         deadline: deadline.map(|(at, _)| at),
         settled,
+        failed_at: AtomicUsize::new(usize::MAX),
         trace_parent: if options.trace_execution {
             trace::current_parent()
         } else {
@@ -513,7 +527,7 @@ fn in_order<O: Operator>(plan: &Plan<O>, inputs: Vec<O::Input>) -> Ran<O::Output
     let len = inputs.len();
     let mut slots: Vec<Slot<O::Output>> = Vec::with_capacity(len);
     for (index, input) in inputs.into_iter().enumerate() {
-        if plan.given_up() {
+        if plan.skips(index) {
             break;
         }
         slots.push(plan.run_item(index, input));
@@ -543,7 +557,7 @@ fn on_compute_pool<O: Operator>(
                 // options and deadline to this thread.
                 || plan.adopt(),
                 |_, (index, input)| {
-                    if plan.given_up() {
+                    if plan.skips(index) {
                         return Err(NOT_RUN);
                     }
                     plan.run_item(index, input)
@@ -672,6 +686,10 @@ fn on_spare_threads<O: Operator>(
                 let Some((index, input)) = queue.take_next() else {
                     break;
                 };
+                // Indices only grow: once one is skipped, the rest of this worker's are too.
+                if plan.skips(index) {
+                    break;
+                }
                 let result = plan.run_item(index, input);
                 if sender.send(Message::Item(index, result)).is_err() {
                     break;
@@ -707,7 +725,7 @@ fn on_backend<O: Operator>(
         let plan = Arc::clone(plan);
         let sender = sender.clone();
         Arc::new(move |index| {
-            if plan.given_up() {
+            if plan.skips(index) {
                 return;
             }
             let Some(input) = queue.take(index) else {
