@@ -27,7 +27,7 @@ fn max_workers_bounds_distinct_threads() {
         let (mut op, record) = Probe::new(1);
         // Items wait for `limit + 1` threads, which never come: each waits until the shared
         // deadline, so every worker the pool has gets to run items.
-        op.rendezvous = Some((limit + 1, Instant::now() + Duration::from_millis(300)));
+        op.rendezvous = Some((limit + 1, Instant::now() + Duration::from_millis(800)));
         let out = with_options(&workers(limit), || vmap(op).call((0..16).collect())).unwrap();
         assert_eq!(out, (0..16).map(|x| x * 10).collect::<Vec<_>>());
         let used = record.distinct_threads();
@@ -245,7 +245,7 @@ fn pools_are_built_once_per_worker_count() {
     let mut rounds = Vec::new();
     for _ in 0..3 {
         let (mut op, record) = Probe::new(1);
-        op.rendezvous = Some((4, Instant::now() + Duration::from_millis(200)));
+        op.rendezvous = Some((4, Instant::now() + Duration::from_millis(600)));
         with_options(&workers(3), || vmap(op).call((0..12).collect())).unwrap();
         let threads = record.threads.lock().unwrap().clone();
         assert_eq!(threads.len(), 3);
