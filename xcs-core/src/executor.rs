@@ -381,7 +381,6 @@ struct Plan<O: Operator> {
     /// What items run under: the batch's deadline and its cancellation flag.
     context: CallContext,
     stop: Arc<CancelFlag>,
-    deadline: Option<Instant>,
     settled: bool,
     /// The lowest index of an item that failed so far (`usize::MAX`: none). Items after it that
     /// have not started are not started; items before it still run, so the call reports the
@@ -396,7 +395,7 @@ impl<O: Operator> Plan<O> {
     /// Whether the whole batch was given up (its deadline passed, or the call it runs inside
     /// gave up): items not yet started stay unstarted.
     fn given_up(&self) -> bool {
-        self.stop.is_cancelled() || self.deadline.is_some_and(|at| Instant::now() >= at)
+        self.stop.is_cancelled() || self.context.deadline.is_some_and(|at| Instant::now() >= at)
     }
 
     /// Whether item `index`, not yet started, should stay unstarted: the batch was given up or
@@ -436,7 +435,7 @@ impl<O: Operator> Plan<O> {
             Some(index),
             Some(&detach),
             &self.options,
-            self.deadline.is_some() || self.options.timeout_seconds.is_some(),
+            self.context.deadline.is_some() || self.options.timeout_seconds.is_some(),
         ) {
             Ok(output) => Ok(output),
             Err(error) => {
@@ -489,7 +488,6 @@ fn run<O: Operator>(
             cancel: Some(Arc::clone(&stop)),
         },
         stop,
-        deadline: deadline.map(|(at, _)| at),
         settled,
         failed_at: AtomicUsize::new(usize::MAX),
         trace_parent: if options.trace_execution {
@@ -628,7 +626,7 @@ fn gather<O: Operator>(
     let mut timeout = None;
     let mut failure = None;
     while done < expected_done {
-        let message = match (enforce, plan.deadline) {
+        let message = match (enforce, plan.context.deadline) {
             (true, Some(at)) => receiver.recv_timeout(at.saturating_duration_since(Instant::now())),
             _ => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
