@@ -139,7 +139,7 @@ pub(crate) fn invoke<O: Operator + ?Sized>(
     }
     let options = get_execution_options();
     let timed = options.timeout_seconds.is_some() || deadline::has_deadline();
-    invoke_with(op, input, index, detach, &options, timed)
+    invoke_under(op, input, index, detach, &options, timed)
 }
 
 /// [`invoke`] with the options (and whether a deadline applies) already known, as they are for

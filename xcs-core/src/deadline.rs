@@ -72,7 +72,8 @@ pub(crate) fn current() -> CallContext {
     CONTEXT.with(|c| c.borrow().clone())
 }
 
-/// Whether this thread works under a deadline at all (the cheap check of the fast path).
+/// Whether this thread works under a deadline at all. (The fast path of a call reads the same
+/// fact from `scope::per_call_work`, which `enter` keeps in step, to touch one thread-local.)
 #[inline]
 pub(crate) fn has_deadline() -> bool {
     CONTEXT.with(|c| c.borrow().deadline.is_some())
