@@ -20,7 +20,7 @@ pub mod convert;
 mod deadline;
 pub mod device;
 pub mod error;
-mod executor;
+mod batch;
 pub mod operator;
 pub mod options;
 mod pool;
@@ -33,7 +33,7 @@ pub use cache::{CacheStats, DEFAULT_CACHE_CAPACITY, cache_stats, clear_cache, se
 pub use deadline::{cancelled, deadline};
 pub use device::{Backend, BatchJob, register_backend, registered_backends, unregister_backend};
 pub use error::{BoxError, XcsError};
-pub use executor::{PMap, VMap, pmap, vmap};
+pub use batch::{PMap, VMap, pmap, vmap};
 pub use operator::Operator;
 pub use options::{DeviceStrategy, ExecutionOptions, OptionsPatch, Scheduler};
 pub use scope::{
