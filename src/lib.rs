@@ -55,6 +55,12 @@ pub use xcs_core::{
 };
 
 #[doc(inline)]
+pub use xcs_core::{
+    DEFAULT_ABANDONED_LIMIT, IDLE_TIMEOUT, ThreadStats, abandoned_items, set_abandoned_limit,
+    thread_stats,
+};
+
+#[doc(inline)]
 pub use xcs_core::options::{OPTIONS, OptionKind, OptionSpec};
 
 pub use xcs_macros::{execution_options, operator, set_execution_options};

@@ -14,7 +14,7 @@
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::cache;
@@ -22,7 +22,7 @@ use crate::deadline::{self, CallContext, CancelFlag};
 use crate::error::{BoxError, XcsError};
 use crate::operator::Operator;
 use crate::options::ExecutionOptions;
-use crate::pool;
+use crate::pool::{self, Crew, Job};
 use crate::scope::{self, get_execution_options};
 use crate::trace::{self, Outcome};
 
@@ -102,6 +102,7 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 /// Runs `body`, turning a panic into [`XcsError::Panicked`].
+#[inline]
 pub(crate) fn guarded<T>(
     operator: &str,
     index: Option<usize>,
@@ -109,11 +110,34 @@ pub(crate) fn guarded<T>(
 ) -> Result<T, XcsError> {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(result) => result,
-        Err(payload) => Err(XcsError::Panicked {
-            operator: operator.to_owned(),
-            index,
-            message: panic_message(&*payload),
-        }),
+        Err(payload) => Err(panicked(operator, index, payload)),
+    }
+}
+
+/// The error for a caught panic; the payload is dropped with its own `Drop` panics caught.
+#[cold]
+pub(crate) fn panicked(
+    operator: &str,
+    index: Option<usize>,
+    payload: Box<dyn Any + Send>,
+) -> XcsError {
+    let message = panic_message(&*payload);
+    drop_quietly(payload);
+    XcsError::Panicked {
+        operator: operator.to_owned(),
+        index,
+        message,
+    }
+}
+
+/// Drops a value the runtime discards (an output nobody will read, a panic payload), so that a
+/// panicking `Drop` cannot unwind into the caller. A panic payload whose own `Drop` panics in
+/// turn is leaked rather than dropped.
+pub(crate) fn drop_quietly<T>(value: T) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            std::mem::forget(again);
+        }
     }
 }
 
@@ -253,9 +277,10 @@ fn invoke_with<O: Operator + ?Sized>(
     result
 }
 
-/// Runs `body` on a spare thread under the caller's options and a deadline context, and waits
-/// for it until the deadline. A body still running then is left behind: its thread finishes it
-/// in the background, `cancelled()` tells it to stop, and its result is dropped.
+/// Runs `body` on a job (a thread of its own) under the caller's options and a deadline
+/// context, and waits for it until the deadline. A body still running then is abandoned: its
+/// thread finishes it in the background (counted by `abandoned_items`), `cancelled()` tells it
+/// to stop, and its result is dropped.
 #[allow(clippy::too_many_arguments)]
 fn run_detached<I: Send + 'static, O: Send + 'static>(
     name: &str,
@@ -267,34 +292,51 @@ fn run_detached<I: Send + 'static, O: Send + 'static>(
     at: Instant,
     timeout: Duration,
 ) -> Result<O, XcsError> {
+    if let Err((abandoned, limit)) = pool::check_abandoned() {
+        drop_quietly(input);
+        return Err(XcsError::AbandonedLimit {
+            operator: name.to_owned(),
+            abandoned,
+            limit,
+        });
+    }
     let cancel = CancelFlag::child_of(context.cancel.clone());
     let worker_context = CallContext {
         deadline: Some(at),
         timeout: Some(timeout),
         cancel: Some(cancel.clone()),
     };
+    let crew = Arc::new(Crew::default());
     let (sender, receiver) = mpsc::sync_channel(1);
     let options = *options;
     let owned_name = name.to_owned();
-    let job = Box::new(move || {
+    crew.enlist_job();
+    let done = Arc::clone(&crew);
+    let job = Job::new(move || {
         let pinned = (scope::pin(options), deadline::enter(worker_context));
         let result = guarded(&owned_name, index, || body(input));
         drop(pinned);
-        // Back on the idle list before the caller hears the result, so its next call reuses
-        // this thread.
-        pool::release_this_thread();
         // The caller may have given up already; then nobody wants the result.
-        let _ = sender.send(result);
+        if let Err(
+            mpsc::TrySendError::Full(unwanted) | mpsc::TrySendError::Disconnected(unwanted),
+        ) = sender.try_send(result)
+        {
+            drop_quietly(unwanted);
+        }
+    })
+    .then(move || {
+        done.leave(false);
     });
-    if let Err(job) = pool::run_on_spare(job) {
+    if let Err(job) = pool::spawn(job) {
         // No thread could be started: run here, checking the deadline afterwards.
-        job();
+        job.run_here();
     }
     let remaining = at.saturating_duration_since(Instant::now());
     match receiver.recv_timeout(remaining) {
         Ok(result) => result,
         Err(_) => {
             cancel.cancel();
+            crew.abandon(name);
             Err(timeout_error(name, index, timeout))
         }
     }

@@ -109,6 +109,32 @@ pub enum XcsError {
         /// The names of the backends that are registered.
         registered: Vec<String>,
     },
+
+    /// The item never ran because the call it belongs to gave up first (an enclosing batch
+    /// failed or timed out, or a backend returned without running it).
+    #[error("operator `{operator}` was cancelled{}: the call it belongs to gave up", AtItem(*index))]
+    Cancelled {
+        /// The operator.
+        operator: String,
+        /// The batch item, when known.
+        index: Option<usize>,
+    },
+
+    /// A call that enforces a deadline was refused because too many items abandoned at earlier
+    /// deadlines still hold threads (see [`abandoned_items`](crate::abandoned_items) and
+    /// [`set_abandoned_limit`](crate::set_abandoned_limit)).
+    #[error(
+        "operator `{operator}` was not started: {abandoned} items abandoned at earlier deadlines \
+         still hold threads (limit {limit}, see `xcs::set_abandoned_limit`)"
+    )]
+    AbandonedLimit {
+        /// The operator whose call was refused.
+        operator: String,
+        /// Abandoned items holding threads now.
+        abandoned: usize,
+        /// The limit in force.
+        limit: usize,
+    },
 }
 
 impl XcsError {
@@ -134,7 +160,8 @@ impl XcsError {
         match self {
             XcsError::Operator { index, .. }
             | XcsError::Panicked { index, .. }
-            | XcsError::Timeout { index, .. } => *index,
+            | XcsError::Timeout { index, .. }
+            | XcsError::Cancelled { index, .. } => *index,
             _ => None,
         }
     }
@@ -145,7 +172,8 @@ impl XcsError {
         match &mut self {
             XcsError::Operator { index, .. }
             | XcsError::Panicked { index, .. }
-            | XcsError::Timeout { index, .. } => *index = Some(item),
+            | XcsError::Timeout { index, .. }
+            | XcsError::Cancelled { index, .. } => *index = Some(item),
             _ => {}
         }
         self
@@ -212,6 +240,19 @@ impl XcsError {
             } => XcsError::DeviceUnavailable {
                 strategy: strategy.clone(),
                 registered: registered.clone(),
+            },
+            XcsError::Cancelled { operator, index } => XcsError::Cancelled {
+                operator: operator.clone(),
+                index: *index,
+            },
+            XcsError::AbandonedLimit {
+                operator,
+                abandoned,
+                limit,
+            } => XcsError::AbandonedLimit {
+                operator: operator.clone(),
+                abandoned: *abandoned,
+                limit: *limit,
             },
         }
     }

@@ -14,28 +14,32 @@
 #![warn(missing_docs)]
 
 pub mod axis;
+mod batch;
 pub mod cache;
 mod call;
 pub mod convert;
 mod deadline;
 pub mod device;
 pub mod error;
-mod batch;
 pub mod operator;
 pub mod options;
-mod pool;
+pub mod pool;
 pub mod probe;
 pub mod scope;
 pub mod trace;
 
 pub use axis::Axis;
+pub use batch::{PMap, VMap, pmap, vmap};
 pub use cache::{CacheStats, DEFAULT_CACHE_CAPACITY, cache_stats, clear_cache, set_cache_capacity};
 pub use deadline::{cancelled, deadline};
 pub use device::{Backend, BatchJob, register_backend, registered_backends, unregister_backend};
 pub use error::{BoxError, XcsError};
-pub use batch::{PMap, VMap, pmap, vmap};
 pub use operator::Operator;
 pub use options::{DeviceStrategy, ExecutionOptions, OptionsPatch, Scheduler};
+pub use pool::{
+    DEFAULT_ABANDONED_LIMIT, IDLE_TIMEOUT, ThreadStats, abandoned_items, set_abandoned_limit,
+    thread_stats,
+};
 pub use scope::{
     get_execution_options, get_global_options, reset_execution_options, set_global_options,
     with_options,
@@ -55,7 +59,6 @@ pub mod __private {
     pub use crate::error::XcsError;
     pub use crate::operator::Operator;
     pub use crate::options::{DeviceStrategy, OptionsPatch, Scheduler};
-    pub use crate::pool::{compute_pool_sizes, compute_pools_built, spare_threads_started};
     pub use crate::probe;
     pub use crate::scope::{ScopeGuard, enter, set_global_options};
     pub use std::hash::Hasher;

@@ -1,200 +1,547 @@
-//! The threads batches run on.
+//! The threads that batches and deadline-enforcing calls run on.
 //!
-//! Two kinds, for two jobs:
+//! One elastic set of reusable threads serves every batch. A thread takes one of two kinds of
+//! work, and the difference between them is what makes composition safe:
 //!
-//! - **Compute pools** (rayon): one pool per worker count, built on first use and kept for the
-//!   life of the process. Building a pool costs 50 µs–1 ms; reusing one costs a few µs, so no
-//!   call ever builds one after the first with its worker count. `vmap` runs CPU-bound batches
-//!   here with rayon's work-stealing, which is the floor a hand-written `par_iter` sets.
+//! - **Jobs** ([`spawn`]) must run: `pmap` workers, the lanes of a batch that enforces a
+//!   deadline, a call body that may be abandoned at its deadline. A job goes to an idle thread or
+//!   to a new one at once, never into a queue, so whoever waits for a job waits for work that is
+//!   already running.
+//! - **Lanes** ([`offer`]) are optional help for a `vmap`: each takes items of its batch until
+//!   none are left. At most [`cpu_count`] lanes run at once in the whole process (the *compute
+//!   slots*); a lane offered when every slot is taken waits in a queue for the next free slot,
+//!   and a lane that starts after its batch has no items left returns at once. Nobody ever
+//!   waits for an offered lane: the batch's caller takes the batch's items itself, so a batch
+//!   completes even if none of its lanes is ever run.
 //!
-//! - **Spare threads**: an elastic set of reusable threads for work that may block or be
-//!   abandoned (`pmap` items, anything under a deadline). A caller that gives up at its deadline
-//!   leaves a hung item on its thread; that thread is simply not idle, and the next call takes
-//!   other idle threads or starts new ones, so abandoned work can never make a later call wait
-//!   or run with fewer workers. Idle threads wait for work and exit after
-//!   [`SPARE_IDLE_TIMEOUT`] unused.
+//! Threads that have been idle for [`IDLE_TIMEOUT`] exit. The threads xcs holds are therefore:
+//! at most one per compute slot running lanes, plus the jobs running now (the `pmap` workers in
+//! use and the lanes of deadline-enforcing batches, each bounded by its batch's length), plus
+//! threads still running items that a call abandoned at its deadline — counted by
+//! [`abandoned_items`] and capped by [`set_abandoned_limit`] — plus idle threads for at most
+//! [`IDLE_TIMEOUT`]. [`thread_stats`] reads these counts.
+//!
+//! A thread puts itself back on the idle list *before* it reports a finished job to whoever
+//! waits for it, so a caller that starts its next batch at once finds its threads idle and
+//! reuses them instead of starting new ones.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
-use rayon::ThreadPool;
+/// How long an idle thread waits for work before it exits.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a spare thread waits for work before it exits.
-pub(crate) const SPARE_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most workers a batch uses, whatever `max_workers` or `pmap`'s count say.
+pub(crate) const MAX_WORKERS: usize = 1024;
 
-/// One worker per CPU (what `max_workers = None` and `pmap(op, 0)` mean).
+/// The default of [`set_abandoned_limit`].
+pub const DEFAULT_ABANDONED_LIMIT: usize = 256;
+
+/// One worker per CPU (what `max_workers = None` and `pmap(op, 0)` mean, and the number of
+/// compute slots).
 pub(crate) fn cpu_count() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();
     *COUNT.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-static POOLS: Mutex<Option<HashMap<usize, Arc<ThreadPool>>>> = Mutex::new(None);
-static POOLS_BUILT: AtomicUsize = AtomicUsize::new(0);
+/// Work that must run now, on a thread of its own. `then` runs after the thread is back on the
+/// idle list (report completion there).
+pub(crate) struct Job {
+    work: Box<dyn FnOnce() + Send>,
+    then: Option<Box<dyn FnOnce() + Send>>,
+}
 
-/// The compute pool with `workers` threads, built on first use. `None` if the OS refused the
-/// threads (the caller then runs the batch on its own thread).
-pub(crate) fn compute_pool(workers: usize) -> Option<Arc<ThreadPool>> {
-    let workers = workers.max(1);
-    let mut pools = POOLS.lock().unwrap_or_else(PoisonError::into_inner);
-    let pools = pools.get_or_insert_with(HashMap::new);
-    if let Some(pool) = pools.get(&workers) {
-        return Some(Arc::clone(pool));
+impl Job {
+    pub(crate) fn new(work: impl FnOnce() + Send + 'static) -> Self {
+        Job {
+            work: Box::new(work),
+            then: None,
+        }
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(workers)
-        .thread_name(move |i| format!("xcs-compute-{workers}-{i}"))
-        .build()
-        .ok()?;
-    POOLS_BUILT.fetch_add(1, Ordering::Relaxed);
-    let pool = Arc::new(pool);
-    pools.insert(workers, Arc::clone(&pool));
-    Some(pool)
-}
 
-/// How many compute pools have been built so far (for tests of pool reuse).
-#[doc(hidden)]
-pub fn compute_pools_built() -> usize {
-    POOLS_BUILT.load(Ordering::Relaxed)
-}
+    /// Runs `then` once the thread that ran `work` is idle again.
+    pub(crate) fn then(mut self, then: impl FnOnce() + Send + 'static) -> Self {
+        self.then = Some(Box::new(then));
+        self
+    }
 
-/// The worker counts of the compute pools built so far, ascending (for tests of pool reuse).
-#[doc(hidden)]
-pub fn compute_pool_sizes() -> Vec<usize> {
-    let pools = POOLS.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut sizes: Vec<usize> = pools.iter().flat_map(|map| map.keys().copied()).collect();
-    sizes.sort_unstable();
-    sizes
-}
-
-type Job = Box<dyn FnOnce() + Send + 'static>;
-
-struct Spare {
-    id: usize,
-    sender: Sender<Job>,
-}
-
-static IDLE: Mutex<Vec<Spare>> = Mutex::new(Vec::new());
-static SPARE_IDS: AtomicUsize = AtomicUsize::new(0);
-static SPARES_STARTED: AtomicUsize = AtomicUsize::new(0);
-
-/// How many spare threads have been started so far (for tests of reuse and replacement).
-#[doc(hidden)]
-pub fn spare_threads_started() -> usize {
-    SPARES_STARTED.load(Ordering::Relaxed)
-}
-
-/// Runs `job` on an idle spare thread, or a new one. Returns the job if no thread could be
-/// started, so the caller can run it itself.
-pub(crate) fn run_on_spare(job: Job) -> Result<(), Job> {
-    let mut job = job;
-    loop {
-        let idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        match idle {
-            Some(spare) => match spare.sender.send(job) {
-                Ok(()) => return Ok(()),
-                // That thread has exited; try the next.
-                Err(mpsc::SendError(returned)) => job = returned,
-            },
-            None => return start_spare(job),
+    /// Runs the job on the current thread (when no thread could be had).
+    pub(crate) fn run_here(self) {
+        run_quietly(self.work);
+        if let Some(then) = self.then {
+            run_quietly(then);
         }
     }
 }
 
-fn start_spare(first: Job) -> Result<(), Job> {
-    let id = SPARE_IDS.fetch_add(1, Ordering::Relaxed);
-    let (sender, receiver) = mpsc::channel::<Job>();
-    let own_sender = sender.clone();
+/// Optional help for a batch: see the module docs.
+pub(crate) trait Lane: Send + Sync {
+    /// Whether the batch still has items no one has taken.
+    fn has_work(&self) -> bool;
+    /// Takes and runs items until none are left. Returns [`SlotKept::No`] when the batch gave
+    /// up on this lane meanwhile (the slot was then freed for others already).
+    fn run_lane(&self) -> SlotKept;
+}
+
+/// Whether a lane still held its compute slot when it returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SlotKept {
+    Yes,
+    No,
+}
+
+enum Task {
+    Job(Job),
+    Lane(Weak<dyn Lane>),
+}
+
+struct Idle {
+    id: usize,
+    sender: Sender<Task>,
+}
+
+struct State {
+    /// Idle threads, most recently idle last (taken first: warm caches, few distinct threads).
+    idle: Vec<Idle>,
+    /// Lanes waiting for a compute slot, newest last (taken first: the newest batch is usually
+    /// the innermost one, whose completion frees the others).
+    pending: Vec<Weak<dyn Lane>>,
+    /// Compute slots in use.
+    compute: usize,
+}
+
+static STATE: Mutex<State> = Mutex::new(State {
+    idle: Vec::new(),
+    pending: Vec::new(),
+    compute: 0,
+});
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+static ABANDONED: AtomicUsize = AtomicUsize::new(0);
+static ABANDONED_LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_ABANDONED_LIMIT);
+
+fn state() -> MutexGuard<'static, State> {
+    STATE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `f`, swallowing a panic (and a panic of the panic payload's own `Drop`). Every piece of
+/// user code the pool runs catches its own panics; this is the last line of defence that keeps
+/// a reusable thread alive.
+fn run_quietly(f: impl FnOnce()) {
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        crate::call::drop_quietly(payload);
+    }
+}
+
+/// Runs `job` now on an idle thread or a new one. Returns it if the OS refused a thread, so
+/// the caller can run it itself.
+pub(crate) fn spawn(job: Job) -> Result<(), Job> {
+    let mut task = Task::Job(job);
+    loop {
+        let idle = state().idle.pop();
+        match idle {
+            Some(thread) => match thread.sender.send(task) {
+                Ok(()) => return Ok(()),
+                // That thread has just exited; try the next.
+                Err(mpsc::SendError(returned)) => task = returned,
+            },
+            None => {
+                return start_thread(task).map_err(|task| match task {
+                    Task::Job(job) => job,
+                    Task::Lane(_) => unreachable!("a job was handed in"),
+                });
+            }
+        }
+    }
+}
+
+/// Offers `lane` a compute slot: it runs now if one is free, later if one frees up while its
+/// batch still has untaken items, or never. Nobody waits for it.
+pub(crate) fn offer(lane: Weak<dyn Lane>) {
+    let mut state = state();
+    if state.compute >= cpu_count() {
+        if state.pending.len() >= 64 {
+            // Lanes of finished batches: drop them rather than let the queue grow.
+            state
+                .pending
+                .retain(|lane| lane.upgrade().is_some_and(|l| l.has_work()));
+        }
+        state.pending.push(lane);
+        return;
+    }
+    state.compute += 1;
+    dispatch_lane(state, lane);
+}
+
+/// Hands `lane` (whose compute slot is already counted) to an idle or new thread.
+fn dispatch_lane(mut state: MutexGuard<'static, State>, lane: Weak<dyn Lane>) {
+    let mut task = Task::Lane(lane);
+    while let Some(thread) = state.idle.pop() {
+        match thread.sender.send(task) {
+            Ok(()) => return,
+            Err(mpsc::SendError(returned)) => task = returned,
+        }
+    }
+    drop(state);
+    if start_thread(task).is_err() {
+        // No thread to be had: the batch's caller does the work; free the slot.
+        release_slots(1);
+    }
+}
+
+/// Frees `n` compute slots and hands them to waiting lanes that still have work.
+fn release_slots(n: usize) {
+    let mut state = state();
+    state.compute = state.compute.saturating_sub(n);
+    while state.compute < cpu_count() {
+        let Some(lane) = next_pending(&mut state) else {
+            return;
+        };
+        state.compute += 1;
+        dispatch_lane(state, lane);
+        state = self::state();
+    }
+}
+
+fn next_pending(state: &mut State) -> Option<Weak<dyn Lane>> {
+    while let Some(lane) = state.pending.pop() {
+        if lane.upgrade().is_some_and(|l| l.has_work()) {
+            return Some(lane);
+        }
+    }
+    None
+}
+
+fn start_thread(first: Task) -> Result<(), Task> {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let (sender, receiver) = mpsc::channel::<Task>();
+    let own = sender.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("xcs-worker-{id}"))
-        .spawn(move || spare_loop(id, own_sender, receiver));
+        .spawn(move || thread_loop(id, own, receiver));
     if spawned.is_err() {
-        // The OS refused a thread; hand the job back so the caller can run it itself.
         return Err(first);
     }
-    SPARES_STARTED.fetch_add(1, Ordering::Relaxed);
-    // The thread owns the receiver until it has drained its channel, so this cannot fail.
-    sender.send(first).map_err(|mpsc::SendError(job)| job)
+    LIVE.fetch_add(1, Ordering::Relaxed);
+    STARTED.fetch_add(1, Ordering::Relaxed);
+    // The thread owns its receiver until it exits, and it only exits once off the idle list
+    // with an empty channel, so this send cannot fail.
+    sender.send(first).map_err(|mpsc::SendError(task)| task)
 }
 
-thread_local! {
-    /// On a spare thread running a job: how to put the thread back on the idle list, taken by
-    /// whichever of [`release_this_thread`] and the end of the job comes first.
-    static RELEASE: RefCell<Option<Spare>> = const { RefCell::new(None) };
+fn thread_loop(id: usize, sender: Sender<Task>, receiver: Receiver<Task>) {
+    let go_idle = |state: &mut State| {
+        state.idle.push(Idle {
+            id,
+            sender: sender.clone(),
+        })
+    };
+    loop {
+        let task = match receiver.recv_timeout(IDLE_TIMEOUT) {
+            Ok(task) => task,
+            Err(RecvTimeoutError::Timeout) => {
+                let mut state = state();
+                if let Some(pos) = state.idle.iter().position(|t| t.id == id) {
+                    state.idle.remove(pos);
+                    break;
+                }
+                // Someone took this thread just now and is sending it work.
+                drop(state);
+                match receiver.recv() {
+                    Ok(task) => task,
+                    Err(_) => break,
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        match task {
+            Task::Job(job) => {
+                run_quietly(job.work);
+                go_idle(&mut state());
+                if let Some(then) = job.then {
+                    run_quietly(then);
+                }
+            }
+            Task::Lane(first) => {
+                let mut lane = Some(first);
+                while let Some(current) = lane.take() {
+                    let kept = match current.upgrade() {
+                        Some(live) => {
+                            let mut kept = SlotKept::Yes;
+                            run_quietly(|| kept = live.run_lane());
+                            kept
+                        }
+                        None => SlotKept::Yes,
+                    };
+                    let mut state = state();
+                    if kept == SlotKept::Yes {
+                        lane = next_pending(&mut state);
+                        if lane.is_none() {
+                            state.compute = state.compute.saturating_sub(1);
+                        }
+                    }
+                    if lane.is_none() {
+                        go_idle(&mut state);
+                    }
+                }
+            }
+        }
+    }
+    LIVE.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// Puts the current spare thread back on the idle list now, before its job has returned.
-///
-/// A job calls this just before it tells its caller it is done: otherwise a caller that starts
-/// its next call at once finds the thread still busy and starts another, and repeated calls
-/// would not reuse their workers. The next job waits in this thread's channel for the few
-/// instructions the current one has left. Does nothing on other threads.
-pub(crate) fn release_this_thread() {
-    if let Some(spare) = RELEASE.with(|release| release.borrow_mut().take()) {
-        IDLE.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(spare);
+/// The threads working for one call, and how far its items have got: what its caller waits
+/// for, and what it abandons at a deadline.
+#[derive(Default)]
+pub(crate) struct Crew {
+    state: Mutex<CrewState>,
+    changed: Condvar,
+}
+
+/// See [`Crew`].
+#[derive(Default, Debug)]
+pub(crate) struct CrewState {
+    /// Units of work finished (blocks of items, for batches).
+    pub(crate) done: usize,
+    /// Jobs ([`spawn`]) working for the call now.
+    pub(crate) jobs: usize,
+    /// Offered lanes working for the call now.
+    pub(crate) lanes: usize,
+    /// The caller gave up: whoever still works for it is abandoned.
+    pub(crate) abandoned: bool,
+}
+
+impl Crew {
+    fn lock(&self) -> MutexGuard<'_, CrewState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An offered lane starts working for the call; `false` if the call was given up already
+    /// (then it must not start).
+    pub(crate) fn join_lane(&self) -> bool {
+        let mut state = self.lock();
+        if state.abandoned {
+            return false;
+        }
+        state.lanes += 1;
+        true
+    }
+
+    /// A job will work for the call: counted before it is handed to a thread, so a caller
+    /// waiting for the call's jobs waits for it too. (Jobs start at once: see [`spawn`].)
+    pub(crate) fn enlist_job(&self) {
+        self.lock().jobs += 1;
+    }
+
+    /// Whether the caller gave up.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.lock().abandoned
+    }
+
+    /// A job or lane stops working for the call. For a lane: whether it still holds its compute
+    /// slot (it does not if the call abandoned it).
+    pub(crate) fn leave(&self, lane: bool) -> SlotKept {
+        let mut state = self.lock();
+        if lane {
+            state.lanes -= 1;
+        } else {
+            state.jobs -= 1;
+        }
+        let kept = if state.abandoned {
+            ABANDONED.fetch_sub(1, Ordering::Relaxed);
+            SlotKept::No
+        } else {
+            SlotKept::Yes
+        };
+        drop(state);
+        self.changed.notify_all();
+        kept
+    }
+
+    /// One more unit of work finished.
+    pub(crate) fn finish_one(&self) {
+        self.lock().done += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits until `ready` holds, or until `deadline` passes (then `false`). Waiting is safe
+    /// only for work that is already running: see the module docs of `batch::drive`.
+    pub(crate) fn wait(
+        &self,
+        deadline: Option<Instant>,
+        ready: impl Fn(&CrewState) -> bool,
+    ) -> bool {
+        let mut state = self.lock();
+        loop {
+            if ready(&state) {
+                return true;
+            }
+            match deadline {
+                None => {
+                    state = self
+                        .changed
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner)
+                }
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    state = self
+                        .changed
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+    }
+
+    /// The caller gives up: everyone still working for the call is abandoned. Counted in
+    /// [`abandoned_items`] until they finish; lanes give their compute slots back at once.
+    pub(crate) fn abandon(&self, operator: &str) {
+        let mut state = self.lock();
+        if state.abandoned {
+            return;
+        }
+        state.abandoned = true;
+        let (jobs, lanes) = (state.jobs, state.lanes);
+        drop(state);
+        let left = jobs + lanes;
+        if left > 0 {
+            let total = ABANDONED.fetch_add(left, Ordering::Relaxed) + left;
+            tracing::warn!(
+                target: "xcs",
+                operator,
+                abandoned = left,
+                total,
+                "`{operator}` gave up at its deadline with {left} item(s) still running; \
+                 {total} abandoned item(s) now hold a thread each"
+            );
+        }
+        if lanes > 0 {
+            release_slots(lanes);
+        }
     }
 }
 
-fn spare_loop(id: usize, sender: Sender<Job>, receiver: Receiver<Job>) {
-    let run = |job: Job| {
-        RELEASE.with(|release| {
-            *release.borrow_mut() = Some(Spare {
-                id,
-                sender: sender.clone(),
-            });
-        });
-        // Jobs catch their own panics; this is a last line of defence so one bad job cannot
-        // take a reusable thread down with it.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-        release_this_thread();
-    };
-    loop {
-        match receiver.recv_timeout(SPARE_IDLE_TIMEOUT) {
-            Ok(job) => run(job),
-            Err(RecvTimeoutError::Timeout) => {
-                let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some(pos) = idle.iter().position(|s| s.id == id) {
-                    idle.remove(pos);
-                    return;
-                }
-                // Someone took this thread just now and is about to send a job: wait for it.
-                drop(idle);
-                match receiver.recv() {
-                    Ok(job) => run(job),
-                    Err(_) => return,
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
+/// Threads still running work that a call abandoned at its deadline (a hung item holds its
+/// thread until it returns). Calls that enforce a deadline fail with
+/// [`XcsError::AbandonedLimit`](crate::XcsError::AbandonedLimit) while this is at the limit
+/// ([`set_abandoned_limit`]).
+///
+/// ```
+/// assert_eq!(xcs::abandoned_items(), 0);
+/// ```
+pub fn abandoned_items() -> usize {
+    ABANDONED.load(Ordering::Relaxed)
+}
+
+/// Sets how many abandoned items ([`abandoned_items`]) may hold threads before calls that
+/// enforce a deadline refuse to start (default [`DEFAULT_ABANDONED_LIMIT`]); returns the
+/// previous limit.
+///
+/// ```
+/// let before = xcs::set_abandoned_limit(16);
+/// assert_eq!(before, xcs::DEFAULT_ABANDONED_LIMIT);
+/// xcs::set_abandoned_limit(before);
+/// ```
+pub fn set_abandoned_limit(limit: usize) -> usize {
+    ABANDONED_LIMIT.swap(limit, Ordering::Relaxed)
+}
+
+/// `Err((abandoned, limit))` when abandoned items have reached the limit.
+pub(crate) fn check_abandoned() -> Result<(), (usize, usize)> {
+    let (abandoned, limit) = (
+        ABANDONED.load(Ordering::Relaxed),
+        ABANDONED_LIMIT.load(Ordering::Relaxed),
+    );
+    if abandoned >= limit {
+        Err((abandoned, limit))
+    } else {
+        Ok(())
+    }
+}
+
+/// What the runtime's threads are doing, from [`thread_stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ThreadStats {
+    /// Threads xcs has now (working or idle).
+    pub live: usize,
+    /// Of those, idle ones (they exit after [`IDLE_TIMEOUT`]).
+    pub idle: usize,
+    /// Compute slots in use (at most [`compute_slots`](ThreadStats::compute_slots)).
+    pub compute: usize,
+    /// The number of compute slots: one per CPU.
+    pub compute_slots: usize,
+    /// Abandoned items still holding a thread ([`abandoned_items`]).
+    pub abandoned: usize,
+    /// Threads started since the process began.
+    pub started: usize,
+}
+
+/// A snapshot of the runtime's threads; see the module docs of the pool for the bounds.
+///
+/// ```
+/// let stats = xcs::thread_stats();
+/// assert!(stats.compute <= stats.compute_slots);
+/// ```
+pub fn thread_stats() -> ThreadStats {
+    let state = state();
+    ThreadStats {
+        live: LIVE.load(Ordering::Relaxed),
+        idle: state.idle.len(),
+        compute: state.compute,
+        compute_slots: cpu_count(),
+        abandoned: ABANDONED.load(Ordering::Relaxed),
+        started: STARTED.load(Ordering::Relaxed),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
 
     #[test]
-    fn compute_pools_are_reused() {
-        let a = compute_pool(3).unwrap();
-        let b = compute_pool(3).unwrap();
-        assert!(Arc::ptr_eq(&a, &b));
-        assert_eq!(a.current_num_threads(), 3);
-    }
-
-    #[test]
-    fn spare_threads_run_jobs() {
+    fn jobs_run_and_report_after_going_idle() {
         let (tx, rx) = mpsc::channel();
         for i in 0..4 {
             let tx = tx.clone();
-            assert!(run_on_spare(Box::new(move || tx.send(i).unwrap())).is_ok());
+            let job = Job::new(|| {}).then(move || tx.send(i).unwrap());
+            assert!(spawn(job).is_ok());
         }
         let mut got: Vec<i32> = rx.iter().take(4).collect();
         got.sort();
         assert_eq!(got, vec![0, 1, 2, 3]);
+    }
+
+    struct Flag(AtomicBool);
+    impl Lane for Flag {
+        fn has_work(&self) -> bool {
+            !self.0.load(Ordering::SeqCst)
+        }
+        fn run_lane(&self) -> SlotKept {
+            self.0.store(true, Ordering::SeqCst);
+            SlotKept::Yes
+        }
+    }
+
+    #[test]
+    fn offered_lanes_run_when_a_slot_is_free() {
+        let lane: Arc<dyn Lane> = Arc::new(Flag(AtomicBool::new(false)));
+        offer(Arc::downgrade(&lane));
+        let until = Instant::now() + Duration::from_secs(30);
+        while lane.has_work() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!lane.has_work());
+        assert!(thread_stats().compute <= cpu_count());
     }
 }

@@ -1,0 +1,265 @@
+//! Items taken from a shared queue by *lanes*: the batch's caller, offered compute lanes, and
+//! jobs. See the module docs of [`super`] for when each takes part and why no wait can hang.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use crate::batch::plan::{Part, Plan, Ran};
+use crate::call::{drop_quietly, panic_message};
+use crate::deadline;
+use crate::error::XcsError;
+use crate::operator::Operator;
+use crate::pool::{self, Crew, Job, Lane, SlotKept};
+
+/// A batch's items, cut into blocks that lanes take in index order.
+pub(super) struct Run<O: Operator> {
+    plan: Arc<Plan<O>>,
+    blocks: Vec<Block<O>>,
+    next: AtomicUsize,
+    crew: Crew,
+}
+
+struct Block<O: Operator> {
+    start: usize,
+    len: usize,
+    inputs: Mutex<Option<Vec<O::Input>>>,
+    outcome: Mutex<Option<Part<O::Output>>>,
+}
+
+/// How the items are cut into blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Blocks {
+    /// One item per block: every item is taken on its own (I/O-bound items, batches that may
+    /// be abandoned at a deadline, where each finished item must be kept).
+    Single,
+    /// Guided self-scheduling for `lanes` lanes: each block is a quarter of a fair share of what
+    /// is left, so early blocks amortise the queue and the last ones balance the tail.
+    Guided(usize),
+}
+
+impl Blocks {
+    fn sizes(self, len: usize) -> Vec<usize> {
+        match self {
+            Blocks::Single => vec![1; len],
+            Blocks::Guided(lanes) => {
+                let mut sizes = Vec::new();
+                let mut left = len;
+                while left > 0 {
+                    let size = (left / (4 * lanes.max(1))).max(1);
+                    sizes.push(size);
+                    left -= size;
+                }
+                sizes
+            }
+        }
+    }
+}
+
+impl<O: Operator> Run<O> {
+    pub(super) fn new(plan: Arc<Plan<O>>, inputs: Vec<O::Input>, blocks: Blocks) -> Arc<Self> {
+        let mut items = inputs.into_iter();
+        let mut start = 0;
+        let blocks = blocks
+            .sizes(items.len())
+            .into_iter()
+            .map(|len| {
+                let block = Block {
+                    start,
+                    len,
+                    inputs: Mutex::new(Some(items.by_ref().take(len).collect())),
+                    outcome: Mutex::new(None),
+                };
+                start += len;
+                block
+            })
+            .collect();
+        Arc::new(Run {
+            plan,
+            blocks,
+            next: AtomicUsize::new(0),
+            crew: Crew::default(),
+        })
+    }
+
+    /// Takes and runs blocks until none are left (on a thread whose options and context are
+    /// the batch's).
+    fn drain(&self) {
+        loop {
+            let b = self.next.fetch_add(1, Ordering::AcqRel);
+            if b >= self.blocks.len() {
+                return;
+            }
+            self.run_block(b);
+        }
+    }
+
+    /// Runs block `b` unless someone has taken it already, and records its outcome.
+    pub(super) fn run_block(&self, b: usize) {
+        let Some(block) = self.blocks.get(b) else {
+            return;
+        };
+        let Some(inputs) = block
+            .inputs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return;
+        };
+        let part = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.plan.run_items(block.start, inputs)
+        })) {
+            Ok(part) => part,
+            // Items catch their own panics; this is the runtime's own code failing. The block
+            // still finishes, so nobody waits for it forever.
+            Err(payload) => {
+                let message = panic_message(&*payload);
+                drop_quietly(payload);
+                self.failed_part(block, message)
+            }
+        };
+        *block.outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(part);
+        self.crew.finish_one();
+    }
+
+    fn failed_part(&self, block: &Block<O>, message: String) -> Part<O::Output> {
+        let error = XcsError::Panicked {
+            operator: self.plan.op.name().to_owned(),
+            index: Some(block.start),
+            message,
+        };
+        Part::Slots(
+            (0..block.len)
+                .map(|_| Err(Some(Box::new(error.describe_again()))))
+                .collect(),
+        )
+    }
+
+    /// Starts `count` jobs that drain the batch.
+    fn start_jobs(self: &Arc<Self>, count: usize) {
+        for _ in 0..count {
+            self.start_job(|run| {
+                let _adopted = run.plan.adopt();
+                run.drain();
+            });
+        }
+    }
+
+    /// Waits for every block (and every job), until the batch's deadline; then gathers the
+    /// outcomes. Items still running at the deadline are abandoned.
+    fn finish(&self) -> Ran<O::Output> {
+        let total = self.blocks.len();
+        let finished = self.crew.wait(self.plan.deadline(), |state| {
+            state.done == total && state.jobs == 0
+        });
+        self.gather(!finished)
+    }
+
+    /// Waits for the jobs only (a backend decides which items run), until the deadline.
+    pub(super) fn finish_jobs(&self) -> Ran<O::Output> {
+        let finished = self
+            .crew
+            .wait(self.plan.deadline(), |state| state.jobs == 0);
+        self.gather(!finished)
+    }
+
+    /// The outcomes so far, in input order; `timed_out`: the caller gives up on the rest.
+    fn gather(&self, timed_out: bool) -> Ran<O::Output> {
+        let timeout = if timed_out {
+            // Unstarted items stay unstarted; running ones are told through `cancelled()` and
+            // left to finish on their threads.
+            self.plan.stop.cancel();
+            self.crew.abandon(self.plan.op.name());
+            Some(self.plan.context.timeout.unwrap_or_default())
+        } else {
+            None
+        };
+        let parts = self
+            .blocks
+            .iter()
+            .map(|block| {
+                block
+                    .outcome
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                    .unwrap_or(Part::Missing(block.len))
+            })
+            .collect();
+        Ran { parts, timeout }
+    }
+
+    /// Starts one job running `work` for this batch (counted in the caller's wait); runs it
+    /// here if no thread could be had.
+    pub(super) fn start_job(self: &Arc<Self>, work: impl FnOnce(&Run<O>) + Send + 'static) {
+        self.crew.enlist_job();
+        let run = Arc::clone(self);
+        let done = Arc::clone(self);
+        let job = Job::new(move || {
+            if !run.crew.is_abandoned() {
+                work(&run);
+            }
+        })
+        .then(move || {
+            done.crew.leave(false);
+        });
+        if let Err(job) = pool::spawn(job) {
+            job.run_here();
+        }
+    }
+
+    pub(super) fn plan(&self) -> &Plan<O> {
+        &self.plan
+    }
+}
+
+impl<O: Operator> Lane for Run<O> {
+    fn has_work(&self) -> bool {
+        self.next.load(Ordering::Acquire) < self.blocks.len()
+    }
+
+    fn run_lane(&self) -> SlotKept {
+        if !self.has_work() || !self.crew.join_lane() {
+            return SlotKept::Yes;
+        }
+        let adopted = self.plan.adopt();
+        self.drain();
+        drop(adopted);
+        self.crew.leave(true)
+    }
+}
+
+/// The caller takes part: it drains the batch itself, with `lanes` offered compute lanes
+/// beside it, then waits for the items the lanes started.
+pub(super) fn with_caller<O: Operator>(
+    plan: Arc<Plan<O>>,
+    inputs: Vec<O::Input>,
+    blocks: Blocks,
+    lanes: usize,
+) -> Ran<O::Output> {
+    let run = Run::new(plan, inputs, blocks);
+    if lanes > 0 {
+        let weak: Weak<Run<O>> = Arc::downgrade(&run);
+        let weak: Weak<dyn Lane> = weak;
+        for _ in 0..lanes {
+            pool::offer(weak.clone());
+        }
+    }
+    {
+        // The caller's options are the batch's already; its deadline context is the batch's.
+        let _context = deadline::enter(run.plan.context.clone());
+        run.drain();
+    }
+    run.finish()
+}
+
+/// `jobs` jobs run the items; the caller waits for them (until the deadline, if any).
+pub(super) fn on_jobs<O: Operator>(
+    plan: Arc<Plan<O>>,
+    inputs: Vec<O::Input>,
+    jobs: usize,
+) -> Ran<O::Output> {
+    let run = Run::new(plan, inputs, Blocks::Single);
+    run.start_jobs(jobs.max(1));
+    run.finish()
+}

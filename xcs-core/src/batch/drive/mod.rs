@@ -1,0 +1,130 @@
+//! How a batch's items run: on the caller's thread, with help from compute lanes, on jobs, or
+//! on a registered backend.
+//!
+//! | situation | who runs the items | the caller waits for |
+//! |---|---|---|
+//! | `use_parallel = false`, one item, or a limit of one | the caller, in order | nothing |
+//! | `vmap` | the caller, plus up to `limit − 1` offered compute lanes | items already started |
+//! | `vmap` inside a call with a deadline (not its own) | the caller, in order | nothing |
+//! | `pmap(op, n)` | `n` jobs | its jobs (until the deadline, if any) |
+//! | the batch enforces a deadline | `limit` jobs | its jobs, until the deadline |
+//! | `device_strategy` names a backend | the backend | the backend (until the deadline when enforcing) |
+//!
+//! A deadline is *enforced* by the outermost call that sets it (or a nested call whose own
+//! deadline is earlier): that call runs its items on jobs and returns at the deadline. Items
+//! abandoned then hold only jobs, which the abandoning call counts. That is why a `vmap` nested
+//! inside such a call does not take compute slots: a hung item there would hold a slot that no
+//! call counts, and every later batch would have one CPU fewer.
+//!
+//! `limit` is `max_workers` (unset: one per CPU) for `vmap` and `n` (`0`: one per CPU) for
+//! `pmap`, capped by the batch's length and by [`MAX_WORKERS`](crate::pool::MAX_WORKERS). Every
+//! lane runs one item at a time, so a batch never has more than `limit` items running at once,
+//! at every level of nesting and under a deadline too, and never starts more threads than it
+//! has items.
+//!
+//! # Why composition cannot deadlock
+//!
+//! The invariants, each kept by one piece of code:
+//!
+//! 1. **Nobody waits for work that has not started.** A caller waits only for blocks that a
+//!    lane has taken (a lane takes a block only while running) and for jobs, which
+//!    [`pool::spawn`](crate::pool) starts at once on a thread of their own. Offered compute
+//!    lanes may wait for a free slot, but nobody waits for them: the caller drains its own batch.
+//! 2. **A thread only runs work of the batches on its own stack.** A waiting caller does not
+//!    steal unrelated items (as a work-stealing pool would): so an item can never end up
+//!    waiting, deeper on the same stack, for something its own frame below holds — a cache
+//!    claim, a lock, the caller's own return.
+//! 3. **Waits point strictly deeper.** An item runs at depth `d + 1` of the batch it belongs
+//!    to; a caller at depth `d` waits only for started items at depth `d + 1`, which run on
+//!    threads that are themselves executing, or waiting at depth `d + 2`, and so on. Nesting
+//!    is finite, so every chain of waits ends at a thread running user code. (A cache waiter
+//!    waits for the claim's owner, which is never one of its own ancestors: the call path
+//!    checks the claims held up its chain and runs uncached instead.)
+//! 4. **Every user-code panic is caught where it happens** (item bodies, the `Drop` of values
+//!    the runtime discards, panic payloads), and a block always records an outcome, so no
+//!    waiter misses a result.
+//!
+//! Deadlines bound every wait: a caller under a deadline stops waiting at it, gives the batch
+//! up (unstarted items stay unstarted) and abandons the items still running, which are counted
+//! until they return (see [`abandoned_items`](crate::abandoned_items)).
+
+mod backend;
+mod lanes;
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use self::lanes::Blocks;
+use super::plan::{Kind, Plan, Ran, Timing};
+use crate::device;
+use crate::error::XcsError;
+use crate::operator::Operator;
+use crate::pool;
+use crate::scope::get_execution_options;
+
+/// Runs a batch; see the module docs for who runs what.
+pub(crate) fn run<O: Operator>(
+    op: &Arc<O>,
+    kind: Kind,
+    inputs: Vec<O::Input>,
+    settled: bool,
+) -> Result<Ran<O::Output>, XcsError> {
+    let options = get_execution_options();
+    let timing = Timing::now(op.name(), &options)?;
+    let backend = device::resolve(options.device_strategy)?;
+    let len = inputs.len();
+    let limit = if options.use_parallel {
+        match kind {
+            Kind::VMap => options
+                .max_workers
+                .map_or_else(pool::cpu_count, NonZeroUsize::get),
+            Kind::PMap(0) => pool::cpu_count(),
+            Kind::PMap(n) => n,
+        }
+    } else {
+        1
+    }
+    .min(pool::MAX_WORKERS);
+    if timing.enforce && len > 0 {
+        if let Err((abandoned, limit)) = pool::check_abandoned() {
+            return Err(XcsError::AbandonedLimit {
+                operator: op.name().to_owned(),
+                abandoned,
+                limit,
+            });
+        }
+    }
+    let plan = Arc::new(Plan::new(op, options, &timing, settled));
+    if let Some(backend) = backend {
+        return Ok(backend::run(plan, backend, inputs, limit, timing.enforce));
+    }
+    if len == 0 {
+        return Ok(Ran {
+            parts: Vec::new(),
+            timeout: None,
+        });
+    }
+    let lanes = limit.min(len);
+    if timing.enforce {
+        return Ok(lanes::on_jobs(plan, inputs, lanes));
+    }
+    Ok(match kind {
+        Kind::PMap(_) if lanes > 1 => lanes::on_jobs(plan, inputs, lanes),
+        // Under a deadline an item may be abandoned; only jobs, which the abandoning call
+        // counts, may hold it, never a compute slot that later batches count on.
+        Kind::VMap if lanes > 1 && plan.deadline().is_none() => {
+            let offered = (lanes - 1).min(pool::cpu_count());
+            lanes::with_caller(plan, inputs, Blocks::Guided(lanes), offered)
+        }
+        _ => in_order(&plan, inputs),
+    })
+}
+
+/// Items in order on the caller's thread.
+fn in_order<O: Operator>(plan: &Plan<O>, inputs: Vec<O::Input>) -> Ran<O::Output> {
+    let _context = crate::deadline::enter(plan.context.clone());
+    Ran {
+        parts: vec![plan.run_items(0, inputs)],
+        timeout: None,
+    }
+}

@@ -1,0 +1,383 @@
+//! What a batch is, whichever driver runs it: the items' shared plan and the batch rules.
+//!
+//! The rules, written once here and used by every driver:
+//!
+//! - **Options**: the caller's effective options are read once, at call time, and every item
+//!   runs under exactly them ([`Plan::adopt`] pins them on whichever thread runs the item).
+//! - **Lowest-index error**: once an item fails, items *after* it that have not started are
+//!   not started; items before it still run (one of them may fail too), so the call reports the
+//!   failing item with the lowest index however the items were scheduled ([`Plan::skips`]).
+//! - **Given up**: after the batch's deadline, or once the call it runs inside gave up, no item
+//!   starts.
+//! - **Outcomes**: [`collect`] gives the outputs in input order or the lowest-index error;
+//!   [`settle`] gives every item's own outcome. An item that never ran is a timeout when a
+//!   deadline cut the batch short and [`XcsError::Cancelled`] otherwise — never a bogus timeout.
+//! - **Panics**: bodies are guarded per item; values the runtime discards (outputs of a failed
+//!   batch, inputs of skipped items) are dropped with their `Drop` panics caught.
+//! - **Trace**: [`run_traced`] records the batch call; items are recorded by the call path
+//!   under the batch as their parent.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::call::{self, DetachedBody, drop_quietly};
+use crate::deadline::{self, CallContext, CancelFlag};
+use crate::error::XcsError;
+use crate::operator::Operator;
+use crate::options::ExecutionOptions;
+use crate::scope::{self, get_execution_options};
+use crate::trace::{self, Outcome};
+
+/// Which transform made the batch.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    VMap,
+    /// `pmap` with its worker count (`0`: one per CPU).
+    PMap(usize),
+}
+
+/// One item's outcome: its output, its error, or `Err(None)` when it never ran. The error is
+/// boxed so a slot is barely larger than the output.
+pub(crate) type Slot<T> = Result<T, Option<Box<XcsError>>>;
+
+/// The slot of an item that never ran.
+pub(crate) const NOT_RUN: Option<Box<XcsError>> = None;
+
+/// The outcomes of a run of consecutive items.
+pub(crate) enum Part<T> {
+    /// Every item succeeded (the common case: no per-item wrapping to undo).
+    Ok(Vec<T>),
+    /// Some items failed or did not run.
+    Slots(Vec<Slot<T>>),
+    /// `len` items whose outcome never arrived (a deadline cut them off).
+    Missing(usize),
+}
+
+impl<T> Part<T> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Part::Ok(v) => v.len(),
+            Part::Slots(v) => v.len(),
+            Part::Missing(n) => *n,
+        }
+    }
+
+    fn succeeded(&self) -> bool {
+        match self {
+            Part::Ok(_) => true,
+            Part::Slots(v) => v.iter().all(Result::is_ok),
+            Part::Missing(n) => *n == 0,
+        }
+    }
+}
+
+/// What a batch produced: its parts in input order, and the timeout if the deadline cut the
+/// batch short.
+pub(crate) struct Ran<T> {
+    pub(crate) parts: Vec<Part<T>>,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl<T> Ran<T> {
+    fn all_ok(&self) -> bool {
+        self.timeout.is_none() && self.parts.iter().all(|p| matches!(p, Part::Ok(_)))
+    }
+
+    fn len(&self) -> usize {
+        self.parts.iter().map(Part::len).sum()
+    }
+
+    /// Every slot in input order (the slow path: something failed or did not run).
+    fn into_slots(self) -> Vec<Slot<T>> {
+        let mut slots = Vec::with_capacity(self.len());
+        for part in self.parts {
+            match part {
+                Part::Ok(v) => slots.extend(v.into_iter().map(Ok)),
+                Part::Slots(v) => slots.extend(v),
+                Part::Missing(n) => slots.extend((0..n).map(|_| Err(NOT_RUN))),
+            }
+        }
+        slots
+    }
+}
+
+/// The error for item `index`, which never ran.
+fn not_run(operator: &str, index: usize, timeout: Option<Duration>) -> XcsError {
+    let timeout = timeout.or_else(|| deadline::current().timeout);
+    match timeout {
+        Some(timeout) => call::timeout_error(operator, Some(index), timeout),
+        None => XcsError::Cancelled {
+            operator: operator.to_owned(),
+            index: Some(index),
+        },
+    }
+}
+
+/// The call's result: every output in input order, or the error of the lowest-index item that
+/// failed (or never ran).
+pub(crate) fn collect<T>(
+    ran: Result<Ran<T>, XcsError>,
+    operator: &str,
+) -> Result<Vec<T>, XcsError> {
+    let ran = ran?;
+    if ran.all_ok() {
+        let mut parts = ran.parts.into_iter().map(|part| match part {
+            Part::Ok(v) => v,
+            _ => unreachable!("checked by all_ok"),
+        });
+        let mut outputs = parts.next().unwrap_or_default();
+        for mut part in parts {
+            outputs.append(&mut part);
+        }
+        return Ok(outputs);
+    }
+    let timeout = ran.timeout;
+    let mut outputs = Vec::with_capacity(ran.len());
+    let mut slots = ran.into_slots().into_iter().enumerate();
+    let mut failure = None;
+    for (index, slot) in slots.by_ref() {
+        match slot {
+            Ok(output) => outputs.push(output),
+            Err(Some(error)) => {
+                failure = Some(error.at_index(index));
+                break;
+            }
+            Err(None) => {
+                failure = Some(not_run(operator, index, timeout));
+                break;
+            }
+        }
+    }
+    match failure {
+        None => Ok(outputs),
+        Some(error) => {
+            // The other items' outputs are discarded: their `Drop` must not unwind into the
+            // caller.
+            drop_quietly(outputs);
+            drop_quietly(slots);
+            Err(error)
+        }
+    }
+}
+
+/// Every item's own outcome, in input order.
+pub(crate) fn settle<T>(
+    ran: Result<Ran<T>, XcsError>,
+    operator: &str,
+    len: usize,
+) -> Vec<Result<T, XcsError>> {
+    match ran {
+        Ok(ran) => {
+            let timeout = ran.timeout;
+            ran.into_slots()
+                .into_iter()
+                .enumerate()
+                .map(|(index, slot)| match slot {
+                    Ok(output) => Ok(output),
+                    Err(Some(error)) => Err(error.at_index(index)),
+                    Err(None) => Err(not_run(operator, index, timeout)),
+                })
+                .collect()
+        }
+        // The batch could not start at all (no backend, deadline already passed): every item
+        // gets that error.
+        Err(error) => (0..len)
+            .map(|index| Err(error.describe_again().at_index(index)))
+            .collect(),
+    }
+}
+
+/// `run` recorded as one event when tracing is on (the top-level call of a batch).
+pub(crate) fn run_traced<T>(
+    name: &str,
+    run: impl FnOnce() -> Result<Ran<T>, XcsError>,
+) -> Result<Ran<T>, XcsError> {
+    if !get_execution_options().trace_execution {
+        return run();
+    }
+    let recorder = trace::begin(name, None);
+    let ran = run();
+    recorder.finish(match &ran {
+        Err(XcsError::Timeout { .. }) => Outcome::Timeout,
+        Err(_) => Outcome::Error,
+        Ok(ran) if ran.timeout.is_some() => Outcome::Timeout,
+        Ok(ran) if ran.parts.iter().all(Part::succeeded) => Outcome::Ok,
+        Ok(_) => Outcome::Error,
+    });
+    ran
+}
+
+/// Everything an item needs, shared by the threads that run items.
+pub(crate) struct Plan<O: Operator> {
+    pub(crate) op: Arc<O>,
+    pub(crate) options: ExecutionOptions,
+    /// What items run under: the batch's deadline and its cancellation flag.
+    pub(crate) context: CallContext,
+    pub(crate) stop: Arc<CancelFlag>,
+    settled: bool,
+    /// The lowest index of an item that failed so far (`usize::MAX`: none).
+    failed_at: AtomicUsize,
+    /// The event items are recorded under, when tracing.
+    trace_parent: Option<trace::Parent>,
+}
+
+/// The guards that carry a caller's options, deadline and trace parent to a thread.
+pub(crate) type Adopted = (
+    scope::ScopeGuard,
+    deadline::ContextGuard,
+    Option<trace::InheritGuard>,
+);
+
+impl<O: Operator> Plan<O> {
+    pub(crate) fn new(
+        op: &Arc<O>,
+        options: ExecutionOptions,
+        timing: &Timing,
+        settled: bool,
+    ) -> Self {
+        let stop = CancelFlag::child_of(timing.parent.cancel.clone());
+        Plan {
+            op: Arc::clone(op),
+            options,
+            context: CallContext {
+                deadline: timing.deadline.map(|(at, _)| at),
+                timeout: timing.deadline.map(|(_, t)| t),
+                cancel: Some(Arc::clone(&stop)),
+            },
+            stop,
+            settled,
+            failed_at: AtomicUsize::new(usize::MAX),
+            trace_parent: if options.trace_execution {
+                trace::current_parent()
+            } else {
+                None
+            },
+        }
+    }
+
+    /// The batch's deadline, if it has one.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.context.deadline
+    }
+
+    /// Whether the whole batch was given up (its deadline passed, or the call it runs inside
+    /// gave up): items not yet started stay unstarted.
+    pub(crate) fn given_up(&self) -> bool {
+        self.stop.is_cancelled() || self.context.deadline.is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// Whether item `index`, not yet started, should stay unstarted.
+    #[inline]
+    pub(crate) fn skips(&self, index: usize) -> bool {
+        index > self.failed_at.load(Ordering::Acquire) || self.given_up()
+    }
+
+    /// Carries the caller's options, deadline and (when tracing) trace parent to the current
+    /// thread, until the guards drop.
+    pub(crate) fn adopt(&self) -> Adopted {
+        (
+            scope::pin(self.options),
+            deadline::enter(self.context.clone()),
+            self.trace_parent.as_ref().map(trace::inherit),
+        )
+    }
+
+    /// Runs item `index` on the current thread (whose options and context are already set).
+    #[inline]
+    pub(crate) fn run_item(&self, index: usize, input: O::Input) -> Slot<O::Output> {
+        let detach = || -> DetachedBody<O::Input, O::Output> {
+            let op = Arc::clone(&self.op);
+            Box::new(move |input| op.forward(input))
+        };
+        match call::invoke_under(
+            &*self.op,
+            input,
+            Some(index),
+            Some(&detach),
+            &self.options,
+            self.context.deadline.is_some() || self.options.timeout_seconds.is_some(),
+        ) {
+            Ok(output) => Ok(output),
+            Err(error) => {
+                if !self.settled {
+                    self.failed_at.fetch_min(index, Ordering::AcqRel);
+                }
+                Err(Some(Box::new(error)))
+            }
+        }
+    }
+
+    /// Runs the items `start..` of `inputs` in order on this thread, skipping those the rules
+    /// say not to start.
+    pub(crate) fn run_items(&self, start: usize, inputs: Vec<O::Input>) -> Part<O::Output> {
+        let len = inputs.len();
+        let mut outputs = Vec::with_capacity(len);
+        let mut items = inputs.into_iter();
+        let mut index = start;
+        // Fast path: every item succeeds.
+        let mut first_miss = None;
+        for input in items.by_ref() {
+            if self.skips(index) {
+                drop_quietly(input);
+                first_miss = Some(Err(NOT_RUN));
+                break;
+            }
+            match self.run_item(index, input) {
+                Ok(output) => outputs.push(output),
+                Err(error) => {
+                    first_miss = Some(Err(error));
+                    break;
+                }
+            }
+            index += 1;
+        }
+        let Some(miss) = first_miss else {
+            return Part::Ok(outputs);
+        };
+        let mut slots: Vec<Slot<O::Output>> = Vec::with_capacity(len);
+        slots.extend(outputs.into_iter().map(Ok));
+        slots.push(miss);
+        for input in items {
+            index += 1;
+            if self.skips(index) {
+                drop_quietly(input);
+                slots.push(Err(NOT_RUN));
+            } else {
+                slots.push(self.run_item(index, input));
+            }
+        }
+        Part::Slots(slots)
+    }
+}
+
+/// When a call starting now must finish, and whether it must enforce that itself.
+pub(crate) struct Timing {
+    /// The call's deadline and the timeout it comes from.
+    pub(crate) deadline: Option<(Instant, Duration)>,
+    /// The context of the call this one runs inside.
+    pub(crate) parent: CallContext,
+    /// Whether no enclosing call returns by the deadline, so this one must return at it.
+    pub(crate) enforce: bool,
+}
+
+impl Timing {
+    /// The timing of a call of `operator` starting now under `options`, or the timeout error if
+    /// its deadline has passed already.
+    pub(crate) fn now(operator: &str, options: &ExecutionOptions) -> Result<Timing, XcsError> {
+        let parent = deadline::current();
+        let now = Instant::now();
+        let deadline = call::deadline_for(options, &parent, now);
+        if let Some((at, timeout)) = deadline {
+            if now >= at || parent.is_cancelled() {
+                return Err(call::timeout_error(operator, None, timeout));
+            }
+        }
+        let enforce = call::must_enforce(deadline, &parent);
+        Ok(Timing {
+            deadline,
+            parent,
+            enforce,
+        })
+    }
+}
