@@ -2,10 +2,10 @@
 #![allow(dead_code)]
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use xcs::{ExecutionOptions, Operator, XcsError};
 
@@ -168,4 +168,69 @@ pub fn wait_for(counter: &AtomicUsize, value: usize) -> bool {
         std::thread::sleep(Duration::from_millis(2));
     }
     true
+}
+
+/// Runs `f`; aborts the whole process if it has not returned within `limit`.
+pub fn watchdog<R>(what: &str, limit: Duration, f: impl FnOnce() -> R) -> R {
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&done);
+    let label = what.to_owned();
+    std::thread::spawn(move || {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if flag.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("watchdog: `{label}` did not finish within {limit:?}: deadlock");
+        std::process::abort();
+    });
+    let out = f();
+    done.store(true, Ordering::SeqCst);
+    out
+}
+
+/// The threads this process has now, as the kernel counts them.
+pub fn process_threads() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Counts items running at once, and the most at once.
+#[derive(Default)]
+pub struct Gauge {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+    total: AtomicUsize,
+}
+
+impl Gauge {
+    pub fn entered(&self) -> usize {
+        self.total.load(Ordering::SeqCst)
+    }
+    pub fn enter(&self) -> GaugeGuard<'_> {
+        self.total.fetch_add(1, Ordering::SeqCst);
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        GaugeGuard(self)
+    }
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+pub struct GaugeGuard<'a>(&'a Gauge);
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }

@@ -1,0 +1,132 @@
+//! Thread bounds (SPEC §5), read from the process's own thread count. The tests of this file
+//! take turns, so no other test's threads are counted.
+
+mod common;
+
+use std::collections::HashSet;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use common::{Gauge, process_threads, watchdog};
+use xcs::{Operator, OptionsPatch, XcsError, pmap, vmap, with_options};
+
+fn turn() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn workers(n: usize) -> OptionsPatch {
+    OptionsPatch::new().max_workers(NonZeroUsize::new(n))
+}
+
+struct Leaf;
+impl Operator for Leaf {
+    type Input = u64;
+    type Output = u64;
+    fn forward(&self, x: u64) -> Result<u64, XcsError> {
+        std::thread::sleep(Duration::from_millis(1));
+        Ok(x * 2)
+    }
+    fn name(&self) -> &str {
+        "leaf"
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Observation 3: under a deadline, `max_workers` still bounds nested batches.
+
+struct Recurse {
+    gauge: Arc<Gauge>,
+    threads: Arc<Mutex<HashSet<ThreadId>>>,
+}
+impl Operator for Recurse {
+    type Input = u32;
+    type Output = u64;
+    fn forward(&self, depth: u32) -> Result<u64, XcsError> {
+        if depth == 0 {
+            let _running = self.gauge.enter();
+            self.threads
+                .lock()
+                .unwrap()
+                .insert(std::thread::current().id());
+            std::thread::sleep(Duration::from_millis(1));
+            return Ok(1);
+        }
+        let inner = Recurse {
+            gauge: Arc::clone(&self.gauge),
+            threads: Arc::clone(&self.threads),
+        };
+        Ok(vmap(inner).call(vec![depth - 1, depth - 1])?.iter().sum())
+    }
+    fn name(&self) -> &str {
+        "recurse"
+    }
+}
+
+#[test]
+fn max_workers_bounds_deep_recursion_with_and_without_a_deadline() {
+    for timeout in [None, Some(60.0)] {
+        let gauge = Arc::new(Gauge::default());
+        let threads = Arc::new(Mutex::new(HashSet::new()));
+        let op = vmap(Recurse {
+            gauge: Arc::clone(&gauge),
+            threads: Arc::clone(&threads),
+        });
+        let patch = workers(2)
+            .timeout(timeout.map(Duration::from_secs_f64))
+            .unwrap();
+        let _turn = turn();
+        let before = process_threads();
+        let out = watchdog("depth-8 recursion", Duration::from_secs(120), || {
+            with_options(&patch, || op.call(vec![7, 7])).unwrap()
+        });
+        assert_eq!(out, vec![128, 128]);
+        let slots = xcs::thread_stats().compute_slots;
+        // At most the caller plus one compute lane per CPU without a deadline; two jobs with.
+        let bound = if timeout.is_some() { 2 } else { 1 + slots };
+        assert!(
+            gauge.peak() <= bound,
+            "timeout {timeout:?}: {} leaves ran at once (bound {bound})",
+            gauge.peak()
+        );
+        let used = threads.lock().unwrap().len();
+        assert!(
+            used <= bound,
+            "timeout {timeout:?}: leaves ran on {used} threads"
+        );
+        // The watchdog's own thread, the jobs, and the compute lanes.
+        let grew = process_threads().saturating_sub(before);
+        assert!(grew <= 1 + 2 + slots, "the process grew by {grew} threads");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Observation 4: absurd worker counts start no more threads than items.
+
+#[test]
+fn huge_worker_counts_start_no_more_threads_than_items() {
+    let _turn = turn();
+    let threads_before = process_threads();
+    watchdog("huge worker counts", Duration::from_secs(60), || {
+        let before = xcs::thread_stats().started;
+        let out = with_options(&workers(1_000_000), || vmap(Leaf).call((0..10).collect()));
+        assert_eq!(out.unwrap().len(), 10);
+        let out = pmap(Leaf, 1_000_000).call((0..10).collect());
+        assert_eq!(out.unwrap().len(), 10);
+        // Distinct worker counts share the same threads: no pool per count.
+        for n in 1..=64 {
+            let out = with_options(&workers(n), || vmap(Leaf).call((0..4).collect()));
+            assert_eq!(out.unwrap().len(), 4);
+        }
+        let started = xcs::thread_stats().started - before;
+        // pmap's 10 jobs plus at most the compute lanes.
+        let slots = xcs::thread_stats().compute_slots;
+        assert!(started <= 10 + slots, "{started} threads started");
+        let stats = xcs::thread_stats();
+        assert!(stats.compute <= stats.compute_slots, "{stats:?}");
+        let grew = process_threads().saturating_sub(threads_before);
+        assert!(grew <= 1 + 10 + slots, "the process grew by {grew} threads");
+    });
+}
