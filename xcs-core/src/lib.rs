@@ -35,7 +35,9 @@ pub use device::{Backend, BatchJob, register_backend, registered_backends, unreg
 pub use error::{BoxError, XcsError};
 pub use executor::{PMap, VMap, pmap, vmap};
 pub use operator::Operator;
-pub use options::{DeviceStrategy, ExecutionOptions, OptionsPatch, Scheduler};
+pub use options::{
+    CacheDir, DeviceStrategy, ExecutionOptions, MAX_WORKERS, OptionsPatch, Scheduler,
+};
 pub use scope::{
     get_execution_options, get_global_options, reset_execution_options, set_global_options,
     with_options,
@@ -54,7 +56,7 @@ pub mod __private {
     pub use crate::convert;
     pub use crate::error::XcsError;
     pub use crate::operator::Operator;
-    pub use crate::options::{DeviceStrategy, OptionsPatch, Scheduler};
+    pub use crate::options::{CacheDir, DeviceStrategy, OptionsPatch, Scheduler};
     pub use crate::pool::{compute_pool_sizes, compute_pools_built, spare_threads_started};
     pub use crate::probe;
     pub use crate::scope::{ScopeGuard, enter, set_global_options};
