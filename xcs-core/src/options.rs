@@ -155,8 +155,11 @@ pub const OPTIONS: &[OptionSpec] = &[
 pub const MAX_WORKERS: usize = 1024;
 
 /// `value` clamped to [`MAX_WORKERS`].
-pub(crate) fn clamp_workers(value: Option<NonZeroUsize>) -> Option<NonZeroUsize> {
-    value.map(|n| n.min(MAX_WORKERS_NONZERO))
+pub(crate) const fn clamp_workers(value: Option<NonZeroUsize>) -> Option<NonZeroUsize> {
+    match value {
+        Some(n) if n.get() > MAX_WORKERS => Some(MAX_WORKERS_NONZERO),
+        other => other,
+    }
 }
 
 const MAX_WORKERS_NONZERO: NonZeroUsize = match NonZeroUsize::new(MAX_WORKERS) {
@@ -561,11 +564,12 @@ impl OptionsPatch {
         }
     }
 
-    /// A patch that sets every option to the value it has in `options`.
+    /// A patch that sets every option to the value it has in `options` (a `max_workers` above
+    /// [`MAX_WORKERS`], written into the public field, clamped to it).
     pub const fn from_options(options: &ExecutionOptions) -> OptionsPatch {
         OptionsPatch {
             use_parallel: Some(options.use_parallel),
-            max_workers: Some(options.max_workers),
+            max_workers: Some(clamp_workers(options.max_workers)),
             device_strategy: Some(options.device_strategy),
             enable_caching: Some(options.enable_caching),
             trace_execution: Some(options.trace_execution),
@@ -1201,7 +1205,12 @@ mod tests {
             Err(XcsError::InvalidValue { .. })
         ));
         // Values that only exist at run time are clamped instead.
+        let written = ExecutionOptions {
+            max_workers: NonZeroUsize::new(MAX_WORKERS * 2),
+            ..ExecutionOptions::DEFAULT
+        };
         for patch in [
+            OptionsPatch::from_options(&written),
             OptionsPatch::new().max_workers(NonZeroUsize::new(usize::MAX)),
             {
                 let mut patch = OptionsPatch::new();
