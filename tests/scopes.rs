@@ -12,9 +12,9 @@ use std::thread;
 use std::time::Duration;
 
 use xcs::{
-    DeviceStrategy, ExecutionOptions, OPTIONS, OptionKind, OptionsPatch, Scheduler, XcsError,
-    execution_options, get_execution_options, get_global_options, reset_execution_options,
-    set_execution_options, set_global_options, with_options,
+    DeviceStrategy, ExecutionOptions, OptionsPatch, Scheduler, XcsError, execution_options,
+    get_execution_options, get_global_options, reset_execution_options, set_execution_options,
+    set_global_options, with_options,
 };
 
 static GLOBAL_LOCK: Mutex<()> = Mutex::new(());
@@ -296,60 +296,4 @@ fn invalid_run_time_values_panic_naming_the_option_and_change_nothing() {
     assert!(message(panicked).contains("scheduler"));
     assert_eq!(get_execution_options(), ExecutionOptions::default());
     assert_eq!(get_global_options(), ExecutionOptions::default());
-}
-
-/// The compile-time checks and the run-time parser read the same table: every name the macros
-/// accept parses at run time, and the macros' list of valid names is the table's.
-#[test]
-fn macros_and_run_time_parser_agree_on_names() {
-    let _serial = serial();
-    for spec in OPTIONS {
-        let sample = match spec.kind {
-            OptionKind::Bool => "true",
-            OptionKind::Workers => "3",
-            OptionKind::Device => "cpu",
-            OptionKind::Timeout => "1.5",
-            OptionKind::Scheduler => "parallel",
-        };
-        OptionsPatch::from_pairs([(spec.name, sample)])
-            .unwrap_or_else(|err| panic!("`{}` rejected at run time: {err}", spec.name));
-    }
-    let snapshot = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/ui/options/fail/unknown_option_lists_the_table.stderr"
-    ))
-    .unwrap();
-    let listed: Vec<&str> = snapshot
-        .split("(valid options: ")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .expect("the snapshot lists the valid options")
-        .split(", ")
-        .map(|name| name.trim_matches('`'))
-        .collect();
-    let table: Vec<&str> = OPTIONS.iter().map(|spec| spec.name).collect();
-    assert_eq!(listed, table);
-    // Every option in the table is set by one macro call that names them all.
-    let all = execution_options!(
-        use_parallel = false,
-        max_workers = 3,
-        device_strategy = "cpu",
-        enable_caching = true,
-        trace_execution = true,
-        timeout_seconds = 1.5,
-        scheduler = "sequential",
-        => get_execution_options()
-    );
-    let pairs = [
-        ("use_parallel", "false"),
-        ("max_workers", "3"),
-        ("device_strategy", "cpu"),
-        ("enable_caching", "true"),
-        ("trace_execution", "true"),
-        ("timeout_seconds", "1.5"),
-        ("scheduler", "sequential"),
-    ];
-    assert_eq!(pairs.len(), OPTIONS.len());
-    let parsed = OptionsPatch::from_pairs(pairs).unwrap();
-    assert_eq!(all, ExecutionOptions::default().patched(&parsed));
 }

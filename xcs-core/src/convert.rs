@@ -1,26 +1,40 @@
 //! Conversions of non-literal macro arguments into option values.
 //!
-//! `execution_options!(max_workers = n => …)` accepts any value whose type fits (`usize`,
-//! `NonZeroUsize`, or an `Option` of either; for timeouts `f64`, `u64`, `Duration` or an `Option`
-//! of them). Literals are checked by the macro at compile time; these traits check the rest at
-//! run time and panic with a message naming the option, as the macros document under `# Panics`.
-//! Untrusted values should go through [`OptionsPatch::from_pairs`](crate::OptionsPatch::from_pairs)
-//! instead, which returns errors.
+//! `execution_options!(max_workers = n => …)` accepts any value whose type fits: for
+//! `max_workers` a `usize`, `NonZeroUsize`, or an `Option` of either; for `timeout_seconds` an
+//! `f64`, `f32`, `u64`, `Duration` or an `Option` of them; for `max_retries` a `u32`; for
+//! `rate_limit` an `f64` or `Option<f64>`; for `cache_dir` a `&str`, `String`, `&Path`, `PathBuf`,
+//! [`CacheDir`] or an `Option` of them. Literals are checked by the macro at compile time; these
+//! traits check the rest at run time and panic with a message naming the option, as the macros
+//! document under `# Panics`. Untrusted values should go through
+//! [`OptionsPatch::from_pairs`](crate::OptionsPatch::from_pairs) instead, which returns errors.
+//!
+//! A value of another type is a compile error that names the option and the types it takes
+//! (`#[diagnostic::on_unimplemented]`), not one about these traits.
 
 use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::options::{DeviceStrategy, Scheduler, timeout_from_secs};
+use crate::options::{
+    CacheDir, DeviceStrategy, Scheduler, clamp_workers, rate_limit_from, timeout_from_secs,
+};
 
 /// A value `max_workers` can be set from.
+#[diagnostic::on_unimplemented(
+    message = "`max_workers` takes a `usize`, `NonZeroUsize` or `Option` of them, not `{Self}`",
+    label = "expected a worker count",
+    note = "convert other integers with `usize::try_from(value)`; parse configuration with `OptionsPatch::from_pairs`"
+)]
 pub trait IntoMaxWorkers {
-    /// The worker count, or `None` for one per CPU. Panics on 0.
+    /// The worker count, or `None` for one per CPU. Panics on 0; clamps to
+    /// [`MAX_WORKERS`](crate::options::MAX_WORKERS).
     fn into_max_workers(self) -> Option<NonZeroUsize>;
 }
 
 impl IntoMaxWorkers for NonZeroUsize {
     fn into_max_workers(self) -> Option<NonZeroUsize> {
-        Some(self)
+        clamp_workers(Some(self))
     }
 }
 
@@ -28,12 +42,13 @@ impl IntoMaxWorkers for usize {
     #[track_caller]
     fn into_max_workers(self) -> Option<NonZeroUsize> {
         match NonZeroUsize::new(self) {
-            Some(n) => Some(n),
+            Some(n) => n.into_max_workers(),
             None => panic!("execution option `max_workers` may not be 0"),
         }
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<T: IntoMaxWorkers> IntoMaxWorkers for Option<T> {
     #[track_caller]
     fn into_max_workers(self) -> Option<NonZeroUsize> {
@@ -42,6 +57,11 @@ impl<T: IntoMaxWorkers> IntoMaxWorkers for Option<T> {
 }
 
 /// A value `timeout_seconds` can be set from.
+#[diagnostic::on_unimplemented(
+    message = "`timeout_seconds` takes an `f64`, `f32`, `u64`, `Duration` or `Option` of them, not `{Self}`",
+    label = "expected a number of seconds or a `Duration`",
+    note = "convert other numbers with `f64::from(value)`; parse configuration with `OptionsPatch::from_pairs`"
+)]
 pub trait IntoTimeout {
     /// The timeout, or `None` for no deadline. Panics on a value that is not > 0 and finite.
     fn into_timeout(self) -> Option<Duration>;
@@ -91,6 +111,7 @@ impl IntoTimeout for Duration {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<T: IntoTimeout> IntoTimeout for Option<T> {
     #[track_caller]
     fn into_timeout(self) -> Option<Duration> {
@@ -99,6 +120,11 @@ impl<T: IntoTimeout> IntoTimeout for Option<T> {
 }
 
 /// A value `scheduler` can be set from.
+#[diagnostic::on_unimplemented(
+    message = "`scheduler` takes a `Scheduler` or `Option<Scheduler>`, not `{Self}`",
+    label = "expected a `Scheduler`",
+    note = "look a name up with `Scheduler::from_name`"
+)]
 pub trait IntoScheduler {
     /// The scheduler, or `None` to unset it.
     fn into_scheduler(self) -> Option<Scheduler>;
@@ -116,7 +142,130 @@ impl IntoScheduler for Option<Scheduler> {
     }
 }
 
-/// `max_workers` from a non-literal value. Panics on 0.
+/// A value `max_retries` can be set from.
+#[diagnostic::on_unimplemented(
+    message = "`max_retries` takes a `u32`, not `{Self}`",
+    label = "expected a retry count",
+    note = "convert other integers with `u32::try_from(value)`; parse configuration with `OptionsPatch::from_pairs`"
+)]
+pub trait IntoMaxRetries {
+    /// The retry count.
+    fn into_max_retries(self) -> u32;
+}
+
+impl IntoMaxRetries for u32 {
+    fn into_max_retries(self) -> u32 {
+        self
+    }
+}
+
+/// A value `rate_limit` can be set from.
+#[diagnostic::on_unimplemented(
+    message = "`rate_limit` takes an `f64` (calls per second) or `Option<f64>`, not `{Self}`",
+    label = "expected calls per second",
+    note = "convert other numbers with `f64::from(value)`; parse configuration with `OptionsPatch::from_pairs`"
+)]
+pub trait IntoRateLimit {
+    /// Calls per second, or `None` for no limit. Panics on a value that is not > 0 and finite.
+    fn into_rate_limit(self) -> Option<f64>;
+}
+
+impl IntoRateLimit for f64 {
+    #[track_caller]
+    fn into_rate_limit(self) -> Option<f64> {
+        match rate_limit_from(self) {
+            Some(rate) => Some(rate),
+            None => panic!(
+                "execution option `rate_limit` must be a finite number of calls per second greater than 0, got {self}"
+            ),
+        }
+    }
+}
+
+impl IntoRateLimit for Option<f64> {
+    #[track_caller]
+    fn into_rate_limit(self) -> Option<f64> {
+        self.and_then(IntoRateLimit::into_rate_limit)
+    }
+}
+
+/// A value `cache_dir` can be set from.
+#[diagnostic::on_unimplemented(
+    message = "`cache_dir` takes a `&str`, `String`, `&Path`, `PathBuf`, `CacheDir` or `Option` of them, not `{Self}`",
+    label = "expected a directory path",
+    note = "build other paths with `CacheDir::new(path)?`"
+)]
+pub trait IntoCacheDir {
+    /// The cache directory, or `None` for the memory cache only. Panics on an empty path.
+    fn into_cache_dir(self) -> Option<CacheDir>;
+}
+
+#[track_caller]
+fn cache_dir_at(path: &Path) -> Option<CacheDir> {
+    match CacheDir::new(path) {
+        Ok(dir) => Some(dir),
+        Err(_) => panic!("execution option `cache_dir` may not be an empty path"),
+    }
+}
+
+impl IntoCacheDir for CacheDir {
+    fn into_cache_dir(self) -> Option<CacheDir> {
+        Some(self)
+    }
+}
+
+impl IntoCacheDir for &str {
+    #[track_caller]
+    fn into_cache_dir(self) -> Option<CacheDir> {
+        cache_dir_at(Path::new(self))
+    }
+}
+
+impl IntoCacheDir for String {
+    #[track_caller]
+    fn into_cache_dir(self) -> Option<CacheDir> {
+        cache_dir_at(Path::new(&self))
+    }
+}
+
+impl IntoCacheDir for &String {
+    #[track_caller]
+    fn into_cache_dir(self) -> Option<CacheDir> {
+        cache_dir_at(Path::new(self))
+    }
+}
+
+impl IntoCacheDir for &Path {
+    #[track_caller]
+    fn into_cache_dir(self) -> Option<CacheDir> {
+        cache_dir_at(self)
+    }
+}
+
+impl IntoCacheDir for PathBuf {
+    #[track_caller]
+    fn into_cache_dir(self) -> Option<CacheDir> {
+        cache_dir_at(&self)
+    }
+}
+
+impl IntoCacheDir for &PathBuf {
+    #[track_caller]
+    fn into_cache_dir(self) -> Option<CacheDir> {
+        cache_dir_at(self)
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: IntoCacheDir> IntoCacheDir for Option<T> {
+    #[track_caller]
+    fn into_cache_dir(self) -> Option<CacheDir> {
+        self.and_then(IntoCacheDir::into_cache_dir)
+    }
+}
+
+/// `max_workers` from a non-literal value. Panics on 0; a count above
+/// [`MAX_WORKERS`](crate::options::MAX_WORKERS) is clamped to it.
 #[track_caller]
 pub fn max_workers(value: impl IntoMaxWorkers) -> Option<NonZeroUsize> {
     value.into_max_workers()
@@ -143,6 +292,24 @@ pub fn flag(value: bool) -> bool {
     value
 }
 
+/// `max_retries` from a non-literal value.
+pub fn max_retries(value: impl IntoMaxRetries) -> u32 {
+    value.into_max_retries()
+}
+
+/// `rate_limit` from a non-literal value. Panics on a value that is not > 0 and finite.
+#[track_caller]
+pub fn rate_limit(value: impl IntoRateLimit) -> Option<f64> {
+    value.into_rate_limit()
+}
+
+/// `cache_dir` from a non-literal value (and from a literal the macro has checked). Panics on an
+/// empty path.
+#[track_caller]
+pub fn cache_dir(value: impl IntoCacheDir) -> Option<CacheDir> {
+    value.into_cache_dir()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +325,59 @@ mod tests {
             Some(Duration::from_secs(1))
         );
         assert_eq!(timeout_seconds(None::<f64>), None);
+    }
+
+    #[test]
+    fn max_workers_above_the_cap_are_clamped() {
+        let cap = NonZeroUsize::new(crate::options::MAX_WORKERS);
+        assert_eq!(max_workers(usize::MAX), cap);
+        assert_eq!(max_workers(NonZeroUsize::MAX), cap);
+        assert_eq!(max_workers(Some(1_000_000usize)), cap);
+        assert_eq!(max_workers(1024usize), cap);
+    }
+
+    #[test]
+    fn converts_the_new_options() {
+        assert_eq!(max_retries(3u32), 3);
+        assert_eq!(rate_limit(2.5), Some(2.5));
+        assert_eq!(rate_limit(Some(1.0)), Some(1.0));
+        assert_eq!(rate_limit(None), None);
+        let dir = CacheDir::new("/tmp/xcs-convert").unwrap();
+        assert_eq!(cache_dir(dir), Some(dir));
+        assert_eq!(cache_dir("/tmp/xcs-convert"), Some(dir));
+        let owned = String::from("/tmp/xcs-convert");
+        assert_eq!(cache_dir(&owned), Some(dir));
+        assert_eq!(cache_dir(owned), Some(dir));
+        let path_buf = PathBuf::from("/tmp/xcs-convert");
+        assert_eq!(cache_dir(&path_buf), Some(dir));
+        assert_eq!(cache_dir(path_buf), Some(dir));
+        assert_eq!(cache_dir(Path::new("/tmp/xcs-convert")), Some(dir));
+        assert_eq!(cache_dir(Some("/tmp/xcs-convert")), Some(dir));
+        assert_eq!(cache_dir(None::<PathBuf>), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "execution option `rate_limit` must be a finite number")]
+    fn zero_rate_panics() {
+        let _ = rate_limit(0.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "execution option `rate_limit` must be a finite number")]
+    fn infinite_rate_panics() {
+        let _ = rate_limit(Some(f64::INFINITY));
+    }
+
+    #[test]
+    #[should_panic(expected = "execution option `rate_limit` must be a finite number")]
+    fn nan_rate_panics() {
+        let _ = rate_limit(f64::NAN);
+    }
+
+    #[test]
+    #[should_panic(expected = "execution option `cache_dir` may not be an empty path")]
+    fn empty_cache_dir_panics() {
+        let _ = cache_dir(String::new());
     }
 
     #[test]

@@ -35,7 +35,9 @@ pub use deadline::{cancelled, deadline};
 pub use device::{Backend, BatchJob, register_backend, registered_backends, unregister_backend};
 pub use error::{BoxError, XcsError};
 pub use operator::Operator;
-pub use options::{DeviceStrategy, ExecutionOptions, OptionsPatch, Scheduler};
+pub use options::{
+    CacheDir, DeviceStrategy, ExecutionOptions, MAX_WORKERS, OptionsPatch, Scheduler,
+};
 pub use pool::{
     DEFAULT_ABANDONED_LIMIT, IDLE_TIMEOUT, ThreadStats, abandoned_items, set_abandoned_limit,
     thread_stats,
@@ -58,7 +60,7 @@ pub mod __private {
     pub use crate::convert;
     pub use crate::error::XcsError;
     pub use crate::operator::Operator;
-    pub use crate::options::{DeviceStrategy, OptionsPatch, Scheduler};
+    pub use crate::options::{CacheDir, DeviceStrategy, OptionsPatch, Scheduler};
     pub use crate::probe;
     pub use crate::scope::{ScopeGuard, enter, set_global_options};
     pub use std::hash::Hasher;

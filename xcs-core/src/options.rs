@@ -9,8 +9,10 @@
 //! thread-local, with no allocation and no reference count to touch.
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::fmt;
 use std::num::NonZeroUsize;
+use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -29,6 +31,12 @@ pub enum OptionKind {
     Timeout,
     /// A legacy [`Scheduler`] name.
     Scheduler,
+    /// A retry count: an integer ≥ 0 that fits a `u32`.
+    Retries,
+    /// A rate in calls per second: a finite number > 0 (integer or float), or none.
+    Rate,
+    /// A directory path: a non-empty string, or none.
+    Directory,
 }
 
 /// One row of the option table.
@@ -60,8 +68,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         name: "max_workers",
         kind: OptionKind::Workers,
         default: "None",
-        expected: "an integer of at least 1, or `None`",
-        doc: "the most worker threads a `vmap` may use (unset: one per CPU)",
+        // Names `MAX_WORKERS`; a unit test keeps the two in step.
+        expected: "an integer from 1 to 1024, or `None`",
+        doc: "the most items of a batch running at once (unset: one per CPU; at most 1024)",
     },
     OptionSpec {
         name: "device_strategy",
@@ -98,7 +107,65 @@ pub const OPTIONS: &[OptionSpec] = &[
         expected: "\"sequential\", \"topological\", \"parallel\", \"wave\", \"auto\" or `None`",
         doc: "legacy: \"sequential\"/\"topological\" mean `use_parallel = false`, the others `true`",
     },
+    OptionSpec {
+        name: "max_retries",
+        kind: OptionKind::Retries,
+        default: "0",
+        expected: "an integer from 0 to 4294967295",
+        doc: "how many more times a call whose body fails with a retryable error runs",
+    },
+    OptionSpec {
+        name: "rate_limit",
+        kind: OptionKind::Rate,
+        default: "None",
+        expected: "a finite number of calls per second greater than 0, or `None`",
+        doc: "the most calls of one operator started per second, process-wide",
+    },
+    OptionSpec {
+        name: "cache_dir",
+        kind: OptionKind::Directory,
+        default: "None",
+        expected: "a non-empty directory path, or `None`",
+        doc: "a directory where `enable_caching` also keeps results, across processes",
+    },
+    OptionSpec {
+        name: "show_progress",
+        kind: OptionKind::Bool,
+        default: "false",
+        expected: "`true` or `false`",
+        doc: "draw a progress bar for every batch on standard error",
+    },
 ];
+
+/// The largest `max_workers`: no batch runs more than this many items at once.
+///
+/// [`OptionsPatch::from_pairs`], [`OptionsPatch::from_env`] and literals in the macros reject a
+/// larger value (an [`XcsError::InvalidValue`] naming the maximum, or a compile error). A larger
+/// value that only exists at run time — a non-literal value in `execution_options!`, or one given
+/// to [`OptionsPatch::max_workers`] — is clamped to `MAX_WORKERS` instead.
+///
+/// ```
+/// use std::num::NonZeroUsize;
+/// use xcs::{MAX_WORKERS, OptionsPatch, ExecutionOptions};
+/// let patch = OptionsPatch::new().max_workers(NonZeroUsize::new(1 << 20));
+/// let options = ExecutionOptions::default().patched(&patch);
+/// assert_eq!(options.max_workers.map(|n| n.get()), Some(MAX_WORKERS));
+/// assert!(OptionsPatch::from_pairs([("max_workers", "1025")]).is_err());
+/// ```
+pub const MAX_WORKERS: usize = 1024;
+
+/// `value` clamped to [`MAX_WORKERS`].
+pub(crate) const fn clamp_workers(value: Option<NonZeroUsize>) -> Option<NonZeroUsize> {
+    match value {
+        Some(n) if n.get() > MAX_WORKERS => Some(MAX_WORKERS_NONZERO),
+        other => other,
+    }
+}
+
+const MAX_WORKERS_NONZERO: NonZeroUsize = match NonZeroUsize::new(MAX_WORKERS) {
+    Some(n) => n,
+    None => panic!("MAX_WORKERS is not 0"),
+};
 
 /// Looks an option up by name.
 pub fn lookup(name: &str) -> Option<&'static OptionSpec> {
@@ -233,6 +300,78 @@ impl fmt::Display for DeviceStrategy {
     }
 }
 
+/// The directory of the persistent cache (the `cache_dir` option).
+///
+/// A `CacheDir` is `Copy`, so that [`ExecutionOptions`] stays `Copy`: each distinct path is
+/// interned once for the life of the process (programs use a handful of cache directories), and a
+/// `CacheDir` is a reference to that one copy. It is never empty. The path is kept as given: a
+/// relative path is resolved against the current directory when the cache is opened.
+///
+/// ```
+/// use xcs::CacheDir;
+/// let dir = CacheDir::new("/var/cache/my-app")?;
+/// assert_eq!(dir, CacheDir::new(std::path::PathBuf::from("/var/cache/my-app"))?);
+/// assert_eq!(dir.as_path(), std::path::Path::new("/var/cache/my-app"));
+/// assert_eq!(dir.to_string(), "/var/cache/my-app");
+/// assert!(CacheDir::new("").is_err());
+/// # Ok::<(), xcs::XcsError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CacheDir(&'static Path);
+
+/// Interned cache directories, as [`INTERNED`] for backend names.
+static INTERNED_PATHS: Mutex<BTreeSet<&'static Path>> = Mutex::new(BTreeSet::new());
+
+impl CacheDir {
+    /// The cache directory at `path`.
+    ///
+    /// # Errors
+    /// [`XcsError::InvalidValue`] for `cache_dir` if `path` is empty.
+    pub fn new(path: impl AsRef<Path>) -> Result<CacheDir, XcsError> {
+        let path = path.as_ref();
+        if path.as_os_str().is_empty() {
+            return Err(XcsError::InvalidValue {
+                option: "cache_dir".to_owned(),
+                value: String::new(),
+                expected: lookup_expected("cache_dir"),
+            });
+        }
+        let mut set = INTERNED_PATHS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(existing) = set.get(path) {
+            return Ok(CacheDir(existing));
+        }
+        let leaked: &'static Path = Box::leak(path.to_path_buf().into_boxed_path());
+        set.insert(leaked);
+        Ok(CacheDir(leaked))
+    }
+
+    /// The directory's path.
+    pub fn as_path(self) -> &'static Path {
+        self.0
+    }
+}
+
+impl AsRef<Path> for CacheDir {
+    fn as_ref(&self) -> &Path {
+        self.0
+    }
+}
+
+impl fmt::Debug for CacheDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0, f)
+    }
+}
+
+/// The path as [`Path::display`] shows it (invalid Unicode replaced).
+impl fmt::Display for CacheDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.display(), f)
+    }
+}
+
 /// The legacy `scheduler` option. It survives for code written against the Python API; its only
 /// effect is on `use_parallel`, as [`Scheduler::use_parallel`] says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -300,7 +439,8 @@ impl fmt::Display for Scheduler {
 /// Read them with [`get_execution_options`](crate::get_execution_options); change them with
 /// `execution_options!` (scoped), `set_execution_options!` (global) or an [`OptionsPatch`].
 /// Every value this struct can hold through the public constructors is valid: worker counts are
-/// non-zero, timeouts are positive, and `scheduler` never contradicts `use_parallel`.
+/// between 1 and [`MAX_WORKERS`], timeouts are positive, rate limits are finite and positive,
+/// cache directories are non-empty, and `scheduler` never contradicts `use_parallel`.
 ///
 /// ```
 /// use xcs::ExecutionOptions;
@@ -308,13 +448,19 @@ impl fmt::Display for Scheduler {
 /// assert!(defaults.use_parallel);
 /// assert_eq!(defaults.max_workers, None);
 /// assert_eq!(defaults.timeout_seconds, None);
+/// assert_eq!(defaults.max_retries, 0);
+/// assert_eq!(defaults.rate_limit, None);
+/// assert_eq!(defaults.cache_dir, None);
+/// assert!(!defaults.show_progress);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct ExecutionOptions {
     /// Run batch items in parallel where possible. Default `true`.
     pub use_parallel: bool,
-    /// The most worker threads a `vmap` may use; `None` means one per CPU. Default `None`.
+    /// The most items of a batch running at once, at every level of nesting; `None` means one
+    /// per CPU. At most [`MAX_WORKERS`]: configuration and literals above it are rejected, a
+    /// larger value computed at run time is clamped to it. Default `None`.
     pub max_workers: Option<NonZeroUsize>,
     /// Which backend runs batches. Default [`DeviceStrategy::Auto`].
     pub device_strategy: DeviceStrategy,
@@ -326,6 +472,17 @@ pub struct ExecutionOptions {
     pub timeout_seconds: Option<Duration>,
     /// The legacy scheduler, if one was set. Default `None`.
     pub scheduler: Option<Scheduler>,
+    /// How many more times a call (each item of a batch on its own) runs after its body fails
+    /// with a retryable error. Default `0`.
+    pub max_retries: u32,
+    /// The most calls of one operator (by name) started per second, process-wide; always finite
+    /// and greater than 0. `None`: no limit. Default `None`.
+    pub rate_limit: Option<f64>,
+    /// A directory where `enable_caching` also keeps results, shared across processes. `None`:
+    /// the memory cache only. Default `None`.
+    pub cache_dir: Option<CacheDir>,
+    /// Draw a progress bar for every batch on standard error. Default `false`.
+    pub show_progress: bool,
 }
 
 impl ExecutionOptions {
@@ -338,6 +495,10 @@ impl ExecutionOptions {
         trace_execution: false,
         timeout_seconds: None,
         scheduler: None,
+        max_retries: 0,
+        rate_limit: None,
+        cache_dir: None,
+        show_progress: false,
     };
 
     /// These options with `patch` applied on top (what a scope does).
@@ -379,6 +540,10 @@ pub struct OptionsPatch {
     trace_execution: Option<bool>,
     timeout_seconds: Option<Option<Duration>>,
     scheduler: Option<Option<Scheduler>>,
+    max_retries: Option<u32>,
+    rate_limit: Option<Option<f64>>,
+    cache_dir: Option<Option<CacheDir>>,
+    show_progress: Option<bool>,
 }
 
 impl OptionsPatch {
@@ -392,30 +557,42 @@ impl OptionsPatch {
             trace_execution: None,
             timeout_seconds: None,
             scheduler: None,
+            max_retries: None,
+            rate_limit: None,
+            cache_dir: None,
+            show_progress: None,
         }
     }
 
-    /// A patch that sets every option to the value it has in `options`.
+    /// A patch that sets every option to the value it has in `options` (a `max_workers` above
+    /// [`MAX_WORKERS`], written into the public field, clamped to it).
     pub const fn from_options(options: &ExecutionOptions) -> OptionsPatch {
         OptionsPatch {
             use_parallel: Some(options.use_parallel),
-            max_workers: Some(options.max_workers),
+            max_workers: Some(clamp_workers(options.max_workers)),
             device_strategy: Some(options.device_strategy),
             enable_caching: Some(options.enable_caching),
             trace_execution: Some(options.trace_execution),
             timeout_seconds: Some(options.timeout_seconds),
             scheduler: Some(options.scheduler),
+            max_retries: Some(options.max_retries),
+            rate_limit: Some(options.rate_limit),
+            cache_dir: Some(options.cache_dir),
+            show_progress: Some(options.show_progress),
         }
     }
 
     /// Parses `(name, value)` pairs from configuration. Names are the option names of the table
     /// (`use_parallel`, `max_workers`, …); values are strings as a config file or command line
-    /// would hold them (`"true"`, `"8"`, `"0.5"`, `"cpu"`, `"none"`).
+    /// would hold them (`"true"`, `"8"`, `"0.5"`, `"cpu"`, `"/var/cache/app"`, `"none"`).
+    /// Surrounding whitespace is ignored; `"none"` and `"null"` (any case) unset the options
+    /// that take `None` (write a directory named `none` as `./none`).
     ///
     /// # Errors
     /// [`XcsError::InvalidOption`] for an unknown name, [`XcsError::InvalidValue`] for a value
-    /// the option cannot take, a name given twice, or a `scheduler` contradicting `use_parallel`.
-    /// On error nothing is applied anywhere.
+    /// the option cannot take (`max_workers` above [`MAX_WORKERS`] included), a name given
+    /// twice, or a `scheduler` contradicting `use_parallel`. On error nothing is applied
+    /// anywhere.
     ///
     /// ```
     /// use xcs::{OptionsPatch, XcsError};
@@ -457,35 +634,74 @@ impl OptionsPatch {
     ///
     /// # Errors
     /// As [`from_pairs`](OptionsPatch::from_pairs), with the name as the option name
-    /// (lower-cased, prefix removed); a variable whose value is not Unicode is an
-    /// [`XcsError::InvalidValue`].
+    /// (lower-cased, prefix removed). A variable whose name starts with `XCS_` but is not valid
+    /// Unicode is an [`XcsError::InvalidOption`] (the invalid bytes shown as `\u{FFFD}`); an
+    /// `XCS_` variable whose value is not valid Unicode is an [`XcsError::InvalidValue`].
     pub fn from_env() -> Result<OptionsPatch, XcsError> {
         Self::from_vars(std::env::vars_os())
     }
 
     /// [`from_env`](OptionsPatch::from_env) over an explicit list of variables (for tests and
-    /// for environments captured elsewhere).
-    pub fn from_vars<I>(vars: I) -> Result<OptionsPatch, XcsError>
+    /// for environments captured elsewhere): `(name, value)` pairs of anything that is an
+    /// [`OsStr`], such as the [`OsString`](std::ffi::OsString)s of [`std::env::vars_os`] or
+    /// plain `&str`s. Variables not starting with `XCS_` are ignored.
+    ///
+    /// ```
+    /// use xcs::{ExecutionOptions, OptionsPatch};
+    /// let patch = OptionsPatch::from_vars([("XCS_MAX_RETRIES", "3"), ("HOME", "/root")])?;
+    /// assert_eq!(ExecutionOptions::default().patched(&patch).max_retries, 3);
+    /// # Ok::<(), xcs::XcsError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`from_env`](OptionsPatch::from_env).
+    pub fn from_vars<I, K, V>(vars: I) -> Result<OptionsPatch, XcsError>
     where
-        I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
     {
-        let mut pairs = Vec::new();
+        const PREFIX: &str = "XCS_";
+        let mut pairs: Vec<(String, Result<String, String>)> = Vec::new();
+        let mut not_unicode: Vec<String> = Vec::new();
         for (key, value) in vars {
-            let Some(key) = key.to_str() else { continue };
-            let Some(option) = key.strip_prefix("XCS_") else {
+            let (key, value) = (key.as_ref(), value.as_ref());
+            // Checked on the raw bytes, so a name that is not Unicode cannot hide an option.
+            if !key.as_encoded_bytes().starts_with(PREFIX.as_bytes()) {
+                continue;
+            }
+            let Some(key) = key.to_str() else {
+                let lossy = key.to_string_lossy();
+                let option = lossy.strip_prefix(PREFIX).unwrap_or(&lossy);
+                not_unicode.push(option.to_ascii_lowercase());
                 continue;
             };
-            let option = option.to_ascii_lowercase();
-            let value = value.into_string().map_err(|raw| XcsError::InvalidValue {
-                option: option.clone(),
-                value: raw.to_string_lossy().into_owned(),
-                expected: "a value that is valid Unicode".to_owned(),
-            })?;
+            let option = key.strip_prefix(PREFIX).unwrap_or(key).to_ascii_lowercase();
+            let value = match value.to_str() {
+                Some(value) => Ok(value.to_owned()),
+                None => Err(value.to_string_lossy().into_owned()),
+            };
             pairs.push((option, value));
         }
         // Deterministic error reporting whatever order the environment lists variables in.
+        if let Some(name) = not_unicode.iter().min() {
+            return Err(XcsError::invalid_option(name));
+        }
         pairs.sort();
-        Self::from_pairs(pairs)
+        let mut valid = Vec::with_capacity(pairs.len());
+        for (option, value) in pairs {
+            match value {
+                Ok(value) => valid.push((option, value)),
+                Err(lossy) => {
+                    return Err(XcsError::InvalidValue {
+                        option,
+                        value: lossy,
+                        expected: "a value that is valid Unicode".to_owned(),
+                    });
+                }
+            }
+        }
+        Self::from_pairs(valid)
     }
 
     fn set_parsed(&mut self, spec: &'static OptionSpec, raw: &str) -> Result<(), XcsError> {
@@ -494,10 +710,14 @@ impl OptionsPatch {
             "use_parallel" => self.use_parallel = Some(parse_bool(spec, value)?),
             "enable_caching" => self.enable_caching = Some(parse_bool(spec, value)?),
             "trace_execution" => self.trace_execution = Some(parse_bool(spec, value)?),
+            "show_progress" => self.show_progress = Some(parse_bool(spec, value)?),
             "max_workers" => self.max_workers = Some(parse_workers(spec, value)?),
             "timeout_seconds" => self.timeout_seconds = Some(parse_timeout(spec, value)?),
             "device_strategy" => self.device_strategy = Some(parse_device(spec, value)?),
             "scheduler" => self.scheduler = Some(parse_scheduler(spec, value)?),
+            "max_retries" => self.max_retries = Some(parse_retries(spec, value)?),
+            "rate_limit" => self.rate_limit = Some(parse_rate(spec, value)?),
+            "cache_dir" => self.cache_dir = Some(parse_cache_dir(spec, value)?),
             _ => return Err(XcsError::invalid_option(spec.name)),
         }
         Ok(())
@@ -527,9 +747,9 @@ impl OptionsPatch {
         self
     }
 
-    /// Sets `max_workers` (`None`: one per CPU).
+    /// Sets `max_workers` (`None`: one per CPU). A count above [`MAX_WORKERS`] is clamped to it.
     pub fn max_workers(mut self, value: Option<NonZeroUsize>) -> Self {
-        self.max_workers = Some(value);
+        self.max_workers = Some(clamp_workers(value));
         self
     }
 
@@ -579,6 +799,44 @@ impl OptionsPatch {
         Ok(self)
     }
 
+    /// Sets `max_retries`: how many more times a call whose body fails with a retryable error
+    /// runs (`0`: never again).
+    pub fn max_retries(mut self, value: u32) -> Self {
+        self.max_retries = Some(value);
+        self
+    }
+
+    /// Sets `rate_limit`, in calls started per second (`None`: no limit).
+    ///
+    /// # Errors
+    /// [`XcsError::InvalidValue`] for a rate that is not a finite number greater than 0.
+    pub fn rate_limit(mut self, value: Option<f64>) -> Result<Self, XcsError> {
+        if let Some(rate) = value {
+            if rate_limit_from(rate).is_none() {
+                return Err(XcsError::InvalidValue {
+                    option: "rate_limit".to_owned(),
+                    value: rate.to_string(),
+                    expected: lookup_expected("rate_limit"),
+                });
+            }
+        }
+        self.rate_limit = Some(value);
+        Ok(self)
+    }
+
+    /// Sets `cache_dir` (`None`: the memory cache only); build the directory with
+    /// [`CacheDir::new`].
+    pub fn cache_dir(mut self, value: Option<CacheDir>) -> Self {
+        self.cache_dir = Some(value);
+        self
+    }
+
+    /// Sets `show_progress`.
+    pub fn show_progress(mut self, value: bool) -> Self {
+        self.show_progress = Some(value);
+        self
+    }
+
     /// Whether the patch sets nothing.
     pub fn is_empty(&self) -> bool {
         *self == OptionsPatch::new()
@@ -594,7 +852,11 @@ impl OptionsPatch {
             device_strategy,
             enable_caching,
             trace_execution,
-            timeout_seconds
+            timeout_seconds,
+            max_retries,
+            rate_limit,
+            cache_dir,
+            show_progress
         );
         // `use_parallel` and `scheduler` go together: the newer statement of either wins, and a
         // scheduler left over from below that contradicts a newer `use_parallel` is dropped.
@@ -621,21 +883,20 @@ impl OptionsPatch {
 
     /// Applies this patch to `options`: what it sets replaces what was there.
     pub fn apply_to(&self, options: &mut ExecutionOptions) {
-        if let Some(v) = self.max_workers {
-            options.max_workers = v;
+        macro_rules! set {
+            ($($field:ident),*) => {$( if let Some(v) = self.$field { options.$field = v; } )*};
         }
-        if let Some(v) = self.device_strategy {
-            options.device_strategy = v;
-        }
-        if let Some(v) = self.enable_caching {
-            options.enable_caching = v;
-        }
-        if let Some(v) = self.trace_execution {
-            options.trace_execution = v;
-        }
-        if let Some(v) = self.timeout_seconds {
-            options.timeout_seconds = v;
-        }
+        set!(
+            max_workers,
+            device_strategy,
+            enable_caching,
+            trace_execution,
+            timeout_seconds,
+            max_retries,
+            rate_limit,
+            cache_dir,
+            show_progress
+        );
         if let Some(use_parallel) = self.use_parallel {
             options.use_parallel = use_parallel;
             // A newer `use_parallel` overrides an inherited legacy scheduler that says otherwise.
@@ -660,9 +921,10 @@ impl OptionsPatch {
     pub fn __set_use_parallel(&mut self, v: bool) {
         self.use_parallel = Some(v);
     }
+    /// Clamps to [`MAX_WORKERS`], as the macros document for non-literal values.
     #[doc(hidden)]
     pub fn __set_max_workers(&mut self, v: Option<NonZeroUsize>) {
-        self.max_workers = Some(v);
+        self.max_workers = Some(clamp_workers(v));
     }
     #[doc(hidden)]
     pub fn __set_device_strategy(&mut self, v: DeviceStrategy) {
@@ -688,6 +950,23 @@ impl OptionsPatch {
         if let Err(err) = self.check_consistent() {
             panic!("{err}");
         }
+    }
+    #[doc(hidden)]
+    pub fn __set_max_retries(&mut self, v: u32) {
+        self.max_retries = Some(v);
+    }
+    /// The value has been checked (finite, > 0) by the macro or by `convert::rate_limit`.
+    #[doc(hidden)]
+    pub fn __set_rate_limit(&mut self, v: Option<f64>) {
+        self.rate_limit = Some(v);
+    }
+    #[doc(hidden)]
+    pub fn __set_cache_dir(&mut self, v: Option<CacheDir>) {
+        self.cache_dir = Some(v);
+    }
+    #[doc(hidden)]
+    pub fn __set_show_progress(&mut self, v: bool) {
+        self.show_progress = Some(v);
     }
 }
 
@@ -716,15 +995,17 @@ pub fn parse_bool(spec: &OptionSpec, value: &str) -> Result<bool, XcsError> {
     }
 }
 
-/// Parses a worker count: an integer ≥ 1, or `none`.
+/// Parses a worker count: an integer from 1 to [`MAX_WORKERS`], or `none`.
 pub fn parse_workers(spec: &OptionSpec, value: &str) -> Result<Option<NonZeroUsize>, XcsError> {
     if is_none_word(value) {
         return Ok(None);
     }
     value
         .parse::<NonZeroUsize>()
+        .ok()
+        .filter(|n| n.get() <= MAX_WORKERS)
         .map(Some)
-        .map_err(|_| invalid(spec, value))
+        .ok_or_else(|| invalid(spec, value))
 }
 
 /// Parses a timeout in seconds: a finite number > 0 (integer or float), or `none`.
@@ -769,6 +1050,37 @@ pub fn parse_scheduler(spec: &OptionSpec, value: &str) -> Result<Option<Schedule
         .ok_or_else(|| invalid(spec, value))
 }
 
+/// Parses a retry count: an integer from 0 to `u32::MAX`.
+pub fn parse_retries(spec: &OptionSpec, value: &str) -> Result<u32, XcsError> {
+    value.parse::<u32>().map_err(|_| invalid(spec, value))
+}
+
+/// Parses a rate in calls per second: a finite number > 0 (integer or float), or `none`.
+pub fn parse_rate(spec: &OptionSpec, value: &str) -> Result<Option<f64>, XcsError> {
+    if is_none_word(value) {
+        return Ok(None);
+    }
+    let rate: f64 = value.parse().map_err(|_| invalid(spec, value))?;
+    rate_limit_from(rate)
+        .map(Some)
+        .ok_or_else(|| invalid(spec, value))
+}
+
+/// `per_second`, if it is a valid `rate_limit` (finite and greater than 0).
+pub fn rate_limit_from(per_second: f64) -> Option<f64> {
+    (per_second.is_finite() && per_second > 0.0).then_some(per_second)
+}
+
+/// Parses a cache directory: a non-empty path, or `none`.
+pub fn parse_cache_dir(spec: &OptionSpec, value: &str) -> Result<Option<CacheDir>, XcsError> {
+    if is_none_word(value) {
+        return Ok(None);
+    }
+    CacheDir::new(value)
+        .map(Some)
+        .map_err(|_| invalid(spec, value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -784,14 +1096,43 @@ mod tests {
     fn table_names_are_unique_and_parse() {
         for (i, spec) in OPTIONS.iter().enumerate() {
             assert!(OPTIONS[..i].iter().all(|other| other.name != spec.name));
-            let sample = match spec.kind {
-                OptionKind::Bool => "true",
-                OptionKind::Workers => "3",
-                OptionKind::Device => "cpu",
-                OptionKind::Timeout => "1.5",
-                OptionKind::Scheduler => "parallel",
-            };
-            OptionsPatch::from_pairs([(spec.name, sample)]).expect(spec.name);
+            OptionsPatch::from_pairs([(spec.name, sample(spec.kind))]).expect(spec.name);
+        }
+    }
+
+    /// A valid value of each kind, as configuration would spell it.
+    fn sample(kind: OptionKind) -> &'static str {
+        match kind {
+            OptionKind::Bool => "true",
+            OptionKind::Workers => "3",
+            OptionKind::Device => "cpu",
+            OptionKind::Timeout => "1.5",
+            OptionKind::Scheduler => "parallel",
+            OptionKind::Retries => "2",
+            OptionKind::Rate => "0.5",
+            OptionKind::Directory => "/tmp/xcs-cache",
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_table_defaults() {
+        let defaults = ExecutionOptions::default();
+        let shown = |name: &str| match name {
+            "use_parallel" => defaults.use_parallel.to_string(),
+            "max_workers" => format!("{:?}", defaults.max_workers),
+            "device_strategy" => format!("{:?}", defaults.device_strategy.as_str()),
+            "enable_caching" => defaults.enable_caching.to_string(),
+            "trace_execution" => defaults.trace_execution.to_string(),
+            "timeout_seconds" => format!("{:?}", defaults.timeout_seconds),
+            "scheduler" => format!("{:?}", defaults.scheduler),
+            "max_retries" => defaults.max_retries.to_string(),
+            "rate_limit" => format!("{:?}", defaults.rate_limit),
+            "cache_dir" => format!("{:?}", defaults.cache_dir),
+            "show_progress" => defaults.show_progress.to_string(),
+            other => panic!("no default checked for `{other}`"),
+        };
+        for spec in OPTIONS {
+            assert_eq!(shown(spec.name), spec.default, "{}", spec.name);
         }
     }
 
@@ -804,6 +1145,10 @@ mod tests {
             ("enable_caching", "yes"),
             ("trace_execution", "1"),
             ("timeout_seconds", "2.5"),
+            ("max_retries", "3"),
+            ("rate_limit", "20"),
+            ("cache_dir", " /tmp/xcs cache "),
+            ("show_progress", "on"),
         ])
         .unwrap();
         let options = ExecutionOptions::default().patched(&patch);
@@ -812,6 +1157,190 @@ mod tests {
         assert_eq!(options.device_strategy, DeviceStrategy::Cpu);
         assert!(options.enable_caching && options.trace_execution);
         assert_eq!(options.timeout_seconds, Some(Duration::from_millis(2500)));
+        assert_eq!(options.max_retries, 3);
+        assert_eq!(options.rate_limit, Some(20.0));
+        assert_eq!(
+            options.cache_dir.map(CacheDir::as_path),
+            Some(Path::new("/tmp/xcs cache"))
+        );
+        assert!(options.show_progress);
+    }
+
+    #[test]
+    fn max_workers_is_capped() {
+        let spec = lookup("max_workers").unwrap();
+        assert!(
+            spec.expected.contains(&MAX_WORKERS.to_string()),
+            "the expected text names the maximum: {}",
+            spec.expected
+        );
+        assert!(spec.doc.contains(&MAX_WORKERS.to_string()));
+        let at_max = OptionsPatch::from_pairs([("max_workers", MAX_WORKERS.to_string())]).unwrap();
+        assert_eq!(
+            ExecutionOptions::default().patched(&at_max).max_workers,
+            NonZeroUsize::new(MAX_WORKERS)
+        );
+        for above in [
+            (MAX_WORKERS + 1).to_string(),
+            usize::MAX.to_string(),
+            "18446744073709551615".to_owned(),
+            "99999999999999999999999999".to_owned(),
+        ] {
+            match OptionsPatch::from_pairs([("max_workers", above.as_str())]) {
+                Err(XcsError::InvalidValue {
+                    option,
+                    value,
+                    expected,
+                }) => {
+                    assert_eq!(option, "max_workers");
+                    assert_eq!(value, above);
+                    assert!(expected.contains("1024"), "{expected}");
+                }
+                other => panic!("{above}: {other:?}"),
+            }
+        }
+        let vars = [("XCS_MAX_WORKERS", "18446744073709551615")];
+        assert!(matches!(
+            OptionsPatch::from_vars(vars),
+            Err(XcsError::InvalidValue { .. })
+        ));
+        // Values that only exist at run time are clamped instead.
+        let written = ExecutionOptions {
+            max_workers: NonZeroUsize::new(MAX_WORKERS * 2),
+            ..ExecutionOptions::DEFAULT
+        };
+        for patch in [
+            OptionsPatch::from_options(&written),
+            OptionsPatch::new().max_workers(NonZeroUsize::new(usize::MAX)),
+            {
+                let mut patch = OptionsPatch::new();
+                patch.__set_max_workers(NonZeroUsize::new(MAX_WORKERS + 1));
+                patch
+            },
+        ] {
+            assert_eq!(
+                ExecutionOptions::default().patched(&patch).max_workers,
+                NonZeroUsize::new(MAX_WORKERS)
+            );
+        }
+    }
+
+    #[test]
+    fn max_retries_parse() {
+        for (raw, n) in [("0", 0), ("3", 3), (" 7 ", 7), ("4294967295", u32::MAX)] {
+            let patch = OptionsPatch::from_pairs([("max_retries", raw)]).unwrap();
+            assert_eq!(ExecutionOptions::default().patched(&patch).max_retries, n);
+        }
+        for bad in ["-1", "1.5", "three", "", "4294967296", "none"] {
+            assert!(value_err("max_retries", bad), "retries {bad:?}");
+        }
+        let patch = OptionsPatch::new().max_retries(5);
+        assert_eq!(ExecutionOptions::default().patched(&patch).max_retries, 5);
+    }
+
+    #[test]
+    fn rate_limit_parse() {
+        for (raw, rate) in [("2", Some(2.0)), ("0.25", Some(0.25)), ("None", None)] {
+            let patch = OptionsPatch::from_pairs([("rate_limit", raw)]).unwrap();
+            assert_eq!(ExecutionOptions::default().patched(&patch).rate_limit, rate);
+        }
+        for bad in ["0", "0.0", "-1", "NaN", "inf", "-inf", "1e400", "fast", ""] {
+            assert!(value_err("rate_limit", bad), "rate {bad:?}");
+        }
+        let ok = OptionsPatch::new().rate_limit(Some(10.0)).unwrap();
+        assert_eq!(
+            ExecutionOptions::default().patched(&ok).rate_limit,
+            Some(10.0)
+        );
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            match OptionsPatch::new().rate_limit(Some(bad)) {
+                Err(XcsError::InvalidValue { option, .. }) => assert_eq!(option, "rate_limit"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let unset = OptionsPatch::new().rate_limit(None).unwrap();
+        assert!(!unset.is_empty());
+    }
+
+    #[test]
+    fn cache_dir_parse() {
+        let patch = OptionsPatch::from_pairs([("cache_dir", "relative/dir")]).unwrap();
+        let dir = ExecutionOptions::default()
+            .patched(&patch)
+            .cache_dir
+            .unwrap();
+        assert_eq!(dir.as_path(), Path::new("relative/dir"));
+        let unset = OptionsPatch::from_pairs([("cache_dir", "none")]).unwrap();
+        assert_eq!(
+            ExecutionOptions::default()
+                .patched(&patch)
+                .patched(&unset)
+                .cache_dir,
+            None
+        );
+        for bad in ["", "   "] {
+            assert!(value_err("cache_dir", bad), "cache dir {bad:?}");
+        }
+        let patch = OptionsPatch::new().cache_dir(Some(dir));
+        assert_eq!(
+            ExecutionOptions::default().patched(&patch).cache_dir,
+            Some(dir)
+        );
+    }
+
+    #[test]
+    fn cache_dirs_intern() {
+        let a = CacheDir::new("/tmp/xcs-intern").unwrap();
+        let b = CacheDir::new(std::path::PathBuf::from("/tmp/xcs-intern")).unwrap();
+        assert_eq!(a, b);
+        assert!(std::ptr::eq(a.as_path(), b.as_path()), "one copy per path");
+        assert_ne!(a, CacheDir::new("/tmp/xcs-other").unwrap());
+        assert_eq!(a.to_string(), "/tmp/xcs-intern");
+        assert_eq!(format!("{a:?}"), "\"/tmp/xcs-intern\"");
+        let as_ref: &Path = a.as_ref();
+        assert_eq!(as_ref, Path::new("/tmp/xcs-intern"));
+        match CacheDir::new("") {
+            Err(XcsError::InvalidValue { option, .. }) => assert_eq!(option, "cache_dir"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn show_progress_parse() {
+        let patch = OptionsPatch::from_pairs([("show_progress", "yes")]).unwrap();
+        assert!(ExecutionOptions::default().patched(&patch).show_progress);
+        assert!(value_err("show_progress", "sometimes"));
+        let patch = OptionsPatch::new().show_progress(true);
+        assert!(ExecutionOptions::default().patched(&patch).show_progress);
+    }
+
+    #[test]
+    fn new_options_merge_and_round_trip() {
+        let dir = CacheDir::new("/tmp/xcs-merge").unwrap();
+        let lower = OptionsPatch::new()
+            .max_retries(1)
+            .rate_limit(Some(1.0))
+            .unwrap()
+            .cache_dir(Some(dir));
+        let upper = OptionsPatch::new()
+            .max_retries(4)
+            .show_progress(true)
+            .rate_limit(None)
+            .unwrap();
+        let merged = lower.merged(&upper);
+        let options = ExecutionOptions::default().patched(&merged);
+        assert_eq!(options.max_retries, 4);
+        assert_eq!(options.rate_limit, None);
+        assert_eq!(options.cache_dir, Some(dir));
+        assert!(options.show_progress);
+        assert_eq!(
+            ExecutionOptions::default().patched(&OptionsPatch::from_options(&options)),
+            options
+        );
+        assert_eq!(
+            ExecutionOptions::default().patched(&lower).patched(&upper),
+            options
+        );
     }
 
     #[test]
@@ -819,7 +1348,7 @@ mod tests {
         for bad in ["NaN", "-2", "0", "inf", "-inf", "abc", "", "1e400"] {
             assert!(value_err("timeout_seconds", bad), "timeout {bad:?}");
         }
-        for bad in ["0", "-1", "four", "1.5", ""] {
+        for bad in ["0", "-1", "four", "1.5", "", "1025"] {
             assert!(value_err("max_workers", bad), "workers {bad:?}");
         }
         for bad in ["maybe", "2", "tru", ""] {
@@ -915,6 +1444,50 @@ mod tests {
         );
         let err = OptionsPatch::from_vars(vars(&[("XCS_MAX_WORKRS", "8")])).unwrap_err();
         assert!(matches!(err, XcsError::InvalidOption { .. }));
+        // Plain string pairs work too.
+        let patch =
+            OptionsPatch::from_vars([("XCS_SHOW_PROGRESS", "true"), ("XCS_CACHE_DIR", "/c")])
+                .unwrap();
+        let options = ExecutionOptions::default().patched(&patch);
+        assert!(options.show_progress);
+        assert_eq!(
+            options.cache_dir.map(CacheDir::as_path),
+            Some(Path::new("/c"))
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn env_vars_that_are_not_unicode_are_errors() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let name = OsString::from_vec(b"XCS_MAX_WORKERS\xff".to_vec());
+        match OptionsPatch::from_vars([(name, OsString::from("2"))]) {
+            Err(XcsError::InvalidOption { name, suggestion }) => {
+                assert_eq!(name, "max_workers\u{FFFD}");
+                assert_eq!(suggestion, Some("max_workers"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let value = OsString::from_vec(b"/tmp/\xffcache".to_vec());
+        match OptionsPatch::from_vars([(OsString::from("XCS_CACHE_DIR"), value)]) {
+            Err(err @ XcsError::InvalidValue { .. }) => {
+                assert_eq!(
+                    err.to_string(),
+                    "invalid value `/tmp/\u{FFFD}cache` for execution option `cache_dir`: \
+                     expected a value that is valid Unicode"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Variables outside the prefix are not ours, whatever their bytes.
+        let theirs = OsString::from_vec(b"OTHER_\xff".to_vec());
+        let value = OsString::from_vec(b"\xff".to_vec());
+        assert!(
+            OptionsPatch::from_vars([(theirs, value)])
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

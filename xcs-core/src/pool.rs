@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The most workers a batch uses, whatever `max_workers` or `pmap`'s count say.
-pub(crate) const MAX_WORKERS: usize = 1024;
+pub(crate) use crate::options::MAX_WORKERS;
 
 /// The default of [`set_abandoned_limit`].
 pub const DEFAULT_ABANDONED_LIMIT: usize = 256;

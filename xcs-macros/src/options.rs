@@ -104,6 +104,49 @@ mod tests {
     }
 
     #[test]
+    fn new_options_expand_to_typed_values() {
+        let out = normalized(expand_global(quote!(
+            max_retries = 3,
+            rate_limit = 2,
+            cache_dir = "/tmp/c",
+            show_progress = true,
+        )));
+        assert_eq!(
+            out,
+            normalized(quote!({
+                ::xcs::__private::set_global_options(&{
+                    let mut __xcs_patch = ::xcs::__private::OptionsPatch::new();
+                    __xcs_patch.__set_max_retries(3u32);
+                    __xcs_patch.__set_rate_limit(::core::option::Option::Some(2f64));
+                    __xcs_patch.__set_cache_dir(::xcs::__private::convert::cache_dir("/tmp/c"));
+                    __xcs_patch.__set_show_progress(true);
+                    __xcs_patch
+                })
+            }))
+        );
+        let out = normalized(expand_global(quote!(
+            max_retries = n,
+            rate_limit = r,
+            cache_dir = dir,
+            show_progress = p,
+        )));
+        for expected in [
+            "__set_max_retries (:: xcs :: __private :: convert :: max_retries (n))",
+            "__set_rate_limit (:: xcs :: __private :: convert :: rate_limit (r))",
+            "__set_cache_dir (:: xcs :: __private :: convert :: cache_dir (dir))",
+            "__set_show_progress (:: xcs :: __private :: convert :: flag (p))",
+        ] {
+            assert!(out.contains(expected), "{out}");
+        }
+        let out = normalized(expand_global(quote!(rate_limit = None, cache_dir = None)));
+        assert_eq!(
+            out.matches("(:: core :: option :: Option :: None)").count(),
+            2,
+            "{out}"
+        );
+    }
+
+    #[test]
     fn errors_are_emitted_and_the_body_kept() {
         let out = normalized(expand_scoped(
             quote!(use_paralel = true, max_workers = 0 => body()),
@@ -123,6 +166,9 @@ mod tests {
             quote!(= = =),
             quote!(a = b = c => d),
             quote!(max_workers = 1e400),
+            quote!(max_retries = -99999999999999999999999999999999999999999 => x),
+            quote!(rate_limit = -1e400 => x),
+            quote!(cache_dir = Some(Some("")) => x),
             quote!(timeout_seconds = 1e400 => x),
             quote!(timeout_seconds = 99999999999999999999999999999999999999999999 => x),
             quote!(use_parallel = [1, 2 => 3] => x),

@@ -54,7 +54,11 @@ fn value_tokens(setting: &Setting) -> TokenStream {
     let none = quote!(::core::option::Option::None);
     match &setting.value {
         Value::Bool(b) => quote!(#b),
-        Value::Workers(None) | Value::Timeout(None) | Value::Scheduler(None) => none,
+        Value::Workers(None)
+        | Value::Timeout(None)
+        | Value::Scheduler(None)
+        | Value::Rate(None)
+        | Value::Directory(None) => none,
         Value::Workers(Some(n)) => {
             // Suffixed `usize`: on a target where it does not fit, rustc says so.
             let n = syn::LitInt::new(&format!("{n}usize"), Span::call_site());
@@ -63,6 +67,18 @@ fn value_tokens(setting: &Setting) -> TokenStream {
         Value::Timeout(Some(seconds)) => {
             let seconds = Literal::f64_suffixed(*seconds);
             quote!(::xcs::__private::convert::timeout_seconds(#seconds))
+        }
+        Value::Retries(n) => {
+            let n = Literal::u32_suffixed(*n);
+            quote!(#n)
+        }
+        Value::Rate(Some(rate)) => {
+            let rate = Literal::f64_suffixed(*rate);
+            quote!(::core::option::Option::Some(#rate))
+        }
+        Value::Directory(Some(path)) => {
+            // Checked non-empty: the conversion cannot panic.
+            quote!(::xcs::__private::convert::cache_dir(#path))
         }
         Value::Device(strategy) => device(*strategy),
         Value::Scheduler(Some(scheduler)) => scheduler_tokens(*scheduler),
@@ -108,6 +124,9 @@ fn runtime(kind: OptionKind, expr: &Expr) -> TokenStream {
         OptionKind::Timeout => "timeout_seconds",
         OptionKind::Device => "device_strategy",
         OptionKind::Scheduler => "scheduler",
+        OptionKind::Retries => "max_retries",
+        OptionKind::Rate => "rate_limit",
+        OptionKind::Directory => "cache_dir",
     };
     let span = expr.span();
     let convert = Ident::new(convert, span);

@@ -9,8 +9,8 @@ use std::collections::HashSet;
 
 use syn::{Expr, ExprLit, Lit, UnOp};
 use xcs_core::options::{
-    DeviceStrategy, OptionKind, OptionSpec, Scheduler, lookup, suggest, timeout_from_secs,
-    valid_names,
+    DeviceStrategy, MAX_WORKERS, OptionKind, OptionSpec, Scheduler, lookup, rate_limit_from,
+    suggest, timeout_from_secs, valid_names,
 };
 
 use super::ast::Entry;
@@ -21,7 +21,7 @@ use crate::errors::Errors;
 pub(crate) enum Value {
     /// A boolean literal.
     Bool(bool),
-    /// A `max_workers` literal: `None` or a count ≥ 1.
+    /// A `max_workers` literal: `None` or a count from 1 to `MAX_WORKERS`.
     Workers(Option<u64>),
     /// A `timeout_seconds` literal: `None` or a finite number of seconds that makes a non-zero
     /// `Duration`.
@@ -30,6 +30,12 @@ pub(crate) enum Value {
     Device(DeviceStrategy),
     /// A `scheduler` literal.
     Scheduler(Option<Scheduler>),
+    /// A `max_retries` literal.
+    Retries(u32),
+    /// A `rate_limit` literal: `None` or a finite number of calls per second > 0.
+    Rate(Option<f64>),
+    /// A `cache_dir` literal: `None` or a non-empty path.
+    Directory(Option<String>),
     /// Not a literal: converted at run time by `::xcs::__private::convert`.
     Runtime(Expr),
 }
@@ -226,7 +232,11 @@ fn check_value(spec: &'static OptionSpec, expr: &Expr, errors: &Errors) -> Optio
     };
     let takes_none = matches!(
         spec.kind,
-        OptionKind::Workers | OptionKind::Timeout | OptionKind::Scheduler
+        OptionKind::Workers
+            | OptionKind::Timeout
+            | OptionKind::Scheduler
+            | OptionKind::Rate
+            | OptionKind::Directory
     );
     let literal = match literal {
         Literal::Some(inner)
@@ -256,11 +266,16 @@ fn check_value(spec: &'static OptionSpec, expr: &Expr, errors: &Errors) -> Optio
                 errors.spanned(expr, format_args!("`{name}` may not be negative"));
                 None
             }
-            Some(n) => match u64::try_from(n) {
-                Ok(n) => Some(Value::Workers(Some(n))),
-                Err(_) => too_large(errors, expr, name),
-            },
-            None => too_large(errors, expr, name),
+            Some(n) if n <= MAX_WORKERS as u128 => Some(Value::Workers(Some(n as u64))),
+            _ => {
+                errors.spanned(
+                    expr,
+                    format_args!(
+                        "`{name}` may not be more than {MAX_WORKERS} (`xcs::MAX_WORKERS`)"
+                    ),
+                );
+                None
+            }
         },
         (OptionKind::Timeout, Literal::None) => Some(Value::Timeout(None)),
         (OptionKind::Timeout, Literal::Int { value, negative }) => {
@@ -308,12 +323,57 @@ fn check_value(spec: &'static OptionSpec, expr: &Expr, errors: &Errors) -> Optio
                 None
             }
         },
+        (OptionKind::Retries, Literal::Int { value, negative }) => match value {
+            _ if negative && value != Some(0) => {
+                errors.spanned(expr, format_args!("`{name}` may not be negative"));
+                None
+            }
+            Some(n) if n <= u128::from(u32::MAX) => Some(Value::Retries(n as u32)),
+            _ => {
+                errors.spanned(
+                    expr,
+                    format_args!("`{name}` may not be more than {}", u32::MAX),
+                );
+                None
+            }
+        },
+        (OptionKind::Rate, Literal::None) => Some(Value::Rate(None)),
+        (OptionKind::Rate, Literal::Int { value, negative }) => {
+            let rate = value.map_or(f64::INFINITY, |v| v as f64);
+            check_rate(name, expr, rate, negative, errors)
+        }
+        (OptionKind::Rate, Literal::Float { value, negative }) => {
+            check_rate(name, expr, value, negative, errors)
+        }
+        (OptionKind::Directory, Literal::None) => Some(Value::Directory(None)),
+        (OptionKind::Directory, Literal::Str(path)) => {
+            if path.is_empty() {
+                errors.spanned(expr, format_args!("`{name}` may not be an empty path"));
+                None
+            } else {
+                Some(Value::Directory(Some(path)))
+            }
+        }
         _ => wrong_kind(),
     }
 }
 
-fn too_large(errors: &Errors, expr: &Expr, name: &str) -> Option<Value> {
-    errors.spanned(expr, format_args!("`{name}` is too large"));
+fn check_rate(
+    name: &str,
+    expr: &Expr,
+    rate: f64,
+    negative: bool,
+    errors: &Errors,
+) -> Option<Value> {
+    let problem = if negative || rate == 0.0 {
+        "must be greater than 0"
+    } else {
+        match rate_limit_from(rate) {
+            Some(rate) => return Some(Value::Rate(Some(rate))),
+            None => "must be finite",
+        }
+    };
+    errors.spanned(expr, format_args!("`{name}` {problem}"));
     None
 }
 
@@ -543,11 +603,11 @@ mod tests {
         );
         assert_eq!(
             only_error(quote!(max_workers = "4")),
-            "expected `max_workers` to be an integer of at least 1, or `None`"
+            "expected `max_workers` to be an integer from 1 to 1024, or `None`"
         );
         assert_eq!(
             only_error(quote!(max_workers = 2.0)),
-            "expected `max_workers` to be an integer of at least 1, or `None`"
+            "expected `max_workers` to be an integer from 1 to 1024, or `None`"
         );
         assert!(
             only_error(quote!(timeout_seconds = "1"))
@@ -573,12 +633,22 @@ mod tests {
             only_error(quote!(max_workers = -2)),
             "`max_workers` may not be negative"
         );
-        assert_eq!(
-            only_error(quote!(
-                max_workers = 99999999999999999999999999999999999999999
-            )),
-            "`max_workers` is too large"
-        );
+        for tokens in [
+            quote!(max_workers = 1025),
+            quote!(max_workers = 18446744073709551615),
+            quote!(max_workers = Some(99999999999999999999999999999999999999999)),
+        ] {
+            assert_eq!(
+                only_error(tokens),
+                "`max_workers` may not be more than 1024 (`xcs::MAX_WORKERS`)"
+            );
+        }
+        let (validated, messages) = check(quote!(max_workers = 1024));
+        assert!(messages.is_empty(), "{messages:?}");
+        assert!(matches!(
+            validated.settings[0].value,
+            Value::Workers(Some(1024))
+        ));
         for tokens in [
             quote!(timeout_seconds = 0),
             quote!(timeout_seconds = 0.0),
@@ -602,6 +672,124 @@ mod tests {
             only_error(quote!(timeout_seconds = 1e30)),
             "`timeout_seconds` is too large for a `Duration`"
         );
+    }
+
+    #[test]
+    fn new_options_accept_their_literals() {
+        let (validated, messages) = check(quote!(
+            max_retries = 0,
+            rate_limit = 2,
+            cache_dir = "/var/cache/xcs",
+            show_progress = true,
+        ));
+        assert!(messages.is_empty(), "{messages:?}");
+        let values: Vec<String> = validated
+            .settings
+            .iter()
+            .map(|s| format!("{}={:?}", s.spec.name, s.value))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                "max_retries=Retries(0)",
+                "rate_limit=Rate(Some(2.0))",
+                "cache_dir=Directory(Some(\"/var/cache/xcs\"))",
+                "show_progress=Bool(true)",
+            ]
+        );
+        let (validated, messages) = check(quote!(
+            max_retries = 4294967295,
+            rate_limit = Some(0.5),
+            cache_dir = Some("c"),
+        ));
+        assert!(messages.is_empty(), "{messages:?}");
+        let values: Vec<String> = validated
+            .settings
+            .iter()
+            .map(|s| format!("{:?}", s.value))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                "Retries(4294967295)",
+                "Rate(Some(0.5))",
+                "Directory(Some(\"c\"))"
+            ]
+        );
+        let (validated, messages) = check(quote!(rate_limit = None, cache_dir = None));
+        assert!(messages.is_empty(), "{messages:?}");
+        assert!(
+            validated
+                .settings
+                .iter()
+                .all(|s| matches!(s.value, Value::Rate(None) | Value::Directory(None)))
+        );
+    }
+
+    #[test]
+    fn new_options_reject_bad_literals() {
+        let cases = [
+            (
+                quote!(max_retries = -1),
+                "`max_retries` may not be negative",
+            ),
+            (
+                quote!(max_retries = 4294967296),
+                "`max_retries` may not be more than 4294967295",
+            ),
+            (
+                quote!(max_retries = 1.5),
+                "expected `max_retries` to be an integer from 0 to 4294967295",
+            ),
+            (
+                quote!(max_retries = "3"),
+                "expected `max_retries` to be an integer from 0 to 4294967295",
+            ),
+            (
+                quote!(max_retries = None),
+                "expected `max_retries` to be an integer from 0 to 4294967295",
+            ),
+            (
+                quote!(rate_limit = 0),
+                "`rate_limit` must be greater than 0",
+            ),
+            (
+                quote!(rate_limit = 0.0),
+                "`rate_limit` must be greater than 0",
+            ),
+            (
+                quote!(rate_limit = -2),
+                "`rate_limit` must be greater than 0",
+            ),
+            (quote!(rate_limit = 1e400), "`rate_limit` must be finite"),
+            (
+                quote!(rate_limit = "5"),
+                "expected `rate_limit` to be a finite number of calls per second greater than 0, or `None`",
+            ),
+            (
+                quote!(cache_dir = ""),
+                "`cache_dir` may not be an empty path",
+            ),
+            (
+                quote!(cache_dir = Some("")),
+                "`cache_dir` may not be an empty path",
+            ),
+            (
+                quote!(cache_dir = 3),
+                "expected `cache_dir` to be a non-empty directory path, or `None`",
+            ),
+            (
+                quote!(cache_dir = true),
+                "expected `cache_dir` to be a non-empty directory path, or `None`",
+            ),
+            (
+                quote!(show_progress = 1),
+                "expected `show_progress` to be `true` or `false`",
+            ),
+        ];
+        for (tokens, expected) in cases {
+            assert_eq!(only_error(tokens), expected);
+        }
     }
 
     #[test]

@@ -2,8 +2,8 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 use xcs::{
-    DeviceStrategy, ExecutionOptions, Scheduler, execution_options, get_execution_options,
-    reset_execution_options, set_execution_options,
+    CacheDir, DeviceStrategy, ExecutionOptions, Scheduler, execution_options,
+    get_execution_options, reset_execution_options, set_execution_options,
 };
 
 fn main() {
@@ -51,6 +51,34 @@ fn main() {
     assert_eq!(seen.scheduler, Some(Scheduler::Auto));
     let seen = execution_options!(scheduler = "sequential" => get_execution_options());
     assert!(!seen.use_parallel);
+
+    // The options of retries, rate limits, the persistent cache and progress.
+    let seen = execution_options!(
+        max_retries = 3,
+        rate_limit = 2,
+        cache_dir = "/tmp/xcs-ui-cache",
+        show_progress = true,
+        => get_execution_options()
+    );
+    assert_eq!(seen.max_retries, 3);
+    assert_eq!(seen.rate_limit, Some(2.0));
+    assert_eq!(
+        seen.cache_dir.map(CacheDir::as_path),
+        Some(std::path::Path::new("/tmp/xcs-ui-cache"))
+    );
+    assert!(seen.show_progress);
+    let seen = execution_options!(rate_limit = 0.5, cache_dir = Some("relative"), max_retries = 0 => {
+        execution_options!(rate_limit = None, cache_dir = None, show_progress = false => get_execution_options())
+    });
+    assert_eq!(seen.rate_limit, None);
+    assert_eq!(seen.cache_dir, None);
+    assert_eq!(seen.max_retries, 0);
+    assert!(!seen.show_progress);
+    let seen = execution_options!(max_retries = 4294967295, max_workers = 1024, rate_limit = Some(1e9) =>
+        get_execution_options());
+    assert_eq!(seen.max_retries, u32::MAX);
+    assert_eq!(seen.max_workers, NonZeroUsize::new(xcs::MAX_WORKERS));
+    assert_eq!(seen.rate_limit, Some(1e9));
 
     // No options at all, and a trailing comma.
     assert_eq!(

@@ -1,9 +1,10 @@
 //! Non-literal values of every accepted type.
 use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use xcs::{
-    DeviceStrategy, Scheduler, execution_options, get_execution_options, reset_execution_options,
-    set_execution_options,
+    CacheDir, DeviceStrategy, MAX_WORKERS, Scheduler, execution_options, get_execution_options,
+    reset_execution_options, set_execution_options,
 };
 
 fn workers() -> usize {
@@ -99,6 +100,80 @@ fn main() {
         execution_options!(scheduler = none => get_execution_options().scheduler),
         None
     );
+
+    // `max_workers` above `MAX_WORKERS` at run time is clamped.
+    let many = 1usize << 20;
+    assert_eq!(
+        execution_options!(max_workers = many => get_execution_options().max_workers),
+        NonZeroUsize::new(MAX_WORKERS)
+    );
+
+    let retries: u32 = 2;
+    assert_eq!(
+        execution_options!(max_retries = retries => get_execution_options().max_retries),
+        2
+    );
+    let inferred = 5;
+    assert_eq!(
+        execution_options!(max_retries = inferred + 1 => get_execution_options().max_retries),
+        6
+    );
+
+    let rate = 4.0_f64;
+    assert_eq!(
+        execution_options!(rate_limit = rate => get_execution_options().rate_limit),
+        Some(4.0)
+    );
+    let maybe_rate: Option<f64> = None;
+    assert_eq!(
+        execution_options!(rate_limit = 1 => execution_options!(rate_limit = maybe_rate => get_execution_options().rate_limit)),
+        None
+    );
+    assert_eq!(
+        execution_options!(rate_limit = if flag { 1.0 } else { 0.5 } => get_execution_options().rate_limit),
+        Some(0.5)
+    );
+
+    let dir = CacheDir::new("/tmp/xcs-ui").unwrap();
+    let as_str: &str = "/tmp/xcs-ui";
+    let as_string = String::from("/tmp/xcs-ui");
+    let as_path_buf = PathBuf::from("/tmp/xcs-ui");
+    assert_eq!(
+        execution_options!(cache_dir = as_str => get_execution_options().cache_dir),
+        Some(dir)
+    );
+    assert_eq!(
+        execution_options!(cache_dir = &as_string => get_execution_options().cache_dir),
+        Some(dir)
+    );
+    assert_eq!(
+        execution_options!(cache_dir = as_path_buf.as_path() => get_execution_options().cache_dir),
+        Some(dir)
+    );
+    assert_eq!(
+        execution_options!(cache_dir = Some(as_path_buf.clone()) => get_execution_options().cache_dir),
+        Some(dir)
+    );
+    assert_eq!(
+        execution_options!(cache_dir = dir => get_execution_options().cache_dir),
+        Some(dir)
+    );
+    assert_eq!(
+        execution_options!(cache_dir = as_string => get_execution_options().cache_dir),
+        Some(dir)
+    );
+    assert_eq!(
+        execution_options!(cache_dir = Path::new("/tmp/xcs-ui") => get_execution_options().cache_dir),
+        Some(dir)
+    );
+    let no_dir: Option<PathBuf> = None;
+    assert_eq!(
+        execution_options!(cache_dir = dir => execution_options!(cache_dir = no_dir => get_execution_options().cache_dir)),
+        None
+    );
+
+    let progress = !flag;
+    assert!(execution_options!(show_progress = progress => get_execution_options().show_progress));
 
     let global = set_execution_options!(max_workers = n, use_parallel = flag);
     assert_eq!(global.max_workers, NonZeroUsize::new(2));
