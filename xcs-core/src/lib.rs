@@ -17,6 +17,8 @@ pub mod axis;
 mod batch;
 pub mod cache;
 mod call;
+#[cfg(feature = "tokio")]
+mod call_async;
 pub mod convert;
 mod deadline;
 pub mod device;
@@ -26,6 +28,8 @@ pub mod options;
 pub mod pool;
 pub mod probe;
 pub mod scope;
+#[cfg(feature = "tokio")]
+pub mod scoped;
 pub mod trace;
 
 pub use axis::Axis;
@@ -35,6 +39,8 @@ pub use deadline::{cancelled, deadline};
 pub use device::{Backend, BatchJob, register_backend, registered_backends, unregister_backend};
 pub use error::{BoxError, XcsError};
 pub use operator::Operator;
+#[cfg(feature = "tokio")]
+pub use operator::{AsyncOperator, Blocking, blocking};
 pub use options::{
     CacheDir, DeviceStrategy, ExecutionOptions, MAX_WORKERS, OptionsPatch, Scheduler,
 };
@@ -46,6 +52,8 @@ pub use scope::{
     get_execution_options, get_global_options, reset_execution_options, set_global_options,
     with_options,
 };
+#[cfg(feature = "tokio")]
+pub use scoped::{WithOptions, with_options_async};
 pub use trace::{
     OperatorStats, Outcome, TRACE_CAPACITY, Trace, TraceEvent, TraceSummary, take_trace,
 };
@@ -63,6 +71,8 @@ pub mod __private {
     pub use crate::options::{CacheDir, DeviceStrategy, OptionsPatch, Scheduler};
     pub use crate::probe;
     pub use crate::scope::{ScopeGuard, enter, set_global_options};
+    #[cfg(feature = "tokio")]
+    pub use crate::scoped::with_options_async;
     pub use std::hash::Hasher;
     pub use std::num::NonZeroUsize;
     pub use std::option::Option;

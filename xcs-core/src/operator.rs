@@ -122,3 +122,194 @@ impl<O: Operator> Operator for &'static O {
         (**self).__xcs_cache_support()
     }
 }
+
+/// An operator whose body is async: a model call over HTTP, a database query, anything that
+/// waits on I/O. Runs on the caller's tokio runtime, with no thread per call.
+///
+/// `call` applies the effective options as [`Operator::call`] does: the deadline (the body's
+/// future is dropped at it, so nothing keeps running), caching, tracing. The options in force
+/// when `call` is *called* stay in force inside the body whenever it is polled, on whichever
+/// runtime thread, before and after every `.await`.
+///
+/// Write one by hand, or put `#[xcs::operator]` on an `async fn`.
+///
+/// ```
+/// use xcs::{AsyncOperator, XcsError};
+///
+/// struct Echo;
+///
+/// impl AsyncOperator for Echo {
+///     type Input = String;
+///     type Output = String;
+///     async fn forward(&self, input: String) -> Result<String, XcsError> {
+///         tokio::task::yield_now().await;
+///         Ok(input)
+///     }
+///     fn name(&self) -> &str {
+///         "echo"
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), XcsError> {
+/// assert_eq!(Echo.call("hi".to_string()).await?, "hi");
+/// let all = xcs::vmap(Echo).call(vec!["a".into(), "b".into()]).await?;
+/// assert_eq!(all, vec!["a", "b"]);
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "tokio")]
+pub trait AsyncOperator: Send + Sync + 'static {
+    /// What one call takes.
+    type Input: Send + 'static;
+    /// What one call returns.
+    type Output: Send + 'static;
+
+    /// The body. Called by [`call`](AsyncOperator::call).
+    fn forward(
+        &self,
+        input: Self::Input,
+    ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send;
+
+    /// The operator's name, used in errors, traces and cache keys.
+    fn name(&self) -> &str;
+
+    /// Runs [`forward`](AsyncOperator::forward) under the effective execution options (read
+    /// now, when `call` is called): deadline, caching, tracing. A panic in the body comes back
+    /// as [`XcsError::Panicked`].
+    fn call(
+        &self,
+        input: Self::Input,
+    ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send {
+        crate::call_async::call(self, input)
+    }
+
+    /// How to cache this operator's calls; see [`Operator::__xcs_cache_support`].
+    #[doc(hidden)]
+    fn __xcs_cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>>
+    where
+        Self: Sized,
+    {
+        CacheSupport::for_std_types_of::<Self>()
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<O: AsyncOperator> AsyncOperator for Arc<O> {
+    type Input = O::Input;
+    type Output = O::Output;
+
+    fn forward(
+        &self,
+        input: Self::Input,
+    ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send {
+        (**self).forward(input)
+    }
+
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn __xcs_cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
+        (**self).__xcs_cache_support()
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<O: AsyncOperator> AsyncOperator for &'static O {
+    type Input = O::Input;
+    type Output = O::Output;
+
+    fn forward(
+        &self,
+        input: Self::Input,
+    ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send {
+        (**self).forward(input)
+    }
+
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn __xcs_cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
+        (**self).__xcs_cache_support()
+    }
+}
+
+/// A sync operator as an [`AsyncOperator`]: each call runs on tokio's blocking threads
+/// (`spawn_blocking`), never on the runtime's worker threads, under the caller's options. Made
+/// by [`blocking`].
+#[cfg(feature = "tokio")]
+pub struct Blocking<O> {
+    op: Arc<O>,
+}
+
+#[cfg(feature = "tokio")]
+impl<O> Clone for Blocking<O> {
+    fn clone(&self) -> Self {
+        Blocking {
+            op: Arc::clone(&self.op),
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<O: Operator> std::fmt::Debug for Blocking<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blocking")
+            .field("operator", &self.op.name())
+            .finish()
+    }
+}
+
+/// Turns a sync operator into an [`AsyncOperator`] that runs it off the runtime's worker
+/// threads, so CPU-bound batches can be awaited from async code (`vmap(blocking(op))`).
+///
+/// At a deadline the caller gets [`XcsError::Timeout`] at once; the sync body cannot be
+/// stopped from outside, so it finishes on its blocking thread (told through
+/// [`cancelled`](crate::cancelled)) and its result is dropped.
+///
+/// ```
+/// use xcs::{AsyncOperator, Operator, XcsError, blocking, vmap};
+///
+/// struct Square;
+/// impl Operator for Square {
+///     type Input = u64;
+///     type Output = u64;
+///     fn forward(&self, x: u64) -> Result<u64, XcsError> { Ok(x * x) }
+///     fn name(&self) -> &str { "square" }
+/// }
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), XcsError> {
+/// let squares = vmap(blocking(Square)).call(vec![1, 2, 3]).await?;
+/// assert_eq!(squares, vec![1, 4, 9]);
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "tokio")]
+pub fn blocking<O: Operator>(op: O) -> Blocking<O> {
+    Blocking { op: Arc::new(op) }
+}
+
+#[cfg(feature = "tokio")]
+impl<O: Operator> AsyncOperator for Blocking<O> {
+    type Input = O::Input;
+    type Output = O::Output;
+
+    fn forward(
+        &self,
+        input: Self::Input,
+    ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send {
+        crate::call_async::run_blocking(Arc::clone(&self.op), input)
+    }
+
+    fn name(&self) -> &str {
+        self.op.name()
+    }
+
+    fn __xcs_cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
+        // The sync operator's `call` inside caches, with its own key.
+        None
+    }
+}

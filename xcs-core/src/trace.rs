@@ -780,6 +780,111 @@ impl Drop for Recorder {
     }
 }
 
+/// An event of an async call or item: begun on one thread, possibly finished on another, so it
+/// keeps no place on any thread's open-event stack. While its future is polled, the poll-scoped
+/// wrapper makes it the parent of what is recorded on the polling thread ([`AsyncEvent::parent`]).
+#[cfg(feature = "tokio")]
+pub(crate) struct AsyncEvent {
+    id: u64,
+    parent: Option<u64>,
+    depth: usize,
+    operator: String,
+    index: Option<usize>,
+    begun: Instant,
+    start: Duration,
+    span: tracing::Span,
+    outcome: Option<Outcome>,
+}
+
+/// Starts recording an async call (`index: None`) or item under `parent` (the event open where
+/// the call was made, if any).
+#[cfg(feature = "tokio")]
+pub(crate) fn begin_async(
+    operator: &str,
+    index: Option<usize>,
+    parent: Option<&Parent>,
+) -> AsyncEvent {
+    let span = {
+        let _in_parent = parent.map(|p| p.span.clone().entered());
+        match index {
+            None => tracing::info_span!(
+                target: "xcs",
+                "call",
+                operator,
+                index = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+            ),
+            Some(i) => tracing::info_span!(
+                target: "xcs",
+                "item",
+                operator,
+                index = i,
+                outcome = tracing::field::Empty,
+            ),
+        }
+    };
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let begun = Instant::now();
+    AsyncEvent {
+        id: NEXT_EVENT_ID.fetch_add(1, Ordering::Relaxed),
+        parent: parent.map(|p| p.id),
+        depth: parent.map_or(0, |p| p.child_depth),
+        operator: operator.to_owned(),
+        index,
+        begun,
+        start: begun.saturating_duration_since(epoch),
+        span,
+        outcome: None,
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl AsyncEvent {
+    /// This event as the parent of what runs inside it.
+    pub(crate) fn parent(&self) -> Parent {
+        Parent {
+            id: self.id,
+            child_depth: self.depth + 1,
+            span: self.span.clone(),
+        }
+    }
+
+    /// Ends the event with `outcome` and records it.
+    pub(crate) fn finish(mut self, outcome: Outcome) {
+        self.outcome = Some(outcome);
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for AsyncEvent {
+    /// Records the event; one dropped unfinished (its future was dropped at a deadline, or
+    /// panicked) is recorded as a timeout or a panic.
+    fn drop(&mut self) {
+        let outcome = self.outcome.unwrap_or(if std::thread::panicking() {
+            Outcome::Panicked
+        } else {
+            Outcome::Timeout
+        });
+        self.span.record("outcome", outcome.as_str());
+        let (thread, thread_id) = THREAD
+            .try_with(|thread| (thread.name.clone(), thread.id))
+            .unwrap_or_else(|_| ("<exiting>".to_owned(), 0));
+        let event = TraceEvent {
+            id: self.id,
+            parent: self.parent,
+            depth: self.depth,
+            operator: std::mem::take(&mut self.operator),
+            index: self.index,
+            thread,
+            thread_id,
+            start: self.start,
+            duration: self.begun.elapsed(),
+            outcome,
+        };
+        buffer().push(event, TRACE_CAPACITY);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@
 mod drive;
 pub(crate) mod plan;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use self::plan::{Kind, collect, run_traced, settle};
 use crate::error::XcsError;
@@ -44,11 +44,14 @@ use crate::operator::Operator;
 /// assert_eq!(squares, vec![1, 4, 9]);
 /// # Ok::<(), XcsError>(())
 /// ```
-pub fn vmap<O: Operator>(op: O) -> VMap<O> {
-    let name = format!("vmap({})", op.name());
+///
+/// `vmap` of an [`AsyncOperator`](crate::AsyncOperator) is an `AsyncOperator` too: its items
+/// are futures polled in the caller's task, at most `max_workers` in flight (unset: the whole
+/// batch).
+pub fn vmap<O>(op: O) -> VMap<O> {
     VMap {
         op: Arc::new(op),
-        name,
+        name: OnceLock::new(),
     }
 }
 
@@ -78,11 +81,13 @@ pub fn vmap<O: Operator>(op: O) -> VMap<O> {
 /// assert_eq!(docs[7], "doc-7");
 /// # Ok::<(), XcsError>(())
 /// ```
-pub fn pmap<O: Operator>(op: O, num_workers: usize) -> PMap<O> {
-    let name = format!("pmap({})", op.name());
+///
+/// `pmap` of an [`AsyncOperator`](crate::AsyncOperator) is an `AsyncOperator` too, with exactly
+/// `num_workers` item futures in flight.
+pub fn pmap<O>(op: O, num_workers: usize) -> PMap<O> {
     PMap {
         op: Arc::new(op),
-        name,
+        name: OnceLock::new(),
         workers: num_workers,
     }
 }
@@ -90,13 +95,15 @@ pub fn pmap<O: Operator>(op: O, num_workers: usize) -> PMap<O> {
 /// The batch form of an operator, made by [`vmap`].
 pub struct VMap<O> {
     op: Arc<O>,
-    name: String,
+    /// `vmap(<operator>)`, made on first use (from whichever operator trait `O` implements).
+    name: OnceLock<String>,
 }
 
 /// The batch form of an operator on a fixed number of workers, made by [`pmap`].
 pub struct PMap<O> {
     op: Arc<O>,
-    name: String,
+    /// `pmap(<operator>)`, made on first use.
+    name: OnceLock<String>,
     workers: usize,
 }
 
@@ -122,7 +129,7 @@ impl<O> Clone for PMap<O> {
 impl<O: Operator> std::fmt::Debug for VMap<O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VMap")
-            .field("operator", &self.op.name())
+            .field("operator", &Operator::name(&*self.op))
             .finish()
     }
 }
@@ -130,18 +137,20 @@ impl<O: Operator> std::fmt::Debug for VMap<O> {
 impl<O: Operator> std::fmt::Debug for PMap<O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PMap")
-            .field("operator", &self.op.name())
+            .field("operator", &Operator::name(&*self.op))
             .field("num_workers", &self.workers)
             .finish()
     }
 }
 
-impl<O: Operator> VMap<O> {
+impl<O> VMap<O> {
     /// The operator applied to each item.
     pub fn inner(&self) -> &O {
         &self.op
     }
+}
 
+impl<O: Operator> VMap<O> {
     /// Runs every item, even after others fail, and returns each item's own outcome in input
     /// order (a deadline still applies: items unfinished at the deadline are
     /// [`XcsError::Timeout`]).
@@ -163,7 +172,7 @@ impl<O: Operator> VMap<O> {
     pub fn call_settled(&self, inputs: Vec<O::Input>) -> Vec<Result<O::Output, XcsError>> {
         let len = inputs.len();
         settle(
-            run_traced(&self.name, || {
+            run_traced(Operator::name(self), || {
                 drive::run(&self.op, Kind::VMap, inputs, true)
             }),
             self.op.name(),
@@ -172,7 +181,7 @@ impl<O: Operator> VMap<O> {
     }
 }
 
-impl<O: Operator> PMap<O> {
+impl<O> PMap<O> {
     /// The operator applied to each item.
     pub fn inner(&self) -> &O {
         &self.op
@@ -182,13 +191,15 @@ impl<O: Operator> PMap<O> {
     pub fn num_workers(&self) -> usize {
         self.workers
     }
+}
 
+impl<O: Operator> PMap<O> {
     /// Runs every item, even after others fail, and returns each item's own outcome in input
     /// order (items unfinished at a deadline are [`XcsError::Timeout`]).
     pub fn call_settled(&self, inputs: Vec<O::Input>) -> Vec<Result<O::Output, XcsError>> {
         let len = inputs.len();
         settle(
-            run_traced(&self.name, || {
+            run_traced(Operator::name(self), || {
                 drive::run(&self.op, Kind::PMap(self.workers), inputs, true)
             }),
             self.op.name(),
@@ -209,12 +220,13 @@ impl<O: Operator> Operator for VMap<O> {
     }
 
     fn name(&self) -> &str {
-        &self.name
+        self.name
+            .get_or_init(|| format!("vmap({})", Operator::name(&*self.op)))
     }
 
     fn call(&self, inputs: Self::Input) -> Result<Self::Output, XcsError> {
         collect(
-            run_traced(&self.name, || {
+            run_traced(Operator::name(self), || {
                 drive::run(&self.op, Kind::VMap, inputs, false)
             }),
             self.op.name(),
@@ -239,12 +251,13 @@ impl<O: Operator> Operator for PMap<O> {
     }
 
     fn name(&self) -> &str {
-        &self.name
+        self.name
+            .get_or_init(|| format!("pmap({})", Operator::name(&*self.op)))
     }
 
     fn call(&self, inputs: Self::Input) -> Result<Self::Output, XcsError> {
         collect(
-            run_traced(&self.name, || {
+            run_traced(Operator::name(self), || {
                 drive::run(&self.op, Kind::PMap(self.workers), inputs, false)
             }),
             self.op.name(),
@@ -254,6 +267,126 @@ impl<O: Operator> Operator for PMap<O> {
     fn __xcs_cache_support(&self) -> Option<crate::cache::CacheSupport<Self::Input, Self::Output>> {
         None
     }
+}
+
+#[cfg(feature = "tokio")]
+mod async_impls {
+    //! `vmap` and `pmap` of async operators: the same rules, items as futures.
+
+    use std::future::Future;
+    use std::sync::Arc;
+
+    use super::plan::{Kind, Ran, collect, settle};
+    use super::{PMap, VMap, drive};
+    use crate::call_async::Snapshot;
+    use crate::error::XcsError;
+    use crate::operator::AsyncOperator;
+    use crate::trace::{self, Outcome};
+
+    /// Runs an async batch, recorded as one event when tracing (its items are its children).
+    async fn run_traced<O: AsyncOperator>(
+        op: Arc<O>,
+        name: String,
+        kind: Kind,
+        inputs: Vec<O::Input>,
+        settled: bool,
+        mut snapshot: Snapshot,
+    ) -> Result<Ran<O::Output>, XcsError> {
+        let event = snapshot
+            .options
+            .trace_execution
+            .then(|| trace::begin_async(&name, None, snapshot.parent.as_ref()));
+        if let Some(event) = &event {
+            snapshot.parent = Some(event.parent());
+        }
+        let ran = drive::future::run(&op, kind, inputs, settled, snapshot).await;
+        if let Some(event) = event {
+            event.finish(match &ran {
+                Err(XcsError::Timeout { .. }) => Outcome::Timeout,
+                Err(_) => Outcome::Error,
+                Ok(ran) if ran.timeout.is_some() => Outcome::Timeout,
+                Ok(ran) if ran.succeeded() => Outcome::Ok,
+                Ok(_) => Outcome::Error,
+            });
+        }
+        ran
+    }
+
+    macro_rules! async_batch {
+        ($ty:ident, $prefix:literal, $kind:expr) => {
+            impl<O: AsyncOperator> AsyncOperator for $ty<O> {
+                type Input = Vec<O::Input>;
+                type Output = Vec<O::Output>;
+
+                fn forward(
+                    &self,
+                    inputs: Self::Input,
+                ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send {
+                    let snapshot = Snapshot::now();
+                    let op = Arc::clone(&self.op);
+                    let kind = $kind(self);
+                    async move {
+                        let ran = drive::future::run(&op, kind, inputs, false, snapshot).await;
+                        collect(ran, op.name())
+                    }
+                }
+
+                fn name(&self) -> &str {
+                    self.name.get_or_init(|| {
+                        format!(concat!($prefix, "({})"), AsyncOperator::name(&*self.op))
+                    })
+                }
+
+                fn call(
+                    &self,
+                    inputs: Self::Input,
+                ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send {
+                    let ran = run_traced(
+                        Arc::clone(&self.op),
+                        AsyncOperator::name(self).to_owned(),
+                        $kind(self),
+                        inputs,
+                        false,
+                        Snapshot::now(),
+                    );
+                    let op = Arc::clone(&self.op);
+                    async move { collect(ran.await, op.name()) }
+                }
+
+                fn __xcs_cache_support(
+                    &self,
+                ) -> Option<crate::cache::CacheSupport<Self::Input, Self::Output>> {
+                    // Items are cached one by one through the inner operator.
+                    None
+                }
+            }
+
+            impl<O: AsyncOperator> $ty<O> {
+                /// Runs every item of an async batch, even after others fail, and returns each
+                /// item's own outcome in input order (items unfinished at a deadline are
+                /// [`XcsError::Timeout`]): the async form of `call_settled`.
+                pub fn call_settled_async(
+                    &self,
+                    inputs: Vec<O::Input>,
+                ) -> impl Future<Output = Vec<Result<O::Output, XcsError>>> + Send {
+                    let len = inputs.len();
+                    let ran = run_traced(
+                        Arc::clone(&self.op),
+                        AsyncOperator::name(self).to_owned(),
+                        $kind(self),
+                        inputs,
+                        true,
+                        Snapshot::now(),
+                    );
+                    let op = Arc::clone(&self.op);
+                    async move { settle(ran.await, op.name(), len) }
+                }
+            }
+        };
+    }
+
+    async_batch!(VMap, "vmap", |_: &VMap<O>| Kind::VMap);
+    async_batch!(PMap, "pmap", |p: &PMap<O>| Kind::PMap(p.workers));
 }
 
 #[cfg(test)]

@@ -80,6 +80,11 @@ pub(crate) struct Ran<T> {
 }
 
 impl<T> Ran<T> {
+    /// Whether every item succeeded.
+    pub(crate) fn succeeded(&self) -> bool {
+        self.timeout.is_none() && self.parts.iter().all(Part::succeeded)
+    }
+
     fn all_ok(&self) -> bool {
         self.timeout.is_none() && self.parts.iter().all(|p| matches!(p, Part::Ok(_)))
     }
@@ -202,14 +207,14 @@ pub(crate) fn run_traced<T>(
         Err(XcsError::Timeout { .. }) => Outcome::Timeout,
         Err(_) => Outcome::Error,
         Ok(ran) if ran.timeout.is_some() => Outcome::Timeout,
-        Ok(ran) if ran.parts.iter().all(Part::succeeded) => Outcome::Ok,
+        Ok(ran) if ran.succeeded() => Outcome::Ok,
         Ok(_) => Outcome::Error,
     });
     ran
 }
 
-/// Everything an item needs, shared by the threads that run items.
-pub(crate) struct Plan<O: Operator> {
+/// Everything an item needs, shared by the threads (or futures) that run items.
+pub(crate) struct Plan<O> {
     pub(crate) op: Arc<O>,
     pub(crate) options: ExecutionOptions,
     /// What items run under: the batch's deadline and its cancellation flag.
@@ -229,7 +234,7 @@ pub(crate) type Adopted = (
     Option<trace::InheritGuard>,
 );
 
-impl<O: Operator> Plan<O> {
+impl<O> Plan<O> {
     pub(crate) fn new(
         op: &Arc<O>,
         options: ExecutionOptions,
@@ -283,6 +288,28 @@ impl<O: Operator> Plan<O> {
         )
     }
 
+    /// Records that item `index` failed (unless settled): later unstarted items stay unstarted.
+    pub(crate) fn note_failure(&self, index: usize) {
+        if !self.settled {
+            self.failed_at.fetch_min(index, Ordering::AcqRel);
+        }
+    }
+
+    /// The trace parent of the batch's items, if tracing.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn trace_parent(&self) -> Option<&trace::Parent> {
+        self.trace_parent.as_ref()
+    }
+
+    /// Sets the trace parent of the batch's items (async batches record their own event).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn with_trace_parent(mut self, parent: Option<trace::Parent>) -> Self {
+        self.trace_parent = parent;
+        self
+    }
+}
+
+impl<O: Operator> Plan<O> {
     /// Runs item `index` on the current thread (whose options and context are already set).
     #[inline]
     pub(crate) fn run_item(&self, index: usize, input: O::Input) -> Slot<O::Output> {
@@ -300,9 +327,7 @@ impl<O: Operator> Plan<O> {
         ) {
             Ok(output) => Ok(output),
             Err(error) => {
-                if !self.settled {
-                    self.failed_at.fetch_min(index, Ordering::AcqRel);
-                }
+                self.note_failure(index);
                 Err(Some(Box::new(error)))
             }
         }
@@ -365,7 +390,15 @@ impl Timing {
     /// The timing of a call of `operator` starting now under `options`, or the timeout error if
     /// its deadline has passed already.
     pub(crate) fn now(operator: &str, options: &ExecutionOptions) -> Result<Timing, XcsError> {
-        let parent = deadline::current();
+        Timing::with_parent(operator, options, deadline::current())
+    }
+
+    /// The timing of a call made inside `parent` (read where the call was made).
+    pub(crate) fn with_parent(
+        operator: &str,
+        options: &ExecutionOptions,
+        parent: CallContext,
+    ) -> Result<Timing, XcsError> {
         let now = Instant::now();
         let deadline = call::deadline_for(options, &parent, now);
         if let Some((at, timeout)) = deadline {

@@ -133,10 +133,29 @@ fn runtime(kind: OptionKind, expr: &Expr) -> TokenStream {
     quote_spanned!(span=> ::xcs::__private::convert::#convert(#expr))
 }
 
-/// `execution_options!`: the body evaluated with the patch in force, inline.
+/// `execution_options!`: the body evaluated with the patch in force, inline; an `async` block
+/// becomes a future with the patch in force whenever it is polled.
 pub(crate) fn scoped(patch: TokenStream, body: Option<&Expr>, errors: TokenStream) -> TokenStream {
     let guard = local("__xcs_guard");
+    let awaited = body.and_then(first_await);
     match body {
+        Some(body @ Expr::Async(_)) => quote!({
+            #errors
+            ::xcs::__private::with_options_async(&#patch, #body)
+        }),
+        Some(body) if awaited.is_some() => {
+            let span = awaited.unwrap_or_else(Span::call_site);
+            let message = "`.await` inside `execution_options!(… => expr)` would hold the scope \
+                           across the await and leak it into other futures; write \
+                           `execution_options!(… => async { … }).await` instead";
+            let error = quote_spanned!(span=> ::core::compile_error!(#message););
+            quote!({
+                #errors
+                #error
+                let #guard = ::xcs::__private::enter(#patch);
+                #body
+            })
+        }
         Some(body) => quote!({
             #errors
             let #guard = ::xcs::__private::enter(#patch);
@@ -157,4 +176,27 @@ pub(crate) fn global(patch: TokenStream, errors: TokenStream) -> TokenStream {
         #errors
         ::xcs::__private::set_global_options(&#patch)
     })
+}
+
+/// The span of the first `.await` in `body` that is not inside a nested `async` block or
+/// closure (those run later, outside the scope, and may await freely).
+fn first_await(body: &Expr) -> Option<Span> {
+    use syn::visit::Visit;
+
+    struct Finder(Option<Span>);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_expr_await(&mut self, node: &'ast syn::ExprAwait) {
+            if self.0.is_none() {
+                self.0 = Some(node.await_token.span);
+            }
+            syn::visit::visit_expr_await(self, node);
+        }
+        fn visit_expr_async(&mut self, _: &'ast syn::ExprAsync) {}
+        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+
+    let mut finder = Finder(None);
+    finder.visit_expr(body);
+    finder.0
 }

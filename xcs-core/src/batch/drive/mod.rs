@@ -49,6 +49,8 @@
 //! until they return (see [`abandoned_items`](crate::abandoned_items)).
 
 mod backend;
+#[cfg(feature = "tokio")]
+pub(crate) mod future;
 mod lanes;
 
 use std::num::NonZeroUsize;

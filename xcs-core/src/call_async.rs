@@ -1,0 +1,148 @@
+//! How one async call runs: the same policies as a sync call (deadline, cache, trace, panics),
+//! with the body as a future that is dropped — really cancelled — at the deadline.
+//!
+//! The options are read when the call is *made* (`call` is a plain function returning the
+//! future), and the body runs inside a [`WithOptions`] that puts them back in force around each
+//! poll, so they hold after every `.await` on whichever thread polls it.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::FutureExt;
+
+use crate::call::{self, drop_quietly};
+use crate::deadline::{self, CallContext, CancelFlag};
+use crate::error::XcsError;
+use crate::operator::{AsyncOperator, Operator};
+use crate::options::ExecutionOptions;
+use crate::scope::{self, get_execution_options};
+use crate::scoped::WithOptions;
+use crate::trace::{self, Outcome};
+
+/// `AsyncOperator::call`: the caller's options, deadline and trace parent, read now.
+pub(crate) fn call<'a, O: AsyncOperator + ?Sized>(
+    op: &'a O,
+    input: O::Input,
+) -> impl Future<Output = Result<O::Output, XcsError>> + Send + 'a {
+    let snapshot = Snapshot::now();
+    invoke(op, input, None, snapshot)
+}
+
+/// What a call or batch made now runs under, read on the calling thread.
+#[derive(Clone)]
+pub(crate) struct Snapshot {
+    pub(crate) options: ExecutionOptions,
+    pub(crate) context: CallContext,
+    pub(crate) parent: Option<trace::Parent>,
+}
+
+impl Snapshot {
+    pub(crate) fn now() -> Snapshot {
+        let options = get_execution_options();
+        Snapshot {
+            options,
+            context: deadline::current(),
+            parent: if options.trace_execution {
+                trace::current_parent()
+            } else {
+                None
+            },
+        }
+    }
+}
+
+fn outcome_of<T>(result: &Result<T, XcsError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Ok,
+        Err(XcsError::Timeout { .. }) => Outcome::Timeout,
+        Err(XcsError::Panicked { .. }) => Outcome::Panicked,
+        Err(_) => Outcome::Error,
+    }
+}
+
+/// One async call (or batch item, with `index`) under `snapshot`.
+pub(crate) async fn invoke<O: AsyncOperator + ?Sized>(
+    op: &O,
+    input: O::Input,
+    index: Option<usize>,
+    snapshot: Snapshot,
+) -> Result<O::Output, XcsError> {
+    let Snapshot {
+        options,
+        context,
+        parent,
+    } = snapshot;
+    let name = op.name();
+    let now = Instant::now();
+    let deadline = call::deadline_for(&options, &context, now);
+    if let Some((at, timeout)) = deadline {
+        if now >= at || context.is_cancelled() {
+            drop_quietly(input);
+            if options.trace_execution {
+                trace::begin_async(name, index, parent.as_ref()).finish(Outcome::Timeout);
+            }
+            return Err(call::timeout_error(name, index, timeout));
+        }
+    }
+    let event = options
+        .trace_execution
+        .then(|| trace::begin_async(name, index, parent.as_ref()));
+    let cancel = CancelFlag::child_of(context.cancel.clone());
+    let inner = CallContext {
+        deadline: deadline.map(|(at, _)| at),
+        timeout: deadline.map(|(_, t)| t),
+        cancel: Some(Arc::clone(&cancel)),
+    };
+    let body_parent = event.as_ref().map(trace::AsyncEvent::parent).or(parent);
+    // The body's future is made inside the wrapper, so even work done before its first
+    // `.await` sees the options.
+    let body = WithOptions::adopt(
+        options,
+        inner,
+        body_parent,
+        AssertUnwindSafe(async move { op.forward(input).await }).catch_unwind(),
+    );
+    let result = match deadline {
+        Some((at, timeout)) => match tokio::time::timeout_at(at.into(), body).await {
+            Ok(finished) => finished,
+            Err(_) => {
+                // The body's future has been dropped: nothing it started keeps running.
+                cancel.cancel();
+                Ok(Err(call::timeout_error(name, index, timeout)))
+            }
+        },
+        None => body.await,
+    };
+    let result = result.unwrap_or_else(|payload| Err(call::panicked(name, index, payload)));
+    if let Some(event) = event {
+        event.finish(outcome_of(&result));
+    }
+    result
+}
+
+/// `blocking(op)`'s body: `op.call(input)` on tokio's blocking threads under the options in
+/// force now (the item's, when called from a batch).
+pub(crate) fn run_blocking<O: Operator>(
+    op: Arc<O>,
+    input: O::Input,
+) -> impl Future<Output = Result<O::Output, XcsError>> + Send {
+    let options = get_execution_options();
+    let context = deadline::current();
+    let name = op.name().to_owned();
+    async move {
+        let task = tokio::task::spawn_blocking(move || {
+            let _pinned = (scope::pin(options), deadline::enter(context));
+            op.call(input)
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(error) => Err(XcsError::Panicked {
+                operator: name,
+                index: None,
+                message: format!("the blocking task failed: {error}"),
+            }),
+        }
+    }
+}

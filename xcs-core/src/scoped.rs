@@ -1,0 +1,124 @@
+//! Options inside async code: a future wrapper that puts options in force around every `poll`.
+//!
+//! A scope is per thread, and an async task moves between threads at every `.await`, while
+//! sibling futures joined in one task are polled on the same thread in turns. So a scope must
+//! never be held across `.await`: [`WithOptions`] enters its options (and, for batch items and
+//! calls, the caller's deadline context and trace parent) at the start of each `poll` and leaves
+//! them before `poll` returns — what tokio's `LocalKey::scope` and tracing's `Instrument` do.
+//! Nothing leaks into a sibling future or another task, and everything the wrapped future calls
+//! while being polled inherits the options.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::deadline::{self, CallContext};
+use crate::options::{ExecutionOptions, OptionsPatch};
+use crate::scope;
+use crate::trace;
+
+/// What a [`WithOptions`] puts in force around each poll.
+#[derive(Clone, Debug)]
+pub(crate) enum Entry {
+    /// A scope setting only what the patch names (over whatever is in force where it is
+    /// polled).
+    Patch(OptionsPatch),
+    /// Exactly a caller's options, deadline context and trace parent (batch items, calls).
+    Adopt {
+        options: ExecutionOptions,
+        context: CallContext,
+        parent: Option<trace::Parent>,
+    },
+}
+
+pin_project! {
+    /// A future with execution options in force whenever it is polled. Made by
+    /// [`with_options_async`] and by `execution_options!(… => async { … })`.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct WithOptions<F> {
+        entry: Entry,
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F> WithOptions<F> {
+    pub(crate) fn adopt(
+        options: ExecutionOptions,
+        context: CallContext,
+        parent: Option<trace::Parent>,
+        inner: F,
+    ) -> Self {
+        WithOptions {
+            entry: Entry::Adopt {
+                options,
+                context,
+                parent,
+            },
+            inner,
+        }
+    }
+}
+
+impl<F: std::fmt::Debug> std::fmt::Debug for WithOptions<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithOptions")
+            .field("entry", &self.entry)
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<F: Future> Future for WithOptions<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        match this.entry {
+            Entry::Patch(patch) => {
+                let _scope = scope::enter(*patch);
+                this.inner.poll(cx)
+            }
+            Entry::Adopt {
+                options,
+                context,
+                parent,
+            } => {
+                let _pinned = scope::pin(*options);
+                let _context = deadline::enter(context.clone());
+                let _parent = parent.as_ref().map(trace::inherit);
+                this.inner.poll(cx)
+            }
+        }
+    }
+}
+
+/// `future` with `patch` in force whenever it is polled: the async counterpart of
+/// [`with_options`](crate::with_options), for patches built from configuration. The patch
+/// applies over the options in force where the future is polled, only while it is polled: a
+/// sibling future joined with it, or another task, never sees it.
+///
+/// ```
+/// use xcs::{OptionsPatch, get_execution_options, with_options_async};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), xcs::XcsError> {
+/// let patch = OptionsPatch::from_pairs([("max_workers", "3")])?;
+/// let inside = with_options_async(&patch, async {
+///     tokio::task::yield_now().await;
+///     get_execution_options().max_workers.map(|n| n.get())
+/// });
+/// let outside = async { get_execution_options().max_workers };
+/// let (inside, outside) = tokio::join!(inside, outside);
+/// assert_eq!((inside, outside), (Some(3), None));
+/// # Ok(())
+/// # }
+/// ```
+pub fn with_options_async<F: Future>(patch: &OptionsPatch, future: F) -> WithOptions<F> {
+    WithOptions {
+        entry: Entry::Patch(*patch),
+        inner: future,
+    }
+}
