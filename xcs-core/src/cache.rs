@@ -153,7 +153,7 @@ fn std_hasher<I: 'static>() -> Option<fn(&I, &mut dyn Hasher)> {
     None
 }
 
-fn std_cloner<O: 'static>() -> Option<fn(&O) -> O> {
+pub(crate) fn std_cloner<O: 'static>() -> Option<fn(&O) -> O> {
     macro_rules! pick {
         ($($t:ty),*) => {$(
             if TypeId::of::<O>() == TypeId::of::<$t>() {

@@ -22,6 +22,7 @@ use crate::deadline::{self, CallContext, CancelFlag};
 use crate::error::{BoxError, XcsError};
 use crate::operator::Operator;
 use crate::options::ExecutionOptions;
+use crate::policy;
 use crate::pool::{self, Crew, Job};
 use crate::scope::{self, get_execution_options};
 use crate::trace::{self, Outcome};
@@ -177,7 +178,7 @@ pub(crate) fn invoke_under<O: Operator + ?Sized>(
     options: &ExecutionOptions,
     timed: bool,
 ) -> Result<O::Output, XcsError> {
-    if !options.enable_caching && !options.trace_execution && !timed {
+    if !options.has_call_policy() && !timed {
         return guarded(op.name(), index, || op.forward(input));
     }
     invoke_with(op, input, index, detach, options, timed)
@@ -237,10 +238,82 @@ fn invoke_with<O: Operator + ?Sized>(
         }
     }
 
-    let recorder = options.trace_execution.then(|| trace::begin(name, index));
-    let result = match deadline {
-        Some((at, timeout)) if must_enforce(deadline, &context) => match detach {
-            Some(make) => run_detached(name, index, make(), input, options, &context, at, timeout),
+    let at = deadline.map(|(at, _)| at);
+    let retries = options.max_retries;
+    let clone_input = if retries > 0 {
+        let cloner = op.__xcs_clone_input();
+        if cloner.is_none() && !op.__xcs_retried_by_items() {
+            warn_not_retried(name);
+        }
+        cloner
+    } else {
+        None
+    };
+    let mut attempt = 1u32;
+    let mut kept = Some(input);
+    let result = loop {
+        // Keep a copy while another attempt may follow.
+        let input = match (clone_input, &kept) {
+            (Some(clone), Some(original)) if attempt <= retries => clone(original),
+            _ => match kept.take() {
+                Some(input) => input,
+                None => break Err(timeout_error(name, index, Duration::ZERO)),
+            },
+        };
+        if let Some(rate) = options.rate_limit {
+            match policy::rate::reserve(name, rate, at) {
+                Ok(start) => sleep_until(start),
+                Err(policy::rate::TooLate) => {
+                    drop_quietly(input);
+                    let timeout = deadline.map_or(Duration::ZERO, |(_, t)| t);
+                    break Err(timeout_error(name, index, timeout));
+                }
+            }
+        }
+        let recorder = options
+            .trace_execution
+            .then(|| trace::begin(name, index).attempt(attempt));
+        let result = attempt_once(op, input, index, detach, options, &context, deadline);
+        if let Some(recorder) = recorder {
+            recorder.finish(outcome_of(&result));
+        }
+        match result {
+            Err(error) if kept.is_some() => {
+                let wait = policy::retry::backoff(attempt, &error);
+                if !policy::retry::should_retry(&error, attempt, retries, wait, at) {
+                    break Err(error);
+                }
+                std::thread::sleep(wait);
+                attempt += 1;
+            }
+            result => break result,
+        }
+    };
+    drop_quietly(kept);
+
+    if let (Some(support), Some(key), Ok(output)) = (&cache, key, &result) {
+        cache::insert(key, support.clone_output(output));
+    }
+    // Stored (or failed): wake the callers waiting for this input.
+    drop(claim);
+    result
+}
+
+/// One attempt of the body, under the call's deadline (enforced here when no enclosing call
+/// does).
+fn attempt_once<O: Operator + ?Sized>(
+    op: &O,
+    input: O::Input,
+    index: Option<usize>,
+    detach: Option<Detach<'_, O::Input, O::Output>>,
+    options: &ExecutionOptions,
+    context: &CallContext,
+    deadline: Option<(Instant, Duration)>,
+) -> Result<O::Output, XcsError> {
+    let name = op.name();
+    match deadline {
+        Some((at, timeout)) if must_enforce(deadline, context) => match detach {
+            Some(make) => run_detached(name, index, make(), input, options, context, at, timeout),
             None => {
                 let _context = deadline::enter(CallContext {
                     deadline: Some(at),
@@ -264,17 +337,37 @@ fn invoke_with<O: Operator + ?Sized>(
             }
         }
         None => guarded(name, index, || op.forward(input)),
-    };
+    }
+}
 
-    if let (Some(support), Some(key), Ok(output)) = (&cache, key, &result) {
-        cache::insert(key, support.clone_output(output));
+/// Sleeps until `start` (a rate-limit slot).
+fn sleep_until(start: Instant) {
+    let wait = start.saturating_duration_since(Instant::now());
+    if !wait.is_zero() {
+        std::thread::sleep(wait);
     }
-    // Stored (or failed): wake the callers waiting for this input.
-    drop(claim);
-    if let Some(recorder) = recorder {
-        recorder.finish(outcome_of(&result));
+}
+
+/// Warns once per operator name that `max_retries` cannot apply (its input cannot be copied
+/// for another attempt).
+pub(crate) fn warn_not_retried(name: &str) {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static WARNED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let mut warned = WARNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if warned
+        .get_or_insert_with(HashSet::new)
+        .insert(name.to_owned())
+    {
+        tracing::warn!(
+            target: "xcs",
+            operator = name,
+            "`{name}` runs without retries: `max_retries` needs a `Clone` input to run an \
+             attempt again (derive or implement `Clone` for it)"
+        );
     }
-    result
 }
 
 /// Runs `body` on a job (a thread of its own) under the caller's options and a deadline

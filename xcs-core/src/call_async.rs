@@ -17,6 +17,7 @@ use crate::deadline::{self, CallContext, CancelFlag};
 use crate::error::XcsError;
 use crate::operator::{AsyncOperator, Operator};
 use crate::options::ExecutionOptions;
+use crate::policy;
 use crate::scope::{self, get_execution_options};
 use crate::scoped::WithOptions;
 use crate::trace::{self, Outcome};
@@ -86,9 +87,81 @@ pub(crate) async fn invoke<O: AsyncOperator + ?Sized>(
             return Err(call::timeout_error(name, index, timeout));
         }
     }
+    let at = deadline.map(|(at, _)| at);
+    let retries = options.max_retries;
+    let clone_input = if retries > 0 {
+        let cloner = op.__xcs_clone_input();
+        if cloner.is_none() && !op.__xcs_retried_by_items() {
+            call::warn_not_retried(name);
+        }
+        cloner
+    } else {
+        None
+    };
+    let mut attempt = 1u32;
+    let mut kept = Some(input);
+    let result = loop {
+        let input = match (clone_input, &kept) {
+            (Some(clone), Some(original)) if attempt <= retries => clone(original),
+            _ => match kept.take() {
+                Some(input) => input,
+                None => break Err(call::timeout_error(name, index, Default::default())),
+            },
+        };
+        if let Some(rate) = options.rate_limit {
+            match policy::rate::reserve(name, rate, at) {
+                // Waits without blocking a thread.
+                Ok(start) => tokio::time::sleep_until(start.into()).await,
+                Err(policy::rate::TooLate) => {
+                    drop_quietly(input);
+                    let timeout = deadline.map(|(_, t)| t).unwrap_or_default();
+                    break Err(call::timeout_error(name, index, timeout));
+                }
+            }
+        }
+        let result = attempt_once(
+            op,
+            input,
+            index,
+            options,
+            &context,
+            parent.clone(),
+            deadline,
+            attempt,
+        )
+        .await;
+        match result {
+            Err(error) if kept.is_some() => {
+                let wait = policy::retry::backoff(attempt, &error);
+                if !policy::retry::should_retry(&error, attempt, retries, wait, at) {
+                    break Err(error);
+                }
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            result => break result,
+        }
+    };
+    drop_quietly(kept);
+    result
+}
+
+/// One attempt of the body: a future dropped at the deadline, recorded as one event.
+#[allow(clippy::too_many_arguments)]
+async fn attempt_once<O: AsyncOperator + ?Sized>(
+    op: &O,
+    input: O::Input,
+    index: Option<usize>,
+    options: ExecutionOptions,
+    context: &CallContext,
+    parent: Option<trace::Parent>,
+    deadline: Option<(Instant, std::time::Duration)>,
+    attempt: u32,
+) -> Result<O::Output, XcsError> {
+    let name = op.name();
     let event = options
         .trace_execution
-        .then(|| trace::begin_async(name, index, parent.as_ref()));
+        .then(|| trace::begin_async(name, index, parent.as_ref()).attempt(attempt));
     let cancel = CancelFlag::child_of(context.cancel.clone());
     let inner = CallContext {
         deadline: deadline.map(|(at, _)| at),

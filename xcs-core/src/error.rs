@@ -155,6 +155,70 @@ impl XcsError {
         }
     }
 
+    /// An operator failure that retrying cannot fix (a bad request, an exhausted quota): with
+    /// `max_retries`, it is returned at once instead of retried. Still an
+    /// [`XcsError::Operator`]; its `source` shows and chains to `source`.
+    ///
+    /// ```
+    /// use xcs::XcsError;
+    /// let error = XcsError::permanent("chat", "insufficient_quota");
+    /// assert!(!error.is_retryable());
+    /// assert!(XcsError::operator("chat", "connection reset").is_retryable());
+    /// ```
+    pub fn permanent(operator: impl Into<String>, source: impl Into<BoxError>) -> XcsError {
+        XcsError::Operator {
+            operator: operator.into(),
+            index: None,
+            source: Box::new(Permanent(source.into())),
+        }
+    }
+
+    /// A retryable operator failure that says how long to wait before trying again (an HTTP
+    /// 429 or 503 with `Retry-After`): a retry waits at least `wait`. Still an
+    /// [`XcsError::Operator`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use xcs::XcsError;
+    /// let error = XcsError::retry_after("chat", Duration::from_secs(2), "429 Too Many Requests");
+    /// assert!(error.is_retryable());
+    /// assert_eq!(error.retry_hint(), Some(Duration::from_secs(2)));
+    /// ```
+    pub fn retry_after(
+        operator: impl Into<String>,
+        wait: Duration,
+        source: impl Into<BoxError>,
+    ) -> XcsError {
+        XcsError::Operator {
+            operator: operator.into(),
+            index: None,
+            source: Box::new(RetryAfter {
+                wait,
+                source: source.into(),
+            }),
+        }
+    }
+
+    /// Whether `max_retries` retries this error: every [`XcsError::Operator`] except those made
+    /// with [`permanent`](XcsError::permanent). Panics, timeouts and configuration errors are
+    /// never retried.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            XcsError::Operator { source, .. } => !source.is::<Permanent>(),
+            _ => false,
+        }
+    }
+
+    /// The wait an error made with [`retry_after`](XcsError::retry_after) asks for.
+    pub fn retry_hint(&self) -> Option<Duration> {
+        match self {
+            XcsError::Operator { source, .. } => {
+                source.downcast_ref::<RetryAfter>().map(|r| r.wait)
+            }
+            _ => None,
+        }
+    }
+
     /// The batch item this error is about, if it records one.
     pub fn index(&self) -> Option<usize> {
         match self {
@@ -260,6 +324,42 @@ impl XcsError {
     /// Whether this is a [`XcsError::Timeout`].
     pub fn is_timeout(&self) -> bool {
         matches!(self, XcsError::Timeout { .. })
+    }
+}
+
+/// The source of an error made with [`XcsError::permanent`]: shows as, and chains to, the
+/// wrapped error.
+#[derive(Debug)]
+struct Permanent(BoxError);
+
+impl fmt::Display for Permanent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl StdError for Permanent {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// The source of an error made with [`XcsError::retry_after`].
+#[derive(Debug)]
+struct RetryAfter {
+    wait: Duration,
+    source: BoxError,
+}
+
+impl fmt::Display for RetryAfter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.source, f)
+    }
+}
+
+impl StdError for RetryAfter {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.source)
     }
 }
 

@@ -25,6 +25,7 @@ pub mod device;
 pub mod error;
 pub mod operator;
 pub mod options;
+mod policy;
 pub mod pool;
 pub mod probe;
 pub mod scope;

@@ -77,6 +77,20 @@ pub trait Operator: Send + Sync + 'static {
     fn __xcs_cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
         CacheSupport::for_std_types()
     }
+
+    /// How to copy an input for another attempt under `max_retries`, if it can be copied. Not
+    /// part of the stable API: generated operators override it; the default covers the common
+    /// standard types.
+    #[doc(hidden)]
+    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+        crate::cache::std_cloner::<Self::Input>()
+    }
+
+    /// Whether retries apply to this operator's items rather than to it (batches).
+    #[doc(hidden)]
+    fn __xcs_retried_by_items(&self) -> bool {
+        false
+    }
 }
 
 impl<O: Operator> Operator for Arc<O> {
@@ -99,6 +113,14 @@ impl<O: Operator> Operator for Arc<O> {
     fn __xcs_cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
         (**self).__xcs_cache_support()
     }
+
+    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+        (**self).__xcs_clone_input()
+    }
+
+    fn __xcs_retried_by_items(&self) -> bool {
+        (**self).__xcs_retried_by_items()
+    }
 }
 
 impl<O: Operator> Operator for &'static O {
@@ -120,6 +142,14 @@ impl<O: Operator> Operator for &'static O {
 
     fn __xcs_cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
         (**self).__xcs_cache_support()
+    }
+
+    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+        (**self).__xcs_clone_input()
+    }
+
+    fn __xcs_retried_by_items(&self) -> bool {
+        (**self).__xcs_retried_by_items()
     }
 }
 
@@ -192,6 +222,18 @@ pub trait AsyncOperator: Send + Sync + 'static {
     {
         CacheSupport::for_std_types_of::<Self>()
     }
+
+    /// How to copy an input for another attempt; see [`Operator::__xcs_clone_input`].
+    #[doc(hidden)]
+    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+        crate::cache::std_cloner::<Self::Input>()
+    }
+
+    /// Whether retries apply to this operator's items rather than to it (batches).
+    #[doc(hidden)]
+    fn __xcs_retried_by_items(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(feature = "tokio")]
@@ -213,6 +255,14 @@ impl<O: AsyncOperator> AsyncOperator for Arc<O> {
     fn __xcs_cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
         (**self).__xcs_cache_support()
     }
+
+    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+        (**self).__xcs_clone_input()
+    }
+
+    fn __xcs_retried_by_items(&self) -> bool {
+        (**self).__xcs_retried_by_items()
+    }
 }
 
 #[cfg(feature = "tokio")]
@@ -233,6 +283,14 @@ impl<O: AsyncOperator> AsyncOperator for &'static O {
 
     fn __xcs_cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
         (**self).__xcs_cache_support()
+    }
+
+    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+        (**self).__xcs_clone_input()
+    }
+
+    fn __xcs_retried_by_items(&self) -> bool {
+        (**self).__xcs_retried_by_items()
     }
 }
 
@@ -311,5 +369,14 @@ impl<O: Operator> AsyncOperator for Blocking<O> {
     fn __xcs_cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
         // The sync operator's `call` inside caches, with its own key.
         None
+    }
+
+    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+        None
+    }
+
+    fn __xcs_retried_by_items(&self) -> bool {
+        // The sync operator's `call` inside retries.
+        true
     }
 }

@@ -501,6 +501,16 @@ impl ExecutionOptions {
         show_progress: false,
     };
 
+    /// Whether a call under these options does more than run its body (besides a deadline):
+    /// caching, tracing, retries or a rate limit. `false` is the fast path.
+    #[inline]
+    pub(crate) fn has_call_policy(&self) -> bool {
+        self.enable_caching
+            || self.trace_execution
+            || self.max_retries > 0
+            || self.rate_limit.is_some()
+    }
+
     /// These options with `patch` applied on top (what a scope does).
     pub fn patched(mut self, patch: &OptionsPatch) -> ExecutionOptions {
         patch.apply_to(&mut self);

@@ -270,8 +270,7 @@ pub(crate) fn per_call_work() -> bool {
             }
         }
         let options = scopes.current();
-        let work =
-            options.enable_caching || options.trace_execution || options.timeout_seconds.is_some();
+        let work = options.has_call_policy() || options.timeout_seconds.is_some();
         scopes
             .per_call_work
             .set(if work { Lazy::Yes } else { Lazy::No });

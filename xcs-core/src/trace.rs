@@ -146,6 +146,8 @@ pub struct TraceEvent {
     pub duration: Duration,
     /// How it ended.
     pub outcome: Outcome,
+    /// Which attempt of the call this is: `1`, or more for the retries of `max_retries`.
+    pub attempt: u32,
 }
 
 impl TraceEvent {
@@ -302,6 +304,7 @@ impl Trace {
                     "id": event.id,
                     "parent": event.parent,
                     "depth": event.depth,
+                    "attempt": event.attempt,
                 },
             }));
         }
@@ -345,6 +348,8 @@ pub struct OperatorStats {
     pub count: usize,
     /// How many of them were batch items.
     pub items: usize,
+    /// How many of them were retries (attempts after the first).
+    pub retries: usize,
     /// The sum of their durations.
     pub total: Duration,
     /// `total / count`.
@@ -360,6 +365,7 @@ impl OperatorStats {
             operator: operator.to_owned(),
             count: 0,
             items: 0,
+            retries: 0,
             total: Duration::ZERO,
             mean: Duration::ZERO,
             max: Duration::ZERO,
@@ -401,6 +407,7 @@ impl TraceSummary {
                 .or_insert_with(|| OperatorStats::new(&event.operator));
             stats.count += 1;
             stats.items += usize::from(event.is_item());
+            stats.retries += usize::from(event.attempt > 1);
             stats.total += event.duration;
             stats.max = stats.max.max(event.duration);
             stats.outcomes[event.outcome.slot()] += 1;
@@ -685,6 +692,7 @@ pub(crate) struct Recorder {
     begun: Instant,
     start: Duration,
     outcome: Option<Outcome>,
+    attempt: u32,
     span: tracing::span::EnteredSpan,
     /// Begun and finished on one thread (the open-event stack is thread-local).
     _not_send: PhantomData<*const ()>,
@@ -700,6 +708,7 @@ pub(crate) fn begin(operator: &str, index: Option<usize>) -> Recorder {
             operator,
             index = tracing::field::Empty,
             outcome = tracing::field::Empty,
+            attempt = tracing::field::Empty,
         ),
         Some(i) => tracing::info_span!(
             target: "xcs",
@@ -707,6 +716,7 @@ pub(crate) fn begin(operator: &str, index: Option<usize>) -> Recorder {
             operator,
             index = i,
             outcome = tracing::field::Empty,
+            attempt = tracing::field::Empty,
         ),
     };
     let id = NEXT_EVENT_ID.fetch_add(1, Ordering::Relaxed);
@@ -735,12 +745,22 @@ pub(crate) fn begin(operator: &str, index: Option<usize>) -> Recorder {
         begun,
         start: begun.saturating_duration_since(epoch),
         outcome: None,
+        attempt: 1,
         span: span.entered(),
         _not_send: PhantomData,
     }
 }
 
 impl Recorder {
+    /// Marks the event as attempt `attempt` of its call (retries are 2, 3, …).
+    pub(crate) fn attempt(mut self, attempt: u32) -> Self {
+        if attempt > 1 {
+            self.attempt = attempt;
+            self.span.record("attempt", attempt);
+        }
+        self
+    }
+
     /// Ends the event with `outcome` and records it.
     pub(crate) fn finish(mut self, outcome: Outcome) {
         self.outcome = Some(outcome);
@@ -774,6 +794,7 @@ impl Drop for Recorder {
             start: self.start,
             duration,
             outcome,
+            attempt: self.attempt,
         };
         buffer().push(event, TRACE_CAPACITY);
         // The span is exited when `self.span` drops, after the event is recorded.
@@ -794,6 +815,7 @@ pub(crate) struct AsyncEvent {
     start: Duration,
     span: tracing::Span,
     outcome: Option<Outcome>,
+    attempt: u32,
 }
 
 /// Starts recording an async call (`index: None`) or item under `parent` (the event open where
@@ -813,6 +835,7 @@ pub(crate) fn begin_async(
                 operator,
                 index = tracing::field::Empty,
                 outcome = tracing::field::Empty,
+                attempt = tracing::field::Empty,
             ),
             Some(i) => tracing::info_span!(
                 target: "xcs",
@@ -820,6 +843,7 @@ pub(crate) fn begin_async(
                 operator,
                 index = i,
                 outcome = tracing::field::Empty,
+                attempt = tracing::field::Empty,
             ),
         }
     };
@@ -835,11 +859,21 @@ pub(crate) fn begin_async(
         start: begun.saturating_duration_since(epoch),
         span,
         outcome: None,
+        attempt: 1,
     }
 }
 
 #[cfg(feature = "tokio")]
 impl AsyncEvent {
+    /// Marks the event as attempt `attempt` of its call.
+    pub(crate) fn attempt(mut self, attempt: u32) -> Self {
+        if attempt > 1 {
+            self.attempt = attempt;
+            self.span.record("attempt", attempt);
+        }
+        self
+    }
+
     /// This event as the parent of what runs inside it.
     pub(crate) fn parent(&self) -> Parent {
         Parent {
@@ -880,6 +914,7 @@ impl Drop for AsyncEvent {
             start: self.start,
             duration: self.begun.elapsed(),
             outcome,
+            attempt: self.attempt,
         };
         buffer().push(event, TRACE_CAPACITY);
     }
@@ -919,6 +954,7 @@ mod tests {
             start: Duration::ZERO,
             duration: Duration::from_millis(ms),
             outcome,
+            attempt: 1,
         }
     }
 

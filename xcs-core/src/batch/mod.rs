@@ -237,6 +237,14 @@ impl<O: Operator> Operator for VMap<O> {
         // Items are cached one by one through the inner operator.
         None
     }
+
+    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+        None
+    }
+
+    fn __xcs_retried_by_items(&self) -> bool {
+        true
+    }
 }
 
 impl<O: Operator> Operator for PMap<O> {
@@ -266,6 +274,14 @@ impl<O: Operator> Operator for PMap<O> {
 
     fn __xcs_cache_support(&self) -> Option<crate::cache::CacheSupport<Self::Input, Self::Output>> {
         None
+    }
+
+    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+        None
+    }
+
+    fn __xcs_retried_by_items(&self) -> bool {
+        true
     }
 }
 
@@ -358,6 +374,14 @@ mod async_impls {
                 ) -> Option<crate::cache::CacheSupport<Self::Input, Self::Output>> {
                     // Items are cached one by one through the inner operator.
                     None
+                }
+
+                fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+                    None
+                }
+
+                fn __xcs_retried_by_items(&self) -> bool {
+                    true
                 }
             }
 

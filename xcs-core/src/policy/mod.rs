@@ -1,0 +1,16 @@
+//! What one call goes through, in one fixed order, the same for sync and async calls:
+//!
+//! 1. **deadline** — a call that cannot start before its deadline is a timeout;
+//! 2. **cache** — an input seen before is answered without running the body;
+//! 3. **rate limit** ([`rate`]) — each attempt waits for its start slot (the wait counts
+//!    against the deadline);
+//! 4. **trace** — each attempt is an event carrying its attempt number;
+//! 5. **body**, with panics caught;
+//! 6. **retry** ([`retry`]) — a retryable failure runs again after a backoff, up to
+//!    `max_retries` more times, never past the deadline.
+//!
+//! The modules here hold the rules; `call` (threads) and `call_async` (futures) only differ in
+//! how they wait.
+
+pub(crate) mod rate;
+pub(crate) mod retry;
