@@ -262,7 +262,12 @@ fn invoke_with<O: Operator + ?Sized>(
         };
         if let Some(rate) = options.rate_limit {
             match policy::rate::reserve(name, rate, at) {
-                Ok(start) => sleep_until(start),
+                Ok(start) => {
+                    sleep_until(start);
+                    while let Some(wait) = policy::rate::confirm(name, rate) {
+                        std::thread::sleep(wait);
+                    }
+                }
                 Err(policy::rate::TooLate) => {
                     drop_quietly(input);
                     let timeout = deadline.map_or(Duration::ZERO, |(_, t)| t);

@@ -111,7 +111,12 @@ pub(crate) async fn invoke<O: AsyncOperator + ?Sized>(
         if let Some(rate) = options.rate_limit {
             match policy::rate::reserve(name, rate, at) {
                 // Waits without blocking a thread.
-                Ok(start) => tokio::time::sleep_until(start.into()).await,
+                Ok(start) => {
+                    tokio::time::sleep_until(start.into()).await;
+                    while let Some(wait) = policy::rate::confirm(name, rate) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
                 Err(policy::rate::TooLate) => {
                     drop_quietly(input);
                     let timeout = deadline.map(|(_, t)| t).unwrap_or_default();

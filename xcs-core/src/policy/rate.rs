@@ -13,7 +13,14 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-static NEXT: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+/// Per operator name: the next free slot, and when the last call really started.
+#[derive(Clone, Copy)]
+struct Slots {
+    next: Instant,
+    last_start: Option<Instant>,
+}
+
+static SLOTS: Mutex<Option<HashMap<String, Slots>>> = Mutex::new(None);
 
 /// Why a call may not start.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,23 +35,45 @@ pub(crate) fn reserve(
 ) -> Result<Instant, TooLate> {
     let interval = interval(rate);
     let now = Instant::now();
-    let mut next = NEXT.lock().unwrap_or_else(PoisonError::into_inner);
-    let next = next.get_or_insert_with(HashMap::new);
-    let start = match next.get(operator) {
-        Some(&free) if free > now => free,
+    let mut slots = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
+    let slots = slots.get_or_insert_with(HashMap::new);
+    let start = match slots.get(operator) {
+        Some(s) if s.next > now => s.next,
         _ => now,
     };
     if deadline.is_some_and(|at| start > at) {
         return Err(TooLate);
     }
-    let following = start.checked_add(interval).unwrap_or(start);
-    match next.get_mut(operator) {
-        Some(slot) => *slot = following,
-        None => {
-            next.insert(operator.to_owned(), following);
+    let next = start.checked_add(interval).unwrap_or(start);
+    slots
+        .entry(operator.to_owned())
+        .and_modify(|s| s.next = next)
+        .or_insert(Slots {
+            next,
+            last_start: None,
+        });
+    Ok(start)
+}
+
+/// Called when a reserved slot has come: records the start, or says how much longer to wait
+/// because the previous call started late (a thread or timer woke late), so that the starts
+/// themselves — not only the slots — are at least `1/rate` apart.
+pub(crate) fn confirm(operator: &str, rate: f64) -> Option<Duration> {
+    let interval = interval(rate);
+    let now = Instant::now();
+    let mut slots = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
+    let slot = slots.get_or_insert_with(HashMap::new).get_mut(operator)?;
+    if let Some(earliest) = slot.last_start.and_then(|last| last.checked_add(interval)) {
+        if earliest > now {
+            return Some(earliest - now);
         }
     }
-    Ok(start)
+    slot.last_start = Some(now);
+    // A late start pushes the next free slot back too.
+    if let Some(following) = now.checked_add(interval) {
+        slot.next = slot.next.max(following);
+    }
+    None
 }
 
 /// `1/rate`, for any finite rate > 0 (options guarantee that); absurdly small rates are capped
