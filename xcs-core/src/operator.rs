@@ -8,6 +8,10 @@
 use std::sync::Arc;
 
 use crate::cache::CacheSupport;
+
+/// Copies an input for another attempt (see `max_retries`).
+#[doc(hidden)]
+pub type CloneInput<I> = fn(&I) -> I;
 use crate::error::XcsError;
 
 /// A unit of work: an LLM call, a scorer, an ensemble, a plain function.
@@ -82,7 +86,7 @@ pub trait Operator: Send + Sync + 'static {
     /// part of the stable API: generated operators override it; the default covers the common
     /// standard types.
     #[doc(hidden)]
-    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+    fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<Self::Input>> {
         crate::cache::std_cloner::<Self::Input>()
     }
 
@@ -114,7 +118,7 @@ impl<O: Operator> Operator for Arc<O> {
         (**self).__xcs_cache_support()
     }
 
-    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+    fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<Self::Input>> {
         (**self).__xcs_clone_input()
     }
 
@@ -144,7 +148,7 @@ impl<O: Operator> Operator for &'static O {
         (**self).__xcs_cache_support()
     }
 
-    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+    fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<Self::Input>> {
         (**self).__xcs_clone_input()
     }
 
@@ -225,7 +229,7 @@ pub trait AsyncOperator: Send + Sync + 'static {
 
     /// How to copy an input for another attempt; see [`Operator::__xcs_clone_input`].
     #[doc(hidden)]
-    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+    fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<Self::Input>> {
         crate::cache::std_cloner::<Self::Input>()
     }
 
@@ -256,7 +260,7 @@ impl<O: AsyncOperator> AsyncOperator for Arc<O> {
         (**self).__xcs_cache_support()
     }
 
-    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+    fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<Self::Input>> {
         (**self).__xcs_clone_input()
     }
 
@@ -285,7 +289,7 @@ impl<O: AsyncOperator> AsyncOperator for &'static O {
         (**self).__xcs_cache_support()
     }
 
-    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+    fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<Self::Input>> {
         (**self).__xcs_clone_input()
     }
 
@@ -371,7 +375,7 @@ impl<O: Operator> AsyncOperator for Blocking<O> {
         None
     }
 
-    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+    fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<Self::Input>> {
         None
     }
 

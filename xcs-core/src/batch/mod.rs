@@ -238,7 +238,7 @@ impl<O: Operator> Operator for VMap<O> {
         None
     }
 
-    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+    fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<Self::Input>> {
         None
     }
 
@@ -276,7 +276,7 @@ impl<O: Operator> Operator for PMap<O> {
         None
     }
 
-    fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+    fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<Self::Input>> {
         None
     }
 
@@ -376,7 +376,7 @@ mod async_impls {
                     None
                 }
 
-                fn __xcs_clone_input(&self) -> Option<fn(&Self::Input) -> Self::Input> {
+                fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<Self::Input>> {
                     None
                 }
 
