@@ -1,4 +1,5 @@
 //! Async operators (SPEC §7): options across `.await`, in-flight bounds, real cancellation.
+#![cfg(feature = "tokio")]
 
 mod common;
 

@@ -6,10 +6,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use xcs::{
-    AsyncOperator, Operator, OptionsPatch, Outcome, XcsError, execution_options, pmap, vmap,
-    with_options,
-};
+#[cfg(feature = "tokio")]
+use xcs::AsyncOperator;
+use xcs::{Operator, OptionsPatch, Outcome, XcsError, execution_options, pmap, vmap, with_options};
 
 /// Fails its first `failures` attempts per input, then answers; records when attempts start.
 struct Flaky {
@@ -67,7 +66,9 @@ impl Operator for Flaky {
     }
 }
 
+#[cfg(feature = "tokio")]
 struct AsyncFlaky(Arc<Flaky>);
+#[cfg(feature = "tokio")]
 impl AsyncOperator for AsyncFlaky {
     type Input = u64;
     type Output = u64;
@@ -186,6 +187,7 @@ fn attempts_are_trace_events_and_the_summary_counts_retries() {
     assert_eq!(trace.summary().get("traced_retries").unwrap().retries, 2);
 }
 
+#[cfg(feature = "tokio")]
 #[test]
 fn async_calls_and_items_retry_too() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -233,7 +235,9 @@ impl Operator for Stamp {
         self.name
     }
 }
+#[cfg(feature = "tokio")]
 struct AsyncStamp(Arc<Stamp>);
+#[cfg(feature = "tokio")]
 impl AsyncOperator for AsyncStamp {
     type Input = u64;
     type Output = u64;
@@ -275,6 +279,7 @@ fn rate_limited_starts_are_spaced_across_threads() {
     assert!(spaced(&op2.gaps(), 20.0), "{:?}", op2.gaps());
 }
 
+#[cfg(feature = "tokio")]
 #[test]
 fn rate_limited_starts_are_spaced_across_async_tasks() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
