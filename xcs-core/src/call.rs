@@ -191,11 +191,26 @@ fn invoke_with<O: Operator + ?Sized>(
     } else {
         None
     };
-    let key = cache.as_ref().map(|support| support.key(name, &input));
+    // A panic in the input's `Hash` or the output's `Clone` is the call's error.
+    let cache_panic = |message| {
+        if options.trace_execution {
+            trace::begin(name, index).finish(Outcome::Panicked);
+        }
+        Err(XcsError::Panicked {
+            operator: name.to_owned(),
+            index,
+            message,
+        })
+    };
+    let key = match cache.as_ref().map(|support| support.key(name, &input)) {
+        Some(Err(message)) => return cache_panic(message),
+        key => key.and_then(Result::ok),
+    };
     // Held while the body runs: concurrent calls with the same input wait for this one.
     let mut claim = None;
     if let (Some(support), Some(key)) = (&cache, &key) {
-        match cache::lookup(support, key, deadline.map(|(at, _)| at)) {
+        let held = cache::ClaimChain::new();
+        match cache::lookup(support, key, deadline.map(|(at, _)| at), &held) {
             cache::Lookup::Hit(hit) => {
                 if options.trace_execution {
                     trace::begin(name, index).finish(Outcome::CacheHit);
@@ -203,6 +218,7 @@ fn invoke_with<O: Operator + ?Sized>(
                 return Ok(hit);
             }
             cache::Lookup::Compute(computing) => claim = Some(computing),
+            cache::Lookup::Uncached => {}
             cache::Lookup::TimedOut => {
                 if options.trace_execution {
                     trace::begin(name, index).finish(Outcome::Timeout);
@@ -210,11 +226,12 @@ fn invoke_with<O: Operator + ?Sized>(
                 let timeout = deadline.map_or(Duration::ZERO, |(_, t)| t);
                 return Err(timeout_error(name, index, timeout));
             }
+            cache::Lookup::Panicked(message) => return cache_panic(message),
         }
     }
 
     let recorder = options.trace_execution.then(|| trace::begin(name, index));
-    let result = match deadline {
+    let mut result = match deadline {
         Some((at, timeout)) if must_enforce(deadline, &context) => match detach {
             Some(make) => run_detached(name, index, make(), input, options, &context, at, timeout),
             None => {
@@ -242,8 +259,14 @@ fn invoke_with<O: Operator + ?Sized>(
         None => guarded(name, index, || op.forward(input)),
     };
 
-    if let (Some(support), Some(key), Ok(output)) = (&cache, key, &result) {
-        cache::insert(key, support.clone_output(output));
+    if let (Some(support), Some(claim), Ok(output)) = (&cache, &claim, &result) {
+        if let Err(message) = cache::insert(support, claim.key(), output) {
+            result = Err(XcsError::Panicked {
+                operator: name.to_owned(),
+                index,
+                message,
+            });
+        }
     }
     // Stored (or failed): wake the callers waiting for this input.
     drop(claim);
