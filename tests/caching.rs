@@ -668,3 +668,178 @@ fn a_slow_clone_does_not_hold_up_other_cached_calls() {
         "another cached call waited for a clone"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Single flight never waits for itself.
+// ---------------------------------------------------------------------------------------------
+
+/// Calls itself once with its own input from inside its body.
+struct Recursive(AtomicUsize);
+
+impl Operator for Recursive {
+    type Input = u32;
+    type Output = u32;
+    fn forward(&self, x: u32) -> Result<u32, XcsError> {
+        if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+            return self.call(x).map(|inner| inner + 1);
+        }
+        Ok(x)
+    }
+    fn name(&self) -> &str {
+        "recursive"
+    }
+}
+
+#[test]
+#[ignore = "needs call.rs to pass each call's ClaimChain down to its body's calls"]
+fn an_operator_calling_itself_with_its_input_does_not_wait_for_itself() {
+    let _lock = global_lock();
+    xcs::clear_cache();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let op = Recursive(AtomicUsize::new(0));
+        let _ = sender.send(with_options(&caching(), || op.call(5)));
+    });
+    let result = receiver
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the nested call waited for its own caller");
+    assert_eq!(result.unwrap(), 6);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Uncacheable operators are warned about, once per operator type.
+// ---------------------------------------------------------------------------------------------
+
+/// The warnings (target `xcs`) of the whole test binary.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl Warnings {
+    fn mentioning(&self, needle: &str) -> Vec<String> {
+        let all = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.iter().filter(|w| w.contains(needle)).cloned().collect()
+    }
+}
+
+struct Message<'a>(&'a mut String);
+
+impl tracing::field::Visit for Message<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            *self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let meta = event.metadata();
+        if meta.target() == "xcs" && *meta.level() == tracing::Level::WARN {
+            let mut message = String::new();
+            event.record(&mut Message(&mut message));
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(message);
+        }
+    }
+}
+
+/// A global subscriber (batch items run on pool threads), installed once for this binary.
+fn warnings() -> &'static Warnings {
+    static WARNINGS: std::sync::OnceLock<Warnings> = std::sync::OnceLock::new();
+    WARNINGS.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        let warnings = Warnings::default();
+        let subscriber = tracing_subscriber::registry().with(warnings.clone());
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in this test binary");
+        warnings
+    })
+}
+
+/// A hand-written operator whose input is not a standard type xcs can hash.
+struct Mean;
+
+impl Operator for Mean {
+    type Input = Vec<f64>;
+    type Output = f64;
+    fn forward(&self, xs: Vec<f64>) -> Result<f64, XcsError> {
+        Ok(xs.iter().sum::<f64>() / xs.len().max(1) as f64)
+    }
+    fn name(&self) -> &str {
+        "mean_of_floats"
+    }
+}
+
+/// A client: not `Hash`, so not part of a cache key.
+pub struct LlmClient;
+
+#[xcs::operator]
+fn ask_with_client(client: LlmClient, prompt: String) -> String {
+    let _ = client;
+    prompt
+}
+
+/// Never called under caching.
+struct NeverCached;
+
+impl Operator for NeverCached {
+    type Input = f32;
+    type Output = f32;
+    fn forward(&self, x: f32) -> Result<f32, XcsError> {
+        Ok(x)
+    }
+    fn name(&self) -> &str {
+        "never_cached_op"
+    }
+}
+
+#[test]
+fn uncacheable_operators_warn_once_per_type_saying_why() {
+    let _lock = global_lock();
+    let warnings = warnings();
+    NeverCached.call(1.0).unwrap();
+    with_options(&caching(), || {
+        for _ in 0..3 {
+            Mean.call(vec![1.0, 2.0]).unwrap();
+            AskWithClient
+                .call(AskWithClientInputs::new(LlmClient, "hi".to_string()))
+                .unwrap();
+        }
+        // Batches are cached item by item: no warning about the batch operators.
+        vmap(vmap(Counted::default()))
+            .call(vec![vec![1, 2], vec![3]])
+            .unwrap();
+    });
+
+    let mean = warnings.mentioning("`mean_of_floats`");
+    assert_eq!(mean.len(), 1, "{mean:#?}");
+    assert!(
+        mean[0].contains("input type `alloc::vec::Vec<f64>`"),
+        "{}",
+        mean[0]
+    );
+    assert!(mean[0].contains("`static`"), "{}", mean[0]);
+
+    let ask = warnings.mentioning("`ask_with_client`");
+    assert_eq!(ask.len(), 1, "{ask:#?}");
+    assert!(
+        ask[0].contains("parameter `client: caching::LlmClient` is not `Hash + Eq`"),
+        "{}",
+        ask[0]
+    );
+    assert!(
+        ask[0].contains("hand-written operator struct"),
+        "{}",
+        ask[0]
+    );
+
+    assert!(warnings.mentioning("vmap(").is_empty());
+    assert!(warnings.mentioning("counted").is_empty());
+    // Without `enable_caching`, nothing to warn about.
+    assert!(warnings.mentioning("never_cached_op").is_empty());
+}
