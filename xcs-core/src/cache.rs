@@ -25,7 +25,7 @@
 //! its own deadline. If the first fails, the next waiter runs the body itself. A wait must never
 //! close a cycle — a body that (directly, or through batches on other threads) calls its own
 //! operator with its own input would otherwise wait for itself forever. So each caller says which
-//! claims its ancestors hold ([`ClaimChain`]), every waiter is registered with its chain, and a
+//! claims its ancestors hold (a `ClaimChain`), every waiter is registered with its chain, and a
 //! caller that would wait, through any chain of waiters, for a claim of its own ancestors runs
 //! the body uncached instead. The invariant: the waits-for graph between claims stays acyclic, so
 //! every wait ends when the (finite) body it waits for ends, or at the waiter's deadline.

@@ -180,6 +180,7 @@ mod tests {
             size_of::<Vec<String>>() + 2 * size_of::<String>() + 200
         );
         // Not `CacheSize`: a `Vec` of them counts its buffer, anything else its `size_of`.
+        #[allow(dead_code)]
         struct Pair(u64, u64);
         let pairs = vec![Pair(1, 2), Pair(3, 4), Pair(5, 6)];
         assert_eq!(
