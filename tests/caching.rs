@@ -2,8 +2,8 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use common::global_lock;
@@ -229,4 +229,616 @@ fn a_caller_waiting_for_another_still_meets_its_deadline() {
     assert_eq!(op.0.load(Ordering::SeqCst), 1);
     assert_eq!(with_options(&caching(), || op.call(5)).unwrap(), 10);
     assert_eq!(op.0.load(Ordering::SeqCst), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator identity: the operator's own type is part of the key.
+// ---------------------------------------------------------------------------------------------
+
+/// Two different hand-written operators that happen to share a name and their types.
+struct Summarize;
+struct Translate;
+
+impl Operator for Summarize {
+    type Input = String;
+    type Output = String;
+    fn forward(&self, text: String) -> Result<String, XcsError> {
+        Ok(format!("summary of {text}"))
+    }
+    fn name(&self) -> &str {
+        "llm"
+    }
+}
+
+impl Operator for Translate {
+    type Input = String;
+    type Output = String;
+    fn forward(&self, text: String) -> Result<String, XcsError> {
+        Ok(format!("translation of {text}"))
+    }
+    fn name(&self) -> &str {
+        "llm"
+    }
+}
+
+mod first {
+    #[xcs::operator]
+    pub fn answer(question: String) -> String {
+        format!("first: {question}")
+    }
+}
+
+mod second {
+    #[xcs::operator]
+    pub fn answer(question: String) -> String {
+        format!("second: {question}")
+    }
+}
+
+#[test]
+fn operator_types_with_one_name_never_share_entries() {
+    let _lock = global_lock();
+    xcs::clear_cache();
+    with_options(&caching(), || {
+        let report = || "the report".to_string();
+        assert_eq!(Summarize.call(report()).unwrap(), "summary of the report");
+        assert_eq!(
+            Translate.call(report()).unwrap(),
+            "translation of the report"
+        );
+        // Each is cached under its own type.
+        assert_eq!(Summarize.call(report()).unwrap(), "summary of the report");
+        assert_eq!(
+            Translate.call(report()).unwrap(),
+            "translation of the report"
+        );
+        assert_eq!(xcs::cache_stats().entries, 2);
+
+        // Generated operators too (same function name, same parameter types).
+        let q = || "why".to_string();
+        assert_eq!(
+            first::Answer.call(first::AnswerInputs::new(q())).unwrap(),
+            "first: why"
+        );
+        assert_eq!(
+            second::Answer.call(second::AnswerInputs::new(q())).unwrap(),
+            "second: why"
+        );
+        assert_eq!(
+            first::Answer.call(first::AnswerInputs::new(q())).unwrap(),
+            "first: why"
+        );
+    });
+    // An `Arc` shares its operator's entries.
+    with_options(&caching(), || {
+        let before = xcs::cache_stats().hits;
+        assert_eq!(
+            Arc::new(Translate).call("the report".to_string()).unwrap(),
+            "translation of the report"
+        );
+        assert_eq!(xcs::cache_stats().hits, before + 1);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The byte bound.
+// ---------------------------------------------------------------------------------------------
+
+const MIB: usize = 1 << 20;
+
+/// Returns 1 MiB per input; counts runs.
+#[derive(Default)]
+struct Blob(AtomicUsize);
+
+impl Operator for Blob {
+    type Input = u32;
+    type Output = Vec<u8>;
+    fn forward(&self, seed: u32) -> Result<Vec<u8>, XcsError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(vec![seed as u8; MIB])
+    }
+    fn name(&self) -> &str {
+        "blob"
+    }
+}
+
+static PAGE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// A generated operator returning 1 MiB of text.
+#[xcs::operator]
+fn page(n: u32) -> String {
+    PAGE_RUNS.fetch_add(1, Ordering::SeqCst);
+    char::from(b'a' + (n % 26) as u8).to_string().repeat(MIB)
+}
+
+/// Restores the default bounds when dropped.
+struct DefaultBounds;
+
+impl Drop for DefaultBounds {
+    fn drop(&mut self) {
+        xcs::set_cache_capacity(xcs::DEFAULT_CACHE_CAPACITY);
+        xcs::set_cache_max_bytes(xcs::DEFAULT_CACHE_MAX_BYTES);
+        xcs::clear_cache();
+    }
+}
+
+#[test]
+fn many_large_outputs_stay_under_the_byte_bound() {
+    let _lock = global_lock();
+    let _restore = DefaultBounds;
+    xcs::clear_cache();
+    let stats = xcs::cache_stats();
+    assert_eq!(
+        stats.max_bytes,
+        xcs::DEFAULT_CACHE_MAX_BYTES,
+        "the documented default"
+    );
+    assert_eq!(stats.bytes, 0);
+
+    xcs::set_cache_max_bytes(8 * MIB);
+    let op = Blob::default();
+    with_options(&caching(), || {
+        for seed in 0..32 {
+            op.call(seed).unwrap();
+        }
+        let stats = xcs::cache_stats();
+        assert!(stats.bytes <= 8 * MIB, "{stats:?}");
+        // Seven outputs of 1 MiB and a bit fit, the eighth does not.
+        assert_eq!(stats.entries, 7, "{stats:?}");
+        assert!(
+            stats.bytes >= 7 * MIB,
+            "outputs count their heap: {stats:?}"
+        );
+        assert_eq!(stats.evictions, 25);
+        // The most recent outputs are the ones kept.
+        op.call(31).unwrap();
+        op.call(25).unwrap();
+        assert_eq!(op.0.load(Ordering::SeqCst), 32);
+        op.call(0).unwrap();
+        assert_eq!(op.0.load(Ordering::SeqCst), 33);
+    });
+
+    // Generated operators count their heap too.
+    xcs::clear_cache();
+    PAGE_RUNS.store(0, Ordering::SeqCst);
+    with_options(&caching(), || {
+        for n in 0..20 {
+            Page.call(PageInputs::new(n)).unwrap();
+        }
+        let stats = xcs::cache_stats();
+        assert!(
+            stats.bytes <= 8 * MIB && stats.bytes >= 7 * MIB,
+            "{stats:?}"
+        );
+        Page.call(PageInputs::new(19)).unwrap();
+        assert_eq!(PAGE_RUNS.load(Ordering::SeqCst), 20);
+    });
+
+    // Lowering the bound evicts at once; an output larger than the bound is not stored.
+    xcs::set_cache_max_bytes(MIB / 2);
+    assert_eq!(xcs::cache_stats().entries, 0);
+    assert_eq!(xcs::cache_stats().bytes, 0);
+    let op = Blob::default();
+    with_options(&caching(), || {
+        op.call(1).unwrap();
+        op.call(1).unwrap();
+    });
+    assert_eq!(op.0.load(Ordering::SeqCst), 2);
+    assert_eq!(xcs::cache_stats().entries, 0);
+}
+
+#[test]
+fn the_entry_bound_still_applies_beside_the_byte_bound() {
+    let _lock = global_lock();
+    let _restore = DefaultBounds;
+    xcs::clear_cache();
+    xcs::set_cache_capacity(3);
+    let op = Counted::default();
+    with_options(&caching(), || {
+        for i in 0..10 {
+            op.call(i).unwrap();
+        }
+    });
+    let stats = xcs::cache_stats();
+    assert_eq!((stats.entries, stats.capacity), (3, 3));
+    assert!(stats.bytes > 0 && stats.bytes < stats.max_bytes);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Panics in user code around the cache: errors, never unwinding into the caller.
+// ---------------------------------------------------------------------------------------------
+
+/// An input whose `Hash` panics for 13.
+#[derive(PartialEq, Eq)]
+pub struct TouchyKey(pub u32);
+
+impl std::hash::Hash for TouchyKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        if self.0 == 13 {
+            panic!("touchy hash of 13");
+        }
+        self.0.hash(state);
+    }
+}
+
+static TOUCHY_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[xcs::operator]
+fn touchy(key: TouchyKey) -> u32 {
+    TOUCHY_RUNS.fetch_add(1, Ordering::SeqCst);
+    key.0
+}
+
+fn call_touchy(x: u32) -> Result<u32, XcsError> {
+    Touchy.call(TouchyInputs::new(TouchyKey(x)))
+}
+
+#[test]
+fn a_panicking_hash_is_an_error() {
+    let _lock = global_lock();
+    xcs::clear_cache();
+    TOUCHY_RUNS.store(0, Ordering::SeqCst);
+    with_options(&caching(), || {
+        match call_touchy(13) {
+            Err(XcsError::Panicked {
+                operator, message, ..
+            }) => {
+                assert_eq!(operator, "touchy");
+                assert!(message.contains("touchy hash of 13"), "{message}");
+            }
+            other => panic!("expected Panicked, got {other:?}"),
+        }
+        // The cache is still usable.
+        assert_eq!(call_touchy(1).unwrap(), 1);
+        assert_eq!(call_touchy(1).unwrap(), 1);
+    });
+    assert_eq!(TOUCHY_RUNS.load(Ordering::SeqCst), 1);
+}
+
+static FRAGILE_CLONE_PANICS: AtomicBool = AtomicBool::new(false);
+static FRAGILE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// An output whose `Clone` panics while `FRAGILE_CLONE_PANICS` is set.
+#[derive(Debug, PartialEq)]
+pub struct FragileOut(pub u32);
+
+impl Clone for FragileOut {
+    fn clone(&self) -> Self {
+        if FRAGILE_CLONE_PANICS.load(Ordering::SeqCst) {
+            panic!("fragile clone");
+        }
+        FragileOut(self.0)
+    }
+}
+
+#[xcs::operator]
+fn fragile(x: u32) -> FragileOut {
+    FRAGILE_RUNS.fetch_add(1, Ordering::SeqCst);
+    FragileOut(x)
+}
+
+fn call_fragile(x: u32) -> Result<FragileOut, XcsError> {
+    Fragile.call(FragileInputs::new(x))
+}
+
+fn expect_clone_panic(result: Result<FragileOut, XcsError>) {
+    match result {
+        Err(XcsError::Panicked {
+            operator, message, ..
+        }) => {
+            assert_eq!(operator, "fragile");
+            assert!(message.contains("fragile clone"), "{message}");
+        }
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_panicking_clone_is_an_error() {
+    let _lock = global_lock();
+    xcs::clear_cache();
+    FRAGILE_RUNS.store(0, Ordering::SeqCst);
+    with_options(&caching(), || {
+        // On insert: the body ran, storing its output panicked.
+        FRAGILE_CLONE_PANICS.store(true, Ordering::SeqCst);
+        expect_clone_panic(call_fragile(1));
+        assert_eq!(xcs::cache_stats().entries, 0);
+        // Stored, then a hit whose clone panics.
+        FRAGILE_CLONE_PANICS.store(false, Ordering::SeqCst);
+        assert_eq!(call_fragile(2).unwrap(), FragileOut(2));
+        FRAGILE_CLONE_PANICS.store(true, Ordering::SeqCst);
+        expect_clone_panic(call_fragile(2));
+        // The entry and the cache survive.
+        FRAGILE_CLONE_PANICS.store(false, Ordering::SeqCst);
+        assert_eq!(call_fragile(2).unwrap(), FragileOut(2));
+    });
+    assert_eq!(FRAGILE_RUNS.load(Ordering::SeqCst), 2);
+}
+
+static GRENADES_EXPLODE: AtomicBool = AtomicBool::new(false);
+static GRENADE_BLASTS: AtomicUsize = AtomicUsize::new(0);
+
+/// An output whose stored copies (made by `Clone`) panic when dropped while `GRENADES_EXPLODE`
+/// is set; the body's own outputs do not.
+#[derive(Debug)]
+pub struct Shell {
+    pub armed: bool,
+}
+
+impl Clone for Shell {
+    fn clone(&self) -> Self {
+        Shell { armed: true }
+    }
+}
+
+impl Drop for Shell {
+    fn drop(&mut self) {
+        if self.armed && GRENADES_EXPLODE.load(Ordering::SeqCst) {
+            GRENADE_BLASTS.fetch_add(1, Ordering::SeqCst);
+            panic!("grenade dropped");
+        }
+    }
+}
+
+#[xcs::operator]
+fn grenade(_x: u32) -> Shell {
+    Shell { armed: false }
+}
+
+#[test]
+fn a_panicking_drop_of_a_stored_output_is_swallowed() {
+    let _lock = global_lock();
+    let _restore = DefaultBounds;
+    xcs::clear_cache();
+    GRENADE_BLASTS.store(0, Ordering::SeqCst);
+    GRENADES_EXPLODE.store(true, Ordering::SeqCst);
+    xcs::set_cache_capacity(2);
+    with_options(&caching(), || {
+        // Evicted: 1 and 2 go as 3 and 4 come in.
+        for x in 1..=4 {
+            assert!(!Grenade.call(GrenadeInputs::new(x)).unwrap().armed);
+        }
+        // A hit hands out an armed clone; the caller keeps it out of harm's way.
+        std::mem::forget(Grenade.call(GrenadeInputs::new(4)).unwrap());
+    });
+    assert_eq!(GRENADE_BLASTS.load(Ordering::SeqCst), 2);
+    // Shrinking and clearing drop the rest.
+    xcs::set_cache_capacity(1);
+    assert_eq!(GRENADE_BLASTS.load(Ordering::SeqCst), 3);
+    xcs::clear_cache();
+    assert_eq!(GRENADE_BLASTS.load(Ordering::SeqCst), 4);
+    assert_eq!(xcs::cache_stats().entries, 0);
+    GRENADES_EXPLODE.store(false, Ordering::SeqCst);
+}
+
+/// Blocks in `Clone` until `other_call_done`, so a test can see whether another call could use
+/// the cache meanwhile.
+static SLOW_CLONE_ON: AtomicBool = AtomicBool::new(false);
+static SLOW_CLONE_STARTED: AtomicUsize = AtomicUsize::new(0);
+static SLOW_CLONE_BLOCKED: AtomicBool = AtomicBool::new(false);
+static OTHER_CALL_DONE: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+
+#[derive(Debug)]
+pub struct SlowCopy(pub u32);
+
+impl Clone for SlowCopy {
+    fn clone(&self) -> Self {
+        if SLOW_CLONE_ON.load(Ordering::SeqCst) {
+            SLOW_CLONE_STARTED.fetch_add(1, Ordering::SeqCst);
+            let (done, woken) = &OTHER_CALL_DONE;
+            let done = done.lock().unwrap();
+            let (_done, wait) = woken
+                .wait_timeout_while(done, Duration::from_secs(5), |done| !*done)
+                .unwrap();
+            if wait.timed_out() {
+                SLOW_CLONE_BLOCKED.store(true, Ordering::SeqCst);
+            }
+        }
+        SlowCopy(self.0)
+    }
+}
+
+#[xcs::operator]
+fn slow_clone(x: u32) -> SlowCopy {
+    SlowCopy(x)
+}
+
+#[test]
+fn a_slow_clone_does_not_hold_up_other_cached_calls() {
+    let _lock = global_lock();
+    xcs::clear_cache();
+    with_options(&caching(), || SlowClone.call(SlowCloneInputs::new(1))).unwrap();
+    SLOW_CLONE_ON.store(true, Ordering::SeqCst);
+    // A hit: its clone blocks until the other call below is done.
+    let hit =
+        std::thread::spawn(|| with_options(&caching(), || SlowClone.call(SlowCloneInputs::new(1))));
+    assert!(common::wait_for(&SLOW_CLONE_STARTED, 1));
+    let op = Counted::default();
+    with_options(&caching(), || {
+        op.call(77).unwrap();
+        op.call(77).unwrap();
+    });
+    let (done, woken) = &OTHER_CALL_DONE;
+    *done.lock().unwrap() = true;
+    woken.notify_all();
+    assert_eq!(hit.join().unwrap().unwrap().0, 1);
+    SLOW_CLONE_ON.store(false, Ordering::SeqCst);
+    assert!(
+        !SLOW_CLONE_BLOCKED.load(Ordering::SeqCst),
+        "another cached call waited for a clone"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Single flight never waits for itself.
+// ---------------------------------------------------------------------------------------------
+
+/// Calls itself once with its own input from inside its body.
+struct Recursive(AtomicUsize);
+
+impl Operator for Recursive {
+    type Input = u32;
+    type Output = u32;
+    fn forward(&self, x: u32) -> Result<u32, XcsError> {
+        if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+            return self.call(x).map(|inner| inner + 1);
+        }
+        Ok(x)
+    }
+    fn name(&self) -> &str {
+        "recursive"
+    }
+}
+
+#[test]
+fn an_operator_calling_itself_with_its_input_does_not_wait_for_itself() {
+    let _lock = global_lock();
+    xcs::clear_cache();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let op = Recursive(AtomicUsize::new(0));
+        let _ = sender.send(with_options(&caching(), || op.call(5)));
+    });
+    let result = receiver
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the nested call waited for its own caller");
+    assert_eq!(result.unwrap(), 6);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Uncacheable operators are warned about, once per operator type.
+// ---------------------------------------------------------------------------------------------
+
+/// The warnings (target `xcs`) of the whole test binary.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl Warnings {
+    fn mentioning(&self, needle: &str) -> Vec<String> {
+        let all = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.iter().filter(|w| w.contains(needle)).cloned().collect()
+    }
+}
+
+struct Message<'a>(&'a mut String);
+
+impl tracing::field::Visit for Message<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            *self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let meta = event.metadata();
+        if meta.target() == "xcs" && *meta.level() == tracing::Level::WARN {
+            let mut message = String::new();
+            event.record(&mut Message(&mut message));
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(message);
+        }
+    }
+}
+
+/// A global subscriber (batch items run on pool threads), installed once for this binary.
+fn warnings() -> &'static Warnings {
+    static WARNINGS: std::sync::OnceLock<Warnings> = std::sync::OnceLock::new();
+    WARNINGS.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        let warnings = Warnings::default();
+        let subscriber = tracing_subscriber::registry().with(warnings.clone());
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in this test binary");
+        warnings
+    })
+}
+
+/// A hand-written operator whose input is not a standard type xcs can hash.
+struct Mean;
+
+impl Operator for Mean {
+    type Input = Vec<f64>;
+    type Output = f64;
+    fn forward(&self, xs: Vec<f64>) -> Result<f64, XcsError> {
+        Ok(xs.iter().sum::<f64>() / xs.len().max(1) as f64)
+    }
+    fn name(&self) -> &str {
+        "mean_of_floats"
+    }
+}
+
+/// A client: not `Hash`, so not part of a cache key.
+pub struct LlmClient;
+
+#[xcs::operator]
+fn ask_with_client(client: LlmClient, prompt: String) -> String {
+    let _ = client;
+    prompt
+}
+
+/// Never called under caching.
+struct NeverCached;
+
+impl Operator for NeverCached {
+    type Input = f32;
+    type Output = f32;
+    fn forward(&self, x: f32) -> Result<f32, XcsError> {
+        Ok(x)
+    }
+    fn name(&self) -> &str {
+        "never_cached_op"
+    }
+}
+
+#[test]
+fn uncacheable_operators_warn_once_per_type_saying_why() {
+    let _lock = global_lock();
+    let warnings = warnings();
+    NeverCached.call(1.0).unwrap();
+    with_options(&caching(), || {
+        for _ in 0..3 {
+            Mean.call(vec![1.0, 2.0]).unwrap();
+            AskWithClient
+                .call(AskWithClientInputs::new(LlmClient, "hi".to_string()))
+                .unwrap();
+        }
+        // Batches are cached item by item: no warning about the batch operators.
+        vmap(vmap(Counted::default()))
+            .call(vec![vec![1, 2], vec![3]])
+            .unwrap();
+    });
+
+    let mean = warnings.mentioning("`mean_of_floats`");
+    assert_eq!(mean.len(), 1, "{mean:#?}");
+    assert!(
+        mean[0].contains("input type `alloc::vec::Vec<f64>`"),
+        "{}",
+        mean[0]
+    );
+    assert!(mean[0].contains("`static`"), "{}", mean[0]);
+
+    let ask = warnings.mentioning("`ask_with_client`");
+    assert_eq!(ask.len(), 1, "{ask:#?}");
+    assert!(
+        ask[0].contains("parameter `client: caching::LlmClient` is not `Hash + Eq`"),
+        "{}",
+        ask[0]
+    );
+    assert!(
+        ask[0].contains("hand-written operator struct"),
+        "{}",
+        ask[0]
+    );
+
+    assert!(warnings.mentioning("vmap(").is_empty());
+    assert!(warnings.mentioning("counted").is_empty());
+    // Without `enable_caching`, nothing to warn about.
+    assert!(warnings.mentioning("never_cached_op").is_empty());
 }

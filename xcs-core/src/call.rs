@@ -194,8 +194,9 @@ fn invoke_with<O: Operator + ?Sized>(
     timed: bool,
 ) -> Result<O::Output, XcsError> {
     let name = op.name();
-    // Only calls under a deadline pay for reading the clock and the context.
-    let context = if timed {
+    // Only calls under a deadline (or caching: the claims held up the chain) read the context;
+    // only calls under a deadline read the clock.
+    let context = if timed || options.enable_caching {
         deadline::current()
     } else {
         CallContext::default()
@@ -216,11 +217,25 @@ fn invoke_with<O: Operator + ?Sized>(
     } else {
         None
     };
-    let key = cache.as_ref().map(|support| support.key(name, &input));
+    // A panic in the input's `Hash` or the output's `Clone` is the call's error.
+    let cache_panic = |message| {
+        if options.trace_execution {
+            trace::begin(name, index).finish(Outcome::Panicked);
+        }
+        Err(XcsError::Panicked {
+            operator: name.to_owned(),
+            index,
+            message,
+        })
+    };
+    let key = match cache.as_ref().map(|support| support.key(name, &input)) {
+        Some(Err(message)) => return cache_panic(message),
+        key => key.and_then(Result::ok),
+    };
     // Held while the body runs: concurrent calls with the same input wait for this one.
     let mut claim = None;
     if let (Some(support), Some(key)) = (&cache, &key) {
-        match cache::lookup(support, key, deadline.map(|(at, _)| at)) {
+        match cache::lookup(support, key, deadline.map(|(at, _)| at), &context.claims) {
             cache::Lookup::Hit(hit) => {
                 if options.trace_execution {
                     trace::begin(name, index).finish(Outcome::CacheHit);
@@ -228,6 +243,7 @@ fn invoke_with<O: Operator + ?Sized>(
                 return Ok(hit);
             }
             cache::Lookup::Compute(computing) => claim = Some(computing),
+            cache::Lookup::Uncached => {}
             cache::Lookup::TimedOut => {
                 if options.trace_execution {
                     trace::begin(name, index).finish(Outcome::Timeout);
@@ -235,9 +251,20 @@ fn invoke_with<O: Operator + ?Sized>(
                 let timeout = deadline.map_or(Duration::ZERO, |(_, t)| t);
                 return Err(timeout_error(name, index, timeout));
             }
+            cache::Lookup::Panicked(message) => return cache_panic(message),
         }
     }
 
+    // The body runs holding the claim: nested calls (here or on other threads) see it and never
+    // wait for it.
+    let context = match &claim {
+        Some(claim) => CallContext {
+            claims: context.claims.push(claim.key()),
+            ..context
+        },
+        None => context,
+    };
+    let _claims = claim.is_some().then(|| deadline::enter(context.clone()));
     let at = deadline.map(|(at, _)| at);
     let retries = options.max_retries;
     let clone_input = if retries > 0 {
@@ -296,8 +323,15 @@ fn invoke_with<O: Operator + ?Sized>(
     };
     drop_quietly(kept);
 
-    if let (Some(support), Some(key), Ok(output)) = (&cache, key, &result) {
-        cache::insert(key, support.clone_output(output));
+    let mut result = result;
+    if let (Some(support), Some(claim), Ok(output)) = (&cache, &claim, &result) {
+        if let Err(message) = cache::insert(support, claim.key(), output) {
+            result = Err(XcsError::Panicked {
+                operator: name.to_owned(),
+                index,
+                message,
+            });
+        }
     }
     // Stored (or failed): wake the callers waiting for this input.
     drop(claim);
@@ -324,6 +358,7 @@ fn attempt_once<O: Operator + ?Sized>(
                     deadline: Some(at),
                     timeout: Some(timeout),
                     cancel: Some(CancelFlag::child_of(context.cancel.clone())),
+                    claims: context.claims.clone(),
                 });
                 let result = guarded(name, index, || op.forward(input));
                 if Instant::now() > at {
@@ -403,6 +438,7 @@ fn run_detached<I: Send + 'static, O: Send + 'static>(
         deadline: Some(at),
         timeout: Some(timeout),
         cancel: Some(cancel.clone()),
+        claims: context.claims.clone(),
     };
     let crew = Arc::new(Crew::default());
     let (sender, receiver) = mpsc::sync_channel(1);

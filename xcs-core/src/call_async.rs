@@ -172,6 +172,7 @@ async fn attempt_once<O: AsyncOperator + ?Sized>(
         deadline: deadline.map(|(at, _)| at),
         timeout: deadline.map(|(_, t)| t),
         cancel: Some(Arc::clone(&cancel)),
+        claims: context.claims.clone(),
     };
     let body_parent = event.as_ref().map(trace::AsyncEvent::parent).or(parent);
     // The body's future is made inside the wrapper, so even work done before its first

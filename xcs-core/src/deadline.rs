@@ -52,6 +52,9 @@ pub(crate) struct CallContext {
     pub(crate) timeout: Option<Duration>,
     /// Set when the enclosing call gave up (deadline, or a failed batch item).
     pub(crate) cancel: Option<Arc<CancelFlag>>,
+    /// The cache claims held by the calls this work runs inside: a cached call never waits for
+    /// one of them (it would wait for itself).
+    pub(crate) claims: crate::cache::ClaimChain,
 }
 
 impl CallContext {
@@ -63,7 +66,12 @@ impl CallContext {
 
 thread_local! {
     static CONTEXT: RefCell<CallContext> = const {
-        RefCell::new(CallContext { deadline: None, timeout: None, cancel: None })
+        RefCell::new(CallContext {
+            deadline: None,
+            timeout: None,
+            cancel: None,
+            claims: crate::cache::ClaimChain::new(),
+        })
     };
 }
 
@@ -160,6 +168,7 @@ mod tests {
                 deadline: Some(Instant::now()),
                 timeout: Some(Duration::from_millis(1)),
                 cancel: None,
+                claims: Default::default(),
             });
             assert!(cancelled());
             assert!(deadline().is_some());

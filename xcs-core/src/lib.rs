@@ -35,7 +35,10 @@ pub mod trace;
 
 pub use axis::Axis;
 pub use batch::{PMap, VMap, pmap, vmap};
-pub use cache::{CacheStats, DEFAULT_CACHE_CAPACITY, cache_stats, clear_cache, set_cache_capacity};
+pub use cache::{
+    CacheSize, CacheStats, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_MAX_BYTES, cache_stats,
+    clear_cache, set_cache_capacity, set_cache_max_bytes,
+};
 pub use deadline::{cancelled, deadline};
 pub use device::{Backend, BatchJob, register_backend, registered_backends, unregister_backend};
 pub use error::{BoxError, XcsError};

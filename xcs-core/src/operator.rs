@@ -53,9 +53,12 @@ use crate::error::XcsError;
 ///
 /// # Caching
 /// Under `enable_caching`, `call` answers an input seen before from the cache, keyed by the
-/// operator's type, its [`name`](Operator::name) and a fingerprint of the input. Operators of
-/// one type that behave differently per instance (configuration fields) must return different
-/// names, or they share entries.
+/// operator's type, its [`name`](Operator::name) and a fingerprint of the input: two operator
+/// types never share entries. Operators of one type that behave differently per instance
+/// (configuration fields) must return different names, or they share entries. A hand-written
+/// operator is cached when its input and output are common standard types (integers, `bool`,
+/// `char`, `String`, `&'static str`, `()` and `Vec`s of them); otherwise its calls run uncached,
+/// and the first one logs a warning (target `xcs`).
 pub trait Operator: Send + Sync + 'static {
     /// What one call takes.
     type Input: Send + 'static;
@@ -75,11 +78,12 @@ pub trait Operator: Send + Sync + 'static {
     }
 
     /// How to cache this operator's calls, if its input can be a cache key and its output can be
-    /// cloned. Not part of the stable API: generated operators override it; the default covers
-    /// inputs and outputs of common standard types.
+    /// cloned; `None` warns once per operator type (the runtime asks only under
+    /// `enable_caching`). Not part of the stable API: generated operators override it; the
+    /// default covers inputs and outputs of common standard types, keyed by `Self`'s type.
     #[doc(hidden)]
     fn __xcs_cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
-        CacheSupport::for_std_types()
+        CacheSupport::for_hand_written::<Self>(self.name())
     }
 
     /// How to copy an input for another attempt under `max_retries`, if it can be copied. Not

@@ -1,6 +1,7 @@
 //! Compile-time capability probes for generated operators ("autoref specialization").
 //!
-//! An operator's input is cached only if it is `Hash + Eq` and its output `Clone`, and using an
+//! An operator's input is cached only if it is `Hash + Eq` and its output `Clone` (and its output
+//! counts its heap against the cache's byte bound only if its size is known), and using an
 //! operator must never fail to compile because a type lacks those. Rust has no specialization on
 //! stable, but macro-generated code knows concrete types, and method resolution on `&&Probe<T>`
 //! prefers an impl for `&Probe<T>` (which requires the capability) over one for `Probe<T>` (which
@@ -10,6 +11,9 @@
 use std::fmt::{self, Debug};
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
+use std::mem::size_of;
+
+use crate::cache::CacheSize;
 
 /// A zero-sized stand-in for the type `T` whose capabilities are asked about.
 pub struct Probe<T>(PhantomData<fn() -> T>);
@@ -78,6 +82,44 @@ impl<T> NoCloneProbe<T> for Probe<T> {
     }
 }
 
+/// `T: CacheSize`: an output counts its `size_of` and the heap it owns against the cache's byte
+/// bound. Called on `&&&Probe<T>`: one level deeper than the other probes, to leave room for
+/// [`VecSizeProbe`].
+pub trait SizeProbe<T> {
+    /// A function counting the bytes of a `T`.
+    fn byte_counter(&self) -> fn(&T) -> usize;
+}
+
+/// A `Vec` whose elements are not `CacheSize`: its buffer, `capacity × size_of::<T>()`.
+pub trait VecSizeProbe<T> {
+    /// A function counting the bytes of a `T`.
+    fn byte_counter(&self) -> fn(&T) -> usize;
+}
+
+/// Fallback: the size of the heap `T` owns is unknown; it counts its `size_of` only.
+pub trait NoSizeProbe<T> {
+    /// A function counting `size_of::<T>()`.
+    fn byte_counter(&self) -> fn(&T) -> usize;
+}
+
+impl<T: CacheSize> SizeProbe<T> for &&Probe<T> {
+    fn byte_counter(&self) -> fn(&T) -> usize {
+        |value| size_of::<T>() + value.heap_size()
+    }
+}
+
+impl<T> VecSizeProbe<Vec<T>> for &Probe<Vec<T>> {
+    fn byte_counter(&self) -> fn(&Vec<T>) -> usize {
+        |value| size_of::<Vec<T>>() + value.capacity() * size_of::<T>()
+    }
+}
+
+impl<T> NoSizeProbe<T> for Probe<T> {
+    fn byte_counter(&self) -> fn(&T) -> usize {
+        |_| size_of::<T>()
+    }
+}
+
 /// `T: Debug`: show the value.
 pub trait DebugProbe<T> {
     /// `value` as something to format.
@@ -127,6 +169,26 @@ mod tests {
         assert!((&&Probe::<String>::new()).cloner().is_some());
         assert!((&&Probe::<Opaque>::new()).cloner().is_none());
         assert_eq!(format!("{:?}", (&&Probe::<u8>::new()).as_debug(&7)), "7");
+        let text = "x".repeat(100);
+        assert_eq!(
+            (&&&Probe::<String>::new()).byte_counter()(&text),
+            size_of::<String>() + 100
+        );
+        let nested = vec![text.clone(), text];
+        assert_eq!(
+            (&&&Probe::<Vec<String>>::new()).byte_counter()(&nested),
+            size_of::<Vec<String>>() + 2 * size_of::<String>() + 200
+        );
+        // Not `CacheSize`: a `Vec` of them counts its buffer, anything else its `size_of`.
+        #[allow(dead_code)]
+        struct Pair(u64, u64);
+        let pairs = vec![Pair(1, 2), Pair(3, 4), Pair(5, 6)];
+        assert_eq!(
+            (&&&Probe::<Vec<Pair>>::new()).byte_counter()(&pairs),
+            size_of::<Vec<Pair>>() + pairs.capacity() * 16
+        );
+        assert_eq!((&&&Probe::<Pair>::new()).byte_counter()(&pairs[0]), 16);
+        assert_eq!((&&&Probe::<[u64; 4]>::new()).byte_counter()(&[0; 4]), 32);
         assert_eq!(
             format!("{:?}", (&&Probe::<Opaque>::new()).as_debug(&Opaque)),
             "_"

@@ -249,6 +249,7 @@ impl<O> Plan<O> {
                 deadline: timing.deadline.map(|(at, _)| at),
                 timeout: timing.deadline.map(|(_, t)| t),
                 cancel: Some(Arc::clone(&stop)),
+                claims: timing.parent.claims.clone(),
             },
             stop,
             settled,

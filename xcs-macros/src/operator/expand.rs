@@ -169,10 +169,17 @@ pub(super) fn operator(function: &OperatorFn<'_>, names: &Names) -> TokenStream 
 }
 
 /// `__xcs_cache_support`: cacheable iff every parameter type is `Hash + Eq` and the output is
-/// `Clone`, decided by the autoref probes on the concrete types (never a compile error).
+/// `Clone`, decided by the autoref probes on the concrete types (never a compile error); keyed by
+/// the operator struct's own type. The runtime builds the support (or warns once why not) from
+/// what the probes found.
 fn cache_support(function: &OperatorFn<'_>, inputs: &Ident) -> TokenStream {
     let fields = function.params.iter().map(|p| p.ident);
     let types: Vec<_> = function.params.iter().map(|p| p.ty).collect();
+    let field_names = function
+        .params
+        .iter()
+        .map(|p| LitStr::new(&p.ident.unraw().to_string(), p.ident.span()));
+    let name = LitStr::new(&function.name(), function.ident.span());
     let probe = quote!(::xcs::__private::probe::Probe);
     quote! {
         fn __xcs_cache_support(
@@ -183,6 +190,7 @@ fn cache_support(function: &OperatorFn<'_>, inputs: &Ident) -> TokenStream {
             #[allow(unused_imports)]
             use ::xcs::__private::probe::{
                 CloneProbe as _, HashProbe as _, NoCloneProbe as _, NoHashProbe as _,
+                NoSizeProbe as _, SizeProbe as _, VecSizeProbe as _,
             };
             fn __xcs_hash_input(
                 __xcs_input: &#inputs,
@@ -190,19 +198,17 @@ fn cache_support(function: &OperatorFn<'_>, inputs: &Ident) -> TokenStream {
             ) {
                 #( (&&#probe::<#types>::new()).hash_into(&__xcs_input.#fields, __xcs_state); )*
             }
-            let mut __xcs_hashable = true;
-            #( __xcs_hashable &= (&&#probe::<#types>::new()).can_hash(); )*
-            match (&&#probe::<Self::Output>::new()).cloner() {
-                ::xcs::__private::Option::Some(__xcs_clone_output) if __xcs_hashable => {
-                    ::xcs::__private::Option::Some(
-                        ::xcs::__private::CacheSupport::new::<Self>(
-                            __xcs_hash_input,
-                            __xcs_clone_output,
-                        ),
-                    )
-                }
-                _ => ::xcs::__private::Option::None,
-            }
+            ::xcs::__private::CacheSupport::from_probes::<Self>(
+                #name,
+                &[#((
+                    #field_names,
+                    ::core::any::type_name::<#types>(),
+                    (&&#probe::<#types>::new()).can_hash(),
+                )),*],
+                __xcs_hash_input,
+                (&&#probe::<Self::Output>::new()).cloner(),
+                (&&&#probe::<Self::Output>::new()).byte_counter(),
+            )
         }
     }
 }
