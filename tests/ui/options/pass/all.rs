@@ -1,0 +1,274 @@
+//! What `execution_options!` and `set_execution_options!` must accept: each module is one case,
+//! and `main` runs them all (in this order; each case leaves the global options at their
+//! defaults).
+//!
+//! The cases share one file because trybuild builds (and cleans) every pass file as a crate of
+//! its own, one after another.
+
+fn main() {
+    control_flow::main();
+    literals::main();
+    macro_rules_forward::main();
+    non_literals::main();
+}
+
+/// The body is expanded inline: `?`, `return`, `break`, `continue` and borrows work as without
+/// the macro.
+mod control_flow {
+    use xcs::{OptionsPatch, XcsError, execution_options, get_execution_options};
+
+    fn parse_twice(text: &str) -> Result<u32, std::num::ParseIntError> {
+        let n: u32 = execution_options!(use_parallel = false => text.parse()?);
+        Ok(n * 2)
+    }
+
+    fn early(flag: bool) -> &'static str {
+        execution_options!(max_workers = 2 => {
+            if flag {
+                return "returned";
+            }
+        });
+        "fell through"
+    }
+
+    fn fallible() -> Result<(), XcsError> {
+        execution_options!(enable_caching = true => {
+            OptionsPatch::from_pairs([("max_workers", "2")])?;
+            Ok(())
+        })
+    }
+
+    pub fn main() {
+        assert_eq!(parse_twice("21"), Ok(42));
+        assert!(parse_twice("x").is_err());
+        assert!(get_execution_options().use_parallel);
+        assert_eq!(early(true), "returned");
+        assert_eq!(early(false), "fell through");
+        assert!(fallible().is_ok());
+
+        let mut total = 0;
+        for i in 0..10 {
+            execution_options!(trace_execution = true => {
+                if i == 2 {
+                    continue;
+                }
+                if i == 5 {
+                    break;
+                }
+                total += i;
+            });
+        }
+        assert_eq!(total, 0 + 1 + 3 + 4);
+        let found = 'outer: loop {
+            execution_options!(use_parallel = false => break 'outer 7);
+        };
+        assert_eq!(found, 7);
+
+        // Borrows inside the body are plain borrows of the surrounding function.
+        let mut items = vec![1, 2, 3];
+        let first = execution_options!(max_workers = 1 => &mut items[0]);
+        *first = 10;
+        assert_eq!(items, [10, 2, 3]);
+        assert!(!get_execution_options().trace_execution);
+    }
+}
+
+/// Every literal form of every option, in both macros.
+mod literals {
+    use std::num::NonZeroUsize;
+    use std::time::Duration;
+    use xcs::{
+        DeviceStrategy, ExecutionOptions, Scheduler, execution_options, get_execution_options,
+        reset_execution_options, set_execution_options,
+    };
+
+    pub fn main() {
+        let seen = execution_options!(
+            use_parallel = false,
+            max_workers = 4,
+            device_strategy = "cpu",
+            enable_caching = true,
+            trace_execution = true,
+            timeout_seconds = 0.5,
+            scheduler = "topological",
+            => get_execution_options()
+        );
+        assert!(!seen.use_parallel);
+        assert_eq!(seen.max_workers, NonZeroUsize::new(4));
+        assert_eq!(seen.device_strategy, DeviceStrategy::Cpu);
+        assert!(seen.enable_caching && seen.trace_execution);
+        assert_eq!(seen.timeout_seconds, Some(Duration::from_millis(500)));
+        assert_eq!(seen.scheduler, Some(Scheduler::Topological));
+
+        // Integer seconds, the other strategies and schedulers, `None` (also spelt out), parentheses.
+        let seen = execution_options!(timeout_seconds = 2, device_strategy = "gpu", scheduler = "wave" =>
+            get_execution_options());
+        assert_eq!(seen.timeout_seconds, Some(Duration::from_secs(2)));
+        assert_eq!(seen.device_strategy, DeviceStrategy::Gpu);
+        assert!(seen.use_parallel);
+        let seen =
+            execution_options!(max_workers = (2), scheduler = "parallel" => get_execution_options());
+        assert_eq!(seen.max_workers, NonZeroUsize::new(2));
+        assert_eq!(seen.scheduler, Some(Scheduler::Parallel));
+        let seen = execution_options!(max_workers = 2, timeout_seconds = 1 => {
+            execution_options!(
+                max_workers = None,
+                timeout_seconds = Option::None,
+                scheduler = ::core::option::Option::None,
+                device_strategy = "auto",
+                => get_execution_options()
+            )
+        });
+        assert_eq!(seen.max_workers, None);
+        assert_eq!(seen.timeout_seconds, None);
+        assert_eq!(seen.scheduler, None);
+        let seen =
+            execution_options!(scheduler = "auto", use_parallel = true => get_execution_options());
+        assert_eq!(seen.scheduler, Some(Scheduler::Auto));
+        let seen = execution_options!(scheduler = "sequential" => get_execution_options());
+        assert!(!seen.use_parallel);
+
+        // No options at all, and a trailing comma.
+        assert_eq!(
+            execution_options!(=> get_execution_options()),
+            ExecutionOptions::default()
+        );
+        let seen = execution_options!(enable_caching = true, => get_execution_options());
+        assert!(seen.enable_caching);
+
+        // The global form returns the new global options.
+        let global: ExecutionOptions =
+            set_execution_options!(max_workers = 3, trace_execution = false,);
+        assert_eq!(global.max_workers, NonZeroUsize::new(3));
+        assert_eq!(set_execution_options!(), global);
+        reset_execution_options();
+    }
+}
+
+/// Keys and values forwarded through `macro_rules!` fragments are checked like written ones.
+mod macro_rules_forward {
+    use std::num::NonZeroUsize;
+    use xcs::{execution_options, get_execution_options};
+
+    macro_rules! with_workers {
+        ($key:ident = $value:expr => $body:expr) => {
+            execution_options!($key = $value => $body)
+        };
+    }
+
+    pub fn main() {
+        let seen = with_workers!(max_workers = 3 => get_execution_options().max_workers);
+        assert_eq!(seen, NonZeroUsize::new(3));
+        let seen = with_workers!(max_workers = None => get_execution_options().max_workers);
+        assert_eq!(seen, None);
+    }
+}
+
+/// Non-literal values of every accepted type.
+mod non_literals {
+    use std::num::NonZeroUsize;
+    use std::time::Duration;
+    use xcs::{
+        DeviceStrategy, Scheduler, execution_options, get_execution_options, reset_execution_options,
+        set_execution_options,
+    };
+
+    fn workers() -> usize {
+        3
+    }
+
+    pub fn main() {
+        let flag = false;
+        let seen = execution_options!(use_parallel = flag, enable_caching = !flag, trace_execution = { let two = 1 + 1; two == 2 } =>
+            get_execution_options());
+        assert!(!seen.use_parallel && seen.enable_caching && seen.trace_execution);
+
+        let n: usize = 2;
+        assert_eq!(
+            execution_options!(max_workers = n => get_execution_options().max_workers),
+            NonZeroUsize::new(2)
+        );
+        assert_eq!(
+            execution_options!(max_workers = workers() => get_execution_options().max_workers),
+            NonZeroUsize::new(3)
+        );
+        let nz = NonZeroUsize::new(5).unwrap();
+        assert_eq!(
+            execution_options!(max_workers = nz => get_execution_options().max_workers),
+            Some(nz)
+        );
+        let maybe: Option<usize> = None;
+        assert_eq!(
+            execution_options!(max_workers = 2 => execution_options!(max_workers = maybe => get_execution_options().max_workers)),
+            None
+        );
+        assert_eq!(
+            execution_options!(max_workers = Some(nz) => get_execution_options().max_workers),
+            Some(nz)
+        );
+        assert_eq!(
+            execution_options!(max_workers = Some(4) => get_execution_options().max_workers),
+            NonZeroUsize::new(4)
+        );
+        assert_eq!(
+            execution_options!(max_workers = if flag { 2 } else { 6 } => get_execution_options().max_workers),
+            NonZeroUsize::new(6)
+        );
+
+        let secs = 1.5_f64;
+        let timeout = |t| t;
+        assert_eq!(
+            execution_options!(timeout_seconds = secs => get_execution_options().timeout_seconds),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            execution_options!(timeout_seconds = 2_u64 * 2 => get_execution_options().timeout_seconds),
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(
+            execution_options!(timeout_seconds = 0.25_f32 => get_execution_options().timeout_seconds),
+            Some(Duration::from_millis(250))
+        );
+        let d = Duration::from_millis(10);
+        assert_eq!(
+            execution_options!(timeout_seconds = d => get_execution_options().timeout_seconds),
+            Some(d)
+        );
+        assert_eq!(
+            execution_options!(timeout_seconds = Some(d) => get_execution_options().timeout_seconds),
+            Some(d)
+        );
+        assert_eq!(
+            execution_options!(timeout_seconds = timeout(None::<f64>) => get_execution_options().timeout_seconds),
+            None
+        );
+        assert_eq!(
+            execution_options!(timeout_seconds = if flag { 1.0 } else { 0.5 } => get_execution_options().timeout_seconds),
+            Some(Duration::from_millis(500))
+        );
+
+        let strategy = DeviceStrategy::Cpu;
+        assert_eq!(
+            execution_options!(device_strategy = strategy => get_execution_options().device_strategy),
+            strategy
+        );
+        assert_eq!(
+            execution_options!(device_strategy = DeviceStrategy::named("tpu") => get_execution_options().device_strategy).as_str(),
+            "tpu"
+        );
+
+        let scheduler = Scheduler::Sequential;
+        let seen = execution_options!(scheduler = scheduler => get_execution_options());
+        assert_eq!(seen.scheduler, Some(Scheduler::Sequential));
+        assert!(!seen.use_parallel);
+        let none: Option<Scheduler> = None;
+        assert_eq!(
+            execution_options!(scheduler = none => get_execution_options().scheduler),
+            None
+        );
+
+        let global = set_execution_options!(max_workers = n, use_parallel = flag);
+        assert_eq!(global.max_workers, NonZeroUsize::new(2));
+        reset_execution_options();
+    }
+}
