@@ -121,6 +121,10 @@ fn std_traits(function: &OperatorFn<'_>, inputs: &Ident) -> TokenStream {
         }
 
         #attrs
+        // Function pointers compare by address, as with `#[derive(PartialEq)]`; the user did
+        // not write this comparison, so it is not theirs to be warned about (the lint is newer
+        // than the oldest supported Rust, hence `unknown_lints`).
+        #[allow(unknown_lints, unpredictable_function_pointer_comparisons)]
         impl ::core::cmp::PartialEq for #inputs #partial_eq_bounds {
             #[inline]
             fn eq(&self, __xcs_other: &Self) -> ::core::primitive::bool {

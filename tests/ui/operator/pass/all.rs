@@ -83,6 +83,16 @@ mod inputs_traits {
         format!("{prompt}{seed}")
     }
 
+    // Function pointers compare by address (as derived `PartialEq` does) without a warning.
+    #[xcs::operator]
+    fn apply(f: fn(u8) -> u8, x: u8) -> u8 {
+        f(x)
+    }
+
+    fn double(x: u8) -> u8 {
+        x * 2
+    }
+
     #[derive(Clone, PartialEq, Eq, Hash)]
     pub struct Tag(pub u8);
 
@@ -110,6 +120,10 @@ mod inputs_traits {
         let json = serde_json::to_string(&batch).unwrap();
         assert_eq!(json, r#"[{"prompt":"a","seed":1},{"prompt":"b","seed":1}]"#);
         assert_eq!(serde_json::from_str::<Vec<PlainInputs>>(&json).unwrap(), batch);
+
+        let apply = ApplyInputs::new(double, 2);
+        assert!(apply.clone() != ApplyInputs::new(double, 3));
+        assert_eq!(Apply.call(apply).unwrap(), 4);
 
         let tagged = TaggedInputs::new(Tag(3));
         assert!(tagged.clone() == tagged);
