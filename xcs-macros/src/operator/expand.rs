@@ -208,7 +208,7 @@ fn cache_support(function: &OperatorFn<'_>, inputs: &Ident) -> TokenStream {
     }
 }
 
-/// The inputs struct with its traits, `new` and `batch`.
+/// The inputs struct with `new` and `batch`.
 fn inputs_items(function: &OperatorFn<'_>, names: &Names) -> TokenStream {
     let fn_ident = function.ident;
     let fn_name = function.name();
