@@ -512,3 +512,139 @@ fn inputs_are_debug_whatever_the_parameter_types() {
     assert!(matches!(err, xcs::XcsError::BatchSizeMismatch { .. }));
     assert_eq!(Reveal.call(inputs).unwrap(), 7);
 }
+
+// --- standard traits of the inputs ------------------------------------------------------------
+
+/// Whether `$ty` implements `$bound`, answered at compile time without requiring it (autoref
+/// specialization, as in the runtime's probes): a missing trait is `false`, not a compile error.
+macro_rules! implements {
+    ($ty:ty: $($bound:tt)+) => {{
+        struct Probe<T>(std::marker::PhantomData<T>);
+        #[allow(dead_code)] // One of the two is unused, whichever the answer.
+        trait Yes {
+            fn answer(&self) -> bool {
+                true
+            }
+        }
+        impl<T: $($bound)+> Yes for &Probe<T> {}
+        #[allow(dead_code)]
+        trait No {
+            fn answer(&self) -> bool {
+                false
+            }
+        }
+        impl<T> No for Probe<T> {}
+        #[allow(clippy::needless_borrow)]
+        (&&Probe::<$ty>(std::marker::PhantomData)).answer()
+    }};
+}
+
+#[test]
+fn inputs_of_plain_fields_clone_compare_and_hash() -> Result<(), XcsError> {
+    use std::hash::BuildHasher as _;
+    let batch = GenerateInputs::batch(vec!["a", "b"], 7)?;
+    let copy = batch.clone();
+    assert_eq!(copy, batch);
+    assert_ne!(batch[0], batch[1]);
+    assert_ne!(batch[0], GenerateInputs::new("a".into(), 8));
+    // Equal inputs hash alike, whichever way they were built, so they work as set and map keys.
+    let state = std::hash::RandomState::new();
+    let rebuilt = GenerateInputs::new("a".into(), 7);
+    assert_eq!(state.hash_one(&rebuilt), state.hash_one(&batch[0]));
+    let seen: std::collections::HashSet<GenerateInputs> = batch.into_iter().chain(copy).collect();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.contains(&rebuilt));
+    // No fields: every value is equal to every other.
+    assert_eq!(AnswerInputs::new().clone(), AnswerInputs {});
+    assert_eq!(
+        state.hash_one(AnswerInputs::new()),
+        state.hash_one(AnswerInputs {})
+    );
+    Ok(())
+}
+
+#[test]
+fn inputs_have_each_trait_exactly_when_every_field_does() {
+    // `String` and `u64` have them all.
+    assert!(implements!(GenerateInputs: Clone));
+    assert!(implements!(GenerateInputs: PartialEq));
+    assert!(implements!(GenerateInputs: Eq));
+    assert!(implements!(GenerateInputs: std::hash::Hash));
+    assert!(implements!(GenerateInputs: serde::Serialize));
+    assert!(implements!(GenerateInputs: serde::de::DeserializeOwned));
+    // `f64` is neither `Eq` nor `Hash`.
+    assert!(implements!(ScaleInputs: Clone));
+    assert!(implements!(ScaleInputs: PartialEq));
+    assert!(!implements!(ScaleInputs: Eq));
+    assert!(!implements!(ScaleInputs: std::hash::Hash));
+    assert!(implements!(ScaleInputs: serde::Serialize));
+    assert_eq!(
+        ScaleInputs::new(1.5, 2.0).clone(),
+        ScaleInputs::new(1.5, 2.0)
+    );
+    assert_ne!(
+        ScaleInputs::new(f64::NAN, 2.0),
+        ScaleInputs::new(f64::NAN, 2.0)
+    );
+    // `Secret` has none of them: `RevealInputs` has none either, yet compiles (and is `Debug`).
+    assert!(!implements!(RevealInputs: Clone));
+    assert!(!implements!(RevealInputs: PartialEq));
+    assert!(!implements!(RevealInputs: Eq));
+    assert!(!implements!(RevealInputs: std::hash::Hash));
+    assert!(!implements!(RevealInputs: serde::Serialize));
+    assert!(!implements!(RevealInputs: serde::de::DeserializeOwned));
+    assert!(implements!(RevealInputs: fmt::Debug));
+    // One field lacking a trait is enough to lack it.
+    assert!(!implements!(TakeOpaqueInputs: Clone));
+    assert!(implements!(UnclonableInputs: Clone));
+}
+
+#[test]
+fn inputs_round_trip_through_serde() {
+    let inputs = GenerateInputs::new("a \"quoted\" prompt".into(), 7);
+    let json = serde_json::to_string(&inputs).unwrap();
+    assert_eq!(json, r#"{"prompt":"a \"quoted\" prompt","seed":7}"#);
+    assert_eq!(
+        serde_json::from_str::<GenerateInputs>(&json).unwrap(),
+        inputs
+    );
+
+    // A whole batch, and the forms serde accepts for a struct: fields in any order, a sequence.
+    let batch = GenerateInputs::batch(vec!["x", "y"], vec![1, 2]).unwrap();
+    let json = serde_json::to_value(&batch).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{"prompt": "x", "seed": 1}, {"prompt": "y", "seed": 2}])
+    );
+    assert_eq!(
+        serde_json::from_value::<Vec<GenerateInputs>>(json).unwrap(),
+        batch
+    );
+    let reordered: GenerateInputs = serde_json::from_str(r#"{"seed":1,"prompt":"x"}"#).unwrap();
+    assert_eq!(reordered, batch[0]);
+    let sequence: GenerateInputs = serde_json::from_str(r#"["x",1]"#).unwrap();
+    assert_eq!(sequence, batch[0]);
+
+    // Field names are the parameter names (raw identifiers without `r#`); no fields is `{}`.
+    let raw = serde_json::to_string(&RawNamesInputs::new("t".into(), 1)).unwrap();
+    assert_eq!(raw, r#"{"type":"t","match":1}"#);
+    assert_eq!(serde_json::to_string(&AnswerInputs::new()).unwrap(), "{}");
+    assert_eq!(
+        serde_json::from_str::<AnswerInputs>("{}").unwrap(),
+        AnswerInputs::new()
+    );
+    let renamed = serde_json::to_string(&ShoutInputs::new("hey".into())).unwrap();
+    assert_eq!(renamed, r#"{"text":"hey"}"#);
+
+    // Errors name the field and the struct.
+    let missing = serde_json::from_str::<GenerateInputs>(r#"{"prompt":"x"}"#).unwrap_err();
+    assert!(
+        missing.to_string().contains("missing field `seed`"),
+        "{missing}"
+    );
+    let wrong = serde_json::from_str::<GenerateInputs>("3").unwrap_err();
+    assert!(
+        wrong.to_string().contains("struct GenerateInputs"),
+        "{wrong}"
+    );
+}

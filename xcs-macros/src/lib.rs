@@ -209,7 +209,10 @@ pub fn set_execution_options(input: TokenStream) -> TokenStream {
 ///   each argument as `impl Into<Axis<T>>`: a `Vec<T>` is batched (one value per item), a plain
 ///   `T` is broadcast (cloned into every item). Batched arguments of different lengths are an
 ///   `XcsError::BatchSizeMismatch`; with no batched argument the batch has one item, with empty
-///   ones it is empty.
+///   ones it is empty. `GenerateInputs` is always `Debug` (a field whose type is not shows as
+///   `_`), and `Clone`, `PartialEq`, `Eq`, `Hash`, `serde::Serialize` and `serde::Deserialize`
+///   (as a struct with one field per parameter) whenever every field type is: a field without
+///   them is never a compile error, only using the missing trait is.
 ///
 /// ```
 /// use xcs::prelude::*;
@@ -225,7 +228,8 @@ pub fn set_execution_options(input: TokenStream) -> TokenStream {
 /// assert_eq!(Score.call(ScoreInputs::new("abc".to_owned(), 2))?, 6);
 ///
 /// let batch = ScoreInputs::batch(vec!["a", "bcd"], 2)?; // `weight` broadcast
-/// assert_eq!(vmap(Score).call(batch)?, vec![2, 6]);
+/// assert_eq!(batch[1], ScoreInputs::new("bcd".to_owned(), 2)); // `PartialEq`, `Debug`
+/// assert_eq!(vmap(Score).call(batch.clone())?, vec![2, 6]);
 /// # Ok::<(), XcsError>(())
 /// ```
 ///

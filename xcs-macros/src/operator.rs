@@ -4,12 +4,13 @@
 //! it the macro adds a unit struct implementing `Operator` and an inputs struct with one field
 //! per parameter. Work is split as in thiserror-impl: [`args`] reads the attribute arguments,
 //! [`ast`] reads the function into a small model and rejects what an operator cannot carry,
-//! [`expand`] writes the code. Every error found is reported at once, and on error the user's
-//! function is still emitted unchanged, so one mistake does not cascade into "cannot find
-//! function" errors elsewhere.
+//! [`expand`] writes the code, [`derives`] the standard traits of the inputs struct. Every error
+//! found is reported at once, and on error the user's function is still emitted unchanged, so one
+//! mistake does not cascade into "cannot find function" errors elsewhere.
 
 mod args;
 mod ast;
+mod derives;
 mod expand;
 
 use std::fmt::Display;

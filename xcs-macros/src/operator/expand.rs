@@ -14,6 +14,7 @@ use syn::spanned::Spanned;
 use super::Errors;
 use super::args::Args;
 use super::ast::{OperatorFn, Output};
+use super::derives;
 
 /// The names of the generated items.
 pub(super) struct Names {
@@ -265,7 +266,7 @@ fn inputs_items(function: &OperatorFn<'_>, names: &Names) -> TokenStream {
             }
         }
     };
-    let inputs_name = LitStr::new(&inputs.unraw().to_string(), inputs.span());
+    let traits = derives::inputs_traits(function, inputs);
     let to_axes = function.params.iter().map(|param| {
         let field = param.ident;
         let ty = param.ty;
@@ -285,32 +286,7 @@ fn inputs_items(function: &OperatorFn<'_>, names: &Names) -> TokenStream {
             )*
         }
 
-        // `Debug` whatever the parameter types: fields whose type is not `Debug` show as `_`
-        // (so `batch(…).unwrap_err()` and `{:?}` always work).
-        #(#cfgs)*
-        #[allow(deprecated)]
-        impl ::core::fmt::Debug for #inputs {
-            fn fmt(
-                &self,
-                __xcs_formatter: &mut ::core::fmt::Formatter<'_>,
-            ) -> ::core::fmt::Result {
-                #[allow(unused_imports)]
-                use ::xcs::__private::probe::{DebugProbe as _, NoDebugProbe as _};
-                let mut __xcs_struct = ::core::fmt::Formatter::debug_struct(
-                    __xcs_formatter,
-                    #inputs_name,
-                );
-                #(
-                    ::core::fmt::DebugStruct::field(
-                        &mut __xcs_struct,
-                        #field_names,
-                        (&&::xcs::__private::probe::Probe::<#types>::new())
-                            .as_debug(&self.#fields),
-                    );
-                )*
-                ::core::fmt::DebugStruct::finish(&mut __xcs_struct)
-            }
-        }
+        #traits
 
         #(#cfgs)*
         #[allow(deprecated)]

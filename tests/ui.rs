@@ -1,0 +1,33 @@
+//! Compile-time behaviour of the macros (trybuild).
+//!
+//! - `tests/ui/options/fail/` (`execution_options!`, `set_execution_options!`) and
+//!   `tests/ui/operator/fail/` (`#[xcs::operator]`): one mistake per file, with the exact
+//!   messages and spans a user sees in the `.stderr` next to it.
+//! - `tests/ui/options/pass/` and `tests/ui/operator/pass/`: what must compile, and run.
+//!
+//! After an intended change of a message, regenerate the snapshots with
+//! `TRYBUILD=overwrite cargo test --test ui` and read the diff. Run some cases only with
+//! `cargo test --test ui -- ui trybuild=options/fail/` (any part of a case's path; the `ui`
+//! keeps libtest from filtering out the test itself).
+//!
+//! Why one test and two `TestCases`: trybuild checks a run that has only compile-fail cases with
+//! a single `cargo check --keep-going` over all of them, but as soon as a run has a pass case it
+//! cleans and builds every case on its own, one after another (and each run pays for its own
+//! project set-up). So every fail case of both macros goes in the first run, and the pass cases,
+//! few files of many cases each, in the second.
+//!
+//! Only run on stable: compiler messages around ours differ between toolchains.
+
+#[rustversion::stable]
+#[test]
+fn ui() {
+    {
+        let fail = trybuild::TestCases::new();
+        fail.compile_fail("tests/ui/options/fail/*.rs");
+        fail.compile_fail("tests/ui/operator/fail/*.rs");
+        // Runs here, when dropped.
+    }
+    let pass = trybuild::TestCases::new();
+    pass.pass("tests/ui/options/pass/*.rs");
+    pass.pass("tests/ui/operator/pass/*.rs");
+}
