@@ -280,3 +280,38 @@ fn nested_async_batches_and_sync_operators_compose() {
         assert!(err.is_timeout());
     });
 }
+
+#[test]
+fn concurrent_identical_calls_run_the_body_once_without_blocking_a_thread() {
+    // One thread: a waiter that blocked it would never let the body finish.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    common::watchdog("async single flight", Duration::from_secs(60), || {
+        runtime.block_on(async {
+            struct Counted(Arc<AtomicUsize>);
+            impl AsyncOperator for Counted {
+                type Input = u64;
+                type Output = u64;
+                async fn forward(&self, x: u64) -> Result<u64, XcsError> {
+                    self.0.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Ok(x + 1)
+                }
+                fn name(&self) -> &str {
+                    "counted_async"
+                }
+            }
+            let bodies = Arc::new(AtomicUsize::new(0));
+            let op = vmap(Counted(Arc::clone(&bodies)));
+            let out = execution_options!(enable_caching = true => async {
+                op.call(vec![7_000_001; 50]).await
+            })
+            .await
+            .unwrap();
+            assert_eq!(out, vec![7_000_002; 50]);
+            assert_eq!(bodies.load(Ordering::SeqCst), 1);
+        });
+    });
+}

@@ -664,6 +664,9 @@ pub(crate) enum Lookup<O> {
 struct Flight {
     done: Mutex<bool>,
     woken: Condvar,
+    /// Wakes async waiters, which must not block a thread on the condition variable.
+    #[cfg(feature = "tokio")]
+    woken_async: tokio::sync::Notify,
 }
 
 /// The right (and duty) to compute one key; see [`Lookup::Compute`].
@@ -688,6 +691,8 @@ impl Drop for Claim {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = true;
         self.flight.woken.notify_all();
+        #[cfg(feature = "tokio")]
+        self.flight.woken_async.notify_waiters();
     }
 }
 
@@ -769,41 +774,9 @@ pub(crate) fn lookup<I, O: Send + 'static>(
     held: &ClaimChain,
 ) -> Lookup<O> {
     loop {
-        if let Some(found) = stored(key) {
-            return answer(support, found);
-        }
-        // Re-checked under the flights lock: a claim inserts its output before it leaves the
-        // running map, so a key is either stored, in flight, or free to claim.
-        let found = with_flights(|flights| {
-            if let Some(found) = stored(key) {
-                return Found::Stored(found);
-            }
-            let Some(flight) = flights.running.get(key).map(Arc::clone) else {
-                let flight = Arc::new(Flight::default());
-                flights.running.insert(*key, Arc::clone(&flight));
-                MISSES.fetch_add(1, Ordering::Relaxed);
-                return Found::Claimed(Claim { key: *key, flight });
-            };
-            if flights.would_deadlock(held, key) {
-                MISSES.fetch_add(1, Ordering::Relaxed);
-                return Found::Uncached;
-            }
-            let id = flights.next_waiter;
-            flights.next_waiter += 1;
-            flights.waiting.insert(
-                id,
-                Waiter {
-                    held: held.clone(),
-                    waits_for: *key,
-                },
-            );
-            Found::Wait(flight, Waiting(id))
-        });
-        let (flight, waiting) = match found {
-            Found::Stored(found) => return answer(support, found),
-            Found::Claimed(claim) => return Lookup::Compute(claim),
-            Found::Uncached => return Lookup::Uncached,
-            Found::Wait(flight, waiting) => (flight, waiting),
+        let (flight, waiting) = match find(support, key, held) {
+            Ok(answer) => return answer,
+            Err(wait) => wait,
         };
         let done = flight.done.lock().unwrap_or_else(PoisonError::into_inner);
         let (done, timed_out) = match deadline {
@@ -829,6 +802,86 @@ pub(crate) fn lookup<I, O: Send + 'static>(
             return Lookup::TimedOut;
         }
         // The computation finished (stored, or failed and left the key free): look again.
+    }
+}
+
+/// [`lookup`] for async callers: the wait is an `.await` on the flight, never a blocked thread.
+#[cfg(feature = "tokio")]
+pub(crate) async fn lookup_async<I, O: Send + 'static>(
+    support: &CacheSupport<I, O>,
+    key: &CacheKey,
+    deadline: Option<Instant>,
+    held: &ClaimChain,
+) -> Lookup<O> {
+    loop {
+        let (flight, waiting) = match find(support, key, held) {
+            Ok(answer) => return answer,
+            Err(wait) => wait,
+        };
+        {
+            let notified = flight.woken_async.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before checking, so a claim dropped in between still wakes us.
+            notified.as_mut().enable();
+            let done = *flight.done.lock().unwrap_or_else(PoisonError::into_inner);
+            if !done {
+                match deadline {
+                    Some(at) => {
+                        if tokio::time::timeout_at(at.into(), notified).await.is_err() {
+                            drop(waiting);
+                            return Lookup::TimedOut;
+                        }
+                    }
+                    None => notified.await,
+                }
+            }
+        }
+        drop(waiting);
+    }
+}
+
+/// One look at `key`: an answer, or the flight to wait for (and the registration that lets
+/// other callers see this one waiting).
+fn find<I, O: Send + 'static>(
+    support: &CacheSupport<I, O>,
+    key: &CacheKey,
+    held: &ClaimChain,
+) -> Result<Lookup<O>, (Arc<Flight>, Waiting)> {
+    if let Some(found) = stored(key) {
+        return Ok(answer(support, found));
+    }
+    // Re-checked under the flights lock: a claim inserts its output before it leaves the
+    // running map, so a key is either stored, in flight, or free to claim.
+    let found = with_flights(|flights| {
+        if let Some(found) = stored(key) {
+            return Found::Stored(found);
+        }
+        let Some(flight) = flights.running.get(key).map(Arc::clone) else {
+            let flight = Arc::new(Flight::default());
+            flights.running.insert(*key, Arc::clone(&flight));
+            MISSES.fetch_add(1, Ordering::Relaxed);
+            return Found::Claimed(Claim { key: *key, flight });
+        };
+        if flights.would_deadlock(held, key) {
+            MISSES.fetch_add(1, Ordering::Relaxed);
+            return Found::Uncached;
+        }
+        let id = flights.next_waiter;
+        flights.next_waiter += 1;
+        flights.waiting.insert(
+            id,
+            Waiter {
+                held: held.clone(),
+                waits_for: *key,
+            },
+        );
+        Found::Wait(flight, Waiting(id))
+    });
+    match found {
+        Found::Stored(found) => Ok(answer(support, found)),
+        Found::Claimed(claim) => Ok(Lookup::Compute(claim)),
+        Found::Uncached => Ok(Lookup::Uncached),
+        Found::Wait(flight, waiting) => Err((flight, waiting)),
     }
 }
 

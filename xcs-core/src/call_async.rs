@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use futures_util::FutureExt;
 
+use crate::cache;
 use crate::call::{self, drop_quietly};
 use crate::deadline::{self, CallContext, CancelFlag};
 use crate::error::XcsError;
@@ -88,6 +89,63 @@ pub(crate) async fn invoke<O: AsyncOperator + ?Sized>(
         }
     }
     let at = deadline.map(|(at, _)| at);
+    // The cache, as for sync calls; a wait for a concurrent call with the same input is an
+    // `.await`, never a blocked thread.
+    let cache = if options.enable_caching {
+        op.__xcs_cache_support()
+    } else {
+        None
+    };
+    let key = match cache.as_ref().map(|support| support.key(name, &input)) {
+        Some(Err(message)) => {
+            if options.trace_execution {
+                trace::begin_async(name, index, parent.as_ref()).finish(Outcome::Panicked);
+            }
+            return Err(XcsError::Panicked {
+                operator: name.to_owned(),
+                index,
+                message,
+            });
+        }
+        key => key.and_then(Result::ok),
+    };
+    let mut claim = None;
+    if let (Some(support), Some(key)) = (&cache, &key) {
+        let finish = |outcome| {
+            if options.trace_execution {
+                trace::begin_async(name, index, parent.as_ref()).finish(outcome);
+            }
+        };
+        match cache::lookup_async(support, key, at, &context.claims).await {
+            cache::Lookup::Hit(hit) => {
+                finish(Outcome::CacheHit);
+                return Ok(hit);
+            }
+            cache::Lookup::Compute(computing) => claim = Some(computing),
+            cache::Lookup::Uncached => {}
+            cache::Lookup::TimedOut => {
+                finish(Outcome::Timeout);
+                let timeout = deadline.map(|(_, t)| t).unwrap_or_default();
+                return Err(call::timeout_error(name, index, timeout));
+            }
+            cache::Lookup::Panicked(message) => {
+                finish(Outcome::Panicked);
+                return Err(XcsError::Panicked {
+                    operator: name.to_owned(),
+                    index,
+                    message,
+                });
+            }
+        }
+    }
+    // The body runs holding the claim: nested calls never wait for it.
+    let context = match &claim {
+        Some(claim) => CallContext {
+            claims: context.claims.push(claim.key()),
+            ..context
+        },
+        None => context,
+    };
     let retries = options.max_retries;
     let clone_input = if retries > 0 {
         let cloner = op.__xcs_clone_input();
@@ -148,6 +206,18 @@ pub(crate) async fn invoke<O: AsyncOperator + ?Sized>(
         }
     };
     drop_quietly(kept);
+    let mut result = result;
+    if let (Some(support), Some(claim), Ok(output)) = (&cache, &claim, &result) {
+        if let Err(message) = cache::insert(support, claim.key(), output) {
+            result = Err(XcsError::Panicked {
+                operator: name.to_owned(),
+                index,
+                message,
+            });
+        }
+    }
+    // Stored (or failed): wake the callers waiting for this input.
+    drop(claim);
     result
 }
 

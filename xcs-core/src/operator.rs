@@ -224,11 +224,8 @@ pub trait AsyncOperator: Send + Sync + 'static {
 
     /// How to cache this operator's calls; see [`Operator::__xcs_cache_support`].
     #[doc(hidden)]
-    fn __xcs_cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>>
-    where
-        Self: Sized,
-    {
-        CacheSupport::for_std_types_of::<Self>()
+    fn __xcs_cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
+        CacheSupport::for_hand_written::<Self>(self.name())
     }
 
     /// How to copy an input for another attempt; see [`Operator::__xcs_clone_input`].
