@@ -21,8 +21,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use common::{HangsOnce, Nap, Spin, seeds, spin};
+use futures_util::StreamExt;
 use rayon::prelude::*;
-use xcs::{Operator, execution_options, get_execution_options, pmap, vmap};
+use xcs::{
+    AsyncOperator, Operator, XcsError, execution_options, get_execution_options, pmap, vmap,
+};
 
 /// How much to measure: the full run, or a quick smoke run.
 #[derive(Clone, Copy)]
@@ -426,6 +429,258 @@ fn timeout_row(effort: Effort, rows: &mut Vec<Row>) {
     });
 }
 
+/// An async item that awaits a timer (an I/O wait), counting live futures.
+struct AsyncNap {
+    wait: Duration,
+    alive: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl AsyncOperator for AsyncNap {
+    type Input = u64;
+    type Output = u64;
+    async fn forward(&self, x: u64) -> Result<u64, XcsError> {
+        use std::sync::atomic::Ordering;
+        struct Alive<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Alive<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.alive.fetch_add(1, Ordering::SeqCst);
+        let _alive = Alive(&self.alive);
+        tokio::time::sleep(self.wait).await;
+        Ok(x)
+    }
+    fn name(&self) -> &str {
+        "async_nap"
+    }
+}
+
+/// An async item that does nothing: the per-item overhead.
+struct AsyncNoop;
+
+impl AsyncOperator for AsyncNoop {
+    type Input = u64;
+    type Output = u64;
+    async fn forward(&self, x: u64) -> Result<u64, XcsError> {
+        Ok(x)
+    }
+    fn name(&self) -> &str {
+        "async_noop"
+    }
+}
+
+/// Medians of alternating samples of `floor` and `subject` (each returns its own duration).
+fn alternate(
+    samples: usize,
+    mut floor: impl FnMut() -> Duration,
+    mut subject: impl FnMut() -> Duration,
+) -> (f64, f64, f64) {
+    floor();
+    subject();
+    let mut floors = Vec::with_capacity(samples);
+    let mut subjects = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        floors.push(floor().as_nanos() as f64);
+        subjects.push(subject().as_nanos() as f64);
+    }
+    let spread = spread(&floors);
+    (median(&mut floors), median(&mut subjects), spread)
+}
+
+fn async_rows(effort: Effort, rows: &mut Vec<Row>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_time()
+        .build()
+        .expect("a tokio runtime");
+    let alive = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+
+    // 1 000 items of 20 ms at 64 in flight.
+    let nap = vmap(AsyncNap {
+        wait: Duration::from_millis(20),
+        alive: alive.clone(),
+    });
+    let samples = effort.samples.clamp(1, 5);
+    let (floor, measured, floor_spread) = alternate(
+        samples,
+        || {
+            runtime.block_on(async {
+                let start = Instant::now();
+                let out: Vec<u64> = futures_util::stream::iter(0..1000u64)
+                    .map(|x| async move {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        x
+                    })
+                    .buffer_unordered(64)
+                    .collect()
+                    .await;
+                black_box(out);
+                start.elapsed()
+            })
+        },
+        || {
+            runtime.block_on(async {
+                let start = Instant::now();
+                let out = execution_options!(max_workers = 64 => async {
+                    nap.call((0..1000).collect()).await
+                })
+                .await;
+                black_box(out.expect("naps cannot fail"));
+                start.elapsed()
+            })
+        },
+    );
+    rows.push(Row {
+        figure: "async vmap, 1 000 items awaiting 20 ms, 64 in flight",
+        floor_name: "`buffer_unordered(64)`",
+        measured,
+        floor: Some(floor),
+        target: Target::RatioAtMost(1.05),
+        floor_spread,
+        note: "per batch; ideal 320 ms".to_owned(),
+    });
+
+    // 100 000 no-op items: the per-item overhead, against the faster of two floors.
+    let noop = vmap(AsyncNoop);
+    let n = if effort.scale < 1.0 { 10_000 } else { 100_000 };
+    let per_item = |d: Duration| Duration::from_nanos((d.as_nanos() / n as u128) as u64);
+    let samples = effort.samples.clamp(1, 7);
+    let (buffered, measured, spread_a) = alternate(
+        samples,
+        || {
+            runtime.block_on(async {
+                let start = Instant::now();
+                let out: Vec<u64> = futures_util::stream::iter(0..n)
+                    .map(|x| async move { x })
+                    .buffer_unordered(n as usize)
+                    .collect()
+                    .await;
+                black_box(out);
+                per_item(start.elapsed())
+            })
+        },
+        || {
+            runtime.block_on(async {
+                let inputs: Vec<u64> = (0..n).collect();
+                let start = Instant::now();
+                black_box(noop.call(inputs).await.expect("no-ops cannot fail"));
+                per_item(start.elapsed())
+            })
+        },
+    );
+    let (join_set, _, spread_b) = alternate(
+        samples,
+        || {
+            runtime.block_on(async {
+                let start = Instant::now();
+                let mut set = tokio::task::JoinSet::new();
+                for x in 0..n {
+                    set.spawn(async move { x });
+                }
+                let out = set.join_all().await;
+                black_box(out);
+                per_item(start.elapsed())
+            })
+        },
+        || Duration::ZERO,
+    );
+    let (floor, floor_name, floor_spread) = if buffered <= join_set {
+        (
+            buffered,
+            "`buffer_unordered` (faster than a `JoinSet`)",
+            spread_a,
+        )
+    } else {
+        (
+            join_set,
+            "a `JoinSet` (faster than `buffer_unordered`)",
+            spread_b,
+        )
+    };
+    rows.push(Row {
+        figure: "async vmap, 100 000 no-op items",
+        floor_name,
+        measured,
+        floor: Some(floor),
+        target: Target::RatioAtMost(1.5),
+        floor_spread,
+        note: format!(
+            "per item; buffer_unordered {}, JoinSet {}",
+            fmt_ns(buffered),
+            fmt_ns(join_set)
+        ),
+    });
+
+    // A timeout with every item hung: returns at the deadline with no future alive.
+    let hung = vmap(AsyncNap {
+        wait: Duration::from_secs(3600),
+        alive: alive.clone(),
+    });
+    let mut worst_alive = 0;
+    let mut samples: Vec<f64> = (0..effort.samples.clamp(2, 5))
+        .map(|_| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                let result = execution_options!(timeout_seconds = 0.1 => async {
+                    hung.call((0..32).collect()).await
+                })
+                .await;
+                let took = start.elapsed().as_nanos() as f64;
+                assert!(matches!(&result, Err(e) if e.is_timeout()), "{result:?}");
+                worst_alive = worst_alive.max(alive.load(std::sync::atomic::Ordering::SeqCst));
+                took
+            })
+        })
+        .collect();
+    rows.push(Row {
+        figure: "async timeout 0.1 s, 32 items hung",
+        floor_name: "deadline (0.1 s)",
+        measured: median(&mut samples),
+        floor: Some(100e6),
+        target: Target::AtMostNs(110e6),
+        floor_spread: 0.0,
+        note: format!("{worst_alive} futures alive after return"),
+    });
+}
+
+fn rate_rows(effort: Effort, rows: &mut Vec<Row>) {
+    struct Tick;
+    impl Operator for Tick {
+        type Input = u64;
+        type Output = u64;
+        fn forward(&self, x: u64) -> Result<u64, XcsError> {
+            Ok(x)
+        }
+        fn name(&self) -> &str {
+            "bench_rate_tick"
+        }
+    }
+    for (rate, figure) in [
+        (10.0, "rate_limit = 10: interval between starts"),
+        (100.0, "rate_limit = 100: interval between starts"),
+        (1000.0, "rate_limit = 1000: interval between starts"),
+    ] {
+        // About one second of starts (a tenth in a quick run).
+        let calls = ((rate * effort.scale.min(1.0)) as u64).max(3);
+        let start = Instant::now();
+        execution_options!(rate_limit = rate => {
+            for x in 0..calls {
+                black_box(Tick.call(x).ok());
+            }
+        });
+        let interval = start.elapsed().as_nanos() as f64 / (calls - 1) as f64;
+        rows.push(Row {
+            figure,
+            floor_name: "1/r",
+            measured: interval,
+            floor: Some(1e9 / rate),
+            target: Target::RatioAtMost(1.05),
+            floor_spread: 0.0,
+            note: format!("observed {:.1} calls/s over {calls} calls", 1e9 / interval),
+        });
+    }
+}
+
 fn cache_row(effort: Effort, rows: &mut Vec<Row>) {
     let op = Spin {
         rounds: common::rounds_10us(),
@@ -522,13 +777,15 @@ fn main() {
     println!();
 
     let mut rows = Vec::new();
-    let sections: [(&str, Section); 6] = [
+    let sections: [(&str, Section); 8] = [
         ("scopes", scope_rows),
         ("vmap", vmap_rows),
         ("pmap", pmap_row),
         ("timeout", timeout_row),
         ("cache", cache_row),
         ("tracing", tracing_row),
+        ("async", async_rows),
+        ("rate", rate_rows),
     ];
     for (name, run) in sections {
         if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {

@@ -290,9 +290,9 @@ fn invoke_with<O: Operator + ?Sized>(
         if let Some(rate) = options.rate_limit {
             match policy::rate::reserve(name, rate, at) {
                 Ok(start) => {
-                    sleep_until(start);
+                    policy::rate::sleep_until(start);
                     while let Some(wait) = policy::rate::confirm(name, rate) {
-                        std::thread::sleep(wait);
+                        policy::rate::sleep_until(Instant::now() + wait);
                     }
                 }
                 Err(policy::rate::TooLate) => {
@@ -377,14 +377,6 @@ fn attempt_once<O: Operator + ?Sized>(
             }
         }
         None => guarded(name, index, || op.forward(input)),
-    }
-}
-
-/// Sleeps until `start` (a rate-limit slot).
-fn sleep_until(start: Instant) {
-    let wait = start.saturating_duration_since(Instant::now());
-    if !wait.is_zero() {
-        std::thread::sleep(wait);
     }
 }
 

@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
@@ -25,12 +26,34 @@ pub(crate) enum Entry {
     /// A scope setting only what the patch names (over whatever is in force where it is
     /// polled).
     Patch(OptionsPatch),
-    /// Exactly a caller's options, deadline context and trace parent (batch items, calls).
-    Adopt {
-        options: ExecutionOptions,
-        context: CallContext,
-        parent: Option<trace::Parent>,
-    },
+    /// Exactly a caller's options, deadline context and trace parent (batch items, calls),
+    /// shared by every item of a batch.
+    Adopt(Arc<Snapshot>),
+}
+
+/// What a call or batch made now runs under: the caller's effective options, its deadline
+/// context and its trace parent, read on the calling thread.
+#[derive(Clone, Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) options: ExecutionOptions,
+    pub(crate) context: CallContext,
+    pub(crate) parent: Option<trace::Parent>,
+}
+
+impl Snapshot {
+    /// The calling thread's, now.
+    pub(crate) fn now() -> Snapshot {
+        let options = crate::scope::get_execution_options();
+        Snapshot {
+            options,
+            context: deadline::current(),
+            parent: if options.trace_execution {
+                trace::current_parent()
+            } else {
+                None
+            },
+        }
+    }
 }
 
 pin_project! {
@@ -45,18 +68,9 @@ pin_project! {
 }
 
 impl<F> WithOptions<F> {
-    pub(crate) fn adopt(
-        options: ExecutionOptions,
-        context: CallContext,
-        parent: Option<trace::Parent>,
-        inner: F,
-    ) -> Self {
+    pub(crate) fn adopt(snapshot: Arc<Snapshot>, inner: F) -> Self {
         WithOptions {
-            entry: Entry::Adopt {
-                options,
-                context,
-                parent,
-            },
+            entry: Entry::Adopt(snapshot),
             inner,
         }
     }
@@ -81,14 +95,10 @@ impl<F: Future> Future for WithOptions<F> {
                 let _scope = scope::enter(*patch);
                 this.inner.poll(cx)
             }
-            Entry::Adopt {
-                options,
-                context,
-                parent,
-            } => {
-                let _pinned = scope::pin(*options);
-                let _context = deadline::enter(context.clone());
-                let _parent = parent.as_ref().map(trace::inherit);
+            Entry::Adopt(snapshot) => {
+                let _pinned = scope::pin(snapshot.options);
+                let _context = deadline::enter(snapshot.context.clone());
+                let _parent = snapshot.parent.as_ref().map(trace::inherit);
                 this.inner.poll(cx)
             }
         }

@@ -294,9 +294,9 @@ mod async_impls {
 
     use super::plan::{Kind, Ran, collect, settle};
     use super::{PMap, VMap, drive};
-    use crate::call_async::Snapshot;
     use crate::error::XcsError;
     use crate::operator::AsyncOperator;
+    use crate::scoped::Snapshot;
     use crate::trace::{self, Outcome};
 
     /// Runs an async batch, recorded as one event when tracing (its items are its children).

@@ -69,11 +69,21 @@ pub(crate) fn confirm(operator: &str, rate: f64) -> Option<Duration> {
         }
     }
     slot.last_start = Some(now);
-    // A late start pushes the next free slot back too.
-    if let Some(following) = now.checked_add(interval) {
-        slot.next = slot.next.max(following);
-    }
     None
+}
+
+/// Sleeps the current thread until `at`, precisely: the OS sleep until shortly before, then
+/// yielding until it is time. (A plain sleep wakes up to a millisecond late; every late start
+/// would delay the next one by as much, and the rate would drift below `r`.)
+pub(crate) fn sleep_until(at: Instant) {
+    const SPIN: Duration = Duration::from_micros(500);
+    let left = at.saturating_duration_since(Instant::now());
+    if left > SPIN {
+        std::thread::sleep(left - SPIN);
+    }
+    while Instant::now() < at {
+        std::thread::yield_now();
+    }
 }
 
 /// `1/rate`, for any finite rate > 0 (options guarantee that); absurdly small rates are capped

@@ -13,11 +13,12 @@ use futures_util::stream::FuturesUnordered;
 
 use crate::batch::plan::{Kind, NOT_RUN, Part, Plan, Ran, Slot, Timing};
 use crate::call::drop_quietly;
-use crate::call_async::{self, Snapshot};
+use crate::call_async;
 use crate::device;
 use crate::error::XcsError;
 use crate::operator::AsyncOperator;
 use crate::pool;
+use crate::scoped::Snapshot;
 
 /// Runs an async batch under `snapshot` (the caller's options, read at call time).
 pub(crate) async fn run<O: AsyncOperator>(
@@ -45,6 +46,12 @@ pub(crate) async fn run<O: AsyncOperator>(
     .clamp(1, pool::MAX_WORKERS.max(len));
     let plan =
         Arc::new(Plan::new(op, options, &timing, settled).with_trace_parent(snapshot.parent));
+    // What every item runs under, shared by all of them.
+    let items = Arc::new(Snapshot {
+        options: plan.options,
+        context: plan.context.clone(),
+        parent: plan.trace_parent().cloned(),
+    });
     let mut slots: Vec<Option<Slot<O::Output>>> = (0..len).map(|_| None).collect();
     let work = async {
         let mut pending = inputs.into_iter().enumerate();
@@ -60,16 +67,8 @@ pub(crate) async fn run<O: AsyncOperator>(
                     stopped = true;
                     break;
                 }
-                let item = Snapshot {
-                    options: plan.options,
-                    context: plan.context.clone(),
-                    parent: plan.trace_parent().cloned(),
-                };
-                let plan = Arc::clone(&plan);
-                in_flight.push(async move {
-                    let result = call_async::invoke(&*plan.op, input, Some(index), item).await;
-                    (index, result)
-                });
+                let item = call_async::invoke(&*plan.op, input, Some(index), Arc::clone(&items));
+                in_flight.push(async move { (index, item.await) });
             }
             let Some((index, result)) = in_flight.next().await else {
                 break;
