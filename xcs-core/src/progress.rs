@@ -1047,6 +1047,14 @@ mod tests {
     }
 
     #[test]
+    fn handles_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<BatchProgress>();
+        send_sync::<Arc<BatchProgress>>();
+        send_sync::<ProgressEvent>();
+    }
+
+    #[test]
     fn off_is_none_and_silent() {
         let _serial = serial();
         let recorder = Recorder::install();
