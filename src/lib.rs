@@ -68,6 +68,11 @@ pub use xcs_core::{AsyncOperator, Blocking, WithOptions, blocking, with_options_
 #[doc(inline)]
 pub use xcs_core::options::{OPTIONS, OptionKind, OptionSpec};
 
+#[doc(inline)]
+pub use xcs_core::{
+    MAX_BARS, ProgressEvent, ProgressOutcome, clear_progress_hook, set_progress_hook,
+};
+
 pub use xcs_macros::{execution_options, operator, set_execution_options};
 
 /// The macros, [`Operator`] (and `AsyncOperator`), [`vmap`], [`pmap`], the option functions and

@@ -8,8 +8,8 @@
 //! - [`scope`]: the global options and the per-thread scope stack;
 //! - [`operator`]: the [`Operator`] trait; [`axis`]: broadcast/batched arguments;
 //! - `call`, `deadline`, `pool`, `executor`: how calls and batches run;
-//! - [`cache`], [`trace`], [`device`]: what `enable_caching`, `trace_execution` and
-//!   `device_strategy` do.
+//! - [`cache`], [`trace`], [`device`], [`progress`]: what `enable_caching`, `trace_execution`,
+//!   `device_strategy` and `show_progress` do.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -28,6 +28,9 @@ pub mod options;
 mod policy;
 pub mod pool;
 pub mod probe;
+// Only tests call the crate-private half until the batch drivers report progress through it.
+#[cfg_attr(not(test), allow(dead_code))]
+pub mod progress;
 pub mod scope;
 #[cfg(feature = "tokio")]
 pub mod scoped;
@@ -51,6 +54,9 @@ pub use options::{
 pub use pool::{
     DEFAULT_ABANDONED_LIMIT, IDLE_TIMEOUT, ThreadStats, abandoned_items, set_abandoned_limit,
     thread_stats,
+};
+pub use progress::{
+    MAX_BARS, ProgressEvent, ProgressOutcome, clear_progress_hook, set_progress_hook,
 };
 pub use scope::{
     get_execution_options, get_global_options, reset_execution_options, set_global_options,
