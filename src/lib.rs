@@ -49,8 +49,8 @@ pub use xcs_core::{
     Axis, Backend, BatchJob, BoxError, CacheDir, CacheStats, DEFAULT_CACHE_CAPACITY,
     DeviceStrategy, ExecutionOptions, MAX_WORKERS, Operator, OperatorStats, OptionsPatch, Outcome,
     PMap, Scheduler, TRACE_CAPACITY, Trace, TraceEvent, TraceSummary, VMap, XcsError, cache_stats,
-    cancelled, clear_cache, deadline, get_execution_options, get_global_options, pmap,
-    register_backend, registered_backends, reset_execution_options, set_cache_capacity,
+    cancelled, clear_cache, clear_cache_dir, deadline, get_execution_options, get_global_options,
+    pmap, register_backend, registered_backends, reset_execution_options, set_cache_capacity,
     set_global_options, take_trace, unregister_backend, vmap, with_options,
 };
 

@@ -9,7 +9,7 @@
 //! - [`operator`]: the [`Operator`] trait; [`axis`]: broadcast/batched arguments;
 //! - `call`, `deadline`, `pool`, `executor`: how calls and batches run;
 //! - [`cache`], [`trace`], [`device`]: what `enable_caching`, `trace_execution` and
-//!   `device_strategy` do.
+//!   `device_strategy` do; `store`: the database behind `cache_dir` ([`clear_cache_dir`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -26,6 +26,7 @@ pub mod options;
 pub mod pool;
 pub mod probe;
 pub mod scope;
+mod store;
 pub mod trace;
 
 pub use axis::Axis;
@@ -46,6 +47,7 @@ pub use scope::{
     get_execution_options, get_global_options, reset_execution_options, set_global_options,
     with_options,
 };
+pub use store::clear_cache_dir;
 pub use trace::{
     OperatorStats, Outcome, TRACE_CAPACITY, Trace, TraceEvent, TraceSummary, take_trace,
 };
