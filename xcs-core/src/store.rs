@@ -409,6 +409,7 @@ mod sqlite {
     use std::fs::{DirBuilder, OpenOptions};
     use std::path::{Path, PathBuf};
     use std::sync::{Mutex, PoisonError};
+    use std::time::{Duration, Instant};
 
     use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
@@ -546,7 +547,27 @@ mod sqlite {
     }
 
     /// WAL mode (persistent in the file), commits without fsync, and the table.
+    ///
+    /// Retried on `SQLITE_BUSY` until [`BUSY_TIMEOUT`]: while a new file is switched to WAL, the
+    /// processes opening it at once are still in rollback-journal mode, where SQLite returns
+    /// `SQLITE_BUSY` without calling the busy handler when waiting could deadlock (one process
+    /// holds a shared lock and asks for more while the other waits for it to go).
     fn configure(conn: &Connection) -> rusqlite::Result<()> {
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match try_configure(conn) {
+                Err(e)
+                    if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn try_configure(conn: &Connection) -> rusqlite::Result<()> {
         // The first statement that reads the file: a file that is not a database fails here.
         let _mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
