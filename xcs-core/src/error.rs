@@ -7,6 +7,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A boxed error from an operator body.
@@ -134,6 +135,17 @@ pub enum XcsError {
         abandoned: usize,
         /// The limit in force.
         limit: usize,
+    },
+
+    /// The persistent cache in a `cache_dir` could not be used (it cannot be created, is
+    /// read-only or corrupt, or the disk is full). Calls never fail with this: they fall back to
+    /// the memory cache. [`clear_cache_dir`](crate::clear_cache_dir) reports it.
+    #[error("cannot use the persistent cache in `{}`: {reason}", dir.display())]
+    CacheStore {
+        /// The cache directory.
+        dir: PathBuf,
+        /// What went wrong.
+        reason: String,
     },
 }
 
@@ -318,6 +330,10 @@ impl XcsError {
                 abandoned: *abandoned,
                 limit: *limit,
             },
+            XcsError::CacheStore { dir, reason } => XcsError::CacheStore {
+                dir: dir.clone(),
+                reason: reason.clone(),
+            },
         }
     }
 
@@ -449,6 +465,14 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "no backend is registered for device strategy `gpu` (registered backends: `cpu`)"
+        );
+        let err = XcsError::CacheStore {
+            dir: "/tmp/cache".into(),
+            reason: "the disk is full".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "cannot use the persistent cache in `/tmp/cache`: the disk is full"
         );
     }
 

@@ -9,7 +9,8 @@
 //! - [`operator`]: the [`Operator`] trait; [`axis`]: broadcast/batched arguments;
 //! - `call`, `deadline`, `pool`, `executor`: how calls and batches run;
 //! - [`cache`], [`trace`], [`device`], [`progress`]: what `enable_caching`, `trace_execution`,
-//!   `device_strategy` and `show_progress` do.
+//!   `device_strategy` and `show_progress` do; `store`: the database behind `cache_dir`
+//!   ([`clear_cache_dir`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -34,6 +35,7 @@ pub mod progress;
 pub mod scope;
 #[cfg(feature = "tokio")]
 pub mod scoped;
+mod store;
 pub mod trace;
 
 pub use axis::Axis;
@@ -64,6 +66,7 @@ pub use scope::{
 };
 #[cfg(feature = "tokio")]
 pub use scoped::{WithOptions, with_options_async};
+pub use store::clear_cache_dir;
 pub use trace::{
     OperatorStats, Outcome, TRACE_CAPACITY, Trace, TraceEvent, TraceSummary, take_trace,
 };
