@@ -538,6 +538,9 @@ pub struct CacheStats {
     pub bytes: usize,
     /// The most bytes of stored outputs the cache holds.
     pub max_bytes: usize,
+    /// Calls answered from a persistent `cache_dir` store (each a memory miss, so also counted
+    /// in `misses`).
+    pub persistent_hits: u64,
 }
 
 /// A stored output: a `Mutex<O>` (so that it is `Sync` for any `Send` output, and can be cloned
@@ -994,6 +997,7 @@ pub fn cache_stats() -> CacheStats {
     });
     stats.hits = HITS.load(Ordering::Relaxed);
     stats.misses = MISSES.load(Ordering::Relaxed);
+    stats.persistent_hits = crate::persist::hits();
     stats
 }
 

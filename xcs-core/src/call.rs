@@ -22,6 +22,7 @@ use crate::deadline::{self, CallContext, CancelFlag};
 use crate::error::{BoxError, XcsError};
 use crate::operator::Operator;
 use crate::options::ExecutionOptions;
+use crate::persist;
 use crate::policy;
 use crate::pool::{self, Crew, Job};
 use crate::scope::{self, get_execution_options};
@@ -255,6 +256,22 @@ fn invoke_with<O: Operator + ?Sized>(
         }
     }
 
+    // Holding the claim, the persistent store (`cache_dir`) answers before the body runs.
+    let persisted = match (&cache, &claim) {
+        (Some(_), Some(_)) => persist::slot(options, name, op.persist_support(), &input),
+        _ => None,
+    };
+    if let (Some(slot), Some(support), Some(held)) = (&persisted, &cache, &claim) {
+        if let Some(stored) = slot.get() {
+            if options.trace_execution {
+                trace::begin(name, index).finish(Outcome::CacheHit);
+            }
+            drop_quietly(input);
+            // Into the memory cache too; a panicking `Clone` only skips that.
+            let _ = cache::insert(support, held.key(), &stored);
+            return Ok(stored);
+        }
+    }
     // The body runs holding the claim: nested calls (here or on other threads) see it and never
     // wait for it.
     let context = match &claim {
@@ -324,6 +341,9 @@ fn invoke_with<O: Operator + ?Sized>(
     drop_quietly(kept);
 
     let mut result = result;
+    if let (Some(slot), Ok(output)) = (&persisted, &result) {
+        slot.put(output);
+    }
     if let (Some(support), Some(claim), Ok(output)) = (&cache, &claim, &result) {
         if let Err(message) = cache::insert(support, claim.key(), output) {
             result = Err(XcsError::Panicked {

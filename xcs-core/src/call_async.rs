@@ -19,6 +19,7 @@ use crate::deadline::{self, CallContext, CancelFlag};
 use crate::error::XcsError;
 use crate::operator::{AsyncOperator, Operator};
 use crate::options::ExecutionOptions;
+use crate::persist;
 use crate::policy;
 use crate::scope::{self, get_execution_options};
 use crate::scoped::{Snapshot, WithOptions};
@@ -141,6 +142,21 @@ async fn invoke_with<O: AsyncOperator + ?Sized>(
             }
         }
     }
+    // Holding the claim, the persistent store (`cache_dir`) answers before the body runs.
+    let persisted = match (&cache, &claim) {
+        (Some(_), Some(_)) => persist::slot(&options, name, op.persist_support(), &input),
+        _ => None,
+    };
+    if let (Some(slot), Some(support), Some(held)) = (&persisted, &cache, &claim) {
+        if let Some(stored) = slot.get() {
+            if options.trace_execution {
+                trace::begin_async(name, index, parent.as_ref()).finish(Outcome::CacheHit);
+            }
+            drop_quietly(input);
+            let _ = cache::insert(support, held.key(), &stored);
+            return Ok(stored);
+        }
+    }
     // The body runs holding the claim: nested calls never wait for it.
     let context = match &claim {
         Some(claim) => CallContext {
@@ -210,6 +226,12 @@ async fn invoke_with<O: AsyncOperator + ?Sized>(
     };
     drop_quietly(kept);
     let mut result = result;
+    if let (Some(slot), Ok(output)) = (&persisted, &result) {
+        // The write may wait for another process's lock: off the runtime's worker threads.
+        if let Some((store, key, bytes)) = slot.encoded_put(output) {
+            let _ = tokio::task::spawn_blocking(move || store.put(&key, &bytes)).await;
+        }
+    }
     if let (Some(support), Some(claim), Ok(output)) = (&cache, &claim, &result) {
         if let Err(message) = cache::insert(support, claim.key(), output) {
             result = Err(XcsError::Panicked {

@@ -26,6 +26,7 @@ pub mod device;
 pub mod error;
 pub mod operator;
 pub mod options;
+mod persist;
 mod policy;
 pub mod pool;
 pub mod probe;
@@ -53,6 +54,7 @@ pub use operator::{AsyncOperator, Blocking, blocking};
 pub use options::{
     CacheDir, DeviceStrategy, ExecutionOptions, MAX_WORKERS, OptionsPatch, Scheduler,
 };
+pub use persist::PersistSupport;
 pub use pool::{
     DEFAULT_ABANDONED_LIMIT, IDLE_TIMEOUT, ThreadStats, abandoned_items, set_abandoned_limit,
     thread_stats,

@@ -77,6 +77,14 @@ pub trait Operator: Send + Sync + 'static {
         crate::call::call_borrowed(self, input)
     }
 
+    /// How this operator's results persist in a `cache_dir` store (with `enable_caching`), or
+    /// `None` for the memory cache only. The default covers inputs and outputs of common
+    /// standard types; override it to opt in with serde types:
+    /// `Some(PersistSupport::serde())` (see [`PersistSupport`](crate::PersistSupport)).
+    fn persist_support(&self) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {
+        crate::PersistSupport::for_std_types()
+    }
+
     /// How to cache this operator's calls, if its input can be a cache key and its output can be
     /// cloned; `None` warns once per operator type (the runtime asks only under
     /// `enable_caching`). Not part of the stable API: generated operators override it; the
@@ -129,6 +137,10 @@ impl<O: Operator> Operator for Arc<O> {
     fn __xcs_retried_by_items(&self) -> bool {
         (**self).__xcs_retried_by_items()
     }
+
+    fn persist_support(&self) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {
+        (**self).persist_support()
+    }
 }
 
 impl<O: Operator> Operator for &'static O {
@@ -158,6 +170,10 @@ impl<O: Operator> Operator for &'static O {
 
     fn __xcs_retried_by_items(&self) -> bool {
         (**self).__xcs_retried_by_items()
+    }
+
+    fn persist_support(&self) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {
+        (**self).persist_support()
     }
 }
 
@@ -222,6 +238,12 @@ pub trait AsyncOperator: Send + Sync + 'static {
         crate::call_async::call(self, input)
     }
 
+    /// How this operator's results persist in a `cache_dir` store; see
+    /// [`Operator::persist_support`].
+    fn persist_support(&self) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {
+        crate::PersistSupport::for_std_types()
+    }
+
     /// How to cache this operator's calls; see [`Operator::__xcs_cache_support`].
     #[doc(hidden)]
     fn __xcs_cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
@@ -268,6 +290,10 @@ impl<O: AsyncOperator> AsyncOperator for Arc<O> {
     fn __xcs_retried_by_items(&self) -> bool {
         (**self).__xcs_retried_by_items()
     }
+
+    fn persist_support(&self) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {
+        (**self).persist_support()
+    }
 }
 
 #[cfg(feature = "tokio")]
@@ -296,6 +322,10 @@ impl<O: AsyncOperator> AsyncOperator for &'static O {
 
     fn __xcs_retried_by_items(&self) -> bool {
         (**self).__xcs_retried_by_items()
+    }
+
+    fn persist_support(&self) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {
+        (**self).persist_support()
     }
 }
 
@@ -383,5 +413,10 @@ impl<O: Operator> AsyncOperator for Blocking<O> {
     fn __xcs_retried_by_items(&self) -> bool {
         // The sync operator's `call` inside retries.
         true
+    }
+
+    fn persist_support(&self) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {
+        // The sync operator's `call` inside persists.
+        None
     }
 }

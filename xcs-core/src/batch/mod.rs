@@ -245,6 +245,11 @@ impl<O: Operator> Operator for VMap<O> {
     fn __xcs_retried_by_items(&self) -> bool {
         true
     }
+
+    fn persist_support(&self) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {
+        // Items persist one by one through the inner operator.
+        None
+    }
 }
 
 impl<O: Operator> Operator for PMap<O> {
@@ -282,6 +287,11 @@ impl<O: Operator> Operator for PMap<O> {
 
     fn __xcs_retried_by_items(&self) -> bool {
         true
+    }
+
+    fn persist_support(&self) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {
+        // Items persist one by one through the inner operator.
+        None
     }
 }
 
@@ -382,6 +392,12 @@ mod async_impls {
 
                 fn __xcs_retried_by_items(&self) -> bool {
                     true
+                }
+
+                fn persist_support(
+                    &self,
+                ) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {
+                    None
                 }
             }
 

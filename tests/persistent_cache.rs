@@ -1,0 +1,221 @@
+//! The persistent cache (SPEC §9): answers survive the process, several processes share a
+//! store, faults degrade to the memory cache, errors are never stored.
+#![cfg(feature = "persist")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use xcs::{CacheDir, Operator, OptionsPatch, PersistSupport, XcsError, vmap, with_options};
+
+/// The memory cache and its counters are process-wide: the tests take turns.
+/// Each test starts with an empty memory cache.
+fn turn() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    let turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+    xcs::clear_cache();
+    turn
+}
+
+/// Answers `q` with a string, counting bodies; fails on "fail".
+struct Answer {
+    bodies: Arc<AtomicUsize>,
+    version: u32,
+}
+
+impl Answer {
+    fn new(version: u32) -> Answer {
+        Answer {
+            bodies: Arc::default(),
+            version,
+        }
+    }
+    fn bodies(&self) -> usize {
+        self.bodies.load(Ordering::SeqCst)
+    }
+}
+
+impl Operator for Answer {
+    type Input = String;
+    type Output = String;
+    fn forward(&self, q: String) -> Result<String, XcsError> {
+        self.bodies.fetch_add(1, Ordering::SeqCst);
+        if q == "fail" {
+            return Err(XcsError::operator("answer", "no answer"));
+        }
+        Ok(format!("answer to {q} (v{})", self.version))
+    }
+    fn name(&self) -> &str {
+        "persist_answer"
+    }
+    fn persist_support(&self) -> Option<PersistSupport<String, String>> {
+        Some(PersistSupport::serde().version(self.version))
+    }
+}
+
+fn cached_in(dir: &Path) -> OptionsPatch {
+    OptionsPatch::new()
+        .enable_caching(true)
+        .cache_dir(Some(CacheDir::new(dir).unwrap()))
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xcs-persist-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+const ROLE: &str = "PERSIST_TEST_ROLE";
+const DIR: &str = "PERSIST_TEST_DIR";
+
+/// Runs this test binary again as a child doing `role` in `dir`; returns what it printed.
+fn child(role: &str, dir: &Path) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ROLE, role)
+        .env(DIR, dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child {role} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Not a test of its own: what a child process does when `PERSIST_TEST_ROLE` is set.
+#[test]
+fn child_process() {
+    let (Ok(role), Ok(dir)) = (std::env::var(ROLE), std::env::var(DIR)) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let op = Answer::new(1);
+    match role.as_str() {
+        "ask" => {
+            let answer = with_options(&cached_in(&dir), || op.call("life".into())).unwrap();
+            println!("BODIES={} ANSWER={answer}", op.bodies());
+        }
+        writer => {
+            // Many distinct inputs at once, in parallel, into one store.
+            let inputs: Vec<String> = (0..100).map(|i| format!("{writer}-{i}")).collect();
+            let op = vmap(Arc::new(op));
+            let out = with_options(&cached_in(&dir), || op.call(inputs)).unwrap();
+            println!("WROTE={}", out.len());
+        }
+    }
+}
+
+#[test]
+fn answers_survive_the_process() {
+    let _turn = turn();
+    let dir = fresh_dir("survive");
+    let op = Answer::new(1);
+    let first = with_options(&cached_in(&dir), || op.call("life".into())).unwrap();
+    assert_eq!(op.bodies(), 1);
+    // Another process answers from the store without running the body.
+    let printed = child("ask", &dir);
+    assert!(
+        printed.contains(&format!("BODIES=0 ANSWER={first}")),
+        "{printed}"
+    );
+    assert!(xcs::cache_stats().misses >= 1);
+    xcs::clear_cache_dir(&dir).unwrap();
+    let printed = child("ask", &dir);
+    assert!(printed.contains("BODIES=1"), "cleared: {printed}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_version_invalidates_and_errors_are_never_stored() {
+    let _turn = turn();
+    let dir = fresh_dir("version");
+    let v1 = Answer::new(1);
+    with_options(&cached_in(&dir), || v1.call("q".into())).unwrap();
+    xcs::clear_cache();
+    let before = xcs::cache_stats().persistent_hits;
+    with_options(&cached_in(&dir), || v1.call("q".into())).unwrap();
+    assert_eq!(v1.bodies(), 1, "answered from the store");
+    assert_eq!(xcs::cache_stats().persistent_hits, before + 1);
+    xcs::clear_cache();
+    let v2 = Answer::new(2);
+    let answer = with_options(&cached_in(&dir), || v2.call("q".into())).unwrap();
+    assert_eq!((v2.bodies(), answer.as_str()), (1, "answer to q (v2)"));
+    // Errors: never stored, so every call runs the body again.
+    for _ in 0..2 {
+        xcs::clear_cache();
+        assert!(with_options(&cached_in(&dir), || v1.call("fail".into())).is_err());
+    }
+    assert_eq!(v1.bodies(), 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn two_processes_write_one_store_at_once() {
+    let _turn = turn();
+    let dir = fresh_dir("two");
+    let a = std::thread::spawn({
+        let dir = dir.clone();
+        move || child("writer-a", &dir)
+    });
+    let b = child("writer-b", &dir);
+    let a = a.join().unwrap();
+    assert!(
+        a.contains("WROTE=100") && b.contains("WROTE=100"),
+        "{a} / {b}"
+    );
+    // Everything both wrote answers here without a body.
+    xcs::clear_cache();
+    let op = Answer::new(1);
+    let inputs: Vec<String> = ["writer-a", "writer-b"]
+        .iter()
+        .flat_map(|w| (0..100).map(move |i| format!("{w}-{i}")))
+        .collect();
+    let out = with_options(&cached_in(&dir), || vmap(Arc::new(op)).call(inputs)).unwrap();
+    assert_eq!(out.len(), 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_store_that_cannot_be_used_degrades_to_the_memory_cache() {
+    let _turn = turn();
+    // A directory that cannot be created (its parent is a file).
+    let file = fresh_dir("not-a-dir");
+    std::fs::write(&file, b"a file").unwrap();
+    // A store whose database file is garbage.
+    let corrupt = fresh_dir("corrupt");
+    std::fs::create_dir_all(&corrupt).unwrap();
+    std::fs::write(corrupt.join("xcs-cache.sqlite3"), vec![0x5a; 8192]).unwrap();
+    for dir in [file.join("cache"), corrupt.clone()] {
+        xcs::clear_cache();
+        let op = Answer::new(1);
+        for _ in 0..3 {
+            let answer = with_options(&cached_in(&dir), || op.call("q".into())).unwrap();
+            assert_eq!(answer, "answer to q (v1)");
+        }
+        assert_eq!(op.bodies(), 1, "the memory cache still answers ({dir:?})");
+    }
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_dir_all(&corrupt);
+}
+
+#[cfg(unix)]
+#[test]
+fn the_store_is_private_to_its_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let _turn = turn();
+    let dir = fresh_dir("private");
+    with_options(&cached_in(&dir), || Answer::new(1).call("q".into())).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("xcs-cache.sqlite3")), 0o600);
+    let _ = std::fs::remove_dir_all(&dir);
+}
