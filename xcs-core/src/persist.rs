@@ -44,10 +44,15 @@ use crate::store::{self, Store};
 /// ```
 pub struct PersistSupport<I, O> {
     version: u32,
-    encode_input: fn(&I) -> Option<Vec<u8>>,
-    encode_output: fn(&O) -> Option<Vec<u8>>,
-    decode_output: fn(&[u8]) -> Option<O>,
+    encode_input: Encode<I>,
+    encode_output: Encode<O>,
+    decode_output: Decode<O>,
 }
+
+/// Serializes a value (`None`: it cannot be).
+type Encode<T> = fn(&T) -> Option<Vec<u8>>;
+/// Deserializes a value (`None`: the bytes are not one).
+type Decode<T> = fn(&[u8]) -> Option<T>;
 
 impl<I, O> Clone for PersistSupport<I, O> {
     fn clone(&self) -> Self {
@@ -83,9 +88,9 @@ impl<I, O> PersistSupport<I, O> {
     /// From explicit functions (used by generated code).
     #[doc(hidden)]
     pub fn from_fns(
-        encode_input: fn(&I) -> Option<Vec<u8>>,
-        encode_output: fn(&O) -> Option<Vec<u8>>,
-        decode_output: fn(&[u8]) -> Option<O>,
+        encode_input: Encode<I>,
+        encode_output: Encode<O>,
+        decode_output: Decode<O>,
     ) -> Self {
         PersistSupport {
             version: 0,
@@ -157,7 +162,7 @@ macro_rules! std_types {
     };
 }
 
-fn std_encoder<T: 'static>() -> Option<fn(&T) -> Option<Vec<u8>>> {
+fn std_encoder<T: 'static>() -> Option<Encode<T>> {
     macro_rules! pick {
         ($($t:ty),*) => {$(
             if TypeId::of::<T>() == TypeId::of::<$t>() {
@@ -171,7 +176,7 @@ fn std_encoder<T: 'static>() -> Option<fn(&T) -> Option<Vec<u8>>> {
     None
 }
 
-fn std_decoder<T: 'static>() -> Option<fn(&[u8]) -> Option<T>> {
+fn std_decoder<T: 'static>() -> Option<Decode<T>> {
     macro_rules! pick {
         ($($t:ty),*) => {$(
             if TypeId::of::<T>() == TypeId::of::<$t>() {
@@ -197,8 +202,8 @@ pub(crate) fn hits() -> u64 {
 pub(crate) struct Slot<O> {
     store: Arc<Store>,
     key: Vec<u8>,
-    encode_output: fn(&O) -> Option<Vec<u8>>,
-    decode_output: fn(&[u8]) -> Option<O>,
+    encode_output: Encode<O>,
+    decode_output: Decode<O>,
 }
 
 /// The store slot of a call of `operator` with `input`, when the options ask for persistence,
