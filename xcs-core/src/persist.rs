@@ -281,10 +281,11 @@ mod tests {
     use crate::options::CacheDir;
 
     fn options_in(dir: &std::path::Path) -> ExecutionOptions {
-        let mut options = ExecutionOptions::default();
-        options.enable_caching = true;
-        options.cache_dir = Some(CacheDir::new(dir).unwrap());
-        options
+        ExecutionOptions {
+            enable_caching: true,
+            cache_dir: Some(CacheDir::new(dir).unwrap()),
+            ..ExecutionOptions::default()
+        }
     }
 
     #[test]
