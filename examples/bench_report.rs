@@ -681,6 +681,42 @@ fn rate_rows(effort: Effort, rows: &mut Vec<Row>) {
     }
 }
 
+fn progress_row(effort: Effort, rows: &mut Vec<Row>) {
+    let rounds = common::rounds_100ns();
+    let op = vmap(Spin { rounds });
+    let (floor, measured, floor_spread) = paired_units(
+        effort,
+        (1, 1),
+        |n| {
+            timed_with(
+                n,
+                || seeds(100_000),
+                |inputs| {
+                    black_box(op.call(inputs).ok());
+                },
+            )
+        },
+        |n| {
+            execution_options!(show_progress = true => timed_with(
+                n,
+                || seeds(100_000),
+                |inputs| {
+                    black_box(op.call(inputs).ok());
+                },
+            ))
+        },
+    );
+    rows.push(Row {
+        figure: "vmap 100 000 × ~100 ns with `show_progress`",
+        floor_name: "the same without",
+        measured,
+        floor: Some(floor),
+        target: Target::RatioAtMost(1.05),
+        floor_spread,
+        note: "per batch; bar hidden (stderr not a terminal) or drawn".to_owned(),
+    });
+}
+
 fn cache_row(effort: Effort, rows: &mut Vec<Row>) {
     let op = Spin {
         rounds: common::rounds_10us(),
@@ -777,7 +813,7 @@ fn main() {
     println!();
 
     let mut rows = Vec::new();
-    let sections: [(&str, Section); 8] = [
+    let sections: [(&str, Section); 9] = [
         ("scopes", scope_rows),
         ("vmap", vmap_rows),
         ("pmap", pmap_row),
@@ -786,6 +822,7 @@ fn main() {
         ("tracing", tracing_row),
         ("async", async_rows),
         ("rate", rate_rows),
+        ("progress", progress_row),
     ];
     for (name, run) in sections {
         if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {

@@ -79,6 +79,7 @@ async fn invoke_with<O: AsyncOperator + ?Sized>(
         options,
         context,
         parent,
+        progress,
     } = (*snapshot).clone();
     let name = op.name();
     let now = Instant::now();
@@ -208,6 +209,7 @@ async fn invoke_with<O: AsyncOperator + ?Sized>(
             options,
             &context,
             parent.clone(),
+            progress.clone(),
             deadline,
             attempt,
         )
@@ -255,6 +257,7 @@ async fn attempt_once<O: AsyncOperator + ?Sized>(
     options: ExecutionOptions,
     context: &CallContext,
     parent: Option<trace::Parent>,
+    progress: Option<Arc<crate::progress::BatchProgress>>,
     deadline: Option<(Instant, std::time::Duration)>,
     attempt: u32,
 ) -> Result<O::Output, XcsError> {
@@ -277,6 +280,7 @@ async fn attempt_once<O: AsyncOperator + ?Sized>(
             options,
             context: inner,
             parent: body_parent,
+            progress,
         }),
         AssertUnwindSafe(async move { op.forward(input).await }).catch_unwind(),
     );

@@ -30,8 +30,6 @@ mod persist;
 mod policy;
 pub mod pool;
 pub mod probe;
-// Only tests call the crate-private half until the batch drivers report progress through it.
-#[cfg_attr(not(test), allow(dead_code))]
 pub mod progress;
 pub mod scope;
 #[cfg(feature = "tokio")]

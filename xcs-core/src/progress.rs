@@ -108,6 +108,7 @@ impl ProgressOutcome {
     }
 
     /// The outcome of a batch that returned `result`.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn of<T>(result: &Result<T, XcsError>) -> Self {
         match result {
             Ok(_) => ProgressOutcome::Ok,
@@ -613,6 +614,7 @@ impl BatchProgress {
     }
 
     /// The batch's number, as in its [`ProgressEvent`]s.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn id(&self) -> u64 {
         self.id
     }

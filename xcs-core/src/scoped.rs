@@ -38,6 +38,8 @@ pub(crate) struct Snapshot {
     pub(crate) options: ExecutionOptions,
     pub(crate) context: CallContext,
     pub(crate) parent: Option<trace::Parent>,
+    /// The progress report of the batch the work belongs to (nested batches start under it).
+    pub(crate) progress: Option<Arc<crate::progress::BatchProgress>>,
 }
 
 impl Snapshot {
@@ -52,6 +54,7 @@ impl Snapshot {
             } else {
                 None
             },
+            progress: None,
         }
     }
 }
@@ -99,6 +102,7 @@ impl<F: Future> Future for WithOptions<F> {
                 let _pinned = scope::pin(snapshot.options);
                 let _context = deadline::enter(snapshot.context.clone());
                 let _parent = snapshot.parent.as_ref().map(trace::inherit);
+                let _progress = snapshot.progress.as_ref().map(crate::progress::enter);
                 this.inner.poll(cx)
             }
         }

@@ -26,6 +26,7 @@ use crate::deadline::{self, CallContext, CancelFlag};
 use crate::error::XcsError;
 use crate::operator::Operator;
 use crate::options::ExecutionOptions;
+use crate::progress::{self, BatchProgress, ProgressOutcome};
 use crate::scope::{self, get_execution_options};
 use crate::trace::{self, Outcome};
 
@@ -80,6 +81,14 @@ pub(crate) struct Ran<T> {
 }
 
 impl<T> Ran<T> {
+    /// Whether an item failed with an error that `what` picks.
+    fn any_error(&self, what: impl Fn(&XcsError) -> bool) -> bool {
+        self.parts.iter().any(|part| match part {
+            Part::Slots(slots) => slots.iter().any(|s| matches!(s, Err(Some(e)) if what(e))),
+            _ => false,
+        })
+    }
+
     /// Whether every item succeeded.
     pub(crate) fn succeeded(&self) -> bool {
         self.timeout.is_none() && self.parts.iter().all(Part::succeeded)
@@ -225,6 +234,8 @@ pub(crate) struct Plan<O> {
     failed_at: AtomicUsize,
     /// The event items are recorded under, when tracing.
     trace_parent: Option<trace::Parent>,
+    /// The batch's progress report, with `show_progress`.
+    pub(crate) progress: Option<Arc<BatchProgress>>,
 }
 
 /// The guards that carry a caller's options, deadline and trace parent to a thread.
@@ -232,11 +243,15 @@ pub(crate) type Adopted = (
     scope::ScopeGuard,
     deadline::ContextGuard,
     Option<trace::InheritGuard>,
+    Option<progress::EnterGuard>,
 );
 
 impl<O> Plan<O> {
+    /// The plan of a batch of `len` items of `operator` (named for its progress bar).
     pub(crate) fn new(
         op: &Arc<O>,
+        operator: &str,
+        len: usize,
         options: ExecutionOptions,
         timing: &Timing,
         settled: bool,
@@ -259,6 +274,32 @@ impl<O> Plan<O> {
             } else {
                 None
             },
+            progress: BatchProgress::start(operator, len, &options),
+        }
+    }
+
+    /// Reports item `index` finished, to the progress bar and hook (with `show_progress`).
+    #[inline]
+    pub(crate) fn report(&self, index: usize, ok: bool) {
+        if let Some(progress) = &self.progress {
+            progress.item(index, ok);
+        }
+    }
+
+    /// Finishes the progress report with the batch's outcome.
+    pub(crate) fn finish_progress<T>(&self, ran: &Ran<T>) {
+        if let Some(progress) = &self.progress {
+            progress.finish(
+                if ran.timeout.is_some() || ran.any_error(XcsError::is_timeout) {
+                    ProgressOutcome::Timeout
+                } else if ran.succeeded() {
+                    ProgressOutcome::Ok
+                } else if ran.any_error(|e| matches!(e, XcsError::Panicked { .. })) {
+                    ProgressOutcome::Panicked
+                } else {
+                    ProgressOutcome::Error
+                },
+            );
         }
     }
 
@@ -286,6 +327,7 @@ impl<O> Plan<O> {
             scope::pin(self.options),
             deadline::enter(self.context.clone()),
             self.trace_parent.as_ref().map(trace::inherit),
+            self.progress.as_ref().map(progress::enter),
         )
     }
 
@@ -326,9 +368,13 @@ impl<O: Operator> Plan<O> {
             &self.options,
             self.context.deadline.is_some() || self.options.timeout_seconds.is_some(),
         ) {
-            Ok(output) => Ok(output),
+            Ok(output) => {
+                self.report(index, true);
+                Ok(output)
+            }
             Err(error) => {
                 self.note_failure(index);
+                self.report(index, false);
                 Err(Some(Box::new(error)))
             }
         }

@@ -44,13 +44,15 @@ pub(crate) async fn run<O: AsyncOperator>(
         1
     }
     .clamp(1, pool::MAX_WORKERS.max(len));
-    let plan =
-        Arc::new(Plan::new(op, options, &timing, settled).with_trace_parent(snapshot.parent));
+    let plan = Arc::new(
+        Plan::new(op, op.name(), len, options, &timing, settled).with_trace_parent(snapshot.parent),
+    );
     // What every item runs under, shared by all of them.
     let items = Arc::new(Snapshot {
         options: plan.options,
         context: plan.context.clone(),
         parent: plan.trace_parent().cloned(),
+        progress: plan.progress.clone(),
     });
     let mut slots: Vec<Option<Slot<O::Output>>> = (0..len).map(|_| None).collect();
     let work = async {
@@ -73,6 +75,7 @@ pub(crate) async fn run<O: AsyncOperator>(
             let Some((index, result)) = in_flight.next().await else {
                 break;
             };
+            plan.report(index, result.is_ok());
             slots[index] = Some(match result {
                 Ok(output) => Ok(output),
                 Err(error) => {
@@ -101,8 +104,10 @@ pub(crate) async fn run<O: AsyncOperator>(
         .into_iter()
         .map(|slot| slot.unwrap_or(Err(NOT_RUN)))
         .collect();
-    Ok(Ran {
+    let ran = Ran {
         parts: vec![Part::Slots(slots)],
         timeout,
-    })
+    };
+    plan.finish_progress(&ran);
+    Ok(ran)
 }

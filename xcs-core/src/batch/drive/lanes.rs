@@ -248,6 +248,7 @@ pub(super) fn with_caller<O: Operator>(
     {
         // The caller's options are the batch's already; its deadline context is the batch's.
         let _context = deadline::enter(run.plan.context.clone());
+        let _progress = run.plan.progress.as_ref().map(crate::progress::enter);
         run.drain();
     }
     run.finish()

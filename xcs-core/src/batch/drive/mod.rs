@@ -96,21 +96,37 @@ pub(crate) fn run<O: Operator>(
             });
         }
     }
-    let plan = Arc::new(Plan::new(op, options, &timing, settled));
+    let plan = Arc::new(Plan::new(op, op.name(), len, options, &timing, settled));
+    let ran = drive(&plan, kind, backend, inputs, limit, timing.enforce);
+    plan.finish_progress(&ran);
+    Ok(ran)
+}
+
+/// Who runs the items; see the module docs.
+fn drive<O: Operator>(
+    plan: &Arc<Plan<O>>,
+    kind: Kind,
+    backend: Option<Arc<dyn crate::device::Backend>>,
+    inputs: Vec<O::Input>,
+    limit: usize,
+    enforce: bool,
+) -> Ran<O::Output> {
+    let plan = Arc::clone(plan);
+    let len = inputs.len();
     if let Some(backend) = backend {
-        return Ok(backend::run(plan, backend, inputs, limit, timing.enforce));
+        return backend::run(plan, backend, inputs, limit, enforce);
     }
     if len == 0 {
-        return Ok(Ran {
+        return Ran {
             parts: Vec::new(),
             timeout: None,
-        });
+        };
     }
     let lanes = limit.min(len);
-    if timing.enforce {
-        return Ok(lanes::on_jobs(plan, inputs, lanes));
+    if enforce {
+        return lanes::on_jobs(plan, inputs, lanes);
     }
-    Ok(match kind {
+    match kind {
         Kind::PMap(_) if lanes > 1 => lanes::on_jobs(plan, inputs, lanes),
         // Under a deadline an item may be abandoned; only jobs, which the abandoning call
         // counts, may hold it, never a compute slot that later batches count on.
@@ -119,12 +135,13 @@ pub(crate) fn run<O: Operator>(
             lanes::with_caller(plan, inputs, Blocks::Guided(lanes), offered)
         }
         _ => in_order(&plan, inputs),
-    })
+    }
 }
 
 /// Items in order on the caller's thread.
 fn in_order<O: Operator>(plan: &Plan<O>, inputs: Vec<O::Input>) -> Ran<O::Output> {
     let _context = crate::deadline::enter(plan.context.clone());
+    let _progress = plan.progress.as_ref().map(crate::progress::enter);
     Ran {
         parts: vec![plan.run_items(0, inputs)],
         timeout: None,
