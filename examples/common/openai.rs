@@ -92,7 +92,16 @@ pub enum ChatError {
 impl fmt::Display for ChatError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ChatError::Http(error) => write!(f, "request failed: {error}"),
+            ChatError::Http(error) => {
+                // reqwest's message leaves out its causes (refused, reset, …): add them.
+                write!(f, "request failed: {error}")?;
+                let mut cause = std::error::Error::source(error);
+                while let Some(inner) = cause {
+                    write!(f, ": {inner}")?;
+                    cause = inner.source();
+                }
+                Ok(())
+            }
             ChatError::Status {
                 status,
                 retry_after,
