@@ -99,6 +99,14 @@ pub trait Operator: Send + Sync + 'static {
     fn __xcs_retried_by_items(&self) -> bool {
         false
     }
+
+    /// The operator's version, part of every persistent cache key: `#[xcs::operator(version =
+    /// N)]` sets it (bumped when the body's results change); 0 by default. Not part of the
+    /// stable API.
+    #[doc(hidden)]
+    fn __xcs_version(&self) -> u32 {
+        0
+    }
 }
 
 impl<O: Operator> Operator for Arc<O> {
@@ -129,6 +137,10 @@ impl<O: Operator> Operator for Arc<O> {
     fn __xcs_retried_by_items(&self) -> bool {
         (**self).__xcs_retried_by_items()
     }
+
+    fn __xcs_version(&self) -> u32 {
+        (**self).__xcs_version()
+    }
 }
 
 impl<O: Operator> Operator for &'static O {
@@ -158,6 +170,10 @@ impl<O: Operator> Operator for &'static O {
 
     fn __xcs_retried_by_items(&self) -> bool {
         (**self).__xcs_retried_by_items()
+    }
+
+    fn __xcs_version(&self) -> u32 {
+        (**self).__xcs_version()
     }
 }
 
@@ -242,6 +258,12 @@ pub trait AsyncOperator: Send + Sync + 'static {
     fn __xcs_retried_by_items(&self) -> bool {
         false
     }
+
+    /// The operator's version; see [`Operator::__xcs_version`].
+    #[doc(hidden)]
+    fn __xcs_version(&self) -> u32 {
+        0
+    }
 }
 
 #[cfg(feature = "tokio")]
@@ -271,6 +293,10 @@ impl<O: AsyncOperator> AsyncOperator for Arc<O> {
     fn __xcs_retried_by_items(&self) -> bool {
         (**self).__xcs_retried_by_items()
     }
+
+    fn __xcs_version(&self) -> u32 {
+        (**self).__xcs_version()
+    }
 }
 
 #[cfg(feature = "tokio")]
@@ -299,6 +325,10 @@ impl<O: AsyncOperator> AsyncOperator for &'static O {
 
     fn __xcs_retried_by_items(&self) -> bool {
         (**self).__xcs_retried_by_items()
+    }
+
+    fn __xcs_version(&self) -> u32 {
+        (**self).__xcs_version()
     }
 }
 
@@ -386,5 +416,9 @@ impl<O: Operator> AsyncOperator for Blocking<O> {
     fn __xcs_retried_by_items(&self) -> bool {
         // The sync operator's `call` inside retries.
         true
+    }
+
+    fn __xcs_version(&self) -> u32 {
+        Operator::__xcs_version(&*self.op)
     }
 }

@@ -245,6 +245,11 @@ impl<O: Operator> Operator for VMap<O> {
     fn __xcs_retried_by_items(&self) -> bool {
         true
     }
+
+    fn __xcs_version(&self) -> u32 {
+        // A batch's results change when its operator's do.
+        Operator::__xcs_version(&*self.op)
+    }
 }
 
 impl<O: Operator> Operator for PMap<O> {
@@ -282,6 +287,11 @@ impl<O: Operator> Operator for PMap<O> {
 
     fn __xcs_retried_by_items(&self) -> bool {
         true
+    }
+
+    fn __xcs_version(&self) -> u32 {
+        // A batch's results change when its operator's do.
+        Operator::__xcs_version(&*self.op)
     }
 }
 
@@ -382,6 +392,11 @@ mod async_impls {
 
                 fn __xcs_retried_by_items(&self) -> bool {
                     true
+                }
+
+                fn __xcs_version(&self) -> u32 {
+                    // A batch's results change when its operator's do.
+                    AsyncOperator::__xcs_version(&*self.op)
                 }
             }
 
