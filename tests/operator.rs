@@ -648,3 +648,124 @@ fn inputs_round_trip_through_serde() {
         "{wrong}"
     );
 }
+
+// --- retries ------------------------------------------------------------------------------------
+
+mod flaky {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use xcs::XcsError;
+
+    pub static FLAKY_ATTEMPTS: AtomicU32 = AtomicU32::new(0);
+    pub static OPAQUE_ATTEMPTS: AtomicU32 = AtomicU32::new(0);
+    pub static PERMANENT_ATTEMPTS: AtomicU32 = AtomicU32::new(0);
+
+    /// Fails its first `failures` attempts (counted across calls), then answers the attempt's
+    /// number.
+    #[xcs::operator]
+    pub fn flaky(failures: u32) -> Result<u32, String> {
+        let attempt = FLAKY_ATTEMPTS.fetch_add(1, Ordering::SeqCst) + 1;
+        if attempt <= failures {
+            Err(format!("attempt {attempt} failed"))
+        } else {
+            Ok(attempt)
+        }
+    }
+
+    /// Not `Clone`: an input holding one cannot be copied for another attempt.
+    pub struct Ticket(pub u32);
+
+    #[xcs::operator]
+    pub fn spend(ticket: Ticket) -> Result<u32, String> {
+        OPAQUE_ATTEMPTS.fetch_add(1, Ordering::SeqCst);
+        Err(format!("ticket {} refused", ticket.0))
+    }
+
+    /// Returns `XcsError`s of its own: they are passed through, not wrapped.
+    #[xcs::operator]
+    pub fn refuse_for_good(code: u16) -> Result<u32, XcsError> {
+        PERMANENT_ATTEMPTS.fetch_add(1, Ordering::SeqCst);
+        Err(XcsError::permanent(
+            "refuse_for_good",
+            format!("code {code}"),
+        ))
+    }
+
+    #[xcs::operator]
+    pub fn busy(seconds: u64) -> Result<u32, xcs::XcsError> {
+        let wait = std::time::Duration::from_secs(seconds);
+        Err(XcsError::retry_after("busy", wait, "429 too many requests"))
+    }
+}
+
+#[test]
+fn generated_operators_are_retried_with_a_copy_of_their_input() {
+    use flaky::{FLAKY_ATTEMPTS, Flaky, FlakyInputs};
+    use std::sync::atomic::Ordering;
+    assert!(Flaky.__xcs_clone_input().is_some());
+    let output = execution_options!(max_retries = 2 => Flaky.call(FlakyInputs::new(2))).unwrap();
+    assert_eq!(output, 3, "succeeds on the third attempt");
+    assert_eq!(FLAKY_ATTEMPTS.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn an_input_that_cannot_be_copied_runs_once() {
+    use flaky::{OPAQUE_ATTEMPTS, Spend, SpendInputs, Ticket};
+    use std::sync::atomic::Ordering;
+    // Compiles whatever the field, and runs once (`tracing` warns that it is not retried).
+    assert!(Spend.__xcs_clone_input().is_none());
+    let error =
+        execution_options!(max_retries = 2 => Spend.call(SpendInputs::new(Ticket(7)))).unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert_eq!(OPAQUE_ATTEMPTS.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn an_xcs_error_of_the_body_keeps_what_it_says_about_retrying() {
+    use flaky::{Busy, BusyInputs, PERMANENT_ATTEMPTS, RefuseForGood, RefuseForGoodInputs};
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    let error = execution_options!(max_retries = 3 => {
+        RefuseForGood.call(RefuseForGoodInputs::new(400))
+    })
+    .unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    assert!(
+        matches!(&error, XcsError::Operator { operator, .. } if operator == "refuse_for_good"),
+        "{error:?}"
+    );
+    assert_eq!(PERMANENT_ATTEMPTS.load(Ordering::SeqCst), 1, "not retried");
+
+    let error = Busy.call(BusyInputs::new(30)).unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert_eq!(error.retry_hint(), Some(Duration::from_secs(30)));
+
+    // Any other error type is wrapped, and retryable.
+    let error = ParseNumber
+        .call(ParseNumberInputs::new("x".into()))
+        .unwrap_err();
+    assert!(
+        error.is_retryable() && error.retry_hint().is_none(),
+        "{error}"
+    );
+}
+
+// --- versions -----------------------------------------------------------------------------------
+
+#[xcs::operator(version = 3)]
+fn summarize(text: String) -> String {
+    text.chars().take(10).collect()
+}
+
+#[test]
+fn the_version_is_the_argument_or_0() {
+    assert_eq!(Summarize.__xcs_version(), 3);
+    assert_eq!(Generate.__xcs_version(), 0);
+    // Handles and batches report their operator's version.
+    assert_eq!(std::sync::Arc::new(Summarize).__xcs_version(), 3);
+    static SUMMARIZE: Summarize = Summarize;
+    assert_eq!(Operator::__xcs_version(&&SUMMARIZE), 3);
+    assert_eq!(vmap(Summarize).__xcs_version(), 3);
+    assert_eq!(pmap(Summarize, 2).__xcs_version(), 3);
+}

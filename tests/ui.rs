@@ -4,6 +4,9 @@
 //!   `tests/ui/operator/fail/` (`#[xcs::operator]`): one mistake per file, with the exact
 //!   messages and spans a user sees in the `.stderr` next to it.
 //! - `tests/ui/options/pass/` and `tests/ui/operator/pass/`: what must compile, and run.
+//! - `tests/ui/operator/fail_tokio/` and `fail_no_tokio/`: the async-operator cases whose messages
+//!   depend on the `tokio` feature; the second set runs with
+//!   `cargo test -p xcs --no-default-features --test ui` (trybuild passes the features on).
 //!
 //! After an intended change of a message, regenerate the snapshots with
 //! `TRYBUILD=overwrite cargo test --test ui` and read the diff. Run some cases only with
@@ -25,6 +28,11 @@ fn ui() {
         let fail = trybuild::TestCases::new();
         fail.compile_fail("tests/ui/options/fail/*.rs");
         fail.compile_fail("tests/ui/operator/fail/*.rs");
+        // What an async operator needs: cases whose messages differ without the feature.
+        #[cfg(feature = "tokio")]
+        fail.compile_fail("tests/ui/operator/fail_tokio/*.rs");
+        #[cfg(not(feature = "tokio"))]
+        fail.compile_fail("tests/ui/operator/fail_no_tokio/*.rs");
         // Runs here, when dropped.
     }
     let pass = trybuild::TestCases::new();

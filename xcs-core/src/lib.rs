@@ -80,7 +80,9 @@ pub mod __private {
     pub use crate::call::{call_owned, operator_error};
     pub use crate::convert;
     pub use crate::error::XcsError;
-    pub use crate::operator::Operator;
+    #[cfg(feature = "tokio")]
+    pub use crate::operator::AsyncOperator;
+    pub use crate::operator::{CloneInput, Operator};
     pub use crate::options::{CacheDir, DeviceStrategy, OptionsPatch, Scheduler};
     pub use crate::probe;
     pub use crate::scope::{ScopeGuard, enter, set_global_options};
@@ -92,4 +94,36 @@ pub mod __private {
     pub use std::result::Result;
     pub use std::time::Duration;
     pub use std::vec::Vec;
+
+    /// The `impl AsyncOperator` that `#[xcs::operator]` writes for an `async fn`, as is with the
+    /// `tokio` feature; without it, a compile error saying so (at the `async` keyword) instead of
+    /// an unresolved `AsyncOperator`. The macro crate cannot see features, so the runtime decides.
+    pub use crate::__xcs_async_operator as async_operator;
+
+    /// The future of a generated async operator's function, which must be `Send` (so that
+    /// `forward`'s is): a future that is not fails this bound, at the function's name.
+    #[cfg(feature = "tokio")]
+    pub fn send_future<F: Future + Send>(future: F) -> F {
+        future
+    }
+}
+
+#[cfg(feature = "tokio")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __xcs_async_operator {
+    ($($item:tt)*) => {
+        $($item)*
+    };
+}
+
+#[cfg(not(feature = "tokio"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __xcs_async_operator {
+    ($($item:tt)*) => {
+        ::core::compile_error! {
+            "async operators need the `tokio` feature of xcs, enable it (it is on by default) or make the function synchronous"
+        }
+    };
 }

@@ -107,6 +107,14 @@ pub trait Operator: Send + Sync + 'static {
     fn __xcs_retried_by_items(&self) -> bool {
         false
     }
+
+    /// The operator's version, part of every persistent cache key: `#[xcs::operator(version =
+    /// N)]` sets it (bumped when the body's results change); 0 by default. Not part of the
+    /// stable API.
+    #[doc(hidden)]
+    fn __xcs_version(&self) -> u32 {
+        0
+    }
 }
 
 impl<O: Operator> Operator for Arc<O> {
@@ -141,6 +149,10 @@ impl<O: Operator> Operator for Arc<O> {
     fn persist_support(&self) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {
         (**self).persist_support()
     }
+
+    fn __xcs_version(&self) -> u32 {
+        (**self).__xcs_version()
+    }
 }
 
 impl<O: Operator> Operator for &'static O {
@@ -174,6 +186,10 @@ impl<O: Operator> Operator for &'static O {
 
     fn persist_support(&self) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {
         (**self).persist_support()
+    }
+
+    fn __xcs_version(&self) -> u32 {
+        (**self).__xcs_version()
     }
 }
 
@@ -261,6 +277,12 @@ pub trait AsyncOperator: Send + Sync + 'static {
     fn __xcs_retried_by_items(&self) -> bool {
         false
     }
+
+    /// The operator's version; see [`Operator::__xcs_version`].
+    #[doc(hidden)]
+    fn __xcs_version(&self) -> u32 {
+        0
+    }
 }
 
 #[cfg(feature = "tokio")]
@@ -294,6 +316,10 @@ impl<O: AsyncOperator> AsyncOperator for Arc<O> {
     fn persist_support(&self) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {
         (**self).persist_support()
     }
+
+    fn __xcs_version(&self) -> u32 {
+        (**self).__xcs_version()
+    }
 }
 
 #[cfg(feature = "tokio")]
@@ -326,6 +352,10 @@ impl<O: AsyncOperator> AsyncOperator for &'static O {
 
     fn persist_support(&self) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {
         (**self).persist_support()
+    }
+
+    fn __xcs_version(&self) -> u32 {
+        (**self).__xcs_version()
     }
 }
 
@@ -418,5 +448,9 @@ impl<O: Operator> AsyncOperator for Blocking<O> {
     fn persist_support(&self) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {
         // The sync operator's `call` inside persists.
         None
+    }
+
+    fn __xcs_version(&self) -> u32 {
+        Operator::__xcs_version(&*self.op)
     }
 }

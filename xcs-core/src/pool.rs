@@ -3,12 +3,12 @@
 //! One elastic set of reusable threads serves every batch. A thread takes one of two kinds of
 //! work, and the difference between them is what makes composition safe:
 //!
-//! - **Jobs** ([`spawn`]) must run: `pmap` workers, the lanes of a batch that enforces a
+//! - **Jobs** (`spawn`) must run: `pmap` workers, the lanes of a batch that enforces a
 //!   deadline, a call body that may be abandoned at its deadline. A job goes to an idle thread or
 //!   to a new one at once, never into a queue, so whoever waits for a job waits for work that is
 //!   already running.
-//! - **Lanes** ([`offer`]) are optional help for a `vmap`: each takes items of its batch until
-//!   none are left. At most [`cpu_count`] lanes run at once in the whole process (the *compute
+//! - **Lanes** (`offer`) are optional help for a `vmap`: each takes items of its batch until
+//!   none are left. At most `cpu_count()` lanes run at once in the whole process (the *compute
 //!   slots*); a lane offered when every slot is taken waits in a queue for the next free slot,
 //!   and a lane that starts after its batch has no items left returns at once. Nobody ever
 //!   waits for an offered lane: the batch's caller takes the batch's items itself, so a batch

@@ -237,7 +237,9 @@ pub fn set_execution_options(input: TokenStream) -> TokenStream {
 /// A function returning a `Result` (any path whose last segment is `Result`, so `io::Result<T>`
 /// and `anyhow::Result<T>` too) is fallible: `Output` is the `Ok` type, and an error `E:
 /// Into<Box<dyn Error + Send + Sync>>` becomes `XcsError::Operator`, naming the operator, with
-/// the original error as its `source()`. An `XcsError` is passed through unchanged.
+/// the original error as its `source()`. A function whose error type is `XcsError` itself (a
+/// path ending in `XcsError`) returns its errors as they are, so a body can say
+/// `XcsError::permanent(…)` (not retried) or `XcsError::retry_after(…)` (a hint for the wait).
 ///
 /// ```
 /// use xcs::prelude::*;
@@ -252,9 +254,43 @@ pub fn set_execution_options(input: TokenStream) -> TokenStream {
 /// assert!(error.to_string().starts_with("operator `parse_number` failed"));
 /// ```
 ///
+/// # Async functions
+/// On an `async fn`, the operator implements `AsyncOperator` instead of `Operator` (with the
+/// `tokio` feature of xcs, on by default; without it, this is a compile error saying so). The
+/// function stays an `async fn`; the inputs struct, `new` and `batch` are the same, and so are
+/// fallible functions. `AsyncOperator::forward` returns a `Send` future, so the function's
+/// future must be `Send`: holding an `Rc` or a `std::sync::MutexGuard` across an `.await` is a
+/// compile error on the function's name.
+///
+/// ```
+/// use xcs::prelude::*;
+///
+/// #[xcs::operator]
+/// async fn fetch(url: String, attempt: u32) -> Result<usize, std::io::Error> {
+///     tokio::task::yield_now().await; // an HTTP call, say
+///     Ok(url.len() + attempt as usize)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), XcsError> {
+/// assert_eq!(Fetch.call(FetchInputs::new("a".into(), 1)).await?, 2);
+/// let batch = FetchInputs::batch(vec!["a", "bc"], 0)?;
+/// assert_eq!(vmap(Fetch).call(batch).await?, vec![1, 2]);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Retries
+/// Under `max_retries`, a call that fails with a retryable error runs again with a copy of its
+/// input: the inputs struct is `Clone` when every parameter type is. An operator with a
+/// parameter that is not `Clone` still compiles, and runs once (with a `tracing` warning).
+///
 /// # Arguments
 /// - `name = "Other"`: names the structs `Other` and `OtherInputs` (`name()` stays the
 ///   function's name).
+/// - `version = N` (an integer from 0 to `u32::MAX`, default 0): the operator's version, part of
+///   every persistent cache key. Bump it when the body's results change, so that results stored
+///   by the old body are not returned.
 ///
 /// # Caching
 /// With `enable_caching`, calls are cached when every parameter type is `Hash + Eq` and the
@@ -263,10 +299,11 @@ pub fn set_execution_options(input: TokenStream) -> TokenStream {
 ///
 /// # Compile errors
 /// What an operator cannot carry is rejected on the offending token, with what to write
-/// instead: a `self` receiver, `async`, `const`, `unsafe` or `extern` functions, generic, const
-/// and lifetime parameters, `impl Trait` parameters or return types, reference parameters
-/// (`&'static` ones are fine), patterns instead of parameter names, and unknown attribute
-/// arguments. Every error is reported at once, and the function itself is still emitted.
+/// instead: a `self` receiver, `const`, `unsafe` or `extern` functions (async or not), generic,
+/// const and lifetime parameters, `impl Trait` parameters or return types, reference parameters
+/// (`&'static` ones are fine), patterns instead of parameter names, and unknown, duplicate or
+/// malformed attribute arguments (a `version` that is negative, not an integer or too large).
+/// Every error is reported at once, and the function itself is still emitted.
 ///
 /// Generated locals start with `__xcs_`; do not use that prefix for parameter names.
 #[proc_macro_attribute]

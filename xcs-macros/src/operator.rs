@@ -26,7 +26,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(syn::Item::Fn(function)) => {
             ast::OperatorFn::parse(&function, &mut errors).and_then(|model| {
                 let names = expand::Names::new(&model, &args, &mut errors)?;
-                Some(expand::operator(&model, &names))
+                Some(expand::operator(&model, &names, args.version.unwrap_or(0)))
             })
         }
         Ok(other) => {
@@ -138,11 +138,58 @@ mod tests {
     }
 
     #[test]
+    fn expands_an_async_function_to_an_async_operator() {
+        let output = expand(
+            quote!(version = 4),
+            quote!(
+                pub async fn fetch(url: String) -> Result<usize, XcsError> {
+                    Ok(url.len())
+                }
+            ),
+        )
+        .to_string();
+        assert!(output.contains("pub async fn fetch"), "{output}");
+        assert!(
+            output.contains(":: xcs :: __private :: async_operator !"),
+            "{output}"
+        );
+        assert!(
+            output.contains(":: xcs :: __private :: AsyncOperator for Fetch"),
+            "{output}"
+        );
+        assert!(
+            !output.contains(":: xcs :: __private :: Operator for"),
+            "{output}"
+        );
+        assert!(output.contains("send_future"), "{output}");
+        // `XcsError` is returned as it is.
+        assert!(!output.contains("operator_error"), "{output}");
+        assert!(output.contains("fn __xcs_version"), "{output}");
+        assert!(output.contains("4"), "{output}");
+        assert!(!output.contains("compile_error"), "{output}");
+    }
+
+    #[test]
+    fn wraps_errors_of_other_types() {
+        let output = expand(
+            TokenStream::new(),
+            quote!(
+                fn parse(text: String) -> Result<u8, std::num::ParseIntError> {
+                    text.parse()
+                }
+            ),
+        )
+        .to_string();
+        assert!(output.contains("operator_error"), "{output}");
+        assert!(output.contains("fn __xcs_clone_input"), "{output}");
+    }
+
+    #[test]
     fn reports_every_error_at_once() {
         let found = messages(
             quote!(nmae = "X"),
             quote!(
-                async fn f<T>(&self, x: &str, (a, b): (u8, u8)) {}
+                unsafe fn f<T>(&self, x: &str, (a, b): (u8, u8)) {}
             ),
         );
         assert_eq!(found.len(), 6, "{found:?}");
@@ -179,6 +226,15 @@ mod tests {
                     loop {}
                 }
             ),
+            quote!(
+                async fn f() {}
+            ),
+            quote!(
+                async fn f(x: &u8) -> Result<u8, XcsError> {}
+            ),
+            quote!(
+                const async unsafe fn f() {}
+            ),
         ];
         let args = [
             quote!(),
@@ -190,6 +246,10 @@ mod tests {
             quote!(name = 3),
             quote!("x"),
             quote!(name = "A", name = "B"),
+            quote!(version),
+            quote!(version = -1),
+            quote!(version = 99999999999999999999999),
+            quote!(version = 1, version = 1),
         ];
         for item in &items {
             for arg in &args {

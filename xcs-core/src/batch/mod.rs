@@ -250,6 +250,11 @@ impl<O: Operator> Operator for VMap<O> {
         // Items persist one by one through the inner operator.
         None
     }
+
+    fn __xcs_version(&self) -> u32 {
+        // A batch's results change when its operator's do.
+        Operator::__xcs_version(&*self.op)
+    }
 }
 
 impl<O: Operator> Operator for PMap<O> {
@@ -292,6 +297,11 @@ impl<O: Operator> Operator for PMap<O> {
     fn persist_support(&self) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {
         // Items persist one by one through the inner operator.
         None
+    }
+
+    fn __xcs_version(&self) -> u32 {
+        // A batch's results change when its operator's do.
+        Operator::__xcs_version(&*self.op)
     }
 }
 
@@ -398,6 +408,11 @@ mod async_impls {
                     &self,
                 ) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {
                     None
+                }
+
+                fn __xcs_version(&self) -> u32 {
+                    // A batch's results change when its operator's do.
+                    AsyncOperator::__xcs_version(&*self.op)
                 }
             }
 

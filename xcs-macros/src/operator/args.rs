@@ -1,20 +1,22 @@
-//! The arguments of `#[xcs::operator(…)]`: only `name = "StructName"` so far.
+//! The arguments of `#[xcs::operator(…)]`: `name = "StructName"` and `version = N`.
 
 use proc_macro2::{Ident, TokenStream};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
-use syn::{Expr, ExprLit, Lit, Meta, Token};
+use syn::{Expr, ExprLit, Lit, LitInt, Meta, Token};
 
 use super::Errors;
 
 /// The arguments this attribute takes, for the "did you mean" hint.
-const ARGUMENTS: &[&str] = &["name"];
+const ARGUMENTS: &[&str] = &["name", "version"];
 
 /// What the attribute arguments say.
 #[derive(Default)]
 pub(super) struct Args {
     /// `name = "Other"`: the operator struct's name, spanned at the string literal.
     pub(super) name: Option<Ident>,
+    /// `version = N`: part of every persistent cache key (0 when not given).
+    pub(super) version: Option<u32>,
 }
 
 impl Args {
@@ -28,55 +30,131 @@ impl Args {
                 return args;
             }
         };
-        let mut seen_name = false;
+        let (mut seen_name, mut seen_version) = (false, false);
         for meta in &metas {
             let path = meta.path();
             let Some(key) = path.get_ident() else {
                 errors.error(path, unknown_argument(&quote::quote!(#path).to_string()));
                 continue;
             };
-            if key != "name" {
+            let seen = if key == "name" {
+                &mut seen_name
+            } else if key == "version" {
+                &mut seen_version
+            } else {
                 errors.error(key, unknown_argument(&key.to_string()));
                 continue;
-            }
-            if seen_name {
-                errors.error(key, "duplicate argument `name`");
+            };
+            if *seen {
+                errors.error(key, format_args!("duplicate argument `{key}`"));
                 continue;
             }
-            seen_name = true;
+            *seen = true;
             let Meta::NameValue(pair) = meta else {
-                errors.error(
-                    meta,
-                    "expected `name = \"…\"` with the operator struct's name",
-                );
+                let expected = if key == "name" {
+                    "expected `name = \"…\"` with the operator struct's name"
+                } else {
+                    "expected `version = N` with an integer N ≥ 0, like `version = 1`"
+                };
+                errors.error(meta, expected);
                 continue;
             };
-            let Expr::Lit(ExprLit {
-                lit: Lit::Str(literal),
-                ..
-            }) = &pair.value
-            else {
-                errors.error(
-                    &pair.value,
-                    "expected a string literal, like `name = \"Generate\"`",
-                );
-                continue;
-            };
-            let value = literal.value();
-            match syn::parse_str::<Ident>(&value) {
-                Ok(mut ident) if ident == value && literal.suffix().is_empty() => {
-                    ident.set_span(literal.span());
-                    args.name = Some(ident);
-                }
-                _ => errors.error(
-                    literal,
-                    format_args!(
-                        "`{value}` is not a valid struct name, give an identifier like `Generate`"
-                    ),
-                ),
+            if key == "name" {
+                args.name = parse_name(&pair.value, errors);
+            } else {
+                args.version = parse_version(&pair.value, errors);
             }
         }
         args
+    }
+}
+
+/// `name = "Generate"`: a string literal holding an identifier.
+fn parse_name(value: &Expr, errors: &mut Errors) -> Option<Ident> {
+    let Expr::Lit(ExprLit {
+        lit: Lit::Str(literal),
+        ..
+    }) = value
+    else {
+        errors.error(
+            value,
+            "expected a string literal, like `name = \"Generate\"`",
+        );
+        return None;
+    };
+    let value = literal.value();
+    match syn::parse_str::<Ident>(&value) {
+        Ok(mut ident) if ident == value && literal.suffix().is_empty() => {
+            ident.set_span(literal.span());
+            Some(ident)
+        }
+        _ => {
+            errors.error(
+                literal,
+                format_args!(
+                    "`{value}` is not a valid struct name, give an identifier like `Generate`"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `version = 2`: an integer literal from 0 to `u32::MAX` (unsuffixed, or with an unsigned
+/// integer suffix).
+fn parse_version(value: &Expr, errors: &mut Errors) -> Option<u32> {
+    match ungroup(value) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(literal),
+            ..
+        }) => version_of(literal, errors),
+        _ => {
+            errors.error(
+                value,
+                "expected `version` to be an integer literal, like `version = 1`",
+            );
+            None
+        }
+    }
+}
+
+fn version_of(literal: &LitInt, errors: &mut Errors) -> Option<u32> {
+    const UNSIGNED: &[&str] = &["", "u8", "u16", "u32", "u64", "u128", "usize"];
+    // syn reads `-1` as one literal, spanned at the `-`.
+    if literal.base10_digits().starts_with('-') {
+        errors.error(
+            literal,
+            "`version` may not be negative, count versions from 0",
+        );
+        return None;
+    }
+    if !UNSIGNED.contains(&literal.suffix()) {
+        errors.error(
+            literal,
+            format_args!(
+                "expected `version` to be an unsigned integer, remove the `{}` suffix",
+                literal.suffix()
+            ),
+        );
+        return None;
+    }
+    match literal.base10_parse::<u32>() {
+        Ok(version) => Some(version),
+        Err(_) => {
+            errors.error(literal, "`version` must fit in a `u32`, at most 4294967295");
+            None
+        }
+    }
+}
+
+/// `value` without parentheses and the invisible groups of `macro_rules!`.
+fn ungroup(mut value: &Expr) -> &Expr {
+    loop {
+        match value {
+            Expr::Group(group) => value = &group.expr,
+            Expr::Paren(paren) => value = &paren.expr,
+            _ => return value,
+        }
     }
 }
 
@@ -92,7 +170,7 @@ fn unknown_argument(given: &str) -> String {
             format!("unknown argument `{given}` of `#[xcs::operator]`, did you mean `{known}`?")
         }
         None => format!(
-            "unknown argument `{given}` of `#[xcs::operator]`, the only argument is `name = \"…\"`"
+            "unknown argument `{given}` of `#[xcs::operator]`, expected `name = \"…\"` or `version = N`"
         ),
     }
 }
@@ -130,12 +208,43 @@ mod tests {
         assert_eq!(edit_distance("timeout", "name"), 5);
     }
 
+    fn version(value: proc_macro2::TokenStream) -> (Option<u32>, usize) {
+        let mut errors = Errors::default();
+        let args = Args::parse(quote::quote!(version = #value), &mut errors);
+        (args.version, errors.mark())
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(version(quote::quote!(0)), (Some(0), 0));
+        assert_eq!(version(quote::quote!(12)), (Some(12), 0));
+        assert_eq!(version(quote::quote!(7u32)), (Some(7), 0));
+        assert_eq!(version(quote::quote!(4294967295)), (Some(u32::MAX), 0));
+        for rejected in [
+            quote::quote!(-1),
+            quote::quote!(4294967296),
+            quote::quote!(1i32),
+            quote::quote!("1"),
+            quote::quote!(1.0),
+            quote::quote!(N),
+        ] {
+            assert_eq!(version(rejected.clone()), (None, 1), "{rejected}");
+        }
+        let mut errors = Errors::default();
+        let args = Args::parse(quote::quote!(version = 1, version = 2), &mut errors);
+        assert_eq!((args.version, errors.mark()), (Some(1), 1));
+    }
+
     #[test]
     fn hints() {
         assert_eq!(
             unknown_argument("nmae"),
             "unknown argument `nmae` of `#[xcs::operator]`, did you mean `name`?"
         );
-        assert!(unknown_argument("timeout").ends_with("the only argument is `name = \"…\"`"));
+        assert!(unknown_argument("timeout").ends_with("expected `name = \"…\"` or `version = N`"));
+        assert_eq!(
+            unknown_argument("verison"),
+            "unknown argument `verison` of `#[xcs::operator]`, did you mean `version`?"
+        );
     }
 }

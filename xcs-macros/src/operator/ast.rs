@@ -20,7 +20,6 @@ pub(super) const NOT_A_FUNCTION: &str =
 
 const CONST_FN: &str =
     "an operator cannot be a `const fn`, remove `const` (call a `const fn` from the body instead)";
-const ASYNC_FN: &str = "an operator cannot be an `async fn`, make it synchronous and block on the future inside the body";
 const UNSAFE_FN: &str = "an operator cannot be an `unsafe fn`, make it safe and keep the `unsafe` block inside the body";
 const FOREIGN_ABI: &str = "an operator cannot have a foreign ABI, remove the `extern` and call the foreign function from the body";
 const TYPE_PARAMETER: &str =
@@ -49,6 +48,8 @@ pub(super) struct OperatorFn<'a> {
     pub(super) struct_attrs: Vec<&'a Attribute>,
     pub(super) params: Vec<Param<'a>>,
     pub(super) output: Output<'a>,
+    /// The `async` keyword of an `async fn`: the operator is an `AsyncOperator`.
+    pub(super) asyncness: Option<Span>,
 }
 
 /// One parameter: a field of the inputs struct.
@@ -105,6 +106,7 @@ impl<'a> OperatorFn<'a> {
                 .collect(),
             params,
             output,
+            asyncness: sig.asyncness.map(|token| token.span),
         })
     }
 
@@ -114,13 +116,10 @@ impl<'a> OperatorFn<'a> {
     }
 }
 
-/// Rejects qualifiers, generics and variadics.
+/// Rejects qualifiers (but `async`: an async operator), generics and variadics.
 fn check_signature(sig: &Signature, errors: &mut Errors) {
     if let Some(token) = &sig.constness {
         errors.error(token, CONST_FN);
-    }
-    if let Some(token) = &sig.asyncness {
-        errors.error(token, ASYNC_FN);
     }
     if let Some(token) = &sig.unsafety {
         errors.error(token, UNSAFE_FN);

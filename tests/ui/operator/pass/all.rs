@@ -6,6 +6,9 @@
 
 fn main() {
     basic::main();
+    #[cfg(feature = "tokio")]
+    async_operators::main();
+    versions::main();
     inputs_traits::main();
     local_items::main();
     no_implicit_prelude::main();
@@ -52,6 +55,88 @@ pub mod basic {
             8
         );
         Nothing.call(NothingInputs::new()).unwrap();
+    }
+}
+
+/// `async fn`s make async operators, under the same strict lints, also without the prelude.
+#[cfg(feature = "tokio")]
+pub mod async_operators {
+    #![deny(warnings, missing_docs)]
+
+    use xcs::AsyncOperator;
+
+    /// Fetches a page.
+    #[xcs::operator(version = 1)]
+    pub async fn fetch(url: String, attempt: u8) -> Result<usize, std::io::Error> {
+        tokio::task::yield_now().await;
+        Ok(url.len() + usize::from(attempt))
+    }
+
+    /// Waits.
+    #[xcs::operator]
+    pub async fn wait() {
+        tokio::task::yield_now().await;
+    }
+
+    mod no_prelude {
+        #![no_implicit_prelude]
+
+        #[::xcs::operator]
+        pub async fn count(text: ::std::string::String) -> usize {
+            text.len()
+        }
+    }
+
+    /// Runs the case.
+    pub fn main() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let page = Fetch.call(FetchInputs::new("ab".into(), 1)).await.unwrap();
+            assert_eq!(page, 3);
+            assert_eq!(Fetch.__xcs_version(), 1);
+            Wait.call(WaitInputs::new()).await.unwrap();
+            let all = xcs::vmap(no_prelude::Count)
+                .call(no_prelude::CountInputs::batch(vec!["a", "bc"]).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(all, [1, 2]);
+        });
+    }
+}
+
+/// `version = N` in every form it takes, next to `name`.
+mod versions {
+    use xcs::Operator;
+
+    #[xcs::operator(version = 0)]
+    fn zero(x: u8) -> u8 {
+        x
+    }
+
+    #[xcs::operator(name = "Renamed", version = 7)]
+    fn seven(x: u8) -> u8 {
+        x
+    }
+
+    #[xcs::operator(version = 4_294_967_295u32,)]
+    fn largest(x: u8) -> u8 {
+        x
+    }
+
+    #[xcs::operator]
+    fn unversioned(x: u8) -> u8 {
+        x
+    }
+
+    pub fn main() {
+        assert_eq!(Zero.__xcs_version(), 0);
+        assert_eq!(Renamed.__xcs_version(), 7);
+        assert_eq!(Largest.__xcs_version(), u32::MAX);
+        assert_eq!(Unversioned.__xcs_version(), 0);
+        let _ = (zero(1), seven(1), largest(1), unversioned(1));
     }
 }
 

@@ -1,6 +1,0 @@
-#[xcs::operator]
-async fn generate(prompt: String) -> String {
-    prompt
-}
-
-fn main() {}

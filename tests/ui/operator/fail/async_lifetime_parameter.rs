@@ -1,0 +1,6 @@
+#[xcs::operator]
+async fn first<'a>(words: Vec<String>) -> String {
+    words.concat()
+}
+
+fn main() {}

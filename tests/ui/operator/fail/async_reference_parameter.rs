@@ -1,0 +1,6 @@
+#[xcs::operator]
+async fn fetch(url: &str) -> usize {
+    url.len()
+}
+
+fn main() {}

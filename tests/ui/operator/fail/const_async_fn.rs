@@ -1,0 +1,6 @@
+#[xcs::operator]
+const async fn fetch(len: usize) -> usize {
+    len
+}
+
+fn main() {}

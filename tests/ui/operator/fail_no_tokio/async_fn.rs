@@ -1,0 +1,6 @@
+#[xcs::operator]
+async fn fetch(url: String) -> usize {
+    url.len()
+}
+
+fn main() {}
