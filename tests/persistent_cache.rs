@@ -219,3 +219,27 @@ fn the_store_is_private_to_its_user() {
     assert_eq!(mode(&dir.join("xcs-cache.sqlite3")), 0o600);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+static SHOUTS: AtomicUsize = AtomicUsize::new(0);
+
+/// A generated operator persists when its parameters and output are serde types.
+#[xcs::operator(version = 3)]
+fn shout(text: String, times: u32) -> Vec<String> {
+    SHOUTS.fetch_add(1, Ordering::SeqCst);
+    vec![text.to_uppercase(); times as usize]
+}
+
+#[test]
+fn generated_operators_persist_under_their_version() {
+    let _turn = turn();
+    let dir = fresh_dir("generated");
+    assert_eq!(Shout.persist_support().map(|s| s.version_number()), Some(3));
+    let input = || ShoutInputs::batch("hey".to_string(), vec![1, 2]).unwrap();
+    let first = with_options(&cached_in(&dir), || vmap(Shout).call(input())).unwrap();
+    assert_eq!(SHOUTS.load(Ordering::SeqCst), 2);
+    xcs::clear_cache();
+    let again = with_options(&cached_in(&dir), || vmap(Shout).call(input())).unwrap();
+    assert_eq!(again, first);
+    assert_eq!(SHOUTS.load(Ordering::SeqCst), 2, "answered from the store");
+    let _ = std::fs::remove_dir_all(&dir);
+}

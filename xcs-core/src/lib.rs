@@ -84,6 +84,7 @@ pub mod __private {
     pub use crate::operator::AsyncOperator;
     pub use crate::operator::{CloneInput, Operator};
     pub use crate::options::{CacheDir, DeviceStrategy, OptionsPatch, Scheduler};
+    pub use crate::persist::PersistSupport;
     pub use crate::probe;
     pub use crate::scope::{ScopeGuard, enter, set_global_options};
     #[cfg(feature = "tokio")]

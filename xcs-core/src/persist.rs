@@ -215,7 +215,10 @@ pub(crate) fn slot<I, O>(
     input: &I,
 ) -> Option<Slot<O>> {
     let dir = options.cache_dir?;
-    let support = support?;
+    let Some(support) = support else {
+        warn_not_persisted(operator);
+        return None;
+    };
     let input = guarded(|| (support.encode_input)(input))?;
     // A store that cannot be opened warns once (in `Store::open`) and is skipped.
     let store = Store::open(dir).ok()?;
@@ -232,6 +235,25 @@ pub(crate) fn slot<I, O>(
         encode_output: support.encode_output,
         decode_output: support.decode_output,
     })
+}
+
+/// Warns once per operator name that `cache_dir` cannot apply to it.
+fn warn_not_persisted(operator: &str) {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, PoisonError};
+    static WARNED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let mut warned = WARNED.lock().unwrap_or_else(PoisonError::into_inner);
+    if warned
+        .get_or_insert_with(HashSet::new)
+        .insert(operator.to_owned())
+    {
+        tracing::warn!(
+            target: "xcs",
+            operator,
+            "`{operator}` is cached in memory only: `cache_dir` needs its input and output to be \
+             serde types (a hand-written operator opts in with `Operator::persist_support`)"
+        );
+    }
 }
 
 /// Runs user serialization code, a panic in it counting as "cannot serialize".

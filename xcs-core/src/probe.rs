@@ -82,6 +82,54 @@ impl<T> NoCloneProbe<T> for Probe<T> {
     }
 }
 
+/// `T: Serialize`: inputs and outputs persist in a `cache_dir` store.
+pub trait EncodeProbe<T> {
+    /// A function serializing a `T` (`None` from it: this value cannot be).
+    fn encoder(&self) -> Option<fn(&T) -> Option<Vec<u8>>>;
+}
+
+/// Fallback: `T` is not `Serialize`; the operator uses the memory cache only.
+pub trait NoEncodeProbe<T> {
+    /// Always `None`.
+    fn encoder(&self) -> Option<fn(&T) -> Option<Vec<u8>>>;
+}
+
+impl<T: serde::Serialize> EncodeProbe<T> for &Probe<T> {
+    fn encoder(&self) -> Option<fn(&T) -> Option<Vec<u8>>> {
+        Some(|value| crate::store::encode(value))
+    }
+}
+
+impl<T> NoEncodeProbe<T> for Probe<T> {
+    fn encoder(&self) -> Option<fn(&T) -> Option<Vec<u8>>> {
+        None
+    }
+}
+
+/// `T: DeserializeOwned`: stored outputs can be read back.
+pub trait DecodeProbe<T> {
+    /// A function deserializing a `T` (`None` from it: the bytes are not one).
+    fn decoder(&self) -> Option<fn(&[u8]) -> Option<T>>;
+}
+
+/// Fallback: `T` is not `Deserialize`; the operator uses the memory cache only.
+pub trait NoDecodeProbe<T> {
+    /// Always `None`.
+    fn decoder(&self) -> Option<fn(&[u8]) -> Option<T>>;
+}
+
+impl<T: serde::de::DeserializeOwned> DecodeProbe<T> for &Probe<T> {
+    fn decoder(&self) -> Option<fn(&[u8]) -> Option<T>> {
+        Some(|bytes| crate::store::decode(bytes))
+    }
+}
+
+impl<T> NoDecodeProbe<T> for Probe<T> {
+    fn decoder(&self) -> Option<fn(&[u8]) -> Option<T>> {
+        None
+    }
+}
+
 /// `T: CacheSize`: an output counts its `size_of` and the heap it owns against the cache's byte
 /// bound. Called on `&&&Probe<T>`: one level deeper than the other probes, to leave room for
 /// [`VecSizeProbe`].

@@ -250,8 +250,9 @@ fn async_impl(
 }
 
 /// The hidden methods both traits share: `__xcs_cache_support`, `__xcs_clone_input` (retries
-/// need a copy of the input: the inputs struct is `Clone` when every field is) and
-/// `__xcs_version`.
+/// need a copy of the input: the inputs struct is `Clone` when every field is),
+/// `__xcs_version`, and `persist_support` (the inputs struct and the output persist when they
+/// are serde types, under the operator's version).
 fn hidden_methods(function: &OperatorFn<'_>, inputs: &Ident, version: u32) -> TokenStream {
     let cache_support = cache_support(function, inputs);
     let version = proc_macro2::Literal::u32_unsuffixed(version);
@@ -268,6 +269,29 @@ fn hidden_methods(function: &OperatorFn<'_>, inputs: &Ident, version: u32) -> To
 
         fn __xcs_version(&self) -> ::core::primitive::u32 {
             #version
+        }
+
+        fn persist_support(
+            &self,
+        ) -> ::xcs::__private::Option<::xcs::__private::PersistSupport<Self::Input, Self::Output>> {
+            #[allow(unused_imports)]
+            use ::xcs::__private::probe::{
+                DecodeProbe as _, EncodeProbe as _, NoDecodeProbe as _, NoEncodeProbe as _,
+            };
+            let __xcs_input = (&&::xcs::__private::probe::Probe::<#inputs>::new()).encoder();
+            let __xcs_output = (&&::xcs::__private::probe::Probe::<Self::Output>::new()).encoder();
+            let __xcs_decode = (&&::xcs::__private::probe::Probe::<Self::Output>::new()).decoder();
+            match (__xcs_input, __xcs_output, __xcs_decode) {
+                (
+                    ::xcs::__private::Option::Some(__xcs_input),
+                    ::xcs::__private::Option::Some(__xcs_output),
+                    ::xcs::__private::Option::Some(__xcs_decode),
+                ) => ::xcs::__private::Option::Some(
+                    ::xcs::__private::PersistSupport::from_fns(__xcs_input, __xcs_output, __xcs_decode)
+                        .version(#version),
+                ),
+                _ => ::xcs::__private::Option::None,
+            }
         }
     }
 }
