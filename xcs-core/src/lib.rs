@@ -26,7 +26,7 @@ pub mod device;
 pub mod error;
 pub mod operator;
 pub mod options;
-mod persist;
+pub mod persist;
 mod policy;
 pub mod pool;
 pub mod probe;

@@ -50,9 +50,9 @@ pub struct PersistSupport<I, O> {
 }
 
 /// Serializes a value (`None`: it cannot be).
-type Encode<T> = fn(&T) -> Option<Vec<u8>>;
+pub type Encode<T> = fn(&T) -> Option<Vec<u8>>;
 /// Deserializes a value (`None`: the bytes are not one).
-type Decode<T> = fn(&[u8]) -> Option<T>;
+pub type Decode<T> = fn(&[u8]) -> Option<T>;
 
 impl<I, O> Clone for PersistSupport<I, O> {
     fn clone(&self) -> Self {

@@ -85,23 +85,23 @@ impl<T> NoCloneProbe<T> for Probe<T> {
 /// `T: Serialize`: inputs and outputs persist in a `cache_dir` store.
 pub trait EncodeProbe<T> {
     /// A function serializing a `T` (`None` from it: this value cannot be).
-    fn encoder(&self) -> Option<fn(&T) -> Option<Vec<u8>>>;
+    fn encoder(&self) -> Option<crate::persist::Encode<T>>;
 }
 
 /// Fallback: `T` is not `Serialize`; the operator uses the memory cache only.
 pub trait NoEncodeProbe<T> {
     /// Always `None`.
-    fn encoder(&self) -> Option<fn(&T) -> Option<Vec<u8>>>;
+    fn encoder(&self) -> Option<crate::persist::Encode<T>>;
 }
 
 impl<T: serde::Serialize> EncodeProbe<T> for &Probe<T> {
-    fn encoder(&self) -> Option<fn(&T) -> Option<Vec<u8>>> {
+    fn encoder(&self) -> Option<crate::persist::Encode<T>> {
         Some(|value| crate::store::encode(value))
     }
 }
 
 impl<T> NoEncodeProbe<T> for Probe<T> {
-    fn encoder(&self) -> Option<fn(&T) -> Option<Vec<u8>>> {
+    fn encoder(&self) -> Option<crate::persist::Encode<T>> {
         None
     }
 }
@@ -109,23 +109,23 @@ impl<T> NoEncodeProbe<T> for Probe<T> {
 /// `T: DeserializeOwned`: stored outputs can be read back.
 pub trait DecodeProbe<T> {
     /// A function deserializing a `T` (`None` from it: the bytes are not one).
-    fn decoder(&self) -> Option<fn(&[u8]) -> Option<T>>;
+    fn decoder(&self) -> Option<crate::persist::Decode<T>>;
 }
 
 /// Fallback: `T` is not `Deserialize`; the operator uses the memory cache only.
 pub trait NoDecodeProbe<T> {
     /// Always `None`.
-    fn decoder(&self) -> Option<fn(&[u8]) -> Option<T>>;
+    fn decoder(&self) -> Option<crate::persist::Decode<T>>;
 }
 
 impl<T: serde::de::DeserializeOwned> DecodeProbe<T> for &Probe<T> {
-    fn decoder(&self) -> Option<fn(&[u8]) -> Option<T>> {
+    fn decoder(&self) -> Option<crate::persist::Decode<T>> {
         Some(|bytes| crate::store::decode(bytes))
     }
 }
 
 impl<T> NoDecodeProbe<T> for Probe<T> {
-    fn decoder(&self) -> Option<fn(&[u8]) -> Option<T>> {
+    fn decoder(&self) -> Option<crate::persist::Decode<T>> {
         None
     }
 }
