@@ -8,11 +8,11 @@
 //! [`ExecutionOptions`] is `Copy`: reading the effective options is a plain copy out of a
 //! thread-local, with no allocation and no reference count to touch.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -222,18 +222,18 @@ pub enum DeviceStrategy {
 
 /// The interned name of a device backend (see [`DeviceStrategy::named`]).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BackendName(&'static str);
+pub struct BackendName(&'static String);
 
 impl BackendName {
     /// The name as a string.
     pub fn as_str(self) -> &'static str {
-        self.0
+        self.0.as_str()
     }
 }
 
 impl fmt::Debug for BackendName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.0, f)
+        fmt::Debug::fmt(self.0.as_str(), f)
     }
 }
 
@@ -245,15 +245,17 @@ impl fmt::Display for BackendName {
 
 /// Interned backend names. Each distinct name is leaked once; the set of names a program uses
 /// is small and fixed, and interning keeps `DeviceStrategy` (and so `ExecutionOptions`) `Copy`.
-static INTERNED: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+/// Interned names. A thin `&'static String` (not a `&'static str`) keeps `DeviceStrategy`, and so
+/// `ExecutionOptions`, small: they are copied on every scope entry.
+static INTERNED: Mutex<BTreeMap<&'static str, &'static String>> = Mutex::new(BTreeMap::new());
 
-fn intern(name: &str) -> &'static str {
+fn intern(name: &str) -> &'static String {
     let mut set = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(existing) = set.get(name) {
         return existing;
     }
-    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
-    set.insert(leaked);
+    let leaked: &'static String = Box::leak(Box::new(name.to_owned()));
+    set.insert(leaked.as_str(), leaked);
     leaked
 }
 
@@ -317,10 +319,12 @@ impl fmt::Display for DeviceStrategy {
 /// # Ok::<(), xcs::XcsError>(())
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CacheDir(&'static Path);
+pub struct CacheDir(&'static PathBuf);
 
-/// Interned cache directories, as [`INTERNED`] for backend names.
-static INTERNED_PATHS: Mutex<BTreeSet<&'static Path>> = Mutex::new(BTreeSet::new());
+/// Interned cache directories, as [`INTERNED`] for backend names (thin pointers, for the same
+/// reason).
+static INTERNED_PATHS: Mutex<BTreeMap<&'static Path, &'static PathBuf>> =
+    Mutex::new(BTreeMap::new());
 
 impl CacheDir {
     /// The cache directory at `path`.
@@ -342,20 +346,20 @@ impl CacheDir {
         if let Some(existing) = set.get(path) {
             return Ok(CacheDir(existing));
         }
-        let leaked: &'static Path = Box::leak(path.to_path_buf().into_boxed_path());
-        set.insert(leaked);
+        let leaked: &'static PathBuf = Box::leak(Box::new(path.to_path_buf()));
+        set.insert(leaked.as_path(), leaked);
         Ok(CacheDir(leaked))
     }
 
     /// The directory's path.
     pub fn as_path(self) -> &'static Path {
-        self.0
+        self.0.as_path()
     }
 }
 
 impl AsRef<Path> for CacheDir {
     fn as_ref(&self) -> &Path {
-        self.0
+        self.0.as_path()
     }
 }
 

@@ -76,7 +76,8 @@ pub(crate) fn confirm(operator: &str, rate: f64) -> Option<Duration> {
 /// yielding until it is time. (A plain sleep wakes up to a millisecond late; every late start
 /// would delay the next one by as much, and the rate would drift below `r`.)
 pub(crate) fn sleep_until(at: Instant) {
-    const SPIN: Duration = Duration::from_micros(500);
+    // A virtual machine's timers overshoot by up to a millisecond or two.
+    const SPIN: Duration = Duration::from_millis(2);
     let left = at.saturating_duration_since(Instant::now());
     if left > SPIN {
         std::thread::sleep(left - SPIN);
