@@ -1,12 +1,16 @@
-//! A first tour of execution options: a scope, a nested scope, a global setting, reading the
-//! effective options, and an invalid option caught at run time.
+//! A first tour: an operator run over a batch, then execution options — a scope, a nested
+//! scope, a global setting, reading the effective options, and an invalid option caught at run
+//! time.
 //!
 //! Run it with `cargo run --example quickstart`.
 
-use xcs::{
-    OptionsPatch, execution_options, get_execution_options, reset_execution_options,
-    set_execution_options, with_options,
-};
+use xcs::prelude::*;
+
+/// An operator is a plain function with `#[xcs::operator]` on it.
+#[xcs::operator]
+fn greet(greeting: String, name: String) -> String {
+    format!("{greeting}, {name}!")
+}
 
 fn describe(label: &str) {
     let options = get_execution_options();
@@ -20,6 +24,13 @@ fn describe(label: &str) {
 }
 
 fn main() -> Result<(), xcs::XcsError> {
+    // One batch: `greeting` is broadcast, `name` is batched; items run in parallel on at most
+    // two threads, and come back in input order.
+    let names = vec!["Ada".to_string(), "Grace".to_string(), "Barbara".to_string()];
+    let inputs = GreetInputs::batch("Hello".to_string(), names)?;
+    let greetings = execution_options!(max_workers = 2 => vmap(Greet).call(inputs))?;
+    println!("{greetings:?}");
+
     describe("defaults");
 
     // A scope: the options hold for the expression after `=>`, then the previous ones return.

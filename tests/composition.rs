@@ -425,7 +425,7 @@ impl Operator for Node {
 #[test]
 fn random_compositions_complete_and_agree_with_the_reference() {
     quiet_panics();
-    let cases: u64 = std::env::var("XCS_STRESS_CASES")
+    let cases: u64 = std::env::var("COMPOSITION_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(500);
