@@ -26,7 +26,11 @@ fn describe(label: &str) {
 fn main() -> Result<(), xcs::XcsError> {
     // One batch: `greeting` is broadcast, `name` is batched; items run in parallel on at most
     // two threads, and come back in input order.
-    let names = vec!["Ada".to_string(), "Grace".to_string(), "Barbara".to_string()];
+    let names = vec![
+        "Ada".to_string(),
+        "Grace".to_string(),
+        "Barbara".to_string(),
+    ];
     let inputs = GreetInputs::batch("Hello".to_string(), names)?;
     let greetings = execution_options!(max_workers = 2 => vmap(Greet).call(inputs))?;
     println!("{greetings:?}");

@@ -27,17 +27,22 @@
 //! # Where to start
 //!
 //! - **Options** ([`ExecutionOptions`]): `use_parallel`, `max_workers`, `device_strategy`,
-//!   `enable_caching`, `trace_execution`, `timeout_seconds` and the legacy `scheduler`. Scope them
+//!   `enable_caching`, `trace_execution`, `timeout_seconds`, `max_retries`, `rate_limit`,
+//!   `cache_dir`, `show_progress` and the legacy `scheduler`. Scope them
 //!   with [`execution_options!`], set process-wide defaults with [`set_execution_options!`], read
 //!   them with [`get_execution_options`]; from configuration, build an [`OptionsPatch`] and use
 //!   [`with_options`] or [`set_global_options`].
 //! - **Operators** ([`Operator`]): write `forward` and `name` by hand, or put [`operator`] on a
 //!   function. [`Operator::call`] applies the options: deadline, cache, trace.
-//! - **Batches**: [`vmap`] for CPU-bound items (at most `max_workers` threads), [`pmap`] for
-//!   I/O-bound ones (exactly `num_workers`). Both carry the caller's options to every worker.
+//! - **Batches**: [`vmap`] for CPU-bound items (at most `max_workers` at once), [`pmap`] for
+//!   I/O-bound ones (exactly `num_workers`). Both carry the caller's options to every worker, and
+//!   nest without deadlocks and with bounded threads ([`thread_stats`], [`abandoned_items`]).
+//! - **Async** (feature `tokio`): `AsyncOperator`, async `vmap`/`pmap`, `blocking`,
+//!   `with_options_async` and `execution_options!(… => async { … })`.
 //! - **What options do**: [`deadline`] / [`cancelled`] for bodies that cooperate with
 //!   `timeout_seconds`; [`cache_stats`] / [`clear_cache`] for `enable_caching`; [`take_trace`]
-//!   for `trace_execution`; [`register_backend`] for `device_strategy`.
+//!   for `trace_execution`; [`register_backend`] for `device_strategy`; [`clear_cache_dir`] and
+//!   [`PersistSupport`] for `cache_dir`; [`set_progress_hook`] for `show_progress`.
 //! - **Errors**: every failure is an [`XcsError`] variant.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

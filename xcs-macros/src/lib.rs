@@ -60,21 +60,35 @@ mod options;
 /// | option | literal forms | other values accepted (any expression of these types) |
 /// |---|---|---|
 /// | `use_parallel` | `true`, `false` | `bool` |
-/// | `max_workers` | an integer ≥ 1, `None` | `usize`, `NonZeroUsize`, `Option` of either |
+/// | `max_workers` | an integer from 1 to 1024 (`MAX_WORKERS`), `None` | `usize`, `NonZeroUsize`, `Option` of either (clamped to 1024) |
 /// | `device_strategy` | `"auto"`, `"cpu"`, `"gpu"` | `DeviceStrategy` (e.g. `DeviceStrategy::named("tpu")`) |
 /// | `enable_caching` | `true`, `false` | `bool` |
 /// | `trace_execution` | `true`, `false` | `bool` |
 /// | `timeout_seconds` | a number > 0 (integer or float), `None` | `f64`, `f32`, `u64`, `Duration`, `Option` of them |
 /// | `scheduler` | `"sequential"`, `"topological"`, `"parallel"`, `"wave"`, `"auto"`, `None` | `Scheduler`, `Option<Scheduler>` |
+/// | `max_retries` | an integer ≥ 0 | `u32` |
+/// | `rate_limit` | a number > 0 (integer or float), `None` | `f64`, `Option<f64>` |
+/// | `cache_dir` | a non-empty string, `None` | `&str`, `String`, `&Path`, `PathBuf`, `CacheDir`, `Option` of them |
+/// | `show_progress` | `true`, `false` | `bool` |
 ///
 /// - `use_parallel`: run batch items in parallel where possible (default `true`).
-/// - `max_workers`: the most worker threads a `vmap` may use; `None`: one per CPU (default).
+/// - `max_workers`: the most items of a batch running at once, at every level; `None`: one per
+///   CPU (default).
 /// - `device_strategy`: which backend runs batches (default `"auto"`).
 /// - `enable_caching`: memoize operator calls by input (default `false`).
 /// - `trace_execution`: record every operator call and batch item (default `false`).
 /// - `timeout_seconds`: a deadline for each whole call; `None`: no deadline (default).
 /// - `scheduler`: legacy; `"sequential"` and `"topological"` mean `use_parallel = false`, the
 ///   others `use_parallel = true` (default `None`).
+/// - `max_retries`: how many more times a call (or batch item) that failed retryably runs
+///   (default `0`).
+/// - `rate_limit`: the most calls of one operator started per second (default `None`).
+/// - `cache_dir`: the directory of the persistent cache, with `enable_caching` (default `None`).
+/// - `show_progress`: progress bars for batches (default `false`).
+///
+/// The expression may be an `async` block: the macro then yields a future with the options in
+/// force whenever it is polled (`execution_options!(… => async { … }).await`). An `.await` in
+/// the sync form is a compile error that names the async form.
 ///
 /// Literals are checked when the program compiles. `None` is recognised by the token itself and
 /// always means "unset", whatever the name `None` resolves to where the macro is called.
@@ -132,8 +146,9 @@ mod options;
 ///
 /// A non-literal value is checked when the scope is entered, and an invalid one panics with a
 /// message naming the option: a `max_workers` of `0`, a `timeout_seconds` that is not a finite
-/// number greater than 0 (or a zero `Duration`), or a `scheduler` that contradicts a
-/// `use_parallel` of the same call. The options are unchanged then. For values from
+/// number greater than 0 (or a zero `Duration`), a `rate_limit` that is not a finite number
+/// greater than 0, an empty `cache_dir`, or a `scheduler` that contradicts a `use_parallel` of
+/// the same call. The options are unchanged then. For values from
 /// configuration or users, use the fallible route instead:
 /// [`OptionsPatch::from_pairs`](xcs_core::OptionsPatch::from_pairs) and
 /// [`with_options`](xcs_core::with_options).
