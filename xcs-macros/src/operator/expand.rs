@@ -256,6 +256,7 @@ fn async_impl(
 fn hidden_methods(function: &OperatorFn<'_>, inputs: &Ident, version: u32) -> TokenStream {
     let cache_support = cache_support(function, inputs);
     let version = proc_macro2::Literal::u32_unsuffixed(version);
+    let persist_support = persist_support(function, inputs, &version);
     quote! {
         #cache_support
 
@@ -271,6 +272,33 @@ fn hidden_methods(function: &OperatorFn<'_>, inputs: &Ident, version: u32) -> To
             #version
         }
 
+        #persist_support
+    }
+}
+
+/// `persist_support`: the inputs struct and the output persist when they are serde types (by the
+/// autoref probes). An output that borrows (`&'static str`) never persists: decoding needs
+/// `DeserializeOwned`, a bound on lifetimes that probes cannot test (method resolution ignores
+/// lifetimes, so the probe would pick the capable impl and fail to compile).
+fn persist_support(
+    function: &OperatorFn<'_>,
+    inputs: &Ident,
+    version: &proc_macro2::Literal,
+) -> TokenStream {
+    let borrows = match &function.output {
+        Output::Unit => false,
+        Output::Value(ty) | Output::Fallible { ok: ty, .. } => has_lifetime(ty),
+    };
+    if borrows {
+        return quote! {
+            fn persist_support(
+                &self,
+            ) -> ::xcs::__private::Option<::xcs::__private::PersistSupport<Self::Input, Self::Output>> {
+                ::xcs::__private::Option::None
+            }
+        };
+    }
+    quote! {
         fn persist_support(
             &self,
         ) -> ::xcs::__private::Option<::xcs::__private::PersistSupport<Self::Input, Self::Output>> {
@@ -294,6 +322,23 @@ fn hidden_methods(function: &OperatorFn<'_>, inputs: &Ident, version: u32) -> To
             }
         }
     }
+}
+
+/// Whether `ty` mentions a reference or a lifetime anywhere.
+fn has_lifetime(ty: &syn::Type) -> bool {
+    use syn::visit::Visit;
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_lifetime(&mut self, _: &'ast syn::Lifetime) {
+            self.0 = true;
+        }
+        fn visit_type_reference(&mut self, _: &'ast syn::TypeReference) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    finder.visit_type(ty);
+    finder.0
 }
 
 /// `__xcs_cache_support`: cacheable iff every parameter type is `Hash + Eq` and the output is

@@ -69,8 +69,14 @@ pub(crate) async fn run<O: AsyncOperator>(
                     stopped = true;
                     break;
                 }
-                let item = call_async::invoke(&*plan.op, input, Some(index), Arc::clone(&items));
-                in_flight.push(async move { (index, item.await) });
+                let (op, snapshot) = (&*plan.op, Arc::clone(&items));
+                // Waiting items stay small (their input and a few pointers); an item's call
+                // future is made, boxed, when it is first polled, and freed when it finishes, so
+                // a batch of 100 000 items does not hold 100 000 full call futures at once.
+                in_flight.push(async move {
+                    let call = Box::pin(call_async::invoke(op, input, Some(index), snapshot));
+                    (index, call.await)
+                });
             }
             let Some((index, result)) = in_flight.next().await else {
                 break;
