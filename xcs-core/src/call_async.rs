@@ -45,13 +45,31 @@ pub(crate) fn invoke<'a, O: AsyncOperator + ?Sized>(
     index: Option<usize>,
     snapshot: Arc<Snapshot>,
 ) -> impl Future<Output = Result<O::Output, XcsError>> + Send + 'a {
+    invoke_in(op, input, index, snapshot, false)
+}
+
+/// [`invoke`]; `in_scope`: the future is only ever polled with `snapshot` in force already (a
+/// batch item, polled inside its batch's scoped future), so the common case need not enter it
+/// again on every poll.
+pub(crate) fn invoke_in<'a, O: AsyncOperator + ?Sized>(
+    op: &'a O,
+    input: O::Input,
+    index: Option<usize>,
+    snapshot: Arc<Snapshot>,
+    in_scope: bool,
+) -> impl Future<Output = Result<O::Output, XcsError>> + Send + 'a {
     let lean = !snapshot.options.has_call_policy()
         && snapshot.options.timeout_seconds.is_none()
         && snapshot.context.deadline.is_none()
         && !snapshot.context.is_cancelled();
     if lean {
         let body = AssertUnwindSafe(async move { op.forward(input).await }).catch_unwind();
-        Either::Left(WithOptions::adopt(snapshot, body).map(move |result| {
+        let body = if in_scope {
+            Either::Left(body)
+        } else {
+            Either::Right(WithOptions::adopt(snapshot, body))
+        };
+        Either::Left(body.map(move |result| {
             result.unwrap_or_else(|payload| Err(call::panicked(op.name(), index, payload)))
         }))
     } else {

@@ -18,7 +18,7 @@ use crate::device;
 use crate::error::XcsError;
 use crate::operator::AsyncOperator;
 use crate::pool;
-use crate::scoped::Snapshot;
+use crate::scoped::{Snapshot, WithOptions};
 
 /// Runs an async batch under `snapshot` (the caller's options, read at call time).
 pub(crate) async fn run<O: AsyncOperator>(
@@ -72,9 +72,16 @@ pub(crate) async fn run<O: AsyncOperator>(
                 let (op, snapshot) = (&*plan.op, Arc::clone(&items));
                 // Waiting items stay small (their input and a few pointers); an item's call
                 // future is made, boxed, when it is first polled, and freed when it finishes, so
-                // a batch of 100 000 items does not hold 100 000 full call futures at once.
+                // a batch of 100 000 items does not hold 100 000 call futures at once. (The
+                // options are entered once around the whole batch, below, not per item.)
                 in_flight.push(async move {
-                    let call = Box::pin(call_async::invoke(op, input, Some(index), snapshot));
+                    let call = Box::pin(call_async::invoke_in(
+                        op,
+                        input,
+                        Some(index),
+                        snapshot,
+                        true,
+                    ));
                     (index, call.await)
                 });
             }
@@ -93,6 +100,9 @@ pub(crate) async fn run<O: AsyncOperator>(
         // Inputs never started are dropped here, their `Drop` panics caught.
         drop_quietly(pending);
     };
+    // Every item is polled inside this one future: the items' options, context, trace parent
+    // and progress are entered once per poll of the batch, not once per item.
+    let work = WithOptions::adopt(Arc::clone(&items), work);
     let finished = match plan.deadline() {
         Some(at) => tokio::time::timeout_at(at.into(), work).await.is_ok(),
         None => {
