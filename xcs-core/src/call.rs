@@ -22,8 +22,10 @@ use crate::deadline::{self, CallContext, CancelFlag};
 use crate::error::{BoxError, XcsError};
 use crate::operator::Operator;
 use crate::options::ExecutionOptions;
-use crate::persist;
-use crate::policy;
+use crate::policy::{
+    self,
+    memo::{self, Held},
+};
 use crate::pool::{self, Crew, Job};
 use crate::scope::{self, get_execution_options};
 use crate::trace::{self, Outcome};
@@ -234,7 +236,7 @@ fn invoke_with<O: Operator + ?Sized>(
         key => key.and_then(Result::ok),
     };
     // Held while the body runs: concurrent calls with the same input wait for this one.
-    let mut claim = None;
+    let mut held = None;
     if let (Some(support), Some(key)) = (&cache, &key) {
         match cache::lookup(support, key, deadline.map(|(at, _)| at), &context.claims) {
             cache::Lookup::Hit(hit) => {
@@ -243,7 +245,16 @@ fn invoke_with<O: Operator + ?Sized>(
                 }
                 return Ok(hit);
             }
-            cache::Lookup::Compute(computing) => claim = Some(computing),
+            cache::Lookup::Compute(claim) => {
+                held = Some(Held::new(
+                    options,
+                    name,
+                    *support,
+                    claim,
+                    op.persist_support(),
+                    &input,
+                ));
+            }
             cache::Lookup::Uncached => {}
             cache::Lookup::TimedOut => {
                 if options.trace_execution {
@@ -255,46 +266,28 @@ fn invoke_with<O: Operator + ?Sized>(
             cache::Lookup::Panicked(message) => return cache_panic(message),
         }
     }
-
+    let mut kept = Some(input);
     // Holding the claim, the persistent store (`cache_dir`) answers before the body runs.
-    let persisted = match (&cache, &claim) {
-        (Some(_), Some(_)) => persist::slot(options, name, op.persist_support(), &input),
-        _ => None,
-    };
-    if let (Some(slot), Some(support), Some(held)) = (&persisted, &cache, &claim) {
-        if let Some(stored) = slot.get() {
-            if options.trace_execution {
-                trace::begin(name, index).finish(Outcome::CacheHit);
-            }
-            drop_quietly(input);
-            // Into the memory cache too; a panicking `Clone` only skips that.
-            let _ = cache::insert(support, held.key(), &stored);
-            return Ok(stored);
+    if let Some(stored) = held.as_ref().and_then(|held| held.stored(&mut kept)) {
+        if options.trace_execution {
+            trace::begin(name, index).finish(Outcome::CacheHit);
         }
+        return Ok(stored);
     }
-    // The body runs holding the claim: nested calls (here or on other threads) see it and never
-    // wait for it.
-    let context = match &claim {
-        Some(claim) => CallContext {
-            claims: context.claims.push(claim.key()),
-            ..context
-        },
+    let context = match &held {
+        Some(held) => held.context(context),
         None => context,
     };
-    let _claims = claim.is_some().then(|| deadline::enter(context.clone()));
+    let _claims = held.is_some().then(|| deadline::enter(context.clone()));
     let at = deadline.map(|(at, _)| at);
     let retries = options.max_retries;
-    let clone_input = if retries > 0 {
-        let cloner = op.__xcs_clone_input();
-        if cloner.is_none() && !op.__xcs_retried_by_items() {
-            warn_not_retried(name);
-        }
-        cloner
-    } else {
-        None
-    };
+    let clone_input = memo::input_cloner(
+        options,
+        op.__xcs_clone_input(),
+        op.__xcs_retried_by_items(),
+        name,
+    );
     let mut attempt = 1u32;
-    let mut kept = Some(input);
     let result = loop {
         // Keep a copy while another attempt may follow.
         let input = match (clone_input, &kept) {
@@ -339,23 +332,11 @@ fn invoke_with<O: Operator + ?Sized>(
         }
     };
     drop_quietly(kept);
-
-    let mut result = result;
-    if let (Some(slot), Ok(output)) = (&persisted, &result) {
-        slot.put(output);
+    // Stored (or failed), then the claim goes: the callers waiting for this input wake.
+    match held {
+        Some(held) => held.finish(result, true, name, index),
+        None => result,
     }
-    if let (Some(support), Some(claim), Ok(output)) = (&cache, &claim, &result) {
-        if let Err(message) = cache::insert(support, claim.key(), output) {
-            result = Err(XcsError::Panicked {
-                operator: name.to_owned(),
-                index,
-                message,
-            });
-        }
-    }
-    // Stored (or failed): wake the callers waiting for this input.
-    drop(claim);
-    result
 }
 
 /// One attempt of the body, under the call's deadline (enforced here when no enclosing call

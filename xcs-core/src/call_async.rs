@@ -19,8 +19,10 @@ use crate::deadline::{self, CallContext, CancelFlag};
 use crate::error::XcsError;
 use crate::operator::{AsyncOperator, Operator};
 use crate::options::ExecutionOptions;
-use crate::persist;
-use crate::policy;
+use crate::policy::{
+    self,
+    memo::{self, Held},
+};
 use crate::scope::{self, get_execution_options};
 use crate::scoped::{Snapshot, WithOptions};
 use crate::trace::{self, Outcome};
@@ -132,7 +134,7 @@ async fn invoke_with<O: AsyncOperator + ?Sized>(
         }
         key => key.and_then(Result::ok),
     };
-    let mut claim = None;
+    let mut held = None;
     if let (Some(support), Some(key)) = (&cache, &key) {
         let finish = |outcome| {
             if options.trace_execution {
@@ -144,7 +146,16 @@ async fn invoke_with<O: AsyncOperator + ?Sized>(
                 finish(Outcome::CacheHit);
                 return Ok(hit);
             }
-            cache::Lookup::Compute(computing) => claim = Some(computing),
+            cache::Lookup::Compute(claim) => {
+                held = Some(Held::new(
+                    &options,
+                    name,
+                    *support,
+                    claim,
+                    op.persist_support(),
+                    &input,
+                ));
+            }
             cache::Lookup::Uncached => {}
             cache::Lookup::TimedOut => {
                 finish(Outcome::Timeout);
@@ -161,41 +172,27 @@ async fn invoke_with<O: AsyncOperator + ?Sized>(
             }
         }
     }
+    let mut kept = Some(input);
     // Holding the claim, the persistent store (`cache_dir`) answers before the body runs.
-    let persisted = match (&cache, &claim) {
-        (Some(_), Some(_)) => persist::slot(&options, name, op.persist_support(), &input),
-        _ => None,
-    };
-    if let (Some(slot), Some(support), Some(held)) = (&persisted, &cache, &claim) {
-        if let Some(stored) = slot.get() {
-            if options.trace_execution {
-                trace::begin_async(name, index, parent.as_ref()).finish(Outcome::CacheHit);
-            }
-            drop_quietly(input);
-            let _ = cache::insert(support, held.key(), &stored);
-            return Ok(stored);
+    if let Some(stored) = held.as_ref().and_then(|held| held.stored(&mut kept)) {
+        if options.trace_execution {
+            trace::begin_async(name, index, parent.as_ref()).finish(Outcome::CacheHit);
         }
+        return Ok(stored);
     }
     // The body runs holding the claim: nested calls never wait for it.
-    let context = match &claim {
-        Some(claim) => CallContext {
-            claims: context.claims.push(claim.key()),
-            ..context
-        },
+    let context = match &held {
+        Some(held) => held.context(context),
         None => context,
     };
     let retries = options.max_retries;
-    let clone_input = if retries > 0 {
-        let cloner = op.__xcs_clone_input();
-        if cloner.is_none() && !op.__xcs_retried_by_items() {
-            call::warn_not_retried(name);
-        }
-        cloner
-    } else {
-        None
-    };
+    let clone_input = memo::input_cloner(
+        &options,
+        op.__xcs_clone_input(),
+        op.__xcs_retried_by_items(),
+        name,
+    );
     let mut attempt = 1u32;
-    let mut kept = Some(input);
     let result = loop {
         let input = match (clone_input, &kept) {
             (Some(clone), Some(original)) if attempt <= retries => clone(original),
@@ -245,25 +242,17 @@ async fn invoke_with<O: AsyncOperator + ?Sized>(
         }
     };
     drop_quietly(kept);
-    let mut result = result;
-    if let (Some(slot), Ok(output)) = (&persisted, &result) {
+    let Some(held) = held else {
+        return result;
+    };
+    if let (Some(slot), Ok(output)) = (held.slot(), &result) {
         // The write may wait for another process's lock: off the runtime's worker threads.
         if let Some((store, key, bytes)) = slot.encoded_put(output) {
             let _ = tokio::task::spawn_blocking(move || store.put(&key, &bytes)).await;
         }
     }
-    if let (Some(support), Some(claim), Ok(output)) = (&cache, &claim, &result) {
-        if let Err(message) = cache::insert(support, claim.key(), output) {
-            result = Err(XcsError::Panicked {
-                operator: name.to_owned(),
-                index,
-                message,
-            });
-        }
-    }
-    // Stored (or failed): wake the callers waiting for this input.
-    drop(claim);
-    result
+    // Stored (or failed), then the claim goes: the callers waiting for this input wake.
+    held.finish(result, false, name, index)
 }
 
 /// One attempt of the body: a future dropped at the deadline, recorded as one event.

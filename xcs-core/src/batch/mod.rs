@@ -312,12 +312,12 @@ mod async_impls {
     use std::future::Future;
     use std::sync::Arc;
 
-    use super::plan::{Kind, Ran, collect, settle};
+    use super::plan::{Kind, Ran, collect, settle, trace_outcome};
     use super::{PMap, VMap, drive};
     use crate::error::XcsError;
     use crate::operator::AsyncOperator;
     use crate::scoped::Snapshot;
-    use crate::trace::{self, Outcome};
+    use crate::trace;
 
     /// Runs an async batch, recorded as one event when tracing (its items are its children).
     async fn run_traced<O: AsyncOperator>(
@@ -337,13 +337,7 @@ mod async_impls {
         }
         let ran = drive::future::run(&op, kind, inputs, settled, snapshot).await;
         if let Some(event) = event {
-            event.finish(match &ran {
-                Err(XcsError::Timeout { .. }) => Outcome::Timeout,
-                Err(_) => Outcome::Error,
-                Ok(ran) if ran.timeout.is_some() => Outcome::Timeout,
-                Ok(ran) if ran.succeeded() => Outcome::Ok,
-                Ok(_) => Outcome::Error,
-            });
+            event.finish(trace_outcome(&ran));
         }
         ran
     }

@@ -212,14 +212,19 @@ pub(crate) fn run_traced<T>(
     }
     let recorder = trace::begin(name, None);
     let ran = run();
-    recorder.finish(match &ran {
+    recorder.finish(trace_outcome(&ran));
+    ran
+}
+
+/// How a batch call is recorded in the trace.
+pub(crate) fn trace_outcome<T>(ran: &Result<Ran<T>, XcsError>) -> Outcome {
+    match ran {
         Err(XcsError::Timeout { .. }) => Outcome::Timeout,
         Err(_) => Outcome::Error,
         Ok(ran) if ran.timeout.is_some() => Outcome::Timeout,
         Ok(ran) if ran.succeeded() => Outcome::Ok,
         Ok(_) => Outcome::Error,
-    });
-    ran
+    }
 }
 
 /// Everything an item needs, shared by the threads (or futures) that run items.

@@ -1,7 +1,8 @@
 //! What one call goes through, in one fixed order, the same for sync and async calls:
 //!
 //! 1. **deadline** — a call that cannot start before its deadline is a timeout;
-//! 2. **cache** — an input seen before is answered without running the body;
+//! 2. **cache** ([`memo`]) — an input seen before is answered without running the body (memory,
+//!    then the `cache_dir` store, holding the single-flight claim);
 //! 3. **rate limit** ([`rate`]) — each attempt waits for its start slot (the wait counts
 //!    against the deadline);
 //! 4. **trace** — each attempt is an event carrying its attempt number;
@@ -12,5 +13,6 @@
 //! The modules here hold the rules; `call` (threads) and `call_async` (futures) only differ in
 //! how they wait.
 
+pub(crate) mod memo;
 pub(crate) mod rate;
 pub(crate) mod retry;
