@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::watchdog;
@@ -26,8 +26,40 @@ impl Operator for Hang {
     }
 }
 
+/// Records the `xcs` warnings (their `abandoned` field).
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<u64>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Abandoned(Option<u64>);
+        impl tracing::field::Visit for Abandoned {
+            fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+                if field.name() == "abandoned" {
+                    self.0 = Some(value);
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        let meta = event.metadata();
+        if meta.target() == "xcs" && *meta.level() == tracing::Level::WARN {
+            let mut abandoned = Abandoned(None);
+            event.record(&mut abandoned);
+            if let Some(n) = abandoned.0 {
+                self.0.lock().unwrap().push(n);
+            }
+        }
+    }
+}
+
 #[test]
 fn abandoned_items_are_counted_and_capped() {
+    // The caller that gives up warns, on its own thread.
+    let warnings = Warnings::default();
+    let _subscriber = {
+        use tracing_subscriber::layer::SubscriberExt;
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()))
+    };
     let gate = Arc::new(AtomicBool::new(false));
     let timeout = OptionsPatch::new()
         .timeout(Some(Duration::from_millis(20)))
@@ -44,6 +76,11 @@ fn abandoned_items_are_counted_and_capped() {
             assert_eq!(xcs::abandoned_items(), 2 * (round + 1));
         }
         assert_eq!(xcs::thread_stats().abandoned, 6);
+        assert_eq!(
+            *warnings.0.lock().unwrap(),
+            vec![2, 2, 2],
+            "one warning per give-up"
+        );
         // At the limit, calls that enforce a deadline refuse to start…
         let err =
             with_options(&timeout, || vmap(Hang(Arc::clone(&gate))).call(vec![1])).unwrap_err();
