@@ -47,7 +47,7 @@ pub(crate) fn invoke<'a, O: AsyncOperator + ?Sized>(
     index: Option<usize>,
     snapshot: Arc<Snapshot>,
 ) -> impl Future<Output = Result<O::Output, XcsError>> + Send + 'a {
-    invoke_in(op, input, index, snapshot, false)
+    invoke_in(op, input, index, &snapshot, false)
 }
 
 /// [`invoke`]; `in_scope`: the future is only ever polled with `snapshot` in force already (a
@@ -57,9 +57,9 @@ pub(crate) fn invoke_in<'a, O: AsyncOperator + ?Sized>(
     op: &'a O,
     input: O::Input,
     index: Option<usize>,
-    snapshot: Arc<Snapshot>,
+    snapshot: &Arc<Snapshot>,
     in_scope: bool,
-) -> impl Future<Output = Result<O::Output, XcsError>> + Send + 'a {
+) -> impl Future<Output = Result<O::Output, XcsError>> + Send + use<'a, O> {
     let lean = !snapshot.options.has_call_policy()
         && snapshot.options.timeout_seconds.is_none()
         && snapshot.context.deadline.is_none()
@@ -69,13 +69,18 @@ pub(crate) fn invoke_in<'a, O: AsyncOperator + ?Sized>(
         let body = if in_scope {
             Either::Left(body)
         } else {
-            Either::Right(WithOptions::adopt(snapshot, body))
+            Either::Right(WithOptions::adopt(Arc::clone(snapshot), body))
         };
         Either::Left(body.map(move |result| {
             result.unwrap_or_else(|payload| Err(call::panicked(op.name(), index, payload)))
         }))
     } else {
-        Either::Right(Box::pin(invoke_with(op, input, index, snapshot)))
+        Either::Right(Box::pin(invoke_with(
+            op,
+            input,
+            index,
+            Arc::clone(snapshot),
+        )))
     }
 }
 

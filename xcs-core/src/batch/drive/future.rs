@@ -69,7 +69,7 @@ pub(crate) async fn run<O: AsyncOperator>(
                     stopped = true;
                     break;
                 }
-                let (op, snapshot) = (&*plan.op, Arc::clone(&items));
+                let (op, snapshot) = (&*plan.op, &items);
                 // Waiting items stay small (their input and a few pointers); an item's call
                 // future is made, boxed, when it is first polled, and freed when it finishes, so
                 // a batch of 100 000 items does not hold 100 000 call futures at once. (The
