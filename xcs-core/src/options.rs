@@ -516,6 +516,7 @@ impl ExecutionOptions {
     }
 
     /// These options with `patch` applied on top (what a scope does).
+    #[inline]
     pub fn patched(mut self, patch: &OptionsPatch) -> ExecutionOptions {
         patch.apply_to(&mut self);
         self
@@ -896,6 +897,7 @@ impl OptionsPatch {
     }
 
     /// Applies this patch to `options`: what it sets replaces what was there.
+    #[inline]
     pub fn apply_to(&self, options: &mut ExecutionOptions) {
         macro_rules! set {
             ($($field:ident),*) => {$( if let Some(v) = self.$field { options.$field = v; } )*};

@@ -112,6 +112,7 @@ impl ThreadScopes {
         }
     }
 
+    #[inline]
     fn push(&self, frame: Frame) -> ScopeGuard {
         let before = self.current();
         let generation = self.generation.get();
