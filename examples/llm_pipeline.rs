@@ -128,7 +128,8 @@ impl Backend {
         let mut sending = self.meter.send();
         let answer = self.client.complete(model, messages).await;
         sending.finished = true;
-        answer.map_err(|error| XcsError::operator(operator, error))
+        // 429s wait for their `Retry-After`, 500s are retried, other 4xx are permanent.
+        answer.map_err(|error| error.into_xcs(operator))
     }
 }
 
@@ -375,6 +376,10 @@ async fn target() -> Result<Target, Box<dyn Error>> {
         slow_rate: 0.08,
         slow_latency: Duration::from_secs(10),
         failure_rate: 0.06,
+        // Some requests are turned away with a 429 and `Retry-After: 1`: `max_retries` waits
+        // and sends them again.
+        rate_limited_rate: 0.06,
+        retry_after: Duration::from_secs(1),
         reply: Arc::new(mock_reply),
         ..Knobs::default()
     })
@@ -408,9 +413,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
         client: ChatClient::new(&target.base_url, target.api_key.clone())?,
         meter: Meter::default(),
     });
-    // A mock answers in milliseconds; real models take seconds.
+    // A mock answers in milliseconds; real models take seconds. (Long enough for a 429's
+    // one-second `Retry-After` and a retry: `max_retries` never waits past the deadline.)
     let (per_call, whole_batch) = if target.mock.is_some() {
-        (Duration::from_millis(500), Duration::from_secs(10))
+        (Duration::from_millis(2500), Duration::from_secs(10))
     } else {
         (Duration::from_secs(60), Duration::from_secs(600))
     };
@@ -469,12 +475,17 @@ async fn run() -> Result<(), Box<dyn Error>> {
         let start = Instant::now();
         // `call_settled_async`: every question's own outcome, so one failed question does not
         // take the others down.
+        // Failed model calls (500s, 429s) run again up to twice; every model starts at most 40
+        // calls a second; tracing counts the retries.
+        let _ = xcs::take_trace();
         let outcomes = execution_options!(
-            max_workers = 4, timeout_seconds = whole_batch, enable_caching = true => async {
+            max_workers = 4, timeout_seconds = whole_batch, enable_caching = true,
+            max_retries = 2, rate_limit = 40, trace_execution = true => async {
                 xcs::vmap(Arc::clone(&pipeline)).call_settled_async(questions.clone()).await
             }
         )
         .await;
+        let retries: usize = xcs::take_trace().summary().iter().map(|s| s.retries).sum();
         let wall = start.elapsed();
 
         println!("== {pass}");
@@ -508,20 +519,22 @@ async fn run() -> Result<(), Box<dyn Error>> {
         if let (Some(mock), Some(before)) = (&target.mock, server_before) {
             let seen = mock.settled(Duration::from_secs(1)).await.since(&before);
             println!(
-                "server saw: {} requests, peak {} in flight, {} answered ({} of them 500s), \
-                 {} cancelled by the client (it disconnected)",
-                seen.started, seen.peak, seen.completed, seen.failed, seen.disconnected
+                "server saw: {} requests, peak {} in flight, {} answered ({} of them 500s, {} \
+                 429s), {} cancelled by the client (it disconnected)",
+                seen.started,
+                seen.peak,
+                seen.completed,
+                seen.failed,
+                seen.rate_limited,
+                seen.disconnected
             );
         }
         let (hits, misses) = (
             cache.hits - cache_before.hits,
             cache.misses - cache_before.misses,
         );
-        print!("cache: {hits} hits, {misses} misses");
-        if hits + misses == 0 {
-            print!(" (this xcs does not consult the cache for async operator calls yet)");
-        }
-        println!("\n");
+        println!("retries: {retries} (max_retries = 2; 429s waited for their Retry-After)");
+        println!("cache: {hits} hits, {misses} misses\n");
         if answered == 0 {
             return Err("no question was answered".into());
         }

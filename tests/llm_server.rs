@@ -37,7 +37,7 @@ impl AsyncOperator for Chat {
         self.client
             .complete(&self.model, &[Message::user(prompt)])
             .await
-            .map_err(|error| XcsError::operator("chat", error))
+            .map_err(|error| error.into_xcs("chat"))
     }
 
     fn name(&self) -> &str {
@@ -197,6 +197,34 @@ async fn caching_answers_a_repeated_prompt_without_a_request() {
         .unwrap();
     }
     assert_eq!(server.snapshot().started, 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_wait_for_retry_after_and_stop_at_max_retries_over_http() {
+    let server = MockServer::start(Knobs {
+        retry_after: Duration::from_secs(1),
+        ..Knobs::default()
+    })
+    .await
+    .unwrap();
+    let chat = Chat::new(&server);
+    // `[[429]]` is always turned away: one attempt and two retries, each after `Retry-After`.
+    let started = std::time::Instant::now();
+    let err = execution_options!(max_retries = 2 => async {
+        chat.call("[[429]] busy".to_string()).await
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        err.is_retryable() && err.retry_hint() == Some(Duration::from_secs(1)),
+        "{err}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert_eq!(server.snapshot().rate_limited, 3);
+    // A plain prompt goes through on the first attempt.
+    let ok = execution_options!(max_retries = 2 => async { chat.call("hi".to_string()).await });
+    assert!(ok.await.is_ok());
+    assert_eq!(server.snapshot().started, 4);
 }
 
 /// Polls the server's counters (since `before`) until `done` holds or [`OBSERVE`] has passed.

@@ -68,6 +68,25 @@ struct Reply {
     content: Option<String>,
 }
 
+impl ChatError {
+    /// As an xcs error of `operator`, classified for `max_retries`: a 429 or 503 with
+    /// `Retry-After` waits at least that long, other 4xx (a bad request, a bad key, an exhausted
+    /// quota) are permanent, everything else (5xx, connection errors) is retried.
+    pub fn into_xcs(self, operator: &str) -> xcs::XcsError {
+        match &self {
+            ChatError::Status {
+                retry_after: Some(wait),
+                ..
+            } => xcs::XcsError::retry_after(operator, *wait, self),
+            ChatError::Status { status, .. } if status.is_client_error() => {
+                xcs::XcsError::permanent(operator, self)
+            }
+            ChatError::Config(_) => xcs::XcsError::permanent(operator, self),
+            _ => xcs::XcsError::operator(operator, self),
+        }
+    }
+}
+
 /// Why a completion failed.
 #[derive(Debug)]
 pub enum ChatError {
