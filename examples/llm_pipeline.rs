@@ -381,7 +381,6 @@ async fn target() -> Result<Target, Box<dyn Error>> {
         rate_limited_rate: 0.06,
         retry_after: Duration::from_secs(1),
         reply: Arc::new(mock_reply),
-        ..Knobs::default()
     })
     .await?;
     Ok(Target {
