@@ -384,16 +384,7 @@ fn attempt_once<O: Operator + ?Sized>(
 /// Warns once per operator name that `max_retries` cannot apply (its input cannot be copied
 /// for another attempt).
 pub(crate) fn warn_not_retried(name: &str) {
-    use std::collections::HashSet;
-    use std::sync::Mutex;
-    static WARNED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-    let mut warned = WARNED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if warned
-        .get_or_insert_with(HashSet::new)
-        .insert(name.to_owned())
-    {
+    if first_time("retries", name) {
         tracing::warn!(
             target: "xcs",
             operator = name,
@@ -401,6 +392,18 @@ pub(crate) fn warn_not_retried(name: &str) {
              attempt again (derive or implement `Clone` for it)"
         );
     }
+}
+
+/// Whether this is the first time `topic` is reported for operator `name` in this process (for
+/// warnings given once per operator).
+pub(crate) fn first_time(topic: &'static str, name: &str) -> bool {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, PoisonError};
+    static SEEN: Mutex<Option<HashSet<(&'static str, String)>>> = Mutex::new(None);
+    SEEN.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_or_insert_with(HashSet::new)
+        .insert((topic, name.to_owned()))
 }
 
 /// Runs `body` on a job (a thread of its own) under the caller's options and a deadline

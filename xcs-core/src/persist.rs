@@ -239,14 +239,7 @@ pub(crate) fn slot<I, O>(
 
 /// Warns once per operator name that `cache_dir` cannot apply to it.
 fn warn_not_persisted(operator: &str) {
-    use std::collections::HashSet;
-    use std::sync::{Mutex, PoisonError};
-    static WARNED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-    let mut warned = WARNED.lock().unwrap_or_else(PoisonError::into_inner);
-    if warned
-        .get_or_insert_with(HashSet::new)
-        .insert(operator.to_owned())
-    {
+    if crate::call::first_time("persistence", operator) {
         tracing::warn!(
             target: "xcs",
             operator,

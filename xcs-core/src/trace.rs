@@ -698,10 +698,10 @@ pub(crate) struct Recorder {
     _not_send: PhantomData<*const ()>,
 }
 
-/// Starts recording a call (`index: None`) or a batch item (`index: Some(i)`) of `operator`,
-/// entering its `tracing` span on the current thread.
-pub(crate) fn begin(operator: &str, index: Option<usize>) -> Recorder {
-    let span = match index {
+/// The `tracing` span of a call (`index: None`) or a batch item of `operator`, under the span
+/// current on this thread; `outcome` and `attempt` are recorded when known.
+fn span_of(operator: &str, index: Option<usize>) -> tracing::Span {
+    match index {
         None => tracing::info_span!(
             target: "xcs",
             "call",
@@ -718,7 +718,13 @@ pub(crate) fn begin(operator: &str, index: Option<usize>) -> Recorder {
             outcome = tracing::field::Empty,
             attempt = tracing::field::Empty,
         ),
-    };
+    }
+}
+
+/// Starts recording a call (`index: None`) or a batch item (`index: Some(i)`) of `operator`,
+/// entering its `tracing` span on the current thread.
+pub(crate) fn begin(operator: &str, index: Option<usize>) -> Recorder {
+    let span = span_of(operator, index);
     let id = NEXT_EVENT_ID.fetch_add(1, Ordering::Relaxed);
     let (parent, depth) = THREAD
         .try_with(|thread| {
@@ -828,24 +834,7 @@ pub(crate) fn begin_async(
 ) -> AsyncEvent {
     let span = {
         let _in_parent = parent.map(|p| p.span.clone().entered());
-        match index {
-            None => tracing::info_span!(
-                target: "xcs",
-                "call",
-                operator,
-                index = tracing::field::Empty,
-                outcome = tracing::field::Empty,
-                attempt = tracing::field::Empty,
-            ),
-            Some(i) => tracing::info_span!(
-                target: "xcs",
-                "item",
-                operator,
-                index = i,
-                outcome = tracing::field::Empty,
-                attempt = tracing::field::Empty,
-            ),
-        }
+        span_of(operator, index)
     };
     let epoch = *EPOCH.get_or_init(Instant::now);
     let begun = Instant::now();
