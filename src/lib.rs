@@ -43,6 +43,8 @@
 //!   `timeout_seconds`; [`cache_stats`] / [`clear_cache`] for `enable_caching`; [`take_trace`]
 //!   for `trace_execution`; [`register_backend`] for `device_strategy`; [`clear_cache_dir`] and
 //!   [`PersistSupport`] for `cache_dir`; [`set_progress_hook`] for `show_progress`.
+//! - **Clusters** (feature `nats`): `cluster::NatsBackend` runs batches on worker processes
+//!   started with `cluster::serve`, through a NATS server.
 //! - **Errors**: every failure is an [`XcsError`] variant.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -77,6 +79,13 @@ pub use xcs_core::options::{OPTIONS, OptionKind, OptionSpec};
 pub use xcs_core::{
     MAX_BARS, ProgressEvent, ProgressOutcome, clear_progress_hook, set_progress_hook,
 };
+
+#[doc(inline)]
+pub use xcs_core::{Outgoing, RemoteItems, Signature};
+
+/// Batches on worker processes through a NATS server (feature `nats`).
+#[cfg(feature = "nats")]
+pub use xcs_core::cluster;
 
 pub use xcs_macros::{execution_options, operator, set_execution_options};
 

@@ -13,9 +13,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Instant;
 
 use crate::error::XcsError;
-use crate::options::DeviceStrategy;
+use crate::options::{DeviceStrategy, ExecutionOptions};
 
 /// Something that runs batches: a GPU queue, a remote worker, a test double.
 ///
@@ -47,12 +48,24 @@ pub trait Backend: Send + Sync + 'static {
     fn run(&self, job: &BatchJob);
 }
 
-/// A batch handed to a [`Backend`]: `len` items, each run by [`run_item`](BatchJob::run_item).
+/// A batch handed to a [`Backend`]: `len` items, each run by [`run_item`](BatchJob::run_item)
+/// here, or — through [`remote`](BatchJob::remote) — sent to another process as bytes.
 pub struct BatchJob {
     len: usize,
     workers: usize,
     strategy: DeviceStrategy,
     task: Arc<dyn Fn(usize) + Send + Sync>,
+    about: About,
+}
+
+/// What a backend may read about the batch it runs.
+pub(crate) struct About {
+    pub(crate) operator: String,
+    pub(crate) options: ExecutionOptions,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) given_up: Arc<dyn Fn() -> bool + Send + Sync>,
+    pub(crate) fail: Arc<dyn Fn(usize, XcsError) + Send + Sync>,
+    pub(crate) remote: Option<RemoteItems>,
 }
 
 impl BatchJob {
@@ -61,13 +74,52 @@ impl BatchJob {
         workers: usize,
         strategy: DeviceStrategy,
         task: Arc<dyn Fn(usize) + Send + Sync>,
+        about: About,
     ) -> Self {
         BatchJob {
             len,
             workers,
             strategy,
             task,
+            about,
         }
+    }
+
+    /// The name of the operator the items run.
+    pub fn operator(&self) -> &str {
+        &self.about.operator
+    }
+
+    /// The options the caller's items run under (read once, when the batch was called).
+    pub fn options(&self) -> ExecutionOptions {
+        self.about.options
+    }
+
+    /// When the batch must be finished, if it has a deadline: items still running then are
+    /// reported as timed out, and items not started must not start.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.about.deadline
+    }
+
+    /// Whether the batch was given up (its deadline passed, or the call it belongs to gave up):
+    /// a backend should start nothing more.
+    pub fn is_given_up(&self) -> bool {
+        (self.about.given_up)()
+    }
+
+    /// Settles item `index` with `error` without running it: an item this backend cannot run
+    /// (no device, no worker). Items that ran or were settled already are left alone.
+    pub fn fail_item(&self, index: usize, error: XcsError) {
+        if index < self.len {
+            (self.about.fail)(index, error);
+        }
+    }
+
+    /// The items as bytes, for a backend that runs them in another process: `None` when the
+    /// operator's input and output are not serializable (see
+    /// [`Operator::persist_support`](crate::Operator::persist_support)).
+    pub fn remote(&self) -> Option<&RemoteItems> {
+        self.about.remote.as_ref()
     }
 
     /// The number of items.
@@ -102,6 +154,105 @@ impl BatchJob {
     /// their own threads).
     pub fn item_runner(&self) -> Arc<dyn Fn(usize) + Send + Sync> {
         Arc::clone(&self.task)
+    }
+}
+
+/// The items of a batch as bytes: what a backend that runs them in another process (a cluster
+/// worker, a remote accelerator) sends and receives. The caller keeps the batch rules: an item
+/// [`take`](RemoteItems::take)n is looked up in the cache first (hits never leave the process),
+/// skipped when the rules say not to start it, and otherwise serialized; its result comes back
+/// through [`complete`](RemoteItems::complete), which decodes it, caches it and reports it.
+#[derive(Clone)]
+pub struct RemoteItems {
+    side: Arc<dyn RemoteSide>,
+}
+
+/// The caller's side of items run elsewhere (implemented by the batch driver).
+pub(crate) trait RemoteSide: Send + Sync {
+    fn signature(&self) -> &Signature;
+    fn take(&self, index: usize) -> Outgoing;
+    fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>);
+    fn is_settled(&self, index: usize) -> bool;
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    fn trace_parent(&self) -> Option<crate::trace::Parent>;
+}
+
+/// What [`RemoteItems::take`] gives for an item.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// The serialized input: run it elsewhere and [`complete`](RemoteItems::complete) it.
+    Send(Vec<u8>),
+    /// Nothing to send: the item was answered here (a cache hit, an input that cannot be
+    /// serialized) or must not start (an earlier item failed, the batch was given up), or it
+    /// was taken before.
+    Settled,
+}
+
+/// What identifies an operator across processes: its name, the version its results are kept
+/// under ([`PersistSupport::version`](crate::PersistSupport::version)) and the names of its
+/// input and output types. Two builds of a program agree on it when they run the same operator
+/// on the same types.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Signature {
+    /// The operator's name.
+    pub operator: String,
+    /// The version its results are kept under.
+    pub version: u32,
+    /// `std::any::type_name` of its input.
+    pub input_type: String,
+    /// `std::any::type_name` of its output.
+    pub output_type: String,
+}
+
+impl fmt::Display for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` v{} ({} -> {})",
+            self.operator, self.version, self.input_type, self.output_type
+        )
+    }
+}
+
+impl RemoteItems {
+    pub(crate) fn new(side: Arc<dyn RemoteSide>) -> Self {
+        RemoteItems { side }
+    }
+
+    /// The operator's identity, for the other side to check.
+    pub fn signature(&self) -> &Signature {
+        self.side.signature()
+    }
+
+    /// Item `index`, to send: see [`Outgoing`]. Consults the cache, which may wait for a
+    /// concurrent identical call; call it where blocking is allowed.
+    pub fn take(&self, index: usize) -> Outgoing {
+        self.side.take(index)
+    }
+
+    /// Delivers item `index`'s result: the serialized output, or its error. A second result for
+    /// the same item (a chunk that ran twice) is ignored.
+    pub fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>) {
+        self.side.complete(index, result);
+    }
+
+    /// Whether item `index` has its outcome already.
+    pub fn is_settled(&self, index: usize) -> bool {
+        self.side.is_settled(index)
+    }
+
+    /// The trace event remote events are recorded under.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn trace_parent(&self) -> Option<crate::trace::Parent> {
+        self.side.trace_parent()
+    }
+}
+
+impl fmt::Debug for RemoteItems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteItems")
+            .field("signature", self.signature())
+            .finish_non_exhaustive()
     }
 }
 

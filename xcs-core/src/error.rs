@@ -99,11 +99,9 @@ pub enum XcsError {
         timeout: Duration,
     },
 
-    /// The `device_strategy` in force has no registered backend.
-    #[error(
-        "no backend is registered for device strategy `{strategy}` (registered backends: {})",
-        List(registered)
-    )]
+    /// The `device_strategy` in force has no registered backend, or its backend has nothing
+    /// to run the batch on (a cluster with no worker listening): then `registered` names it.
+    #[error("{}", Unavailable(strategy, registered))]
     DeviceUnavailable {
         /// The strategy asked for.
         strategy: String,
@@ -119,6 +117,29 @@ pub enum XcsError {
         operator: String,
         /// The batch item, when known.
         index: Option<usize>,
+    },
+
+    /// An item could not run on a cluster of worker processes (`xcs::cluster`, feature `nats`):
+    /// no worker serves the operator, the workers were built from another version of it, its
+    /// input or output cannot be sent, or a message was refused.
+    #[error("operator `{operator}` cannot run on the cluster{}: {reason}", AtItem(*index))]
+    Cluster {
+        /// The operator.
+        operator: String,
+        /// The batch item, when known.
+        index: Option<usize>,
+        /// Why.
+        reason: String,
+    },
+
+    /// A connection to a cluster's message server (`xcs::cluster`, feature `nats`) could not be
+    /// made: the server is not reachable, refused the credentials, or the URL is malformed.
+    #[error("cannot connect to the cluster at `{url}`: {reason}")]
+    Connect {
+        /// The server's URL, without credentials.
+        url: String,
+        /// What went wrong.
+        reason: String,
     },
 
     /// A call that enforces a deadline was refused because too many items abandoned at earlier
@@ -237,7 +258,8 @@ impl XcsError {
             XcsError::Operator { index, .. }
             | XcsError::Panicked { index, .. }
             | XcsError::Timeout { index, .. }
-            | XcsError::Cancelled { index, .. } => *index,
+            | XcsError::Cancelled { index, .. }
+            | XcsError::Cluster { index, .. } => *index,
             _ => None,
         }
     }
@@ -249,7 +271,8 @@ impl XcsError {
             XcsError::Operator { index, .. }
             | XcsError::Panicked { index, .. }
             | XcsError::Timeout { index, .. }
-            | XcsError::Cancelled { index, .. } => *index = Some(item),
+            | XcsError::Cancelled { index, .. }
+            | XcsError::Cluster { index, .. } => *index = Some(item),
             _ => {}
         }
         self
@@ -320,6 +343,19 @@ impl XcsError {
             XcsError::Cancelled { operator, index } => XcsError::Cancelled {
                 operator: operator.clone(),
                 index: *index,
+            },
+            XcsError::Cluster {
+                operator,
+                index,
+                reason,
+            } => XcsError::Cluster {
+                operator: operator.clone(),
+                index: *index,
+                reason: reason.clone(),
+            },
+            XcsError::Connect { url, reason } => XcsError::Connect {
+                url: url.clone(),
+                reason: reason.clone(),
             },
             XcsError::AbandonedLimit {
                 operator,
@@ -417,6 +453,28 @@ struct Seconds(Duration);
 impl fmt::Display for Seconds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}s", self.0.as_secs_f64())
+    }
+}
+
+/// Why a device strategy cannot run a batch.
+struct Unavailable<'a>(&'a str, &'a [String]);
+
+impl fmt::Display for Unavailable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Unavailable(strategy, registered) = *self;
+        if registered.iter().any(|name| name.eq_ignore_ascii_case(strategy)) {
+            write!(
+                f,
+                "device strategy `{strategy}` is unavailable: its backend has no worker to run the \
+                 batch (no worker is listening)"
+            )
+        } else {
+            write!(
+                f,
+                "no backend is registered for device strategy `{strategy}` (registered backends: {})",
+                List(registered)
+            )
+        }
     }
 }
 

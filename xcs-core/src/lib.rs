@@ -17,6 +17,8 @@
 pub mod axis;
 mod batch;
 pub mod cache;
+#[cfg(feature = "nats")]
+pub mod cluster;
 mod call;
 #[cfg(feature = "tokio")]
 mod call_async;
@@ -44,7 +46,10 @@ pub use cache::{
     clear_cache, set_cache_capacity, set_cache_max_bytes,
 };
 pub use deadline::{cancelled, deadline};
-pub use device::{Backend, BatchJob, register_backend, registered_backends, unregister_backend};
+pub use device::{
+    Backend, BatchJob, Outgoing, RemoteItems, Signature, register_backend, registered_backends,
+    unregister_backend,
+};
 pub use error::{BoxError, XcsError};
 pub use operator::Operator;
 #[cfg(feature = "tokio")]

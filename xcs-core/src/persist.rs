@@ -112,6 +112,16 @@ impl<I, O> PersistSupport<I, O> {
     pub fn version_number(&self) -> u32 {
         self.version
     }
+
+    /// The serialized input (`None`: it cannot be serialized).
+    pub(crate) fn encode_input(&self, input: &I) -> Option<Vec<u8>> {
+        (self.encode_input)(input)
+    }
+
+    /// The output these bytes serialize (`None`: they are not one).
+    pub(crate) fn decode_output(&self, bytes: &[u8]) -> Option<O> {
+        (self.decode_output)(bytes)
+    }
 }
 
 impl<I: 'static, O: 'static> PersistSupport<I, O> {

@@ -344,7 +344,7 @@ impl<O> Plan<O> {
     }
 
     /// The trace parent of the batch's items, if tracing.
-    #[cfg(feature = "tokio")]
+    #[cfg_attr(not(any(feature = "tokio", feature = "nats")), allow(dead_code))]
     pub(crate) fn trace_parent(&self) -> Option<&trace::Parent> {
         self.trace_parent.as_ref()
     }

@@ -1,14 +1,24 @@
 //! Items handed to a registered device backend, which decides where and in what order they
 //! run; each item still goes through the batch rules of [`crate::batch::plan`].
+//!
+//! A backend that runs items in another process takes them as bytes through
+//! [`RemoteItems`]: the caller's side ([`Remote`]) keeps the rules that are the caller's — the
+//! cache (hits never leave the process, misses hold their single-flight claim until the result
+//! comes back), skipping items the rules say not to start, progress and failure reporting —
+//! and each item's outcome lands in the same slot a local run would fill.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::lanes::{Blocks, Run};
 use crate::batch::plan::{Part, Plan, Ran};
-use crate::call::{drop_quietly, panic_message};
-use crate::device::{Backend, BatchJob};
+use crate::cache;
+use crate::call::{self, drop_quietly, panic_message};
+use crate::device::{About, Backend, BatchJob, Outgoing, RemoteItems, RemoteSide, Signature};
 use crate::error::XcsError;
 use crate::operator::Operator;
+use crate::persist::PersistSupport;
+use crate::policy::memo::Held;
+use crate::trace::{self, Outcome};
 
 /// Runs the batch on `backend`: on the caller's thread, or — when the caller enforces a
 /// deadline — on a job, while the caller waits no longer than the deadline.
@@ -33,7 +43,7 @@ pub(super) fn run<O: Operator>(
                     run.run_block(index);
                 })
             };
-            let job = BatchJob::new(len, workers, strategy, task);
+            let job = BatchJob::new(len, workers, strategy, task, about(run));
             // A panicking backend must not unwind into the caller either.
             if let Err(payload) =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.run(&job)))
@@ -70,4 +80,239 @@ pub(super) fn run<O: Operator>(
         }
     }
     ran
+}
+
+/// What the backend may read about the batch, and its items as bytes when the operator's input
+/// and output serialize.
+fn about<O: Operator>(run: &Arc<Run<O>>) -> About {
+    let plan = run.plan();
+    let given_up = {
+        let run = Arc::clone(run);
+        Arc::new(move || run.plan().given_up())
+    };
+    let remote = plan.op.persist_support().map(|persist| {
+        let side: Arc<dyn RemoteSide> = Arc::new(Remote {
+            run: Arc::clone(run),
+            persist,
+            held: (0..run.len()).map(|_| Mutex::new(None)).collect(),
+            signature: Signature {
+                operator: plan.op.name().to_owned(),
+                version: persist.version_number(),
+                input_type: std::any::type_name::<O::Input>().to_owned(),
+                output_type: std::any::type_name::<O::Output>().to_owned(),
+            },
+        });
+        RemoteItems::new(side)
+    });
+    let fail = {
+        let run = Arc::clone(run);
+        Arc::new(move |index: usize, error: XcsError| {
+            if run.is_settled(index) {
+                return;
+            }
+            drop_quietly(run.take_input(index));
+            run.plan().note_failure(index);
+            run.plan().report(index, false);
+            run.settle(index, Part::Slots(vec![Err(Some(Box::new(error)))]));
+        })
+    };
+    About {
+        operator: plan.op.name().to_owned(),
+        options: plan.options,
+        deadline: plan.deadline(),
+        given_up,
+        fail,
+        remote,
+    }
+}
+
+/// The caller's side of items run in another process.
+struct Remote<O: Operator> {
+    run: Arc<Run<O>>,
+    persist: PersistSupport<O::Input, O::Output>,
+    /// The cache claims of items sent out, released when their result comes back.
+    held: Vec<Mutex<Option<Held<O::Input, O::Output>>>>,
+    signature: Signature,
+}
+
+impl<O: Operator> Remote<O> {
+    fn settle(&self, index: usize, result: Result<O::Output, XcsError>) {
+        let plan = self.run.plan();
+        let part = match result {
+            Ok(output) => {
+                plan.report(index, true);
+                Part::Ok(vec![output])
+            }
+            Err(error) => {
+                plan.note_failure(index);
+                plan.report(index, false);
+                Part::Slots(vec![Err(Some(Box::new(error)))])
+            }
+        };
+        self.run.settle(index, part);
+    }
+
+    /// Answers `input` from the memory cache or the `cache_dir` store if it can; otherwise
+    /// holds its claim (in `self.held`) and gives the input back to be sent.
+    fn cached(&self, index: usize, input: O::Input) -> Option<O::Input> {
+        let plan = self.run.plan();
+        let Some(support) = plan.op.__xcs_cache_support() else {
+            return Some(input);
+        };
+        let name = plan.op.name();
+        let _adopted = plan.adopt();
+        let traced = |outcome| {
+            if plan.options.trace_execution {
+                trace::begin(name, Some(index)).finish(outcome);
+            }
+        };
+        let panicked = |message| XcsError::Panicked {
+            operator: name.to_owned(),
+            index: Some(index),
+            message,
+        };
+        let key = match support.key(name, &input) {
+            Ok(key) => key,
+            Err(message) => {
+                drop_quietly(input);
+                traced(Outcome::Panicked);
+                self.settle(index, Err(panicked(message)));
+                return None;
+            }
+        };
+        match cache::lookup(&support, &key, plan.deadline(), &plan.context.claims) {
+            cache::Lookup::Hit(hit) => {
+                drop_quietly(input);
+                traced(Outcome::CacheHit);
+                self.settle(index, Ok(hit));
+                None
+            }
+            cache::Lookup::Compute(claim) => {
+                let held = Held::new(
+                    &plan.options,
+                    name,
+                    support,
+                    claim,
+                    Some(self.persist),
+                    &input,
+                );
+                let mut kept = Some(input);
+                if let Some(stored) = held.stored(&mut kept) {
+                    traced(Outcome::CacheHit);
+                    self.settle(index, Ok(stored));
+                    return None;
+                }
+                *self.held[index]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(held);
+                kept
+            }
+            cache::Lookup::Uncached => Some(input),
+            cache::Lookup::TimedOut => {
+                drop_quietly(input);
+                traced(Outcome::Timeout);
+                let timeout = plan.context.timeout.unwrap_or_default();
+                self.settle(index, Err(call::timeout_error(name, Some(index), timeout)));
+                None
+            }
+            cache::Lookup::Panicked(message) => {
+                drop_quietly(input);
+                traced(Outcome::Panicked);
+                self.settle(index, Err(panicked(message)));
+                None
+            }
+        }
+    }
+}
+
+impl<O: Operator> RemoteSide for Remote<O> {
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn take(&self, index: usize) -> Outgoing {
+        let plan = self.run.plan();
+        if plan.skips(index) {
+            return Outgoing::Settled;
+        }
+        let Some(mut inputs) = self.run.take_input(index) else {
+            return Outgoing::Settled;
+        };
+        let Some(input) = inputs.pop() else {
+            return Outgoing::Settled;
+        };
+        let input = if plan.options.enable_caching {
+            match self.cached(index, input) {
+                Some(input) => input,
+                None => return Outgoing::Settled,
+            }
+        } else {
+            input
+        };
+        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.persist.encode_input(&input)
+        }));
+        drop_quietly(input);
+        match encoded {
+            Ok(Some(bytes)) => Outgoing::Send(bytes),
+            Ok(None) => {
+                self.complete_with(index, Err(self.cluster_error(index, "its input cannot be serialized")));
+                Outgoing::Settled
+            }
+            Err(payload) => {
+                let error = call::panicked(plan.op.name(), Some(index), payload);
+                self.complete_with(index, Err(error));
+                Outgoing::Settled
+            }
+        }
+    }
+
+    fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>) {
+        if index >= self.held.len() || self.run.is_settled(index) {
+            return;
+        }
+        let output = result.and_then(|bytes| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.persist.decode_output(&bytes)
+            }))
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                self.cluster_error(index, "the worker's output does not decode as its output type")
+            })
+        });
+        self.complete_with(index, output);
+    }
+
+    fn is_settled(&self, index: usize) -> bool {
+        self.run.is_settled(index)
+    }
+
+    fn trace_parent(&self) -> Option<trace::Parent> {
+        self.run.plan().trace_parent().cloned()
+    }
+}
+
+impl<O: Operator> Remote<O> {
+    /// Settles item `index` with `result`, storing a success in the cache it was claimed in.
+    fn complete_with(&self, index: usize, result: Result<O::Output, XcsError>) {
+        let held = self
+            .held
+            .get(index)
+            .and_then(|held| held.lock().unwrap_or_else(PoisonError::into_inner).take());
+        let name = self.run.plan().op.name();
+        let result = match held {
+            Some(held) => held.finish(result, true, name, Some(index)),
+            None => result,
+        };
+        self.settle(index, result);
+    }
+
+    fn cluster_error(&self, index: usize, reason: &str) -> XcsError {
+        XcsError::Cluster {
+            operator: self.run.plan().op.name().to_owned(),
+            index: Some(index),
+            reason: reason.to_owned(),
+        }
+    }
 }

@@ -211,6 +211,50 @@ impl<O: Operator> Run<O> {
     pub(super) fn plan(&self) -> &Plan<O> {
         &self.plan
     }
+
+    /// The number of blocks (items, with [`Blocks::Single`]).
+    pub(super) fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Takes the input of block `b` to run it elsewhere (`None`: it was taken already).
+    pub(super) fn take_input(&self, b: usize) -> Option<Vec<O::Input>> {
+        self.blocks
+            .get(b)?
+            .inputs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Stores the outcome of block `b`, run elsewhere; an outcome that arrives for a block that
+    /// has one already (a chunk that ran twice) is dropped.
+    pub(super) fn settle(&self, b: usize, part: Part<O::Output>) {
+        let Some(block) = self.blocks.get(b) else {
+            drop_quietly(part);
+            return;
+        };
+        let mut outcome = block.outcome.lock().unwrap_or_else(PoisonError::into_inner);
+        if outcome.is_some() {
+            drop(outcome);
+            drop_quietly(part);
+        } else {
+            *outcome = Some(part);
+            drop(outcome);
+            self.crew.finish_one();
+        }
+    }
+
+    /// Whether block `b` has its outcome.
+    pub(super) fn is_settled(&self, b: usize) -> bool {
+        self.blocks.get(b).is_none_or(|block| {
+            block
+                .outcome
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some()
+        })
+    }
 }
 
 impl<O: Operator> Lane for Run<O> {

@@ -1,0 +1,741 @@
+//! The caller's side: a device backend that sends a batch's items, in chunks, to the workers
+//! of a NATS queue group and settles each item with the outcome that comes back.
+//!
+//! The dispatch loop runs on the thread that runs the batch (the caller's, or a job when the
+//! caller enforces a deadline); the connection lives on a one-thread tokio runtime of the
+//! backend's own, so a batch called from async code never blocks that code's runtime in a way
+//! it could deadlock on. Per batch:
+//!
+//! 1. Discovery (cached for a second): the workers answer `<prefix>.hello` with the operators
+//!    they serve. None: every item fails with [`XcsError::DeviceUnavailable`] at once; none that
+//!    serves this operator, or only workers built from another version of it:
+//!    [`XcsError::Cluster`] with the reason.
+//! 2. Chunks of about a quarter of a fair share per worker slot (smaller when the message size
+//!    limit asks), at most as many in flight as the workers have slots (and as `max_workers`
+//!    allows). Items are taken when their chunk is formed, so an item after a failed one is not
+//!    sent (unless the call is settled), and cache hits never leave the process.
+//! 3. Each chunk is sent to `<prefix>.run.<operator>` with a reply subject of its own. The
+//!    worker acknowledges it, reports every 200 ms while it works, and sends the outcomes. A
+//!    chunk not heard of within the heartbeat timeout went to a worker that died: it is sent
+//!    again (its unsettled items only) for another worker to take, up to
+//!    [`ClusterOptions::max_attempts`] times, always within the caller's deadline. "No
+//!    responders" on a chunk (the last worker left) fails what is left with
+//!    `DeviceUnavailable`.
+//! 4. At the deadline (or when the caller gives up) the loop ends; items without an outcome are
+//!    reported by the batch rules (timed out or cancelled). The workers got the remaining
+//!    deadline with the chunk and stop on their own.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use super::connect::{self, ClusterOptions};
+use super::wire::{self, Item, Reply, Request, WireEvent, WireOptions, WireSignature, WorkerInfo};
+use crate::device::{self, Backend, BatchJob, Outgoing, RemoteItems};
+use crate::error::XcsError;
+use crate::trace;
+
+/// A device backend that runs batches on the worker processes of a NATS cluster (see the
+/// [module docs](super)). Register it under a name and select it with `device_strategy`:
+///
+/// ```no_run
+/// use xcs::cluster::NatsBackend;
+/// use xcs::{execution_options, vmap};
+///
+/// #[xcs::operator]
+/// fn score(x: u64) -> u64 {
+///     x * 3
+/// }
+///
+/// xcs::register_backend("cluster", NatsBackend::connect("nats://127.0.0.1:4222")?)?;
+/// let scores = execution_options!(device_strategy = "cluster" => vmap(score).call(vec![1, 2, 3]))?;
+/// assert_eq!(scores, [3, 6, 9]);
+/// # Ok::<(), xcs::XcsError>(())
+/// ```
+#[derive(Clone)]
+pub struct NatsBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+    client: async_nats::Client,
+    options: ClusterOptions,
+    url: String,
+    /// The workers found by the last discovery, and when.
+    workers: Mutex<Option<(Instant, Arc<Vec<WorkerInfo>>)>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Dropping a runtime may happen on any thread, also inside another runtime.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A worker found by [`NatsBackend::workers`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerSummary {
+    /// The worker's id (host and process id).
+    pub id: String,
+    /// Its process id.
+    pub pid: u32,
+    /// How many chunks it runs at once.
+    pub slots: usize,
+    /// The names of the operators it serves.
+    pub operators: Vec<String>,
+}
+
+/// How long a discovery stays fresh.
+const DISCOVERY_TTL: Duration = Duration::from_secs(1);
+
+impl NatsBackend {
+    /// Connects to the NATS server at `url` with the default [`ClusterOptions`]. Credentials
+    /// come from the URL (`nats://user:password@host:port`, `nats://token@host:port`) or the
+    /// environment; see the [module docs](super).
+    ///
+    /// # Errors
+    /// [`XcsError::Connect`] when the server cannot be reached or refuses the credentials.
+    pub fn connect(url: &str) -> Result<NatsBackend, XcsError> {
+        NatsBackend::connect_with(url, ClusterOptions::default())
+    }
+
+    /// Connects with `options` (the subject prefix must match the workers').
+    ///
+    /// # Errors
+    /// As [`connect`](NatsBackend::connect).
+    pub fn connect_with(url: &str, options: ClusterOptions) -> Result<NatsBackend, XcsError> {
+        let shown = connect::strip_userinfo(url);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("xcs-nats")
+            .enable_all()
+            .build()
+            .map_err(|e| XcsError::Connect {
+                url: shown.clone(),
+                reason: format!("cannot start the client's runtime: {e}"),
+            })?;
+        let handle = runtime.handle().clone();
+        let owned = url.to_owned();
+        let client = on(&handle, async move { connect::connect(&owned, "xcs caller").await })
+            .ok_or_else(|| XcsError::Connect {
+                url: shown.clone(),
+                reason: "the client's runtime stopped".into(),
+            })??;
+        Ok(NatsBackend {
+            inner: Arc::new(Inner {
+                runtime: Some(runtime),
+                handle,
+                client,
+                options,
+                url: shown,
+                workers: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The workers listening now (asked afresh).
+    ///
+    /// # Errors
+    /// [`XcsError::Connect`] when the connection to the server is lost.
+    pub fn workers(&self) -> Result<Vec<WorkerSummary>, XcsError> {
+        let found = self.discover(true)?;
+        Ok(found
+            .iter()
+            .map(|w| WorkerSummary {
+                id: w.id.clone(),
+                pid: w.pid,
+                slots: w.slots as usize,
+                operators: w.operators.iter().map(|s| s.operator.clone()).collect(),
+            })
+            .collect())
+    }
+
+    /// The workers, from the last discovery if it is fresh (and found some).
+    fn discover(&self, fresh: bool) -> Result<Arc<Vec<WorkerInfo>>, XcsError> {
+        let inner = &self.inner;
+        if !fresh {
+            let cached = inner.workers.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((at, workers)) = &*cached {
+                if at.elapsed() < DISCOVERY_TTL && !workers.is_empty() {
+                    return Ok(Arc::clone(workers));
+                }
+            }
+        }
+        let client = inner.client.clone();
+        let subject = inner.options.hello_subject();
+        let found = on(&inner.handle, async move {
+            let inbox = client.new_inbox();
+            let mut answers = client.subscribe(inbox.clone()).await.map_err(|e| e.to_string())?;
+            client
+                .publish_with_reply(subject, inbox, Bytes::new())
+                .await
+                .map_err(|e| e.to_string())?;
+            client.flush().await.map_err(|e| e.to_string())?;
+            let mut found = Vec::new();
+            // The first answer (or the server's "no responders") comes at once; the others
+            // within a short quiet period after it.
+            let mut wait = Duration::from_secs(2);
+            while let Ok(Some(message)) = tokio::time::timeout(wait, answers.next()).await {
+                if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+                    break;
+                }
+                if let Ok(info) = wire::decode::<WorkerInfo>(&message.payload) {
+                    found.push(info);
+                }
+                wait = Duration::from_millis(50);
+            }
+            Ok::<_, String>(found)
+        })
+        .unwrap_or_else(|| Err("the client's runtime stopped".into()))
+        .map_err(|reason| XcsError::Connect {
+            url: inner.url.clone(),
+            reason,
+        })?;
+        let found = Arc::new(found);
+        *inner.workers.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Instant::now(), Arc::clone(&found)));
+        Ok(found)
+    }
+}
+
+impl std::fmt::Debug for NatsBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsBackend")
+            .field("url", &self.inner.url)
+            .field("prefix", &self.inner.options.subject_prefix())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs `future` on the backend's runtime and waits for it on this thread (`None`: the runtime
+/// is gone). Never called on the backend's own runtime threads.
+fn on<F>(handle: &tokio::runtime::Handle, future: F) -> Option<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let (sender, receiver) = mpsc::sync_channel(1);
+    handle.spawn(async move {
+        let _ = sender.send(future.await);
+    });
+    receiver.recv().ok()
+}
+
+impl Backend for NatsBackend {
+    fn run(&self, job: &BatchJob) {
+        if job.is_empty() {
+            return;
+        }
+        let Some(remote) = job.remote() else {
+            for index in 0..job.len() {
+                job.fail_item(
+                    index,
+                    XcsError::Cluster {
+                        operator: job.operator().to_owned(),
+                        index: Some(index),
+                        reason: "its input and output are not serializable: give the operator \
+                                 serde types (or implement `Operator::persist_support`)"
+                            .into(),
+                    },
+                );
+            }
+            return;
+        };
+        let signature = WireSignature::from(remote.signature());
+        let workers = match self.discover(false) {
+            Ok(workers) => workers,
+            Err(error) => return fail_all(job, remote, &|_| error.describe_again()),
+        };
+        let serving = match serving(&workers, &signature) {
+            Ok(serving) => serving,
+            Err(Unavailable::NoWorkers) => {
+                return fail_all(job, remote, &|_| unavailable(job));
+            }
+            Err(Unavailable::Refused(reason)) => {
+                return fail_all(job, remote, &|index| XcsError::Cluster {
+                    operator: job.operator().to_owned(),
+                    index: Some(index),
+                    reason: reason.clone(),
+                });
+            }
+        };
+        Dispatch::new(self, job, remote, signature, serving).run();
+    }
+}
+
+/// The error of an item that found no worker.
+fn unavailable(job: &BatchJob) -> XcsError {
+    XcsError::DeviceUnavailable {
+        strategy: job.strategy().as_str().to_owned(),
+        registered: device::registered_backends(),
+    }
+}
+
+/// Fails every item that has not been settled with `error(index)`.
+fn fail_all(job: &BatchJob, remote: &RemoteItems, error: &dyn Fn(usize) -> XcsError) {
+    for index in 0..job.len() {
+        if !remote.is_settled(index) {
+            job.fail_item(index, error(index));
+        }
+    }
+}
+
+enum Unavailable {
+    NoWorkers,
+    Refused(String),
+}
+
+/// The workers that serve `signature`: their number and slots.
+fn serving(workers: &[WorkerInfo], signature: &WireSignature) -> Result<(usize, usize), Unavailable> {
+    if workers.is_empty() {
+        return Err(Unavailable::NoWorkers);
+    }
+    let name = &signature.operator;
+    let by_name: Vec<&WorkerInfo> = workers
+        .iter()
+        .filter(|w| w.operators.iter().any(|s| &s.operator == name))
+        .collect();
+    if by_name.is_empty() {
+        let mut served: Vec<&str> = workers
+            .iter()
+            .flat_map(|w| w.operators.iter().map(|s| s.operator.as_str()))
+            .collect();
+        served.sort_unstable();
+        served.dedup();
+        return Err(Unavailable::Refused(format!(
+            "none of the {} workers serves an operator named `{name}` (they serve: {})",
+            workers.len(),
+            if served.is_empty() { "nothing".to_owned() } else { served.join(", ") }
+        )));
+    }
+    let matching: Vec<&&WorkerInfo> = by_name
+        .iter()
+        .filter(|w| w.protocol == wire::PROTOCOL && w.operators.iter().any(|s| s == signature))
+        .collect();
+    if matching.is_empty() {
+        let theirs = by_name
+            .iter()
+            .flat_map(|w| w.operators.iter().filter(|s| &s.operator == name))
+            .map(ToString::to_string)
+            .next()
+            .unwrap_or_default();
+        return Err(Unavailable::Refused(format!(
+            "the workers were built from another version of the program: their `{name}` is \
+             {theirs}, this program's is {signature}"
+        )));
+    }
+    let slots = matching.iter().map(|w| w.slots.max(1) as usize).sum();
+    Ok((matching.len(), slots))
+}
+
+/// A chunk sent out and not finished.
+struct Flight {
+    /// The item indices of each attempt, in the order they were sent.
+    attempts: Vec<Vec<usize>>,
+    /// The serialized inputs, kept to send the chunk again.
+    inputs: HashMap<usize, Vec<u8>>,
+    heard: Instant,
+    /// When the last attempt was sent, on the trace clock.
+    sent_at: Duration,
+    worker: String,
+}
+
+/// One batch on the cluster.
+struct Dispatch<'a> {
+    backend: &'a NatsBackend,
+    job: &'a BatchJob,
+    remote: &'a RemoteItems,
+    signature: WireSignature,
+    workers: usize,
+    slots: usize,
+    inbox: String,
+    flights: HashMap<u64, Flight>,
+}
+
+impl<'a> Dispatch<'a> {
+    fn new(
+        backend: &'a NatsBackend,
+        job: &'a BatchJob,
+        remote: &'a RemoteItems,
+        signature: WireSignature,
+        (workers, slots): (usize, usize),
+    ) -> Self {
+        Dispatch {
+            backend,
+            job,
+            remote,
+            signature,
+            workers,
+            slots,
+            inbox: backend.inner.client.new_inbox(),
+            flights: HashMap::new(),
+        }
+    }
+
+    fn run(mut self) {
+        let inner = &self.backend.inner;
+        let (sender, replies) = mpsc::channel::<async_nats::Message>();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let client = inner.client.clone();
+        let subject = format!("{}.>", self.inbox);
+        // Subscribed before the first chunk goes out.
+        let Some(Ok(mut subscription)) =
+            on(&inner.handle, async move { client.subscribe(subject).await })
+        else {
+            let url = inner.url.clone();
+            return fail_all(self.job, self.remote, &|_| XcsError::Connect {
+                url: url.clone(),
+                reason: "the connection to the server is lost".into(),
+            });
+        };
+        inner.handle.spawn(async move {
+            let mut stopped = stopped;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    message = subscription.next() => match message {
+                        Some(message) => if sender.send(message).is_err() { break },
+                        None => break,
+                    },
+                }
+            }
+            let _ = subscription.unsubscribe().await;
+        });
+        self.dispatch(&replies);
+        let _ = stop.send(());
+    }
+
+    fn dispatch(&mut self, replies: &mpsc::Receiver<async_nats::Message>) {
+        let job = self.job;
+        let len = job.len();
+        let in_flight_limit = self.slots.min(job.workers()).max(1);
+        let chunk_len = (len / (4 * self.slots.max(1))).clamp(1, wire::MAX_ITEMS);
+        let budget = self
+            .backend
+            .inner
+            .client
+            .server_info()
+            .max_payload
+            .saturating_sub(4096)
+            .max(1024);
+        let heartbeat = self.backend.inner.options.heartbeat();
+        let mut cursor = 0;
+        let mut carry: Option<(usize, Vec<u8>)> = None;
+        let mut next_chunk = 0u64;
+        let mut no_workers = false;
+        loop {
+            if job.is_given_up() {
+                return;
+            }
+            // Send chunks while there is room.
+            while !no_workers
+                && self.flights.len() < in_flight_limit
+                && (cursor < len || carry.is_some())
+            {
+                let mut items: Vec<(usize, Vec<u8>)> = carry.take().into_iter().collect();
+                let mut bytes: usize = items.iter().map(|(_, b)| b.len() + 16).sum();
+                while cursor < len && items.len() < chunk_len {
+                    let index = cursor;
+                    cursor += 1;
+                    let Outgoing::Send(input) = self.remote.take(index) else {
+                        continue;
+                    };
+                    let size = input.len() + 16;
+                    if size > budget {
+                        self.remote.complete(
+                            index,
+                            Err(XcsError::Cluster {
+                                operator: job.operator().to_owned(),
+                                index: Some(index),
+                                reason: format!(
+                                    "its input ({size} bytes) is larger than the server's \
+                                     message limit"
+                                ),
+                            }),
+                        );
+                        continue;
+                    }
+                    if bytes + size > budget && !items.is_empty() {
+                        carry = Some((index, input));
+                        break;
+                    }
+                    bytes += size;
+                    items.push((index, input));
+                }
+                if items.is_empty() {
+                    continue;
+                }
+                let id = next_chunk;
+                next_chunk += 1;
+                let flight = Flight {
+                    attempts: Vec::new(),
+                    inputs: items.into_iter().collect(),
+                    heard: Instant::now(),
+                    sent_at: Duration::ZERO,
+                    worker: String::new(),
+                };
+                self.flights.insert(id, flight);
+                self.send(id);
+            }
+            if self.flights.is_empty() && cursor >= len && carry.is_none() {
+                return;
+            }
+            if no_workers && self.flights.is_empty() {
+                self.fail_rest(&mut cursor, &mut carry);
+                return;
+            }
+            let now = Instant::now();
+            let mut wait = Duration::from_millis(100);
+            if let Some(deadline) = job.deadline() {
+                if now >= deadline {
+                    return;
+                }
+                wait = wait.min(deadline - now);
+            }
+            match replies.recv_timeout(wait) {
+                Ok(message) => {
+                    no_workers |= self.receive(message);
+                    while let Ok(message) = replies.try_recv() {
+                        no_workers |= self.receive(message);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    let url = self.backend.inner.url.clone();
+                    fail_all(job, self.remote, &|_| XcsError::Connect {
+                        url: url.clone(),
+                        reason: "the connection to the server is lost".into(),
+                    });
+                    return;
+                }
+            }
+            if no_workers {
+                self.fail_rest(&mut cursor, &mut carry);
+            }
+            self.check_heartbeats(heartbeat);
+        }
+    }
+
+    /// Fails the items not sent yet: no worker is listening.
+    fn fail_rest(&mut self, cursor: &mut usize, carry: &mut Option<(usize, Vec<u8>)>) {
+        if let Some((index, _)) = carry.take() {
+            self.remote.complete(index, Err(unavailable(self.job)));
+        }
+        while *cursor < self.job.len() {
+            let index = *cursor;
+            *cursor += 1;
+            if let Outgoing::Send(_) = self.remote.take(index) {
+                self.remote.complete(index, Err(unavailable(self.job)));
+            }
+        }
+    }
+
+    /// Sends (again) the unsettled items of chunk `id`.
+    fn send(&mut self, id: u64) {
+        let job = self.job;
+        let Some(flight) = self.flights.get_mut(&id) else {
+            return;
+        };
+        let mut indices: Vec<usize> = flight
+            .inputs
+            .keys()
+            .copied()
+            .filter(|&index| !self.remote.is_settled(index))
+            .collect();
+        indices.sort_unstable();
+        if indices.is_empty() {
+            self.flights.remove(&id);
+            return;
+        }
+        let attempt = flight.attempts.len();
+        let timeout = job.deadline().map(|at| at.saturating_duration_since(Instant::now()));
+        let request = Request {
+            protocol: wire::PROTOCOL,
+            signature: self.signature.clone(),
+            options: WireOptions::from_caller(&job.options(), timeout, self.workers),
+            items: indices
+                .iter()
+                .map(|&index| Item {
+                    index: index as u64,
+                    input: flight.inputs[&index].clone(),
+                })
+                .collect(),
+        };
+        flight.attempts.push(indices);
+        flight.heard = Instant::now();
+        flight.sent_at = trace::since_epoch();
+        let inner = &self.backend.inner;
+        let client = inner.client.clone();
+        let subject = inner.options.run_subject(&self.signature.operator);
+        let reply = format!("{}.{id}.{attempt}", self.inbox);
+        let payload = Bytes::from(wire::encode(&request));
+        inner.handle.spawn(async move {
+            let _ = client.publish_with_reply(subject, reply, payload).await;
+        });
+    }
+
+    /// Handles one reply; `true` when it says no worker is listening.
+    fn receive(&mut self, message: async_nats::Message) -> bool {
+        let mut tokens = message.subject.as_str().rsplit('.');
+        let attempt = tokens.next().and_then(|t| t.parse::<usize>().ok());
+        let id = tokens.next().and_then(|t| t.parse::<u64>().ok());
+        let (Some(id), Some(attempt)) = (id, attempt) else {
+            return false;
+        };
+        let operator = self.job.operator().to_owned();
+        let Some(flight) = self.flights.get_mut(&id) else {
+            return false;
+        };
+        if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+            let pending: Vec<usize> = flight.inputs.keys().copied().collect();
+            for index in pending {
+                self.remote.complete(index, Err(unavailable(self.job)));
+            }
+            self.flights.remove(&id);
+            return true;
+        }
+        flight.heard = Instant::now();
+        let reply = match wire::decode::<Reply>(&message.payload) {
+            Ok(reply) => reply,
+            Err(reason) => Reply::Refused {
+                reason: format!("the worker's reply is not understood: {reason}"),
+            },
+        };
+        match reply {
+            Reply::Accepted { worker } => flight.worker = worker,
+            Reply::Working => {}
+            Reply::Results(results) => {
+                for result in results {
+                    let Ok(index) = usize::try_from(result.index) else {
+                        continue;
+                    };
+                    // Only items of this chunk: a worker cannot settle other items.
+                    if !flight.inputs.contains_key(&index) {
+                        continue;
+                    }
+                    let outcome = result
+                        .result
+                        .map(|bytes| bytes.0)
+                        .map_err(|e| e.into_error(&operator, index, &flight.worker));
+                    self.remote.complete(index, outcome);
+                }
+            }
+            Reply::Finished {
+                received_at,
+                root,
+                trace,
+            } => {
+                if !trace.is_empty() {
+                    let sent = flight.attempts.get(attempt).cloned().unwrap_or_default();
+                    let shift = flight.sent_at.as_nanos() as i128 - received_at.as_nanos() as i128;
+                    adopt_trace(self.remote, &flight.worker, &sent, root, shift, trace);
+                }
+                // Items the worker did not report (it should report all) are not waited for.
+                self.flights.remove(&id);
+            }
+            Reply::Refused { reason } => {
+                let pending: Vec<usize> = flight.inputs.keys().copied().collect();
+                for index in pending {
+                    self.remote.complete(
+                        index,
+                        Err(XcsError::Cluster {
+                            operator: operator.clone(),
+                            index: Some(index),
+                            reason: reason.clone(),
+                        }),
+                    );
+                }
+                self.flights.remove(&id);
+            }
+        }
+        false
+    }
+
+    /// Sends again the chunks whose worker went silent; fails those sent too often.
+    fn check_heartbeats(&mut self, timeout: Duration) {
+        let silent: Vec<u64> = self
+            .flights
+            .iter()
+            .filter(|(_, f)| f.heard.elapsed() > timeout)
+            .map(|(&id, _)| id)
+            .collect();
+        let max = self.backend.inner.options.attempts() as usize;
+        for id in silent {
+            let Some(flight) = self.flights.get(&id) else {
+                continue;
+            };
+            if flight.attempts.len() >= max {
+                let pending: Vec<usize> = flight.inputs.keys().copied().collect();
+                let attempts = flight.attempts.len();
+                for index in pending {
+                    self.remote.complete(
+                        index,
+                        Err(XcsError::Cluster {
+                            operator: self.job.operator().to_owned(),
+                            index: Some(index),
+                            reason: format!(
+                                "the workers that took its chunk stopped answering ({attempts} \
+                                 attempts)"
+                            ),
+                        }),
+                    );
+                }
+                self.flights.remove(&id);
+            } else {
+                tracing::warn!(
+                    target: "xcs",
+                    operator = self.job.operator(),
+                    chunk = id,
+                    "a cluster worker stopped answering; sending its chunk to another worker"
+                );
+                self.send(id);
+            }
+        }
+    }
+}
+
+/// Records a worker's trace events under the batch: item events get their index in the batch.
+fn adopt_trace(
+    remote: &RemoteItems,
+    worker: &str,
+    sent: &[usize],
+    root: u64,
+    shift: i128,
+    mut events: Vec<WireEvent>,
+) {
+    // The worker's batch events hang from its root; their items' indices are positions in
+    // the chunk.
+    let batches: Vec<u64> = events
+        .iter()
+        .filter(|e| e.parent() == Some(root))
+        .map(WireEvent::id)
+        .collect();
+    for event in &mut events {
+        if event.parent().is_some_and(|p| batches.contains(&p)) {
+            event.remap_index(|position| {
+                usize::try_from(position)
+                    .ok()
+                    .and_then(|p| sent.get(p))
+                    .map(|&i| i as u64)
+            });
+        }
+    }
+    let number = worker
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+        >> 33
+        | 1;
+    let events = events
+        .into_iter()
+        .map(|e| e.into_event(worker, number, shift))
+        .collect();
+    trace::adopt_remote(remote.trace_parent().as_ref(), root, events);
+}

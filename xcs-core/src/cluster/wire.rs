@@ -1,0 +1,470 @@
+//! The messages callers and workers exchange, and how they are read: postcard (the format the
+//! persistent cache uses), one protocol version, and limits on everything a message can ask a
+//! worker to allocate. A message that does not decode, or breaks a limit, is refused with a
+//! reason; it never stops the process that received it.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::Signature;
+use crate::error::XcsError;
+use crate::options::ExecutionOptions;
+use crate::trace::{Outcome, TraceEvent};
+
+/// The protocol version: a caller and a worker that speak different ones refuse each other's
+/// messages with a clear reason.
+pub(crate) const PROTOCOL: u32 = 1;
+
+/// The most items one chunk may carry.
+pub(crate) const MAX_ITEMS: usize = 1 << 20;
+
+/// The longest operator or type name a message may carry.
+pub(crate) const MAX_NAME: usize = 4096;
+
+/// How a worker is known to callers (its answer to the discovery subject).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(crate) struct WorkerInfo {
+    pub(crate) protocol: u32,
+    /// Unique per worker process: host, process id and a random part.
+    pub(crate) id: String,
+    pub(crate) pid: u32,
+    /// How many chunks it runs at once (its CPUs).
+    pub(crate) slots: u32,
+    pub(crate) operators: Vec<WireSignature>,
+}
+
+/// [`Signature`] on the wire.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct WireSignature {
+    pub(crate) operator: String,
+    pub(crate) version: u32,
+    pub(crate) input_type: String,
+    pub(crate) output_type: String,
+}
+
+impl From<&Signature> for WireSignature {
+    fn from(s: &Signature) -> Self {
+        WireSignature {
+            operator: s.operator.clone(),
+            version: s.version,
+            input_type: s.input_type.clone(),
+            output_type: s.output_type.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for WireSignature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "v{} ({} -> {})",
+            self.version, self.input_type, self.output_type
+        )
+    }
+}
+
+/// The caller's options that travel with a chunk.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub(crate) struct WireOptions {
+    /// What is left of the caller's deadline when the chunk is sent.
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) trace: bool,
+    pub(crate) max_retries: u32,
+    /// The caller's rate limit, divided among the workers that serve the operator.
+    pub(crate) rate_limit: Option<f64>,
+    pub(crate) use_parallel: bool,
+    pub(crate) max_workers: Option<u64>,
+}
+
+impl WireOptions {
+    /// The options a chunk of a batch run under `options` carries, with `timeout` left and
+    /// the rate limit shared by `workers` workers.
+    pub(crate) fn from_caller(
+        options: &ExecutionOptions,
+        timeout: Option<Duration>,
+        workers: usize,
+    ) -> Self {
+        WireOptions {
+            timeout,
+            trace: options.trace_execution,
+            max_retries: options.max_retries,
+            rate_limit: options.rate_limit.map(|r| r / workers.max(1) as f64),
+            use_parallel: options.use_parallel,
+            max_workers: options.max_workers.map(|n| n.get() as u64),
+        }
+    }
+
+    /// The options a worker runs the chunk under: its own, with the caller's on top. The
+    /// worker never caches (the caller did), never shows progress, and runs on its CPUs.
+    pub(crate) fn apply(&self, mut base: ExecutionOptions) -> Result<ExecutionOptions, String> {
+        if let Some(rate) = self.rate_limit {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(format!("invalid rate limit {rate}"));
+            }
+        }
+        base.timeout_seconds = self.timeout;
+        base.trace_execution = self.trace;
+        base.max_retries = self.max_retries;
+        base.rate_limit = self.rate_limit;
+        base.use_parallel = self.use_parallel;
+        base.max_workers = self
+            .max_workers
+            .and_then(|n| usize::try_from(n.min(crate::options::MAX_WORKERS as u64)).ok())
+            .and_then(std::num::NonZeroUsize::new);
+        base.enable_caching = false;
+        base.cache_dir = None;
+        base.show_progress = false;
+        base.device_strategy = crate::options::DeviceStrategy::Cpu;
+        base.scheduler = None;
+        Ok(base)
+    }
+}
+
+/// A chunk of a batch: consecutive or not, each item with its index in the caller's batch.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct Request {
+    pub(crate) protocol: u32,
+    pub(crate) signature: WireSignature,
+    pub(crate) options: WireOptions,
+    pub(crate) items: Vec<Item>,
+}
+
+/// One item of a chunk.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct Item {
+    pub(crate) index: u64,
+    #[serde(with = "serde_bytes")]
+    pub(crate) input: Vec<u8>,
+}
+
+/// What a worker sends back about a chunk, in order: `Accepted`, `Working` while it runs,
+/// `Results` (one or more, each under the size limit) and `Finished`; or `Refused`.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) enum Reply {
+    Accepted {
+        worker: String,
+    },
+    Working,
+    Results(Vec<ItemResult>),
+    Finished {
+        /// The worker's trace clock when the chunk arrived (to put its events on the caller's).
+        received_at: Duration,
+        /// The worker's id of the (non-event) parent its events were recorded under.
+        root: u64,
+        trace: Vec<WireEvent>,
+    },
+    Refused {
+        reason: String,
+    },
+}
+
+/// One item's outcome.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct ItemResult {
+    pub(crate) index: u64,
+    pub(crate) result: Result<ByteBuf, WireError>,
+}
+
+/// Bytes on the wire.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct ByteBuf(#[serde(with = "serde_bytes")] pub(crate) Vec<u8>);
+
+/// An item's error on the wire.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) enum WireError {
+    Operator { message: String },
+    Panicked { message: String },
+    Timeout { timeout: Duration },
+    Cancelled,
+    Cluster { reason: String },
+}
+
+impl WireError {
+    /// How a worker reports `error`.
+    pub(crate) fn from_error(error: &XcsError) -> WireError {
+        match error {
+            XcsError::Panicked { message, .. } => WireError::Panicked {
+                message: message.clone(),
+            },
+            XcsError::Timeout { timeout, .. } => WireError::Timeout { timeout: *timeout },
+            XcsError::Cancelled { .. } => WireError::Cancelled,
+            XcsError::Cluster { reason, .. } => WireError::Cluster {
+                reason: reason.clone(),
+            },
+            XcsError::Operator { source, .. } => WireError::Operator {
+                message: source.to_string(),
+            },
+            other => WireError::Operator {
+                message: other.to_string(),
+            },
+        }
+    }
+
+    /// The caller's error for item `index` of `operator`, which failed on `worker`.
+    pub(crate) fn into_error(self, operator: &str, index: usize, worker: &str) -> XcsError {
+        let operator = operator.to_owned();
+        let index = Some(index);
+        match self {
+            WireError::Operator { message } => XcsError::Operator {
+                operator,
+                index,
+                source: Box::new(RemoteFailure {
+                    message,
+                    worker: worker.to_owned(),
+                }),
+            },
+            WireError::Panicked { message } => XcsError::Panicked {
+                operator,
+                index,
+                message,
+            },
+            WireError::Timeout { timeout } => XcsError::Timeout {
+                operator,
+                index,
+                timeout,
+            },
+            WireError::Cancelled => XcsError::Cancelled { operator, index },
+            WireError::Cluster { reason } => XcsError::Cluster {
+                operator,
+                index,
+                reason,
+            },
+        }
+    }
+}
+
+/// The error an operator's body returned on a worker: its message, and the worker.
+#[derive(Debug, Clone)]
+pub struct RemoteFailure {
+    message: String,
+    worker: String,
+}
+
+impl RemoteFailure {
+    /// The body's error message, as the worker displayed it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The worker it ran on.
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+}
+
+impl std::fmt::Display for RemoteFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (on worker {})", self.message, self.worker)
+    }
+}
+
+impl std::error::Error for RemoteFailure {}
+
+/// A trace event on the wire.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct WireEvent {
+    id: u64,
+    parent: Option<u64>,
+    depth: u32,
+    operator: String,
+    index: Option<u64>,
+    thread: String,
+    thread_id: u64,
+    start: Duration,
+    duration: Duration,
+    outcome: u8,
+    attempt: u32,
+}
+
+impl WireEvent {
+    pub(crate) fn from_event(e: &TraceEvent) -> Self {
+        WireEvent {
+            id: e.id,
+            parent: e.parent,
+            depth: u32::try_from(e.depth).unwrap_or(u32::MAX),
+            operator: e.operator.clone(),
+            index: e.index.map(|i| i as u64),
+            thread: e.thread.clone(),
+            thread_id: e.thread_id,
+            start: e.start,
+            duration: e.duration,
+            outcome: Outcome::ALL.iter().position(|o| *o == e.outcome).unwrap_or(0) as u8,
+            attempt: e.attempt,
+        }
+    }
+
+    /// The event as recorded by the caller: on its clock (`shift` added to `start`), on a
+    /// thread named after the worker.
+    pub(crate) fn into_event(self, worker: &str, worker_number: u64, shift: i128) -> TraceEvent {
+        let start = (self.start.as_nanos() as i128 + shift).max(0);
+        TraceEvent {
+            id: self.id,
+            parent: self.parent,
+            depth: self.depth as usize,
+            operator: self.operator,
+            index: self.index.and_then(|i| usize::try_from(i).ok()),
+            thread: format!("{worker}/{}", self.thread),
+            thread_id: (worker_number << 32) | (self.thread_id & 0xffff_ffff),
+            start: Duration::from_nanos(u64::try_from(start).unwrap_or(u64::MAX)),
+            duration: self.duration,
+            outcome: Outcome::ALL
+                .get(self.outcome as usize)
+                .copied()
+                .unwrap_or(Outcome::Error),
+            attempt: self.attempt,
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn parent(&self) -> Option<u64> {
+        self.parent
+    }
+
+    pub(crate) fn remap_index(&mut self, map: impl Fn(u64) -> Option<u64>) {
+        if let Some(index) = self.index {
+            self.index = map(index);
+        }
+    }
+}
+
+/// Serializes a message.
+pub(crate) fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    // Every message type here serializes: no maps with non-string keys, no failing impls.
+    postcard::to_allocvec(message).unwrap_or_default()
+}
+
+/// Reads a message, or says why it is not one.
+pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("malformed message: {e}"))
+}
+
+/// Checks a request against the limits; the reason it breaks one.
+pub(crate) fn check(request: &Request) -> Result<(), String> {
+    if request.protocol != PROTOCOL {
+        return Err(format!(
+            "the caller speaks protocol {} but this worker speaks {PROTOCOL} (built from another \
+             version of xcs)",
+            request.protocol
+        ));
+    }
+    if request.items.len() > MAX_ITEMS {
+        return Err(format!(
+            "{} items in one chunk (at most {MAX_ITEMS})",
+            request.items.len()
+        ));
+    }
+    let s = &request.signature;
+    if [&s.operator, &s.input_type, &s.output_type]
+        .iter()
+        .any(|name| name.len() > MAX_NAME)
+    {
+        return Err(format!("a name longer than {MAX_NAME} bytes"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Request {
+        Request {
+            protocol: PROTOCOL,
+            signature: WireSignature {
+                operator: "op".into(),
+                version: 1,
+                input_type: "u64".into(),
+                output_type: "u64".into(),
+            },
+            options: WireOptions::from_caller(&ExecutionOptions::DEFAULT, None, 1),
+            items: vec![Item {
+                index: 7,
+                input: vec![1, 2, 3],
+            }],
+        }
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let bytes = encode(&request());
+        let back: Request = decode(&bytes).unwrap();
+        assert_eq!(back.items[0].index, 7);
+        assert_eq!(back.items[0].input, vec![1, 2, 3]);
+        assert_eq!(back.signature.operator, "op");
+        check(&back).unwrap();
+    }
+
+    #[test]
+    fn garbage_and_truncated_messages_are_refused_not_panics() {
+        let bytes = encode(&request());
+        for len in 0..bytes.len() {
+            assert!(decode::<Request>(&bytes[..len]).is_err(), "prefix {len}");
+        }
+        // A length prefix that claims far more than the message holds.
+        let mut huge = bytes.clone();
+        huge.truncate(1);
+        huge.extend([0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(decode::<Request>(&huge).is_err());
+        for seed in 0..200u32 {
+            let noise: Vec<u8> = (0..64u32)
+                .map(|i| (seed.wrapping_mul(2_654_435_761).wrapping_add(i * 40_503) >> 7) as u8)
+                .collect();
+            let _ = decode::<Request>(&noise);
+            let _ = decode::<Reply>(&noise);
+        }
+    }
+
+    #[test]
+    fn other_protocols_and_oversized_names_are_refused() {
+        let mut r = request();
+        r.protocol = PROTOCOL + 1;
+        assert!(check(&r).unwrap_err().contains("protocol"));
+        let mut r = request();
+        r.signature.input_type = "x".repeat(MAX_NAME + 1);
+        assert!(check(&r).is_err());
+    }
+
+    #[test]
+    fn worker_options_never_cache_and_stay_on_the_cpu() {
+        let mut caller = ExecutionOptions::DEFAULT;
+        caller.enable_caching = true;
+        caller.trace_execution = true;
+        caller.max_retries = 3;
+        caller.rate_limit = Some(10.0);
+        let wire = WireOptions::from_caller(&caller, Some(Duration::from_secs(2)), 2);
+        let mut base = ExecutionOptions::DEFAULT;
+        base.device_strategy = crate::options::DeviceStrategy::Gpu;
+        let applied = wire.apply(base).unwrap();
+        assert!(!applied.enable_caching);
+        assert!(applied.trace_execution);
+        assert_eq!(applied.max_retries, 3);
+        assert_eq!(applied.rate_limit, Some(5.0));
+        assert_eq!(applied.timeout_seconds, Some(Duration::from_secs(2)));
+        assert_eq!(applied.device_strategy, crate::options::DeviceStrategy::Cpu);
+        let mut bad = wire;
+        bad.rate_limit = Some(f64::NAN);
+        assert!(bad.apply(ExecutionOptions::DEFAULT).is_err());
+    }
+
+    #[test]
+    fn errors_keep_their_kind_across_the_wire() {
+        let timeout = XcsError::Timeout {
+            operator: "op".into(),
+            index: Some(0),
+            timeout: Duration::from_millis(5),
+        };
+        let wire: WireError = decode(&encode(&WireError::from_error(&timeout))).unwrap();
+        assert!(matches!(
+            wire.into_error("op", 9, "w"),
+            XcsError::Timeout { index: Some(9), .. }
+        ));
+        let failed = XcsError::operator("op", "boom");
+        let back = WireError::from_error(&failed).into_error("op", 3, "w1");
+        assert!(back.to_string().contains("boom"), "{back}");
+        assert!(back.is_retryable());
+    }
+}
