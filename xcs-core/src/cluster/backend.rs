@@ -279,11 +279,12 @@ fn unavailable(job: &BatchJob) -> XcsError {
     }
 }
 
-/// Fails every item that has not been settled with `error(index)`.
+/// Fails every item that has to be sent with `error(index)`: items the cache answers are
+/// answered, items the batch rules skip stay unstarted.
 fn fail_all(job: &BatchJob, remote: &RemoteItems, error: &dyn Fn(usize) -> XcsError) {
     for index in 0..job.len() {
-        if !remote.is_settled(index) {
-            job.fail_item(index, error(index));
+        if let Outgoing::Send(_) = remote.take(index) {
+            remote.complete(index, Err(error(index)));
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Instant;
 
 use crate::batch::plan::{Part, Plan, Ran};
 use crate::call::{drop_quietly, panic_message};
@@ -165,7 +166,7 @@ impl<O: Operator> Run<O> {
 
     /// The outcomes so far, in input order; `timed_out`: the caller gives up on the rest.
     fn gather(&self, timed_out: bool) -> Ran<O::Output> {
-        let timeout = if timed_out {
+        let mut timeout = if timed_out {
             // Unstarted items stay unstarted; running ones are told through `cancelled()` and
             // left to finish on their threads.
             self.plan.stop.cancel();
@@ -185,7 +186,15 @@ impl<O: Operator> Run<O> {
                     .take()
                     .unwrap_or(Part::Missing(block.len))
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // Items left without an outcome by a runner that stopped at the deadline itself (a
+        // backend) were cut short by the deadline too.
+        if timeout.is_none()
+            && self.plan.deadline().is_some_and(|at| Instant::now() >= at)
+            && parts.iter().any(|p| matches!(p, Part::Missing(_)))
+        {
+            timeout = Some(self.plan.context.timeout.unwrap_or_default());
+        }
         Ran { parts, timeout }
     }
 
