@@ -230,7 +230,12 @@ impl Workers {
         let children = (0..n)
             .map(|_| {
                 Command::new(std::env::current_exe().unwrap())
-                    .args(["--exact", "worker_process", "--nocapture", "--test-threads=1"])
+                    .args([
+                        "--exact",
+                        "worker_process",
+                        "--nocapture",
+                        "--test-threads=1",
+                    ])
                     .env("CLUSTER_TEST_WORKER", url)
                     .env("CLUSTER_TEST_REGISTRY", registry)
                     .stdout(Stdio::null())
@@ -300,9 +305,12 @@ fn on_cluster<R>(
     f: impl FnOnce() -> R,
 ) -> R {
     xcs::register_backend(name, backend.clone()).unwrap();
-    let patch =
-        OptionsPatch::from_pairs([("device_strategy", name)].into_iter().chain(extra.iter().copied()))
-            .unwrap();
+    let patch = OptionsPatch::from_pairs(
+        [("device_strategy", name)]
+            .into_iter()
+            .chain(extra.iter().copied()),
+    )
+    .unwrap();
     let result = with_options(&patch, f);
     xcs::unregister_backend(name);
     result
@@ -357,7 +365,10 @@ fn errors_and_panics_are_per_item_as_in_a_local_batch() {
             } => {
                 assert_eq!(operator, "who_runs");
                 assert_eq!(*index, Some(2), "the lowest failing index");
-                assert!(source.to_string().contains("refused input 1000003"), "{error}");
+                assert!(
+                    source.to_string().contains("refused input 1000003"),
+                    "{error}"
+                );
             }
             other => panic!("expected the item's error, got {other:?}"),
         }
@@ -366,7 +377,10 @@ fn errors_and_panics_are_per_item_as_in_a_local_batch() {
         });
         assert_eq!(settled.len(), 6);
         assert_eq!(settled[0].as_ref().unwrap().0, 1);
-        assert!(matches!(settled[2], Err(XcsError::Operator { index: Some(2), .. })));
+        assert!(matches!(
+            settled[2],
+            Err(XcsError::Operator { index: Some(2), .. })
+        ));
         assert_eq!(settled[3].as_ref().unwrap().0, 16);
         match &settled[4] {
             Err(XcsError::Panicked { index, message, .. }) => {
@@ -405,7 +419,11 @@ fn options_reach_the_workers_and_their_trace_comes_back() {
             assert!(seen.deadline_ms.is_some_and(|d| d <= 30_000));
             assert!(seen.trace, "item {i}: tracing travelled");
             assert_eq!(seen.max_retries, 2);
-            assert_eq!(seen.rate_limit, Some(200.0), "the rate is shared by 2 workers");
+            assert_eq!(
+                seen.rate_limit,
+                Some(200.0),
+                "the rate is shared by 2 workers"
+            );
             assert!(!seen.caching, "workers never cache");
         }
         let trace = xcs::take_trace();
@@ -414,9 +432,16 @@ fn options_reach_the_workers_and_their_trace_comes_back() {
             .filter(|e| e.operator == "sees_options" && e.index.is_some())
             .collect();
         let indices: HashSet<usize> = items.iter().filter_map(|e| e.index).collect();
-        assert_eq!(indices, (0..8).collect(), "item events carry the batch's indices");
+        assert_eq!(
+            indices,
+            (0..8).collect(),
+            "item events carry the batch's indices"
+        );
         assert!(
-            items.iter().all(|e| workers.pids().iter().any(|p| e.thread.contains(&p.to_string()))),
+            items.iter().all(|e| workers
+                .pids()
+                .iter()
+                .any(|p| e.thread.contains(&p.to_string()))),
             "item events are on the workers' threads"
         );
         assert!(
@@ -425,7 +450,9 @@ fn options_reach_the_workers_and_their_trace_comes_back() {
         );
         let batch = trace
             .iter()
-            .find(|e| e.operator.contains("sees_options") && e.index.is_none() && e.parent.is_none())
+            .find(|e| {
+                e.operator.contains("sees_options") && e.index.is_none() && e.parent.is_none()
+            })
             .expect("the caller's batch event");
         assert!(
             items.iter().all(|e| e.depth > batch.depth),
@@ -448,9 +475,12 @@ fn a_worker_killed_mid_batch_loses_no_item() {
         let inputs: Vec<(u64, u64)> = (0..48).map(|x| (x, 40)).collect();
         let outputs = std::thread::scope(|scope| {
             let batch = scope.spawn(|| {
-                on_cluster("cluster-kill", &backend, &[("timeout_seconds", "60")], || {
-                    vmap(Slow).call(inputs.clone())
-                })
+                on_cluster(
+                    "cluster-kill",
+                    &backend,
+                    &[("timeout_seconds", "60")],
+                    || vmap(Slow).call(inputs.clone()),
+                )
             });
             std::thread::sleep(Duration::from_millis(300));
             workers.0[0].kill().unwrap();
@@ -468,7 +498,11 @@ fn a_worker_killed_mid_batch_loses_no_item() {
             "the survivor ran the chunks"
         );
         // Whatever the victim finished before it died may be there too; nothing else is.
-        assert!(outputs.iter().all(|(_, pid)| *pid == survivor || *pid == victim));
+        assert!(
+            outputs
+                .iter()
+                .all(|(_, pid)| *pid == survivor || *pid == victim)
+        );
     });
 }
 
@@ -508,9 +542,14 @@ fn unknown_operators_and_other_versions_fail_clearly() {
         })
         .unwrap_err();
         match &error {
-            XcsError::Cluster { operator, reason, .. } => {
+            XcsError::Cluster {
+                operator, reason, ..
+            } => {
                 assert_eq!(operator, "who_runs");
-                assert!(reason.contains("`who_runs`") && reason.contains("slow"), "{reason}");
+                assert!(
+                    reason.contains("`who_runs`") && reason.contains("slow"),
+                    "{reason}"
+                );
             }
             other => panic!("expected a cluster error, got {other:?}"),
         }
@@ -564,9 +603,12 @@ fn caching_stays_with_the_caller() {
         let _lock = common::global_lock();
         xcs::clear_cache();
         let run = || {
-            on_cluster("cluster-cache", &backend, &[("enable_caching", "true")], || {
-                vmap(Cube).call(CubeInputs::batch(vec![11u64, 12, 13]).unwrap())
-            })
+            on_cluster(
+                "cluster-cache",
+                &backend,
+                &[("enable_caching", "true")],
+                || vmap(Cube).call(CubeInputs::batch(vec![11u64, 12, 13]).unwrap()),
+            )
             .unwrap()
         };
         let misses = xcs::cache_stats().misses;
@@ -586,12 +628,18 @@ fn only_clients_with_credentials_submit_or_receive() {
         let server = Server::start(&["--user", "alice", "--pass", "s3cret"]);
         let port = server.port;
         let without = NatsBackend::connect(&server.url());
-        assert!(matches!(without, Err(XcsError::Connect { .. })), "{without:?}");
+        assert!(
+            matches!(without, Err(XcsError::Connect { .. })),
+            "{without:?}"
+        );
         let wrong = NatsBackend::connect(&format!("nats://alice:wrong@127.0.0.1:{port}"));
         let Err(error) = wrong else {
             panic!("a wrong password connects")
         };
-        assert!(!error.to_string().contains("wrong"), "the password is not shown: {error}");
+        assert!(
+            !error.to_string().contains("wrong"),
+            "the password is not shown: {error}"
+        );
         // A raw client without credentials can neither send work nor subscribe to results.
         let refused = raw_request(port, "{}", "xcs.run.who_runs", b"x").unwrap_err();
         assert!(refused.contains("Authorization Violation"), "{refused}");
@@ -650,7 +698,12 @@ fn raw_request(port: u16, connect: &str, subject: &str, payload: &[u8]) -> Resul
             break;
         }
     }
-    write!(writer, "SUB _INBOX.raw 1\r\nPUB {subject} _INBOX.raw {}\r\n", payload.len()).unwrap();
+    write!(
+        writer,
+        "SUB _INBOX.raw 1\r\nPUB {subject} _INBOX.raw {}\r\n",
+        payload.len()
+    )
+    .unwrap();
     writer.write_all(payload).unwrap();
     writer.write_all(b"\r\nPING\r\n").unwrap();
     loop {

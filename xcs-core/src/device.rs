@@ -162,6 +162,50 @@ impl BatchJob {
 /// [`take`](RemoteItems::take)n is looked up in the cache first (hits never leave the process),
 /// skipped when the rules say not to start it, and otherwise serialized; its result comes back
 /// through [`complete`](RemoteItems::complete), which decodes it, caches it and reports it.
+///
+/// ```
+/// use xcs::{Backend, BatchJob, DeviceStrategy, Operator, Outgoing, XcsError, execution_options, vmap};
+///
+/// struct Identity;
+/// impl Operator for Identity {
+///     type Input = u64;
+///     type Output = u64;
+///     fn forward(&self, x: u64) -> Result<u64, XcsError> {
+///         Ok(x)
+///     }
+///     fn name(&self) -> &str {
+///         "identity_remote_doc"
+///     }
+/// }
+///
+/// /// Sends every item "elsewhere" and answers it with its own bytes (an identity device).
+/// struct Echo;
+/// impl Backend for Echo {
+///     fn run(&self, job: &BatchJob) {
+///         let Some(remote) = job.remote() else {
+///             for index in 0..job.len() {
+///                 job.fail_item(index, XcsError::operator(job.operator(), "not serializable"));
+///             }
+///             return;
+///         };
+///         assert_eq!(remote.signature().operator, "identity_remote_doc");
+///         for index in 0..job.len() {
+///             if let Outgoing::Send(bytes) = remote.take(index) {
+///                 remote.complete(index, Ok(bytes));
+///             }
+///             assert!(remote.is_settled(index));
+///         }
+///     }
+/// }
+///
+/// xcs::register_backend("echo", Echo)?;
+/// let echoed = execution_options!(device_strategy = DeviceStrategy::named("echo") => {
+///     vmap(Identity).call(vec![1, 2, 3])
+/// })?;
+/// assert_eq!(echoed, [1, 2, 3]);
+/// # xcs::unregister_backend("echo");
+/// # Ok::<(), XcsError>(())
+/// ```
 #[derive(Clone)]
 pub struct RemoteItems {
     side: Arc<dyn RemoteSide>,

@@ -462,7 +462,10 @@ struct Unavailable<'a>(&'a str, &'a [String]);
 impl fmt::Display for Unavailable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Unavailable(strategy, registered) = *self;
-        if registered.iter().any(|name| name.eq_ignore_ascii_case(strategy)) {
+        if registered
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(strategy))
+        {
             write!(
                 f,
                 "device strategy `{strategy}` is unavailable: its backend has no worker to run the \

@@ -17,11 +17,11 @@
 pub mod axis;
 mod batch;
 pub mod cache;
-#[cfg(feature = "nats")]
-pub mod cluster;
 mod call;
 #[cfg(feature = "tokio")]
 mod call_async;
+#[cfg(feature = "nats")]
+pub mod cluster;
 pub mod convert;
 mod deadline;
 pub mod device;

@@ -220,6 +220,11 @@ pub enum DeviceStrategy {
     Named(BackendName),
 }
 
+/// The backend name the cluster registers under by convention (SPEC §11): the one named
+/// backend the option macros accept as a literal (`device_strategy = "cluster"`), resolved like
+/// [`DeviceStrategy::named`] when a batch runs.
+pub const CLUSTER_BACKEND: &str = "cluster";
+
 /// The interned name of a device backend (see [`DeviceStrategy::named`]).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BackendName(&'static String);

@@ -44,7 +44,7 @@ use crate::trace;
 ///
 /// ```no_run
 /// use xcs::cluster::NatsBackend;
-/// use xcs::{execution_options, vmap};
+/// use xcs::{Operator, execution_options, vmap};
 ///
 /// #[xcs::operator]
 /// fn score(x: u64) -> u64 {
@@ -52,7 +52,8 @@ use crate::trace;
 /// }
 ///
 /// xcs::register_backend("cluster", NatsBackend::connect("nats://127.0.0.1:4222")?)?;
-/// let scores = execution_options!(device_strategy = "cluster" => vmap(score).call(vec![1, 2, 3]))?;
+/// let inputs = ScoreInputs::batch(vec![1u64, 2, 3])?;
+/// let scores = execution_options!(device_strategy = "cluster" => vmap(Score).call(inputs))?;
 /// assert_eq!(scores, [3, 6, 9]);
 /// # Ok::<(), xcs::XcsError>(())
 /// ```
@@ -124,11 +125,13 @@ impl NatsBackend {
             })?;
         let handle = runtime.handle().clone();
         let owned = url.to_owned();
-        let client = on(&handle, async move { connect::connect(&owned, "xcs caller").await })
-            .ok_or_else(|| XcsError::Connect {
-                url: shown.clone(),
-                reason: "the client's runtime stopped".into(),
-            })??;
+        let client = on(&handle, async move {
+            connect::connect(&owned, "xcs caller").await
+        })
+        .ok_or_else(|| XcsError::Connect {
+            url: shown.clone(),
+            reason: "the client's runtime stopped".into(),
+        })??;
         Ok(NatsBackend {
             inner: Arc::new(Inner {
                 runtime: Some(runtime),
@@ -173,7 +176,10 @@ impl NatsBackend {
         let subject = inner.options.hello_subject();
         let found = on(&inner.handle, async move {
             let inbox = client.new_inbox();
-            let mut answers = client.subscribe(inbox.clone()).await.map_err(|e| e.to_string())?;
+            let mut answers = client
+                .subscribe(inbox.clone())
+                .await
+                .map_err(|e| e.to_string())?;
             client
                 .publish_with_reply(subject, inbox, Bytes::new())
                 .await
@@ -295,7 +301,10 @@ enum Unavailable {
 }
 
 /// The workers that serve `signature`: their number and slots.
-fn serving(workers: &[WorkerInfo], signature: &WireSignature) -> Result<(usize, usize), Unavailable> {
+fn serving(
+    workers: &[WorkerInfo],
+    signature: &WireSignature,
+) -> Result<(usize, usize), Unavailable> {
     if workers.is_empty() {
         return Err(Unavailable::NoWorkers);
     }
@@ -314,7 +323,11 @@ fn serving(workers: &[WorkerInfo], signature: &WireSignature) -> Result<(usize, 
         return Err(Unavailable::Refused(format!(
             "none of the {} workers serves an operator named `{name}` (they serve: {})",
             workers.len(),
-            if served.is_empty() { "nothing".to_owned() } else { served.join(", ") }
+            if served.is_empty() {
+                "nothing".to_owned()
+            } else {
+                served.join(", ")
+            }
         )));
     }
     let matching: Vec<&&WorkerInfo> = by_name
@@ -389,7 +402,10 @@ impl<'a> Dispatch<'a> {
         let subject = format!("{}.>", self.inbox);
         // Subscribed before the first chunk goes out.
         let Some(Ok(mut subscription)) =
-            on(&inner.handle, async move { client.subscribe(subject).await })
+            on(
+                &inner.handle,
+                async move { client.subscribe(subject).await },
+            )
         else {
             let url = inner.url.clone();
             return fail_all(self.job, self.remote, &|_| XcsError::Connect {
@@ -557,7 +573,9 @@ impl<'a> Dispatch<'a> {
             return;
         }
         let attempt = flight.attempts.len();
-        let timeout = job.deadline().map(|at| at.saturating_duration_since(Instant::now()));
+        let timeout = job
+            .deadline()
+            .map(|at| at.saturating_duration_since(Instant::now()));
         let request = Request {
             protocol: wire::PROTOCOL,
             signature: self.signature.clone(),
@@ -729,10 +747,9 @@ fn adopt_trace(
             });
         }
     }
-    let number = worker
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-        >> 33
+    let number = worker.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    }) >> 33
         | 1;
     let events = events
         .into_iter()

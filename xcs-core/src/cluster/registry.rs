@@ -24,7 +24,8 @@ use crate::store;
 ///     x * x
 /// }
 ///
-/// let registry = Registry::new().with(square);
+/// // `#[xcs::operator]` makes the operator `Square` of `square`.
+/// let registry = Registry::new().with(Square);
 /// assert_eq!(registry.names().collect::<Vec<_>>(), ["square"]);
 /// ```
 #[derive(Clone, Default)]

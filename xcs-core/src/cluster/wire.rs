@@ -289,7 +289,10 @@ impl WireEvent {
             thread_id: e.thread_id,
             start: e.start,
             duration: e.duration,
-            outcome: Outcome::ALL.iter().position(|o| *o == e.outcome).unwrap_or(0) as u8,
+            outcome: Outcome::ALL
+                .iter()
+                .position(|o| *o == e.outcome)
+                .unwrap_or(0) as u8,
             attempt: e.attempt,
         }
     }

@@ -32,7 +32,7 @@ use crate::trace;
 ///
 /// fn main() -> Result<(), xcs::XcsError> {
 ///     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-///     xcs::cluster::serve(&url, xcs::cluster::Registry::new().with(embed))
+///     xcs::cluster::serve(&url, xcs::cluster::Registry::new().with(Embed))
 /// }
 /// ```
 ///
@@ -223,7 +223,11 @@ async fn handle(
     };
     // Outcomes in messages under the server's limit; an output too large for any message fails
     // its item.
-    let budget = client.server_info().max_payload.saturating_sub(4096).max(1024);
+    let budget = client
+        .server_info()
+        .max_payload
+        .saturating_sub(4096)
+        .max(1024);
     let mut batch: Vec<ItemResult> = Vec::new();
     let mut size = 0;
     for mut result in results {

@@ -9,8 +9,8 @@ use std::collections::HashSet;
 
 use syn::{Expr, ExprLit, Lit, UnOp};
 use xcs_core::options::{
-    DeviceStrategy, MAX_WORKERS, OptionKind, OptionSpec, Scheduler, lookup, rate_limit_from,
-    suggest, timeout_from_secs, valid_names,
+    CLUSTER_BACKEND, DeviceStrategy, MAX_WORKERS, OptionKind, OptionSpec, Scheduler, lookup,
+    rate_limit_from, suggest, timeout_from_secs, valid_names,
 };
 
 use super::ast::Entry;
@@ -288,6 +288,11 @@ fn check_value(spec: &'static OptionSpec, expr: &Expr, errors: &Errors) -> Optio
         }
         (OptionKind::Device, Literal::Str(s)) => match DeviceStrategy::builtin(&s) {
             Some(strategy) => Some(Value::Device(strategy)),
+            // The backend name SPEC §11 gives the cluster (`xcs::cluster`): resolved when the
+            // batch runs, like `DeviceStrategy::named("cluster")`.
+            None if s.eq_ignore_ascii_case(CLUSTER_BACKEND) => {
+                Some(Value::Device(DeviceStrategy::named(CLUSTER_BACKEND)))
+            }
             None => {
                 let builtins = [
                     DeviceStrategy::Auto,
@@ -295,12 +300,13 @@ fn check_value(spec: &'static OptionSpec, expr: &Expr, errors: &Errors) -> Optio
                     DeviceStrategy::Gpu,
                 ]
                 .map(DeviceStrategy::as_str);
+                let known = [builtins[0], builtins[1], builtins[2], CLUSTER_BACKEND];
                 errors.spanned(
                     expr,
                     format_args!(
                         "unknown `{name}` {s:?}{} (expected {}, or `DeviceStrategy::named({s:?})` \
                          for a registered backend)",
-                        did_you_mean(&s, &builtins),
+                        did_you_mean(&s, &known),
                         quoted_list(&builtins, ""),
                     ),
                 );
@@ -806,6 +812,19 @@ mod tests {
         );
         assert!(!only_error(quote!(scheduler = "fifo")).contains("did you mean"));
         assert!(!only_error(quote!(device_strategy = "tpu")).contains("did you mean"));
+        assert!(
+            only_error(quote!(device_strategy = "clustr")).contains("did you mean \"cluster\"?")
+        );
+    }
+
+    #[test]
+    fn the_cluster_backend_name_is_a_literal() {
+        let (validated, messages) = check(quote!(device_strategy = "cluster"));
+        assert!(messages.is_empty(), "{messages:?}");
+        assert_eq!(
+            format!("{:?}", validated.settings[0].value),
+            "Device(Named(\"cluster\"))"
+        );
     }
 
     #[test]

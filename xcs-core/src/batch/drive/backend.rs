@@ -126,12 +126,15 @@ fn about<O: Operator>(run: &Arc<Run<O>>) -> About {
     }
 }
 
+/// Where the cache claim of an item sent out waits for its result.
+type HeldSlot<O> = Mutex<Option<Held<<O as Operator>::Input, <O as Operator>::Output>>>;
+
 /// The caller's side of items run in another process.
 struct Remote<O: Operator> {
     run: Arc<Run<O>>,
     persist: PersistSupport<O::Input, O::Output>,
     /// The cache claims of items sent out, released when their result comes back.
-    held: Vec<Mutex<Option<Held<O::Input, O::Output>>>>,
+    held: Vec<HeldSlot<O>>,
     signature: Signature,
 }
 
@@ -256,7 +259,10 @@ impl<O: Operator> RemoteSide for Remote<O> {
         match encoded {
             Ok(Some(bytes)) => Outgoing::Send(bytes),
             Ok(None) => {
-                self.complete_with(index, Err(self.cluster_error(index, "its input cannot be serialized")));
+                self.complete_with(
+                    index,
+                    Err(self.cluster_error(index, "its input cannot be serialized")),
+                );
                 Outgoing::Settled
             }
             Err(payload) => {
@@ -278,7 +284,10 @@ impl<O: Operator> RemoteSide for Remote<O> {
             .ok()
             .flatten()
             .ok_or_else(|| {
-                self.cluster_error(index, "the worker's output does not decode as its output type")
+                self.cluster_error(
+                    index,
+                    "the worker's output does not decode as its output type",
+                )
             })
         });
         self.complete_with(index, output);
