@@ -127,6 +127,19 @@ impl Operator for WhoRunsV2 {
     }
 }
 
+/// Returns its input: large items.
+struct Echo;
+impl Operator for Echo {
+    type Input = String;
+    type Output = String;
+    fn forward(&self, text: String) -> Result<String, XcsError> {
+        Ok(text)
+    }
+    fn name(&self) -> &str {
+        "echo"
+    }
+}
+
 /// A generated operator works the same.
 #[xcs::operator]
 fn cube(x: u64) -> u64 {
@@ -146,6 +159,7 @@ fn worker_process() {
             .with(WhoRuns)
             .with(Slow)
             .with(SeesOptions)
+            .with(Echo)
             .with(Cube),
     };
     let result = xcs::cluster::serve(&url, registry);
@@ -160,9 +174,20 @@ struct Server {
     child: Child,
     port: u16,
     _dir: TempDir,
+    _config: Option<TempDir>,
 }
 
 impl Server {
+    /// A server with `config` (the server's configuration file format) on top of the defaults.
+    fn with_config(config: &str) -> Server {
+        let dir = TempDir::new("nats-config");
+        let path = dir.0.join("server.conf");
+        std::fs::write(&path, config).unwrap();
+        let mut server = Server::start(&["-c", path.to_str().unwrap()]);
+        server._config = Some(dir);
+        server
+    }
+
     fn start(args: &[&str]) -> Server {
         let port = free_port();
         let dir = TempDir::new("nats");
@@ -185,6 +210,7 @@ impl Server {
             child,
             port,
             _dir: dir,
+            _config: None,
         };
         server.wait_ready();
         server
@@ -643,6 +669,17 @@ fn only_clients_with_credentials_submit_or_receive() {
         // A raw client without credentials can neither send work nor subscribe to results.
         let refused = raw_request(port, "{}", "xcs.run.who_runs", b"x").unwrap_err();
         assert!(refused.contains("Authorization Violation"), "{refused}");
+        // A token works the same way.
+        let tokened = Server::start(&["--auth", "t0ken"]);
+        assert!(NatsBackend::connect(&tokened.url()).is_err());
+        let with_token = format!("nats://t0ken@127.0.0.1:{}", tokened.port);
+        assert!(
+            NatsBackend::connect(&with_token)
+                .unwrap()
+                .workers()
+                .unwrap()
+                .is_empty()
+        );
         let url = format!("nats://alice:s3cret@127.0.0.1:{port}");
         let backend = NatsBackend::connect(&url).unwrap();
         let workers = Workers::start(1, &url, "all", &backend);
@@ -652,6 +689,59 @@ fn only_clients_with_credentials_submit_or_receive() {
         .unwrap();
         assert_eq!(outputs[0].0, 25);
         assert!(workers.pids().contains(&outputs[0].1));
+    });
+}
+
+#[test]
+fn messages_stay_under_the_servers_size_limit() {
+    common::watchdog("cluster: size limit", Duration::from_secs(120), || {
+        let server = Server::with_config("max_payload: 4096\n");
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let _workers = Workers::start(1, &server.url(), "all", &backend);
+        // 40 items of 1.5 KB: 60 KB of inputs through a server that takes 4 KB messages.
+        let inputs: Vec<String> = (0..40).map(|i| format!("{i:04}").repeat(375)).collect();
+        let outputs = on_cluster("cluster-size", &backend, &[], || {
+            vmap(Echo).call(inputs.clone())
+        })
+        .unwrap();
+        assert_eq!(outputs, inputs);
+        // One item larger than any message: that item fails, clearly; the others run.
+        let mut with_huge = inputs[..3].to_vec();
+        with_huge.insert(1, "x".repeat(10_000));
+        let settled = on_cluster("cluster-size", &backend, &[], || {
+            vmap(Echo).call_settled(with_huge.clone())
+        });
+        match &settled[1] {
+            Err(XcsError::Cluster { reason, index, .. }) => {
+                assert_eq!(*index, Some(1));
+                assert!(reason.contains("message limit"), "{reason}");
+            }
+            other => panic!("expected a size error, got {other:?}"),
+        }
+        for i in [0, 2, 3] {
+            assert_eq!(settled[i].as_ref().unwrap(), &with_huge[i]);
+        }
+    });
+}
+
+#[test]
+fn callers_and_workers_with_other_prefixes_do_not_see_each_other() {
+    common::watchdog("cluster: prefix", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let _workers = Workers::start(1, &server.url(), "all", &backend);
+        let other =
+            NatsBackend::connect_with(&server.url(), ClusterOptions::new().prefix("team-b"))
+                .unwrap();
+        assert!(other.workers().unwrap().is_empty());
+        let error = on_cluster("cluster-prefix", &other, &[], || {
+            vmap(WhoRuns).call(vec![1])
+        })
+        .unwrap_err();
+        assert!(
+            matches!(error, XcsError::DeviceUnavailable { .. }),
+            "{error:?}"
+        );
     });
 }
 

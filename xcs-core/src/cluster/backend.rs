@@ -435,14 +435,7 @@ impl<'a> Dispatch<'a> {
         let len = job.len();
         let in_flight_limit = self.slots.min(job.workers()).max(1);
         let chunk_len = (len / (4 * self.slots.max(1))).clamp(1, wire::MAX_ITEMS);
-        let budget = self
-            .backend
-            .inner
-            .client
-            .server_info()
-            .max_payload
-            .saturating_sub(4096)
-            .max(1024);
+        let budget = wire::budget(self.backend.inner.client.server_info().max_payload);
         let heartbeat = self.backend.inner.options.heartbeat();
         let mut cursor = 0;
         let mut carry: Option<(usize, Vec<u8>)> = None;

@@ -334,6 +334,14 @@ impl WireEvent {
     }
 }
 
+/// How many bytes of items (or outcomes) one message may carry under the server's
+/// `max_payload`: the rest is room for the message's other fields.
+pub(crate) fn budget(max_payload: usize) -> usize {
+    max_payload
+        .saturating_sub(max_payload / 8 + 512 + MAX_NAME.min(max_payload / 4))
+        .max(256)
+}
+
 /// Serializes a message.
 pub(crate) fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     // Every message type here serializes: no maps with non-string keys, no failing impls.

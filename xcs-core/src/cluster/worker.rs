@@ -223,11 +223,7 @@ async fn handle(
     };
     // Outcomes in messages under the server's limit; an output too large for any message fails
     // its item.
-    let budget = client
-        .server_info()
-        .max_payload
-        .saturating_sub(4096)
-        .max(1024);
+    let budget = wire::budget(client.server_info().max_payload);
     let mut batch: Vec<ItemResult> = Vec::new();
     let mut size = 0;
     for mut result in results {
