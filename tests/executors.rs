@@ -245,11 +245,13 @@ fn one_item_and_empty_batches() {
 
 #[test]
 fn pools_are_built_once_per_worker_count() {
-    // Every round runs on the very same three threads: the pool is reused, not rebuilt.
+    // Every round runs on the very same three threads: the pool is reused, not rebuilt. Items
+    // wait (up to a generous limit, for a loaded machine whose other tests hold the compute
+    // slots a while) until three threads run them.
     let mut rounds = Vec::new();
     for _ in 0..3 {
         let (mut op, record) = Probe::new(1);
-        op.rendezvous = Some((4, Instant::now() + Duration::from_millis(600)));
+        op.rendezvous = Some((3, Instant::now() + Duration::from_secs(20)));
         with_options(&workers(3), || vmap(op).call((0..12).collect())).unwrap();
         let threads = record.threads.lock().unwrap().clone();
         assert_eq!(threads.len(), 3);
