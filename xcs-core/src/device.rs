@@ -190,7 +190,7 @@ impl BatchJob {
 ///         };
 ///         assert_eq!(remote.signature().operator, "identity_remote_doc");
 ///         for index in 0..job.len() {
-///             if let Outgoing::Send(bytes) = remote.take(index) {
+///             if let Outgoing::Input(bytes) = remote.take(index) {
 ///                 remote.complete(index, Ok(bytes));
 ///             }
 ///             assert!(remote.is_settled(index));
@@ -225,7 +225,7 @@ pub(crate) trait RemoteSide: Send + Sync {
 #[derive(Debug)]
 pub enum Outgoing {
     /// The serialized input: run it elsewhere and [`complete`](RemoteItems::complete) it.
-    Send(Vec<u8>),
+    Input(Vec<u8>),
     /// Nothing to send: the item was answered here (a cache hit, an input that cannot be
     /// serialized) or must not start (an earlier item failed, the batch was given up), or it
     /// was taken before.

@@ -289,7 +289,7 @@ fn unavailable(job: &BatchJob) -> XcsError {
 /// answered, items the batch rules skip stay unstarted.
 fn fail_all(job: &BatchJob, remote: &RemoteItems, error: &dyn Fn(usize) -> XcsError) {
     for index in 0..job.len() {
-        if let Outgoing::Send(_) = remote.take(index) {
+        if let Outgoing::Input(_) = remote.take(index) {
             remote.complete(index, Err(error(index)));
         }
     }
@@ -455,7 +455,7 @@ impl<'a> Dispatch<'a> {
                 while cursor < len && items.len() < chunk_len {
                     let index = cursor;
                     cursor += 1;
-                    let Outgoing::Send(input) = self.remote.take(index) else {
+                    let Outgoing::Input(input) = self.remote.take(index) else {
                         continue;
                     };
                     let size = input.len() + 16;
@@ -542,7 +542,7 @@ impl<'a> Dispatch<'a> {
         while *cursor < self.job.len() {
             let index = *cursor;
             *cursor += 1;
-            if let Outgoing::Send(_) = self.remote.take(index) {
+            if let Outgoing::Input(_) = self.remote.take(index) {
                 self.remote.complete(index, Err(unavailable(self.job)));
             }
         }
@@ -749,4 +749,63 @@ fn adopt_trace(
         .map(|e| e.into_event(worker, number, shift))
         .collect();
     trace::adopt_remote(remote.trace_parent().as_ref(), root, events);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signature(operator: &str, version: u32) -> WireSignature {
+        WireSignature {
+            operator: operator.into(),
+            version,
+            input_type: "u64".into(),
+            output_type: "u64".into(),
+        }
+    }
+
+    fn worker(id: &str, slots: u32, operators: Vec<WireSignature>) -> WorkerInfo {
+        WorkerInfo {
+            protocol: wire::PROTOCOL,
+            id: id.into(),
+            pid: 1,
+            slots,
+            operators,
+        }
+    }
+
+    #[test]
+    fn workers_are_matched_on_the_whole_signature() {
+        let wanted = signature("score", 1);
+        assert!(matches!(serving(&[], &wanted), Err(Unavailable::NoWorkers)));
+        let others = [worker("a", 2, vec![signature("embed", 0)])];
+        match serving(&others, &wanted) {
+            Err(Unavailable::Refused(reason)) => {
+                assert!(
+                    reason.contains("`score`") && reason.contains("embed"),
+                    "{reason}"
+                );
+            }
+            _ => panic!("a worker without the operator serves it"),
+        }
+        let older = [worker("a", 2, vec![signature("score", 0)])];
+        match serving(&older, &wanted) {
+            Err(Unavailable::Refused(reason)) => {
+                assert!(
+                    reason.contains("another version") && reason.contains("v0"),
+                    "{reason}"
+                );
+            }
+            _ => panic!("another version serves it"),
+        }
+        let mut newer_protocol = worker("b", 4, vec![wanted.clone()]);
+        newer_protocol.protocol += 1;
+        assert!(serving(&[newer_protocol], &wanted).is_err());
+        let mixed = [
+            worker("a", 2, vec![signature("score", 0)]),
+            worker("b", 4, vec![wanted.clone()]),
+            worker("c", 0, vec![wanted.clone(), signature("embed", 0)]),
+        ];
+        assert!(matches!(serving(&mixed, &wanted), Ok((2, 5))));
+    }
 }

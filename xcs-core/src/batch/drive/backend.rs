@@ -257,7 +257,7 @@ impl<O: Operator> RemoteSide for Remote<O> {
         }));
         drop_quietly(input);
         match encoded {
-            Ok(Some(bytes)) => Outgoing::Send(bytes),
+            Ok(Some(bytes)) => Outgoing::Input(bytes),
             Ok(None) => {
                 self.complete_with(
                     index,
