@@ -9,12 +9,13 @@
 //! # How items are polled
 //!
 //! An item starts with a first poll right where the batch starts it, in one reused box and with a
-//! reused waker. An item that finishes then (a cache hit, an error before any `.await`, a body
-//! with nothing to wait for) costs no allocation and never joins the in-flight set. An item that
-//! returns `Pending` keeps its box and joins a `FuturesUnordered` with the waker it registered
-//! (a [`Relay`]): it is polled again only once woken, like any future there, so it is never
-//! polled more often than it asks to be. Outputs of items that finish in index order go straight
-//! into the output vector; the rest are gathered as slots.
+//! reused waker. An item that finishes then (a body with nothing to wait for, a cache hit, an
+//! error before any `.await`) never joins the in-flight set: no task, no waker of its own, and on
+//! the lean call path no allocation at all. An item that returns `Pending` keeps its box and joins
+//! a `FuturesUnordered` behind the waker it registered (a [`Relay`]): it is polled again only once
+//! woken, like any future there, so it is never polled more often than it asks to be. Outputs of
+//! items that finish in index order go straight into the output vector; from the first item that
+//! finishes out of order or fails on, outcomes are gathered as slots.
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -250,8 +251,12 @@ impl<T> Outcomes<T> {
         match (&mut self.rest, slot) {
             (None, Ok(output)) if index == start => self.done.push(output),
             (rest, slot) => {
-                let len = self.len;
-                let rest = rest.get_or_insert_with(|| (start..len).map(|_| None).collect());
+                let (len, done) = (self.len, &mut self.done);
+                let rest = rest.get_or_insert_with(|| {
+                    // The room reserved for outputs in order is not needed any more.
+                    done.shrink_to_fit();
+                    (start..len).map(|_| None).collect()
+                });
                 rest[index - start] = Some(slot);
             }
         }
