@@ -40,48 +40,62 @@ pub(crate) fn call<'a, O: AsyncOperator + ?Sized>(
 /// The common case — no deadline, caching, tracing, retries or rate limit — is a small future:
 /// the body with panics caught, inside the poll-scoped options (shared with the batch's other
 /// items, not copied). Anything else takes the full policy path, boxed so that the small case
-/// stays small: a batch of 100 000 items holds 100 000 of these futures at once.
+/// stays small.
 pub(crate) fn invoke<'a, O: AsyncOperator + ?Sized>(
     op: &'a O,
     input: O::Input,
     index: Option<usize>,
     snapshot: Arc<Snapshot>,
 ) -> impl Future<Output = Result<O::Output, XcsError>> + Send + 'a {
-    invoke_in(op, input, index, &snapshot, false)
+    if is_lean(&snapshot) && !snapshot.context.is_cancelled() {
+        Either::Left(WithOptions::adopt(snapshot, lean(op, input, index)))
+    } else {
+        Either::Right(Box::pin(invoke_with(op, input, index, snapshot)))
+    }
 }
 
-/// [`invoke`]; `in_scope`: the future is only ever polled with `snapshot` in force already (a
-/// batch item, polled inside its batch's scoped future), so the common case need not enter it
-/// again on every poll.
-pub(crate) fn invoke_in<'a, O: AsyncOperator + ?Sized>(
-    op: &'a O,
-    input: O::Input,
-    index: Option<usize>,
-    snapshot: &Arc<Snapshot>,
-    in_scope: bool,
-) -> impl Future<Output = Result<O::Output, XcsError>> + Send + use<'a, O> {
-    let lean = !snapshot.options.has_call_policy()
+/// Whether calls under `snapshot` take the lean path of [`invoke`] (unless their context has
+/// been cancelled): no policy applies. The same for every item of a batch.
+pub(crate) fn is_lean(snapshot: &Snapshot) -> bool {
+    !snapshot.options.has_call_policy()
         && snapshot.options.timeout_seconds.is_none()
         && snapshot.context.deadline.is_none()
-        && !snapshot.context.is_cancelled();
+}
+
+/// Item `index` of a batch running under `snapshot`: [`invoke`] for a future that is only ever
+/// polled with `snapshot` in force already (inside its batch's scoped future), so the lean case
+/// does not enter it again on every poll. `lean` is [`is_lean`] of `snapshot`, read once per
+/// batch; the batch has just checked that it has not given up (the items' context is its own).
+pub(crate) fn invoke_item<'a, O: AsyncOperator + ?Sized>(
+    op: &'a O,
+    input: O::Input,
+    index: usize,
+    snapshot: &Arc<Snapshot>,
+    lean: bool,
+) -> impl Future<Output = Result<O::Output, XcsError>> + Send + use<'a, O> {
     if lean {
-        let body = AssertUnwindSafe(async move { op.forward(input).await }).catch_unwind();
-        let body = if in_scope {
-            Either::Left(body)
-        } else {
-            Either::Right(WithOptions::adopt(Arc::clone(snapshot), body))
-        };
-        Either::Left(body.map(move |result| {
-            result.unwrap_or_else(|payload| Err(call::panicked(op.name(), index, payload)))
-        }))
+        Either::Left(self::lean(op, input, Some(index)))
     } else {
         Either::Right(Box::pin(invoke_with(
             op,
             input,
-            index,
+            Some(index),
             Arc::clone(snapshot),
         )))
     }
+}
+
+/// The lean path: the body, its panics caught.
+fn lean<'a, O: AsyncOperator + ?Sized>(
+    op: &'a O,
+    input: O::Input,
+    index: Option<usize>,
+) -> impl Future<Output = Result<O::Output, XcsError>> + Send + use<'a, O> {
+    AssertUnwindSafe(async move { op.forward(input).await })
+        .catch_unwind()
+        .map(move |result| {
+            result.unwrap_or_else(|payload| Err(call::panicked(op.name(), index, payload)))
+        })
 }
 
 fn outcome_of<T>(result: &Result<T, XcsError>) -> Outcome {
