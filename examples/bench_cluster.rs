@@ -1,0 +1,174 @@
+//! The cluster's figures (feature `nats`), each beside its floor — the same batch as a local
+//! `vmap` — in one run, with the workers on this machine:
+//!
+//! - **overhead**: tiny items (a `u64` in, a `u64` out), ns per item on the cluster (1 worker)
+//!   vs local: what sending items through NATS costs;
+//! - **throughput**: CPU-bound items (~20 ms each), items/s with 1 and 2 worker processes vs
+//!   local. Workers on the same machine share its cores, so this measures what the cluster path
+//!   loses, not what more machines gain.
+//!
+//! ```text
+//! cargo run --release --features nats --example bench_cluster            # the real figures
+//! cargo run --release --features nats --example bench_cluster -- --quick # a smoke run (CI)
+//! ```
+//!
+//! `NATS_URL` joins a running server instead of starting one. Timings are reported, never
+//! asserted; each figure alternates samples of the floor and of the cluster and reports medians.
+
+#[path = "common/cluster.rs"]
+mod local_cluster;
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use std::error::Error;
+use std::time::{Duration, Instant};
+
+use xcs::DeviceStrategy;
+use xcs::cluster::{NatsBackend, Registry};
+use xcs::prelude::*;
+
+/// The tiny item.
+#[xcs::operator]
+fn bump(x: u64) -> u64 {
+    x.wrapping_add(1)
+}
+
+/// The CPU-bound item: `rounds` steps of the benches' arithmetic loop.
+#[xcs::operator]
+fn spin(seed: u64, rounds: u32) -> u64 {
+    common::spin(seed, rounds)
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    if let Some(url) = local_cluster::worker_url() {
+        xcs::cluster::serve(&url, Registry::new().with(Bump).with(Spin))?;
+        return Ok(());
+    }
+    let quick = std::env::args().any(|a| a == "--quick");
+    // (tiny items, samples; CPU-bound items, item time, samples)
+    let (tiny, tiny_samples, heavy, item_time, heavy_samples) = if quick {
+        (2_000, 3, 8, Duration::from_millis(2), 1)
+    } else {
+        (20_000, 9, 64, Duration::from_millis(20), 5)
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rounds = common::rounds_for(item_time);
+
+    let server = local_cluster::Server::start_or_join()?;
+    let backend = NatsBackend::connect(server.url())?;
+    let mut workers = local_cluster::Workers::new();
+    workers.add(1, server.url(), &backend)?;
+    xcs::register_backend("cluster", backend.clone())?;
+
+    let tiny_inputs = BumpInputs::batch((0..tiny).collect::<Vec<u64>>())?;
+    let run_tiny = |strategy: &str| {
+        let inputs = tiny_inputs.clone();
+        let start = Instant::now();
+        let strategy = DeviceStrategy::named(strategy);
+        let out = execution_options!(device_strategy = strategy => vmap(Bump).call(inputs));
+        assert_eq!(out.expect("the tiny batch runs").len(), tiny as usize);
+        start.elapsed().as_nanos() as f64 / tiny as f64
+    };
+    let heavy_inputs = SpinInputs::batch((0..heavy).collect::<Vec<u64>>(), rounds)?;
+    let run_heavy = |strategy: &str| {
+        let inputs = heavy_inputs.clone();
+        let start = Instant::now();
+        let strategy = DeviceStrategy::named(strategy);
+        let out = execution_options!(device_strategy = strategy => vmap(Spin).call(inputs));
+        assert_eq!(out.expect("the CPU-bound batch runs").len(), heavy as usize);
+        heavy as f64 / start.elapsed().as_secs_f64()
+    };
+
+    eprint!("measuring: overhead… ");
+    let tiny_figures = alternate(tiny_samples, || run_tiny("cpu"), || run_tiny("cluster"));
+    eprint!("throughput, 1 worker… ");
+    let one_worker = alternate(heavy_samples, || run_heavy("cpu"), || run_heavy("cluster"));
+    workers.add(1, server.url(), &backend)?;
+    eprintln!("2 workers…");
+    let two_workers = alternate(heavy_samples, || run_heavy("cpu"), || run_heavy("cluster"));
+
+    println!(
+        "xcs bench_cluster{}: {cores} CPUs, {} build",
+        if quick {
+            " (--quick: smoke run, noisy)"
+        } else {
+            ""
+        },
+        if cfg!(debug_assertions) {
+            "DEBUG (use --release for real figures)"
+        } else {
+            "release"
+        },
+    );
+    println!(
+        "nats-server {}; the workers run on this machine\n",
+        if server.is_local() {
+            "started here"
+        } else {
+            "at NATS_URL"
+        }
+    );
+    println!(
+        "{:<40} {:>14} {:>14} {:>8}",
+        "figure", "local vmap", "cluster", "ratio"
+    );
+    let row = |figure: String, (local, cluster): (f64, f64), show: fn(f64) -> String| {
+        let ratio = cluster / local;
+        println!(
+            "{figure:<40} {:>14} {:>14} {ratio:>7.2}×",
+            show(local),
+            show(cluster)
+        );
+    };
+    let per_item = |ns: f64| match ns {
+        ns if ns < 1e3 => format!("{ns:.0} ns/item"),
+        ns => format!("{:.2} µs/item", ns / 1e3),
+    };
+    let per_second = |rate: f64| format!("{rate:.1} items/s");
+    row(
+        format!("overhead: {tiny} tiny items, 1 worker"),
+        tiny_figures,
+        per_item,
+    );
+    let item = format!("{:.0} ms", item_time.as_secs_f64() * 1e3);
+    row(
+        format!("throughput: {heavy} × {item} items, 1 worker"),
+        one_worker,
+        per_second,
+    );
+    row(
+        format!("throughput: {heavy} × {item} items, 2 workers"),
+        two_workers,
+        per_second,
+    );
+    println!(
+        "\nratio = cluster / local: the overhead's cost per item, the throughput's speedup (ideal \
+         here:\n{cores} cores / {item} = {:.0} items/s)",
+        cores as f64 / item_time.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Medians of `samples` runs of `floor` and of `measured`, alternated (so a busy moment hits
+/// both), after one warm-up run of each.
+fn alternate(
+    samples: usize,
+    mut floor: impl FnMut() -> f64,
+    mut measured: impl FnMut() -> f64,
+) -> (f64, f64) {
+    floor();
+    measured();
+    let (mut a, mut b): (Vec<f64>, Vec<f64>) = (0..samples).map(|_| (floor(), measured())).unzip();
+    (median(&mut a), median(&mut b))
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    if n % 2 == 1 {
+        samples[n / 2]
+    } else {
+        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
+    }
+}

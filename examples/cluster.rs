@@ -1,0 +1,159 @@
+//! A batch across worker processes (feature `nats`): starts (or joins) a local NATS server,
+//! spawns two worker processes of itself, runs a CPU-bound batch across them and prints which
+//! process ran what.
+//!
+//! ```text
+//! cargo run --features nats --example cluster                          # starts a nats-server
+//! NATS_URL=nats://127.0.0.1:4222 cargo run --features nats --example cluster  # joins one
+//! ```
+//!
+//! What to take away: a worker is your own binary calling `xcs::cluster::serve` with the
+//! operators it may run; the caller registers a `NatsBackend` and selects it with
+//! `device_strategy` — the `vmap` call itself does not change, outputs come back in input
+//! order, and errors name the item they belong to.
+
+#[path = "common/cluster.rs"]
+mod local_cluster;
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::time::Instant;
+
+use xcs::DeviceStrategy;
+use xcs::cluster::{NatsBackend, Registry};
+use xcs::prelude::*;
+
+/// CPU-bound work: counts the primes below `n` by trial division, and says which process ran
+/// it. Its input and output are serde types, so it can travel.
+#[xcs::operator]
+fn count_primes(n: u64) -> (u64, u32) {
+    let is_prime = |k: u64| k >= 2 && (2..).take_while(|d| d * d <= k).all(|d| k % d != 0);
+    let count = (0..n).filter(|&k| is_prime(k)).count() as u64;
+    (count, std::process::id())
+}
+
+/// An operator the workers do not serve.
+#[xcs::operator]
+fn digit_sum(n: u64) -> u64 {
+    n.to_string().bytes().map(|b| u64::from(b - b'0')).sum()
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    // Started as a worker: serve `count_primes` (and nothing else) until killed.
+    if let Some(url) = local_cluster::worker_url() {
+        xcs::cluster::serve(&url, Registry::new().with(CountPrimes))?;
+        return Ok(());
+    }
+
+    // Dropped in reverse order: the workers stop before the server.
+    let server = local_cluster::Server::start_or_join()?;
+    let backend = NatsBackend::connect(server.url())?;
+    let mut workers = local_cluster::Workers::new();
+    workers.add(2, server.url(), &backend)?;
+    let how = if server.is_local() {
+        "started here"
+    } else {
+        "NATS_URL"
+    };
+    println!(
+        "nats-server at {} ({how}); this process is pid {}",
+        server.url(),
+        std::process::id()
+    );
+    for worker in backend.workers()? {
+        println!(
+            "  worker pid {}: {} slots, serves {}",
+            worker.pid,
+            worker.slots,
+            worker.operators.join(", ")
+        );
+    }
+
+    // From here on, the strategy named "cluster" sends a batch's items to the workers. (A
+    // string literal names only the built-in strategies: the macros check those at compile time.)
+    xcs::register_backend("cluster", backend)?;
+    let cluster = DeviceStrategy::named("cluster");
+    let inputs =
+        || CountPrimesInputs::batch((0..32).map(|i| 60_000 + 1_000 * i).collect::<Vec<u64>>());
+
+    let start = Instant::now();
+    let remote =
+        execution_options!(device_strategy = cluster => vmap(CountPrimes).call(inputs()?))?;
+    let remote_time = start.elapsed();
+    let mut by_pid: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (index, (_, pid)) in remote.iter().enumerate() {
+        by_pid.entry(*pid).or_default().push(index);
+    }
+    println!("\n32 items on the cluster: {remote_time:.2?}");
+    for (pid, indices) in &by_pid {
+        println!(
+            "  pid {pid} ran {:2} items: {}",
+            indices.len(),
+            ranges(indices)
+        );
+    }
+
+    let start = Instant::now();
+    let local = execution_options!(device_strategy = "cpu" => vmap(CountPrimes).call(inputs()?))?;
+    println!("the same 32 items in this process: {:.2?}", start.elapsed());
+    let counts =
+        |outputs: &[(u64, u32)]| outputs.iter().map(|(count, _)| *count).collect::<Vec<_>>();
+    if counts(&remote) != counts(&local) {
+        return Err("the cluster and the local batch disagree".into());
+    }
+    println!(
+        "  same outputs, in the same order (first: {} primes below 60000)",
+        local[0].0
+    );
+
+    // Tracing travels: the workers' events come back into this process's trace, each item
+    // under its index in the caller's batch, on a thread named `<worker id>/<thread>`.
+    let _ = xcs::take_trace();
+    execution_options!(device_strategy = cluster, trace_execution = true => {
+        vmap(CountPrimes).call(CountPrimesInputs::batch(vec![20_000u64; 8])?)
+    })?;
+    let mut per_thread: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for event in xcs::take_trace()
+        .iter()
+        .filter(|e| e.operator == "count_primes")
+    {
+        if let Some(index) = event.index {
+            per_thread
+                .entry(event.thread.clone())
+                .or_default()
+                .push(index);
+        }
+    }
+    println!("\ntrace_execution = true, 8 items: item events per thread");
+    for (thread, mut indices) in per_thread {
+        indices.sort_unstable();
+        println!("  {thread}: items {}", ranges(&indices));
+    }
+
+    // An operator no worker serves fails clearly, at once: no silent local fallback.
+    let error = execution_options!(device_strategy = cluster => {
+        vmap(DigitSum).call(DigitSumInputs::batch(vec![1u64, 2, 3])?)
+    })
+    .expect_err("no worker serves digit_sum");
+    println!("\nan operator no worker serves:\n  error: {error}");
+    Ok(())
+}
+
+/// `[0, 1, 2, 5, 6]` as `0-2, 5-6`.
+fn ranges(indices: &[usize]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < indices.len() {
+        let mut j = i;
+        while j + 1 < indices.len() && indices[j + 1] == indices[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j {
+            indices[i].to_string()
+        } else {
+            format!("{}-{}", indices[i], indices[j])
+        });
+        i = j + 1;
+    }
+    parts.join(", ")
+}
