@@ -15,11 +15,10 @@
 #[path = "common/cluster.rs"]
 mod local_cluster;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error;
 use std::time::Instant;
 
-use xcs::DeviceStrategy;
 use xcs::cluster::{NatsBackend, Registry};
 use xcs::prelude::*;
 
@@ -27,8 +26,16 @@ use xcs::prelude::*;
 /// it. Its input and output are serde types, so it can travel.
 #[xcs::operator]
 fn count_primes(n: u64) -> (u64, u32) {
-    let is_prime = |k: u64| k >= 2 && (2..).take_while(|d| d * d <= k).all(|d| k % d != 0);
-    let count = (0..n).filter(|&k| is_prime(k)).count() as u64;
+    let mut count = 0;
+    for k in 2..n {
+        let mut d = 2;
+        while d * d <= k && k % d != 0 {
+            d += 1;
+        }
+        if d * d > k {
+            count += 1;
+        }
+    }
     (count, std::process::id())
 }
 
@@ -53,7 +60,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let how = if server.is_local() {
         "started here"
     } else {
-        "NATS_URL"
+        "joined through NATS_URL"
     };
     println!(
         "nats-server at {} ({how}); this process is pid {}",
@@ -69,16 +76,15 @@ fn main() -> Result<(), Box<dyn Error>> {
         );
     }
 
-    // From here on, the strategy named "cluster" sends a batch's items to the workers. (A
-    // string literal names only the built-in strategies: the macros check those at compile time.)
+    // From here on, `device_strategy = "cluster"` sends a batch's items to the workers.
     xcs::register_backend("cluster", backend)?;
-    let cluster = DeviceStrategy::named("cluster");
-    let inputs =
-        || CountPrimesInputs::batch((0..32).map(|i| 60_000 + 1_000 * i).collect::<Vec<u64>>());
+    // 32 items of ~20 ms each (in a release build).
+    let ns: Vec<u64> = (0..32).map(|i| 150_000 + 2_000 * i).collect();
+    let inputs = || CountPrimesInputs::batch(ns.clone());
 
     let start = Instant::now();
     let remote =
-        execution_options!(device_strategy = cluster => vmap(CountPrimes).call(inputs()?))?;
+        execution_options!(device_strategy = "cluster" => vmap(CountPrimes).call(inputs()?))?;
     let remote_time = start.elapsed();
     let mut by_pid: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (index, (_, pid)) in remote.iter().enumerate() {
@@ -102,36 +108,40 @@ fn main() -> Result<(), Box<dyn Error>> {
         return Err("the cluster and the local batch disagree".into());
     }
     println!(
-        "  same outputs, in the same order (first: {} primes below 60000)",
-        local[0].0
+        "  same outputs, in the same order (first: {} primes below {})",
+        local[0].0, ns[0]
     );
 
     // Tracing travels: the workers' events come back into this process's trace, each item
-    // under its index in the caller's batch, on a thread named `<worker id>/<thread>`.
+    // under its index in the caller's batch.
     let _ = xcs::take_trace();
-    execution_options!(device_strategy = cluster, trace_execution = true => {
+    execution_options!(device_strategy = "cluster", trace_execution = true => {
         vmap(CountPrimes).call(CountPrimesInputs::batch(vec![20_000u64; 8])?)
     })?;
-    let mut per_thread: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    // Item events, by thread name (`<worker id>/<thread>`): which items, on how many threads.
+    let mut per_worker: BTreeMap<String, (Vec<usize>, BTreeSet<u64>)> = BTreeMap::new();
     for event in xcs::take_trace()
         .iter()
         .filter(|e| e.operator == "count_primes")
     {
         if let Some(index) = event.index {
-            per_thread
-                .entry(event.thread.clone())
-                .or_default()
-                .push(index);
+            let (indices, threads) = per_worker.entry(event.thread.clone()).or_default();
+            indices.push(index);
+            threads.insert(event.thread_id);
         }
     }
-    println!("\ntrace_execution = true, 8 items: item events per thread");
-    for (thread, mut indices) in per_thread {
+    println!("\ntrace_execution = true, 8 items: the item events came back from the workers");
+    for (thread, (mut indices, threads)) in per_worker {
         indices.sort_unstable();
-        println!("  {thread}: items {}", ranges(&indices));
+        println!(
+            "  {thread}: items {} ({} threads)",
+            ranges(&indices),
+            threads.len()
+        );
     }
 
     // An operator no worker serves fails clearly, at once: no silent local fallback.
-    let error = execution_options!(device_strategy = cluster => {
+    let error = execution_options!(device_strategy = "cluster" => {
         vmap(DigitSum).call(DigitSumInputs::batch(vec![1u64, 2, 3])?)
     })
     .expect_err("no worker serves digit_sum");
