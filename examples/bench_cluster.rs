@@ -60,33 +60,32 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut workers = local_cluster::Workers::new();
     workers.add(1, server.url(), &backend)?;
     xcs::register_backend("cluster", backend.clone())?;
+    let (cpu, cluster) = (DeviceStrategy::Cpu, DeviceStrategy::named("cluster"));
 
     let tiny_inputs = BumpInputs::batch((0..tiny).collect::<Vec<u64>>())?;
-    let run_tiny = |strategy: &str| {
+    let run_tiny = |strategy: DeviceStrategy| {
         let inputs = tiny_inputs.clone();
         let start = Instant::now();
-        let strategy = DeviceStrategy::named(strategy);
         let out = execution_options!(device_strategy = strategy => vmap(Bump).call(inputs));
         assert_eq!(out.expect("the tiny batch runs").len(), tiny as usize);
         start.elapsed().as_nanos() as f64 / tiny as f64
     };
     let heavy_inputs = SpinInputs::batch((0..heavy).collect::<Vec<u64>>(), rounds)?;
-    let run_heavy = |strategy: &str| {
+    let run_heavy = |strategy: DeviceStrategy| {
         let inputs = heavy_inputs.clone();
         let start = Instant::now();
-        let strategy = DeviceStrategy::named(strategy);
         let out = execution_options!(device_strategy = strategy => vmap(Spin).call(inputs));
         assert_eq!(out.expect("the CPU-bound batch runs").len(), heavy as usize);
         heavy as f64 / start.elapsed().as_secs_f64()
     };
 
     eprint!("measuring: overhead… ");
-    let tiny_figures = alternate(tiny_samples, || run_tiny("cpu"), || run_tiny("cluster"));
+    let tiny_figures = alternate(tiny_samples, || run_tiny(cpu), || run_tiny(cluster));
     eprint!("throughput, 1 worker… ");
-    let one_worker = alternate(heavy_samples, || run_heavy("cpu"), || run_heavy("cluster"));
+    let one_worker = alternate(heavy_samples, || run_heavy(cpu), || run_heavy(cluster));
     workers.add(1, server.url(), &backend)?;
     eprintln!("2 workers…");
-    let two_workers = alternate(heavy_samples, || run_heavy("cpu"), || run_heavy("cluster"));
+    let two_workers = alternate(heavy_samples, || run_heavy(cpu), || run_heavy(cluster));
 
     println!(
         "xcs bench_cluster{}: {cores} CPUs, {} build",
