@@ -68,6 +68,7 @@ struct Seen {
     max_retries: u32,
     rate_limit: Option<f64>,
     caching: bool,
+    max_workers: Option<usize>,
     attempts: u64,
     pid: u32,
 }
@@ -98,6 +99,7 @@ impl Operator for SeesOptions {
             max_retries: options.max_retries,
             rate_limit: options.rate_limit,
             caching: options.enable_caching,
+            max_workers: options.max_workers.map(|n| n.get()),
             attempts: ATTEMPTS.load(Ordering::SeqCst),
             pid: std::process::id(),
         })
@@ -434,6 +436,7 @@ fn options_reach_the_workers_and_their_trace_comes_back() {
                 ("max_retries", "2"),
                 ("rate_limit", "400"),
                 ("trace_execution", "true"),
+                ("max_workers", "2"),
             ],
             || vmap(SeesOptions).call((0..8).collect()),
         )
@@ -451,6 +454,8 @@ fn options_reach_the_workers_and_their_trace_comes_back() {
                 "the rate is shared by 2 workers"
             );
             assert!(!seen.caching, "workers never cache");
+            // max_workers = 2 over the cluster: at most 2 chunks out, each one item at a time.
+            assert_eq!(seen.max_workers, Some(1));
         }
         let trace = xcs::take_trace();
         let items: Vec<_> = trace

@@ -11,8 +11,10 @@
 //!    serves this operator, or only workers built from another version of it:
 //!    [`XcsError::Cluster`] with the reason.
 //! 2. Chunks of about a quarter of a fair share per worker slot (smaller when the message size
-//!    limit asks), at most as many in flight as the workers have slots (and as `max_workers`
-//!    allows). Items are taken when their chunk is formed, so an item after a failed one is not
+//!    limit asks), at most as many in flight as the workers have slots. `max_workers`, when
+//!    set, bounds the items running at once across the cluster (that many chunks at most, each
+//!    running its share at once); `use_parallel = false` runs one chunk at a time, its items
+//!    in order. Items are taken when their chunk is formed, so an item after a failed one is not
 //!    sent (unless the call is settled), and cache hits never leave the process.
 //! 3. Each chunk is sent to `<prefix>.run.<operator>` with a reply subject of its own. The
 //!    worker acknowledges it, reports every 200 ms while it works, and sends the outcomes. A
@@ -370,6 +372,9 @@ struct Dispatch<'a> {
     signature: WireSignature,
     workers: usize,
     slots: usize,
+    /// How many chunks may be out at once, and how many items of each may run at once.
+    in_flight: usize,
+    per_chunk: Option<usize>,
     inbox: String,
     flights: HashMap<u64, Flight>,
 }
@@ -382,6 +387,18 @@ impl<'a> Dispatch<'a> {
         signature: WireSignature,
         (workers, slots): (usize, usize),
     ) -> Self {
+        // `max_workers`, when set, bounds the items running at once across the cluster: that
+        // many chunks out at most, each running its share at once. Unset, every worker slot
+        // takes a chunk and runs it on all its CPUs.
+        let options = job.options();
+        let (in_flight, per_chunk) = match options.max_workers {
+            _ if !options.use_parallel => (1, Some(1)),
+            Some(n) => {
+                let chunks = slots.min(n.get()).max(1);
+                (chunks, Some((n.get() / chunks).max(1)))
+            }
+            None => (slots.max(1), None),
+        };
         Dispatch {
             backend,
             job,
@@ -389,6 +406,8 @@ impl<'a> Dispatch<'a> {
             signature,
             workers,
             slots,
+            in_flight,
+            per_chunk,
             inbox: backend.inner.client.new_inbox(),
             flights: HashMap::new(),
         }
@@ -433,7 +452,7 @@ impl<'a> Dispatch<'a> {
     fn dispatch(&mut self, replies: &mpsc::Receiver<async_nats::Message>) {
         let job = self.job;
         let len = job.len();
-        let in_flight_limit = self.slots.min(job.workers()).max(1);
+        let in_flight_limit = self.in_flight;
         let chunk_len = (len / (4 * self.slots.max(1))).clamp(1, wire::MAX_ITEMS);
         let budget = wire::budget(self.backend.inner.client.server_info().max_payload);
         let heartbeat = self.backend.inner.options.heartbeat();
@@ -572,7 +591,12 @@ impl<'a> Dispatch<'a> {
         let request = Request {
             protocol: wire::PROTOCOL,
             signature: self.signature.clone(),
-            options: WireOptions::from_caller(&job.options(), timeout, self.workers),
+            options: WireOptions::from_caller(
+                &job.options(),
+                timeout,
+                self.workers,
+                self.per_chunk,
+            ),
             items: indices
                 .iter()
                 .map(|&index| Item {

@@ -78,12 +78,13 @@ pub(crate) struct WireOptions {
 }
 
 impl WireOptions {
-    /// The options a chunk of a batch run under `options` carries, with `timeout` left and
-    /// the rate limit shared by `workers` workers.
+    /// The options a chunk of a batch run under `options` carries, with `timeout` left, the
+    /// rate limit shared by `workers` workers, and `per_chunk` items of it at once at most.
     pub(crate) fn from_caller(
         options: &ExecutionOptions,
         timeout: Option<Duration>,
         workers: usize,
+        per_chunk: Option<usize>,
     ) -> Self {
         WireOptions {
             timeout,
@@ -91,7 +92,7 @@ impl WireOptions {
             max_retries: options.max_retries,
             rate_limit: options.rate_limit.map(|r| r / workers.max(1) as f64),
             use_parallel: options.use_parallel,
-            max_workers: options.max_workers.map(|n| n.get() as u64),
+            max_workers: per_chunk.map(|n| n as u64),
         }
     }
 
@@ -391,7 +392,7 @@ mod tests {
                 input_type: "u64".into(),
                 output_type: "u64".into(),
             },
-            options: WireOptions::from_caller(&ExecutionOptions::DEFAULT, None, 1),
+            options: WireOptions::from_caller(&ExecutionOptions::DEFAULT, None, 1, None),
             items: vec![Item {
                 index: 7,
                 input: vec![1, 2, 3],
@@ -446,7 +447,7 @@ mod tests {
         caller.trace_execution = true;
         caller.max_retries = 3;
         caller.rate_limit = Some(10.0);
-        let wire = WireOptions::from_caller(&caller, Some(Duration::from_secs(2)), 2);
+        let wire = WireOptions::from_caller(&caller, Some(Duration::from_secs(2)), 2, Some(3));
         let mut base = ExecutionOptions::DEFAULT;
         base.device_strategy = crate::options::DeviceStrategy::Gpu;
         let applied = wire.apply(base).unwrap();
@@ -456,6 +457,7 @@ mod tests {
         assert_eq!(applied.rate_limit, Some(5.0));
         assert_eq!(applied.timeout_seconds, Some(Duration::from_secs(2)));
         assert_eq!(applied.device_strategy, crate::options::DeviceStrategy::Cpu);
+        assert_eq!(applied.max_workers.map(|n| n.get()), Some(3));
         let mut bad = wire;
         bad.rate_limit = Some(f64::NAN);
         assert!(bad.apply(ExecutionOptions::DEFAULT).is_err());

@@ -42,7 +42,13 @@ use crate::trace;
 pub fn serve(url: &str, registry: Registry) -> Result<(), XcsError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .thread_name("xcs-worker")
+        // Chunks run on the runtime's blocking threads: numbered, so a merged trace tells them
+        // apart.
+        .thread_name_fn(|| {
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("xcs-worker-{n}")
+        })
         .enable_all()
         .build()
         .map_err(|e| XcsError::Connect {
