@@ -159,15 +159,5 @@ fn alternate(
     floor();
     measured();
     let (mut a, mut b): (Vec<f64>, Vec<f64>) = (0..samples).map(|_| (floor(), measured())).unzip();
-    (median(&mut a), median(&mut b))
-}
-
-fn median(samples: &mut [f64]) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    let n = samples.len();
-    if n % 2 == 1 {
-        samples[n / 2]
-    } else {
-        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
-    }
+    (common::median(&mut a), common::median(&mut b))
 }

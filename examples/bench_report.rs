@@ -129,16 +129,6 @@ fn fmt_ns(ns: f64) -> String {
     }
 }
 
-fn median(samples: &mut [f64]) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    let n = samples.len();
-    if n % 2 == 1 {
-        samples[n / 2]
-    } else {
-        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
-    }
-}
-
 /// Interquartile range over median of sorted `samples`.
 fn spread(sorted: &[f64]) -> f64 {
     let n = sorted.len();
@@ -182,9 +172,9 @@ fn paired_units(
         floors.push(sample(floor_units, &mut floor));
         subjects.push(sample(subject_units, &mut subject));
     }
-    let floor_median = median(&mut floors);
+    let floor_median = common::median(&mut floors);
     let floor_spread = spread(&floors);
-    (floor_median, median(&mut subjects), floor_spread)
+    (floor_median, common::median(&mut subjects), floor_spread)
 }
 
 /// Times `units` runs of `f`.
@@ -392,7 +382,7 @@ fn pmap_row(effort: Effort, rows: &mut Vec<Row>) {
     rows.push(Row {
         figure: "pmap, 64 items sleeping 20 ms, 16 workers",
         floor_name: "ideal 80 ms (n / workers × latency)",
-        measured: median(&mut samples),
+        measured: common::median(&mut samples),
         floor: Some(ideal),
         target: Target::RatioAtMost(1.1),
         floor_spread: 0.0,
@@ -421,7 +411,7 @@ fn timeout_row(effort: Effort, rows: &mut Vec<Row>) {
     rows.push(Row {
         figure: "timeout 0.1 s with one item hanging 0.5 s",
         floor_name: "deadline (0.1 s)",
-        measured: median(&mut samples),
+        measured: common::median(&mut samples),
         floor: Some(100e6),
         target: Target::AtMostNs(120e6),
         floor_spread: 0.0,
@@ -485,7 +475,11 @@ fn alternate(
         subjects.push(subject().as_nanos() as f64);
     }
     let spread = spread(&floors);
-    (median(&mut floors), median(&mut subjects), spread)
+    (
+        common::median(&mut floors),
+        common::median(&mut subjects),
+        spread,
+    )
 }
 
 fn async_rows(effort: Effort, rows: &mut Vec<Row>) {
@@ -635,7 +629,7 @@ fn async_rows(effort: Effort, rows: &mut Vec<Row>) {
     rows.push(Row {
         figure: "async timeout 0.1 s, 32 items hung",
         floor_name: "deadline (0.1 s)",
-        measured: median(&mut samples),
+        measured: common::median(&mut samples),
         floor: Some(100e6),
         target: Target::AtMostNs(110e6),
         floor_spread: 0.0,

@@ -114,3 +114,14 @@ impl Operator for HangsOnce {
 pub fn seeds(n: usize) -> Vec<u64> {
     (0..n as u64).collect()
 }
+
+/// The median of `samples` (sorted in place): what the one-screen reports print.
+pub fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    if n % 2 == 1 {
+        samples[n / 2]
+    } else {
+        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
+    }
+}
