@@ -373,8 +373,11 @@ impl<I: 'static, O: 'static> CacheSupport<I, O> {
     }
 }
 
+/// The common standard types that operators handle without help (caching, persistence):
+/// `$mac!` is called with all of them, then `$extra` (the cache adds borrowed strings, which
+/// hash but do not deserialize).
 macro_rules! std_types {
-    ($mac:ident) => {
+    ($mac:ident $(, $extra:ty)*) => {
         $mac!(
             u8,
             u16,
@@ -391,7 +394,6 @@ macro_rules! std_types {
             bool,
             char,
             String,
-            &'static str,
             (),
             Vec<u8>,
             Vec<u16>,
@@ -405,11 +407,12 @@ macro_rules! std_types {
             Vec<isize>,
             Vec<bool>,
             Vec<char>,
-            Vec<String>,
-            Vec<&'static str>
+            Vec<String>
+            $(, $extra)*
         )
     };
 }
+pub(crate) use std_types;
 
 fn std_hasher<I: 'static>() -> Option<fn(&I, &mut dyn Hasher)> {
     macro_rules! pick {
@@ -423,7 +426,7 @@ fn std_hasher<I: 'static>() -> Option<fn(&I, &mut dyn Hasher)> {
             }
         )*};
     }
-    std_types!(pick);
+    std_types!(pick, &'static str, Vec<&'static str>);
     None
 }
 
@@ -447,7 +450,7 @@ pub(crate) fn std_cloner<O: 'static>() -> Option<fn(&O) -> O> {
             }
         )*};
     }
-    std_types!(pick);
+    std_types!(pick, &'static str, Vec<&'static str>);
     None
 }
 
@@ -463,7 +466,7 @@ fn std_sizer<O: 'static>() -> Option<fn(&O) -> usize> {
             }
         )*};
     }
-    std_types!(pick);
+    std_types!(pick, &'static str, Vec<&'static str>);
     None
 }
 

@@ -13,6 +13,7 @@ use std::any::{Any, TypeId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::cache::std_types;
 use crate::options::ExecutionOptions;
 use crate::store::{self, Store};
 
@@ -134,42 +135,6 @@ impl<I: 'static, O: 'static> PersistSupport<I, O> {
             decode_output: std_decoder::<O>()?,
         })
     }
-}
-
-macro_rules! std_types {
-    ($mac:ident) => {
-        $mac!(
-            u8,
-            u16,
-            u32,
-            u64,
-            u128,
-            usize,
-            i8,
-            i16,
-            i32,
-            i64,
-            i128,
-            isize,
-            bool,
-            char,
-            String,
-            (),
-            Vec<u8>,
-            Vec<u16>,
-            Vec<u32>,
-            Vec<u64>,
-            Vec<usize>,
-            Vec<i8>,
-            Vec<i16>,
-            Vec<i32>,
-            Vec<i64>,
-            Vec<isize>,
-            Vec<bool>,
-            Vec<char>,
-            Vec<String>
-        )
-    };
 }
 
 fn std_encoder<T: 'static>() -> Option<Encode<T>> {
