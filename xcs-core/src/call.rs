@@ -24,7 +24,7 @@ use crate::operator::Operator;
 use crate::options::ExecutionOptions;
 use crate::policy::{
     self,
-    memo::{self, Held},
+    memo::{self, Claimed},
 };
 use crate::pool::{self, Crew, Job};
 use crate::scope::{self, get_execution_options};
@@ -236,44 +236,26 @@ fn invoke_with<O: Operator + ?Sized>(
         key => key.and_then(Result::ok),
     };
     // Held while the body runs: concurrent calls with the same input wait for this one.
-    let mut held = None;
-    if let (Some(support), Some(key)) = (&cache, &key) {
-        match cache::lookup(support, key, deadline.map(|(at, _)| at), &context.claims) {
-            cache::Lookup::Hit(hit) => {
-                if options.trace_execution {
-                    trace::begin(name, index).finish(Outcome::CacheHit);
+    let (input, held) = match (&cache, &key) {
+        (Some(support), Some(key)) => {
+            let lookup = cache::lookup(support, key, deadline.map(|(at, _)| at), &context.claims);
+            let timeout = deadline.map_or(Duration::ZERO, |(_, t)| t);
+            let persist = op.persist_support();
+            match memo::after_lookup(
+                lookup, options, name, index, *support, persist, input, timeout,
+            ) {
+                Claimed::Answered(result, outcome) => {
+                    if options.trace_execution {
+                        trace::begin(name, index).finish(outcome);
+                    }
+                    return result;
                 }
-                return Ok(hit);
+                Claimed::Run(input, held) => (input, held),
             }
-            cache::Lookup::Compute(claim) => {
-                held = Some(Held::new(
-                    options,
-                    name,
-                    *support,
-                    claim,
-                    op.persist_support(),
-                    &input,
-                ));
-            }
-            cache::Lookup::Uncached => {}
-            cache::Lookup::TimedOut => {
-                if options.trace_execution {
-                    trace::begin(name, index).finish(Outcome::Timeout);
-                }
-                let timeout = deadline.map_or(Duration::ZERO, |(_, t)| t);
-                return Err(timeout_error(name, index, timeout));
-            }
-            cache::Lookup::Panicked(message) => return cache_panic(message),
         }
-    }
+        _ => (input, None),
+    };
     let mut kept = Some(input);
-    // Holding the claim, the persistent store (`cache_dir`) answers before the body runs.
-    if let Some(stored) = held.as_ref().and_then(|held| held.stored(&mut kept)) {
-        if options.trace_execution {
-            trace::begin(name, index).finish(Outcome::CacheHit);
-        }
-        return Ok(stored);
-    }
     let context = match &held {
         Some(held) => held.context(context),
         None => context,

@@ -21,7 +21,7 @@ use crate::operator::{AsyncOperator, Operator};
 use crate::options::ExecutionOptions;
 use crate::policy::{
     self,
-    memo::{self, Held},
+    memo::{self, Claimed},
 };
 use crate::scope::{self, get_execution_options};
 use crate::scoped::{Snapshot, WithOptions};
@@ -153,52 +153,26 @@ async fn invoke_with<O: AsyncOperator + ?Sized>(
         }
         key => key.and_then(Result::ok),
     };
-    let mut held = None;
-    if let (Some(support), Some(key)) = (&cache, &key) {
-        let finish = |outcome| {
-            if options.trace_execution {
-                trace::begin_async(name, index, parent.as_ref()).finish(outcome);
-            }
-        };
-        match cache::lookup_async(support, key, at, &context.claims).await {
-            cache::Lookup::Hit(hit) => {
-                finish(Outcome::CacheHit);
-                return Ok(hit);
-            }
-            cache::Lookup::Compute(claim) => {
-                held = Some(Held::new(
-                    &options,
-                    name,
-                    *support,
-                    claim,
-                    op.persist_support(),
-                    &input,
-                ));
-            }
-            cache::Lookup::Uncached => {}
-            cache::Lookup::TimedOut => {
-                finish(Outcome::Timeout);
-                let timeout = deadline.map(|(_, t)| t).unwrap_or_default();
-                return Err(call::timeout_error(name, index, timeout));
-            }
-            cache::Lookup::Panicked(message) => {
-                finish(Outcome::Panicked);
-                return Err(XcsError::Panicked {
-                    operator: name.to_owned(),
-                    index,
-                    message,
-                });
+    let (input, held) = match (&cache, &key) {
+        (Some(support), Some(key)) => {
+            let lookup = cache::lookup_async(support, key, at, &context.claims).await;
+            let timeout = deadline.map(|(_, t)| t).unwrap_or_default();
+            let persist = op.persist_support();
+            match memo::after_lookup(
+                lookup, &options, name, index, *support, persist, input, timeout,
+            ) {
+                Claimed::Answered(result, outcome) => {
+                    if options.trace_execution {
+                        trace::begin_async(name, index, parent.as_ref()).finish(outcome);
+                    }
+                    return result;
+                }
+                Claimed::Run(input, held) => (input, held),
             }
         }
-    }
+        _ => (input, None),
+    };
     let mut kept = Some(input);
-    // Holding the claim, the persistent store (`cache_dir`) answers before the body runs.
-    if let Some(stored) = held.as_ref().and_then(|held| held.stored(&mut kept)) {
-        if options.trace_execution {
-            trace::begin_async(name, index, parent.as_ref()).finish(Outcome::CacheHit);
-        }
-        return Ok(stored);
-    }
     // The body runs holding the claim: nested calls never wait for it.
     let context = match &held {
         Some(held) => held.context(context),

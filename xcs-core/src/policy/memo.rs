@@ -3,12 +3,75 @@
 //! the claim, the result is stored), written once. The two call paths differ only in how they
 //! wait.
 
-use crate::cache::{self, CacheSupport, Claim};
-use crate::call::drop_quietly;
+use std::time::Duration;
+
+use crate::cache::{self, CacheSupport, Claim, Lookup};
+use crate::call::{self, drop_quietly};
 use crate::deadline::CallContext;
 use crate::error::XcsError;
 use crate::options::ExecutionOptions;
 use crate::persist::{self, PersistSupport};
+use crate::trace::Outcome;
+
+/// What a call does once the memory cache has answered for its input.
+pub(crate) enum Claimed<I, O> {
+    /// The call is answered without its body: its result, and how the trace records it.
+    Answered(Result<O, XcsError>, Outcome),
+    /// The body runs with the input, holding the claim on it when the cache gave one.
+    Run(I, Option<Held<I, O>>),
+}
+
+/// The cache step after the lookup, the same for sync calls, async calls and items sent to
+/// another process (which differ only in how they wait for the lookup): a hit answers; a claim
+/// asks the `cache_dir` store, then holds on for the body; a lookup that timed out or panicked
+/// is the call's error. `timeout` is the one the call's deadline comes from.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn after_lookup<I: 'static, O: Send + 'static>(
+    lookup: Lookup<O>,
+    options: &ExecutionOptions,
+    operator: &str,
+    index: Option<usize>,
+    support: CacheSupport<I, O>,
+    persist: Option<PersistSupport<I, O>>,
+    input: I,
+    timeout: Duration,
+) -> Claimed<I, O> {
+    match lookup {
+        Lookup::Hit(hit) => {
+            drop_quietly(input);
+            Claimed::Answered(Ok(hit), Outcome::CacheHit)
+        }
+        Lookup::Compute(claim) => {
+            let held = Held::new(options, operator, support, claim, persist, &input);
+            let mut kept = Some(input);
+            match (held.stored(&mut kept), kept) {
+                (Some(stored), _) => Claimed::Answered(Ok(stored), Outcome::CacheHit),
+                (None, Some(input)) => Claimed::Run(input, Some(held)),
+                // `stored` takes the input only when it answers.
+                (None, None) => unreachable!("the store kept the input without answering"),
+            }
+        }
+        Lookup::Uncached => Claimed::Run(input, None),
+        Lookup::TimedOut => {
+            drop_quietly(input);
+            Claimed::Answered(
+                Err(call::timeout_error(operator, index, timeout)),
+                Outcome::Timeout,
+            )
+        }
+        Lookup::Panicked(message) => {
+            drop_quietly(input);
+            Claimed::Answered(
+                Err(XcsError::Panicked {
+                    operator: operator.to_owned(),
+                    index,
+                    message,
+                }),
+                Outcome::Panicked,
+            )
+        }
+    }
+}
 
 /// A call that holds the claim on its input: where its result goes.
 pub(crate) struct Held<I, O> {

@@ -17,7 +17,7 @@ use crate::device::{About, Backend, BatchJob, Outgoing, RemoteItems, RemoteSide,
 use crate::error::XcsError;
 use crate::operator::Operator;
 use crate::persist::PersistSupport;
-use crate::policy::memo::Held;
+use crate::policy::memo::{self, Claimed, Held};
 use crate::trace::{self, Outcome};
 
 /// Runs the batch on `backend`: on the caller's thread, or — when the caller enforces a
@@ -183,46 +183,30 @@ impl<O: Operator> Remote<O> {
                 return None;
             }
         };
-        match cache::lookup(&support, &key, plan.deadline(), &plan.context.claims) {
-            cache::Lookup::Hit(hit) => {
-                drop_quietly(input);
-                traced(Outcome::CacheHit);
-                self.settle(index, Ok(hit));
+        let lookup = cache::lookup(&support, &key, plan.deadline(), &plan.context.claims);
+        let timeout = plan.context.timeout.unwrap_or_default();
+        let options = &plan.options;
+        let persist = Some(self.persist);
+        match memo::after_lookup(
+            lookup,
+            options,
+            name,
+            Some(index),
+            support,
+            persist,
+            input,
+            timeout,
+        ) {
+            Claimed::Answered(result, outcome) => {
+                traced(outcome);
+                self.settle(index, result);
                 None
             }
-            cache::Lookup::Compute(claim) => {
-                let held = Held::new(
-                    &plan.options,
-                    name,
-                    support,
-                    claim,
-                    Some(self.persist),
-                    &input,
-                );
-                let mut kept = Some(input);
-                if let Some(stored) = held.stored(&mut kept) {
-                    traced(Outcome::CacheHit);
-                    self.settle(index, Ok(stored));
-                    return None;
-                }
+            Claimed::Run(input, held) => {
                 *self.held[index]
                     .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(held);
-                kept
-            }
-            cache::Lookup::Uncached => Some(input),
-            cache::Lookup::TimedOut => {
-                drop_quietly(input);
-                traced(Outcome::Timeout);
-                let timeout = plan.context.timeout.unwrap_or_default();
-                self.settle(index, Err(call::timeout_error(name, Some(index), timeout)));
-                None
-            }
-            cache::Lookup::Panicked(message) => {
-                drop_quietly(input);
-                traced(Outcome::Panicked);
-                self.settle(index, Err(panicked(message)));
-                None
+                    .unwrap_or_else(PoisonError::into_inner) = held;
+                Some(input)
             }
         }
     }
