@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Instant;
 
 use crate::error::XcsError;
@@ -65,7 +65,9 @@ pub(crate) struct About {
     pub(crate) deadline: Option<Instant>,
     pub(crate) given_up: Arc<dyn Fn() -> bool + Send + Sync>,
     pub(crate) fail: Arc<dyn Fn(usize, XcsError) + Send + Sync>,
-    pub(crate) remote: Option<RemoteItems>,
+    /// The items as bytes, made on the first [`BatchJob::remote`].
+    pub(crate) remote: OnceLock<Option<RemoteItems>>,
+    pub(crate) make_remote: Box<dyn Fn() -> Option<RemoteItems> + Send + Sync>,
 }
 
 impl BatchJob {
@@ -119,7 +121,10 @@ impl BatchJob {
     /// operator's input and output are not serializable (see
     /// [`Operator::persist_support`](crate::Operator::persist_support)).
     pub fn remote(&self) -> Option<&RemoteItems> {
-        self.about.remote.as_ref()
+        self.about
+            .remote
+            .get_or_init(|| (self.about.make_remote)())
+            .as_ref()
     }
 
     /// The number of items.

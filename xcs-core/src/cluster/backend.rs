@@ -163,6 +163,15 @@ impl NatsBackend {
             .collect())
     }
 
+    /// The error of items whose answers cannot come: the connection is gone.
+    fn lost(&self) -> impl Fn(usize) -> XcsError + use<> {
+        let url = self.inner.url.clone();
+        move |_| XcsError::Connect {
+            url: url.clone(),
+            reason: "the connection to the server is lost".into(),
+        }
+    }
+
     /// The workers, from the last discovery if it is fresh (and found some).
     fn discover(&self, fresh: bool) -> Result<Arc<Vec<WorkerInfo>>, XcsError> {
         let inner = &self.inner;
@@ -290,7 +299,17 @@ fn unavailable(job: &BatchJob) -> XcsError {
 /// Fails every item that has to be sent with `error(index)`: items the cache answers are
 /// answered, items the batch rules skip stay unstarted.
 fn fail_all(job: &BatchJob, remote: &RemoteItems, error: &dyn Fn(usize) -> XcsError) {
-    for index in 0..job.len() {
+    fail_from(job, remote, 0, error);
+}
+
+/// [`fail_all`] for the items from `start` on.
+fn fail_from(
+    job: &BatchJob,
+    remote: &RemoteItems,
+    start: usize,
+    error: &dyn Fn(usize) -> XcsError,
+) {
+    for index in start..job.len() {
         if let Outgoing::Input(_) = remote.take(index) {
             remote.complete(index, Err(error(index)));
         }
@@ -426,11 +445,7 @@ impl<'a> Dispatch<'a> {
                 async move { client.subscribe(subject).await },
             )
         else {
-            let url = inner.url.clone();
-            return fail_all(self.job, self.remote, &|_| XcsError::Connect {
-                url: url.clone(),
-                reason: "the connection to the server is lost".into(),
-            });
+            return fail_all(self.job, self.remote, &self.backend.lost());
         };
         inner.handle.spawn(async move {
             let mut stopped = stopped;
@@ -518,7 +533,7 @@ impl<'a> Dispatch<'a> {
                 return;
             }
             if no_workers && self.flights.is_empty() {
-                self.fail_rest(&mut cursor, &mut carry);
+                self.fail_rest(&mut cursor, &mut carry, &|_| unavailable(job));
                 return;
             }
             let now = Instant::now();
@@ -538,33 +553,37 @@ impl<'a> Dispatch<'a> {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    let url = self.backend.inner.url.clone();
-                    fail_all(job, self.remote, &|_| XcsError::Connect {
-                        url: url.clone(),
-                        reason: "the connection to the server is lost".into(),
-                    });
+                    // What is out will not come back either.
+                    let lost = self.backend.lost();
+                    for flight in self.flights.values() {
+                        for &index in flight.inputs.keys() {
+                            self.remote.complete(index, Err(lost(index)));
+                        }
+                    }
+                    self.flights.clear();
+                    self.fail_rest(&mut cursor, &mut carry, &lost);
                     return;
                 }
             }
             if no_workers {
-                self.fail_rest(&mut cursor, &mut carry);
+                self.fail_rest(&mut cursor, &mut carry, &|_| unavailable(job));
             }
             self.check_heartbeats(heartbeat);
         }
     }
 
-    /// Fails the items not sent yet: no worker is listening.
-    fn fail_rest(&mut self, cursor: &mut usize, carry: &mut Option<(usize, Vec<u8>)>) {
+    /// Fails the items not sent yet with `error`.
+    fn fail_rest(
+        &mut self,
+        cursor: &mut usize,
+        carry: &mut Option<(usize, Vec<u8>)>,
+        error: &dyn Fn(usize) -> XcsError,
+    ) {
         if let Some((index, _)) = carry.take() {
-            self.remote.complete(index, Err(unavailable(self.job)));
+            self.remote.complete(index, Err(error(index)));
         }
-        while *cursor < self.job.len() {
-            let index = *cursor;
-            *cursor += 1;
-            if let Outgoing::Input(_) = self.remote.take(index) {
-                self.remote.complete(index, Err(unavailable(self.job)));
-            }
-        }
+        fail_from(self.job, self.remote, *cursor, error);
+        *cursor = self.job.len();
     }
 
     /// Sends (again) the unsettled items of chunk `id`.

@@ -90,7 +90,36 @@ fn about<O: Operator>(run: &Arc<Run<O>>) -> About {
         let run = Arc::clone(run);
         Arc::new(move || run.plan().given_up())
     };
-    let remote = plan.op.persist_support().map(|persist| {
+    // Made when a backend asks for it: local backends never pay for it.
+    let make_remote = {
+        let run = Arc::clone(run);
+        Box::new(move || remote(&run))
+    };
+    let fail = {
+        let run = Arc::clone(run);
+        Arc::new(move |index: usize, error: XcsError| {
+            if run.is_settled(index) {
+                return;
+            }
+            drop_quietly(run.take_input(index));
+            run.settle_item(index, Err(error));
+        })
+    };
+    About {
+        operator: plan.op.name().to_owned(),
+        options: plan.options,
+        deadline: plan.deadline(),
+        given_up,
+        fail,
+        remote: std::sync::OnceLock::new(),
+        make_remote,
+    }
+}
+
+/// The batch's items as bytes, when the operator's input and output serialize.
+fn remote<O: Operator>(run: &Arc<Run<O>>) -> Option<RemoteItems> {
+    let plan = run.plan();
+    plan.op.persist_support().map(|persist| {
         let side: Arc<dyn RemoteSide> = Arc::new(Remote {
             run: Arc::clone(run),
             persist,
@@ -103,27 +132,7 @@ fn about<O: Operator>(run: &Arc<Run<O>>) -> About {
             },
         });
         RemoteItems::new(side)
-    });
-    let fail = {
-        let run = Arc::clone(run);
-        Arc::new(move |index: usize, error: XcsError| {
-            if run.is_settled(index) {
-                return;
-            }
-            drop_quietly(run.take_input(index));
-            run.plan().note_failure(index);
-            run.plan().report(index, false);
-            run.settle(index, Part::Slots(vec![Err(Some(Box::new(error)))]));
-        })
-    };
-    About {
-        operator: plan.op.name().to_owned(),
-        options: plan.options,
-        deadline: plan.deadline(),
-        given_up,
-        fail,
-        remote,
-    }
+    })
 }
 
 /// Where the cache claim of an item sent out waits for its result.
@@ -140,19 +149,7 @@ struct Remote<O: Operator> {
 
 impl<O: Operator> Remote<O> {
     fn settle(&self, index: usize, result: Result<O::Output, XcsError>) {
-        let plan = self.run.plan();
-        let part = match result {
-            Ok(output) => {
-                plan.report(index, true);
-                Part::Ok(vec![output])
-            }
-            Err(error) => {
-                plan.note_failure(index);
-                plan.report(index, false);
-                Part::Slots(vec![Err(Some(Box::new(error)))])
-            }
-        };
-        self.run.settle(index, part);
+        self.run.settle_item(index, result);
     }
 
     /// Answers `input` from the memory cache or the `cache_dir` store if it can; otherwise

@@ -236,9 +236,26 @@ impl<O: Operator> Run<O> {
             .take()
     }
 
-    /// Stores the outcome of block `b`, run elsewhere; an outcome that arrives for a block that
-    /// has one already (a chunk that ran twice) is dropped.
-    pub(super) fn settle(&self, b: usize, part: Part<O::Output>) {
+    /// Settles item `index` (of a batch of single-item blocks) that ran elsewhere, reported as
+    /// an item run here is; an outcome for an item that has one already (a chunk that ran twice)
+    /// is dropped.
+    pub(super) fn settle_item(&self, index: usize, result: Result<O::Output, XcsError>) {
+        let part = match result {
+            Ok(output) => {
+                self.plan.report(index, true);
+                Part::Ok(vec![output])
+            }
+            Err(error) => {
+                self.plan.note_failure(index);
+                self.plan.report(index, false);
+                Part::Slots(vec![Err(Some(Box::new(error)))])
+            }
+        };
+        self.settle(index, part);
+    }
+
+    /// Stores the outcome of block `b`; one for a block that has one already is dropped.
+    fn settle(&self, b: usize, part: Part<O::Output>) {
         let Some(block) = self.blocks.get(b) else {
             drop_quietly(part);
             return;
