@@ -109,7 +109,8 @@ pub mod __private {
     pub use xcs_core::__private::*;
 }
 
-/// The README's examples, compiled and run as doctests so they stay true.
+/// The README's examples, compiled and run as doctests so they stay true. The README shows the
+/// default features (its async examples need `tokio`).
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "tokio"))]
 pub struct ReadmeDoctests;

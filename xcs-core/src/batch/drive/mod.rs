@@ -44,6 +44,12 @@
 //!    the runtime discards, panic payloads), and a block always records an outcome, so no
 //!    waiter misses a result.
 //!
+//! 5. **Items run elsewhere wait on nothing here.** A backend that sends items to another
+//!    process ([`RemoteItems`](crate::RemoteItems), the cluster) waits on its own thread for
+//!    answers that its own I/O runtime delivers; that runtime never waits for xcs work. The
+//!    cache claims it holds for items sent out are released when their answer arrives, when
+//!    they are given up, or when the batch ends — so a cache waiter's chain still ends.
+//!
 //! Deadlines bound every wait: a caller under a deadline stops waiting at it, gives the batch
 //! up (unstarted items stay unstarted) and abandons the items still running, which are counted
 //! until they return (see [`abandoned_items`](crate::abandoned_items)).
