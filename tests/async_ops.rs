@@ -315,3 +315,48 @@ fn concurrent_identical_calls_run_the_body_once_without_blocking_a_thread() {
         });
     });
 }
+
+/// Returns its input at once.
+struct InstantAsync;
+
+impl AsyncOperator for InstantAsync {
+    type Input = u64;
+    type Output = u64;
+
+    async fn forward(&self, input: u64) -> Result<u64, XcsError> {
+        Ok(input)
+    }
+
+    fn name(&self) -> &str {
+        "instant_async"
+    }
+}
+
+/// An async batch whose deadline passes before its items start is a timeout, never
+/// `Cancelled`, whichever comes first of the deadline check and the start of an item.
+#[tokio::test]
+async fn an_async_batch_cut_by_its_deadline_is_always_a_timeout() {
+    let patch = OptionsPatch::new()
+        .timeout(Some(Duration::from_nanos(1)))
+        .unwrap();
+    for round in 0..5_000 {
+        let errors = [
+            with_options_async(&patch, async {
+                vmap(InstantAsync).call(vec![1, 2, 3, 4]).await
+            })
+            .await
+            .unwrap_err(),
+            with_options_async(&patch, async {
+                pmap(InstantAsync, 2).call(vec![1, 2, 3, 4]).await
+            })
+            .await
+            .unwrap_err(),
+        ];
+        for error in errors {
+            assert!(
+                matches!(error, XcsError::Timeout { .. }),
+                "round {round}: {error:?}"
+            );
+        }
+    }
+}

@@ -277,3 +277,40 @@ fn items_abandoned_inside_nested_batches_do_not_starve_later_batches() {
     assert_eq!(hang.finished.load(Ordering::SeqCst), 0);
     hang.gate.open();
 }
+
+/// Returns its input at once.
+struct Instant0;
+
+impl Operator for Instant0 {
+    type Input = u64;
+    type Output = u64;
+
+    fn forward(&self, input: u64) -> Result<u64, XcsError> {
+        Ok(input)
+    }
+
+    fn name(&self) -> &str {
+        "instant0"
+    }
+}
+
+/// A batch whose deadline passes before its items start is a timeout, whichever comes first of
+/// the deadline check at the call's start and the start of an item: never `Cancelled`.
+#[test]
+fn a_batch_cut_by_its_deadline_is_always_a_timeout() {
+    let patch = timeout(1e-9);
+    let serial = timeout(1e-9).use_parallel(false);
+    for round in 0..5_000 {
+        let errors = [
+            with_options(&patch, || vmap(Instant0).call(vec![1, 2, 3, 4])).unwrap_err(),
+            with_options(&patch, || pmap(Instant0, 2).call(vec![1, 2, 3, 4])).unwrap_err(),
+            with_options(&serial, || vmap(Instant0).call(vec![1, 2, 3, 4])).unwrap_err(),
+        ];
+        for error in errors {
+            assert!(
+                matches!(error, XcsError::Timeout { .. }),
+                "round {round}: {error:?}"
+            );
+        }
+    }
+}

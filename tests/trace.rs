@@ -384,3 +384,103 @@ fn items_on_worker_threads_are_children_of_their_batch() {
         assert_eq!(item.depth, batch.depth + 1);
     }
 }
+
+/// The same scenario through the sync and the async driver records the same events and returns
+/// the same error: a batch of 3 items, each working for up to 10 s (and stopping early when the
+/// call is given up), under `timeout_seconds = 0.2` with every item in flight.
+#[cfg(feature = "tokio")]
+#[test]
+fn sync_and_async_drivers_trace_a_timed_out_batch_alike() {
+    use xcs::{AsyncOperator, vmap};
+
+    /// Works for 10 s in small steps, stopping once the call is given up.
+    struct Slow;
+    impl Operator for Slow {
+        type Input = u64;
+        type Output = u64;
+        fn forward(&self, input: u64) -> Result<u64, XcsError> {
+            for _ in 0..1_000 {
+                if xcs::cancelled() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(input)
+        }
+        fn name(&self) -> &str {
+            "drift_slow"
+        }
+    }
+    /// The async twin: awaits 10 s.
+    struct SlowAsync;
+    impl AsyncOperator for SlowAsync {
+        type Input = u64;
+        type Output = u64;
+        async fn forward(&self, input: u64) -> Result<u64, XcsError> {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok(input)
+        }
+        fn name(&self) -> &str {
+            "drift_slow"
+        }
+    }
+
+    /// What must agree: everything but ids, threads and times.
+    fn shape(events: &[TraceEvent]) -> Vec<(String, Option<usize>, usize, Outcome, u32, bool)> {
+        let mut shape: Vec<_> = events
+            .iter()
+            .map(|e| {
+                let parent = e.parent.is_some();
+                (
+                    e.operator.clone(),
+                    e.index,
+                    e.depth,
+                    e.outcome,
+                    e.attempt,
+                    parent,
+                )
+            })
+            .collect();
+        shape.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        shape
+    }
+    /// The error with what differs by nature (the measured time) left out.
+    fn error_shape(error: &XcsError) -> String {
+        match error {
+            XcsError::Timeout {
+                operator, index, ..
+            } => format!("timeout {operator} {index:?}"),
+            other => format!("{other:?}"),
+        }
+    }
+
+    let _guard = lock();
+    let _ = xcs::take_trace();
+    let sync_error =
+        execution_options!(trace_execution = true, timeout_seconds = 0.2, max_workers = 3 => {
+            vmap(Slow).call(vec![0, 1, 2])
+        })
+        .unwrap_err();
+    // The abandoned items see `cancelled()` and finish; wait for their events.
+    std::thread::sleep(Duration::from_millis(300));
+    let sync_events = events_of("drift_slow");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let async_error = runtime
+        .block_on(async {
+            execution_options!(trace_execution = true, timeout_seconds = 0.2, max_workers = 3 => async {
+                vmap(SlowAsync).call(vec![0, 1, 2]).await
+            })
+            .await
+        })
+        .unwrap_err();
+    let async_events = events_of("drift_slow");
+
+    assert_eq!(error_shape(&sync_error), error_shape(&async_error));
+    assert_eq!(shape(&sync_events), shape(&async_events));
+    let batch = sync_events.iter().find(|e| e.index.is_none()).unwrap();
+    assert_eq!(batch.outcome, Outcome::Timeout);
+}

@@ -80,7 +80,34 @@ pub(crate) struct Ran<T> {
     pub(crate) timeout: Option<Duration>,
 }
 
+/// The first item (lowest index) that failed or never ran.
+enum FirstFailure<'a> {
+    Failed(&'a XcsError),
+    NotRun,
+}
+
 impl<T> Ran<T> {
+    /// The item with the lowest index that failed or never ran: the one [`collect`] reports.
+    fn first_failure(&self) -> Option<FirstFailure<'_>> {
+        for part in &self.parts {
+            match part {
+                Part::Ok(_) => {}
+                Part::Missing(0) => {}
+                Part::Missing(_) => return Some(FirstFailure::NotRun),
+                Part::Slots(slots) => {
+                    for slot in slots {
+                        match slot {
+                            Ok(_) => {}
+                            Err(Some(error)) => return Some(FirstFailure::Failed(error)),
+                            Err(None) => return Some(FirstFailure::NotRun),
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// Whether an item failed with an error that `what` picks.
     fn any_error(&self, what: impl Fn(&XcsError) -> bool) -> bool {
         self.parts.iter().any(|part| match part {
@@ -221,9 +248,13 @@ pub(crate) fn trace_outcome<T>(ran: &Result<Ran<T>, XcsError>) -> Outcome {
     match ran {
         Err(XcsError::Timeout { .. }) => Outcome::Timeout,
         Err(_) => Outcome::Error,
-        Ok(ran) if ran.timeout.is_some() => Outcome::Timeout,
-        Ok(ran) if ran.succeeded() => Outcome::Ok,
-        Ok(_) => Outcome::Error,
+        // What `collect` reports: the lowest-index item that failed or never ran.
+        Ok(ran) => match ran.first_failure() {
+            None => Outcome::Ok,
+            Some(FirstFailure::Failed(error)) if error.is_timeout() => Outcome::Timeout,
+            Some(FirstFailure::NotRun) if ran.timeout.is_some() => Outcome::Timeout,
+            Some(_) => Outcome::Error,
+        },
     }
 }
 
@@ -291,8 +322,22 @@ impl<O> Plan<O> {
         }
     }
 
+    /// Concludes a batch that a driver has run: when the first item without an outcome was left
+    /// unstarted and the batch's deadline has passed, the batch timed out (whichever of the
+    /// deadline check and an item start happened first: a call cut by its deadline returns
+    /// `Timeout`, never `Cancelled`). Then the progress report is finished.
+    pub(crate) fn conclude<T>(&self, ran: &mut Ran<T>) {
+        if ran.timeout.is_none()
+            && self.context.deadline.is_some_and(|at| Instant::now() >= at)
+            && matches!(ran.first_failure(), Some(FirstFailure::NotRun))
+        {
+            ran.timeout = Some(self.context.timeout.unwrap_or_default());
+        }
+        self.finish_progress(ran);
+    }
+
     /// Finishes the progress report with the batch's outcome.
-    pub(crate) fn finish_progress<T>(&self, ran: &Ran<T>) {
+    fn finish_progress<T>(&self, ran: &Ran<T>) {
         if let Some(progress) = &self.progress {
             progress.finish(
                 if ran.timeout.is_some() || ran.any_error(XcsError::is_timeout) {

@@ -152,11 +152,11 @@ pub(crate) async fn run<O: AsyncOperator>(
         plan.stop.cancel();
         Some(plan.context.timeout.unwrap_or_default())
     };
-    let ran = Ran {
+    let mut ran = Ran {
         parts: outcomes.into_parts(),
         timeout,
     };
-    plan.finish_progress(&ran);
+    plan.conclude(&mut ran);
     Ok(ran)
 }
 

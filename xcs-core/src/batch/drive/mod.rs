@@ -103,8 +103,8 @@ pub(crate) fn run<O: Operator>(
         }
     }
     let plan = Arc::new(Plan::new(op, op.name(), len, options, &timing, settled));
-    let ran = drive(&plan, kind, backend, inputs, limit, timing.enforce);
-    plan.finish_progress(&ran);
+    let mut ran = drive(&plan, kind, backend, inputs, limit, timing.enforce);
+    plan.conclude(&mut ran);
     Ok(ran)
 }
 
