@@ -119,6 +119,12 @@ pub(crate) enum StoreErrorKind {
     Busy,
     /// Any other I/O or database failure.
     Io,
+    /// The directory belongs to another user or other users may write it (see the module
+    /// docs): nothing in it is trusted or touched.
+    UntrustedDir,
+    /// A database file (or a side file) is a symbolic link, not a regular file, belongs to
+    /// another user or other users may write it.
+    UntrustedFile,
     /// xcs was built without the `persist` feature.
     #[cfg(not(feature = "persist"))]
     Disabled,
@@ -326,8 +332,15 @@ pub fn clear_cache_dir(path: impl AsRef<Path>) -> Result<(), XcsError> {
     }
     match sqlite::empty(dir.as_path()) {
         Ok(()) => Ok(()),
-        // Nothing in a corrupt file is worth keeping, and SQLite cannot empty it: delete it.
-        Err(error) if error.kind() == StoreErrorKind::Corrupt => {
+        // Nothing in a corrupt file, or in a file another user may have written, is worth
+        // keeping, and SQLite must not (or cannot) open it: delete it. Deleting a name never
+        // follows a symbolic link, and the directory is ours (else the error is `UntrustedDir`).
+        Err(error)
+            if matches!(
+                error.kind(),
+                StoreErrorKind::Corrupt | StoreErrorKind::UntrustedFile
+            ) =>
+        {
             remove_db_files(dir.as_path()).map_err(XcsError::from)
         }
         Err(error) => Err(error.into()),
@@ -394,6 +407,119 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> 
     codec::decode(bytes).ok()
 }
 
+/// Which directories and files the store trusts: those only the current user can have written
+/// (see the module docs, Privacy). Every check reads metadata without following a symbolic link
+/// at the checked name, and none opens a file: closing a descriptor of a database file would drop
+/// the locks this process's SQLite connections hold on it.
+#[cfg(feature = "persist")]
+mod trust {
+    use std::fs::Metadata;
+    use std::io::ErrorKind;
+    use std::path::Path;
+
+    use super::{StoreError, StoreErrorKind, sqlite::io_error};
+
+    /// Refuses a cache directory that another user owns or may write. The directory's own name
+    /// may be a symbolic link (to a directory that passes).
+    pub(super) fn check_dir(dir: &Path) -> Result<(), StoreError> {
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| io_error(dir, "cannot read the directory's metadata", &e))?;
+        if !meta.is_dir() {
+            return Err(StoreError::new(
+                dir,
+                StoreErrorKind::Unavailable,
+                "it is not a directory",
+            ));
+        }
+        match foreign(&meta) {
+            None => Ok(()),
+            Some(why) => Err(StoreError::new(
+                dir,
+                StoreErrorKind::UntrustedDir,
+                format!(
+                    "the directory {why}, so its files could be planted or replaced; use a \
+                     directory that only you can write (xcs creates a missing one with mode 0700)"
+                ),
+            )),
+        }
+    }
+
+    /// Refuses a database file (or side file) at `path` that is a symbolic link or not a regular
+    /// file, or that another user owns or may write; makes one that others may read private
+    /// (mode 0600). A missing file is fine.
+    pub(super) fn check_file(dir: &Path, path: &Path) -> Result<(), StoreError> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error(dir, "cannot read a database file's metadata", &e)),
+        };
+        let why = if meta.file_type().is_symlink() {
+            Some("is a symbolic link".to_owned())
+        } else if !meta.is_file() {
+            Some("is not a regular file".to_owned())
+        } else {
+            foreign(&meta)
+        };
+        if let Some(why) = why {
+            return Err(StoreError::new(
+                dir,
+                StoreErrorKind::UntrustedFile,
+                format!(
+                    "`{}` {why}, so it is not opened (`xcs::clear_cache_dir` deletes it)",
+                    path.display()
+                ),
+            ));
+        }
+        make_private(dir, path, &meta)
+    }
+
+    /// Why another user could have written what `meta` describes, if they could.
+    #[cfg(unix)]
+    fn foreign(meta: &Metadata) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            Some(format!(
+                "belongs to another user (uid {}; this process runs as uid {me})",
+                meta.uid()
+            ))
+        } else if meta.mode() & 0o022 != 0 {
+            Some(format!(
+                "is writable by other users (mode {:o})",
+                meta.mode() & 0o7777
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Elsewhere the directory's access control is trusted as it is.
+    #[cfg(not(unix))]
+    fn foreign(_meta: &Metadata) -> Option<String> {
+        None
+    }
+
+    /// Takes the group's and others' permissions off a file of ours (a 0644 file becomes 0600).
+    /// The path is not a symbolic link and sits in a directory only we may write, so nobody else
+    /// can swap it before the change.
+    #[cfg(unix)]
+    fn make_private(dir: &Path, path: &Path, meta: &Metadata) -> Result<(), StoreError> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 == 0 {
+            return Ok(());
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(|e| io_error(dir, "cannot make a database file private (mode 0600)", &e))
+    }
+
+    /// Elsewhere the files inherit the directory's access control.
+    #[cfg(not(unix))]
+    fn make_private(_dir: &Path, _path: &Path, _meta: &Metadata) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 /// The SQLite database behind a [`Store`].
 #[cfg(feature = "persist")]
 mod sqlite {
@@ -404,7 +530,9 @@ mod sqlite {
 
     use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-    use super::{BUSY_TIMEOUT, DB_FILE, SIDE_SUFFIXES, StoreError, StoreErrorKind, side_file};
+    use super::{
+        BUSY_TIMEOUT, DB_FILE, SIDE_SUFFIXES, StoreError, StoreErrorKind, side_file, trust,
+    };
 
     /// Idle read connections kept for reuse (more are opened while more threads read at once).
     const IDLE_READERS: usize = 8;
@@ -427,7 +555,7 @@ mod sqlite {
     impl Db {
         pub(super) fn open(dir: &Path) -> Result<Db, StoreError> {
             create_dir(dir)?;
-            let path = dir.join(DB_FILE);
+            let path = trusted_files(dir)?;
             create_file(dir, &path)?;
             let writer = connect(&path).map_err(|e| store_error(dir, &e))?;
             configure(&writer).map_err(|e| store_error(dir, &e))?;
@@ -441,13 +569,10 @@ mod sqlite {
                     "the database file is read-only",
                 ));
             }
-            // SQLite gives its side files the database file's mode, but set it anyway: the files
-            // may predate us, and privacy must not depend on that detail.
+            // SQLite gives the side files it creates the database file's mode, but check them
+            // anyway: privacy must not depend on that detail.
             for suffix in SIDE_SUFFIXES {
-                let side = side_file(&path, suffix);
-                if super::exists(&side) {
-                    make_private(dir, &side)?;
-                }
+                trust::check_file(dir, &side_file(&path, suffix))?;
             }
             Ok(Db {
                 dir: dir.to_path_buf(),
@@ -515,9 +640,23 @@ mod sqlite {
         }
     }
 
+    /// Checks the directory `dir` and the database's files in it (those that exist) before
+    /// SQLite opens any of them: SQLite replays a WAL file it finds into the database. The path
+    /// of the database file.
+    fn trusted_files(dir: &Path) -> Result<PathBuf, StoreError> {
+        trust::check_dir(dir)?;
+        let path = dir.join(DB_FILE);
+        trust::check_file(dir, &path)?;
+        for suffix in SIDE_SUFFIXES {
+            trust::check_file(dir, &side_file(&path, suffix))?;
+        }
+        Ok(path)
+    }
+
     /// Deletes every entry of the store in `dir` (whose database file exists).
     pub(super) fn empty(dir: &Path) -> Result<(), StoreError> {
-        let conn = connect(&dir.join(DB_FILE)).map_err(|e| store_error(dir, &e))?;
+        let path = trusted_files(dir)?;
+        let conn = connect(&path).map_err(|e| store_error(dir, &e))?;
         configure(&conn).map_err(|e| store_error(dir, &e))?;
         conn.execute("DELETE FROM entries", [])
             .map_err(|e| store_error(dir, &e))?;
@@ -528,10 +667,13 @@ mod sqlite {
 
     fn connect(path: &Path) -> rusqlite::Result<Connection> {
         // No SQLITE_OPEN_CREATE: `create_file` made the file with the right mode. NO_MUTEX: a
-        // connection is only ever used under one of our mutexes.
+        // connection is only ever used under one of our mutexes. NOFOLLOW: a database path that
+        // is a symbolic link is refused (SQLite opens its side files with O_NOFOLLOW anyway).
         let conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
         )?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         Ok(conn)
@@ -576,40 +718,25 @@ mod sqlite {
             .map_err(|e| io_error(dir, "cannot create the directory", &e))
     }
 
-    /// Creates the database file with mode 0600 (if it is missing) and makes it 0600 (if it is
-    /// not), before SQLite opens it: SQLite would create it with the umask's mode.
+    /// Creates the database file with mode 0600 if it is missing, before SQLite opens it: SQLite
+    /// would create it with the umask's mode. (An existing one was checked by `trusted_files`.)
+    /// `create_new` (`O_CREAT | O_EXCL`) never follows a symbolic link: a link planted at the
+    /// path, even a dangling one, fails the creation instead of creating its target.
     fn create_file(dir: &Path, path: &Path) -> Result<(), StoreError> {
         let mut options = OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
+        options.read(true).write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        options
-            .open(path)
-            .map_err(|e| io_error(dir, "cannot open the database file for writing", &e))?;
-        make_private(dir, path)
-    }
-
-    #[cfg(unix)]
-    fn make_private(dir: &Path, path: &Path) -> Result<(), StoreError> {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map_err(|e| io_error(dir, "cannot read the mode of a database file", &e))?
-            .permissions()
-            .mode();
-        if mode & 0o777 == 0o600 {
-            return Ok(());
+        match options.open(path) {
+            Ok(_) => Ok(()),
+            // There already (checked by `trusted_files`), or created by another process since:
+            // check it again.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => trust::check_file(dir, path),
+            Err(e) => Err(io_error(dir, "cannot create the database file", &e)),
         }
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| io_error(dir, "cannot make a database file private (mode 0600)", &e))
     }
 
-    /// Elsewhere the files inherit the directory's access control.
-    #[cfg(not(unix))]
-    fn make_private(_dir: &Path, _path: &Path) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    fn io_error(dir: &Path, what: &str, error: &std::io::Error) -> StoreError {
+    pub(super) fn io_error(dir: &Path, what: &str, error: &std::io::Error) -> StoreError {
         use std::io::ErrorKind;
         let kind = match error.kind() {
             ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => StoreErrorKind::ReadOnly,
