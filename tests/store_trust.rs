@@ -112,7 +112,12 @@ struct Outcome {
 /// Runs this test binary again as a child that makes one call of `role` with `cache_dir = dir`.
 fn child(role: &str, dir: &Path) -> Outcome {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_process", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ROLE, role)
         .env(DIR, dir)
         .output()
@@ -188,7 +193,8 @@ fn a_deeply_nested_stored_value_is_a_miss_not_a_crash() {
     deep.extend([0, 2]);
     let db = rusqlite::Connection::open(dir.join(DB)).unwrap();
     assert_eq!(
-        db.execute("UPDATE entries SET value = ?1", [&deep]).unwrap(),
+        db.execute("UPDATE entries SET value = ?1", [&deep])
+            .unwrap(),
         1
     );
     drop(db);

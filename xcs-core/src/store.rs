@@ -30,7 +30,8 @@
 //!
 //! - [`Store::open`]`(dir) -> Result<Arc<Store>, StoreError>`: the store of a directory, opened
 //!   once per process and shared (a process-wide map from [`CacheDir`] to the open store). It
-//!   creates the directory (mode 0700) and the database file (mode 0600). A directory that failed
+//!   creates the directory (mode 0700) and the database file (mode 0600), and refuses a
+//!   directory or file another user could have written (see Privacy). A directory that failed
 //!   to open is remembered: calls within [`RETRY_AFTER`] get the same error without touching the
 //!   disk, then one retry is made. Cheap enough to call on every call (a mutex and a map lookup).
 //! - [`Store::get`], [`Store::put`], [`Store::remove`]: opaque bytes in, opaque bytes out. A caller
@@ -42,7 +43,8 @@
 //! - [`encode`] / [`decode`]: the serialized form of inputs and outputs (`postcard`, whose wire
 //!   format is stable across its 1.x releases and platform-independent: integers are varints, so a
 //!   `usize` reads the same on 32- and 64-bit hosts). Both return `None` instead of failing or
-//!   panicking, including when a user's `Serialize`/`Deserialize` impl panics.
+//!   panicking, including when a user's `Serialize`/`Deserialize` impl panics or the bytes nest
+//!   deeper than [`codec::MAX_DEPTH`] levels (thin wrappers of [`codec`]).
 //! - [`clear_cache_dir`]`(path)` (public, re-exported at the crate root): empties the store of a
 //!   directory.
 //!
@@ -55,9 +57,35 @@
 //!
 //! # Privacy
 //!
-//! A directory the store creates gets mode 0700; the database file and SQLite's side files
-//! (`-wal`, `-shm`) get 0600 whatever the umask. An existing directory is used as it is: its mode
-//! is the user's choice (think `cache_dir = "."`), and the files in it are private anyway.
+//! A directory the store creates gets mode 0700 (parents it creates too); the database file gets
+//! 0600 whatever the umask, and SQLite gives its side files (`-wal`, `-shm`) the same mode.
+//!
+//! Threat model: whoever can write the directory or one of the store's files can make calls
+//! answer whatever they like (a planted `-wal` file is replayed into the database when SQLite
+//! opens it), and a symbolic link at a file's name would make the store create, write or change
+//! the mode of a file elsewhere. So, on Unix, the store opens a directory only if it belongs to
+//! the process's effective user and neither its group nor others may write it (an existing
+//! `0755` directory of the user's, think `cache_dir = "."`, is fine; a `0777` or `0775` one, or
+//! one of another user, is refused), and the database file and its `-wal`, `-shm` and
+//! `-journal` files only if each (when it exists) is a regular file, not a symbolic link, of the
+//! same user, that others may not write. A file of ours that others may read loses those bits
+//! (0644 becomes 0600). All of it is checked with `lstat` before SQLite opens anything. Our own
+//! code never opens an existing file: a missing database file is created with `O_CREAT |
+//! O_EXCL` (which fails on a symbolic link, even a dangling one), SQLite opens the database
+//! with `SQLITE_OPEN_NOFOLLOW` and its side files with `O_NOFOLLOW`. Once the directory is known
+//! to be writable by its owner alone, nobody else (but root) can swap a checked name before it is
+//! opened. A refused store is a [`StoreError`] ([`StoreErrorKind::UntrustedDir`] or
+//! [`StoreErrorKind::UntrustedFile`]), so calls degrade to the memory cache with one warning,
+//! as for any store that does not open; [`clear_cache_dir`] deletes refused files (by name) in a
+//! directory of ours and touches nothing in a refused directory.
+//!
+//! Not covered: the directories above the cache directory are trusted as they are (as for any
+//! path a program is given), and so is root. Elsewhere than Unix, ownership and modes are not
+//! checked (the directory's access control lists apply as they are); symbolic links are still
+//! refused.
+//!
+//! Bytes read back from a store are decoded with bounds ([`codec::decode`]: depth, size,
+//! elements): a value that breaks them is a miss, never a crashed process.
 //!
 //! # Caveats for callers
 //!
@@ -298,9 +326,12 @@ impl Store {
 /// already empty.
 ///
 /// The entries are deleted through the database, so processes that have the store open keep
-/// using it. A database file that is corrupt (or not a database) is deleted with its side files
-/// instead, and the next call that uses the directory creates a fresh one. Files in the directory
-/// that are not the cache's are left alone.
+/// using it. A database file that is corrupt (or not a database), or that the store refuses to
+/// open (a symbolic link, or a file another user could have written), is deleted with its side
+/// files instead — by name: a symbolic link is removed, never followed — and the next call that
+/// uses the directory creates a fresh one. Files in the directory that are not the cache's are
+/// left alone, and nothing at all is touched in a directory that belongs to another user or that
+/// others may write.
 ///
 /// ```
 /// # let dir = std::env::temp_dir().join(format!("xcs-doc-clear-{}", std::process::id()));
@@ -309,7 +340,8 @@ impl Store {
 /// ```
 ///
 /// # Errors
-/// [`XcsError::CacheStore`] if the store exists but cannot be emptied (read-only, held by a
+/// [`XcsError::CacheStore`] if the directory belongs to another user or others may write it
+/// (Unix), or if the store exists but cannot be emptied (read-only, held by a
 /// process past the busy timeout, or its files cannot be deleted); [`XcsError::InvalidValue`] for
 /// an empty path.
 pub fn clear_cache_dir(path: impl AsRef<Path>) -> Result<(), XcsError> {
@@ -325,6 +357,12 @@ pub fn clear_cache_dir(path: impl AsRef<Path>) -> Result<(), XcsError> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .remove(dir.as_path());
+    // Nothing is touched in a directory that another user could have written: its files may
+    // not be ours to delete.
+    #[cfg(feature = "persist")]
+    if exists(dir.as_path()) {
+        trust::check_dir(dir.as_path())?;
+    }
     let db_path = dir.as_path().join(DB_FILE);
     if !exists(&db_path) {
         // A stray WAL must not outlive its database: SQLite would replay it into the next one.
@@ -1126,6 +1164,41 @@ mod tests {
         Store::open(shared).unwrap().put(b"k", b"v").unwrap();
         assert_eq!(mode(&db_file(shared)), 0o600);
         assert_eq!(mode(shared.as_path()), 0o755);
+    }
+
+    #[test]
+    fn untrusted_directories_and_files_are_errors() {
+        let tmp = TempDir::new("untrusted");
+        let dir = tmp.cache("open");
+        std::fs::create_dir(dir.as_path()).unwrap();
+        std::fs::set_permissions(dir.as_path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let error = Store::open(dir).unwrap_err();
+        assert_eq!(error.kind(), StoreErrorKind::UntrustedDir, "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("writable by other users (mode 777)"),
+            "{error}"
+        );
+        assert!(matches!(
+            clear_cache_dir(dir.as_path()),
+            Err(XcsError::CacheStore { .. })
+        ));
+
+        let dir = tmp.cache("linked");
+        std::fs::create_dir(dir.as_path()).unwrap();
+        std::os::unix::fs::symlink(
+            tmp.0.join("elsewhere"),
+            db_file(dir).with_extension("sqlite3-wal"),
+        )
+        .unwrap();
+        let error = Store::open(dir).unwrap_err();
+        assert_eq!(error.kind(), StoreErrorKind::UntrustedFile, "{error}");
+        assert!(error.to_string().contains("is a symbolic link"), "{error}");
+        // Cleared by deleting the link; then the store opens.
+        clear_cache_dir(dir.as_path()).unwrap();
+        Store::open(dir).unwrap().put(b"k", b"v").unwrap();
+        assert!(!tmp.0.join("elsewhere").exists());
     }
 
     #[test]
