@@ -30,7 +30,8 @@
 //!
 //! - [`Store::open`]`(dir) -> Result<Arc<Store>, StoreError>`: the store of a directory, opened
 //!   once per process and shared (a process-wide map from [`CacheDir`] to the open store). It
-//!   creates the directory (mode 0700) and the database file (mode 0600). A directory that failed
+//!   creates the directory (mode 0700) and the database file (mode 0600), and refuses a
+//!   directory or file another user could have written (see Privacy). A directory that failed
 //!   to open is remembered: calls within [`RETRY_AFTER`] get the same error without touching the
 //!   disk, then one retry is made. Cheap enough to call on every call (a mutex and a map lookup).
 //! - [`Store::get`], [`Store::put`], [`Store::remove`]: opaque bytes in, opaque bytes out. A caller
@@ -42,7 +43,8 @@
 //! - [`encode`] / [`decode`]: the serialized form of inputs and outputs (`postcard`, whose wire
 //!   format is stable across its 1.x releases and platform-independent: integers are varints, so a
 //!   `usize` reads the same on 32- and 64-bit hosts). Both return `None` instead of failing or
-//!   panicking, including when a user's `Serialize`/`Deserialize` impl panics.
+//!   panicking, including when a user's `Serialize`/`Deserialize` impl panics or the bytes nest
+//!   deeper than [`codec::MAX_DEPTH`] levels (thin wrappers of [`codec`]).
 //! - [`clear_cache_dir`]`(path)` (public, re-exported at the crate root): empties the store of a
 //!   directory.
 //!
@@ -55,9 +57,35 @@
 //!
 //! # Privacy
 //!
-//! A directory the store creates gets mode 0700; the database file and SQLite's side files
-//! (`-wal`, `-shm`) get 0600 whatever the umask. An existing directory is used as it is: its mode
-//! is the user's choice (think `cache_dir = "."`), and the files in it are private anyway.
+//! A directory the store creates gets mode 0700 (parents it creates too); the database file gets
+//! 0600 whatever the umask, and SQLite gives its side files (`-wal`, `-shm`) the same mode.
+//!
+//! Threat model: whoever can write the directory or one of the store's files can make calls
+//! answer whatever they like (a planted `-wal` file is replayed into the database when SQLite
+//! opens it), and a symbolic link at a file's name would make the store create, write or change
+//! the mode of a file elsewhere. So, on Unix, the store opens a directory only if it belongs to
+//! the process's effective user and neither its group nor others may write it (an existing
+//! `0755` directory of the user's, think `cache_dir = "."`, is fine; a `0777` or `0775` one, or
+//! one of another user, is refused), and the database file and its `-wal`, `-shm` and
+//! `-journal` files only if each (when it exists) is a regular file, not a symbolic link, of the
+//! same user, that others may not write. A file of ours that others may read loses those bits
+//! (0644 becomes 0600). All of it is checked with `lstat` before SQLite opens anything. Our own
+//! code never opens an existing file: a missing database file is created with `O_CREAT |
+//! O_EXCL` (which fails on a symbolic link, even a dangling one), SQLite opens the database
+//! with `SQLITE_OPEN_NOFOLLOW` and its side files with `O_NOFOLLOW`. Once the directory is known
+//! to be writable by its owner alone, nobody else (but root) can swap a checked name before it is
+//! opened. A refused store is a [`StoreError`] ([`StoreErrorKind::UntrustedDir`] or
+//! [`StoreErrorKind::UntrustedFile`]), so calls degrade to the memory cache with one warning,
+//! as for any store that does not open; [`clear_cache_dir`] deletes refused files (by name) in a
+//! directory of ours and touches nothing in a refused directory.
+//!
+//! Not covered: the directories above the cache directory are trusted as they are (as for any
+//! path a program is given), and so is root. Elsewhere than Unix, ownership and modes are not
+//! checked (the directory's access control lists apply as they are); symbolic links are still
+//! refused.
+//!
+//! Bytes read back from a store are decoded with bounds ([`codec::decode`]: depth, size,
+//! elements): a value that breaks them is a miss, never a crashed process.
 //!
 //! # Caveats for callers
 //!
@@ -77,11 +105,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::codec;
 use crate::error::XcsError;
 use crate::options::CacheDir;
 
@@ -119,6 +147,12 @@ pub(crate) enum StoreErrorKind {
     Busy,
     /// Any other I/O or database failure.
     Io,
+    /// The directory belongs to another user or other users may write it (see the module
+    /// docs): nothing in it is trusted or touched.
+    UntrustedDir,
+    /// A database file (or a side file) is a symbolic link, not a regular file, belongs to
+    /// another user or other users may write it.
+    UntrustedFile,
     /// xcs was built without the `persist` feature.
     #[cfg(not(feature = "persist"))]
     Disabled,
@@ -292,9 +326,12 @@ impl Store {
 /// already empty.
 ///
 /// The entries are deleted through the database, so processes that have the store open keep
-/// using it. A database file that is corrupt (or not a database) is deleted with its side files
-/// instead, and the next call that uses the directory creates a fresh one. Files in the directory
-/// that are not the cache's are left alone.
+/// using it. A database file that is corrupt (or not a database), or that the store refuses to
+/// open (a symbolic link, or a file another user could have written), is deleted with its side
+/// files instead — by name: a symbolic link is removed, never followed — and the next call that
+/// uses the directory creates a fresh one. Files in the directory that are not the cache's are
+/// left alone, and nothing at all is touched in a directory that belongs to another user or that
+/// others may write.
 ///
 /// ```
 /// # let dir = std::env::temp_dir().join(format!("xcs-doc-clear-{}", std::process::id()));
@@ -303,7 +340,8 @@ impl Store {
 /// ```
 ///
 /// # Errors
-/// [`XcsError::CacheStore`] if the store exists but cannot be emptied (read-only, held by a
+/// [`XcsError::CacheStore`] if the directory belongs to another user or others may write it
+/// (Unix), or if the store exists but cannot be emptied (read-only, held by a
 /// process past the busy timeout, or its files cannot be deleted); [`XcsError::InvalidValue`] for
 /// an empty path.
 pub fn clear_cache_dir(path: impl AsRef<Path>) -> Result<(), XcsError> {
@@ -319,6 +357,12 @@ pub fn clear_cache_dir(path: impl AsRef<Path>) -> Result<(), XcsError> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .remove(dir.as_path());
+    // Nothing is touched in a directory that another user could have written: its files may
+    // not be ours to delete.
+    #[cfg(feature = "persist")]
+    if exists(dir.as_path()) {
+        trust::check_dir(dir.as_path())?;
+    }
     let db_path = dir.as_path().join(DB_FILE);
     if !exists(&db_path) {
         // A stray WAL must not outlive its database: SQLite would replay it into the next one.
@@ -326,8 +370,15 @@ pub fn clear_cache_dir(path: impl AsRef<Path>) -> Result<(), XcsError> {
     }
     match sqlite::empty(dir.as_path()) {
         Ok(()) => Ok(()),
-        // Nothing in a corrupt file is worth keeping, and SQLite cannot empty it: delete it.
-        Err(error) if error.kind() == StoreErrorKind::Corrupt => {
+        // Nothing in a corrupt file, or in a file another user may have written, is worth
+        // keeping, and SQLite must not (or cannot) open it: delete it. Deleting a name never
+        // follows a symbolic link, and the directory is ours (else the error is `UntrustedDir`).
+        Err(error)
+            if matches!(
+                error.kind(),
+                StoreErrorKind::Corrupt | StoreErrorKind::UntrustedFile
+            ) =>
+        {
             remove_db_files(dir.as_path()).map_err(XcsError::from)
         }
         Err(error) => Err(error.into()),
@@ -381,22 +432,129 @@ pub(crate) fn key_bytes(operator: &str, version: u32, input: &[u8]) -> Vec<u8> {
     key
 }
 
-/// `value` in the store's serialized form, or `None` if it cannot be serialized (or its
-/// `Serialize` impl panics).
+/// `value` in the store's serialized form, or `None` if it cannot be serialized (see
+/// [`codec::encode`]).
 pub(crate) fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Option<Vec<u8>> {
-    catch_unwind(AssertUnwindSafe(|| postcard::to_stdvec(value)))
-        .ok()?
-        .ok()
+    codec::encode(value)
 }
 
 /// The value whose serialized form is `bytes`, or `None` if they are not exactly one value of
-/// type `T` (wrong type, truncated, trailing bytes, hostile input, or a panicking `Deserialize`
-/// impl). Allocation is bounded by the input: sequence lengths read from `bytes` are not trusted
-/// for pre-allocation (serde caps its size hints).
+/// type `T` (wrong type, truncated, trailing bytes, nested too deeply, hostile input, or a
+/// panicking `Deserialize` impl; see [`codec::decode`]).
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-    match catch_unwind(AssertUnwindSafe(|| postcard::take_from_bytes::<T>(bytes))) {
-        Ok(Ok((value, []))) => Some(value),
-        _ => None,
+    codec::decode(bytes).ok()
+}
+
+/// Which directories and files the store trusts: those only the current user can have written
+/// (see the module docs, Privacy). Every check reads metadata without following a symbolic link
+/// at the checked name, and none opens a file: closing a descriptor of a database file would drop
+/// the locks this process's SQLite connections hold on it.
+#[cfg(feature = "persist")]
+mod trust {
+    use std::fs::Metadata;
+    use std::io::ErrorKind;
+    use std::path::Path;
+
+    use super::{StoreError, StoreErrorKind, sqlite::io_error};
+
+    /// Refuses a cache directory that another user owns or may write. The directory's own name
+    /// may be a symbolic link (to a directory that passes).
+    pub(super) fn check_dir(dir: &Path) -> Result<(), StoreError> {
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| io_error(dir, "cannot read the directory's metadata", &e))?;
+        if !meta.is_dir() {
+            return Err(StoreError::new(
+                dir,
+                StoreErrorKind::Unavailable,
+                "it is not a directory",
+            ));
+        }
+        match foreign(&meta) {
+            None => Ok(()),
+            Some(why) => Err(StoreError::new(
+                dir,
+                StoreErrorKind::UntrustedDir,
+                format!(
+                    "the directory {why}, so its files could be planted or replaced; use a \
+                     directory that only you can write (xcs creates a missing one with mode 0700)"
+                ),
+            )),
+        }
+    }
+
+    /// Refuses a database file (or side file) at `path` that is a symbolic link or not a regular
+    /// file, or that another user owns or may write; makes one that others may read private
+    /// (mode 0600). A missing file is fine.
+    pub(super) fn check_file(dir: &Path, path: &Path) -> Result<(), StoreError> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error(dir, "cannot read a database file's metadata", &e)),
+        };
+        let why = if meta.file_type().is_symlink() {
+            Some("is a symbolic link".to_owned())
+        } else if !meta.is_file() {
+            Some("is not a regular file".to_owned())
+        } else {
+            foreign(&meta)
+        };
+        if let Some(why) = why {
+            return Err(StoreError::new(
+                dir,
+                StoreErrorKind::UntrustedFile,
+                format!(
+                    "`{}` {why}, so it is not opened (`xcs::clear_cache_dir` deletes it)",
+                    path.display()
+                ),
+            ));
+        }
+        make_private(dir, path, &meta)
+    }
+
+    /// Why another user could have written what `meta` describes, if they could.
+    #[cfg(unix)]
+    fn foreign(meta: &Metadata) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            Some(format!(
+                "belongs to another user (uid {}; this process runs as uid {me})",
+                meta.uid()
+            ))
+        } else if meta.mode() & 0o022 != 0 {
+            Some(format!(
+                "is writable by other users (mode {:o})",
+                meta.mode() & 0o7777
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Elsewhere the directory's access control is trusted as it is.
+    #[cfg(not(unix))]
+    fn foreign(_meta: &Metadata) -> Option<String> {
+        None
+    }
+
+    /// Takes the group's and others' permissions off a file of ours (a 0644 file becomes 0600).
+    /// The path is not a symbolic link and sits in a directory only we may write, so nobody else
+    /// can swap it before the change.
+    #[cfg(unix)]
+    fn make_private(dir: &Path, path: &Path, meta: &Metadata) -> Result<(), StoreError> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 == 0 {
+            return Ok(());
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(|e| io_error(dir, "cannot make a database file private (mode 0600)", &e))
+    }
+
+    /// Elsewhere the files inherit the directory's access control.
+    #[cfg(not(unix))]
+    fn make_private(_dir: &Path, _path: &Path, _meta: &Metadata) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 
@@ -410,7 +568,9 @@ mod sqlite {
 
     use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-    use super::{BUSY_TIMEOUT, DB_FILE, SIDE_SUFFIXES, StoreError, StoreErrorKind, side_file};
+    use super::{
+        BUSY_TIMEOUT, DB_FILE, SIDE_SUFFIXES, StoreError, StoreErrorKind, side_file, trust,
+    };
 
     /// Idle read connections kept for reuse (more are opened while more threads read at once).
     const IDLE_READERS: usize = 8;
@@ -433,7 +593,7 @@ mod sqlite {
     impl Db {
         pub(super) fn open(dir: &Path) -> Result<Db, StoreError> {
             create_dir(dir)?;
-            let path = dir.join(DB_FILE);
+            let path = trusted_files(dir)?;
             create_file(dir, &path)?;
             let writer = connect(&path).map_err(|e| store_error(dir, &e))?;
             configure(&writer).map_err(|e| store_error(dir, &e))?;
@@ -447,13 +607,10 @@ mod sqlite {
                     "the database file is read-only",
                 ));
             }
-            // SQLite gives its side files the database file's mode, but set it anyway: the files
-            // may predate us, and privacy must not depend on that detail.
+            // SQLite gives the side files it creates the database file's mode, but check them
+            // anyway: privacy must not depend on that detail.
             for suffix in SIDE_SUFFIXES {
-                let side = side_file(&path, suffix);
-                if super::exists(&side) {
-                    make_private(dir, &side)?;
-                }
+                trust::check_file(dir, &side_file(&path, suffix))?;
             }
             Ok(Db {
                 dir: dir.to_path_buf(),
@@ -521,9 +678,23 @@ mod sqlite {
         }
     }
 
+    /// Checks the directory `dir` and the database's files in it (those that exist) before
+    /// SQLite opens any of them: SQLite replays a WAL file it finds into the database. The path
+    /// of the database file.
+    fn trusted_files(dir: &Path) -> Result<PathBuf, StoreError> {
+        trust::check_dir(dir)?;
+        let path = dir.join(DB_FILE);
+        trust::check_file(dir, &path)?;
+        for suffix in SIDE_SUFFIXES {
+            trust::check_file(dir, &side_file(&path, suffix))?;
+        }
+        Ok(path)
+    }
+
     /// Deletes every entry of the store in `dir` (whose database file exists).
     pub(super) fn empty(dir: &Path) -> Result<(), StoreError> {
-        let conn = connect(&dir.join(DB_FILE)).map_err(|e| store_error(dir, &e))?;
+        let path = trusted_files(dir)?;
+        let conn = connect(&path).map_err(|e| store_error(dir, &e))?;
         configure(&conn).map_err(|e| store_error(dir, &e))?;
         conn.execute("DELETE FROM entries", [])
             .map_err(|e| store_error(dir, &e))?;
@@ -534,10 +705,13 @@ mod sqlite {
 
     fn connect(path: &Path) -> rusqlite::Result<Connection> {
         // No SQLITE_OPEN_CREATE: `create_file` made the file with the right mode. NO_MUTEX: a
-        // connection is only ever used under one of our mutexes.
+        // connection is only ever used under one of our mutexes. NOFOLLOW: a database path that
+        // is a symbolic link is refused (SQLite opens its side files with O_NOFOLLOW anyway).
         let conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
         )?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         Ok(conn)
@@ -582,40 +756,25 @@ mod sqlite {
             .map_err(|e| io_error(dir, "cannot create the directory", &e))
     }
 
-    /// Creates the database file with mode 0600 (if it is missing) and makes it 0600 (if it is
-    /// not), before SQLite opens it: SQLite would create it with the umask's mode.
+    /// Creates the database file with mode 0600 if it is missing, before SQLite opens it: SQLite
+    /// would create it with the umask's mode. (An existing one was checked by `trusted_files`.)
+    /// `create_new` (`O_CREAT | O_EXCL`) never follows a symbolic link: a link planted at the
+    /// path, even a dangling one, fails the creation instead of creating its target.
     fn create_file(dir: &Path, path: &Path) -> Result<(), StoreError> {
         let mut options = OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
+        options.read(true).write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        options
-            .open(path)
-            .map_err(|e| io_error(dir, "cannot open the database file for writing", &e))?;
-        make_private(dir, path)
-    }
-
-    #[cfg(unix)]
-    fn make_private(dir: &Path, path: &Path) -> Result<(), StoreError> {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map_err(|e| io_error(dir, "cannot read the mode of a database file", &e))?
-            .permissions()
-            .mode();
-        if mode & 0o777 == 0o600 {
-            return Ok(());
+        match options.open(path) {
+            Ok(_) => Ok(()),
+            // There already (checked by `trusted_files`), or created by another process since:
+            // check it again.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => trust::check_file(dir, path),
+            Err(e) => Err(io_error(dir, "cannot create the database file", &e)),
         }
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| io_error(dir, "cannot make a database file private (mode 0600)", &e))
     }
 
-    /// Elsewhere the files inherit the directory's access control.
-    #[cfg(not(unix))]
-    fn make_private(_dir: &Path, _path: &Path) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    fn io_error(dir: &Path, what: &str, error: &std::io::Error) -> StoreError {
+    pub(super) fn io_error(dir: &Path, what: &str, error: &std::io::Error) -> StoreError {
         use std::io::ErrorKind;
         let kind = match error.kind() {
             ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => StoreErrorKind::ReadOnly,
@@ -1005,6 +1164,41 @@ mod tests {
         Store::open(shared).unwrap().put(b"k", b"v").unwrap();
         assert_eq!(mode(&db_file(shared)), 0o600);
         assert_eq!(mode(shared.as_path()), 0o755);
+    }
+
+    #[test]
+    fn untrusted_directories_and_files_are_errors() {
+        let tmp = TempDir::new("untrusted");
+        let dir = tmp.cache("open");
+        std::fs::create_dir(dir.as_path()).unwrap();
+        std::fs::set_permissions(dir.as_path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let error = Store::open(dir).unwrap_err();
+        assert_eq!(error.kind(), StoreErrorKind::UntrustedDir, "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("writable by other users (mode 777)"),
+            "{error}"
+        );
+        assert!(matches!(
+            clear_cache_dir(dir.as_path()),
+            Err(XcsError::CacheStore { .. })
+        ));
+
+        let dir = tmp.cache("linked");
+        std::fs::create_dir(dir.as_path()).unwrap();
+        std::os::unix::fs::symlink(
+            tmp.0.join("elsewhere"),
+            db_file(dir).with_extension("sqlite3-wal"),
+        )
+        .unwrap();
+        let error = Store::open(dir).unwrap_err();
+        assert_eq!(error.kind(), StoreErrorKind::UntrustedFile, "{error}");
+        assert!(error.to_string().contains("is a symbolic link"), "{error}");
+        // Cleared by deleting the link; then the store opens.
+        clear_cache_dir(dir.as_path()).unwrap();
+        Store::open(dir).unwrap().put(b"k", b"v").unwrap();
+        assert!(!tmp.0.join("elsewhere").exists());
     }
 
     #[test]

@@ -351,7 +351,7 @@ pub(crate) fn encode<T: Serialize>(message: &T) -> Vec<u8> {
 
 /// Reads a message, or says why it is not one.
 pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
-    postcard::from_bytes(bytes).map_err(|e| format!("malformed message: {e}"))
+    crate::codec::decode(bytes).map_err(|e| format!("malformed message: {e}"))
 }
 
 /// Checks a request against the limits; the reason it breaks one.
