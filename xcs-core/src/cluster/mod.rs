@@ -70,7 +70,7 @@ mod wire;
 mod worker;
 
 pub use backend::{NatsBackend, WorkerSummary};
-pub use connect::{ClusterOptions, DEFAULT_PREFIX};
+pub use connect::{ClusterOptions, DEFAULT_PREFIX, KEY_VARIABLE};
 pub use registry::Registry;
 pub use wire::RemoteFailure;
-pub use worker::{serve, serve_async};
+pub use worker::{WorkerLimits, serve, serve_async};
