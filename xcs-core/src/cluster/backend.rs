@@ -892,7 +892,8 @@ impl<'a> Dispatch<'a> {
             .flights
             .iter()
             .filter(|(_, f)| {
-                f.retry_at.map_or(f.heard.elapsed() > timeout, |at| at <= now)
+                f.retry_at
+                    .map_or(f.heard.elapsed() > timeout, |at| at <= now)
             })
             .map(|(&id, _)| id)
             .collect();

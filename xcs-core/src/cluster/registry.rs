@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::connect::ClusterOptions;
-use super::worker::WorkerLimits;
 use super::wire::{ByteBuf, Item, ItemResult, WireError, WireSignature};
+use super::worker::WorkerLimits;
 use crate::batch::vmap;
 use crate::error::XcsError;
 use crate::operator::Operator;
@@ -131,8 +131,12 @@ pub(crate) trait Entry: Send + Sync {
     /// Runs the chunk's items under `options` (on this thread and the pool's), each item's
     /// outcome settled: one item's failure does not stop the others. `rate`: the request's
     /// rate limit, applied to this chunk alone.
-    fn run(&self, items: Vec<Item>, options: ExecutionOptions, rate: Option<f64>)
-    -> Vec<ItemResult>;
+    fn run(
+        &self,
+        items: Vec<Item>,
+        options: ExecutionOptions,
+        rate: Option<f64>,
+    ) -> Vec<ItemResult>;
 }
 
 struct Served<O> {

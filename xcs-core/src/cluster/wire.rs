@@ -76,7 +76,11 @@ pub(crate) fn seal(key: Option<&[u8]>, context: &Context<'_>, mut body: Vec<u8>)
 
 /// The body of a message as received, if it is authentic: with a `key`, its signature must be
 /// there and right (checked in constant time); without one, every message passes.
-pub(crate) fn open<'a>(key: Option<&[u8]>, context: &Context<'_>, bytes: &'a [u8]) -> Option<&'a [u8]> {
+pub(crate) fn open<'a>(
+    key: Option<&[u8]>,
+    context: &Context<'_>,
+    bytes: &'a [u8],
+) -> Option<&'a [u8]> {
     use hmac::Mac;
     let Some(key) = key else {
         return Some(bytes);
@@ -627,14 +631,34 @@ mod tests {
     #[test]
     fn signatures_bind_the_key_the_kind_and_the_subjects() {
         let key = Some(&b"k1"[..]);
-        let context = Context::Reply { reply: "_INBOX.a.0.0" };
+        let context = Context::Reply {
+            reply: "_INBOX.a.0.0",
+        };
         let sealed = seal(key, &context, b"body".to_vec());
         assert_eq!(sealed.len(), 4 + TAG);
         assert_eq!(open(key, &context, &sealed), Some(&b"body"[..]));
         // Another key, another subject, another kind, a changed byte, or no signature: refused.
         assert_eq!(open(Some(b"k2"), &context, &sealed), None);
-        assert_eq!(open(key, &Context::Reply { reply: "_INBOX.b.0.0" }, &sealed), None);
-        assert_eq!(open(key, &Context::HelloAnswer { reply: "_INBOX.a.0.0" }, &sealed), None);
+        assert_eq!(
+            open(
+                key,
+                &Context::Reply {
+                    reply: "_INBOX.b.0.0"
+                },
+                &sealed
+            ),
+            None
+        );
+        assert_eq!(
+            open(
+                key,
+                &Context::HelloAnswer {
+                    reply: "_INBOX.a.0.0"
+                },
+                &sealed
+            ),
+            None
+        );
         let mut changed = sealed.clone();
         changed[0] ^= 1;
         assert_eq!(open(key, &context, &changed), None);
@@ -654,7 +678,10 @@ mod tests {
         r.signed = true;
         let bytes = encode(&r);
         let (head, _) = postcard::take_from_bytes::<RequestHead>(&bytes).unwrap();
-        assert_eq!((head.protocol, head.nonce, head.signed), (PROTOCOL, a, true));
+        assert_eq!(
+            (head.protocol, head.nonce, head.signed),
+            (PROTOCOL, a, true)
+        );
     }
 
     #[test]

@@ -24,8 +24,8 @@ use tokio::sync::Semaphore;
 use super::connect::{self, HEARTBEAT};
 use super::registry::Registry;
 use super::wire::{
-    self, Context, Hello, HelloAnswer, ItemResult, Nonce, Reply, ReplyMessage, Request,
-    WireError, WireEvent, WorkerInfo,
+    self, Context, Hello, HelloAnswer, ItemResult, Nonce, Reply, ReplyMessage, Request, WireError,
+    WireEvent, WorkerInfo,
 };
 use crate::error::XcsError;
 use crate::pool;
@@ -310,7 +310,8 @@ struct Chunk {
 /// A request that is authentic (signed with the worker's key, when it has one): its reply
 /// subject, its body, and its first fields. `Err`: what to answer (with the request's nonce if it
 /// has one); `None` inside: answer nothing.
-type Opened<'a> = Result<(async_nats::Subject, &'a [u8], wire::RequestHead), Option<(Replier, String)>>;
+type Opened<'a> =
+    Result<(async_nats::Subject, &'a [u8], wire::RequestHead), Option<(Replier, String)>>;
 
 impl Chunk {
     fn open<'a>(&self, message: &'a async_nats::Message) -> Opened<'a> {
@@ -441,90 +442,92 @@ impl Chunk {
             worker: worker.clone(),
         })
         .await;
-    let heartbeat = tokio::spawn({
-        let replier = replier.clone();
-        async move {
-            loop {
-                tokio::time::sleep(HEARTBEAT).await;
-                replier.send(Reply::Working).await;
+        let heartbeat = tokio::spawn({
+            let replier = replier.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(HEARTBEAT).await;
+                    replier.send(Reply::Working).await;
+                }
             }
-        }
-    });
-    let Ok(_permit) = slots.acquire_owned().await else {
+        });
+        let Ok(_permit) = slots.acquire_owned().await else {
+            heartbeat.abort();
+            return;
+        };
+        let items = request.items;
+        let count = items.len();
+        let ran = tokio::task::spawn_blocking(move || {
+            let root = trace::detached_root();
+            let results = {
+                let _under = trace::inherit(&root);
+                entry.run(items, options, rate)
+            };
+            let events = if options.trace_execution {
+                trace::take_under(trace::root_id(&root))
+            } else {
+                Vec::new()
+            };
+            (results, events, trace::root_id(&root))
+        })
+        .await;
         heartbeat.abort();
-        return;
-    };
-    let items = request.items;
-    let count = items.len();
-    let ran = tokio::task::spawn_blocking(move || {
-        let root = trace::detached_root();
-        let results = {
-            let _under = trace::inherit(&root);
-            entry.run(items, options, rate)
+        let (results, events, root) = match ran {
+            Ok(ran) => ran,
+            Err(error) => {
+                return send(Reply::Refused {
+                    reason: format!(
+                        "the worker failed running the chunk of {count} items: {error}"
+                    ),
+                })
+                .await;
+            }
         };
-        let events = if options.trace_execution {
-            trace::take_under(trace::root_id(&root))
-        } else {
-            Vec::new()
-        };
-        (results, events, trace::root_id(&root))
-    })
-    .await;
-    heartbeat.abort();
-    let (results, events, root) = match ran {
-        Ok(ran) => ran,
-        Err(error) => {
-            return send(Reply::Refused {
-                reason: format!("the worker failed running the chunk of {count} items: {error}"),
-            })
-            .await;
+        // Outcomes in messages under the server's limit; an output too large for any message fails
+        // its item.
+        let budget = wire::budget(client.server_info().max_payload);
+        let mut batch: Vec<ItemResult> = Vec::new();
+        let mut size = 0;
+        for mut result in results {
+            let mut len = match &result.result {
+                Ok(bytes) => bytes.0.len(),
+                Err(_) => 256,
+            } + 16;
+            if len > budget {
+                result.result = Err(WireError::Cluster {
+                    reason: format!(
+                        "its output ({len} bytes) is larger than the server's message limit"
+                    ),
+                });
+                len = 256;
+            }
+            if size + len > budget && !batch.is_empty() {
+                send(Reply::Results(std::mem::take(&mut batch))).await;
+                size = 0;
+            }
+            size += len;
+            batch.push(result);
         }
-    };
-    // Outcomes in messages under the server's limit; an output too large for any message fails
-    // its item.
-    let budget = wire::budget(client.server_info().max_payload);
-    let mut batch: Vec<ItemResult> = Vec::new();
-    let mut size = 0;
-    for mut result in results {
-        let mut len = match &result.result {
-            Ok(bytes) => bytes.0.len(),
-            Err(_) => 256,
-        } + 16;
-        if len > budget {
-            result.result = Err(WireError::Cluster {
-                reason: format!(
-                    "its output ({len} bytes) is larger than the server's message limit"
-                ),
-            });
-            len = 256;
+        if !batch.is_empty() {
+            send(Reply::Results(batch)).await;
         }
-        if size + len > budget && !batch.is_empty() {
-            send(Reply::Results(std::mem::take(&mut batch))).await;
-            size = 0;
+        let mut trace = Vec::new();
+        let mut size = 0;
+        for event in &events {
+            size += 64 + event.operator.len() + event.thread.len();
+            if size > budget {
+                break;
+            }
+            trace.push(WireEvent::from_event(event));
         }
-        size += len;
-        batch.push(result);
+        send(Reply::Finished {
+            received_at,
+            root,
+            trace,
+        })
+        .await;
+        let _ = client.flush().await;
     }
-    if !batch.is_empty() {
-        send(Reply::Results(batch)).await;
-    }
-    let mut trace = Vec::new();
-    let mut size = 0;
-    for event in &events {
-        size += 64 + event.operator.len() + event.thread.len();
-        if size > budget {
-            break;
-        }
-        trace.push(WireEvent::from_event(event));
-    }
-    send(Reply::Finished {
-        received_at,
-        root,
-        trace,
-    })
-    .await;
-    let _ = client.flush().await;
-}
 }
 
 /// Where the messages about one chunk go, and how they are marked as answers to it.
@@ -546,6 +549,9 @@ impl Replier {
             reply: self.reply.as_str(),
         };
         let sealed = wire::seal(self.key.as_deref(), &context, body);
-        let _ = self.client.publish(self.reply.clone(), Bytes::from(sealed)).await;
+        let _ = self
+            .client
+            .publish(self.reply.clone(), Bytes::from(sealed))
+            .await;
     }
 }
