@@ -1007,6 +1007,15 @@ mod wire {
 struct Raw {
     reader: std::io::BufReader<TcpStream>,
     writer: TcpStream,
+    /// Messages read while waiting for something else.
+    pending: std::collections::VecDeque<Got>,
+}
+
+/// What the server sends a raw client.
+enum Event {
+    Pong,
+    Error(String),
+    Message(Got),
 }
 
 /// A message a raw client receives.
@@ -1033,7 +1042,11 @@ impl Raw {
             None => r#"{"verbose":false}"#.to_owned(),
         };
         write!(writer, "CONNECT {connect}\r\n").unwrap();
-        let mut raw = Raw { reader, writer };
+        let mut raw = Raw {
+            reader,
+            writer,
+            pending: std::collections::VecDeque::new(),
+        };
         raw.sync().expect("connected");
         raw
     }
@@ -1044,28 +1057,53 @@ impl Raw {
         self.writer.write_all(b"PING\r\n").unwrap();
         let mut error = None;
         loop {
-            match self.next_line(Duration::from_secs(10)) {
-                Some(line) if line.starts_with("PONG") => break,
-                Some(line) if line.starts_with("-ERR") => {
+            match self.event(Duration::from_secs(10)) {
+                Some(Event::Pong) => break,
+                Some(Event::Error(line)) => {
                     error.get_or_insert(line);
                 }
-                Some(_) => {}
+                Some(Event::Message(got)) => self.pending.push_back(got),
                 None => return Err("closed".into()),
             }
         }
         error.map_or(Ok(()), Err)
     }
 
-    fn next_line(&mut self, timeout: Duration) -> Option<String> {
+    /// The next thing the server sends (answering its PINGs), within `timeout`.
+    fn event(&mut self, timeout: Duration) -> Option<Event> {
         use std::io::BufRead;
-        self.reader
-            .get_ref()
-            .set_read_timeout(Some(timeout))
-            .unwrap();
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(line),
+        let until = Instant::now() + timeout;
+        loop {
+            let left = until.checked_duration_since(Instant::now())?;
+            self.reader
+                .get_ref()
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let mut line = Vec::new();
+            match self.reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+            let line = String::from_utf8_lossy(&line).into_owned();
+            if line.starts_with("PING") {
+                self.writer.write_all(b"PONG\r\n").unwrap();
+            } else if line.starts_with("PONG") {
+                return Some(Event::Pong);
+            } else if line.starts_with("-ERR") {
+                return Some(Event::Error(line));
+            } else if let Some(rest) = line.strip_prefix("MSG ") {
+                let parts: Vec<&str> = rest.split_whitespace().collect();
+                let len: usize = parts.last().unwrap().parse().unwrap();
+                let mut body = vec![0; len + 2];
+                self.reader.get_ref().set_read_timeout(None).unwrap();
+                self.reader.read_exact(&mut body).unwrap();
+                body.truncate(len);
+                return Some(Event::Message(Got::Msg {
+                    subject: parts[0].to_owned(),
+                    reply: (parts.len() == 4).then(|| parts[2].to_owned()),
+                    payload: body,
+                }));
+            }
         }
     }
 
@@ -1081,25 +1119,16 @@ impl Raw {
         self.writer.write_all(b"\r\n").unwrap();
     }
 
-    /// The next message or error, within `timeout`.
+    /// The next message, within `timeout`.
     fn next(&mut self, timeout: Duration) -> Option<Got> {
+        if let Some(got) = self.pending.pop_front() {
+            return Some(got);
+        }
         let until = Instant::now() + timeout;
         loop {
             let left = until.checked_duration_since(Instant::now())?;
-            let line = self.next_line(left.max(Duration::from_millis(1)))?;
-            if line.starts_with("PING") {
-                self.writer.write_all(b"PONG\r\n").unwrap();
-            } else if let Some(rest) = line.strip_prefix("MSG ") {
-                let parts: Vec<&str> = rest.split_whitespace().collect();
-                let len: usize = parts.last().unwrap().parse().unwrap();
-                let mut body = vec![0; len + 2];
-                self.reader.read_exact(&mut body).unwrap();
-                body.truncate(len);
-                return Some(Got::Msg {
-                    subject: parts[0].to_owned(),
-                    reply: (parts.len() == 4).then(|| parts[2].to_owned()),
-                    payload: body,
-                });
+            if let Event::Message(got) = self.event(left)? {
+                return Some(got);
             }
         }
     }
@@ -1245,7 +1274,7 @@ fn with_a_cluster_key_an_eavesdropper_cannot_forge_outcomes() {
                         continue;
                     };
                     let indices: Vec<u64> = request.items.iter().map(|i| i.index).collect();
-                    for message in wire::forged(request.nonce, &indices, &(1337u64, 1u32)) {
+                    for message in wire::forged(request.nonce, &indices, &1337u64) {
                         eavesdropper.publish(&reply, None, &message);
                         // Signed with a key of its own, too.
                         let mut signed = message.clone();
@@ -1270,15 +1299,11 @@ fn with_a_cluster_key_an_eavesdropper_cannot_forge_outcomes() {
                     ("cache_dir", &cache_dir),
                     ("timeout_seconds", "30"),
                 ],
-                || vmap(WhoRuns).call(vec![1000, 2000, 3000]),
+                || vmap(Cube).call(CubeInputs::batch(vec![1000u64, 2000, 3000]).unwrap()),
             )
         };
         let outputs = run(&backend).unwrap();
-        assert_eq!(
-            outputs.iter().map(|o| o.0).collect::<Vec<_>>(),
-            [1_000_000, 4_000_000, 9_000_000]
-        );
-        assert!(outputs.iter().all(|o| workers.pids().contains(&o.1)));
+        assert_eq!(outputs, [1_000_000_000, 8_000_000_000, 27_000_000_000]);
         stop.store(true, Ordering::SeqCst);
         thread.join().unwrap();
         assert!(
@@ -1287,9 +1312,11 @@ fn with_a_cluster_key_an_eavesdropper_cannot_forge_outcomes() {
         );
         // What was cached, in memory and in `cache_dir`, is the workers' answers.
         drop(workers);
+        let hits = xcs::cache_stats().hits;
+        assert_eq!(run(&backend).unwrap(), outputs);
+        assert_eq!(xcs::cache_stats().hits, hits + 3, "answered by the cache");
         xcs::clear_cache();
-        let cached = run(&backend).unwrap();
-        assert_eq!(cached, outputs);
+        assert_eq!(run(&backend).unwrap(), outputs, "answered by `cache_dir`");
 
         // A caller without the key, or with another one, fails clearly, at once.
         let _workers = Workers::start_with(
@@ -1346,7 +1373,7 @@ authorization {
     { user: worker, password: w, permissions: {
         publish: { deny: [">"] },
         subscribe: { allow: ["xcs.hello", "xcs.run.> xcs.workers"] },
-        allow_responses: true } }
+        allow_responses: { max: 1000000, expires: "15m" } } }
     { user: auditor, password: x, permissions: {
         publish: { deny: [">"] },
         subscribe: { allow: [">"] } } }
