@@ -1601,7 +1601,7 @@ fn discovery_ends_while_a_client_keeps_answering() {
         let server = Server::start(&[]);
         let backend = NatsBackend::connect(&server.url()).unwrap();
         let workers = Workers::start(1, &server.url(), "all", &backend);
-        // A client answers every discovery request every 30 ms, forever.
+        // A client answers every discovery request every 5 ms, forever.
         let mut reflector = Raw::connect(server.port, None);
         reflector.sub("xcs.hello", None, 1);
         reflector.sync().unwrap();
@@ -1613,7 +1613,7 @@ fn discovery_ends_while_a_client_keeps_answering() {
                 while !stop.load(Ordering::SeqCst) {
                     if let Some(Got::Msg {
                         reply: Some(reply), ..
-                    }) = reflector.next(Duration::from_millis(30))
+                    }) = reflector.next(Duration::from_millis(5))
                     {
                         inboxes.push(reply);
                     }
