@@ -22,6 +22,7 @@ mod call;
 mod call_async;
 #[cfg(feature = "nats")]
 pub mod cluster;
+mod codec;
 pub mod convert;
 mod deadline;
 pub mod device;

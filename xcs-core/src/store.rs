@@ -77,11 +77,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::codec;
 use crate::error::XcsError;
 use crate::options::CacheDir;
 
@@ -381,23 +381,17 @@ pub(crate) fn key_bytes(operator: &str, version: u32, input: &[u8]) -> Vec<u8> {
     key
 }
 
-/// `value` in the store's serialized form, or `None` if it cannot be serialized (or its
-/// `Serialize` impl panics).
+/// `value` in the store's serialized form, or `None` if it cannot be serialized (see
+/// [`codec::encode`]).
 pub(crate) fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Option<Vec<u8>> {
-    catch_unwind(AssertUnwindSafe(|| postcard::to_stdvec(value)))
-        .ok()?
-        .ok()
+    codec::encode(value)
 }
 
 /// The value whose serialized form is `bytes`, or `None` if they are not exactly one value of
-/// type `T` (wrong type, truncated, trailing bytes, hostile input, or a panicking `Deserialize`
-/// impl). Allocation is bounded by the input: sequence lengths read from `bytes` are not trusted
-/// for pre-allocation (serde caps its size hints).
+/// type `T` (wrong type, truncated, trailing bytes, nested too deeply, hostile input, or a
+/// panicking `Deserialize` impl; see [`codec::decode`]).
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-    match catch_unwind(AssertUnwindSafe(|| postcard::take_from_bytes::<T>(bytes))) {
-        Ok(Ok((value, []))) => Some(value),
-        _ => None,
-    }
+    codec::decode(bytes).ok()
 }
 
 /// The SQLite database behind a [`Store`].

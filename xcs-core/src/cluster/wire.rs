@@ -495,7 +495,7 @@ pub(crate) fn encode<T: Serialize>(message: &T) -> Vec<u8> {
 
 /// Reads a message, or says why it is not one.
 pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
-    postcard::from_bytes(bytes).map_err(|e| format!("malformed message: {e}"))
+    crate::codec::decode(bytes).map_err(|e| format!("malformed message: {e}"))
 }
 
 /// Reads the first fields of a request (its protocol, nonce, and whether it is signed) without
