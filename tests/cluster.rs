@@ -142,6 +142,58 @@ impl Operator for Echo {
     }
 }
 
+/// A recursive input or output type: what a hostile peer nests deep.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+enum Expr {
+    Leaf(u64),
+    Neg(Box<Expr>),
+}
+
+/// How deep an expression is.
+struct Depth;
+impl Operator for Depth {
+    type Input = Expr;
+    type Output = u64;
+    fn forward(&self, mut e: Expr) -> Result<u64, XcsError> {
+        let mut depth = 0;
+        while let Expr::Neg(inner) = e {
+            e = *inner;
+            depth += 1;
+        }
+        Ok(depth)
+    }
+    fn name(&self) -> &str {
+        "depth"
+    }
+    fn persist_support(&self) -> Option<PersistSupport<Expr, u64>> {
+        Some(PersistSupport::serde())
+    }
+}
+
+/// An expression `n` deep (served by no real worker: a hostile one answers for it).
+struct Nest;
+impl Operator for Nest {
+    type Input = u64;
+    type Output = Expr;
+    fn forward(&self, n: u64) -> Result<Expr, XcsError> {
+        Ok((0..n).fold(Expr::Leaf(0), |e, _| Expr::Neg(Box::new(e))))
+    }
+    fn name(&self) -> &str {
+        "nest"
+    }
+    fn persist_support(&self) -> Option<PersistSupport<u64, Expr>> {
+        Some(PersistSupport::serde())
+    }
+}
+
+/// The serialized form of `Neg` nested `n` deep around `Leaf(5)`, written out by hand (a value
+/// that deep would overflow the stack of whoever serialized it).
+fn deep_expr_bytes(n: usize) -> Vec<u8> {
+    let mut bytes = vec![1u8; n];
+    bytes.extend([0, 5]);
+    bytes
+}
+
 /// A generated operator works the same.
 #[xcs::operator]
 fn cube(x: u64) -> u64 {
@@ -162,6 +214,7 @@ fn worker_process() {
             .with(Slow)
             .with(SeesOptions)
             .with(Echo)
+            .with(Depth)
             .with(Cube),
     };
     let mut options = ClusterOptions::new();
@@ -923,6 +976,32 @@ mod wire {
     #[derive(Serialize, Deserialize, Debug)]
     pub enum Error {
         Operator { message: String },
+        Panicked { message: String },
+        Timeout { timeout: Duration },
+        Cancelled,
+        Cluster { reason: String },
+    }
+
+    #[derive(Serialize, Deserialize, Debug)]
+    pub struct Hello {
+        pub protocol: u32,
+        pub nonce: Nonce,
+    }
+
+    #[derive(Serialize, Deserialize, Debug)]
+    pub struct HelloAnswer {
+        pub nonce: Nonce,
+        pub info: WorkerInfo,
+    }
+
+    #[derive(Serialize, Deserialize, Debug)]
+    pub struct WorkerInfo {
+        pub protocol: u32,
+        pub id: String,
+        pub pid: u32,
+        pub slots: u32,
+        pub operators: Vec<Signature>,
+        pub keyed: bool,
     }
 
     #[derive(Serialize, Deserialize, Debug)]
@@ -1635,5 +1714,165 @@ fn discovery_ends_while_a_client_keeps_answering() {
         assert_eq!(outputs[0].0, 36);
         stop.store(true, Ordering::SeqCst);
         thread.join().unwrap();
+    });
+}
+
+#[test]
+fn a_deeply_nested_item_fails_alone_and_the_worker_keeps_serving() {
+    common::watchdog("cluster: deep input", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let mut workers = Workers::start(1, &server.url(), "all", &backend);
+        // A chunk of two items: `Neg` nested 100 000 deep (100 KB), and a plain `Leaf`.
+        let mut request: wire::Request = postcard::from_bytes(&wire::request::<Expr, u64>(
+            "depth",
+            &[Expr::Leaf(5), Expr::Leaf(5)],
+            some_nonce(4),
+            None,
+        ))
+        .unwrap();
+        request.items[0].input = deep_expr_bytes(100_000);
+        let payload = postcard::to_stdvec(&request).unwrap();
+        let mut hostile = Raw::connect(server.port, None);
+        hostile.sub("_INBOX.deep.>", None, 1);
+        hostile.publish("xcs.run.depth", Some("_INBOX.deep.0"), &payload);
+        let results = loop {
+            let Some(Got::Msg { payload, .. }) = hostile.next(Duration::from_secs(20)) else {
+                panic!("the worker stopped answering");
+            };
+            match postcard::from_bytes::<wire::ReplyMessage>(&payload)
+                .unwrap()
+                .reply
+            {
+                wire::Reply::Results(results) => break results,
+                wire::Reply::Refused { reason } => panic!("the chunk was refused: {reason}"),
+                _ => {}
+            }
+        };
+        assert_eq!(results.len(), 2);
+        match &results[0].result {
+            Err(wire::Error::Cluster { reason }) => {
+                assert!(reason.contains("could not read"), "{reason}")
+            }
+            other => panic!("expected the deep item to fail alone, got {other:?}"),
+        }
+        let Ok(bytes) = &results[1].result else {
+            panic!("the plain item failed: {:?}", results[1].result);
+        };
+        assert_eq!(postcard::from_bytes::<u64>(&bytes.0).unwrap(), 0);
+        // The worker is alive and serves on.
+        assert!(
+            workers.0[0].try_wait().unwrap().is_none(),
+            "the worker died"
+        );
+        let depths = on_cluster("cluster-deep", &backend, &[], || {
+            vmap(Depth).call(vec![Expr::Leaf(1), Expr::Neg(Box::new(Expr::Leaf(1)))])
+        })
+        .unwrap();
+        assert_eq!(depths, [0, 1]);
+    });
+}
+
+#[test]
+fn a_deeply_nested_result_fails_its_item_not_the_caller() {
+    common::watchdog("cluster: deep result", Duration::from_secs(120), || {
+        // No real worker: a hostile one answers discovery and takes the chunk, with outputs
+        // nested 100 000 deep.
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let mut hostile = Raw::connect(server.port, None);
+        hostile.sub("xcs.hello", None, 1);
+        hostile.sub("xcs.run.nest", Some("xcs.workers"), 2);
+        hostile.sync().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut answered = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let Some(Got::Msg {
+                        subject,
+                        reply: Some(reply),
+                        payload,
+                    }) = hostile.next(Duration::from_millis(100))
+                    else {
+                        continue;
+                    };
+                    if subject == "xcs.hello" {
+                        let hello: wire::Hello = postcard::from_bytes(&payload).unwrap();
+                        let signature =
+                            postcard::from_bytes::<wire::Request>(&wire::request::<u64, Expr>(
+                                "nest",
+                                &[],
+                                hello.nonce,
+                                None,
+                            ))
+                            .unwrap()
+                            .signature;
+                        let answer = wire::HelloAnswer {
+                            nonce: hello.nonce,
+                            info: wire::WorkerInfo {
+                                protocol: 2,
+                                id: "hostile".into(),
+                                pid: 1,
+                                slots: 1,
+                                operators: vec![signature],
+                                keyed: false,
+                            },
+                        };
+                        hostile.publish(&reply, None, &postcard::to_stdvec(&answer).unwrap());
+                    } else {
+                        let request: wire::Request = postcard::from_bytes(&payload).unwrap();
+                        let results = request
+                            .items
+                            .iter()
+                            .map(|item| wire::ItemResult {
+                                index: item.index,
+                                result: Ok(wire::Bytes(deep_expr_bytes(100_000))),
+                            })
+                            .collect();
+                        for reply_body in [
+                            wire::Reply::Accepted {
+                                worker: "hostile".into(),
+                            },
+                            wire::Reply::Results(results),
+                            wire::Reply::Finished {
+                                received_at: Duration::ZERO,
+                                root: 0,
+                                trace: Vec::new(),
+                            },
+                        ] {
+                            let message = wire::ReplyMessage {
+                                nonce: request.nonce,
+                                reply: reply_body,
+                            };
+                            hostile.publish(&reply, None, &postcard::to_stdvec(&message).unwrap());
+                        }
+                        answered += 1;
+                    }
+                    hostile.sync().unwrap();
+                }
+                answered
+            })
+        };
+        let settled = on_cluster(
+            "cluster-deep-result",
+            &backend,
+            &[("timeout_seconds", "30")],
+            || vmap(Nest).call_settled(vec![1, 2]),
+        );
+        stop.store(true, Ordering::SeqCst);
+        assert!(
+            thread.join().unwrap() >= 1,
+            "the hostile worker took the chunk"
+        );
+        for (index, outcome) in settled.iter().enumerate() {
+            match outcome {
+                Err(XcsError::Cluster { reason, .. }) => {
+                    assert!(reason.contains("does not decode"), "{reason}")
+                }
+                other => panic!("item {index}: expected a decode error, got {other:?}"),
+            }
+        }
     });
 }
