@@ -6,8 +6,8 @@
 //! backend's own, so a batch called from async code never blocks that code's runtime in a way
 //! it could deadlock on. Per batch:
 //!
-//! 1. Discovery (cached for a second): the workers answer `<prefix>.hello` with the operators
-//!    they serve. None: every item fails with [`XcsError::DeviceUnavailable`] at once; none that
+//! 1. Discovery (cached for a second, and bounded: 2 s for a first answer, then 500 ms at most):
+//!    the workers answer `<prefix>.hello` with the operators they serve, echoing its nonce. None: every item fails with [`XcsError::DeviceUnavailable`] at once; none that
 //!    serves this operator, or only workers built from another version of it:
 //!    [`XcsError::Cluster`] with the reason.
 //! 2. Chunks of about a quarter of a fair share per worker slot (smaller when the message size
@@ -22,7 +22,9 @@
 //!    again (its unsettled items only) for another worker to take, up to
 //!    [`ClusterOptions::max_attempts`] times, always within the caller's deadline. "No
 //!    responders" on a chunk (the last worker left) fails what is left with
-//!    `DeviceUnavailable`.
+//!    `DeviceUnavailable`. A worker whose queue is full answers `Busy`: the chunk is sent again
+//!    after a pause (100 ms, doubling), as another attempt. Replies that are not authentic
+//!    answers (see the [module docs](super)) are dropped.
 //! 4. At the deadline (or when the caller gives up) the loop ends; items without an outcome are
 //!    reported by the batch rules (timed out or cancelled). The workers got the remaining
 //!    deadline with the chunk and stop on their own.
