@@ -311,7 +311,7 @@ struct Chunk {
 /// subject, its body, and its first fields. `Err`: what to answer (with the request's nonce if it
 /// has one); `None` inside: answer nothing.
 type Opened<'a> =
-    Result<(async_nats::Subject, &'a [u8], wire::RequestHead), Option<(Replier, String)>>;
+    Result<(async_nats::Subject, &'a [u8], wire::RequestHead), Option<(Nonce, String)>>;
 
 impl Chunk {
     fn open<'a>(&self, message: &'a async_nats::Message) -> Opened<'a> {
@@ -326,19 +326,13 @@ impl Chunk {
         let Some(body) = wire::open(self.key.as_deref(), &context, &message.payload) else {
             return Err(None);
         };
-        let replier = |nonce: Nonce| Replier {
-            client: self.client.clone(),
-            reply: reply.clone(),
-            nonce,
-            key: self.key.clone(),
-        };
         let head = match wire::decode_head(body) {
             Ok(head) => head,
-            Err(reason) => return Err(Some((replier([0; 16]), reason))),
+            Err(reason) => return Err(Some(([0; 16], reason))),
         };
         if head.protocol != wire::PROTOCOL {
             return Err(Some((
-                replier(head.nonce),
+                head.nonce,
                 format!(
                     "the caller speaks protocol {} but this worker speaks {} (built from another \
                      version of xcs)",
@@ -349,7 +343,7 @@ impl Chunk {
         }
         if head.signed && self.key.is_none() {
             return Err(Some((
-                replier(head.nonce),
+                head.nonce,
                 format!(
                     "worker {} has no cluster key, and the caller signs its requests with one: \
                      give the workers the same key",
@@ -358,6 +352,16 @@ impl Chunk {
             )));
         }
         Ok((reply, body, head))
+    }
+
+    /// Where the replies about `message` go, marked with `nonce`.
+    fn replier(&self, message: &async_nats::Message, nonce: Nonce) -> Option<Replier> {
+        Some(Replier {
+            client: self.client.clone(),
+            reply: message.reply.clone()?,
+            nonce,
+            key: self.key.clone(),
+        })
     }
 
     /// Answers a chunk the queue has no room for.
@@ -372,7 +376,11 @@ impl Chunk {
                 };
                 replier.send(Reply::Busy { reason }).await;
             }
-            Err(Some((replier, reason))) => replier.send(Reply::Refused { reason }).await,
+            Err(Some((nonce, reason))) => {
+                if let Some(replier) = self.replier(&message, nonce) {
+                    replier.send(Reply::Refused { reason }).await;
+                }
+            }
             Err(None) => {}
         }
     }
@@ -388,7 +396,12 @@ impl Chunk {
         let received_at = trace::since_epoch();
         let (reply, body, head) = match self.open(&message) {
             Ok(opened) => opened,
-            Err(Some((replier, reason))) => return replier.send(Reply::Refused { reason }).await,
+            Err(Some((nonce, reason))) => {
+                if let Some(replier) = self.replier(&message, nonce) {
+                    replier.send(Reply::Refused { reason }).await;
+                }
+                return;
+            }
             Err(None) => return,
         };
         let client = self.client.clone();
