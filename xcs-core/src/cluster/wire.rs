@@ -506,6 +506,14 @@ pub(crate) fn decode_head(bytes: &[u8]) -> Result<RequestHead, String> {
         .map_err(|e| format!("malformed message: {e}"))
 }
 
+/// Reads a discovery request, with or without a signature after it (a worker answers one not
+/// signed with its key too, unsigned, so that the caller learns why it is not served).
+pub(crate) fn decode_hello(bytes: &[u8]) -> Result<Hello, String> {
+    postcard::take_from_bytes::<Hello>(bytes)
+        .map(|(hello, _)| hello)
+        .map_err(|e| format!("malformed message: {e}"))
+}
+
 /// Checks a request against the limits; the reason it breaks one.
 pub(crate) fn check(request: &Request) -> Result<(), String> {
     if request.protocol != PROTOCOL {

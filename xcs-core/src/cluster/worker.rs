@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 use super::connect::{self, HEARTBEAT};
 use super::registry::Registry;
 use super::wire::{
-    self, Context, Hello, HelloAnswer, ItemResult, Nonce, Reply, ReplyMessage, Request, WireError,
+    self, Context, HelloAnswer, ItemResult, Nonce, Reply, ReplyMessage, Request, WireError,
     WireEvent, WorkerInfo,
 };
 use crate::error::XcsError;
@@ -281,7 +281,7 @@ pub async fn serve_async(url: &str, registry: Registry) -> Result<(), XcsError> 
 /// from it that the workers need one).
 fn answer_hello(key: Option<&[u8]>, info: &WorkerInfo, payload: &[u8], reply: &str) -> Vec<u8> {
     let authentic = wire::open(key, &Context::Hello { reply }, payload);
-    let nonce = wire::decode::<Hello>(authentic.unwrap_or(payload)).map_or([0; 16], |h| h.nonce);
+    let nonce = wire::decode_hello(authentic.unwrap_or(payload)).map_or([0; 16], |h| h.nonce);
     let body = wire::encode(&HelloAnswer {
         nonce,
         info: info.clone(),
