@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use xcs::cluster::{ClusterOptions, NatsBackend, Registry};
+use xcs::cluster::{ClusterOptions, NatsBackend, Registry, WorkerLimits};
 use xcs::{Operator, OptionsPatch, PersistSupport, XcsError, vmap, with_options};
 
 // ---------------------------------------------------------------------------------------------
@@ -142,6 +142,58 @@ impl Operator for Echo {
     }
 }
 
+/// A recursive input or output type: what a hostile peer nests deep.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+enum Expr {
+    Leaf(u64),
+    Neg(Box<Expr>),
+}
+
+/// How deep an expression is.
+struct Depth;
+impl Operator for Depth {
+    type Input = Expr;
+    type Output = u64;
+    fn forward(&self, mut e: Expr) -> Result<u64, XcsError> {
+        let mut depth = 0;
+        while let Expr::Neg(inner) = e {
+            e = *inner;
+            depth += 1;
+        }
+        Ok(depth)
+    }
+    fn name(&self) -> &str {
+        "depth"
+    }
+    fn persist_support(&self) -> Option<PersistSupport<Expr, u64>> {
+        Some(PersistSupport::serde())
+    }
+}
+
+/// An expression `n` deep (served by no real worker: a hostile one answers for it).
+struct Nest;
+impl Operator for Nest {
+    type Input = u64;
+    type Output = Expr;
+    fn forward(&self, n: u64) -> Result<Expr, XcsError> {
+        Ok((0..n).fold(Expr::Leaf(0), |e, _| Expr::Neg(Box::new(e))))
+    }
+    fn name(&self) -> &str {
+        "nest"
+    }
+    fn persist_support(&self) -> Option<PersistSupport<u64, Expr>> {
+        Some(PersistSupport::serde())
+    }
+}
+
+/// The serialized form of `Neg` nested `n` deep around `Leaf(5)`, written out by hand (a value
+/// that deep would overflow the stack of whoever serialized it).
+fn deep_expr_bytes(n: usize) -> Vec<u8> {
+    let mut bytes = vec![1u8; n];
+    bytes.extend([0, 5]);
+    bytes
+}
+
 /// A generated operator works the same.
 #[xcs::operator]
 fn cube(x: u64) -> u64 {
@@ -162,8 +214,23 @@ fn worker_process() {
             .with(Slow)
             .with(SeesOptions)
             .with(Echo)
+            .with(Depth)
             .with(Cube),
     };
+    let mut options = ClusterOptions::new();
+    if let Ok(key) = std::env::var("CLUSTER_TEST_KEY") {
+        options = options.cluster_key(key);
+    }
+    let mut registry = registry.options(options);
+    if let Ok(limits) = std::env::var("CLUSTER_TEST_LIMITS") {
+        let n: Vec<u64> = limits.split(',').map(|n| n.parse().unwrap()).collect();
+        registry = registry.limits(
+            WorkerLimits::new()
+                .max_queued_chunks(n[0] as usize)
+                .max_queued_bytes(n[1] as usize)
+                .max_chunk_time(Duration::from_secs(n[2])),
+        );
+    }
     let result = xcs::cluster::serve(&url, registry);
     eprintln!("worker stopped: {result:?}");
     std::process::exit(1);
@@ -254,6 +321,18 @@ struct Workers(Vec<Child>);
 impl Workers {
     /// Starts `n` worker processes serving `registry` and waits until `backend` sees them.
     fn start(n: usize, url: &str, registry: &str, backend: &NatsBackend) -> Workers {
+        Workers::start_with(n, url, registry, &[], backend)
+    }
+
+    /// [`Workers::start`] with `env` set for the workers (`CLUSTER_TEST_KEY`: their cluster
+    /// key; `CLUSTER_TEST_LIMITS`: "chunks,bytes,seconds" of their [`WorkerLimits`]).
+    fn start_with(
+        n: usize,
+        url: &str,
+        registry: &str,
+        env: &[(&str, &str)],
+        backend: &NatsBackend,
+    ) -> Workers {
         let before = backend.workers().map_or(0, |w| w.len());
         let children = (0..n)
             .map(|_| {
@@ -266,6 +345,7 @@ impl Workers {
                     ])
                     .env("CLUSTER_TEST_WORKER", url)
                     .env("CLUSTER_TEST_REGISTRY", registry)
+                    .envs(env.iter().copied())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
@@ -448,11 +528,9 @@ fn options_reach_the_workers_and_their_trace_comes_back() {
             assert!(seen.deadline_ms.is_some_and(|d| d <= 30_000));
             assert!(seen.trace, "item {i}: tracing travelled");
             assert_eq!(seen.max_retries, 2);
-            assert_eq!(
-                seen.rate_limit,
-                Some(200.0),
-                "the rate is shared by 2 workers"
-            );
+            // The rate (shared by the workers) spaces this chunk's calls through a limiter of
+            // the chunk's own, never the worker's process-wide one other callers share.
+            assert_eq!(seen.rate_limit, None);
             assert!(!seen.caching, "workers never cache");
             // max_workers = 2 over the cluster: at most 2 chunks out, each one item at a time.
             assert_eq!(seen.max_workers, Some(1));
@@ -814,4 +892,987 @@ fn raw_request(port: u16, connect: &str, subject: &str, payload: &[u8]) -> Resul
             return Err("closed".into());
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile clients: the cluster's wire format, as any client of the server could speak it.
+
+mod wire {
+    use serde::{Deserialize, Serialize};
+    use std::time::Duration;
+
+    pub type Nonce = [u8; 16];
+
+    #[derive(Serialize, Deserialize, Debug, Clone)]
+    pub struct Request {
+        pub protocol: u32,
+        pub nonce: Nonce,
+        pub signed: bool,
+        pub signature: Signature,
+        pub options: Options,
+        pub items: Vec<Item>,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, Clone)]
+    pub struct Signature {
+        pub operator: String,
+        pub version: u32,
+        pub input_type: String,
+        pub output_type: String,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, Clone)]
+    pub struct Options {
+        pub timeout: Option<Duration>,
+        pub trace: bool,
+        pub max_retries: u32,
+        pub rate_limit: Option<f64>,
+        pub use_parallel: bool,
+        pub max_workers: Option<u64>,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, Clone)]
+    pub struct Item {
+        pub index: u64,
+        #[serde(with = "serde_bytes")]
+        pub input: Vec<u8>,
+    }
+
+    #[derive(Serialize, Deserialize, Debug)]
+    pub struct ReplyMessage {
+        pub nonce: Nonce,
+        pub reply: Reply,
+    }
+
+    #[derive(Serialize, Deserialize, Debug)]
+    pub enum Reply {
+        Accepted {
+            worker: String,
+        },
+        Working,
+        Results(Vec<ItemResult>),
+        Finished {
+            received_at: Duration,
+            root: u64,
+            trace: Vec<Event>,
+        },
+        Refused {
+            reason: String,
+        },
+        Busy {
+            reason: String,
+        },
+    }
+
+    #[derive(Serialize, Deserialize, Debug)]
+    pub struct ItemResult {
+        pub index: u64,
+        pub result: Result<Bytes, Error>,
+    }
+
+    #[derive(Serialize, Deserialize, Debug)]
+    pub struct Bytes(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+    #[derive(Serialize, Deserialize, Debug)]
+    pub enum Error {
+        Operator { message: String },
+        Panicked { message: String },
+        Timeout { timeout: Duration },
+        Cancelled,
+        Cluster { reason: String },
+    }
+
+    #[derive(Serialize, Deserialize, Debug)]
+    pub struct Hello {
+        pub protocol: u32,
+        pub nonce: Nonce,
+    }
+
+    #[derive(Serialize, Deserialize, Debug)]
+    pub struct HelloAnswer {
+        pub nonce: Nonce,
+        pub info: WorkerInfo,
+    }
+
+    #[derive(Serialize, Deserialize, Debug)]
+    pub struct WorkerInfo {
+        pub protocol: u32,
+        pub id: String,
+        pub pid: u32,
+        pub slots: u32,
+        pub operators: Vec<Signature>,
+        pub keyed: bool,
+    }
+
+    #[derive(Serialize, Deserialize, Debug)]
+    pub struct Event {
+        id: u64,
+        parent: Option<u64>,
+        depth: u32,
+        operator: String,
+        index: Option<u64>,
+        thread: String,
+        thread_id: u64,
+        start: Duration,
+        duration: Duration,
+        outcome: u8,
+        attempt: u32,
+    }
+
+    /// A chunk of `operator` (input and output types as `I` and `O`), items at indices 0, 1, ...
+    pub fn request<I: Serialize, O>(
+        operator: &str,
+        inputs: &[I],
+        nonce: Nonce,
+        rate_limit: Option<f64>,
+    ) -> Vec<u8> {
+        postcard::to_stdvec(&Request {
+            protocol: 2,
+            nonce,
+            signed: false,
+            signature: Signature {
+                operator: operator.into(),
+                version: 0,
+                input_type: std::any::type_name::<I>().into(),
+                output_type: std::any::type_name::<O>().into(),
+            },
+            options: Options {
+                timeout: None,
+                trace: false,
+                max_retries: 0,
+                rate_limit,
+                use_parallel: true,
+                max_workers: None,
+            },
+            items: inputs
+                .iter()
+                .enumerate()
+                .map(|(index, input)| Item {
+                    index: index as u64,
+                    input: postcard::to_stdvec(input).unwrap(),
+                })
+                .collect(),
+        })
+        .unwrap()
+    }
+
+    /// The replies a worker would send about `indices`, each with `output`, under `nonce`.
+    pub fn forged<O: Serialize>(nonce: Nonce, indices: &[u64], output: &O) -> Vec<Vec<u8>> {
+        let results = indices
+            .iter()
+            .map(|&index| ItemResult {
+                index,
+                result: Ok(Bytes(postcard::to_stdvec(output).unwrap())),
+            })
+            .collect();
+        [
+            Reply::Accepted {
+                worker: "forger".into(),
+            },
+            Reply::Results(results),
+            Reply::Finished {
+                received_at: Duration::ZERO,
+                root: 0,
+                trace: Vec::new(),
+            },
+        ]
+        .into_iter()
+        .map(|reply| postcard::to_stdvec(&ReplyMessage { nonce, reply }).unwrap())
+        .collect()
+    }
+}
+
+/// A client on a raw socket, speaking the plain NATS protocol.
+struct Raw {
+    reader: std::io::BufReader<TcpStream>,
+    writer: TcpStream,
+    /// Messages read while waiting for something else.
+    pending: std::collections::VecDeque<Got>,
+}
+
+/// What the server sends a raw client.
+enum Event {
+    Pong,
+    Error(String),
+    Message(Got),
+}
+
+/// A message a raw client receives.
+#[derive(Debug)]
+enum Got {
+    Msg {
+        subject: String,
+        reply: Option<String>,
+        payload: Vec<u8>,
+    },
+}
+
+impl Raw {
+    /// Connects as `user` (with `password`; `None`: no credentials).
+    fn connect(port: u16, user: Option<(&str, &str)>) -> Raw {
+        use std::io::BufRead;
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap(); // INFO
+        let connect = match user {
+            Some((user, pass)) => format!(r#"{{"verbose":false,"user":"{user}","pass":"{pass}"}}"#),
+            None => r#"{"verbose":false}"#.to_owned(),
+        };
+        write!(writer, "CONNECT {connect}\r\n").unwrap();
+        let mut raw = Raw {
+            reader,
+            writer,
+            pending: std::collections::VecDeque::new(),
+        };
+        raw.sync().expect("connected");
+        raw
+    }
+
+    /// Sends PING and waits for PONG: every command before it has been processed. The first
+    /// error the server sent meanwhile, if any.
+    fn sync(&mut self) -> Result<(), String> {
+        self.writer.write_all(b"PING\r\n").unwrap();
+        let mut error = None;
+        loop {
+            match self.event(Duration::from_secs(10)) {
+                Some(Event::Pong) => break,
+                Some(Event::Error(line)) => {
+                    error.get_or_insert(line);
+                }
+                Some(Event::Message(got)) => self.pending.push_back(got),
+                None => return Err("closed".into()),
+            }
+        }
+        error.map_or(Ok(()), Err)
+    }
+
+    /// The next thing the server sends (answering its PINGs), within `timeout`.
+    fn event(&mut self, timeout: Duration) -> Option<Event> {
+        use std::io::BufRead;
+        let until = Instant::now() + timeout;
+        loop {
+            let left = until.checked_duration_since(Instant::now())?;
+            self.reader
+                .get_ref()
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let mut line = Vec::new();
+            match self.reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+            let line = String::from_utf8_lossy(&line).into_owned();
+            if line.starts_with("PING") {
+                self.writer.write_all(b"PONG\r\n").unwrap();
+            } else if line.starts_with("PONG") {
+                return Some(Event::Pong);
+            } else if line.starts_with("-ERR") {
+                return Some(Event::Error(line));
+            } else if let Some(rest) = line.strip_prefix("MSG ") {
+                let parts: Vec<&str> = rest.split_whitespace().collect();
+                let len: usize = parts.last().unwrap().parse().unwrap();
+                let mut body = vec![0; len + 2];
+                self.reader.get_ref().set_read_timeout(None).unwrap();
+                self.reader.read_exact(&mut body).unwrap();
+                body.truncate(len);
+                return Some(Event::Message(Got::Msg {
+                    subject: parts[0].to_owned(),
+                    reply: (parts.len() == 4).then(|| parts[2].to_owned()),
+                    payload: body,
+                }));
+            }
+        }
+    }
+
+    fn sub(&mut self, subject: &str, queue: Option<&str>, sid: u32) {
+        let queue = queue.map(|q| format!(" {q}")).unwrap_or_default();
+        write!(self.writer, "SUB {subject}{queue} {sid}\r\n").unwrap();
+    }
+
+    fn publish(&mut self, subject: &str, reply: Option<&str>, payload: &[u8]) {
+        let reply = reply.map(|r| format!(" {r}")).unwrap_or_default();
+        write!(self.writer, "PUB {subject}{reply} {}\r\n", payload.len()).unwrap();
+        self.writer.write_all(payload).unwrap();
+        self.writer.write_all(b"\r\n").unwrap();
+    }
+
+    /// The next message, within `timeout`.
+    fn next(&mut self, timeout: Duration) -> Option<Got> {
+        if let Some(got) = self.pending.pop_front() {
+            return Some(got);
+        }
+        let until = Instant::now() + timeout;
+        loop {
+            let left = until.checked_duration_since(Instant::now())?;
+            if let Event::Message(got) = self.event(left)? {
+                return Some(got);
+            }
+        }
+    }
+
+    /// A request and the first message that comes back on `inbox`.
+    fn request(&mut self, subject: &str, inbox: &str, payload: &[u8]) -> Option<Vec<u8>> {
+        self.publish(subject, Some(inbox), payload);
+        loop {
+            match self.next(Duration::from_secs(10))? {
+                Got::Msg {
+                    subject, payload, ..
+                } if subject == inbox => return Some(payload),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A random-enough nonce for a hostile client (not the caller's: it cannot know that one).
+fn some_nonce(seed: u8) -> wire::Nonce {
+    [seed; 16]
+}
+
+/// Reads a reply's variant: `Accepted`, `Busy: reason`, `Refused: reason`, ...
+fn reply_kind(payload: &[u8]) -> String {
+    match postcard::from_bytes::<wire::ReplyMessage>(payload).map(|m| m.reply) {
+        Ok(wire::Reply::Busy { reason }) => format!("Busy: {reason}"),
+        Ok(wire::Reply::Refused { reason }) => format!("Refused: {reason}"),
+        Ok(other) => format!("{other:?}"),
+        Err(e) => format!("undecodable: {e}"),
+    }
+}
+
+#[test]
+fn a_blind_injector_cannot_answer_for_a_worker() {
+    common::watchdog("cluster: blind injector", Duration::from_secs(120), || {
+        // No key, no permissions: a client that sees where chunks go (it subscribes to the
+        // chunks' subject outside the queue group) but does not read their nonce answers first
+        // with forged outcomes, and has the workers answer to the victim's reply subject with
+        // outcomes of its own inputs.
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let workers = Workers::start(2, &server.url(), "all", &backend);
+        let port = server.port;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let injected = std::sync::Arc::new(AtomicU64::new(0));
+        let mut injector = Raw::connect(port, None);
+        injector.sub("xcs.run.>", None, 1);
+        injector.sync().unwrap();
+        let thread = {
+            let (stop, injected) = (stop.clone(), injected.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let Some(Got::Msg {
+                        reply: Some(reply),
+                        subject,
+                        ..
+                    }) = injector.next(Duration::from_millis(100))
+                    else {
+                        continue;
+                    };
+                    if subject != "xcs.run.who_runs" {
+                        continue;
+                    }
+                    for forged in wire::forged(some_nonce(0), &[0, 1], &(1337u64, 1u32)) {
+                        injector.publish(&reply, None, &forged);
+                    }
+                    let own = wire::request::<u64, (u64, u32)>(
+                        "who_runs",
+                        &[2_000_000, 2_000_000],
+                        some_nonce(9),
+                        None,
+                    );
+                    injector.publish("xcs.run.who_runs", Some(&reply), &own);
+                    injector.sync().unwrap();
+                    injected.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        let _lock = common::global_lock();
+        xcs::clear_cache();
+        for _ in 0..5 {
+            let outputs = on_cluster(
+                "cluster-blind",
+                &backend,
+                &[("enable_caching", "true"), ("timeout_seconds", "30")],
+                || vmap(WhoRuns).call_settled(vec![1000, 2000]),
+            );
+            let outputs: Vec<(u64, u32)> = outputs.into_iter().map(Result::unwrap).collect();
+            assert_eq!(outputs[0].0, 1_000_000, "{outputs:?}");
+            assert_eq!(outputs[1].0, 4_000_000, "{outputs:?}");
+            assert!(outputs.iter().all(|o| workers.pids().contains(&o.1)));
+            xcs::clear_cache();
+        }
+        stop.store(true, Ordering::SeqCst);
+        thread.join().unwrap();
+        assert!(
+            injected.load(Ordering::SeqCst) >= 5,
+            "the injector saw the chunks"
+        );
+    });
+}
+
+#[test]
+fn with_a_cluster_key_an_eavesdropper_cannot_forge_outcomes() {
+    common::watchdog("cluster: key", Duration::from_secs(180), || {
+        // No permissions at all, but a shared key: a client that reads everything (`>`),
+        // nonces included, answers every chunk first with forged outcomes.
+        let server = Server::start(&[]);
+        let key = "correct horse battery staple";
+        let options = || ClusterOptions::new().cluster_key(key);
+        let backend = NatsBackend::connect_with(&server.url(), options()).unwrap();
+        let workers = Workers::start_with(
+            1,
+            &server.url(),
+            "all",
+            &[("CLUSTER_TEST_KEY", key)],
+            &backend,
+        );
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let forged = std::sync::Arc::new(AtomicU64::new(0));
+        let mut eavesdropper = Raw::connect(server.port, None);
+        eavesdropper.sub(">", None, 1);
+        eavesdropper.sync().unwrap();
+        let thread = {
+            let (stop, forged) = (stop.clone(), forged.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let Some(Got::Msg {
+                        subject,
+                        reply: Some(reply),
+                        payload,
+                    }) = eavesdropper.next(Duration::from_millis(100))
+                    else {
+                        continue;
+                    };
+                    if !subject.starts_with("xcs.run.") {
+                        continue;
+                    }
+                    // The request as sent (its signature is the last 32 bytes).
+                    let Ok((request, _)) = postcard::take_from_bytes::<wire::Request>(&payload)
+                    else {
+                        continue;
+                    };
+                    let indices: Vec<u64> = request.items.iter().map(|i| i.index).collect();
+                    for message in wire::forged(request.nonce, &indices, &1337u64) {
+                        eavesdropper.publish(&reply, None, &message);
+                        // Signed with a key of its own, too.
+                        let mut signed = message.clone();
+                        signed.extend([0x5a; 32]);
+                        eavesdropper.publish(&reply, None, &signed);
+                    }
+                    eavesdropper.sync().unwrap();
+                    forged.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        let dir = TempDir::new("key-cache");
+        let cache_dir = dir.0.to_str().unwrap().to_owned();
+        let _lock = common::global_lock();
+        xcs::clear_cache();
+        let run = |backend: &NatsBackend| {
+            on_cluster(
+                "cluster-key",
+                backend,
+                &[
+                    ("enable_caching", "true"),
+                    ("cache_dir", &cache_dir),
+                    ("timeout_seconds", "30"),
+                ],
+                || vmap(Cube).call(CubeInputs::batch(vec![1000u64, 2000, 3000]).unwrap()),
+            )
+        };
+        let outputs = run(&backend).unwrap();
+        assert_eq!(outputs, [1_000_000_000, 8_000_000_000, 27_000_000_000]);
+        stop.store(true, Ordering::SeqCst);
+        thread.join().unwrap();
+        assert!(
+            forged.load(Ordering::SeqCst) >= 1,
+            "the eavesdropper answered"
+        );
+        // What was cached, in memory and in `cache_dir`, is the workers' answers.
+        drop(workers);
+        let hits = xcs::cache_stats().hits;
+        assert_eq!(run(&backend).unwrap(), outputs);
+        assert_eq!(xcs::cache_stats().hits, hits + 3, "answered by the cache");
+        xcs::clear_cache();
+        assert_eq!(run(&backend).unwrap(), outputs, "answered by `cache_dir`");
+
+        // A caller without the key, or with another one, fails clearly, at once.
+        let _workers = Workers::start_with(
+            1,
+            &server.url(),
+            "all",
+            &[("CLUSTER_TEST_KEY", key)],
+            &backend,
+        );
+        for (other, expected) in [
+            (ClusterOptions::new(), "this caller has none"),
+            (
+                ClusterOptions::new().cluster_key("another"),
+                "none with this caller's",
+            ),
+        ] {
+            let started = Instant::now();
+            let other = NatsBackend::connect_with(&server.url(), other).unwrap();
+            let error = on_cluster(
+                "cluster-key-other",
+                &other,
+                &[("timeout_seconds", "60")],
+                || vmap(WhoRuns).call(vec![5]),
+            )
+            .unwrap_err();
+            match &error {
+                XcsError::Cluster { reason, .. } => {
+                    assert!(reason.contains(expected), "{reason}");
+                    assert!(reason.contains("cluster key"), "{reason}");
+                    assert!(!reason.contains(key), "{reason}");
+                }
+                other => panic!("expected a cluster error, got {other:?}"),
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "not at the deadline"
+            );
+        }
+    });
+}
+
+/// The README's permission table as a server configuration: callers `alice` and `mallory`
+/// (each may subscribe to its own inbox prefix only), and the workers. `auditor` is not part
+/// of the table: it reads everything, to tell `mallory` what she could not learn herself.
+const PERMISSIONS: &str = r#"
+authorization {
+  users = [
+    { user: alice, password: a, permissions: {
+        publish: { allow: ["xcs.hello", "xcs.run.>"] },
+        subscribe: { allow: ["_INBOX_alice.>"] } } }
+    { user: mallory, password: m, permissions: {
+        publish: { allow: ["xcs.hello", "xcs.run.>"] },
+        subscribe: { allow: ["_INBOX_mallory.>"] } } }
+    { user: worker, password: w, permissions: {
+        publish: { deny: [">"] },
+        subscribe: { allow: ["xcs.hello", "xcs.run.> xcs.workers"] },
+        allow_responses: { max: 1000000, expires: "15m" } } }
+    { user: auditor, password: x, permissions: {
+        publish: { deny: [">"] },
+        subscribe: { allow: [">"] } } }
+  ]
+}
+"#;
+
+#[test]
+fn the_readme_permissions_keep_callers_apart() {
+    common::watchdog("cluster: permissions", Duration::from_secs(180), || {
+        let server = Server::with_config(PERMISSIONS);
+        let port = server.port;
+        let url = |user: &str, password: &str| format!("nats://{user}:{password}@127.0.0.1:{port}");
+        let alice = NatsBackend::connect_with(
+            &url("alice", "a"),
+            ClusterOptions::new().inbox_prefix("_INBOX_alice"),
+        )
+        .unwrap();
+        let workers = Workers::start(2, &url("worker", "w"), "all", &alice);
+
+        // Mallory, authenticated, can read neither alice's replies nor the chunks, cannot join
+        // the workers' queue group, and cannot publish to alice's inbox.
+        let mut mallory = Raw::connect(port, Some(("mallory", "m")));
+        for (subject, queue) in [
+            ("_INBOX_alice.>", None),
+            ("_INBOX.>", None),
+            (">", None),
+            ("xcs.run.>", None),
+            ("xcs.run.slow", Some("xcs.workers")),
+        ] {
+            mallory.sub(subject, queue, 7);
+            let refused = mallory.sync().unwrap_err();
+            assert!(
+                refused.contains("Permissions Violation"),
+                "{subject}: {refused}"
+            );
+        }
+        mallory.publish("_INBOX_alice.x.0.0", None, b"forged");
+        let refused = mallory.sync().unwrap_err();
+        assert!(refused.contains("Permissions Violation"), "{refused}");
+        // A worker may not publish anywhere but to the replies it owes.
+        let mut worker = Raw::connect(port, Some(("worker", "w")));
+        worker.publish("_INBOX_alice.x.0.0", None, b"forged");
+        assert!(worker.sync().unwrap_err().contains("Permissions Violation"));
+
+        // Even told alice's reply subjects, mallory cannot inject: a chunk of her own naming
+        // one gets a worker's reply that alice drops, and garbage fails nothing.
+        let mut auditor = Raw::connect(port, Some(("auditor", "x")));
+        auditor.sub("xcs.run.>", None, 1);
+        auditor.sub("_INBOX_alice.>", None, 2);
+        auditor.sync().unwrap();
+        mallory.sub("_INBOX_mallory.>", None, 1);
+        mallory.sync().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mallorys = some_nonce(0x33);
+                let mut sent = 0;
+                let mut answered = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let Some(Got::Msg {
+                        subject,
+                        reply,
+                        payload,
+                    }) = auditor.next(Duration::from_millis(100))
+                    else {
+                        continue;
+                    };
+                    if let (true, Some(reply)) = (subject == "xcs.run.slow", reply) {
+                        let own = wire::request::<(u64, u64), (u64, u32)>(
+                            "slow",
+                            &[(999, 0), (999, 0)],
+                            mallorys,
+                            None,
+                        );
+                        mallory.publish("xcs.run.slow", Some(&reply), &own);
+                        mallory.publish("xcs.run.slow", Some(&reply), b"garbage");
+                        mallory.sync().unwrap();
+                        sent += 1;
+                    } else if subject.starts_with("_INBOX_alice.")
+                        && postcard::from_bytes::<wire::ReplyMessage>(&payload)
+                            .is_ok_and(|m| m.nonce == mallorys)
+                    {
+                        answered += 1;
+                    }
+                }
+                (sent, answered)
+            })
+        };
+        let outputs = on_cluster(
+            "cluster-permissions",
+            &alice,
+            &[("timeout_seconds", "60")],
+            || vmap(Slow).call((0..4).map(|x| (x, 400)).collect()),
+        )
+        .unwrap();
+        stop.store(true, Ordering::SeqCst);
+        let (sent, answered) = thread.join().unwrap();
+        assert!(sent >= 1, "mallory sent chunks naming alice's inbox");
+        assert!(
+            answered >= 1,
+            "a worker answered mallory's chunk to alice's inbox"
+        );
+        for (i, (x, pid)) in outputs.iter().enumerate() {
+            assert_eq!(*x, i as u64, "alice's own answers: {outputs:?}");
+            assert!(workers.pids().contains(pid));
+        }
+    });
+}
+
+#[test]
+fn a_hostile_rate_limit_starves_no_other_caller() {
+    common::watchdog("cluster: starvation", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let workers = Workers::start(1, &server.url(), "slow-only", &backend);
+        let slots = backend.workers().unwrap()[0].slots;
+        // One tiny chunk per slot and one more, each asking for a call every 30 years and no
+        // deadline.
+        let mut hostile = Raw::connect(server.port, None);
+        hostile.sub("_INBOX.hostile.>", None, 1);
+        for n in 0..=slots {
+            let chunk = wire::request::<(u64, u64), (u64, u32)>(
+                "slow",
+                &[(1, 0), (2, 0), (3, 0)],
+                some_nonce(n as u8),
+                Some(1e-9),
+            );
+            let inbox = format!("_INBOX.hostile.{n}");
+            let first = hostile.request("xcs.run.slow", &inbox, &chunk).unwrap();
+            let kind = reply_kind(&first);
+            assert!(kind.starts_with("Accepted"), "{kind}");
+        }
+        // A normal caller, with a rate limit of its own, is served.
+        let outputs = on_cluster(
+            "cluster-starve",
+            &backend,
+            &[("timeout_seconds", "20"), ("rate_limit", "100")],
+            || vmap(Slow).call(vec![(7, 0), (8, 0)]),
+        )
+        .unwrap();
+        assert_eq!(outputs.iter().map(|o| o.0).collect::<Vec<_>>(), [7, 8]);
+        assert!(outputs.iter().all(|o| workers.pids().contains(&o.1)));
+    });
+}
+
+#[test]
+fn a_flood_of_chunks_is_refused_beyond_the_workers_bound() {
+    common::watchdog("cluster: flood", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend =
+            NatsBackend::connect_with(&server.url(), ClusterOptions::new().max_attempts(100))
+                .unwrap();
+        // The worker holds at most `slots + 3` chunks and 1 MB of them.
+        let probe = Workers::start(1, &server.url(), "all", &backend);
+        let slots = backend.workers().unwrap()[0].slots as u64;
+        drop(probe);
+        let limits = format!("{},1000000,600", slots + 3);
+        let workers = Workers::start_with(
+            1,
+            &server.url(),
+            "all",
+            &[("CLUSTER_TEST_LIMITS", &limits)],
+            &backend,
+        );
+        let mut flood = Raw::connect(server.port, None);
+        flood.sub("_INBOX.flood.>", None, 1);
+        let mut kinds = Vec::new();
+        let send = |flood: &mut Raw, subject: &str, n: String, chunk: &[u8]| {
+            let inbox = format!("_INBOX.flood.{n}");
+            reply_kind(&flood.request(subject, &inbox, chunk).unwrap())
+        };
+        // Every slot busy for 3 s.
+        let slow =
+            wire::request::<(u64, u64), (u64, u32)>("slow", &[(1, 3000)], some_nonce(1), None);
+        for n in 0..slots {
+            kinds.push(send(&mut flood, "xcs.run.slow", format!("s{n}"), &slow));
+        }
+        // Chunks of 400 KB: two fit in 1 MB, the rest are refused.
+        let echo =
+            wire::request::<String, String>("echo", &["x".repeat(400_000)], some_nonce(2), None);
+        for n in 0..5 {
+            kinds.push(send(&mut flood, "xcs.run.echo", format!("b{n}"), &echo));
+        }
+        // Small chunks: one more fits, then the count is reached.
+        for n in 0..3 {
+            kinds.push(send(&mut flood, "xcs.run.slow", format!("t{n}"), &slow));
+        }
+        let accepted =
+            |kinds: &[String]| kinds.iter().filter(|k| k.starts_with("Accepted")).count();
+        let s = slots as usize;
+        assert_eq!(accepted(&kinds[..s]), s, "{kinds:?}");
+        assert_eq!(accepted(&kinds[s..s + 5]), 2, "{kinds:?}");
+        assert!(
+            kinds[s + 2..s + 5]
+                .iter()
+                .all(|k| k.contains("Busy") && k.contains("bytes")),
+            "{kinds:?}"
+        );
+        assert_eq!(accepted(&kinds[s + 5..]), 1, "{kinds:?}");
+        assert!(
+            kinds[s + 6..]
+                .iter()
+                .all(|k| k.contains("Busy") && k.contains("chunks")),
+            "{kinds:?}"
+        );
+        // A caller whose chunk is refused sends it again later: it is served when the queue
+        // drains.
+        let outputs = on_cluster(
+            "cluster-flood",
+            &backend,
+            &[("timeout_seconds", "60")],
+            || vmap(WhoRuns).call(vec![3]),
+        )
+        .unwrap();
+        assert_eq!(outputs[0].0, 9);
+        assert!(workers.pids().contains(&outputs[0].1));
+    });
+}
+
+#[test]
+fn discovery_ends_while_a_client_keeps_answering() {
+    common::watchdog("cluster: reflector", Duration::from_secs(60), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let workers = Workers::start(1, &server.url(), "all", &backend);
+        // A client answers every discovery request every 5 ms, forever.
+        let mut reflector = Raw::connect(server.port, None);
+        reflector.sub("xcs.hello", None, 1);
+        reflector.sync().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut inboxes: Vec<String> = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    if let Some(Got::Msg {
+                        reply: Some(reply), ..
+                    }) = reflector.next(Duration::from_millis(5))
+                    {
+                        inboxes.push(reply);
+                    }
+                    for inbox in &inboxes {
+                        reflector.publish(inbox, None, b"hello");
+                    }
+                }
+            })
+        };
+        for _ in 0..3 {
+            let found = backend.workers().unwrap();
+            assert_eq!(found.len(), 1);
+            assert!(workers.pids().contains(&found[0].pid));
+        }
+        let outputs = on_cluster("cluster-reflector", &backend, &[], || {
+            vmap(WhoRuns).call(vec![6])
+        })
+        .unwrap();
+        assert_eq!(outputs[0].0, 36);
+        stop.store(true, Ordering::SeqCst);
+        thread.join().unwrap();
+    });
+}
+
+#[test]
+fn a_deeply_nested_item_fails_alone_and_the_worker_keeps_serving() {
+    common::watchdog("cluster: deep input", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let mut workers = Workers::start(1, &server.url(), "all", &backend);
+        // A chunk of two items: `Neg` nested 100 000 deep (100 KB), and a plain `Leaf`.
+        let mut request: wire::Request = postcard::from_bytes(&wire::request::<Expr, u64>(
+            "depth",
+            &[Expr::Leaf(5), Expr::Leaf(5)],
+            some_nonce(4),
+            None,
+        ))
+        .unwrap();
+        request.items[0].input = deep_expr_bytes(100_000);
+        let payload = postcard::to_stdvec(&request).unwrap();
+        let mut hostile = Raw::connect(server.port, None);
+        hostile.sub("_INBOX.deep.>", None, 1);
+        hostile.publish("xcs.run.depth", Some("_INBOX.deep.0"), &payload);
+        let results = loop {
+            let Some(Got::Msg { payload, .. }) = hostile.next(Duration::from_secs(20)) else {
+                panic!("the worker stopped answering");
+            };
+            match postcard::from_bytes::<wire::ReplyMessage>(&payload)
+                .unwrap()
+                .reply
+            {
+                wire::Reply::Results(results) => break results,
+                wire::Reply::Refused { reason } => panic!("the chunk was refused: {reason}"),
+                _ => {}
+            }
+        };
+        assert_eq!(results.len(), 2);
+        match &results[0].result {
+            Err(wire::Error::Cluster { reason }) => {
+                assert!(reason.contains("could not read"), "{reason}")
+            }
+            other => panic!("expected the deep item to fail alone, got {other:?}"),
+        }
+        let Ok(bytes) = &results[1].result else {
+            panic!("the plain item failed: {:?}", results[1].result);
+        };
+        assert_eq!(postcard::from_bytes::<u64>(&bytes.0).unwrap(), 0);
+        // The worker is alive and serves on.
+        assert!(
+            workers.0[0].try_wait().unwrap().is_none(),
+            "the worker died"
+        );
+        let depths = on_cluster("cluster-deep", &backend, &[], || {
+            vmap(Depth).call(vec![Expr::Leaf(1), Expr::Neg(Box::new(Expr::Leaf(1)))])
+        })
+        .unwrap();
+        assert_eq!(depths, [0, 1]);
+    });
+}
+
+#[test]
+fn a_deeply_nested_result_fails_its_item_not_the_caller() {
+    common::watchdog("cluster: deep result", Duration::from_secs(120), || {
+        // No real worker: a hostile one answers discovery and takes the chunk, with outputs
+        // nested 100 000 deep.
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let mut hostile = Raw::connect(server.port, None);
+        hostile.sub("xcs.hello", None, 1);
+        hostile.sub("xcs.run.nest", Some("xcs.workers"), 2);
+        hostile.sync().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut answered = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let Some(Got::Msg {
+                        subject,
+                        reply: Some(reply),
+                        payload,
+                    }) = hostile.next(Duration::from_millis(100))
+                    else {
+                        continue;
+                    };
+                    if subject == "xcs.hello" {
+                        let hello: wire::Hello = postcard::from_bytes(&payload).unwrap();
+                        let signature =
+                            postcard::from_bytes::<wire::Request>(&wire::request::<u64, Expr>(
+                                "nest",
+                                &[],
+                                hello.nonce,
+                                None,
+                            ))
+                            .unwrap()
+                            .signature;
+                        let answer = wire::HelloAnswer {
+                            nonce: hello.nonce,
+                            info: wire::WorkerInfo {
+                                protocol: 2,
+                                id: "hostile".into(),
+                                pid: 1,
+                                slots: 1,
+                                operators: vec![signature],
+                                keyed: false,
+                            },
+                        };
+                        hostile.publish(&reply, None, &postcard::to_stdvec(&answer).unwrap());
+                    } else {
+                        let request: wire::Request = postcard::from_bytes(&payload).unwrap();
+                        let results = request
+                            .items
+                            .iter()
+                            .map(|item| wire::ItemResult {
+                                index: item.index,
+                                result: Ok(wire::Bytes(deep_expr_bytes(100_000))),
+                            })
+                            .collect();
+                        for reply_body in [
+                            wire::Reply::Accepted {
+                                worker: "hostile".into(),
+                            },
+                            wire::Reply::Results(results),
+                            wire::Reply::Finished {
+                                received_at: Duration::ZERO,
+                                root: 0,
+                                trace: Vec::new(),
+                            },
+                        ] {
+                            let message = wire::ReplyMessage {
+                                nonce: request.nonce,
+                                reply: reply_body,
+                            };
+                            hostile.publish(&reply, None, &postcard::to_stdvec(&message).unwrap());
+                        }
+                        answered += 1;
+                    }
+                    hostile.sync().unwrap();
+                }
+                answered
+            })
+        };
+        let settled = on_cluster(
+            "cluster-deep-result",
+            &backend,
+            &[("timeout_seconds", "30")],
+            || vmap(Nest).call_settled(vec![1, 2]),
+        );
+        stop.store(true, Ordering::SeqCst);
+        assert!(
+            thread.join().unwrap() >= 1,
+            "the hostile worker took the chunk"
+        );
+        for (index, outcome) in settled.iter().enumerate() {
+            match outcome {
+                Err(XcsError::Cluster { reason, .. }) => {
+                    assert!(reason.contains("does not decode"), "{reason}")
+                }
+                other => panic!("item {index}: expected a decode error, got {other:?}"),
+            }
+        }
+    });
 }

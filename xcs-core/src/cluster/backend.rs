@@ -6,8 +6,8 @@
 //! backend's own, so a batch called from async code never blocks that code's runtime in a way
 //! it could deadlock on. Per batch:
 //!
-//! 1. Discovery (cached for a second): the workers answer `<prefix>.hello` with the operators
-//!    they serve. None: every item fails with [`XcsError::DeviceUnavailable`] at once; none that
+//! 1. Discovery (cached for a second, and bounded: 2 s for a first answer, then 500 ms at most):
+//!    the workers answer `<prefix>.hello` with the operators they serve, echoing its nonce. None: every item fails with [`XcsError::DeviceUnavailable`] at once; none that
 //!    serves this operator, or only workers built from another version of it:
 //!    [`XcsError::Cluster`] with the reason.
 //! 2. Chunks of about a quarter of a fair share per worker slot (smaller when the message size
@@ -22,7 +22,9 @@
 //!    again (its unsettled items only) for another worker to take, up to
 //!    [`ClusterOptions::max_attempts`] times, always within the caller's deadline. "No
 //!    responders" on a chunk (the last worker left) fails what is left with
-//!    `DeviceUnavailable`.
+//!    `DeviceUnavailable`. A worker whose queue is full answers `Busy`: the chunk is sent again
+//!    after a pause (100 ms, doubling), as another attempt. Replies that are not authentic
+//!    answers (see the [module docs](super)) are dropped.
 //! 4. At the deadline (or when the caller gives up) the loop ends; items without an outcome are
 //!    reported by the batch rules (timed out or cancelled). The workers got the remaining
 //!    deadline with the chunk and stop on their own.
@@ -36,7 +38,10 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::connect::{self, ClusterOptions};
-use super::wire::{self, Item, Reply, Request, WireEvent, WireOptions, WireSignature, WorkerInfo};
+use super::wire::{
+    self, Context, Hello, HelloAnswer, Item, Nonce, Reply, ReplyMessage, Request, WireEvent,
+    WireOptions, WireSignature, WorkerInfo,
+};
 use crate::device::{self, Backend, BatchJob, Outgoing, RemoteItems};
 use crate::error::XcsError;
 use crate::trace;
@@ -70,8 +75,8 @@ struct Inner {
     client: async_nats::Client,
     options: ClusterOptions,
     url: String,
-    /// The workers found by the last discovery, and when.
-    workers: Mutex<Option<(Instant, Arc<Vec<WorkerInfo>>)>>,
+    /// The last discovery, and when.
+    workers: Mutex<Option<(Instant, Arc<Found>)>>,
 }
 
 impl Drop for Inner {
@@ -98,6 +103,27 @@ pub struct WorkerSummary {
 
 /// How long a discovery stays fresh.
 const DISCOVERY_TTL: Duration = Duration::from_secs(1);
+
+/// How long discovery waits for a first answer.
+const FIRST_ANSWER: Duration = Duration::from_secs(2);
+
+/// Discovery ends this long after the first answer, or after this long without one more,
+/// whichever comes first (so it never lasts more than `FIRST_ANSWER + DISCOVERY_WINDOW`,
+/// however fast answers keep coming), or at `MAX_ANSWERS` answers.
+const DISCOVERY_WINDOW: Duration = Duration::from_millis(500);
+const DISCOVERY_QUIET: Duration = Duration::from_millis(50);
+const MAX_ANSWERS: usize = 4096;
+
+/// What a discovery found.
+#[derive(Default, Debug)]
+struct Found {
+    /// The workers whose answers are authentic (under a cluster key: signed with it).
+    workers: Vec<WorkerInfo>,
+    /// Answers that were not: unsigned or signed with another key (only under a key).
+    unsigned: usize,
+    /// Workers that take only signed requests (only without a key).
+    keyed: usize,
+}
 
 impl NatsBackend {
     /// Connects to the NATS server at `url` with the default [`ClusterOptions`]. Credentials
@@ -127,8 +153,9 @@ impl NatsBackend {
             })?;
         let handle = runtime.handle().clone();
         let owned = url.to_owned();
+        let prefix = options.inbox_prefix_set().map(str::to_owned);
         let client = on(&handle, async move {
-            connect::connect(&owned, "xcs caller").await
+            connect::connect(&owned, "xcs caller", prefix.as_deref()).await
         })
         .ok_or_else(|| XcsError::Connect {
             url: shown.clone(),
@@ -153,6 +180,7 @@ impl NatsBackend {
     pub fn workers(&self) -> Result<Vec<WorkerSummary>, XcsError> {
         let found = self.discover(true)?;
         Ok(found
+            .workers
             .iter()
             .map(|w| WorkerSummary {
                 id: w.id.clone(),
@@ -173,42 +201,79 @@ impl NatsBackend {
     }
 
     /// The workers, from the last discovery if it is fresh (and found some).
-    fn discover(&self, fresh: bool) -> Result<Arc<Vec<WorkerInfo>>, XcsError> {
+    fn discover(&self, fresh: bool) -> Result<Arc<Found>, XcsError> {
         let inner = &self.inner;
         if !fresh {
             let cached = inner.workers.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some((at, workers)) = &*cached {
-                if at.elapsed() < DISCOVERY_TTL && !workers.is_empty() {
-                    return Ok(Arc::clone(workers));
+            if let Some((at, found)) = &*cached {
+                if at.elapsed() < DISCOVERY_TTL && !found.workers.is_empty() {
+                    return Ok(Arc::clone(found));
                 }
             }
         }
         let client = inner.client.clone();
         let subject = inner.options.hello_subject();
+        let key: Option<Arc<[u8]>> = inner.options.key().map(Into::into);
         let found = on(&inner.handle, async move {
+            let nonce = wire::nonce().ok_or("the operating system gave no random bytes")?;
             let inbox = client.new_inbox();
             let mut answers = client
                 .subscribe(inbox.clone())
                 .await
                 .map_err(|e| e.to_string())?;
+            let hello = wire::seal(
+                key.as_deref(),
+                &Context::Hello { reply: &inbox },
+                wire::encode(&Hello {
+                    protocol: wire::PROTOCOL,
+                    nonce,
+                }),
+            );
             client
-                .publish_with_reply(subject, inbox, Bytes::new())
+                .publish_with_reply(subject, inbox.clone(), Bytes::from(hello))
                 .await
                 .map_err(|e| e.to_string())?;
             client.flush().await.map_err(|e| e.to_string())?;
-            let mut found = Vec::new();
+            let mut found = Found::default();
             // The first answer (or the server's "no responders") comes at once; the others
-            // within a short quiet period after it.
-            let mut wait = Duration::from_secs(2);
+            // within a short quiet period after it, and never after the window.
+            let mut wait = FIRST_ANSWER;
+            let mut until: Option<tokio::time::Instant> = None;
+            let mut answered = 0;
             while let Ok(Some(message)) = tokio::time::timeout(wait, answers.next()).await {
                 if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
                     break;
                 }
-                if let Ok(info) = wire::decode::<WorkerInfo>(&message.payload) {
-                    found.push(info);
+                answered += 1;
+                let context = Context::HelloAnswer { reply: &inbox };
+                match wire::open(key.as_deref(), &context, &message.payload) {
+                    Some(body) => {
+                        if let Ok(answer) = wire::decode::<HelloAnswer>(body) {
+                            if same(&answer.nonce, &nonce) {
+                                if answer.info.keyed && key.is_none() {
+                                    found.keyed += 1;
+                                } else {
+                                    found.workers.push(answer.info);
+                                }
+                            }
+                        }
+                    }
+                    None => {
+                        if wire::decode::<HelloAnswer>(&message.payload)
+                            .is_ok_and(|answer| same(&answer.nonce, &nonce))
+                        {
+                            found.unsigned += 1;
+                        }
+                    }
                 }
-                wait = Duration::from_millis(50);
+                let now = tokio::time::Instant::now();
+                let end = *until.get_or_insert(now + DISCOVERY_WINDOW);
+                if answered >= MAX_ANSWERS || now >= end {
+                    break;
+                }
+                wait = DISCOVERY_QUIET.min(end - now);
             }
+            let _ = answers.unsubscribe().await;
             Ok::<_, String>(found)
         })
         .unwrap_or_else(|| Err("the client's runtime stopped".into()))
@@ -221,6 +286,11 @@ impl NatsBackend {
             Some((Instant::now(), Arc::clone(&found)));
         Ok(found)
     }
+}
+
+/// Whether two nonces are equal, in time that does not depend on where they differ.
+fn same(a: &Nonce, b: &Nonce) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl std::fmt::Debug for NatsBackend {
@@ -271,8 +341,30 @@ impl Backend for NatsBackend {
             Ok(workers) => workers,
             Err(error) => return fail_all(job, remote, &|_| error.describe_again()),
         };
-        let serving = match serving(&workers, &signature) {
+        let serving = match serving(&workers.workers, &signature) {
             Ok(serving) => serving,
+            Err(Unavailable::NoWorkers) if workers.unsigned + workers.keyed > 0 => {
+                let reason = if workers.keyed > 0 {
+                    format!(
+                        "{} workers answered, but they take only requests signed with a \
+                         cluster key and this caller has none (`ClusterOptions::cluster_key`, \
+                         or `{}`)",
+                        workers.keyed,
+                        connect::KEY_VARIABLE
+                    )
+                } else {
+                    format!(
+                        "{} workers answered, but none with this caller's cluster key: give \
+                         the callers and the workers the same key",
+                        workers.unsigned
+                    )
+                };
+                return fail_all(job, remote, &|index| XcsError::Cluster {
+                    operator: job.operator().to_owned(),
+                    index: Some(index),
+                    reason: reason.clone(),
+                });
+            }
             Err(Unavailable::NoWorkers) => {
                 return fail_all(job, remote, &|_| unavailable(job));
             }
@@ -371,10 +463,23 @@ fn serving(
     Ok((matching.len(), slots))
 }
 
+/// The first pause before a chunk a worker was too busy for is sent again (doubled on each
+/// attempt, up to half the heartbeat timeout).
+const BUSY_PAUSE: Duration = Duration::from_millis(100);
+
 /// A chunk sent out and not finished.
 struct Flight {
     /// The item indices of each attempt, in the order they were sent.
     attempts: Vec<Vec<usize>>,
+    /// The nonce of each attempt: a reply about the attempt must carry it.
+    nonces: Vec<Nonce>,
+    /// Whether an authentic reply about the last attempt came.
+    answered: bool,
+    /// When to send the chunk again: a worker answered `Busy`.
+    retry_at: Option<Instant>,
+    /// Why the chunk may go unanswered: an unsigned refusal (under a cluster key), or the
+    /// reason of the last `Busy`.
+    note: Option<String>,
     /// The serialized inputs, kept to send the chunk again.
     inputs: HashMap<usize, Vec<u8>>,
     heard: Instant,
@@ -521,6 +626,10 @@ impl<'a> Dispatch<'a> {
                 next_chunk += 1;
                 let flight = Flight {
                     attempts: Vec::new(),
+                    nonces: Vec::new(),
+                    answered: false,
+                    retry_at: None,
+                    note: None,
                     inputs: items.into_iter().collect(),
                     heard: Instant::now(),
                     sent_at: Duration::ZERO,
@@ -607,8 +716,26 @@ impl<'a> Dispatch<'a> {
         let timeout = job
             .deadline()
             .map(|at| at.saturating_duration_since(Instant::now()));
+        let Some(nonce) = wire::nonce() else {
+            for index in indices {
+                self.remote.complete(
+                    index,
+                    Err(XcsError::Cluster {
+                        operator: job.operator().to_owned(),
+                        index: Some(index),
+                        reason: "the operating system gave no random bytes for the chunk's nonce"
+                            .into(),
+                    }),
+                );
+            }
+            self.flights.remove(&id);
+            return;
+        };
+        let key = self.backend.inner.options.key();
         let request = Request {
             protocol: wire::PROTOCOL,
+            nonce,
+            signed: key.is_some(),
             signature: self.signature.clone(),
             options: WireOptions::from_caller(
                 &job.options(),
@@ -625,19 +752,29 @@ impl<'a> Dispatch<'a> {
                 .collect(),
         };
         flight.attempts.push(indices);
+        flight.nonces.push(nonce);
+        flight.answered = false;
+        flight.retry_at = None;
         flight.heard = Instant::now();
         flight.sent_at = trace::since_epoch();
         let inner = &self.backend.inner;
         let client = inner.client.clone();
         let subject = inner.options.run_subject(&self.signature.operator);
         let reply = format!("{}.{id}.{attempt}", self.inbox);
-        let payload = Bytes::from(wire::encode(&request));
+        let context = Context::Request {
+            subject: &subject,
+            reply: &reply,
+        };
+        let payload = Bytes::from(wire::seal(key, &context, wire::encode(&request)));
         inner.handle.spawn(async move {
             let _ = client.publish_with_reply(subject, reply, payload).await;
         });
     }
 
-    /// Handles one reply; `true` when it says no worker is listening.
+    /// Handles one reply; `true` when it says no worker is listening. A reply that is not an
+    /// authentic answer about a chunk of this batch — not signed with the cluster key when
+    /// there is one, or without the nonce the chunk was sent with — is dropped: it settles
+    /// nothing, fails nothing, and its outcomes are never cached.
     fn receive(&mut self, message: async_nats::Message) -> bool {
         let mut tokens = message.subject.as_str().rsplit('.');
         let attempt = tokens.next().and_then(|t| t.parse::<usize>().ok());
@@ -649,7 +786,14 @@ impl<'a> Dispatch<'a> {
         let Some(flight) = self.flights.get_mut(&id) else {
             return false;
         };
+        let Some(&nonce) = flight.nonces.get(attempt) else {
+            return false;
+        };
         if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+            // The server's answer to the last attempt, before any worker's.
+            if attempt + 1 != flight.nonces.len() || flight.answered {
+                return false;
+            }
             let pending: Vec<usize> = flight.inputs.keys().copied().collect();
             for index in pending {
                 self.remote.complete(index, Err(unavailable(self.job)));
@@ -657,13 +801,34 @@ impl<'a> Dispatch<'a> {
             self.flights.remove(&id);
             return true;
         }
-        flight.heard = Instant::now();
-        let reply = match wire::decode::<Reply>(&message.payload) {
-            Ok(reply) => reply,
-            Err(reason) => Reply::Refused {
-                reason: format!("the worker's reply is not understood: {reason}"),
-            },
+        let key = self.backend.inner.options.key();
+        let context = Context::Reply {
+            reply: message.subject.as_str(),
         };
+        let Some(body) = wire::open(key, &context, &message.payload) else {
+            // Under a key: a worker without it refuses the chunk unsigned. Not an answer, but
+            // the reason the chunk may never get one.
+            if let Ok(ReplyMessage {
+                nonce: got,
+                reply: Reply::Refused { reason },
+            }) = wire::decode::<ReplyMessage>(&message.payload)
+            {
+                if same(&got, &nonce) {
+                    flight.note = Some(format!(
+                        "a worker answered without this caller's cluster key: {reason}"
+                    ));
+                }
+            }
+            return false;
+        };
+        let reply = match wire::decode::<ReplyMessage>(body) {
+            Ok(message) if same(&message.nonce, &nonce) => message.reply,
+            _ => return false,
+        };
+        flight.heard = Instant::now();
+        if attempt + 1 == flight.nonces.len() {
+            flight.answered = true;
+        }
         match reply {
             Reply::Accepted { worker } => flight.worker = worker,
             Reply::Working => {}
@@ -696,6 +861,14 @@ impl<'a> Dispatch<'a> {
                 // Items the worker did not report (it should report all) are not waited for.
                 self.flights.remove(&id);
             }
+            Reply::Busy { reason } => {
+                // Sent again after a pause, to this worker or another: an attempt like any.
+                let tries = u32::try_from(flight.attempts.len()).unwrap_or(u32::MAX);
+                let pause = (BUSY_PAUSE * 2u32.saturating_pow(tries.saturating_sub(1)).min(16))
+                    .min(self.backend.inner.options.heartbeat() / 2);
+                flight.retry_at = Some(Instant::now() + pause);
+                flight.note = Some(format!("the workers were busy: {reason}"));
+            }
             Reply::Refused { reason } => {
                 let pending: Vec<usize> = flight.inputs.keys().copied().collect();
                 for index in pending {
@@ -716,10 +889,14 @@ impl<'a> Dispatch<'a> {
 
     /// Sends again the chunks whose worker went silent; fails those sent too often.
     fn check_heartbeats(&mut self, timeout: Duration) {
+        let now = Instant::now();
         let silent: Vec<u64> = self
             .flights
             .iter()
-            .filter(|(_, f)| f.heard.elapsed() > timeout)
+            .filter(|(_, f)| {
+                f.retry_at
+                    .map_or(f.heard.elapsed() > timeout, |at| at <= now)
+            })
             .map(|(&id, _)| id)
             .collect();
         let max = self.backend.inner.options.attempts() as usize;
@@ -730,20 +907,27 @@ impl<'a> Dispatch<'a> {
             if flight.attempts.len() >= max {
                 let pending: Vec<usize> = flight.inputs.keys().copied().collect();
                 let attempts = flight.attempts.len();
+                let reason = match (&flight.note, flight.retry_at) {
+                    (Some(note), Some(_)) => format!("{note} ({attempts} attempts)"),
+                    (note, _) => format!(
+                        "the workers that took its chunk stopped answering ({attempts} \
+                         attempts){}",
+                        note.as_ref().map(|n| format!("; {n}")).unwrap_or_default()
+                    ),
+                };
                 for index in pending {
                     self.remote.complete(
                         index,
                         Err(XcsError::Cluster {
                             operator: self.job.operator().to_owned(),
                             index: Some(index),
-                            reason: format!(
-                                "the workers that took its chunk stopped answering ({attempts} \
-                                 attempts)"
-                            ),
+                            reason: reason.clone(),
                         }),
                     );
                 }
                 self.flights.remove(&id);
+            } else if flight.retry_at.is_some() {
+                self.send(id);
             } else {
                 tracing::warn!(
                     target: "xcs",
@@ -766,23 +950,7 @@ fn adopt_trace(
     shift: i128,
     mut events: Vec<WireEvent>,
 ) {
-    // The worker's batch events hang from its root; their items' indices are positions in
-    // the chunk.
-    let batches: Vec<u64> = events
-        .iter()
-        .filter(|e| e.parent() == Some(root))
-        .map(WireEvent::id)
-        .collect();
-    for event in &mut events {
-        if event.parent().is_some_and(|p| batches.contains(&p)) {
-            event.remap_index(|position| {
-                usize::try_from(position)
-                    .ok()
-                    .and_then(|p| sent.get(p))
-                    .map(|&i| i as u64)
-            });
-        }
-    }
+    remap_items(&mut events, root, sent);
     let number = worker.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     }) >> 33
@@ -792,6 +960,27 @@ fn adopt_trace(
         .map(|e| e.into_event(worker, number, shift))
         .collect();
     trace::adopt_remote(remote.trace_parent().as_ref(), root, events);
+}
+
+/// The worker's batch events hang from its root; their items' indices are positions in the
+/// chunk, made indices in the caller's batch (`sent`: the chunk's items, in order).
+fn remap_items(events: &mut [WireEvent], root: u64, sent: &[usize]) {
+    // A set: the merge is linear in the events.
+    let batches: std::collections::HashSet<u64> = events
+        .iter()
+        .filter(|e| e.parent() == Some(root))
+        .map(WireEvent::id)
+        .collect();
+    for event in events.iter_mut() {
+        if event.parent().is_some_and(|p| batches.contains(&p)) {
+            event.remap_index(|position| {
+                usize::try_from(position)
+                    .ok()
+                    .and_then(|p| sent.get(p))
+                    .map(|&i| i as u64)
+            });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -814,7 +1003,39 @@ mod tests {
             pid: 1,
             slots,
             operators,
+            keyed: false,
         }
+    }
+
+    #[test]
+    fn merging_a_workers_trace_is_linear_in_its_events() {
+        // 100 000 batch events under the root, each with an item event: a merge that looked
+        // each parent up in a list would take ~10^10 steps.
+        let n = 100_000u64;
+        let root = 1;
+        let mut events = Vec::new();
+        for b in 0..n {
+            events.push(WireEvent::for_test(10 + b, Some(root), None));
+            events.push(WireEvent::for_test(10 + n + b, Some(10 + b), Some(b % 3)));
+        }
+        events.push(WireEvent::for_test(5, Some(u64::MAX), Some(0)));
+        let sent = [40, 41, 42];
+        remap_items(&mut events, root, &sent);
+        for pair in events[..2 * n as usize].chunks(2) {
+            assert_eq!(pair[0].index(), None);
+            assert!([40, 41, 42].contains(&pair[1].index().unwrap()));
+        }
+        // An item event not under a batch event keeps its index.
+        assert_eq!(events.last().unwrap().index(), Some(0));
+    }
+
+    #[test]
+    fn nonces_compare_whole() {
+        let a = [3u8; 16];
+        let mut b = a;
+        assert!(same(&a, &b));
+        b[15] ^= 1;
+        assert!(!same(&a, &b));
     }
 
     #[test]

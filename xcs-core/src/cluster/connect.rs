@@ -15,11 +15,26 @@ use crate::error::XcsError;
 ///     .heartbeat_timeout(Duration::from_secs(5));
 /// assert_eq!(options.subject_prefix(), "team-a.xcs");
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClusterOptions {
     prefix: String,
     heartbeat_timeout: Duration,
     max_attempts: u32,
+    inbox_prefix: Option<String>,
+    key: Option<std::sync::Arc<[u8]>>,
+}
+
+impl std::fmt::Debug for ClusterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is never shown, only whether there is one.
+        f.debug_struct("ClusterOptions")
+            .field("prefix", &self.prefix)
+            .field("heartbeat_timeout", &self.heartbeat_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("inbox_prefix", &self.inbox_prefix)
+            .field("cluster_key", &self.key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 impl Default for ClusterOptions {
@@ -28,9 +43,16 @@ impl Default for ClusterOptions {
             prefix: DEFAULT_PREFIX.to_owned(),
             heartbeat_timeout: Duration::from_secs(2),
             max_attempts: 3,
+            inbox_prefix: None,
+            key: std::env::var_os(KEY_VARIABLE)
+                .filter(|key| !key.is_empty())
+                .map(|key| key.as_encoded_bytes().into()),
         }
     }
 }
+
+/// The environment variable the default [`ClusterOptions`] take the cluster key from.
+pub const KEY_VARIABLE: &str = "XCS_CLUSTER_KEY";
 
 /// The subject prefix used unless [`ClusterOptions::prefix`] sets another.
 pub const DEFAULT_PREFIX: &str = "xcs";
@@ -39,7 +61,9 @@ pub const DEFAULT_PREFIX: &str = "xcs";
 pub(crate) const HEARTBEAT: Duration = Duration::from_millis(200);
 
 impl ClusterOptions {
-    /// The defaults: prefix `xcs`, a 2 s heartbeat timeout, 3 attempts per chunk.
+    /// The defaults: prefix `xcs`, a 2 s heartbeat timeout, 3 attempts per chunk, the server's
+    /// default inbox prefix (`_INBOX`), and the cluster key in the environment variable
+    /// `XCS_CLUSTER_KEY` if it is set and not empty (none otherwise).
     pub fn new() -> Self {
         ClusterOptions::default()
     }
@@ -82,6 +106,69 @@ impl ClusterOptions {
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
         self
+    }
+
+    /// The prefix of the subjects this process receives replies on (default `_INBOX`, the
+    /// NATS clients' default). With per-user permissions on the server, give each caller a
+    /// prefix of its own (`_INBOX_alice`) and allow that user to subscribe to `<prefix>.>`
+    /// only: no other client can then read its replies.
+    ///
+    /// ```
+    /// let options = xcs::cluster::ClusterOptions::new().inbox_prefix("_INBOX_alice");
+    /// assert_eq!(options.reply_prefix(), "_INBOX_alice");
+    /// ```
+    ///
+    /// # Panics
+    /// If `prefix` is not a valid NATS subject (as for [`prefix`](ClusterOptions::prefix)).
+    #[must_use]
+    pub fn inbox_prefix(mut self, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        assert!(
+            valid_subject(&prefix),
+            "`{prefix}` is not a valid NATS subject prefix"
+        );
+        self.inbox_prefix = Some(prefix);
+        self
+    }
+
+    /// The inbox prefix replies come to.
+    pub fn reply_prefix(&self) -> &str {
+        self.inbox_prefix.as_deref().unwrap_or("_INBOX")
+    }
+
+    /// A secret shared by the cluster's callers and workers: every request and reply is then
+    /// signed with it (HMAC-SHA256, over the whole message and the subjects it travels on);
+    /// workers ignore requests not signed with it, callers ignore replies not signed with it.
+    /// For servers where clients cannot be kept apart by permissions: a client without the
+    /// key may still read messages (and so the items and outcomes), delay them, or take and
+    /// drop chunks, but can no longer have a caller accept an outcome it did not compute.
+    /// An empty key means none. The default is the variable `XCS_CLUSTER_KEY`; the key is
+    /// never displayed.
+    ///
+    /// ```
+    /// let options = xcs::cluster::ClusterOptions::new().cluster_key("a long random secret");
+    /// assert!(options.has_cluster_key());
+    /// assert!(!format!("{options:?}").contains("secret"));
+    /// assert!(!options.cluster_key("").has_cluster_key());
+    /// ```
+    #[must_use]
+    pub fn cluster_key(mut self, key: impl AsRef<[u8]>) -> Self {
+        let key = key.as_ref();
+        self.key = (!key.is_empty()).then(|| key.into());
+        self
+    }
+
+    /// Whether requests and replies are signed with a cluster key.
+    pub fn has_cluster_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    pub(crate) fn inbox_prefix_set(&self) -> Option<&str> {
+        self.inbox_prefix.as_deref()
+    }
+
+    pub(crate) fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
     }
 
     pub(crate) fn heartbeat(&self) -> Duration {
@@ -229,7 +316,11 @@ pub(crate) fn strip_userinfo(url: &str) -> String {
 
 /// Connects to the server at `url` (credentials from the URL or the environment, see the
 /// module docs), naming the connection `name`.
-pub(crate) async fn connect(url: &str, name: &str) -> Result<async_nats::Client, XcsError> {
+pub(crate) async fn connect(
+    url: &str,
+    name: &str,
+    inbox_prefix: Option<&str>,
+) -> Result<async_nats::Client, XcsError> {
     let shown = strip_userinfo(url);
     let (creds, addr) = credentials(url, |key| std::env::var(key).ok())?;
     let failed = |reason: String| XcsError::Connect {
@@ -258,6 +349,9 @@ pub(crate) async fn connect(url: &str, name: &str) -> Result<async_nats::Client,
         options = options
             .add_client_certificate(cert.into(), key.into())
             .require_tls(true);
+    }
+    if let Some(prefix) = inbox_prefix {
+        options = options.custom_inbox_prefix(prefix);
     }
     options
         .name(name)

@@ -12,7 +12,8 @@
 //! What travels: the items, in chunks, each with its index in the batch; the caller's options
 //! that matter on the worker (what is left of the deadline, `trace_execution` — the worker's
 //! events are merged into the caller's trace —, `max_retries`, `rate_limit` — divided among
-//! the workers that serve the operator, so the cluster as a whole keeps it —, `use_parallel`
+//! the workers that serve the operator, so the cluster as a whole keeps it; a worker spaces the
+//! chunk's calls by it without touching its process-wide limiter —, `use_parallel`
 //! and `max_workers`). Caching stays with the caller: hits never leave the process, and
 //! results are stored when they come back. Errors are per item, as in a local batch; a worker
 //! that dies mid-chunk has its chunk sent again to another worker within the deadline.
@@ -26,18 +27,46 @@
 //!
 //! # Subjects and security
 //!
-//! Every subject starts with a prefix ([`ClusterOptions::prefix`], default `xcs`):
+//! Every subject starts with a prefix ([`ClusterOptions::prefix`], default `xcs`). Who may
+//! publish and subscribe where (grant each user only this, with NATS permissions):
 //!
 //! | subject | who publishes | who subscribes |
 //! |---|---|---|
 //! | `<prefix>.hello` | callers (discovery) | every worker |
-//! | `<prefix>.run.<operator>` | callers (chunks) | workers, queue group `<prefix>.workers` |
-//! | `_INBOX.>` | workers (replies) | callers |
+//! | `<prefix>.run.<operator>` | callers (chunks) | workers, queue group `<prefix>.workers` only |
+//! | `<inbox prefix>.>` | workers, only as replies (`allow_responses`) | the one caller whose prefix it is ([`ClusterOptions::inbox_prefix`]) |
 //!
-//! With NATS permissions, allow only callers to publish to `<prefix>.>` and only workers to
-//! subscribe to it; callers must subscribe to `_INBOX.>` for their replies. Workers run only the
-//! operators their registry names, decode every message with size limits, and answer a
-//! malformed or hostile message by refusing that chunk — never by stopping.
+//! **Threat model.** Any client of the server may be hostile. A caller accepts an outcome only
+//! as an answer to a chunk it sent:
+//!
+//! - Each attempt of each chunk carries a fresh nonce (128 bits from the operating system's
+//!   random source); every reply about it (`Accepted`, `Working`, `Results`, `Finished`,
+//!   `Refused`, `Busy`) echoes it, and goes to a reply subject naming the chunk and the attempt.
+//!   The caller keeps (chunk, attempt, nonce) and drops every reply that does not match exactly
+//!   — garbage, forgeries, and a worker's genuine answer to someone else's chunk that named this
+//!   caller's inbox. A dropped reply settles nothing, fails nothing and is never cached. Only the
+//!   server's own "no responders" for the latest attempt, before any worker answered, fails a
+//!   chunk without a nonce (the server sends it only to the client that published).
+//! - The nonce is a secret from clients that can read neither the chunks nor the replies: with
+//!   the permissions above, that is every other client. Discovery answers echo a nonce too.
+//! - Without such permissions, a shared **cluster key** ([`ClusterOptions::cluster_key`], or
+//!   `XCS_CLUSTER_KEY`) signs every request and reply with HMAC-SHA256 over the whole message
+//!   (nonce included) and the subjects it travels on (the request's subject and reply subject,
+//!   the reply's subject), with a distinct tag per message kind, verified in constant time.
+//!   Workers ignore requests not signed with it, without answering; callers drop replies not
+//!   signed with it. A keyed caller finding only workers without its key (or the reverse) fails
+//!   at once with [`XcsError::Cluster`](crate::XcsError) saying so. A client without the key can
+//!   still read traffic, take chunks from the queue group and drop them, or delay replies:
+//!   the key buys integrity, permissions buy confidentiality and availability.
+//!
+//! Workers run only the operators their registry names, decode every message with size and
+//! depth limits, and answer a malformed or hostile message by refusing that chunk (or failing
+//! that item) — never by stopping. A request only narrows what a worker allows
+//! ([`WorkerLimits`]): bounded chunks and bytes held (one more is answered `Busy`, which the
+//! caller treats as "send again later or to another worker", counting against its attempts and
+//! deadline), a cap on a chunk's time (10 minutes by default, also without a deadline), and a
+//! request's `rate_limit` applied through state private to that chunk. Discovery is bounded:
+//! 2 s for a first answer, then at most 500 ms (and 4096 answers) however fast answers come.
 //!
 //! Credentials come from the URL or the environment, as the NATS tools take them:
 //!
@@ -70,7 +99,7 @@ mod wire;
 mod worker;
 
 pub use backend::{NatsBackend, WorkerSummary};
-pub use connect::{ClusterOptions, DEFAULT_PREFIX};
+pub use connect::{ClusterOptions, DEFAULT_PREFIX, KEY_VARIABLE};
 pub use registry::Registry;
 pub use wire::RemoteFailure;
-pub use worker::{serve, serve_async};
+pub use worker::{WorkerLimits, serve, serve_async};

@@ -1,14 +1,17 @@
 //! The operators a worker serves, by name, and how one chunk of a caller's batch runs on it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::connect::ClusterOptions;
 use super::wire::{ByteBuf, Item, ItemResult, WireError, WireSignature};
+use super::worker::WorkerLimits;
 use crate::batch::vmap;
+use crate::error::XcsError;
 use crate::operator::Operator;
 use crate::options::ExecutionOptions;
 use crate::scope;
@@ -32,6 +35,7 @@ use crate::store;
 pub struct Registry {
     entries: BTreeMap<String, Arc<dyn Entry>>,
     options: ClusterOptions,
+    limits: WorkerLimits,
 }
 
 impl std::fmt::Debug for Registry {
@@ -39,6 +43,7 @@ impl std::fmt::Debug for Registry {
         f.debug_struct("Registry")
             .field("operators", &self.entries.keys().collect::<Vec<_>>())
             .field("options", &self.options)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -83,6 +88,13 @@ impl Registry {
         self
     }
 
+    /// The same, with `limits` on what callers' chunks may take of this worker.
+    #[must_use]
+    pub fn limits(mut self, limits: WorkerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// The names of the operators served, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.keys().map(String::as_str)
@@ -95,6 +107,10 @@ impl Registry {
 
     pub(crate) fn cluster_options(&self) -> &ClusterOptions {
         &self.options
+    }
+
+    pub(crate) fn worker_limits(&self) -> &WorkerLimits {
+        &self.limits
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Arc<dyn Entry>> {
@@ -113,8 +129,14 @@ impl Registry {
 pub(crate) trait Entry: Send + Sync {
     fn signature(&self) -> &WireSignature;
     /// Runs the chunk's items under `options` (on this thread and the pool's), each item's
-    /// outcome settled: one item's failure does not stop the others.
-    fn run(&self, items: Vec<Item>, options: ExecutionOptions) -> Vec<ItemResult>;
+    /// outcome settled: one item's failure does not stop the others. `rate`: the request's
+    /// rate limit, applied to this chunk alone.
+    fn run(
+        &self,
+        items: Vec<Item>,
+        options: ExecutionOptions,
+        rate: Option<f64>,
+    ) -> Vec<ItemResult>;
 }
 
 struct Served<O> {
@@ -132,7 +154,12 @@ where
         &self.signature
     }
 
-    fn run(&self, items: Vec<Item>, options: ExecutionOptions) -> Vec<ItemResult> {
+    fn run(
+        &self,
+        items: Vec<Item>,
+        options: ExecutionOptions,
+        rate: Option<f64>,
+    ) -> Vec<ItemResult> {
         let mut results: Vec<Option<Result<ByteBuf, WireError>>> = Vec::with_capacity(items.len());
         let mut inputs = Vec::with_capacity(items.len());
         let mut positions = Vec::with_capacity(items.len());
@@ -154,7 +181,15 @@ where
         }
         let outcomes = {
             let _options = scope::pin(options);
-            vmap(Arc::clone(&self.op)).call_settled(inputs)
+            match rate {
+                Some(rate) => vmap(PrivateRate {
+                    op: Arc::clone(&self.op),
+                    interval: crate::policy::rate::interval(rate),
+                    next: Mutex::new(None),
+                })
+                .call_settled(inputs),
+                None => vmap(Arc::clone(&self.op)).call_settled(inputs),
+            }
         };
         for (position, outcome) in positions.into_iter().zip(outcomes) {
             results[position] = Some(match outcome {
@@ -175,5 +210,57 @@ where
                 result: result.unwrap_or(Err(WireError::Cancelled)),
             })
             .collect()
+    }
+}
+
+/// `op` with a request's rate limit: its attempts start at least `interval` apart, by a clock of
+/// this chunk's own. The options' `rate_limit` would reserve starts in the process-wide,
+/// per-operator limiter every caller of this worker shares: a request asking for one call a
+/// year would hold the operator for everyone.
+struct PrivateRate<O> {
+    op: Arc<O>,
+    interval: Duration,
+    /// When the next attempt may start.
+    next: Mutex<Option<Instant>>,
+}
+
+impl<O: Operator> Operator for PrivateRate<O> {
+    type Input = O::Input;
+    type Output = O::Output;
+
+    fn forward(&self, input: O::Input) -> Result<O::Output, XcsError> {
+        let now = Instant::now();
+        let start = {
+            let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+            let start = next.filter(|at| *at > now).unwrap_or(now);
+            // A start past the deadline is refused at once, without taking the slot.
+            if let Some(deadline) = crate::deadline::deadline().filter(|at| start > *at) {
+                return Err(XcsError::Timeout {
+                    operator: self.op.name().to_owned(),
+                    index: None,
+                    timeout: deadline.saturating_duration_since(now),
+                });
+            }
+            *next = Some(start.checked_add(self.interval).unwrap_or(start));
+            start
+        };
+        crate::policy::rate::sleep_until(start);
+        self.op.forward(input)
+    }
+
+    fn name(&self) -> &str {
+        self.op.name()
+    }
+
+    fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<O::Input>> {
+        self.op.__xcs_clone_input()
+    }
+
+    fn __xcs_retried_by_items(&self) -> bool {
+        self.op.__xcs_retried_by_items()
+    }
+
+    fn __xcs_version(&self) -> u32 {
+        self.op.__xcs_version()
     }
 }

@@ -14,7 +14,82 @@ use crate::trace::{Outcome, TraceEvent};
 
 /// The protocol version: a caller and a worker that speak different ones refuse each other's
 /// messages with a clear reason.
-pub(crate) const PROTOCOL: u32 = 1;
+/// Version 2: per-chunk nonces echoed in every reply, optional signatures, `Busy`.
+pub(crate) const PROTOCOL: u32 = 2;
+
+/// An unguessable per-chunk (and per-attempt, per-discovery) value: 128 random bits.
+pub(crate) type Nonce = [u8; 16];
+
+/// A fresh nonce from the operating system's random source (`None`: it failed).
+pub(crate) fn nonce() -> Option<Nonce> {
+    let mut nonce = [0u8; 16];
+    getrandom::getrandom(&mut nonce).ok()?;
+    Some(nonce)
+}
+
+/// The length of a signature (HMAC-SHA256) appended to a message under a cluster key.
+pub(crate) const TAG: usize = 32;
+
+/// What a signature covers besides the message: its kind and the subjects it travels on, so a
+/// signed message cannot be replayed as another kind or towards another reply subject.
+pub(crate) enum Context<'a> {
+    /// A chunk, published to `subject` with replies to `reply`.
+    Request { subject: &'a str, reply: &'a str },
+    /// A worker's reply, published to `reply`.
+    Reply { reply: &'a str },
+    /// A discovery request, with answers to `reply`.
+    Hello { reply: &'a str },
+    /// A worker's answer to discovery, published to `reply`.
+    HelloAnswer { reply: &'a str },
+}
+
+fn mac(key: &[u8], context: &Context<'_>, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    use hmac::Mac;
+    let (kind, parts): (u8, [&str; 2]) = match context {
+        Context::Request { subject, reply } => (1, [subject, reply]),
+        Context::Reply { reply } => (2, ["", reply]),
+        Context::Hello { reply } => (3, ["", reply]),
+        Context::HelloAnswer { reply } => (4, ["", reply]),
+    };
+    // HMAC takes keys of any length.
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+    mac.update(b"xcs-cluster/2\0");
+    mac.update(&[kind]);
+    for part in parts {
+        mac.update(&(part.len() as u64).to_le_bytes());
+        mac.update(part.as_bytes());
+    }
+    mac.update(body);
+    mac
+}
+
+/// `body` as it is sent: followed by its signature when there is a `key`.
+pub(crate) fn seal(key: Option<&[u8]>, context: &Context<'_>, mut body: Vec<u8>) -> Vec<u8> {
+    use hmac::Mac;
+    if let Some(key) = key {
+        let tag = mac(key, context, &body).finalize().into_bytes();
+        body.extend_from_slice(&tag);
+    }
+    body
+}
+
+/// The body of a message as received, if it is authentic: with a `key`, its signature must be
+/// there and right (checked in constant time); without one, every message passes.
+pub(crate) fn open<'a>(
+    key: Option<&[u8]>,
+    context: &Context<'_>,
+    bytes: &'a [u8],
+) -> Option<&'a [u8]> {
+    use hmac::Mac;
+    let Some(key) = key else {
+        return Some(bytes);
+    };
+    let split = bytes.len().checked_sub(TAG)?;
+    let (body, tag) = bytes.split_at(split);
+    mac(key, context, body).verify_slice(tag).ok()?;
+    Some(body)
+}
 
 /// The most items one chunk may carry.
 pub(crate) const MAX_ITEMS: usize = 1 << 20;
@@ -32,6 +107,22 @@ pub(crate) struct WorkerInfo {
     /// How many chunks it runs at once (its CPUs).
     pub(crate) slots: u32,
     pub(crate) operators: Vec<WireSignature>,
+    /// Whether it takes only requests signed with a cluster key.
+    pub(crate) keyed: bool,
+}
+
+/// A discovery request: answers must echo the nonce.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(crate) struct Hello {
+    pub(crate) protocol: u32,
+    pub(crate) nonce: Nonce,
+}
+
+/// A worker's answer to a discovery request.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(crate) struct HelloAnswer {
+    pub(crate) nonce: Nonce,
+    pub(crate) info: WorkerInfo,
 }
 
 /// [`Signature`] on the wire.
@@ -96,18 +187,26 @@ impl WireOptions {
         }
     }
 
-    /// The options a worker runs the chunk under: its own, with the caller's on top. The
-    /// worker never caches (the caller did), never shows progress, and runs on its CPUs.
-    pub(crate) fn apply(&self, mut base: ExecutionOptions) -> Result<ExecutionOptions, String> {
+    /// The options a worker runs the chunk under: its own, with the caller's on top — but a
+    /// request only narrows what the worker allows: its time is at most `max_time` (also when
+    /// it carries no deadline), and its rate limit is returned apart, for the worker to apply
+    /// through state private to this chunk (the options' own `rate_limit` is the process-wide,
+    /// per-operator limiter other callers share, and is left unset). The worker never caches
+    /// (the caller did), never shows progress, and runs on its CPUs.
+    pub(crate) fn apply(
+        &self,
+        mut base: ExecutionOptions,
+        max_time: Duration,
+    ) -> Result<(ExecutionOptions, Option<f64>), String> {
         if let Some(rate) = self.rate_limit {
             if !(rate.is_finite() && rate > 0.0) {
                 return Err(format!("invalid rate limit {rate}"));
             }
         }
-        base.timeout_seconds = self.timeout;
+        base.timeout_seconds = Some(self.timeout.map_or(max_time, |t| t.min(max_time)));
         base.trace_execution = self.trace;
         base.max_retries = self.max_retries;
-        base.rate_limit = self.rate_limit;
+        base.rate_limit = None;
         base.use_parallel = self.use_parallel;
         base.max_workers = self
             .max_workers
@@ -118,7 +217,7 @@ impl WireOptions {
         base.show_progress = false;
         base.device_strategy = crate::options::DeviceStrategy::Cpu;
         base.scheduler = None;
-        Ok(base)
+        Ok((base, self.rate_limit))
     }
 }
 
@@ -126,6 +225,10 @@ impl WireOptions {
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) struct Request {
     pub(crate) protocol: u32,
+    /// Echoed in every reply about this chunk: the caller drops replies without it.
+    pub(crate) nonce: Nonce,
+    /// Whether the caller signed the request (and so drops unsigned replies).
+    pub(crate) signed: bool,
     pub(crate) signature: WireSignature,
     pub(crate) options: WireOptions,
     pub(crate) items: Vec<Item>,
@@ -139,8 +242,24 @@ pub(crate) struct Item {
     pub(crate) input: Vec<u8>,
 }
 
+/// The first fields of a [`Request`], read without the items.
+#[derive(Deserialize, Debug)]
+pub(crate) struct RequestHead {
+    pub(crate) protocol: u32,
+    pub(crate) nonce: Nonce,
+    pub(crate) signed: bool,
+}
+
+/// A reply as sent: the chunk's nonce, then what it says.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct ReplyMessage {
+    pub(crate) nonce: Nonce,
+    pub(crate) reply: Reply,
+}
+
 /// What a worker sends back about a chunk, in order: `Accepted`, `Working` while it runs,
-/// `Results` (one or more, each under the size limit) and `Finished`; or `Refused`.
+/// `Results` (one or more, each under the size limit) and `Finished`; or `Refused`, or `Busy`
+/// (its queue is full: send the chunk again later or to another worker).
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) enum Reply {
     Accepted {
@@ -156,6 +275,9 @@ pub(crate) enum Reply {
         trace: Vec<WireEvent>,
     },
     Refused {
+        reason: String,
+    },
+    Busy {
         reason: String,
     },
 }
@@ -324,6 +446,28 @@ impl WireEvent {
         self.id
     }
 
+    #[cfg(test)]
+    pub(crate) fn for_test(id: u64, parent: Option<u64>, index: Option<u64>) -> Self {
+        WireEvent {
+            id,
+            parent,
+            depth: 1,
+            operator: "op".into(),
+            index,
+            thread: "t".into(),
+            thread_id: 0,
+            start: Duration::ZERO,
+            duration: Duration::ZERO,
+            outcome: 0,
+            attempt: 1,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn index(&self) -> Option<u64> {
+        self.index
+    }
+
     pub(crate) fn parent(&self) -> Option<u64> {
         self.parent
     }
@@ -352,6 +496,22 @@ pub(crate) fn encode<T: Serialize>(message: &T) -> Vec<u8> {
 /// Reads a message, or says why it is not one.
 pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
     crate::codec::decode(bytes).map_err(|e| format!("malformed message: {e}"))
+}
+
+/// Reads the first fields of a request (its protocol, nonce, and whether it is signed) without
+/// its items.
+pub(crate) fn decode_head(bytes: &[u8]) -> Result<RequestHead, String> {
+    postcard::take_from_bytes::<RequestHead>(bytes)
+        .map(|(head, _)| head)
+        .map_err(|e| format!("malformed message: {e}"))
+}
+
+/// Reads a discovery request, with or without a signature after it (a worker answers one not
+/// signed with its key too, unsigned, so that the caller learns why it is not served).
+pub(crate) fn decode_hello(bytes: &[u8]) -> Result<Hello, String> {
+    postcard::take_from_bytes::<Hello>(bytes)
+        .map(|(hello, _)| hello)
+        .map_err(|e| format!("malformed message: {e}"))
 }
 
 /// Checks a request against the limits; the reason it breaks one.
@@ -386,6 +546,8 @@ mod tests {
     fn request() -> Request {
         Request {
             protocol: PROTOCOL,
+            nonce: [7; 16],
+            signed: false,
             signature: WireSignature {
                 operator: "op".into(),
                 version: 1,
@@ -450,17 +612,84 @@ mod tests {
         let wire = WireOptions::from_caller(&caller, Some(Duration::from_secs(2)), 2, Some(3));
         let mut base = ExecutionOptions::DEFAULT;
         base.device_strategy = crate::options::DeviceStrategy::Gpu;
-        let applied = wire.apply(base).unwrap();
+        let (applied, rate) = wire.apply(base, Duration::from_secs(600)).unwrap();
         assert!(!applied.enable_caching);
         assert!(applied.trace_execution);
         assert_eq!(applied.max_retries, 3);
-        assert_eq!(applied.rate_limit, Some(5.0));
+        // The rate travels apart: never into the process-wide limiter.
+        assert_eq!(applied.rate_limit, None);
+        assert_eq!(rate, Some(5.0));
         assert_eq!(applied.timeout_seconds, Some(Duration::from_secs(2)));
         assert_eq!(applied.device_strategy, crate::options::DeviceStrategy::Cpu);
         assert_eq!(applied.max_workers.map(|n| n.get()), Some(3));
         let mut bad = wire;
         bad.rate_limit = Some(f64::NAN);
-        assert!(bad.apply(ExecutionOptions::DEFAULT).is_err());
+        assert!(bad.apply(ExecutionOptions::DEFAULT, Duration::MAX).is_err());
+        // Without a deadline, the worker's cap is the deadline; a longer one is cut to it.
+        let mut unbounded = wire;
+        unbounded.timeout = None;
+        let cap = Duration::from_secs(3);
+        let (applied, _) = unbounded.apply(ExecutionOptions::DEFAULT, cap).unwrap();
+        assert_eq!(applied.timeout_seconds, Some(cap));
+        unbounded.timeout = Some(Duration::from_secs(3600));
+        let (applied, _) = unbounded.apply(ExecutionOptions::DEFAULT, cap).unwrap();
+        assert_eq!(applied.timeout_seconds, Some(cap));
+    }
+
+    #[test]
+    fn signatures_bind_the_key_the_kind_and_the_subjects() {
+        let key = Some(&b"k1"[..]);
+        let context = Context::Reply {
+            reply: "_INBOX.a.0.0",
+        };
+        let sealed = seal(key, &context, b"body".to_vec());
+        assert_eq!(sealed.len(), 4 + TAG);
+        assert_eq!(open(key, &context, &sealed), Some(&b"body"[..]));
+        // Another key, another subject, another kind, a changed byte, or no signature: refused.
+        assert_eq!(open(Some(b"k2"), &context, &sealed), None);
+        assert_eq!(
+            open(
+                key,
+                &Context::Reply {
+                    reply: "_INBOX.b.0.0"
+                },
+                &sealed
+            ),
+            None
+        );
+        assert_eq!(
+            open(
+                key,
+                &Context::HelloAnswer {
+                    reply: "_INBOX.a.0.0"
+                },
+                &sealed
+            ),
+            None
+        );
+        let mut changed = sealed.clone();
+        changed[0] ^= 1;
+        assert_eq!(open(key, &context, &changed), None);
+        assert_eq!(open(key, &context, b"body"), None);
+        assert_eq!(open(key, &context, b""), None);
+        // Without a key nothing is added or checked.
+        assert_eq!(seal(None, &context, b"body".to_vec()), b"body");
+        assert_eq!(open(None, &context, b"body"), Some(&b"body"[..]));
+    }
+
+    #[test]
+    fn nonces_differ_and_a_request_head_reads_alone() {
+        let (a, b) = (nonce().unwrap(), nonce().unwrap());
+        assert_ne!(a, b);
+        let mut r = request();
+        r.nonce = a;
+        r.signed = true;
+        let bytes = encode(&r);
+        let (head, _) = postcard::take_from_bytes::<RequestHead>(&bytes).unwrap();
+        assert_eq!(
+            (head.protocol, head.nonce, head.signed),
+            (PROTOCOL, a, true)
+        );
     }
 
     #[test]

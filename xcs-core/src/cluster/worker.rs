@@ -4,9 +4,18 @@
 //! A chunk is acknowledged at once and a heartbeat follows every 200 ms until its outcomes are
 //! sent, so a caller tells a busy worker from a dead one. At most one chunk per CPU runs at a
 //! time (the others wait, heartbeating); each runs as a settled `vmap` on the worker's pool.
+//!
+//! A request only narrows what the worker allows ([`WorkerLimits`]): the chunks (and bytes)
+//! it holds are bounded, and one more is answered `Busy` (the caller sends it again later or to
+//! another worker); a chunk runs for at most the worker's cap, with or without a deadline; and a
+//! request's rate limit spaces that chunk's calls alone, never the process-wide limiter.
+//! Every reply echoes the request's nonce, and is signed when the worker has a cluster key; a
+//! worker with a key ignores requests not signed with it, without answering.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -14,11 +23,136 @@ use tokio::sync::Semaphore;
 
 use super::connect::{self, HEARTBEAT};
 use super::registry::Registry;
-use super::wire::{self, ItemResult, Reply, Request, WireError, WireEvent, WorkerInfo};
+use super::wire::{
+    self, Context, HelloAnswer, ItemResult, Nonce, Reply, ReplyMessage, Request, WireError,
+    WireEvent, WorkerInfo,
+};
 use crate::error::XcsError;
 use crate::pool;
 use crate::scope::get_execution_options;
 use crate::trace;
+
+/// What callers' chunks may take of a worker ([`Registry::limits`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use xcs::cluster::WorkerLimits;
+///
+/// let limits = WorkerLimits::new()
+///     .max_queued_chunks(16)
+///     .max_queued_bytes(32 << 20)
+///     .max_chunk_time(Duration::from_secs(60));
+/// assert_eq!(limits.queued_chunks(), 16);
+/// ```
+#[derive(Clone, Debug)]
+pub struct WorkerLimits {
+    chunks: usize,
+    bytes: usize,
+    time: Duration,
+}
+
+impl Default for WorkerLimits {
+    fn default() -> Self {
+        WorkerLimits {
+            chunks: 8 * pool::cpu_count().max(1),
+            bytes: 64 << 20,
+            time: Duration::from_secs(600),
+        }
+    }
+}
+
+impl WorkerLimits {
+    /// The defaults: 8 chunks per CPU held at once (running or waiting), 64 MiB of them, and 10
+    /// minutes per chunk.
+    pub fn new() -> Self {
+        WorkerLimits::default()
+    }
+
+    /// How many chunks the worker holds at once, running or waiting for a CPU (at least 1);
+    /// one more is answered `Busy`.
+    #[must_use]
+    pub fn max_queued_chunks(mut self, chunks: usize) -> Self {
+        self.chunks = chunks.max(1);
+        self
+    }
+
+    /// How many bytes of requests the worker holds at once (a chunk larger than this is still
+    /// taken when the worker holds nothing else).
+    #[must_use]
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.bytes = bytes;
+        self
+    }
+
+    /// The longest a chunk may run (default 10 minutes): its deadline when the request has none,
+    /// and the cap of the one it has.
+    #[must_use]
+    pub fn max_chunk_time(mut self, time: Duration) -> Self {
+        self.time = time;
+        self
+    }
+
+    /// See [`max_queued_chunks`](WorkerLimits::max_queued_chunks).
+    pub fn queued_chunks(&self) -> usize {
+        self.chunks
+    }
+
+    /// See [`max_queued_bytes`](WorkerLimits::max_queued_bytes).
+    pub fn queued_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// See [`max_chunk_time`](WorkerLimits::max_chunk_time).
+    pub fn chunk_time(&self) -> Duration {
+        self.time
+    }
+}
+
+/// The chunks a worker holds now.
+struct Queue {
+    limits: WorkerLimits,
+    chunks: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+/// A chunk's place in the [`Queue`], given back when dropped.
+struct Ticket {
+    queue: Arc<Queue>,
+    bytes: usize,
+}
+
+impl Queue {
+    /// A place for a chunk of `bytes`, or why there is none.
+    fn admit(queue: &Arc<Queue>, bytes: usize) -> Result<Ticket, String> {
+        let chunks = queue.chunks.load(Ordering::SeqCst);
+        let held = queue.bytes.load(Ordering::SeqCst);
+        if chunks >= queue.limits.chunks {
+            return Err(format!(
+                "the worker holds {chunks} chunks already (at most {})",
+                queue.limits.chunks
+            ));
+        }
+        if chunks > 0 && held.saturating_add(bytes) > queue.limits.bytes {
+            return Err(format!(
+                "the worker holds {held} bytes of chunks already (at most {})",
+                queue.limits.bytes
+            ));
+        }
+        queue.chunks.fetch_add(1, Ordering::SeqCst);
+        queue.bytes.fetch_add(bytes, Ordering::SeqCst);
+        Ok(Ticket {
+            queue: Arc::clone(queue),
+            bytes,
+        })
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.queue.chunks.fetch_sub(1, Ordering::SeqCst);
+        self.queue.bytes.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
 
 /// Serves the operators of `registry` to callers of the cluster at `url` until the connection
 /// ends for good (credentials: see the [module docs](super)); blocks the calling thread. For a
@@ -68,8 +202,8 @@ pub async fn serve_async(url: &str, registry: Registry) -> Result<(), XcsError> 
         url: shown.clone(),
         reason,
     };
-    let client = connect::connect(url, "xcs worker").await?;
     let options = registry.cluster_options().clone();
+    let client = connect::connect(url, "xcs worker", options.inbox_prefix_set()).await?;
     let pid = std::process::id();
     let info = WorkerInfo {
         protocol: wire::PROTOCOL,
@@ -77,6 +211,7 @@ pub async fn serve_async(url: &str, registry: Registry) -> Result<(), XcsError> 
         pid,
         slots: u32::try_from(pool::cpu_count()).unwrap_or(u32::MAX),
         operators: registry.signatures(),
+        keyed: options.has_cluster_key(),
     };
     let mut hello = client
         .subscribe(options.hello_subject())
@@ -94,34 +229,67 @@ pub async fn serve_async(url: &str, registry: Registry) -> Result<(), XcsError> 
     }
     client.flush().await.map_err(|e| closed(e.to_string()))?;
     let mut work = futures_util::stream::select_all(subscriptions);
+    let queue = Arc::new(Queue {
+        limits: registry.worker_limits().clone(),
+        chunks: AtomicUsize::new(0),
+        bytes: AtomicUsize::new(0),
+    });
     let registry = Arc::new(registry);
     let slots = Arc::new(Semaphore::new(pool::cpu_count()));
-    let info_bytes = Bytes::from(wire::encode(&info));
+    let key: Option<Arc<[u8]>> = options.key().map(Into::into);
     loop {
         tokio::select! {
             message = hello.next() => match message {
                 Some(message) => {
-                    if let Some(reply) = message.reply {
-                        let _ = client.publish(reply, info_bytes.clone()).await;
+                    if let Some(reply) = &message.reply {
+                        let answer = answer_hello(key.as_deref(), &info, &message.payload, reply);
+                        let _ = client.publish(reply.clone(), Bytes::from(answer)).await;
                     }
                 }
                 None => break,
             },
             message = work.next(), if !registry.is_empty() => match message {
                 Some(message) => {
-                    tokio::spawn(handle(
-                        client.clone(),
-                        Arc::clone(&registry),
-                        message,
-                        Arc::clone(&slots),
-                        info.id.clone(),
-                    ));
+                    let chunk = Chunk {
+                        client: client.clone(),
+                        key: key.clone(),
+                        worker: info.id.clone(),
+                    };
+                    match Queue::admit(&queue, message.payload.len()) {
+                        Ok(ticket) => {
+                            tokio::spawn(chunk.handle(
+                                Arc::clone(&registry),
+                                message,
+                                Arc::clone(&slots),
+                                ticket,
+                            ));
+                        }
+                        Err(reason) => {
+                            tokio::spawn(chunk.busy(message, reason));
+                        }
+                    }
                 }
                 None => break,
             },
         }
     }
     Err(closed("the connection to the server closed".into()))
+}
+
+/// The answer to a discovery request: signed when the worker has a key and the request was
+/// signed with it; otherwise unsigned (a caller without the key, or with another one, learns
+/// from it that the workers need one).
+fn answer_hello(key: Option<&[u8]>, info: &WorkerInfo, payload: &[u8], reply: &str) -> Vec<u8> {
+    let authentic = wire::open(key, &Context::Hello { reply }, payload);
+    let nonce = wire::decode_hello(authentic.unwrap_or(payload)).map_or([0; 16], |h| h.nonce);
+    let body = wire::encode(&HelloAnswer {
+        nonce,
+        info: info.clone(),
+    });
+    match authentic {
+        Some(_) => wire::seal(key, &Context::HelloAnswer { reply }, body),
+        None => body,
+    }
 }
 
 fn host_name() -> String {
@@ -132,159 +300,271 @@ fn host_name() -> String {
         .unwrap_or_else(|| "worker".to_owned())
 }
 
-/// Answers one chunk.
-async fn handle(
+/// What a chunk's task needs of the worker.
+struct Chunk {
     client: async_nats::Client,
-    registry: Arc<Registry>,
-    message: async_nats::Message,
-    slots: Arc<Semaphore>,
+    key: Option<Arc<[u8]>>,
     worker: String,
-) {
-    let Some(reply) = message.reply else {
-        return;
-    };
-    let received_at = trace::since_epoch();
-    let replier = Replier {
-        client: client.clone(),
-        reply,
-    };
-    let send = |message: Reply| {
-        let replier = replier.clone();
-        async move { replier.send(message).await }
-    };
-    let request = match wire::decode::<Request>(&message.payload)
-        .and_then(|request| wire::check(&request).map(|()| request))
-    {
-        Ok(request) => request,
-        Err(reason) => return send(Reply::Refused { reason }).await,
-    };
-    let name = &request.signature.operator;
-    let Some(entry) = registry.get(name).cloned() else {
-        let served: Vec<&str> = registry.names().collect();
-        return send(Reply::Refused {
-            reason: format!(
-                "worker {worker} does not serve an operator named `{name}` (it serves: {})",
-                served.join(", ")
-            ),
-        })
-        .await;
-    };
-    if entry.signature() != &request.signature {
-        return send(Reply::Refused {
-            reason: format!(
-                "worker {worker} was built from another version of the program: its `{name}` is \
-                 {}, the caller's is {}",
-                entry.signature(),
-                request.signature
-            ),
-        })
-        .await;
-    }
-    let options = match request.options.apply(get_execution_options()) {
-        Ok(options) => options,
-        Err(reason) => return send(Reply::Refused { reason }).await,
-    };
-    send(Reply::Accepted {
-        worker: worker.clone(),
-    })
-    .await;
-    let heartbeat = tokio::spawn({
-        let replier = replier.clone();
-        async move {
-            loop {
-                tokio::time::sleep(HEARTBEAT).await;
-                replier.send(Reply::Working).await;
-            }
+}
+
+/// A request that is authentic (signed with the worker's key, when it has one): its reply
+/// subject, its body, and its first fields. `Err`: what to answer (with the request's nonce if it
+/// has one); `None` inside: answer nothing.
+type Opened<'a> =
+    Result<(async_nats::Subject, &'a [u8], wire::RequestHead), Option<(Nonce, String)>>;
+
+impl Chunk {
+    fn open<'a>(&self, message: &'a async_nats::Message) -> Opened<'a> {
+        let Some(reply) = message.reply.clone() else {
+            return Err(None);
+        };
+        let context = Context::Request {
+            subject: message.subject.as_str(),
+            reply: reply.as_str(),
+        };
+        // Not signed with this worker's key: not a request of this cluster's callers.
+        let Some(body) = wire::open(self.key.as_deref(), &context, &message.payload) else {
+            return Err(None);
+        };
+        let head = match wire::decode_head(body) {
+            Ok(head) => head,
+            Err(reason) => return Err(Some(([0; 16], reason))),
+        };
+        if head.protocol != wire::PROTOCOL {
+            return Err(Some((
+                head.nonce,
+                format!(
+                    "the caller speaks protocol {} but this worker speaks {} (built from another \
+                     version of xcs)",
+                    head.protocol,
+                    wire::PROTOCOL
+                ),
+            )));
         }
-    });
-    let Ok(_permit) = slots.acquire_owned().await else {
-        heartbeat.abort();
-        return;
-    };
-    let items = request.items;
-    let count = items.len();
-    let ran = tokio::task::spawn_blocking(move || {
-        let root = trace::detached_root();
-        let results = {
-            let _under = trace::inherit(&root);
-            entry.run(items, options)
+        if head.signed && self.key.is_none() {
+            return Err(Some((
+                head.nonce,
+                format!(
+                    "worker {} has no cluster key, and the caller signs its requests with one: \
+                     give the workers the same key",
+                    self.worker
+                ),
+            )));
+        }
+        Ok((reply, body, head))
+    }
+
+    /// Where the replies about `message` go, marked with `nonce`.
+    fn replier(&self, message: &async_nats::Message, nonce: Nonce) -> Option<Replier> {
+        Some(Replier {
+            client: self.client.clone(),
+            reply: message.reply.clone()?,
+            nonce,
+            key: self.key.clone(),
+        })
+    }
+
+    /// Answers a chunk the queue has no room for.
+    async fn busy(self, message: async_nats::Message, reason: String) {
+        match self.open(&message) {
+            Ok((reply, _, head)) => {
+                let replier = Replier {
+                    client: self.client.clone(),
+                    reply,
+                    nonce: head.nonce,
+                    key: self.key.clone(),
+                };
+                replier.send(Reply::Busy { reason }).await;
+            }
+            Err(Some((nonce, reason))) => {
+                if let Some(replier) = self.replier(&message, nonce) {
+                    replier.send(Reply::Refused { reason }).await;
+                }
+            }
+            Err(None) => {}
+        }
+    }
+
+    /// Answers one chunk.
+    async fn handle(
+        self,
+        registry: Arc<Registry>,
+        message: async_nats::Message,
+        slots: Arc<Semaphore>,
+        _ticket: Ticket,
+    ) {
+        let received_at = trace::since_epoch();
+        let (reply, body, head) = match self.open(&message) {
+            Ok(opened) => opened,
+            Err(Some((nonce, reason))) => {
+                if let Some(replier) = self.replier(&message, nonce) {
+                    replier.send(Reply::Refused { reason }).await;
+                }
+                return;
+            }
+            Err(None) => return,
         };
-        let events = if options.trace_execution {
-            trace::take_under(trace::root_id(&root))
-        } else {
-            Vec::new()
+        let client = self.client.clone();
+        let worker = self.worker.clone();
+        let replier = Replier {
+            client: client.clone(),
+            reply,
+            nonce: head.nonce,
+            key: self.key.clone(),
         };
-        (results, events, trace::root_id(&root))
-    })
-    .await;
-    heartbeat.abort();
-    let (results, events, root) = match ran {
-        Ok(ran) => ran,
-        Err(error) => {
+        let send = |message: Reply| {
+            let replier = replier.clone();
+            async move { replier.send(message).await }
+        };
+        let request = match wire::decode::<Request>(body)
+            .and_then(|request| wire::check(&request).map(|()| request))
+        {
+            Ok(request) => request,
+            Err(reason) => return send(Reply::Refused { reason }).await,
+        };
+        // The body is read: what the queue holds of it is the request itself.
+        drop(message);
+        let name = &request.signature.operator;
+        let Some(entry) = registry.get(name).cloned() else {
+            let served: Vec<&str> = registry.names().collect();
             return send(Reply::Refused {
-                reason: format!("the worker failed running the chunk of {count} items: {error}"),
+                reason: format!(
+                    "worker {worker} does not serve an operator named `{name}` (it serves: {})",
+                    served.join(", ")
+                ),
+            })
+            .await;
+        };
+        if entry.signature() != &request.signature {
+            return send(Reply::Refused {
+                reason: format!(
+                    "worker {worker} was built from another version of the program: its `{name}` \
+                     is {}, the caller's is {}",
+                    entry.signature(),
+                    request.signature
+                ),
             })
             .await;
         }
-    };
-    // Outcomes in messages under the server's limit; an output too large for any message fails
-    // its item.
-    let budget = wire::budget(client.server_info().max_payload);
-    let mut batch: Vec<ItemResult> = Vec::new();
-    let mut size = 0;
-    for mut result in results {
-        let mut len = match &result.result {
-            Ok(bytes) => bytes.0.len(),
-            Err(_) => 256,
-        } + 16;
-        if len > budget {
-            result.result = Err(WireError::Cluster {
-                reason: format!(
-                    "its output ({len} bytes) is larger than the server's message limit"
-                ),
-            });
-            len = 256;
+        let max_time = registry.worker_limits().chunk_time();
+        let (options, rate) = match request.options.apply(get_execution_options(), max_time) {
+            Ok(applied) => applied,
+            Err(reason) => return send(Reply::Refused { reason }).await,
+        };
+        send(Reply::Accepted {
+            worker: worker.clone(),
+        })
+        .await;
+        let heartbeat = tokio::spawn({
+            let replier = replier.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(HEARTBEAT).await;
+                    replier.send(Reply::Working).await;
+                }
+            }
+        });
+        let Ok(_permit) = slots.acquire_owned().await else {
+            heartbeat.abort();
+            return;
+        };
+        let items = request.items;
+        let count = items.len();
+        let ran = tokio::task::spawn_blocking(move || {
+            let root = trace::detached_root();
+            let results = {
+                let _under = trace::inherit(&root);
+                entry.run(items, options, rate)
+            };
+            let events = if options.trace_execution {
+                trace::take_under(trace::root_id(&root))
+            } else {
+                Vec::new()
+            };
+            (results, events, trace::root_id(&root))
+        })
+        .await;
+        heartbeat.abort();
+        let (results, events, root) = match ran {
+            Ok(ran) => ran,
+            Err(error) => {
+                return send(Reply::Refused {
+                    reason: format!(
+                        "the worker failed running the chunk of {count} items: {error}"
+                    ),
+                })
+                .await;
+            }
+        };
+        // Outcomes in messages under the server's limit; an output too large for any message fails
+        // its item.
+        let budget = wire::budget(client.server_info().max_payload);
+        let mut batch: Vec<ItemResult> = Vec::new();
+        let mut size = 0;
+        for mut result in results {
+            let mut len = match &result.result {
+                Ok(bytes) => bytes.0.len(),
+                Err(_) => 256,
+            } + 16;
+            if len > budget {
+                result.result = Err(WireError::Cluster {
+                    reason: format!(
+                        "its output ({len} bytes) is larger than the server's message limit"
+                    ),
+                });
+                len = 256;
+            }
+            if size + len > budget && !batch.is_empty() {
+                send(Reply::Results(std::mem::take(&mut batch))).await;
+                size = 0;
+            }
+            size += len;
+            batch.push(result);
         }
-        if size + len > budget && !batch.is_empty() {
-            send(Reply::Results(std::mem::take(&mut batch))).await;
-            size = 0;
+        if !batch.is_empty() {
+            send(Reply::Results(batch)).await;
         }
-        size += len;
-        batch.push(result);
-    }
-    if !batch.is_empty() {
-        send(Reply::Results(batch)).await;
-    }
-    let mut trace = Vec::new();
-    let mut size = 0;
-    for event in &events {
-        size += 64 + event.operator.len() + event.thread.len();
-        if size > budget {
-            break;
+        let mut trace = Vec::new();
+        let mut size = 0;
+        for event in &events {
+            size += 64 + event.operator.len() + event.thread.len();
+            if size > budget {
+                break;
+            }
+            trace.push(WireEvent::from_event(event));
         }
-        trace.push(WireEvent::from_event(event));
+        send(Reply::Finished {
+            received_at,
+            root,
+            trace,
+        })
+        .await;
+        let _ = client.flush().await;
     }
-    send(Reply::Finished {
-        received_at,
-        root,
-        trace,
-    })
-    .await;
-    let _ = client.flush().await;
 }
 
-/// Where the messages about one chunk go.
+/// Where the messages about one chunk go, and how they are marked as answers to it.
 #[derive(Clone)]
 struct Replier {
     client: async_nats::Client,
     reply: async_nats::Subject,
+    nonce: Nonce,
+    key: Option<Arc<[u8]>>,
 }
 
 impl Replier {
-    async fn send(&self, message: Reply) {
+    async fn send(&self, reply: Reply) {
+        let body = wire::encode(&ReplyMessage {
+            nonce: self.nonce,
+            reply,
+        });
+        let context = Context::Reply {
+            reply: self.reply.as_str(),
+        };
+        let sealed = wire::seal(self.key.as_deref(), &context, body);
         let _ = self
             .client
-            .publish(self.reply.clone(), Bytes::from(wire::encode(&message)))
+            .publish(self.reply.clone(), Bytes::from(sealed))
             .await;
     }
 }

@@ -89,7 +89,7 @@ pub(crate) fn sleep_until(at: Instant) {
 
 /// `1/rate`, for any finite rate > 0 (options guarantee that); absurdly small rates are capped
 /// at one start a year rather than overflowing.
-fn interval(rate: f64) -> Duration {
+pub(crate) fn interval(rate: f64) -> Duration {
     const YEAR: f64 = 365.0 * 24.0 * 3600.0;
     if rate.is_finite() && rate > 0.0 {
         Duration::from_secs_f64((1.0 / rate).min(YEAR))
