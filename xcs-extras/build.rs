@@ -26,7 +26,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         match lines.next() {
             Some("```rust,ignore") => out.push_str("```rust,no_run\n"),
-            other => return Err(format!("README: {MARKER} … --> is followed by {other:?}, not a ```rust,ignore fence").into()),
+            other => {
+                return Err(format!(
+                    "README: {MARKER} … --> is followed by {other:?}, not a ```rust,ignore fence"
+                )
+                .into());
+            }
         }
         for line in lines.by_ref() {
             out.push_str(line);
@@ -40,6 +45,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     if out.is_empty() {
         return Err(format!("README: no block marked {MARKER} … -->").into());
     }
-    fs::write(PathBuf::from(env::var("OUT_DIR")?).join("readme_http.md"), out)?;
+    fs::write(
+        PathBuf::from(env::var("OUT_DIR")?).join("readme_http.md"),
+        out,
+    )?;
     Ok(())
 }
