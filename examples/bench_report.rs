@@ -11,10 +11,10 @@
 //! options, and `OptionsPatch::from_env` rejects unknown ones).
 //!
 //! Each figure alternates samples of the floor and of xcs (so a busy moment hits both) and
-//! reports medians. The criterion benches in `benches/` measure the same workloads in more depth.
+//! reports medians. The criterion benches in `xcs-extras/benches/` measure the same workloads in more depth.
 //! Timings are only reported, never asserted: the exit status is 0 whether targets are met or not.
 
-#[path = "../benches/common/mod.rs"]
+#[path = "../xcs-extras/benches/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;

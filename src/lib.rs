@@ -47,6 +47,8 @@
 //!   started with `cluster::serve`, through a NATS server.
 //! - **Errors**: every failure is an [`XcsError`] variant.
 #![forbid(unsafe_code)]
+// docs.rs (nightly rustdoc, `--cfg docsrs`): each feature-gated item says which feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 extern crate self as xcs;
@@ -69,6 +71,7 @@ pub use xcs_core::{
 };
 
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 #[doc(inline)]
 pub use xcs_core::{AsyncOperator, Blocking, WithOptions, blocking, with_options_async};
 
@@ -85,6 +88,7 @@ pub use xcs_core::{Outgoing, RemoteItems, Signature};
 
 /// Batches on worker processes through a NATS server (feature `nats`).
 #[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use xcs_core::cluster;
 
 pub use xcs_macros::{execution_options, operator, set_execution_options};
@@ -93,6 +97,7 @@ pub use xcs_macros::{execution_options, operator, set_execution_options};
 /// the cache and trace readers.
 pub mod prelude {
     #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub use crate::AsyncOperator;
     pub use crate::{
         ExecutionOptions, Operator, OptionsPatch, XcsError, execution_options,

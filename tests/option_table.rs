@@ -27,7 +27,7 @@ fn macros_and_run_time_parser_agree_on_names() {
     }
     let snapshot = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/ui/options/fail/unknown_option_lists_the_table.stderr"
+        "/xcs-ui/tests/ui/options/fail/unknown_option_lists_the_table.stderr"
     ))
     .unwrap();
     let listed: Vec<&str> = snapshot

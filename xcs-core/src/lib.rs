@@ -12,6 +12,8 @@
 //!   `device_strategy` and `show_progress` do; `store`: the database behind `cache_dir`
 //!   ([`clear_cache_dir`]).
 #![forbid(unsafe_code)]
+// docs.rs (nightly rustdoc, `--cfg docsrs`): each feature-gated item says which feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 pub mod axis;
@@ -21,6 +23,7 @@ mod call;
 #[cfg(feature = "tokio")]
 mod call_async;
 #[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod cluster;
 mod codec;
 pub mod convert;
@@ -36,6 +39,7 @@ pub mod probe;
 pub mod progress;
 pub mod scope;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod scoped;
 mod store;
 pub mod trace;
@@ -54,6 +58,7 @@ pub use device::{
 pub use error::{BoxError, XcsError};
 pub use operator::Operator;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use operator::{AsyncOperator, Blocking, blocking};
 pub use options::{
     CacheDir, DeviceStrategy, ExecutionOptions, MAX_WORKERS, OptionsPatch, Scheduler,
@@ -71,6 +76,7 @@ pub use scope::{
     with_options,
 };
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use scoped::{WithOptions, with_options_async};
 pub use store::clear_cache_dir;
 pub use trace::{

@@ -229,6 +229,7 @@ impl<O: Operator> Operator for &'static O {
 /// # }
 /// ```
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub trait AsyncOperator: Send + Sync + 'static {
     /// What one call takes.
     type Input: Send + 'static;
@@ -363,6 +364,7 @@ impl<O: AsyncOperator> AsyncOperator for &'static O {
 /// (`spawn_blocking`), never on the runtime's worker threads, under the caller's options. Made
 /// by [`blocking`].
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub struct Blocking<O> {
     op: Arc<O>,
 }
@@ -411,6 +413,7 @@ impl<O: Operator> std::fmt::Debug for Blocking<O> {
 /// # }
 /// ```
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub fn blocking<O: Operator>(op: O) -> Blocking<O> {
     Blocking { op: Arc::new(op) }
 }

@@ -344,6 +344,7 @@ mod async_impls {
 
     macro_rules! async_batch {
         ($ty:ident, $prefix:literal, $kind:expr) => {
+            #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
             impl<O: AsyncOperator> AsyncOperator for $ty<O> {
                 type Input = Vec<O::Input>;
                 type Output = Vec<O::Output>;
@@ -410,6 +411,7 @@ mod async_impls {
                 }
             }
 
+            #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
             impl<O: AsyncOperator> $ty<O> {
                 /// Runs every item of an async batch, even after others fail, and returns each
                 /// item's own outcome in input order (items unfinished at a deadline are

@@ -6,12 +6,16 @@
 //! - `tests/ui/options/pass/` and `tests/ui/operator/pass/`: what must compile, and run.
 //! - `tests/ui/operator/fail_tokio/` and `fail_no_tokio/`: the async-operator cases whose messages
 //!   depend on the `tokio` feature; the second set runs with
-//!   `cargo test -p xcs --no-default-features --test ui` (trybuild passes the features on).
+//!   `cargo test -p xcs-ui --no-default-features --test ui` (trybuild passes this package's
+//!   features on, and they turn xcs's on).
 //!
 //! After an intended change of a message, regenerate the snapshots with
-//! `TRYBUILD=overwrite cargo test --test ui` and read the diff. Run some cases only with
-//! `cargo test --test ui -- ui trybuild=options/fail/` (any part of a case's path; the `ui`
-//! keeps libtest from filtering out the test itself).
+//! `TRYBUILD=overwrite cargo test -p xcs-ui --test ui` and read the diff. Run some cases only with
+//! `cargo test -p xcs-ui --test ui -- ui trybuild=options/fail/` (any part of a case's path; the
+//! `ui` keeps libtest from filtering out the test itself).
+//!
+//! The cases are built against xcs without `persist` (see Cargo.toml): the project trybuild
+//! builds them in has its own target directory, so every dependency here is compiled twice.
 //!
 //! Why one test and two `TestCases`: trybuild checks a run that has only compile-fail cases with
 //! a single `cargo check --keep-going` over all of them, but as soon as a run has a pass case it

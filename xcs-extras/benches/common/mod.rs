@@ -1,5 +1,6 @@
-//! Workloads shared by the criterion benches and `examples/bench_report.rs` (which includes this
-//! file with `#[path]`), so both measure exactly the same items against the same floors.
+//! Workloads shared by the criterion benches and the root package's `examples/bench_report.rs`
+//! and `bench_cluster.rs` (which include this file with `#[path]`), so they measure exactly the
+//! same items against the same floors.
 #![allow(dead_code)] // Each bench uses only some of the workloads.
 
 use std::hint::black_box;
