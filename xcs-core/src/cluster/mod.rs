@@ -36,7 +36,8 @@
 //! | `<prefix>.run.<operator>` | callers (chunks) | workers, queue group `<prefix>.workers` only |
 //! | `<inbox prefix>.>` | workers, only as replies (`allow_responses`) | the one caller whose prefix it is ([`ClusterOptions::inbox_prefix`]) |
 //!
-//! **Threat model.** Any client of the server may be hostile. A caller accepts an outcome only
+//! **Threat model.** Workers are trusted with the answers they compute; any other client of the
+//! server may be hostile. A caller accepts an outcome only
 //! as an answer to a chunk it sent:
 //!
 //! - Each attempt of each chunk carries a fresh nonce (128 bits from the operating system's
