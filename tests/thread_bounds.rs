@@ -74,7 +74,10 @@ fn max_workers_bounds_deep_recursion_with_and_without_a_deadline() {
             gauge: Arc::clone(&gauge),
             threads: Arc::clone(&threads),
         });
-        let patch = workers(2)
+        // Two workers per batch, kept to the compute lanes: no more than one per CPU (above the
+        // CPU count each batch would run both of its items at once, on jobs).
+        let per_batch = 2.min(xcs::thread_stats().compute_slots);
+        let patch = workers(per_batch)
             .timeout(timeout.map(Duration::from_secs_f64))
             .unwrap();
         let _turn = turn();
@@ -121,7 +124,8 @@ fn huge_worker_counts_start_no_more_threads_than_items() {
             assert_eq!(out.unwrap().len(), 4);
         }
         let started = xcs::thread_stats().started - before;
-        // pmap's 10 jobs plus at most the compute lanes.
+        // The 10 workers of each 10-item batch (the vmap's on compute lanes and jobs, pmap's on
+        // jobs, sharing idle threads) plus at most the compute lanes.
         let slots = xcs::thread_stats().compute_slots;
         assert!(started <= 10 + slots, "{started} threads started");
         let stats = xcs::thread_stats();

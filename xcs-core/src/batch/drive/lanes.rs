@@ -299,20 +299,33 @@ impl<O: Operator> Lane for Run<O> {
     }
 }
 
-/// The caller takes part: it drains the batch itself, with `lanes` offered compute lanes
-/// beside it, then waits for the items the lanes started.
+/// The caller takes part: it drains the batch itself with `helpers` workers beside it, then
+/// waits for the items they started (and for its jobs).
+///
+/// Fewer helpers than CPUs are offered compute lanes, which may wait for a slot. As many or
+/// more (an explicit `max_workers` above the CPU count) are all wanted at once: lanes take the
+/// compute slots free now, and the rest start as jobs, as `pmap`'s workers do.
 pub(super) fn with_caller<O: Operator>(
     plan: Arc<Plan<O>>,
     inputs: Vec<O::Input>,
     blocks: Blocks,
-    lanes: usize,
+    helpers: usize,
 ) -> Ran<O::Output> {
     let run = Run::new(plan, inputs, blocks);
-    if lanes > 0 {
+    if helpers > 0 {
         let weak: Weak<Run<O>> = Arc::downgrade(&run);
         let weak: Weak<dyn Lane> = weak;
-        for _ in 0..lanes {
-            pool::offer(weak.clone());
+        if helpers < pool::cpu_count() {
+            for _ in 0..helpers {
+                pool::offer(weak.clone());
+            }
+        } else {
+            let mut jobs = helpers;
+            // At most one lane per compute slot is started; none is queued for later.
+            while jobs > 0 && pool::offer_now(weak.clone()) {
+                jobs -= 1;
+            }
+            run.start_jobs(jobs);
         }
     }
     {
