@@ -3,9 +3,9 @@
 //! One elastic set of reusable threads serves every batch. A thread takes one of two kinds of
 //! work, and the difference between them is what makes composition safe:
 //!
-//! - **Jobs** (`spawn`) must run: `pmap` workers, the workers of a `vmap` beyond its compute
-//!   lanes (an explicit `max_workers` above the CPU count), the lanes of a batch that enforces a
-//!   deadline, a call body that may be abandoned at its deadline. A job goes to an idle thread or
+//! - **Jobs** (`spawn`) must run: `pmap` workers, the workers of a `vmap` under an explicit
+//!   `max_workers` above the CPU count, the lanes of a batch that enforces a deadline, a call
+//!   body that may be abandoned at its deadline. A job goes to an idle thread or
 //!   to a new one at once, never into a queue, so whoever waits for a job waits for work that is
 //!   already running.
 //! - **Lanes** (`offer`) are optional help for a `vmap`: each takes items of its batch until
@@ -17,7 +17,7 @@
 //!
 //! Threads that have been idle for [`IDLE_TIMEOUT`] exit. The threads xcs holds are therefore:
 //! at most one per compute slot running lanes, plus the jobs running now (the `pmap` workers in
-//! use, the `vmap` workers beyond the compute lanes and the lanes of deadline-enforcing batches,
+//! use, the workers of `vmap`s above the CPU count and the lanes of deadline-enforcing batches,
 //! each bounded by its batch's length and by [`MAX_WORKERS`]), plus
 //! threads still running items that a call abandoned at its deadline — counted by
 //! [`abandoned_items`] and capped by [`set_abandoned_limit`] — plus idle threads for at most
@@ -176,18 +176,6 @@ pub(crate) fn offer(lane: Weak<dyn Lane>) {
     }
     state.compute += 1;
     dispatch_lane(state, lane);
-}
-
-/// Starts `lane` now if a compute slot is free (`true`); otherwise leaves it unqueued
-/// (`false`), so the batch can start a job in its place.
-pub(crate) fn offer_now(lane: Weak<dyn Lane>) -> bool {
-    let mut state = state();
-    if state.compute >= cpu_count() {
-        return false;
-    }
-    state.compute += 1;
-    dispatch_lane(state, lane);
-    true
 }
 
 /// Hands `lane` (whose compute slot is already counted) to an idle or new thread.

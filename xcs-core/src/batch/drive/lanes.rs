@@ -299,34 +299,34 @@ impl<O: Operator> Lane for Run<O> {
     }
 }
 
-/// The caller takes part: it drains the batch itself with `helpers` workers beside it, then
-/// waits for the items they started (and for its jobs).
-///
-/// Fewer helpers than CPUs are offered compute lanes, which may wait for a slot. As many or
-/// more (an explicit `max_workers` above the CPU count) are all wanted at once: lanes take the
-/// compute slots free now, and the rest start as jobs, as `pmap`'s workers do.
+/// Who helps the caller of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Helpers {
+    /// Up to this many offered compute lanes, which may wait for a slot (nobody waits for them).
+    Lanes(usize),
+    /// This many jobs, started at once as `pmap`'s workers are (and waited for).
+    Jobs(usize),
+}
+
+/// The caller takes part: it drains the batch itself with `helpers` beside it, then waits for
+/// the items they started (and for its jobs).
 pub(super) fn with_caller<O: Operator>(
     plan: Arc<Plan<O>>,
     inputs: Vec<O::Input>,
     blocks: Blocks,
-    helpers: usize,
+    helpers: Helpers,
 ) -> Ran<O::Output> {
     let run = Run::new(plan, inputs, blocks);
-    if helpers > 0 {
-        let weak: Weak<Run<O>> = Arc::downgrade(&run);
-        let weak: Weak<dyn Lane> = weak;
-        if helpers < pool::cpu_count() {
-            for _ in 0..helpers {
+    match helpers {
+        Helpers::Lanes(0) | Helpers::Jobs(0) => {}
+        Helpers::Lanes(lanes) => {
+            let weak: Weak<Run<O>> = Arc::downgrade(&run);
+            let weak: Weak<dyn Lane> = weak;
+            for _ in 0..lanes {
                 pool::offer(weak.clone());
             }
-        } else {
-            let mut jobs = helpers;
-            // At most one lane per compute slot is started; none is queued for later.
-            while jobs > 0 && pool::offer_now(weak.clone()) {
-                jobs -= 1;
-            }
-            run.start_jobs(jobs);
         }
+        Helpers::Jobs(jobs) => run.start_jobs(jobs),
     }
     {
         // The caller's options are the batch's already; its deadline context is the batch's.
