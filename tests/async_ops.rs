@@ -179,7 +179,9 @@ fn max_workers_of_thousands_keeps_that_many_futures_in_flight() {
         let op = meet();
         let patch = OptionsPatch::from_pairs([("max_workers", "5000")]).unwrap();
         with_options_async(&patch, async {
-            vmap(Arc::clone(&op)).call((0..ITEMS as u64).collect()).await
+            vmap(Arc::clone(&op))
+                .call((0..ITEMS as u64).collect())
+                .await
         })
         .await
         .unwrap();

@@ -33,7 +33,10 @@ fn max_workers_bounds_distinct_threads() {
         let used = record.distinct_threads();
         // Exactly `max_workers`: up to one per CPU on compute lanes, above it (items that wait
         // on I/O) the rest on workers started as `pmap`'s are.
-        assert_eq!(used, limit, "max_workers = {limit} but {used} threads ran items");
+        assert_eq!(
+            used, limit,
+            "max_workers = {limit} but {used} threads ran items"
+        );
     }
 }
 

@@ -180,7 +180,10 @@ fn an_explicit_max_workers_runs_that_many_items_at_once() {
     let _turn = turn();
     for limit in [3, 16] {
         let peak = peak_of_vmap(&workers(limit), limit);
-        assert_eq!(peak, limit, "max_workers = {limit}: {peak} items ran at once");
+        assert_eq!(
+            peak, limit,
+            "max_workers = {limit}: {peak} items ran at once"
+        );
     }
     // Unset: one per CPU (the caller included).
     let slots = xcs::thread_stats().compute_slots;

@@ -16,9 +16,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::options::{
-    CacheDir, DeviceStrategy, Scheduler, rate_limit_from, timeout_from_secs,
-};
+use crate::options::{CacheDir, DeviceStrategy, Scheduler, rate_limit_from, timeout_from_secs};
 
 /// A value `max_workers` can be set from.
 #[diagnostic::on_unimplemented(
@@ -341,7 +339,10 @@ mod tests {
     fn max_workers_of_any_size_are_kept() {
         assert_eq!(max_workers(usize::MAX), Some(NonZeroUsize::MAX));
         assert_eq!(max_workers(NonZeroUsize::MAX), Some(NonZeroUsize::MAX));
-        assert_eq!(max_workers(Some(1_000_000usize)), NonZeroUsize::new(1_000_000));
+        assert_eq!(
+            max_workers(Some(1_000_000usize)),
+            NonZeroUsize::new(1_000_000)
+        );
         assert_eq!(max_workers(5000usize), NonZeroUsize::new(5000));
         assert_eq!(max_workers_literal(5000), NonZeroUsize::new(5000));
         assert_eq!(max_workers_literal(u128::MAX), Some(NonZeroUsize::MAX));

@@ -1362,7 +1362,15 @@ mod tests {
         for bad in ["NaN", "-2", "0", "inf", "-inf", "abc", "", "1e400"] {
             assert!(value_err("timeout_seconds", bad), "timeout {bad:?}");
         }
-        for bad in ["0", "-1", "four", "1.5", "", "00", "-99999999999999999999999"] {
+        for bad in [
+            "0",
+            "-1",
+            "four",
+            "1.5",
+            "",
+            "00",
+            "-99999999999999999999999",
+        ] {
             assert!(value_err("max_workers", bad), "workers {bad:?}");
         }
         for bad in ["maybe", "2", "tru", ""] {

@@ -9,8 +9,8 @@ use std::collections::HashSet;
 
 use syn::{Expr, ExprLit, Lit, UnOp};
 use xcs_core::options::{
-    CLUSTER_BACKEND, DeviceStrategy, OptionKind, OptionSpec, Scheduler, lookup,
-    rate_limit_from, suggest, timeout_from_secs, valid_names,
+    CLUSTER_BACKEND, DeviceStrategy, OptionKind, OptionSpec, Scheduler, lookup, rate_limit_from,
+    suggest, timeout_from_secs, valid_names,
 };
 
 use super::ast::Entry;
@@ -632,8 +632,10 @@ mod tests {
             "`max_workers` may not be negative"
         );
         assert!(
-            only_error(quote!(max_workers = -99999999999999999999999999999999999999999))
-                .contains("negative")
+            only_error(quote!(
+                max_workers = -99999999999999999999999999999999999999999
+            ))
+            .contains("negative")
         );
         // Any count of at least 1 is accepted; beyond `u128`, as the largest.
         for (tokens, expected) in [
