@@ -390,6 +390,47 @@ fn pmap_row(effort: Effort, rows: &mut Vec<Row>) {
     });
 }
 
+/// `vmap` of sleeping sync items under an explicit `max_workers` above the CPU count: the guide's
+/// "more [workers] for I/O-bound tasks". Against the ideal, with `pmap(op, 16)` sampled
+/// alternately beside it.
+fn max_workers_row(effort: Effort, rows: &mut Vec<Row>) {
+    let latency = Duration::from_millis(20);
+    let (items, workers) = (64, 16);
+    let op = vmap(Nap { latency });
+    let beside = pmap(Nap { latency }, workers);
+    let run_vmap = || {
+        let start = Instant::now();
+        black_box(
+            execution_options!(max_workers = 16 => op.call(seeds(items))).expect("nap cannot fail"),
+        );
+        start.elapsed().as_nanos() as f64
+    };
+    let run_pmap = || {
+        let start = Instant::now();
+        black_box(beside.call(seeds(items)).expect("nap cannot fail"));
+        start.elapsed().as_nanos() as f64
+    };
+    // Start the spare threads once, as a long-running program would have.
+    run_vmap();
+    run_pmap();
+    let (mut measured, mut pmapped): (Vec<f64>, Vec<f64>) = (0..effort.samples.clamp(3, 7))
+        .map(|_| (run_vmap(), run_pmap()))
+        .unzip();
+    let ideal = (items / workers) as f64 * latency.as_nanos() as f64;
+    rows.push(Row {
+        figure: "vmap + max_workers = 16, 64 sync items sleeping 20 ms",
+        floor_name: "ideal 80 ms (n / workers × latency)",
+        measured: common::median(&mut measured),
+        floor: Some(ideal),
+        target: Target::RatioAtMost(1.05),
+        floor_spread: 0.0,
+        note: format!(
+            "per call; `pmap(op, 16)` beside it: {}",
+            fmt_ns(common::median(&mut pmapped))
+        ),
+    });
+}
+
 fn timeout_row(effort: Effort, rows: &mut Vec<Row>) {
     let op = vmap(HangsOnce {
         hang_at: 3,
@@ -809,10 +850,11 @@ fn main() {
     println!();
 
     let mut rows = Vec::new();
-    let sections: [(&str, Section); 9] = [
+    let sections: [(&str, Section); 10] = [
         ("scopes", scope_rows),
         ("vmap", vmap_rows),
         ("pmap", pmap_row),
+        ("max_workers", max_workers_row),
         ("timeout", timeout_row),
         ("cache", cache_row),
         ("tracing", tracing_row),

@@ -1,6 +1,8 @@
-//! `max_workers`: how many threads a `vmap` may use at once. Each item here waits 20 ms (as a
+//! `max_workers`: how many items of a `vmap` run at once. Each item here waits 20 ms (as a
 //! model call would), so the wall time shows the concurrency: 16 items take about
-//! 16 / max_workers × 20 ms. `pmap` takes its worker count explicitly and ignores `max_workers`.
+//! 16 / max_workers × 20 ms, above the CPU count too (the guide's rule: the number of cores for
+//! compute-bound items, more for items that wait). `pmap` takes its worker count explicitly and
+//! ignores `max_workers`.
 //!
 //! Run with `cargo run --example max_workers`.
 
@@ -53,6 +55,10 @@ fn main() -> Result<(), XcsError> {
     measure(
         "vmap, max_workers = 8",
         || execution_options!(max_workers = 8 => vmap(Wait20ms).call(batch()?)),
+    )?;
+    measure(
+        "vmap, max_workers = 16",
+        || execution_options!(max_workers = 16 => vmap(Wait20ms).call(batch()?)),
     )?;
     // A worker count from configuration (a non-literal value) works the same.
     let from_config: usize = "2".parse().expect("a number");

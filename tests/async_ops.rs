@@ -118,6 +118,77 @@ fn in_flight_is_bounded_by_max_workers_pmap_and_use_parallel() {
     });
 }
 
+/// Each item waits at a barrier for every item of the batch (until a shared deadline); counts
+/// the items that got through.
+struct Meet {
+    barrier: Arc<tokio::sync::Barrier>,
+    until: tokio::time::Instant,
+    met: Arc<AtomicUsize>,
+    gauge: Arc<Gauge>,
+}
+
+impl AsyncOperator for Meet {
+    type Input = u64;
+    type Output = u64;
+    async fn forward(&self, x: u64) -> Result<u64, XcsError> {
+        let _running = self.gauge.enter();
+        if tokio::time::timeout_at(self.until, self.barrier.wait())
+            .await
+            .is_ok()
+        {
+            self.met.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(x)
+    }
+    fn name(&self) -> &str {
+        "meet"
+    }
+}
+
+#[test]
+fn max_workers_of_thousands_keeps_that_many_futures_in_flight() {
+    const ITEMS: usize = 5000;
+    let meet = || {
+        Arc::new(Meet {
+            barrier: Arc::new(tokio::sync::Barrier::new(ITEMS)),
+            until: tokio::time::Instant::now() + Duration::from_secs(20),
+            met: Arc::default(),
+            gauge: Arc::default(),
+        })
+    };
+    rt().block_on(async {
+        // 5 000 requests at once: every item passes the barrier only if all are in flight.
+        let op = meet();
+        let out = execution_options!(max_workers = 5_000 => async {
+            vmap(Arc::clone(&op)).call((0..ITEMS as u64).collect()).await
+        })
+        .await
+        .unwrap();
+        assert_eq!(out.len(), ITEMS);
+        assert_eq!(op.met.load(Ordering::SeqCst), ITEMS);
+        assert_eq!(op.gauge.peak(), ITEMS);
+
+        // Larger counts, literal or computed at run time, are as good as the whole batch.
+        let op = meet();
+        execution_options!(max_workers = 1_000_000 => async {
+            vmap(Arc::clone(&op)).call((0..ITEMS as u64).collect()).await
+        })
+        .await
+        .unwrap();
+        assert_eq!(op.met.load(Ordering::SeqCst), ITEMS);
+        let op = meet();
+        let patch = OptionsPatch::from_pairs([("max_workers", "5000")]).unwrap();
+        with_options_async(&patch, async {
+            vmap(Arc::clone(&op))
+                .call((0..ITEMS as u64).collect())
+                .await
+        })
+        .await
+        .unwrap();
+        assert_eq!(op.met.load(Ordering::SeqCst), ITEMS);
+    });
+}
+
 #[test]
 fn thousands_of_waiting_items_cost_no_threads() {
     let runtime = rt();

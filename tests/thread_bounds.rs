@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Gauge, process_threads, watchdog};
 use xcs::{Operator, OptionsPatch, XcsError, pmap, vmap, with_options};
@@ -74,7 +74,10 @@ fn max_workers_bounds_deep_recursion_with_and_without_a_deadline() {
             gauge: Arc::clone(&gauge),
             threads: Arc::clone(&threads),
         });
-        let patch = workers(2)
+        // Two workers per batch, kept to the compute lanes: no more than one per CPU (above the
+        // CPU count each batch would run both of its items at once, on jobs).
+        let per_batch = 2.min(xcs::thread_stats().compute_slots);
+        let patch = workers(per_batch)
             .timeout(timeout.map(Duration::from_secs_f64))
             .unwrap();
         let _turn = turn();
@@ -121,7 +124,8 @@ fn huge_worker_counts_start_no_more_threads_than_items() {
             assert_eq!(out.unwrap().len(), 4);
         }
         let started = xcs::thread_stats().started - before;
-        // pmap's 10 jobs plus at most the compute lanes.
+        // The 10 workers of each 10-item batch (the vmap's on compute lanes and jobs, pmap's on
+        // jobs, sharing idle threads) plus at most the compute lanes.
         let slots = xcs::thread_stats().compute_slots;
         assert!(started <= 10 + slots, "{started} threads started");
         let stats = xcs::thread_stats();
@@ -129,4 +133,60 @@ fn huge_worker_counts_start_no_more_threads_than_items() {
         let grew = process_threads().saturating_sub(threads_before);
         assert!(grew <= 1 + 10 + slots, "the process grew by {grew} threads");
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// An explicit `max_workers` is how many items of a batch run at once, above the CPU count too.
+
+/// Each item waits (until a shared deadline) for `target` items to have been running at once.
+struct Meet {
+    gauge: Arc<Gauge>,
+    target: usize,
+    until: Instant,
+}
+impl Operator for Meet {
+    type Input = u64;
+    type Output = u64;
+    fn forward(&self, x: u64) -> Result<u64, XcsError> {
+        let _running = self.gauge.enter();
+        while self.gauge.peak() < self.target && Instant::now() < self.until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(x)
+    }
+    fn name(&self) -> &str {
+        "meet"
+    }
+}
+
+/// The most items of a 64-item `vmap` running at once under `patch`, when each waits for one
+/// more than `limit` to be running: `limit` if the batch reaches it and never exceeds it.
+fn peak_of_vmap(patch: &OptionsPatch, limit: usize) -> usize {
+    let gauge = Arc::new(Gauge::default());
+    let op = vmap(Meet {
+        gauge: Arc::clone(&gauge),
+        target: limit + 1,
+        until: Instant::now() + Duration::from_secs(2),
+    });
+    let out = watchdog("vmap meeting", Duration::from_secs(120), || {
+        with_options(patch, || op.call((0..64).collect())).unwrap()
+    });
+    assert_eq!(out, (0..64).collect::<Vec<_>>());
+    gauge.peak()
+}
+
+#[test]
+fn an_explicit_max_workers_runs_that_many_items_at_once() {
+    let _turn = turn();
+    for limit in [3, 16] {
+        let peak = peak_of_vmap(&workers(limit), limit);
+        assert_eq!(
+            peak, limit,
+            "max_workers = {limit}: {peak} items ran at once"
+        );
+    }
+    // Unset: one per CPU (the caller included).
+    let slots = xcs::thread_stats().compute_slots;
+    let peak = peak_of_vmap(&OptionsPatch::new(), slots);
+    assert_eq!(peak, slots, "max_workers unset: {peak} items ran at once");
 }

@@ -16,9 +16,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::options::{
-    CacheDir, DeviceStrategy, Scheduler, clamp_workers, rate_limit_from, timeout_from_secs,
-};
+use crate::options::{CacheDir, DeviceStrategy, Scheduler, rate_limit_from, timeout_from_secs};
 
 /// A value `max_workers` can be set from.
 #[diagnostic::on_unimplemented(
@@ -27,14 +25,14 @@ use crate::options::{
     note = "convert other integers with `usize::try_from(value)`; parse configuration with `OptionsPatch::from_pairs`"
 )]
 pub trait IntoMaxWorkers {
-    /// The worker count, or `None` for one per CPU. Panics on 0; clamps to
-    /// [`MAX_WORKERS`](crate::options::MAX_WORKERS).
+    /// The worker count, or `None` for one per CPU. Panics on 0; any other count is kept (a
+    /// sync batch uses at most [`MAX_WORKERS`](crate::options::MAX_WORKERS) threads).
     fn into_max_workers(self) -> Option<NonZeroUsize>;
 }
 
 impl IntoMaxWorkers for NonZeroUsize {
     fn into_max_workers(self) -> Option<NonZeroUsize> {
-        clamp_workers(Some(self))
+        Some(self)
     }
 }
 
@@ -264,11 +262,21 @@ impl<T: IntoCacheDir> IntoCacheDir for Option<T> {
     }
 }
 
-/// `max_workers` from a non-literal value. Panics on 0; a count above
-/// [`MAX_WORKERS`](crate::options::MAX_WORKERS) is clamped to it.
+/// `max_workers` from a non-literal value. Panics on 0; any other count is kept.
 #[track_caller]
 pub fn max_workers(value: impl IntoMaxWorkers) -> Option<NonZeroUsize> {
     value.into_max_workers()
+}
+
+/// `max_workers` from a literal the macro has checked to be at least 1 but that may not fit a
+/// `usize` of the target: a larger count reads as `usize::MAX`.
+pub const fn max_workers_literal(value: u128) -> Option<NonZeroUsize> {
+    let n = if value > usize::MAX as u128 {
+        usize::MAX
+    } else {
+        value as usize
+    };
+    NonZeroUsize::new(n)
 }
 
 /// `timeout_seconds` from a non-literal value. Panics on a value that is not > 0 and finite.
@@ -328,12 +336,16 @@ mod tests {
     }
 
     #[test]
-    fn max_workers_above_the_cap_are_clamped() {
-        let cap = NonZeroUsize::new(crate::options::MAX_WORKERS);
-        assert_eq!(max_workers(usize::MAX), cap);
-        assert_eq!(max_workers(NonZeroUsize::MAX), cap);
-        assert_eq!(max_workers(Some(1_000_000usize)), cap);
-        assert_eq!(max_workers(1024usize), cap);
+    fn max_workers_of_any_size_are_kept() {
+        assert_eq!(max_workers(usize::MAX), Some(NonZeroUsize::MAX));
+        assert_eq!(max_workers(NonZeroUsize::MAX), Some(NonZeroUsize::MAX));
+        assert_eq!(
+            max_workers(Some(1_000_000usize)),
+            NonZeroUsize::new(1_000_000)
+        );
+        assert_eq!(max_workers(5000usize), NonZeroUsize::new(5000));
+        assert_eq!(max_workers_literal(5000), NonZeroUsize::new(5000));
+        assert_eq!(max_workers_literal(u128::MAX), Some(NonZeroUsize::MAX));
     }
 
     #[test]

@@ -68,9 +68,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         name: "max_workers",
         kind: OptionKind::Workers,
         default: "None",
+        expected: "an integer of at least 1, or `None`",
         // Names `MAX_WORKERS`; a unit test keeps the two in step.
-        expected: "an integer from 1 to 1024, or `None`",
-        doc: "the most items of a batch running at once (unset: one per CPU; at most 1024)",
+        doc: "the most items of a batch running at once (unset: one per CPU; a sync batch uses at most 1024 threads)",
     },
     OptionSpec {
         name: "device_strategy",
@@ -137,35 +137,24 @@ pub const OPTIONS: &[OptionSpec] = &[
     },
 ];
 
-/// The largest `max_workers`: no batch runs more than this many items at once.
+/// The most threads a sync batch runs its items on, whatever `max_workers` (or `pmap`'s worker
+/// count) asks: a sync batch under a larger `max_workers` runs at most this many items at once.
 ///
-/// [`OptionsPatch::from_pairs`], [`OptionsPatch::from_env`] and literals in the macros reject a
-/// larger value (an [`XcsError::InvalidValue`] naming the maximum, or a compile error). A larger
-/// value that only exists at run time — a non-literal value in `execution_options!`, or one given
-/// to [`OptionsPatch::max_workers`] — is clamped to `MAX_WORKERS` instead.
+/// `max_workers` itself takes any count of at least 1 (literals in the macros,
+/// [`OptionsPatch::from_pairs`], [`OptionsPatch::from_env`] and values computed at run time
+/// alike), and [`ExecutionOptions::max_workers`] holds it as given. Only the threads are
+/// clamped: an async batch has no thread per item and keeps `max_workers` items in flight,
+/// however many.
 ///
 /// ```
 /// use std::num::NonZeroUsize;
 /// use xcs::{MAX_WORKERS, OptionsPatch, ExecutionOptions};
-/// let patch = OptionsPatch::new().max_workers(NonZeroUsize::new(1 << 20));
+/// assert!(MAX_WORKERS >= 1024);
+/// let patch = OptionsPatch::from_pairs([("max_workers", "5000")]).unwrap();
 /// let options = ExecutionOptions::default().patched(&patch);
-/// assert_eq!(options.max_workers.map(|n| n.get()), Some(MAX_WORKERS));
-/// assert!(OptionsPatch::from_pairs([("max_workers", "1025")]).is_err());
+/// assert_eq!(options.max_workers, NonZeroUsize::new(5000));
 /// ```
 pub const MAX_WORKERS: usize = 1024;
-
-/// `value` clamped to [`MAX_WORKERS`].
-pub(crate) const fn clamp_workers(value: Option<NonZeroUsize>) -> Option<NonZeroUsize> {
-    match value {
-        Some(n) if n.get() > MAX_WORKERS => Some(MAX_WORKERS_NONZERO),
-        other => other,
-    }
-}
-
-const MAX_WORKERS_NONZERO: NonZeroUsize = match NonZeroUsize::new(MAX_WORKERS) {
-    Some(n) => n,
-    None => panic!("MAX_WORKERS is not 0"),
-};
 
 /// Looks an option up by name.
 pub fn lookup(name: &str) -> Option<&'static OptionSpec> {
@@ -448,7 +437,7 @@ impl fmt::Display for Scheduler {
 /// Read them with [`get_execution_options`](crate::get_execution_options); change them with
 /// `execution_options!` (scoped), `set_execution_options!` (global) or an [`OptionsPatch`].
 /// Every value this struct can hold through the public constructors is valid: worker counts are
-/// between 1 and [`MAX_WORKERS`], timeouts are positive, rate limits are finite and positive,
+/// at least 1, timeouts are positive, rate limits are finite and positive,
 /// cache directories are non-empty, and `scheduler` never contradicts `use_parallel`.
 ///
 /// ```
@@ -468,8 +457,9 @@ pub struct ExecutionOptions {
     /// Run batch items in parallel where possible. Default `true`.
     pub use_parallel: bool,
     /// The most items of a batch running at once, at every level of nesting; `None` means one
-    /// per CPU. At most [`MAX_WORKERS`]: configuration and literals above it are rejected, a
-    /// larger value computed at run time is clamped to it. Default `None`.
+    /// per CPU. Any count of at least 1: an explicit count above the CPU count runs that many
+    /// items at once (for items that wait on I/O); a sync batch uses at most [`MAX_WORKERS`]
+    /// threads, an async batch keeps this many items in flight however large. Default `None`.
     pub max_workers: Option<NonZeroUsize>,
     /// Which backend runs batches. Default [`DeviceStrategy::Auto`].
     pub device_strategy: DeviceStrategy,
@@ -584,12 +574,11 @@ impl OptionsPatch {
         }
     }
 
-    /// A patch that sets every option to the value it has in `options` (a `max_workers` above
-    /// [`MAX_WORKERS`], written into the public field, clamped to it).
+    /// A patch that sets every option to the value it has in `options`.
     pub const fn from_options(options: &ExecutionOptions) -> OptionsPatch {
         OptionsPatch {
             use_parallel: Some(options.use_parallel),
-            max_workers: Some(clamp_workers(options.max_workers)),
+            max_workers: Some(options.max_workers),
             device_strategy: Some(options.device_strategy),
             enable_caching: Some(options.enable_caching),
             trace_execution: Some(options.trace_execution),
@@ -610,7 +599,7 @@ impl OptionsPatch {
     ///
     /// # Errors
     /// [`XcsError::InvalidOption`] for an unknown name, [`XcsError::InvalidValue`] for a value
-    /// the option cannot take (`max_workers` above [`MAX_WORKERS`] included), a name given
+    /// the option cannot take (`max_workers = 0` included), a name given
     /// twice, or a `scheduler` contradicting `use_parallel`. On error nothing is applied
     /// anywhere.
     ///
@@ -767,9 +756,10 @@ impl OptionsPatch {
         self
     }
 
-    /// Sets `max_workers` (`None`: one per CPU). A count above [`MAX_WORKERS`] is clamped to it.
+    /// Sets `max_workers` (`None`: one per CPU). Any count is kept as given; a sync batch uses
+    /// at most [`MAX_WORKERS`] threads.
     pub fn max_workers(mut self, value: Option<NonZeroUsize>) -> Self {
-        self.max_workers = Some(clamp_workers(value));
+        self.max_workers = Some(value);
         self
     }
 
@@ -942,10 +932,9 @@ impl OptionsPatch {
     pub fn __set_use_parallel(&mut self, v: bool) {
         self.use_parallel = Some(v);
     }
-    /// Clamps to [`MAX_WORKERS`], as the macros document for non-literal values.
     #[doc(hidden)]
     pub fn __set_max_workers(&mut self, v: Option<NonZeroUsize>) {
-        self.max_workers = Some(clamp_workers(v));
+        self.max_workers = Some(v);
     }
     #[doc(hidden)]
     pub fn __set_device_strategy(&mut self, v: DeviceStrategy) {
@@ -1016,17 +1005,17 @@ pub fn parse_bool(spec: &OptionSpec, value: &str) -> Result<bool, XcsError> {
     }
 }
 
-/// Parses a worker count: an integer from 1 to [`MAX_WORKERS`], or `none`.
+/// Parses a worker count: an integer of at least 1, or `none`. A count too large for a `usize`
+/// reads as `usize::MAX` (no batch could tell the two apart).
 pub fn parse_workers(spec: &OptionSpec, value: &str) -> Result<Option<NonZeroUsize>, XcsError> {
     if is_none_word(value) {
         return Ok(None);
     }
-    value
-        .parse::<NonZeroUsize>()
-        .ok()
-        .filter(|n| n.get() <= MAX_WORKERS)
-        .map(Some)
-        .ok_or_else(|| invalid(spec, value))
+    match value.parse::<NonZeroUsize>() {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => Ok(Some(NonZeroUsize::MAX)),
+        Err(_) => Err(invalid(spec, value)),
+    }
 }
 
 /// Parses a timeout in seconds: a finite number > 0 (integer or float), or `none`.
@@ -1188,60 +1177,64 @@ mod tests {
     }
 
     #[test]
-    fn max_workers_is_capped() {
+    fn max_workers_takes_any_count_of_at_least_one() {
         let spec = lookup("max_workers").unwrap();
         assert!(
-            spec.expected.contains(&MAX_WORKERS.to_string()),
-            "the expected text names the maximum: {}",
-            spec.expected
+            spec.doc.contains(&MAX_WORKERS.to_string()),
+            "the doc names the thread bound: {}",
+            spec.doc
         );
-        assert!(spec.doc.contains(&MAX_WORKERS.to_string()));
-        let at_max = OptionsPatch::from_pairs([("max_workers", MAX_WORKERS.to_string())]).unwrap();
-        assert_eq!(
-            ExecutionOptions::default().patched(&at_max).max_workers,
-            NonZeroUsize::new(MAX_WORKERS)
-        );
-        for above in [
-            (MAX_WORKERS + 1).to_string(),
+        let read = |value: &str| {
+            OptionsPatch::from_pairs([("max_workers", value)])
+                .map(|patch| ExecutionOptions::default().patched(&patch).max_workers)
+        };
+        for (value, expected) in [
+            ("1", 1),
+            ("1024", 1024),
+            ("1025", 1025),
+            ("5000", 5000),
+            ("1000000", 1_000_000),
+            (" 7 ", 7),
+        ] {
+            assert_eq!(read(value).unwrap(), NonZeroUsize::new(expected), "{value}");
+        }
+        // Beyond `usize`: as many as a `usize` can say.
+        for huge in [
             usize::MAX.to_string(),
-            "18446744073709551615".to_owned(),
+            "18446744073709551616".to_owned(),
             "99999999999999999999999999".to_owned(),
         ] {
-            match OptionsPatch::from_pairs([("max_workers", above.as_str())]) {
-                Err(XcsError::InvalidValue {
-                    option,
-                    value,
-                    expected,
-                }) => {
-                    assert_eq!(option, "max_workers");
-                    assert_eq!(value, above);
-                    assert!(expected.contains("1024"), "{expected}");
-                }
-                other => panic!("{above}: {other:?}"),
-            }
+            assert_eq!(read(&huge).unwrap(), Some(NonZeroUsize::MAX), "{huge}");
         }
-        let vars = [("XCS_MAX_WORKERS", "18446744073709551615")];
-        assert!(matches!(
-            OptionsPatch::from_vars(vars),
-            Err(XcsError::InvalidValue { .. })
-        ));
-        // Values that only exist at run time are clamped instead.
+        let vars = [("XCS_MAX_WORKERS", "5000")];
+        let patch = OptionsPatch::from_vars(vars).unwrap();
+        assert_eq!(
+            ExecutionOptions::default().patched(&patch).max_workers,
+            NonZeroUsize::new(5000)
+        );
+        // Values that only exist at run time are kept as given too.
         let written = ExecutionOptions {
             max_workers: NonZeroUsize::new(MAX_WORKERS * 2),
             ..ExecutionOptions::DEFAULT
         };
-        for patch in [
-            OptionsPatch::from_options(&written),
-            OptionsPatch::new().max_workers(NonZeroUsize::new(usize::MAX)),
-            {
-                let mut patch = OptionsPatch::new();
-                patch.__set_max_workers(NonZeroUsize::new(MAX_WORKERS + 1));
-                patch
-            },
+        for (patch, expected) in [
+            (OptionsPatch::from_options(&written), MAX_WORKERS * 2),
+            (
+                OptionsPatch::new().max_workers(NonZeroUsize::new(usize::MAX)),
+                usize::MAX,
+            ),
+            (
+                {
+                    let mut patch = OptionsPatch::new();
+                    patch.__set_max_workers(NonZeroUsize::new(MAX_WORKERS + 1));
+                    patch
+                },
+                MAX_WORKERS + 1,
+            ),
         ] {
             assert_eq!(
                 ExecutionOptions::default().patched(&patch).max_workers,
-                NonZeroUsize::new(MAX_WORKERS)
+                NonZeroUsize::new(expected)
             );
         }
     }
@@ -1369,7 +1362,15 @@ mod tests {
         for bad in ["NaN", "-2", "0", "inf", "-inf", "abc", "", "1e400"] {
             assert!(value_err("timeout_seconds", bad), "timeout {bad:?}");
         }
-        for bad in ["0", "-1", "four", "1.5", "", "1025"] {
+        for bad in [
+            "0",
+            "-1",
+            "four",
+            "1.5",
+            "",
+            "00",
+            "-99999999999999999999999",
+        ] {
             assert!(value_err("max_workers", bad), "workers {bad:?}");
         }
         for bad in ["maybe", "2", "tru", ""] {

@@ -3,8 +3,9 @@
 //! One elastic set of reusable threads serves every batch. A thread takes one of two kinds of
 //! work, and the difference between them is what makes composition safe:
 //!
-//! - **Jobs** (`spawn`) must run: `pmap` workers, the lanes of a batch that enforces a
-//!   deadline, a call body that may be abandoned at its deadline. A job goes to an idle thread or
+//! - **Jobs** (`spawn`) must run: `pmap` workers, the workers of a `vmap` under an explicit
+//!   `max_workers` above the CPU count, the lanes of a batch that enforces a deadline, a call
+//!   body that may be abandoned at its deadline. A job goes to an idle thread or
 //!   to a new one at once, never into a queue, so whoever waits for a job waits for work that is
 //!   already running.
 //! - **Lanes** (`offer`) are optional help for a `vmap`: each takes items of its batch until
@@ -16,7 +17,8 @@
 //!
 //! Threads that have been idle for [`IDLE_TIMEOUT`] exit. The threads xcs holds are therefore:
 //! at most one per compute slot running lanes, plus the jobs running now (the `pmap` workers in
-//! use and the lanes of deadline-enforcing batches, each bounded by its batch's length), plus
+//! use, the workers of `vmap`s above the CPU count and the lanes of deadline-enforcing batches,
+//! each bounded by its batch's length and by [`MAX_WORKERS`]), plus
 //! threads still running items that a call abandoned at its deadline — counted by
 //! [`abandoned_items`] and capped by [`set_abandoned_limit`] — plus idle threads for at most
 //! [`IDLE_TIMEOUT`]. [`thread_stats`] reads these counts.
@@ -33,7 +35,7 @@ use std::time::{Duration, Instant};
 /// How long an idle thread waits for work before it exits.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The most workers a batch uses, whatever `max_workers` or `pmap`'s count say.
+/// The most threads a sync batch uses, whatever `max_workers` or `pmap`'s count say.
 pub(crate) use crate::options::MAX_WORKERS;
 
 /// The default of [`set_abandoned_limit`].

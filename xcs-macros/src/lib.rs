@@ -60,7 +60,7 @@ mod options;
 /// | option | literal forms | other values accepted (any expression of these types) |
 /// |---|---|---|
 /// | `use_parallel` | `true`, `false` | `bool` |
-/// | `max_workers` | an integer from 1 to 1024 (`MAX_WORKERS`), `None` | `usize`, `NonZeroUsize`, `Option` of either (clamped to 1024) |
+/// | `max_workers` | an integer ≥ 1, `None` | `usize`, `NonZeroUsize`, `Option` of either (any count ≥ 1; a sync batch uses at most `MAX_WORKERS` threads) |
 /// | `device_strategy` | `"auto"`, `"cpu"`, `"gpu"` | `DeviceStrategy` (e.g. `DeviceStrategy::named("tpu")`) |
 /// | `enable_caching` | `true`, `false` | `bool` |
 /// | `trace_execution` | `true`, `false` | `bool` |

@@ -3,7 +3,9 @@
 //! Both read the caller's effective options *at call time* (scope over global) and carry them to
 //! every thread that runs an item, together with the caller's deadline and a cancellation flag
 //! for the batch. `vmap` is for CPU-bound items: it runs them on the caller's thread with help
-//! from the process-wide compute lanes (one per CPU), at most `max_workers` at once. `pmap` is
+//! from the process-wide compute lanes (one per CPU), at most `max_workers` at once; an explicit
+//! `max_workers` above the CPU count (items that wait) starts the rest of its workers as `pmap`
+//! does, so that many run at once. `pmap` is
 //! for I/O-bound items: exactly `num_workers` workers each take the next unstarted item, so the
 //! wall time is close to `items / workers × latency`.
 //!
@@ -27,7 +29,9 @@ use crate::operator::Operator;
 ///
 /// Items run in parallel when the effective `use_parallel` is true and the batch has more than
 /// one item, on at most `max_workers` threads (unset: one per CPU), otherwise in order on the
-/// caller's thread.
+/// caller's thread. An explicit `max_workers` above the CPU count (for items that wait on I/O)
+/// runs that many items at once, as `pmap(op, max_workers)` would; a sync batch uses at most
+/// [`MAX_WORKERS`](crate::MAX_WORKERS) threads.
 ///
 /// ```
 /// use xcs::{Operator, XcsError, execution_options, vmap};

@@ -59,10 +59,15 @@ fn value_tokens(setting: &Setting) -> TokenStream {
         | Value::Scheduler(None)
         | Value::Rate(None)
         | Value::Directory(None) => none,
-        Value::Workers(Some(n)) => {
-            // Suffixed `usize`: on a target where it does not fit, rustc says so.
+        Value::Workers(Some(n)) if *n <= u128::from(u32::MAX) => {
+            // Suffixed `usize`, which holds it on every target.
             let n = syn::LitInt::new(&format!("{n}usize"), Span::call_site());
             quote!(::xcs::__private::convert::max_workers(#n))
+        }
+        Value::Workers(Some(n)) => {
+            // Perhaps more than the target's `usize` holds: read as `usize::MAX` then.
+            let n = Literal::u128_suffixed(*n);
+            quote!(::xcs::__private::convert::max_workers_literal(#n))
         }
         Value::Timeout(Some(seconds)) => {
             let seconds = Literal::f64_suffixed(*seconds);

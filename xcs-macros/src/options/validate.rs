@@ -9,8 +9,8 @@ use std::collections::HashSet;
 
 use syn::{Expr, ExprLit, Lit, UnOp};
 use xcs_core::options::{
-    CLUSTER_BACKEND, DeviceStrategy, MAX_WORKERS, OptionKind, OptionSpec, Scheduler, lookup,
-    rate_limit_from, suggest, timeout_from_secs, valid_names,
+    CLUSTER_BACKEND, DeviceStrategy, OptionKind, OptionSpec, Scheduler, lookup, rate_limit_from,
+    suggest, timeout_from_secs, valid_names,
 };
 
 use super::ast::Entry;
@@ -21,8 +21,9 @@ use crate::errors::Errors;
 pub(crate) enum Value {
     /// A boolean literal.
     Bool(bool),
-    /// A `max_workers` literal: `None` or a count from 1 to `MAX_WORKERS`.
-    Workers(Option<u64>),
+    /// A `max_workers` literal: `None` or a count of at least 1 (`u128::MAX` for one beyond
+    /// `u128`; the runtime reads counts too large for a `usize` as `usize::MAX`).
+    Workers(Option<u128>),
     /// A `timeout_seconds` literal: `None` or a finite number of seconds that makes a non-zero
     /// `Duration`.
     Timeout(Option<f64>),
@@ -266,16 +267,7 @@ fn check_value(spec: &'static OptionSpec, expr: &Expr, errors: &Errors) -> Optio
                 errors.spanned(expr, format_args!("`{name}` may not be negative"));
                 None
             }
-            Some(n) if n <= MAX_WORKERS as u128 => Some(Value::Workers(Some(n as u64))),
-            _ => {
-                errors.spanned(
-                    expr,
-                    format_args!(
-                        "`{name}` may not be more than {MAX_WORKERS} (`xcs::MAX_WORKERS`)"
-                    ),
-                );
-                None
-            }
+            n => Some(Value::Workers(Some(n.unwrap_or(u128::MAX)))),
         },
         (OptionKind::Timeout, Literal::None) => Some(Value::Timeout(None)),
         (OptionKind::Timeout, Literal::Int { value, negative }) => {
@@ -609,11 +601,11 @@ mod tests {
         );
         assert_eq!(
             only_error(quote!(max_workers = "4")),
-            "expected `max_workers` to be an integer from 1 to 1024, or `None`"
+            "expected `max_workers` to be an integer of at least 1, or `None`"
         );
         assert_eq!(
             only_error(quote!(max_workers = 2.0)),
-            "expected `max_workers` to be an integer from 1 to 1024, or `None`"
+            "expected `max_workers` to be an integer of at least 1, or `None`"
         );
         assert!(
             only_error(quote!(timeout_seconds = "1"))
@@ -639,22 +631,34 @@ mod tests {
             only_error(quote!(max_workers = -2)),
             "`max_workers` may not be negative"
         );
-        for tokens in [
-            quote!(max_workers = 1025),
-            quote!(max_workers = 18446744073709551615),
-            quote!(max_workers = Some(99999999999999999999999999999999999999999)),
+        assert!(
+            only_error(quote!(
+                max_workers = -99999999999999999999999999999999999999999
+            ))
+            .contains("negative")
+        );
+        // Any count of at least 1 is accepted; beyond `u128`, as the largest.
+        for (tokens, expected) in [
+            (quote!(max_workers = 1024), 1024),
+            (quote!(max_workers = 1025), 1025),
+            (quote!(max_workers = 5_000), 5000),
+            (quote!(max_workers = 1_000_000), 1_000_000),
+            (
+                quote!(max_workers = 18446744073709551615),
+                u128::from(u64::MAX),
+            ),
+            (
+                quote!(max_workers = Some(99999999999999999999999999999999999999999)),
+                u128::MAX,
+            ),
         ] {
-            assert_eq!(
-                only_error(tokens),
-                "`max_workers` may not be more than 1024 (`xcs::MAX_WORKERS`)"
-            );
+            let (validated, messages) = check(tokens);
+            assert!(messages.is_empty(), "{messages:?}");
+            match validated.settings[0].value {
+                Value::Workers(Some(n)) => assert_eq!(n, expected),
+                ref other => panic!("{other:?}"),
+            }
         }
-        let (validated, messages) = check(quote!(max_workers = 1024));
-        assert!(messages.is_empty(), "{messages:?}");
-        assert!(matches!(
-            validated.settings[0].value,
-            Value::Workers(Some(1024))
-        ));
         for tokens in [
             quote!(timeout_seconds = 0),
             quote!(timeout_seconds = 0.0),

@@ -59,7 +59,9 @@ pub(crate) async fn run<O: AsyncOperator>(
     } else {
         1
     }
-    .clamp(1, pool::MAX_WORKERS.max(len));
+    // No thread per item: `max_workers` items in flight, however many (no clamp to the
+    // thread bound of sync batches).
+    .max(1);
     let plan = Arc::new(
         Plan::new(op, op.name(), len, options, &timing, settled).with_trace_parent(snapshot.parent),
     );

@@ -299,21 +299,34 @@ impl<O: Operator> Lane for Run<O> {
     }
 }
 
-/// The caller takes part: it drains the batch itself, with `lanes` offered compute lanes
-/// beside it, then waits for the items the lanes started.
+/// Who helps the caller of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Helpers {
+    /// Up to this many offered compute lanes, which may wait for a slot (nobody waits for them).
+    Lanes(usize),
+    /// This many jobs, started at once as `pmap`'s workers are (and waited for).
+    Jobs(usize),
+}
+
+/// The caller takes part: it drains the batch itself with `helpers` beside it, then waits for
+/// the items they started (and for its jobs).
 pub(super) fn with_caller<O: Operator>(
     plan: Arc<Plan<O>>,
     inputs: Vec<O::Input>,
     blocks: Blocks,
-    lanes: usize,
+    helpers: Helpers,
 ) -> Ran<O::Output> {
     let run = Run::new(plan, inputs, blocks);
-    if lanes > 0 {
-        let weak: Weak<Run<O>> = Arc::downgrade(&run);
-        let weak: Weak<dyn Lane> = weak;
-        for _ in 0..lanes {
-            pool::offer(weak.clone());
+    match helpers {
+        Helpers::Lanes(0) | Helpers::Jobs(0) => {}
+        Helpers::Lanes(lanes) => {
+            let weak: Weak<Run<O>> = Arc::downgrade(&run);
+            let weak: Weak<dyn Lane> = weak;
+            for _ in 0..lanes {
+                pool::offer(weak.clone());
+            }
         }
+        Helpers::Jobs(jobs) => run.start_jobs(jobs),
     }
     {
         // The caller's options are the batch's already; its deadline context is the batch's.

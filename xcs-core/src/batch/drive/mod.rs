@@ -4,7 +4,8 @@
 //! | situation | who runs the items | the caller waits for |
 //! |---|---|---|
 //! | `use_parallel = false`, one item, or a limit of one | the caller, in order | nothing |
-//! | `vmap` | the caller, plus up to `limit − 1` offered compute lanes | items already started |
+//! | `vmap`, `limit` at most one per CPU | the caller, plus up to `limit − 1` offered compute lanes | items already started |
+//! | `vmap`, `limit` above the CPU count | the caller, plus `limit − 1` jobs | items already started, and its jobs |
 //! | `vmap` inside a call with a deadline (not its own) | the caller, in order | nothing |
 //! | `pmap(op, n)` | `n` jobs | its jobs (until the deadline, if any) |
 //! | the batch enforces a deadline | `limit` jobs | its jobs, until the deadline |
@@ -22,14 +23,22 @@
 //! at every level of nesting and under a deadline too, and never starts more threads than it
 //! has items.
 //!
+//! An explicit `max_workers` above the CPU count (items that wait on I/O) runs that many items
+//! at once: more workers than the compute lanes could ever give, so its workers beyond the
+//! caller start as jobs, exactly as `pmap`'s do, and take no compute slot (items that mostly
+//! wait would otherwise hold the slots that compute-bound batches run on). A `max_workers` of at
+//! most one per CPU keeps to the compute lanes, which a compute-bound batch may have to wait
+//! for: such a batch runs *at most* `limit` items at once.
+//!
 //! # Why composition cannot deadlock
 //!
 //! The invariants, each kept by one piece of code:
 //!
 //! 1. **Nobody waits for work that has not started.** A caller waits only for blocks that a
 //!    lane has taken (a lane takes a block only while running) and for jobs, which
-//!    [`pool::spawn`](crate::pool) starts at once on a thread of their own. Offered compute
-//!    lanes may wait for a free slot, but nobody waits for them: the caller drains its own batch.
+//!    [`pool::spawn`](crate::pool) starts at once on a thread of their own (the workers of a
+//!    `vmap` above the CPU count included). Offered compute lanes may wait for a free
+//!    slot, but nobody waits for them: the caller drains its own batch.
 //! 2. **A thread only runs work of the batches on its own stack.** A waiting caller does not
 //!    steal unrelated items (as a work-stealing pool would): so an item can never end up
 //!    waiting, deeper on the same stack, for something its own frame below holds — a cache
@@ -62,7 +71,7 @@ mod lanes;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use self::lanes::Blocks;
+use self::lanes::{Blocks, Helpers};
 use super::plan::{Kind, Plan, Ran, Timing};
 use crate::device;
 use crate::error::XcsError;
@@ -137,8 +146,13 @@ fn drive<O: Operator>(
         // Under a deadline an item may be abandoned; only jobs, which the abandoning call
         // counts, may hold it, never a compute slot that later batches count on.
         Kind::VMap if lanes > 1 && plan.deadline().is_none() => {
-            let offered = (lanes - 1).min(pool::cpu_count());
-            lanes::with_caller(plan, inputs, Blocks::Guided(lanes), offered)
+            let helpers = if lanes > pool::cpu_count() {
+                // An explicit `max_workers` above the CPU count: all of them at once.
+                Helpers::Jobs(lanes - 1)
+            } else {
+                Helpers::Lanes(lanes - 1)
+            };
+            lanes::with_caller(plan, inputs, Blocks::Guided(lanes), helpers)
         }
         _ => in_order(&plan, inputs),
     }

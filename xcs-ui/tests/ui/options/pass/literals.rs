@@ -79,6 +79,28 @@ fn main() {
     assert_eq!(seen.max_retries, u32::MAX);
     assert_eq!(seen.max_workers, NonZeroUsize::new(xcs::MAX_WORKERS));
     assert_eq!(seen.rate_limit, Some(1e9));
+    // Any count of at least 1 compiles, above `MAX_WORKERS` too (it bounds a sync batch's
+    // threads, not the option); beyond `usize`, as many as a `usize` says.
+    assert_eq!(
+        execution_options!(max_workers = 1025 => get_execution_options().max_workers),
+        NonZeroUsize::new(1025)
+    );
+    assert_eq!(
+        execution_options!(max_workers = 2000 => get_execution_options().max_workers),
+        NonZeroUsize::new(2000)
+    );
+    assert_eq!(
+        execution_options!(max_workers = 5_000 => get_execution_options().max_workers),
+        NonZeroUsize::new(5000)
+    );
+    assert_eq!(
+        execution_options!(max_workers = Some(1_000_000) => get_execution_options().max_workers),
+        NonZeroUsize::new(1_000_000)
+    );
+    assert_eq!(
+        execution_options!(max_workers = 99999999999999999999999999999999999999999 => get_execution_options().max_workers),
+        Some(NonZeroUsize::MAX)
+    );
 
     // No options at all, and a trailing comma.
     assert_eq!(

@@ -101,11 +101,12 @@ fn main() {
         None
     );
 
-    // `max_workers` above `MAX_WORKERS` at run time is clamped.
+    // `max_workers` above `MAX_WORKERS` at run time is kept: it bounds threads, not the option.
     let many = 1usize << 20;
+    assert!(many > MAX_WORKERS);
     assert_eq!(
         execution_options!(max_workers = many => get_execution_options().max_workers),
-        NonZeroUsize::new(MAX_WORKERS)
+        NonZeroUsize::new(many)
     );
 
     let retries: u32 = 2;

@@ -1,5 +1,0 @@
-use xcs::execution_options;
-
-fn main() {
-    execution_options!(max_workers = 1025 => ());
-}
