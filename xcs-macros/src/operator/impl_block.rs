@@ -149,7 +149,6 @@ impl Hidden<'_> {
         let (input, output) = (self.input(), self.output());
         let probe = quote!(::xcs::__private::probe::Probe);
         quote! {
-            #[doc(hidden)]
             fn __xcs_cache_support(
                 &self,
             ) -> ::xcs::__private::Option<::xcs::__private::CacheSupport<#input, #output>> {
@@ -179,7 +178,6 @@ impl Hidden<'_> {
     fn clone_input(&self) -> TokenStream {
         let input = self.input();
         quote! {
-            #[doc(hidden)]
             fn __xcs_clone_input(
                 &self,
             ) -> ::xcs::__private::Option<::xcs::__private::CloneInput<#input>> {
@@ -193,7 +191,6 @@ impl Hidden<'_> {
     fn version(&self) -> TokenStream {
         let version = &self.version;
         quote! {
-            #[doc(hidden)]
             fn __xcs_version(&self) -> ::core::primitive::u32 {
                 #version
             }
