@@ -73,7 +73,11 @@ fn a_struct_input_is_retried() {
     let _serial = serial();
     let answer = execution_options!(max_retries = 3 => Chat.call(request("hi")));
     assert_eq!(answer.unwrap(), "HI (16 tokens)");
-    assert_eq!(CHAT_RUNS.load(Ordering::SeqCst), 3, "two failures, then the answer");
+    assert_eq!(
+        CHAT_RUNS.load(Ordering::SeqCst),
+        3,
+        "two failures, then the answer"
+    );
 
     // Without the attribute, the first 429 is the call's error: the input cannot be copied.
     let plain = execution_options!(max_retries = 3 => PlainChat.call(request("hi")));
@@ -117,7 +121,11 @@ fn a_struct_input_is_cached() {
         assert_eq!(Echo.call(request("ab")).unwrap(), "abab");
         assert_eq!(Echo.call(request("cd")).unwrap(), "cdcd");
     });
-    assert_eq!(ECHO_RUNS.load(Ordering::SeqCst), 2, "the repeated input came from the cache");
+    assert_eq!(
+        ECHO_RUNS.load(Ordering::SeqCst),
+        2,
+        "the repeated input came from the cache"
+    );
 
     // Without the attribute, every call runs: the input cannot be hashed.
     execution_options!(enable_caching = true => {
@@ -145,12 +153,13 @@ fn a_struct_input_persists() {
     let hits = xcs::cache_stats().persistent_hits;
     assert_eq!(call().unwrap(), "persistedpersisted");
     assert_eq!(xcs::cache_stats().persistent_hits, hits + 1);
-    assert_eq!(ECHO_RUNS.load(Ordering::SeqCst), before + 1, "the body ran once");
-    // The version given to the attribute is the operator's.
     assert_eq!(
-        Echo.persist_support().map(|s| s.version_number()),
-        Some(2)
+        ECHO_RUNS.load(Ordering::SeqCst),
+        before + 1,
+        "the body ran once"
     );
+    // The version given to the attribute is the operator's.
+    assert_eq!(Echo.persist_support().map(|s| s.version_number()), Some(2));
     assert!(PlainEcho.persist_support().is_none());
     let _ = xcs::clear_cache_dir(&dir);
     let _ = std::fs::remove_dir_all(&dir);
@@ -231,9 +240,18 @@ mod async_operator {
         }
     }
 
-    #[tokio::test]
-    async fn retried_cached_and_persisted() {
+    #[test]
+    fn retried_cached_and_persisted() {
+        // Held by this thread around the runtime, not across an `.await`.
         let _serial = serial();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(run());
+    }
+
+    async fn run() {
         let dir = fresh_dir("async");
         xcs::clear_cache();
         let call = |prompt: &'static str| {
@@ -324,13 +342,10 @@ mod prompt_v2 {
 mod prompt_v1_reformatted {
     /// Summarizes.
     #[xcs::operator(version = 1)]
-    pub fn summarize(
-        text: String, // what to summarize
+    pub fn summarize(text: String, // what to summarize
     ) -> String {
         // The prompt.
-        format!(
-            "Summarize: {text}",
-        )
+        format!("Summarize: {text}",)
     }
 }
 
@@ -365,8 +380,12 @@ fn editing_the_body_makes_earlier_entries_misses() {
 #[test]
 fn generated_operators_fingerprint_their_body() {
     let of = |support: Option<String>| support.expect("serde types persist");
-    let v1 = of(prompt_v1::Summarize.persist_support().map(|s| format!("{s:?}")));
-    let v2 = of(prompt_v2::Summarize.persist_support().map(|s| format!("{s:?}")));
+    let v1 = of(prompt_v1::Summarize
+        .persist_support()
+        .map(|s| format!("{s:?}")));
+    let v2 = of(prompt_v2::Summarize
+        .persist_support()
+        .map(|s| format!("{s:?}")));
     let reformatted = of(prompt_v1_reformatted::Summarize
         .persist_support()
         .map(|s| format!("{s:?}")));

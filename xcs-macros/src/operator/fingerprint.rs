@@ -135,7 +135,9 @@ mod tests {
 
     #[test]
     fn formatting_and_comments_do_not_count() {
-        let plain = of(r#"fn ask(q: String, n: u8) -> String { match n { 0 => { q } _ => format!("Answer: {q}") } }"#);
+        let plain = of(
+            r#"fn ask(q: String, n: u8) -> String { match n { 0 => { q } _ => format!("Answer: {q}") } }"#,
+        );
         let formatted = of(r#"
             fn ask(
                 q: String, // the question

@@ -283,7 +283,10 @@ mod tests {
         ] {
             assert_eq!(output.matches(method).count(), 1, "{method} in {output}");
         }
-        assert!(output.contains("< Self as xcs :: Operator > :: Input"), "{output}");
+        assert!(
+            output.contains("< Self as xcs :: Operator > :: Input"),
+            "{output}"
+        );
         assert!(output.contains("fn forward"), "{output}");
     }
 
@@ -313,7 +316,11 @@ mod tests {
             (quote!(), quote!(impl Chat {}), INHERENT_IMPL),
             (quote!(), quote!(impl Clone for Chat {}), OTHER_TRAIT),
             (quote!(), quote!(impl !Operator for Chat {}), NEGATIVE_IMPL),
-            (quote!(name = "X"), quote!(impl Operator for Chat {}), NAME_ON_IMPL),
+            (
+                quote!(name = "X"),
+                quote!(impl Operator for Chat {}),
+                NAME_ON_IMPL,
+            ),
         ];
         for (args, item, message) in cases {
             let (output, errors) = expand_block(args, item.clone());
@@ -340,7 +347,9 @@ mod tests {
             impl Operator for Chat {
                 /// More docs.
                 #[inline]
-                fn name(&self) -> &str { "a" }
+                fn name(&self) -> &str {
+                    "a"
+                }
             }
         ));
         assert_eq!(base, documented);
