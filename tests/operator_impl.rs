@@ -4,7 +4,7 @@
 //! uncached. Also: the fingerprint of an operator's code in its persistent keys.
 
 use std::io;
-use std::path::PathBuf;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -32,7 +32,8 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn fresh_dir(name: &str) -> PathBuf {
+#[cfg(any(feature = "persist", feature = "tokio"))]
+fn fresh_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("xcs-impl-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
@@ -392,4 +393,8 @@ fn generated_operators_fingerprint_their_body() {
     assert!(v1.contains("fingerprint"), "{v1}");
     assert_ne!(v1, v2, "a changed literal in the body changes the key");
     assert_eq!(v1, reformatted, "formatting and comments do not");
+    // On impl blocks too.
+    let ask_v1 = of(prompt_v1::Ask.persist_support().map(|s| format!("{s:?}")));
+    let ask_v2 = of(prompt_v2::Ask.persist_support().map(|s| format!("{s:?}")));
+    assert_ne!(ask_v1, ask_v2);
 }
