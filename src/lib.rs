@@ -33,7 +33,9 @@
 //!   them with [`get_execution_options`]; from configuration, build an [`OptionsPatch`] and use
 //!   [`with_options`] or [`set_global_options`].
 //! - **Operators** ([`Operator`]): write `forward` and `name` by hand, or put [`operator`] on a
-//!   function. [`Operator::call`] applies the options: deadline, cache, trace.
+//!   function. [`Operator::call`] applies the options: deadline, cache, trace. Put [`operator`]
+//!   on a hand-written `impl Operator`/`impl AsyncOperator` block too: any `Clone` input is then
+//!   retried, any `Hash + Eq` one cached, serde types persisted.
 //! - **Batches**: [`vmap`] for CPU-bound items (at most `max_workers` at once), [`pmap`] for
 //!   I/O-bound ones (exactly `num_workers`). Both carry the caller's options to every worker, and
 //!   nest without deadlocks and with bounded threads ([`thread_stats`], [`abandoned_items`]).

@@ -302,9 +302,9 @@ impl<I: 'static, O: 'static> CacheSupport<I, O> {
             }
             let why = format!(
                 "{} (hand-written operators are cached when input and output are integers, \
-                 `bool`, `char`, `String`, `&'static str`, `()` or `Vec`s of them; \
-                 `#[xcs::operator]` caches any input whose fields are `Hash + Eq` and any \
-                 `Clone` output)",
+                 `bool`, `char`, `String`, `&'static str`, `()` or `Vec`s of them; put \
+                 `#[xcs::operator]` on the `impl Operator`/`impl AsyncOperator` block to cache \
+                 any `Hash + Eq` input and `Clone` output)",
                 why.join(" and ")
             );
             warn_uncacheable(TypeId::of::<Op>(), name, &why);

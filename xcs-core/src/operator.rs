@@ -59,6 +59,13 @@ use crate::error::XcsError;
 /// operator is cached when its input and output are common standard types (integers, `bool`,
 /// `char`, `String`, `&'static str`, `()` and `Vec`s of them); otherwise its calls run uncached,
 /// and the first one logs a warning (target `xcs`).
+///
+/// # Hand-written operators with `#[xcs::operator]`
+/// The same list bounds what a hand-written operator's input can be for `max_retries` (it is
+/// copied for another attempt) and `cache_dir`. Put `#[xcs::operator]` on the
+/// `impl Operator for T { … }` block to lift it: any `Clone` input is then retried, any
+/// `Hash + Eq` input with a `Clone` output cached, and serde types persisted — a request struct
+/// or a tuple included. The block is kept as written.
 pub trait Operator: Send + Sync + 'static {
     /// What one call takes.
     type Input: Send + 'static;

@@ -3,8 +3,8 @@
 //!
 //! A call with `enable_caching = true` and a `cache_dir` goes: memory cache → (on a miss, holding
 //! the single-flight claim) the store → (on a miss there too) the body, whose output is then
-//! stored in both. Keys are the operator's name, its [`PersistSupport::version`] and the input's
-//! serialized bytes; values are the output's serialized bytes (postcard). A stored value that
+//! stored in both. Keys are the operator's name, its [`PersistSupport::version`], the fingerprint
+//! of a generated operator's code and the input's serialized bytes; values are the output's serialized bytes (postcard). A stored value that
 //! does not decode as the operator's output type is a miss (and is replaced); a store that
 //! cannot be opened, read or written is skipped with one warning per directory — never a failed
 //! call.
@@ -20,9 +20,13 @@ use crate::store::{self, Store};
 /// How an operator's results persist in a `cache_dir` store: how to serialize its input (the
 /// key) and its output (the value), and the version that invalidates old entries.
 ///
-/// Generated operators persist whenever their parameters and output are serde types.
-/// Hand-written operators persist when their input and output are common standard types
-/// (integers, `bool`, `char`, `String`, `()` and `Vec`s of them); others opt in by overriding
+/// Generated operators persist whenever their parameters and output are serde types, and so do
+/// hand-written ones whose `impl Operator`/`impl AsyncOperator` block carries
+/// `#[xcs::operator]`. Their keys also hold a fingerprint of the code the attribute is on (the
+/// function's signature and body, or the impl block, not comments or formatting), so editing it
+/// makes earlier entries misses by itself; the version covers what that code calls. Other
+/// hand-written operators persist when their input and output are common standard types
+/// (integers, `bool`, `char`, `String`, `()` and `Vec`s of them), or opt in by overriding
 /// [`Operator::persist_support`](crate::Operator::persist_support):
 ///
 /// ```
@@ -45,6 +49,7 @@ use crate::store::{self, Store};
 /// ```
 pub struct PersistSupport<I, O> {
     version: u32,
+    fingerprint: u64,
     encode_input: Encode<I>,
     encode_output: Encode<O>,
     decode_output: Decode<O>,
@@ -67,6 +72,7 @@ impl<I, O> std::fmt::Debug for PersistSupport<I, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PersistSupport")
             .field("version", &self.version)
+            .field("fingerprint", &self.fingerprint)
             .finish_non_exhaustive()
     }
 }
@@ -80,6 +86,7 @@ impl<I, O> PersistSupport<I, O> {
     {
         PersistSupport {
             version: 0,
+            fingerprint: 0,
             encode_input: |input| store::encode(input),
             encode_output: |output| store::encode(output),
             decode_output: |bytes| store::decode(bytes),
@@ -95,6 +102,7 @@ impl<I, O> PersistSupport<I, O> {
     ) -> Self {
         PersistSupport {
             version: 0,
+            fingerprint: 0,
             encode_input,
             encode_output,
             decode_output,
@@ -114,6 +122,15 @@ impl<I, O> PersistSupport<I, O> {
         self.version
     }
 
+    /// The same, with entries also kept under `fingerprint`, a hash of the operator's code
+    /// (written by `#[xcs::operator]`; 0 otherwise). Not part of the stable API.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn fingerprint(mut self, fingerprint: u64) -> Self {
+        self.fingerprint = fingerprint;
+        self
+    }
+
     /// The serialized input (`None`: it cannot be serialized).
     pub(crate) fn encode_input(&self, input: &I) -> Option<Vec<u8>> {
         (self.encode_input)(input)
@@ -130,6 +147,7 @@ impl<I: 'static, O: 'static> PersistSupport<I, O> {
     pub fn for_std_types() -> Option<Self> {
         Some(PersistSupport {
             version: 0,
+            fingerprint: 0,
             encode_input: std_encoder::<I>()?,
             encode_output: std_encoder::<O>()?,
             decode_output: std_decoder::<O>()?,
@@ -206,7 +224,7 @@ pub(crate) fn slot<I, O>(
     );
     Some(Slot {
         store,
-        key: store::key_bytes(&operator, support.version, &input),
+        key: store::key_bytes(&operator, support.version, support.fingerprint, &input),
         encode_output: support.encode_output,
         decode_output: support.decode_output,
     })
@@ -219,7 +237,9 @@ fn warn_not_persisted(operator: &str) {
             target: "xcs",
             operator,
             "`{operator}` is cached in memory only: `cache_dir` needs its input and output to be \
-             serde types (a hand-written operator opts in with `Operator::persist_support`)"
+             serde types (a hand-written operator gets that from `#[xcs::operator]` on its \
+             `impl Operator`/`impl AsyncOperator` block, or opts in with \
+             `Operator::persist_support`)"
         );
     }
 }
@@ -304,6 +324,15 @@ mod tests {
         );
         slot.put(&7);
         assert_eq!(v1.unwrap().get(), None);
+        // Another fingerprint, another key.
+        let other_code = super::slot(
+            &options,
+            "persist_unit",
+            support.map(|s| s.fingerprint(0xfeed)),
+            &"q".into(),
+        );
+        assert_eq!(other_code.unwrap().get(), None);
+        assert_eq!(slot.get(), Some(7));
         let _ = crate::store::clear_cache_dir(&dir);
         let _ = std::fs::remove_dir_all(&dir);
     }

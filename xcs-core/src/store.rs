@@ -37,9 +37,10 @@
 //! - [`Store::get`], [`Store::put`], [`Store::remove`]: opaque bytes in, opaque bytes out. A caller
 //!   whose value does not decode treats it as a miss and may `put` a fresh value over it (or
 //!   `remove` it).
-//! - [`key_bytes`]`(operator, version, input)`: the key of one call: a format tag, the operator's
-//!   name (length-prefixed), its version and the input's serialized bytes. Unambiguous, and stable
-//!   across processes, builds and platforms.
+//! - [`key_bytes`]`(operator, version, fingerprint, input)`: the key of one call: a format tag,
+//!   the operator's name (length-prefixed), its version, the fingerprint of its code (generated
+//!   operators; 0 otherwise) and the input's serialized bytes. Unambiguous, and stable across
+//!   processes, builds and platforms.
 //! - [`encode`] / [`decode`]: the serialized form of inputs and outputs (`postcard`, whose wire
 //!   format is stable across its 1.x releases and platform-independent: integers are varints, so a
 //!   `usize` reads the same on 32- and 64-bit hosts). Both return `None` instead of failing or
@@ -129,7 +130,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(3);
 pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// Bumped if the key layout ever changes, so old entries simply stop matching.
-const KEY_FORMAT: u8 = 1;
+const KEY_FORMAT: u8 = 2;
 
 /// What went wrong with a store. The caller degrades to the memory cache whatever the kind; the
 /// kind is for messages and tests.
@@ -419,15 +420,18 @@ fn side_file(db: &Path, suffix: &str) -> PathBuf {
 }
 
 /// The key of one call in the store: a format tag, the operator's name as a length-prefixed
-/// UTF-8 string, its version (§4), and the input's serialized bytes ([`encode`]). All integers
-/// are little-endian and fixed-size, so two different (name, version, input) triples never share
-/// a key, and a key means the same in every process, build and platform.
-pub(crate) fn key_bytes(operator: &str, version: u32, input: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(1 + 8 + operator.len() + 4 + input.len());
+/// UTF-8 string, its version, the fingerprint of its code (see
+/// [`PersistSupport`](crate::PersistSupport)) and the input's serialized bytes ([`encode`]). All
+/// integers are little-endian and fixed-size, so two different (name, version, fingerprint,
+/// input) tuples never share a key, and a key means the same in every process, build and
+/// platform.
+pub(crate) fn key_bytes(operator: &str, version: u32, fingerprint: u64, input: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + 8 + operator.len() + 4 + 8 + input.len());
     key.push(KEY_FORMAT);
     key.extend_from_slice(&(operator.len() as u64).to_le_bytes());
     key.extend_from_slice(operator.as_bytes());
     key.extend_from_slice(&version.to_le_bytes());
+    key.extend_from_slice(&fingerprint.to_le_bytes());
     key.extend_from_slice(input);
     key
 }
@@ -1023,7 +1027,7 @@ mod tests {
                 s.spawn(move || {
                     let store = Store::open(dir).unwrap();
                     for i in 0..100u32 {
-                        let key = key_bytes("op", t, &i.to_le_bytes());
+                        let key = key_bytes("op", t, 0, &i.to_le_bytes());
                         store.put(&key, &i.to_be_bytes()).unwrap();
                         assert_eq!(store.get(&key).unwrap().unwrap(), i.to_be_bytes());
                     }
@@ -1033,7 +1037,7 @@ mod tests {
         let store = Store::open(dir).unwrap();
         for t in 0..8u32 {
             for i in 0..100u32 {
-                let key = key_bytes("op", t, &i.to_le_bytes());
+                let key = key_bytes("op", t, 0, &i.to_le_bytes());
                 assert_eq!(store.get(&key).unwrap().unwrap(), i.to_be_bytes());
             }
         }
@@ -1384,12 +1388,15 @@ mod tests {
     #[test]
     fn keys_are_unambiguous_and_stable() {
         assert_eq!(
-            key_bytes("op", 2, &[9]),
-            [1, 2, 0, 0, 0, 0, 0, 0, 0, b'o', b'p', 2, 0, 0, 0, 9]
+            key_bytes("op", 2, 0x0102, &[9]),
+            [
+                2, 2, 0, 0, 0, 0, 0, 0, 0, b'o', b'p', 2, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0, 9
+            ]
         );
-        assert_ne!(key_bytes("ab", 1, b"c"), key_bytes("a", 1, b"bc"));
-        assert_ne!(key_bytes("a", 1, b""), key_bytes("a", 2, b""));
-        assert_ne!(key_bytes("a", 0, b""), key_bytes("", 0, b"a"));
+        assert_ne!(key_bytes("ab", 1, 0, b"c"), key_bytes("a", 1, 0, b"bc"));
+        assert_ne!(key_bytes("a", 1, 0, b""), key_bytes("a", 2, 0, b""));
+        assert_ne!(key_bytes("a", 0, 0, b""), key_bytes("", 0, 0, b"a"));
+        assert_ne!(key_bytes("a", 0, 1, b""), key_bytes("a", 0, 2, b""));
     }
 
     #[test]
@@ -1462,7 +1469,7 @@ mod tests {
         let dir = tmp.cache("cache");
         let store = Store::open(dir).unwrap();
         let value = [42u8; 100];
-        let key = key_bytes("bench", 0, &encode(&("some input", 12u32)).unwrap());
+        let key = key_bytes("bench", 0, 0, &encode(&("some input", 12u32)).unwrap());
         store.put(&key, &value).unwrap();
         let n = 100_000;
         let start = Instant::now();
@@ -1471,7 +1478,7 @@ mod tests {
         }
         let per_get = start.elapsed() / n;
         let start = Instant::now();
-        let miss = key_bytes("bench", 1, b"absent");
+        let miss = key_bytes("bench", 1, 0, b"absent");
         for _ in 0..n {
             assert!(store.get(&miss).unwrap().is_none());
         }
@@ -1485,7 +1492,7 @@ mod tests {
                 let store = &store;
                 s.spawn(move || {
                     for i in 0..per_thread {
-                        let key = key_bytes("bench-write", t, &i.to_le_bytes());
+                        let key = key_bytes("bench-write", t, 0, &i.to_le_bytes());
                         store.put(&key, &value).unwrap();
                     }
                 });

@@ -210,7 +210,8 @@ pub fn set_execution_options(input: TokenStream) -> TokenStream {
     options::expand_global(input.into()).into()
 }
 
-/// Turns a function into an operator.
+/// Turns a function into an operator, or gives a hand-written operator's `impl` block what the
+/// function form adds (see [Hand-written operators](#hand-written-operators)).
 ///
 /// On `fn generate(prompt: String, seed: u64) -> String`, keeps `generate` exactly as written
 /// (callable, with its docs and attributes) and adds, with the function's visibility:
@@ -298,14 +299,67 @@ pub fn set_execution_options(input: TokenStream) -> TokenStream {
 /// # Retries
 /// Under `max_retries`, a call that fails with a retryable error runs again with a copy of its
 /// input: the inputs struct is `Clone` when every parameter type is. An operator with a
-/// parameter that is not `Clone` still compiles, and runs once (with a `tracing` warning).
+/// parameter that is not `Clone` still compiles, and runs once (with a warning).
 ///
 /// # Arguments
 /// - `name = "Other"`: names the structs `Other` and `OtherInputs` (`name()` stays the
-///   function's name).
+///   function's name). Not on an impl block.
 /// - `version = N` (an integer from 0 to `u32::MAX`, default 0): the operator's version, part of
-///   every persistent cache key. Bump it when the body's results change, so that results stored
-///   by the old body are not returned.
+///   every persistent cache key. Bump it when what the body calls changes its results (a helper
+///   function, a model behind an API), so that results stored before are not returned.
+///
+/// # Persistent keys
+/// The persistent cache keys (`cache_dir`) of a generated operator also hold a fingerprint of
+/// the function's signature and body (of the block, on an impl block), read from its tokens:
+/// comments, doc comments and formatting do not count, any other edit does. Editing the body —
+/// a prompt template, say — makes the entries stored by the old body misses by itself, without
+/// a `version` bump.
+///
+/// # Hand-written operators
+/// On an `impl Operator for T { … }` or `impl AsyncOperator for T { … }` block (the trait's path
+/// ends in `Operator` or `AsyncOperator`), the attribute keeps the block as written and adds what
+/// the function form adds, whenever the block's `Input` and `Output` types allow (decided on the
+/// concrete types, never a compile error): the input is copied for retries when it is `Clone`,
+/// calls are cached when the input is `Hash + Eq` and the output `Clone`, and they persist when
+/// the input is `Serialize` and the output `Serialize + DeserializeOwned`, under `version` and
+/// the block's fingerprint. Without it, a hand-written operator's input is copied and hashed only
+/// when it is a common standard type (integers, `bool`, `char`, `String`, `()`, `Vec`s of them),
+/// so a request struct or a tuple is neither retried nor cached (with a warning naming this
+/// attribute). Generic blocks work too: the capabilities are then those the block's bounds
+/// guarantee. A method the block writes itself (`persist_support`, say) is kept, and then
+/// `version = N` is a compile error (give the version in that method).
+///
+/// ```
+/// use xcs::prelude::*;
+///
+/// #[derive(Clone, Hash, PartialEq, Eq)]
+/// struct Request {
+///     prompt: String,
+///     max_tokens: u32,
+/// }
+///
+/// struct Chat;
+///
+/// #[xcs::operator(version = 1)]
+/// impl Operator for Chat {
+///     type Input = Request;
+///     type Output = String;
+///     fn forward(&self, request: Request) -> Result<String, XcsError> {
+///         Ok(request.prompt.repeat(2))
+///     }
+///     fn name(&self) -> &str {
+///         "chat"
+///     }
+/// }
+///
+/// let ask = || Chat.call(Request { prompt: "hi".into(), max_tokens: 8 });
+/// execution_options!(enable_caching = true, max_retries = 2 => {
+///     assert_eq!(ask()?, "hihi");
+///     assert_eq!(ask()?, "hihi"); // from the cache
+///     Ok::<(), XcsError>(())
+/// })?;
+/// # Ok::<(), XcsError>(())
+/// ```
 ///
 /// # Caching
 /// With `enable_caching`, calls are cached when every parameter type is `Hash + Eq` and the
@@ -318,7 +372,10 @@ pub fn set_execution_options(input: TokenStream) -> TokenStream {
 /// const and lifetime parameters, `impl Trait` parameters or return types, reference parameters
 /// (`&'static` ones are fine), patterns instead of parameter names, and unknown, duplicate or
 /// malformed attribute arguments (a `version` that is negative, not an integer or too large).
-/// Every error is reported at once, and the function itself is still emitted.
+/// Every error is reported at once, and the function itself is still emitted. On an item that is
+/// neither a function nor an `impl Operator`/`impl AsyncOperator` block (an inherent impl, an
+/// impl of another trait, a struct), and for `name = …` on an impl block, the error says so, and
+/// the item is emitted unchanged.
 ///
 /// Generated locals start with `__xcs_`; do not use that prefix for parameter names.
 #[proc_macro_attribute]

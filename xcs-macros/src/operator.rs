@@ -1,10 +1,14 @@
-//! `#[xcs::operator]`: turns a plain function into an operator.
+//! `#[xcs::operator]`: turns a plain function into an operator, or gives a hand-written
+//! operator's impl block what the function form adds.
 //!
 //! The function stays exactly as written (callable, documented, with its attributes); next to
 //! it the macro adds a unit struct implementing `Operator` and an inputs struct with one field
 //! per parameter. Work is split as in thiserror-impl: [`args`] reads the attribute arguments,
 //! [`ast`] reads the function into a small model and rejects what an operator cannot carry,
-//! [`expand`] writes the code, [`derives`] the standard traits of the inputs struct. Every error
+//! [`expand`] writes the code, [`derives`] the standard traits of the inputs struct,
+//! [`fingerprint`] hashes the code into the persistent keys. On an `impl Operator` or
+//! `impl AsyncOperator` block, [`impl_block`] keeps the block and appends the hidden methods
+//! (retries, caching, persistence, version, fingerprint). Every error
 //! found is reported at once, and on error the user's function is still emitted unchanged, so one
 //! mistake does not cascade into "cannot find function" errors elsewhere.
 
@@ -12,6 +16,8 @@ mod args;
 mod ast;
 mod derives;
 mod expand;
+mod fingerprint;
+mod impl_block;
 
 use std::fmt::Display;
 
@@ -28,6 +34,17 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                 let names = expand::Names::new(&model, &args, &mut errors)?;
                 Some(expand::operator(&model, &names, args.version.unwrap_or(0)))
             })
+        }
+        Ok(syn::Item::Impl(block)) => {
+            // The block itself is replaced by the block with the hidden methods appended.
+            if let Some(block) = impl_block::expand(&block, &args, &mut errors) {
+                let compile_errors = errors.to_compile_errors();
+                return quote! {
+                    #compile_errors
+                    #block
+                };
+            }
+            None
         }
         Ok(other) => {
             errors.error_at(ast::item_keyword(&other), ast::NOT_A_FUNCTION);

@@ -165,7 +165,7 @@ pub(crate) fn input_cloner<I>(
         return None;
     }
     if cloner.is_none() && !retried_by_items {
-        crate::call::warn_not_retried(operator);
+        crate::call::warn_not_retried(operator, std::any::type_name::<I>());
     }
     cloner
 }

@@ -1,6 +1,6 @@
 //! The arguments of `#[xcs::operator(…)]`: `name = "StructName"` and `version = N`.
 
-use proc_macro2::{Ident, TokenStream};
+use proc_macro2::{Ident, Span, TokenStream};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, Lit, LitInt, Meta, Token};
@@ -17,6 +17,10 @@ pub(super) struct Args {
     pub(super) name: Option<Ident>,
     /// `version = N`: part of every persistent cache key (0 when not given).
     pub(super) version: Option<u32>,
+    /// Where `name` was written, even with a malformed value.
+    pub(super) name_key: Option<Span>,
+    /// Where `version` was written, even with a malformed value.
+    pub(super) version_key: Option<Span>,
 }
 
 impl Args {
@@ -50,6 +54,11 @@ impl Args {
                 continue;
             }
             *seen = true;
+            if key == "name" {
+                args.name_key = Some(key.span());
+            } else {
+                args.version_key = Some(key.span());
+            }
             let Meta::NameValue(pair) = meta else {
                 let expected = if key == "name" {
                     "expected `name = \"…\"` with the operator struct's name"

@@ -12,9 +12,8 @@ use syn::{
 
 use super::Errors;
 
-/// The attribute is on something other than a function.
-pub(super) const NOT_A_FUNCTION: &str =
-    "expected a function, `#[xcs::operator]` turns a `fn` into an operator";
+/// The attribute is on something other than a function or an impl block.
+pub(super) const NOT_A_FUNCTION: &str = "expected a function or an impl block, `#[xcs::operator]` goes on a `fn` or on an `impl Operator`/`impl AsyncOperator` block";
 
 // Messages: lowercase, one line, no trailing period, what to do instead in the same sentence.
 
@@ -50,6 +49,8 @@ pub(super) struct OperatorFn<'a> {
     pub(super) output: Output<'a>,
     /// The `async` keyword of an `async fn`: the operator is an `AsyncOperator`.
     pub(super) asyncness: Option<Span>,
+    /// The fingerprint of the signature and the body, part of every persistent cache key.
+    pub(super) fingerprint: u64,
 }
 
 /// One parameter: a field of the inputs struct.
@@ -79,6 +80,7 @@ impl<'a> OperatorFn<'a> {
     pub(super) fn parse(function: &'a ItemFn, errors: &mut Errors) -> Option<Self> {
         let mark = errors.mark();
         let sig = &function.sig;
+        let block = &function.block;
         check_signature(sig, errors);
         let params = parse_params(sig, errors);
         let output = match &sig.output {
@@ -107,6 +109,7 @@ impl<'a> OperatorFn<'a> {
             params,
             output,
             asyncness: sig.asyncness.map(|token| token.span),
+            fingerprint: super::fingerprint::fingerprint(quote::quote!(#sig #block)),
         })
     }
 

@@ -256,7 +256,8 @@ fn async_impl(
 fn hidden_methods(function: &OperatorFn<'_>, inputs: &Ident, version: u32) -> TokenStream {
     let cache_support = cache_support(function, inputs);
     let version = proc_macro2::Literal::u32_unsuffixed(version);
-    let persist_support = persist_support(function, inputs, &version);
+    let fingerprint = proc_macro2::Literal::u64_suffixed(function.fingerprint);
+    let persist_support = persist_support(function, inputs, &version, &fingerprint);
     quote! {
         #cache_support
 
@@ -277,13 +278,14 @@ fn hidden_methods(function: &OperatorFn<'_>, inputs: &Ident, version: u32) -> To
 }
 
 /// `persist_support`: the inputs struct and the output persist when they are serde types (by the
-/// autoref probes). An output that borrows (`&'static str`) never persists: decoding needs
+/// autoref probes), under the version and the fingerprint of the function. An output that borrows (`&'static str`) never persists: decoding needs
 /// `DeserializeOwned`, a bound on lifetimes that probes cannot test (method resolution ignores
 /// lifetimes, so the probe would pick the capable impl and fail to compile).
 fn persist_support(
     function: &OperatorFn<'_>,
     inputs: &Ident,
     version: &proc_macro2::Literal,
+    fingerprint: &proc_macro2::Literal,
 ) -> TokenStream {
     let borrows = match &function.output {
         Output::Unit => false,
@@ -316,7 +318,8 @@ fn persist_support(
                     ::xcs::__private::Option::Some(__xcs_decode),
                 ) => ::xcs::__private::Option::Some(
                     ::xcs::__private::PersistSupport::from_fns(__xcs_input, __xcs_output, __xcs_decode)
-                        .version(#version),
+                        .version(#version)
+                        .fingerprint(#fingerprint),
                 ),
                 _ => ::xcs::__private::Option::None,
             }
@@ -325,7 +328,7 @@ fn persist_support(
 }
 
 /// Whether `ty` mentions a reference or a lifetime anywhere.
-fn has_lifetime(ty: &syn::Type) -> bool {
+pub(super) fn has_lifetime(ty: &syn::Type) -> bool {
     use syn::visit::Visit;
     struct Finder(bool);
     impl<'ast> Visit<'ast> for Finder {

@@ -14,6 +14,7 @@ fn main() {
     no_implicit_prelude::main();
     static_references::main();
     unused_items_do_not_warn::main();
+    impl_blocks::main();
 }
 
 /// The generated items compile under strict lints and can be used from `main`.
@@ -309,5 +310,134 @@ mod unused_items_do_not_warn {
         use xcs::Operator;
         let _ = used_as_function(1);
         let _ = UsedAsOperator.call(UsedAsOperatorInputs::new(1));
+    }
+}
+
+/// `#[xcs::operator]` on hand-written `impl Operator`/`impl AsyncOperator` blocks: whatever the
+/// `Input` and `Output` types can do, the block compiles under strict lints.
+pub mod impl_blocks {
+    #![deny(warnings, missing_docs)]
+
+    use xcs::{Operator, XcsError};
+
+    /// Neither `Clone`, `Hash` nor serde: runs once, uncached, in memory only.
+    pub struct Opaque(pub f64);
+
+    /// Takes an `Opaque`.
+    pub struct Measure;
+
+    #[xcs::operator]
+    impl Operator for Measure {
+        type Input = Opaque;
+        type Output = Opaque;
+        fn forward(&self, input: Opaque) -> Result<Opaque, XcsError> {
+            Ok(Opaque(input.0 * 2.0))
+        }
+        fn name(&self) -> &str {
+            "measure"
+        }
+    }
+
+    /// Generic, with the input a type parameter without bounds.
+    pub struct Identity<T>(pub ::std::marker::PhantomData<fn() -> T>);
+
+    #[xcs::operator(version = 3)]
+    impl<T: Send + 'static> xcs::Operator for Identity<T> {
+        type Input = T;
+        type Output = T;
+        fn forward(&self, input: T) -> Result<T, XcsError> {
+            Ok(input)
+        }
+        fn name(&self) -> &str {
+            "identity"
+        }
+    }
+
+    /// A borrowed output, and a hidden method of its own.
+    pub struct Greeting;
+
+    #[xcs::operator]
+    impl Operator for Greeting {
+        type Input = u8;
+        type Output = &'static str;
+        fn forward(&self, _: u8) -> Result<&'static str, XcsError> {
+            Ok("hello")
+        }
+        fn name(&self) -> &str {
+            "greeting"
+        }
+        fn __xcs_version(&self) -> u32 {
+            7
+        }
+    }
+
+    /// Both traits on one type.
+    pub struct Both;
+
+    #[xcs::operator]
+    impl Operator for Both {
+        type Input = String;
+        type Output = usize;
+        fn forward(&self, input: String) -> Result<usize, XcsError> {
+            Ok(input.len())
+        }
+        fn name(&self) -> &str {
+            "both"
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    #[xcs::operator]
+    impl xcs::AsyncOperator for Both {
+        type Input = Vec<String>;
+        type Output = usize;
+        async fn forward(&self, input: Vec<String>) -> Result<usize, XcsError> {
+            Ok(input.len())
+        }
+        fn name(&self) -> &str {
+            "both_async"
+        }
+    }
+
+    /// Under `no_implicit_prelude`, naming the trait by its absolute path.
+    pub mod bare {
+        #![no_implicit_prelude]
+
+        /// Counts.
+        pub struct Count;
+
+        #[::xcs::operator]
+        impl ::xcs::Operator for Count {
+            type Input = ::std::vec::Vec<u8>;
+            type Output = usize;
+            fn forward(
+                &self,
+                input: ::std::vec::Vec<u8>,
+            ) -> ::std::result::Result<usize, ::xcs::XcsError> {
+                ::std::result::Result::Ok(input.len())
+            }
+            fn name(&self) -> &str {
+                "count"
+            }
+        }
+    }
+
+    pub(crate) fn main() {
+        let options = || {
+            xcs::execution_options!(enable_caching = true, max_retries = 2 => ())
+        };
+        options();
+        assert_eq!(Measure.call(Opaque(1.5)).unwrap().0, 3.0);
+        assert!(Measure.persist_support().is_none());
+        let identity = Identity::<String>(::std::marker::PhantomData);
+        assert_eq!(identity.call("x".to_owned()).unwrap(), "x");
+        assert!(Greeting.persist_support().is_none());
+        assert_eq!(Operator::call(&Both, "abc".to_owned()).unwrap(), 3);
+        assert_eq!(Operator::call(&bare::Count, vec![1, 2]).unwrap(), 2);
+        xcs::execution_options!(enable_caching = true, max_retries = 2 => {
+            assert_eq!(Measure.call(Opaque(1.0)).unwrap().0, 2.0);
+            assert_eq!(identity.call("y".to_owned()).unwrap(), "y");
+            assert_eq!(Operator::call(&Both, "ab".to_owned()).unwrap(), 2);
+        });
     }
 }
