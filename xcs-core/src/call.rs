@@ -125,7 +125,7 @@ pub(crate) fn panicked(
     index: Option<usize>,
     payload: Box<dyn Any + Send>,
 ) -> XcsError {
-    let message = panic_message(&*payload);
+    let message = crate::warn::panic_hint(panic_message(&*payload));
     drop_quietly(payload);
     XcsError::Panicked {
         operator: operator.to_owned(),
@@ -161,6 +161,9 @@ pub(crate) fn invoke<O: Operator + ?Sized>(
     index: Option<usize>,
     detach: Option<Detach<'_, O::Input, O::Output>>,
 ) -> Result<O::Output, XcsError> {
+    // A sync body on a thread that drives async tasks: said once per operator.
+    #[cfg(feature = "tokio")]
+    crate::warn::runtime_thread::check(|| op.name());
     // The common case reads one flag, not the whole options.
     if !scope::per_call_work() {
         return guarded(op.name(), index, || op.forward(input));
@@ -366,27 +369,18 @@ fn attempt_once<O: Operator + ?Sized>(
 /// Warns once per operator name that `max_retries` cannot apply (its input cannot be copied
 /// for another attempt).
 pub(crate) fn warn_not_retried(name: &str) {
-    if first_time("retries", name) {
-        tracing::warn!(
-            target: "xcs",
-            operator = name,
+    crate::warn::warn_once("retries", name, || {
+        format!(
             "`{name}` runs without retries: `max_retries` needs a `Clone` input to run an \
              attempt again (derive or implement `Clone` for it)"
-        );
-    }
+        )
+    });
 }
 
 /// Whether this is the first time `topic` is reported for operator `name` in this process (for
-/// warnings given once per operator).
-pub(crate) fn first_time(topic: &'static str, name: &str) -> bool {
-    use std::collections::HashSet;
-    use std::sync::{Mutex, PoisonError};
-    static SEEN: Mutex<Option<HashSet<(&'static str, String)>>> = Mutex::new(None);
-    SEEN.lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get_or_insert_with(HashSet::new)
-        .insert((topic, name.to_owned()))
-}
+/// warnings given once per operator; give them with [`crate::warn::warn`], which reaches
+/// standard error when no `tracing` subscriber is installed).
+pub(crate) use crate::warn::first_time;
 
 /// Runs `body` on a job (a thread of its own) under the caller's options and a deadline
 /// context, and waits for it until the deadline. A body still running then is abandoned: its

@@ -225,6 +225,8 @@ impl<O: Operator> Operator for VMap<O> {
     }
 
     fn call(&self, inputs: Self::Input) -> Result<Self::Output, XcsError> {
+        #[cfg(feature = "tokio")]
+        crate::warn::runtime_thread::check(|| Operator::name(self));
         collect(
             run_traced(Operator::name(self), || {
                 drive::run(&self.op, Kind::VMap, inputs, false)
@@ -274,6 +276,8 @@ impl<O: Operator> Operator for PMap<O> {
     }
 
     fn call(&self, inputs: Self::Input) -> Result<Self::Output, XcsError> {
+        #[cfg(feature = "tokio")]
+        crate::warn::runtime_thread::check(|| Operator::name(self));
         collect(
             run_traced(Operator::name(self), || {
                 drive::run(&self.op, Kind::PMap(self.workers), inputs, false)
@@ -371,16 +375,7 @@ mod async_impls {
                     &self,
                     inputs: Self::Input,
                 ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send {
-                    let ran = run_traced(
-                        Arc::clone(&self.op),
-                        AsyncOperator::name(self).to_owned(),
-                        $kind(self),
-                        inputs,
-                        false,
-                        Snapshot::now(),
-                    );
-                    let op = Arc::clone(&self.op);
-                    async move { collect(ran.await, op.name()) }
+                    self.call_detached(inputs)
                 }
 
                 fn __xcs_cache_support(
@@ -411,13 +406,45 @@ mod async_impls {
             }
 
             impl<O: AsyncOperator> $ty<O> {
+                /// Runs the async batch: [`AsyncOperator::call`], with a future that does not
+                /// borrow `self` (it owns a handle on the operator), so a batch made in place
+                /// can be awaited later or joined with others:
+                /// `tokio::join!(vmap(a).call(x), vmap(b).call(y))`. The options are read now,
+                /// when `call` is called. For a sync operator, `call` is [`Operator::call`]
+                /// (this method applies only to async operators).
+                ///
+                /// [`Operator::call`]: crate::Operator::call
+                pub fn call(
+                    &self,
+                    inputs: Vec<O::Input>,
+                ) -> impl Future<Output = Result<Vec<O::Output>, XcsError>> + Send + use<O> {
+                    self.call_detached(inputs)
+                }
+
+                fn call_detached(
+                    &self,
+                    inputs: Vec<O::Input>,
+                ) -> impl Future<Output = Result<Vec<O::Output>, XcsError>> + Send + use<O> {
+                    let ran = run_traced(
+                        Arc::clone(&self.op),
+                        AsyncOperator::name(self).to_owned(),
+                        $kind(self),
+                        inputs,
+                        false,
+                        Snapshot::now(),
+                    );
+                    let op = Arc::clone(&self.op);
+                    async move { collect(ran.await, op.name()) }
+                }
+
                 /// Runs every item of an async batch, even after others fail, and returns each
                 /// item's own outcome in input order (items unfinished at a deadline are
-                /// [`XcsError::Timeout`]): the async form of `call_settled`.
+                /// [`XcsError::Timeout`]): the async form of `call_settled`. Like
+                /// [`call`](Self::call), its future does not borrow `self`.
                 pub fn call_settled_async(
                     &self,
                     inputs: Vec<O::Input>,
-                ) -> impl Future<Output = Vec<Result<O::Output, XcsError>>> + Send {
+                ) -> impl Future<Output = Vec<Result<O::Output, XcsError>>> + Send + use<O> {
                     let len = inputs.len();
                     let ran = run_traced(
                         Arc::clone(&self.op),
