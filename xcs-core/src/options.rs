@@ -1490,33 +1490,6 @@ mod tests {
             err.to_string(),
             "Invalid execution option: max_workrs; did you mean `max_workers`?"
         );
-        // Another program's `XCS_` variables are not ours: ignored, next to real options.
-        let theirs = [
-            ("XCS_HOME", "/opt/xcs"),
-            ("XCS_API_KEY", "secret"),
-            ("XCS_LLM_BASE_URL", "http://localhost:11434/v1"),
-            ("XCS_WORKER_ID", "3"),
-            ("XCS_MAX_WORKERS", "4"),
-        ];
-        let patch = OptionsPatch::from_vars(vars(&theirs)).unwrap();
-        assert_eq!(
-            ExecutionOptions::default().patched(&patch).max_workers,
-            NonZeroUsize::new(4)
-        );
-        assert!(OptionsPatch::from_vars(vars(&theirs[..4])).unwrap().is_empty());
-        // A likely misspelling stays an error (the same rule as the suggestion).
-        for (near, option) in [
-            ("XCS_TIMEOUT", "timeout_seconds"),
-            ("XCS_USE_PARALEL", "use_parallel"),
-            ("XCS_ENABLE_CACHE", "enable_caching"),
-        ] {
-            match OptionsPatch::from_vars(vars(&[(near, "1"), ("XCS_HOME", "/x")])) {
-                Err(XcsError::InvalidOption { suggestion, .. }) => {
-                    assert_eq!(suggestion, Some(option), "{near}");
-                }
-                other => panic!("{near}: {other:?}"),
-            }
-        }
         // Plain string pairs work too.
         let patch =
             OptionsPatch::from_vars([("XCS_SHOW_PROGRESS", "true"), ("XCS_CACHE_DIR", "/c")])
