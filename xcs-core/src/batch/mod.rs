@@ -93,6 +93,29 @@ pub fn pmap<O>(op: O, num_workers: usize) -> PMap<O> {
 }
 
 /// The batch form of an operator, made by [`vmap`].
+///
+/// For an async operator, `call` returns a future that owns what it needs (a handle on the
+/// operator, the inputs, the options read at call time) rather than borrowing the `VMap`, so a
+/// batch made in place can be awaited later or joined with others:
+///
+/// ```
+/// use xcs::{AsyncOperator, XcsError, vmap};
+///
+/// struct Echo;
+/// impl AsyncOperator for Echo {
+///     type Input = u32;
+///     type Output = u32;
+///     async fn forward(&self, x: u32) -> Result<u32, XcsError> { Ok(x) }
+///     fn name(&self) -> &str { "echo" }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), XcsError> {
+/// let (a, b) = tokio::join!(vmap(Echo).call(vec![1, 2]), vmap(Echo).call(vec![3]));
+/// assert_eq!((a?, b?), (vec![1, 2], vec![3]));
+/// # Ok(())
+/// # }
+/// ```
 pub struct VMap<O> {
     op: Arc<O>,
     /// `vmap(<operator>)`, made on first use (from whichever operator trait `O` implements).
@@ -100,6 +123,9 @@ pub struct VMap<O> {
 }
 
 /// The batch form of an operator on a fixed number of workers, made by [`pmap`].
+///
+/// As for [`VMap`], an async operator's `call` returns a future that does not borrow the `PMap`:
+/// `tokio::join!(pmap(a, 8).call(x), pmap(b, 8).call(y))` compiles and runs both batches at once.
 pub struct PMap<O> {
     op: Arc<O>,
     /// `pmap(<operator>)`, made on first use.
