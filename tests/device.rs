@@ -209,8 +209,7 @@ fn async_batches_never_run_elsewhere_under_a_named_strategy() {
         for chosen in strategies {
             let patch = strategy(chosen);
             let vmapped =
-                xcs::with_options_async(&patch, async { vmap(Halve).call(vec![2, 4]).await })
-                    .await;
+                xcs::with_options_async(&patch, async { vmap(Halve).call(vec![2, 4]).await }).await;
             let pmapped =
                 xcs::with_options_async(&patch, async { pmap(Halve, 2).call(vec![2, 4]).await })
                     .await;
@@ -218,7 +217,10 @@ fn async_batches_never_run_elsewhere_under_a_named_strategy() {
                 match result {
                     Err(error @ XcsError::DeviceUnsupported { .. }) => {
                         let text = error.to_string();
-                        assert!(text.contains(chosen.as_str()) && text.contains(batch), "{text}");
+                        assert!(
+                            text.contains(chosen.as_str()) && text.contains(batch),
+                            "{text}"
+                        );
                         assert!(text.contains("async batch"), "{text}");
                     }
                     other => panic!("{chosen}: {other:?}"),
@@ -229,12 +231,16 @@ fn async_batches_never_run_elsewhere_under_a_named_strategy() {
         let gone = strategy(DeviceStrategy::named("async-test-unregistered"));
         let result =
             xcs::with_options_async(&gone, async { vmap(Halve).call(vec![2]).await }).await;
-        assert!(matches!(result, Err(XcsError::DeviceUnavailable { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(XcsError::DeviceUnavailable { .. })),
+            "{result:?}"
+        );
         // The built-in backend runs async batches on this runtime.
         for builtin in [DeviceStrategy::Auto, DeviceStrategy::Cpu] {
-            let result =
-                xcs::with_options_async(&strategy(builtin), async { vmap(Halve).call(vec![2, 4]).await })
-                    .await;
+            let result = xcs::with_options_async(&strategy(builtin), async {
+                vmap(Halve).call(vec![2, 4]).await
+            })
+            .await;
             assert_eq!(result.unwrap(), [1, 2]);
         }
     });

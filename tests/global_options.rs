@@ -39,7 +39,11 @@ fn from_env_ignores_variables_that_are_not_near_an_option() {
         ExecutionOptions::default().patched(&patch).max_workers,
         NonZeroUsize::new(4)
     );
-    assert!(OptionsPatch::from_vars(theirs[..4].iter().copied()).unwrap().is_empty());
+    assert!(
+        OptionsPatch::from_vars(theirs[..4].iter().copied())
+            .unwrap()
+            .is_empty()
+    );
     for (near, option) in [
         ("XCS_MAX_WORKRS", "max_workers"),
         ("XCS_TIMEOUT", "timeout_seconds"),

@@ -264,8 +264,8 @@ fn the_examples_read_the_openai_variables() {
     assert_eq!(endpoint.api_key.as_deref(), Some("sk-test"));
     assert_eq!(endpoint.models, ["llama3.2", "qwen3"]);
     // A base URL alone: no key, the default model.
-    let endpoint = Endpoint::from_lookup(env(&[("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1")]))
-        .unwrap();
+    let endpoint =
+        Endpoint::from_lookup(env(&[("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1")])).unwrap();
     assert_eq!(endpoint.api_key, None);
     assert_eq!(endpoint.models, [openai::DEFAULT_MODEL]);
     assert!(endpoint.client().is_ok());
@@ -275,5 +275,8 @@ fn the_examples_read_the_openai_variables() {
         ("XCS_LLM_API_KEY", "sk-test"),
     ]);
     assert_eq!(Endpoint::from_lookup(old), None);
-    assert_eq!(Endpoint::from_lookup(env(&[("OPENAI_BASE_URL", " ")])), None);
+    assert_eq!(
+        Endpoint::from_lookup(env(&[("OPENAI_BASE_URL", " ")])),
+        None
+    );
 }

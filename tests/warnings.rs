@@ -100,14 +100,21 @@ fn child_uncacheable_with_subscriber() {
         let subscriber = tracing_subscriber::registry().with(CountWarnings(Arc::clone(&count)));
         tracing::subscriber::set_global_default(subscriber).unwrap();
         call_uncacheable_twice();
-        assert_eq!(count.load(Ordering::SeqCst), 1, "one warning, to the subscriber");
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            1,
+            "one warning, to the subscriber"
+        );
     }
 }
 
 #[test]
 fn with_a_subscriber_the_warning_goes_to_it_instead() {
     let stderr = stderr_of("child_uncacheable_with_subscriber");
-    assert!(warnings(&stderr, "uncacheable_input").is_empty(), "{stderr}");
+    assert!(
+        warnings(&stderr, "uncacheable_input").is_empty(),
+        "{stderr}"
+    );
 }
 
 /// A sync operator that only counts.
@@ -135,9 +142,16 @@ async fn child_sync_call_on_a_runtime_thread() {
         for x in 0..3 {
             assert_eq!(Count("sync_in_async").call(x).unwrap(), x);
         }
-        assert_eq!(xcs::vmap(Count("sync_batch_item")).call(vec![1, 2]).unwrap(), [1, 2]);
+        assert_eq!(
+            xcs::vmap(Count("sync_batch_item"))
+                .call(vec![1, 2])
+                .unwrap(),
+            [1, 2]
+        );
         // On tokio's blocking threads, where it belongs: nothing to say.
-        let out = xcs::blocking(Count("sync_on_blocking_thread")).call(4).await;
+        let out = xcs::blocking(Count("sync_on_blocking_thread"))
+            .call(4)
+            .await;
         assert_eq!(out.unwrap(), 4);
     }
 }

@@ -38,9 +38,7 @@ pub(crate) fn first_time(topic: &'static str, name: &str) -> bool {
 /// Whether a `tracing` subscriber would receive an event from this thread now: a global
 /// default or a scoped one (`tracing::subscriber::with_default`).
 fn has_subscriber() -> bool {
-    tracing::dispatcher::get_default(|dispatch| {
-        !dispatch.is::<tracing::subscriber::NoSubscriber>()
-    })
+    tracing::dispatcher::get_default(|dispatch| !dispatch.is::<tracing::subscriber::NoSubscriber>())
 }
 
 /// Gives the warning `message` about operator `name`: to the `tracing` subscriber if one is
