@@ -161,12 +161,14 @@ pub(crate) fn invoke<O: Operator + ?Sized>(
     index: Option<usize>,
     detach: Option<Detach<'_, O::Input, O::Output>>,
 ) -> Result<O::Output, XcsError> {
-    // A sync body on a thread that drives async tasks: said once per operator.
-    #[cfg(feature = "tokio")]
-    crate::warn::runtime_thread::check(|| op.name());
     // The common case reads one flag, not the whole options.
     if !scope::per_call_work() {
         return guarded(op.name(), index, || op.forward(input));
+    }
+    // A sync body on a thread that drives async tasks: said once per operator.
+    #[cfg(feature = "tokio")]
+    if scope::on_runtime() {
+        crate::warn::runtime_thread::warn_unless_sanctioned(op.name());
     }
     let options = get_execution_options();
     let timed = options.timeout_seconds.is_some() || deadline::has_deadline();

@@ -62,14 +62,26 @@ pub(crate) fn warn_once(topic: &'static str, name: &str, message: impl FnOnce() 
 
 /// A sync call on a thread that drives async tasks: a body that blocks stalls them, and one that
 /// starts or drops a tokio runtime panics.
+///
+/// Asking tokio whether the thread has a runtime costs ~20 ns, several times a whole sync call,
+/// so an operator call does not ask it: the thread's options cache asks it whenever it works
+/// out whether calls have per-call work (on the thread's first call and after each change of
+/// its options; see `scope::per_call_work`), and a thread with a runtime then takes the slow
+/// path, which warns. A batch (a µs affair) asks tokio every time. Operators already warned
+/// about on a thread are remembered there, so a sync operator called from async code over and
+/// over pays a short scan, not a lock.
 #[cfg(feature = "tokio")]
 pub(crate) mod runtime_thread {
-    use std::cell::Cell;
+    use std::cell::{Cell, RefCell};
+
+    /// The operators a thread remembers having warned about; beyond that, the process-wide set.
+    const REMEMBERED: usize = 16;
 
     thread_local! {
         /// Set while xcs itself runs a sync call on a thread where blocking is allowed (the
         /// blocking threads of `xcs::blocking`), which must not be warned about.
         static SANCTIONED: Cell<bool> = const { Cell::new(false) };
+        static WARNED: RefCell<Vec<Box<str>>> = const { RefCell::new(Vec::new()) };
     }
 
     /// Runs `f` as a sync call that is allowed to block although the thread has a runtime
@@ -78,10 +90,10 @@ pub(crate) mod runtime_thread {
         struct Restore(bool);
         impl Drop for Restore {
             fn drop(&mut self) {
-                SANCTIONED.with(|s| s.set(self.0));
+                SANCTIONED.with(|sanctioned| sanctioned.set(self.0));
             }
         }
-        let _restore = Restore(SANCTIONED.with(|s| s.replace(true)));
+        let _restore = Restore(SANCTIONED.with(|sanctioned| sanctioned.replace(true)));
         f()
     }
 
@@ -91,18 +103,44 @@ pub(crate) mod runtime_thread {
         `xcs::AsyncOperator`), or await `xcs::blocking(op)`, which runs it on tokio's blocking \
         threads";
 
-    /// Warns (once per operator) when a sync call of `name` starts on a thread inside a tokio
-    /// runtime. The check is a thread-local read when the thread has no runtime.
-    #[inline]
+    /// Whether the calling thread has a tokio runtime context (a worker or blocking thread, or
+    /// inside `block_on`).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn ask_tokio() -> bool {
+        tokio::runtime::Handle::try_current().is_ok()
+    }
+
+    /// Warns (once per operator) when a sync batch `name` starts on a thread inside a tokio
+    /// runtime.
     pub(crate) fn check<'a>(name: impl FnOnce() -> &'a str) {
-        if tokio::runtime::Handle::try_current().is_ok() && !SANCTIONED.with(Cell::get) {
-            warn(name());
+        if ask_tokio() {
+            warn_unless_sanctioned(name());
         }
     }
 
-    #[cold]
+    /// Warns (once per operator) about a sync call of `name` on a thread with a runtime
+    /// context, unless xcs runs it there on purpose.
     #[inline(never)]
-    fn warn(name: &str) {
+    pub(crate) fn warn_unless_sanctioned(name: &str) {
+        if SANCTIONED.with(Cell::get) {
+            return;
+        }
+        let known = WARNED.with(|warned| {
+            let Ok(mut warned) = warned.try_borrow_mut() else {
+                return true;
+            };
+            if warned.iter().any(|seen| **seen == *name) {
+                return true;
+            }
+            if warned.len() < REMEMBERED {
+                warned.push(name.into());
+            }
+            false
+        });
+        if known {
+            return;
+        }
         super::warn_once("runtime thread", name, || {
             format!(
                 "`{name}` is a sync operator called on a tokio runtime's thread (from async \
@@ -123,8 +161,8 @@ pub(crate) fn panic_hint(message: String) -> String {
         || message.contains("Cannot block the current thread from within a runtime")
     {
         return format!(
-            "{message} (a sync operator's body blocked on a tokio runtime while called from \
-             async code: {})",
+            "{message} (the body blocked on a tokio runtime on a thread that drives async \
+             tasks; for a sync operator called from async code, {})",
             runtime_thread::HINT
         );
     }
