@@ -431,3 +431,43 @@ async fn an_async_batch_cut_by_its_deadline_is_always_a_timeout() {
         }
     }
 }
+
+/// Two batches made in place and joined: each batch's future owns what it needs, so the
+/// temporaries `vmap(a)` and `vmap(b)` may go before the futures are awaited.
+#[test]
+fn batches_made_in_place_can_be_joined() {
+    rt().block_on(async {
+        let (a, b) = (Arc::new(Nap::new(5)), Arc::new(Nap::new(5)));
+        let (x, y) = (vec![1, 2, 3], vec![4, 5]);
+        let (left, right) = tokio::join!(vmap(a).call(x), vmap(b).call(y));
+        assert_eq!(left.unwrap(), [2, 4, 6]);
+        assert_eq!(right.unwrap(), [8, 10]);
+        // pmap and `call_settled_async` too, under the options in force when they are called.
+        let (c, d) = (Arc::new(Nap::new(5)), Arc::new(Nap::new(5)));
+        let (left, right) = execution_options!(max_workers = 1 => async {
+            tokio::join!(
+                pmap(c, 2).call(vec![7]),
+                vmap(d).call_settled_async(vec![100_013, 8])
+            )
+        })
+        .await;
+        assert_eq!(left.unwrap(), [14]);
+        assert!(right[0].is_err() && right[1].as_ref().is_ok_and(|v| *v == 16));
+        // A sync operator's batch is still the sync `Operator::call`.
+        struct Triple;
+        impl Operator for Triple {
+            type Input = u64;
+            type Output = u64;
+            fn forward(&self, x: u64) -> Result<u64, XcsError> {
+                Ok(3 * x)
+            }
+            fn name(&self) -> &str {
+                "triple"
+            }
+        }
+        let sync: Result<Vec<u64>, XcsError> = vmap(Triple).call(vec![1, 2]);
+        assert_eq!(sync.unwrap(), [3, 6]);
+        let sync: Result<Vec<u64>, XcsError> = pmap(Triple, 2).call(vec![3]);
+        assert_eq!(sync.unwrap(), [9]);
+    });
+}

@@ -170,3 +170,83 @@ fn a_panicking_backend_fails_the_batch_without_unwinding() {
     }
     assert_eq!(record.started.load(Ordering::SeqCst), 1);
 }
+
+/// An async batch under a strategy whose backend cannot run it (backends receive sync batches)
+/// fails, naming why, instead of running on the caller's runtime; an unregistered strategy is
+/// still `DeviceUnavailable`, and `auto`/`cpu` run it.
+#[cfg(feature = "tokio")]
+#[test]
+fn async_batches_never_run_elsewhere_under_a_named_strategy() {
+    use xcs::{AsyncOperator, pmap};
+
+    struct Halve;
+    impl AsyncOperator for Halve {
+        type Input = u64;
+        type Output = u64;
+        async fn forward(&self, x: u64) -> Result<u64, XcsError> {
+            tokio::task::yield_now().await;
+            Ok(x / 2)
+        }
+        fn name(&self) -> &str {
+            "halve"
+        }
+    }
+
+    let _lock = global_lock();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cluster = Arc::new(Recording::default());
+    let named = Arc::new(Recording::default());
+    xcs::register_backend("cluster", cluster.clone()).unwrap();
+    xcs::register_backend("async-test-device", named.clone()).unwrap();
+    let strategies = [
+        DeviceStrategy::named("cluster"),
+        DeviceStrategy::named("async-test-device"),
+    ];
+    runtime.block_on(async {
+        for chosen in strategies {
+            let patch = strategy(chosen);
+            let vmapped =
+                xcs::with_options_async(&patch, async { vmap(Halve).call(vec![2, 4]).await }).await;
+            let pmapped =
+                xcs::with_options_async(&patch, async { pmap(Halve, 2).call(vec![2, 4]).await })
+                    .await;
+            for (result, batch) in [(vmapped, "vmap(halve)"), (pmapped, "pmap(halve)")] {
+                match result {
+                    Err(error @ XcsError::DeviceUnsupported { .. }) => {
+                        let text = error.to_string();
+                        assert!(
+                            text.contains(chosen.as_str()) && text.contains(batch),
+                            "{text}"
+                        );
+                        assert!(text.contains("async batch"), "{text}");
+                    }
+                    other => panic!("{chosen}: {other:?}"),
+                }
+            }
+        }
+        // Unregistered: unavailable, as for sync batches.
+        let gone = strategy(DeviceStrategy::named("async-test-unregistered"));
+        let result =
+            xcs::with_options_async(&gone, async { vmap(Halve).call(vec![2]).await }).await;
+        assert!(
+            matches!(result, Err(XcsError::DeviceUnavailable { .. })),
+            "{result:?}"
+        );
+        // The built-in backend runs async batches on this runtime.
+        for builtin in [DeviceStrategy::Auto, DeviceStrategy::Cpu] {
+            let result = xcs::with_options_async(&strategy(builtin), async {
+                vmap(Halve).call(vec![2, 4]).await
+            })
+            .await;
+            assert_eq!(result.unwrap(), [1, 2]);
+        }
+    });
+    xcs::unregister_backend("cluster");
+    xcs::unregister_backend("async-test-device");
+    // Neither backend was handed anything, and nothing ran elsewhere.
+    assert_eq!(cluster.batches.load(Ordering::SeqCst), 0);
+    assert_eq!(named.batches.load(Ordering::SeqCst), 0);
+}

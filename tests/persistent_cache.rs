@@ -102,7 +102,14 @@ fn child_process() {
     match role.as_str() {
         "ask" => {
             let answer = with_options(&cached_in(&dir), || op.call("life".into())).unwrap();
-            println!("BODIES={} ANSWER={answer}", op.bodies());
+            let stats = xcs::cache_stats();
+            println!(
+                "BODIES={} ANSWER={answer} HITS={} MISSES={} PERSISTENT_HITS={}",
+                op.bodies(),
+                stats.hits,
+                stats.misses,
+                stats.persistent_hits
+            );
         }
         writer => {
             // Many distinct inputs at once, in parallel, into one store.
@@ -127,10 +134,19 @@ fn answers_survive_the_process() {
         printed.contains(&format!("BODIES=0 ANSWER={first}")),
         "{printed}"
     );
+    // The answer from disk is a persistent hit, not a miss: no body ran.
+    assert!(
+        printed.contains("HITS=0 MISSES=0 PERSISTENT_HITS=1"),
+        "{printed}"
+    );
     assert!(xcs::cache_stats().misses >= 1);
     xcs::clear_cache_dir(&dir).unwrap();
     let printed = child("ask", &dir);
     assert!(printed.contains("BODIES=1"), "cleared: {printed}");
+    assert!(
+        printed.contains("HITS=0 MISSES=1 PERSISTENT_HITS=0"),
+        "cleared: {printed}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -185,6 +185,19 @@ fn attempts_are_trace_events_and_the_summary_counts_retries() {
         vec![(1, Outcome::Error), (2, Outcome::Error), (3, Outcome::Ok)]
     );
     assert_eq!(trace.summary().get("traced_retries").unwrap().retries, 2);
+    // The printed table has the column too: 3 attempts, 2 of them retries.
+    let table = trace.summary().to_string();
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    let row: Vec<&str> = table
+        .lines()
+        .find(|line| line.starts_with("traced_retries "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let column = |name: &str| header.iter().position(|h| *h == name);
+    let retries = column("retries").unwrap_or_else(|| panic!("no retries column:\n{table}"));
+    assert_eq!(row[column("count").unwrap()], "3", "{table}");
+    assert_eq!(row[retries], "2", "{table}");
 }
 
 #[cfg(feature = "tokio")]

@@ -524,12 +524,41 @@ impl ClaimChain {
 }
 
 /// Counters of the call cache, from [`cache_stats`].
+///
+/// Every cacheable call (a call or batch item of a cacheable operator under `enable_caching`)
+/// that gets past the lookup counts once, in exactly one of `hits`, `persistent_hits` and
+/// `misses`: answered from memory, answered from the `cache_dir` store, or by running its body.
+/// (A call that times out or fails while waiting for a concurrent identical call counts in
+/// none; operators that cannot be cached count nowhere.)
+///
+/// ```standalone_crate
+/// use xcs::{Operator, XcsError, execution_options};
+///
+/// struct Double;
+/// impl Operator for Double {
+///     type Input = u64;
+///     type Output = u64;
+///     fn forward(&self, x: u64) -> Result<u64, XcsError> { Ok(2 * x) }
+///     fn name(&self) -> &str { "double_stats_doc" }
+/// }
+///
+/// xcs::clear_cache();
+/// execution_options!(enable_caching = true => {
+///     Double.call(21)?; // runs the body: a miss
+///     Double.call(21)?; // answered from memory: a hit
+/// });
+/// let stats = xcs::cache_stats();
+/// assert_eq!((stats.hits, stats.misses, stats.persistent_hits), (1, 1, 0));
+/// # Ok::<(), XcsError>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CacheStats {
-    /// Calls answered from the cache.
+    /// Cacheable calls answered from the memory cache, without running their body.
     pub hits: u64,
-    /// Cacheable calls that ran their body.
+    /// Cacheable calls found neither in memory nor in a `cache_dir` store, which ran their body
+    /// (or, under a cluster strategy, sent their item to a worker to run). A call answered from
+    /// the store is not a miss: it is counted in `persistent_hits`.
     pub misses: u64,
     /// Entries stored now.
     pub entries: usize,
@@ -541,8 +570,9 @@ pub struct CacheStats {
     pub bytes: usize,
     /// The most bytes of stored outputs the cache holds.
     pub max_bytes: usize,
-    /// Calls answered from a persistent `cache_dir` store (each a memory miss, so also counted
-    /// in `misses`).
+    /// Cacheable calls not in memory but answered from a persistent `cache_dir` store, without
+    /// running their body (the answer is then kept in memory too, so the next identical call is
+    /// a `hit`).
     pub persistent_hits: u64,
 }
 
@@ -865,11 +895,9 @@ fn find<I, O: Send + 'static>(
         let Some(flight) = flights.running.get(key).map(Arc::clone) else {
             let flight = Arc::new(Flight::default());
             flights.running.insert(*key, Arc::clone(&flight));
-            MISSES.fetch_add(1, Ordering::Relaxed);
             return Found::Claimed(Claim { key: *key, flight });
         };
         if flights.would_deadlock(held, key) {
-            MISSES.fetch_add(1, Ordering::Relaxed);
             return Found::Uncached;
         }
         let id = flights.next_waiter;
@@ -943,7 +971,7 @@ fn drop_entries(entries: impl IntoIterator<Item = Entry>) {
 /// Operator types already warned about by [`warn_uncacheable`].
 static WARNED: RwLock<Vec<TypeId>> = RwLock::new(Vec::new());
 
-/// Warns (once per operator type, target `xcs`) that calls of the operator `name` run uncached
+/// Warns (once per operator type; see `crate::warn` for where it goes) that calls of the operator `name` run uncached
 /// under `enable_caching`, and `why`.
 pub(crate) fn warn_uncacheable(operator: TypeId, name: &str, why: &str) {
     if WARNED
@@ -960,14 +988,21 @@ pub(crate) fn warn_uncacheable(operator: TypeId, name: &str, why: &str) {
         }
         warned.push(operator);
     }
-    tracing::warn!(
-        target: "xcs",
-        operator = name,
-        "operator `{name}` runs uncached although `enable_caching` is on: {why}; \
-         a client or other state that cannot be hashed does not belong in the input: hold it \
-         in a `static` (e.g. a `LazyLock`), or in a field of a hand-written operator struct \
-         (an operator's fields are not part of its input)"
+    crate::warn::warn(
+        name,
+        &format!(
+            "operator `{name}` runs uncached although `enable_caching` is on: {why}; \
+             a client or other state that cannot be hashed does not belong in the input: hold \
+             it in a `static` (e.g. a `LazyLock`), or in a field of a hand-written operator \
+             struct (an operator's fields are not part of its input)"
+        ),
     );
+}
+
+/// Counts a cacheable call that runs its body: found neither in memory nor in a store (see
+/// [`CacheStats::misses`]).
+pub(crate) fn count_miss() {
+    MISSES.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Empties the call cache and zeroes its counters. The bounds stay as they are.
@@ -987,8 +1022,8 @@ pub fn clear_cache() {
     drop_entries(old.into_iter().map(|(_, entry)| entry));
 }
 
-/// The cache's counters and bounds: hits, misses, entries, capacity, evictions, bytes and
-/// the byte bound.
+/// The cache's counters and bounds: hits (from memory and from a `cache_dir` store), misses,
+/// entries, capacity, evictions, bytes and the byte bound (see [`CacheStats`]).
 pub fn cache_stats() -> CacheStats {
     let mut stats = with_store(|store| CacheStats {
         entries: store.map.len(),

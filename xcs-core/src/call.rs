@@ -125,7 +125,7 @@ pub(crate) fn panicked(
     index: Option<usize>,
     payload: Box<dyn Any + Send>,
 ) -> XcsError {
-    let message = panic_message(&*payload);
+    let message = crate::warn::panic_hint(panic_message(&*payload));
     drop_quietly(payload);
     XcsError::Panicked {
         operator: operator.to_owned(),
@@ -164,6 +164,11 @@ pub(crate) fn invoke<O: Operator + ?Sized>(
     // The common case reads one flag, not the whole options.
     if !scope::per_call_work() {
         return guarded(op.name(), index, || op.forward(input));
+    }
+    // A sync body on a thread that drives async tasks: said once per operator.
+    #[cfg(feature = "tokio")]
+    if scope::on_runtime() {
+        crate::warn::runtime_thread::warn_unless_sanctioned(op.name());
     }
     let options = get_execution_options();
     let timed = options.timeout_seconds.is_some() || deadline::has_deadline();
@@ -366,31 +371,24 @@ fn attempt_once<O: Operator + ?Sized>(
 /// Warns once per operator name that `max_retries` cannot apply: its input (of type
 /// `input_type`) cannot be copied for another attempt.
 pub(crate) fn warn_not_retried(name: &str, input_type: &str) {
-    if first_time("retries", name) {
-        tracing::warn!(
-            target: "xcs",
-            operator = name,
+    crate::warn::warn_once("retries", name, || {
+        format!(
             "`{name}` runs without retries although `max_retries` is set: another attempt needs \
              a copy of its input `{input_type}`, and xcs cannot copy it. A hand-written \
              operator's input is copied only when it is a common standard type (integers, \
              `bool`, `char`, `String`, `()` or `Vec`s of them): put `#[xcs::operator]` on its \
              `impl Operator`/`impl AsyncOperator` block to copy any `Clone` input (and cache \
              any `Hash + Eq` one). A generated operator needs every parameter to be `Clone`"
-        );
-    }
+        )
+    });
 }
 
 /// Whether this is the first time `topic` is reported for operator `name` in this process (for
-/// warnings given once per operator).
-pub(crate) fn first_time(topic: &'static str, name: &str) -> bool {
-    use std::collections::HashSet;
-    use std::sync::{Mutex, PoisonError};
-    static SEEN: Mutex<Option<HashSet<(&'static str, String)>>> = Mutex::new(None);
-    SEEN.lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get_or_insert_with(HashSet::new)
-        .insert((topic, name.to_owned()))
-}
+/// warnings given once per operator; give them with [`crate::warn::warn`], which reaches
+/// standard error when no `tracing` subscriber is installed).
+#[allow(unused_imports)]
+// The warnings in this crate use `warn::warn_once`; kept for callers here.
+pub(crate) use crate::warn::first_time;
 
 /// Runs `body` on a job (a thread of its own) under the caller's options and a deadline
 /// context, and waits for it until the deadline. A body still running then is abandoned: its

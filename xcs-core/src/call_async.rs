@@ -314,7 +314,8 @@ pub(crate) fn run_blocking<O: Operator>(
     async move {
         let task = tokio::task::spawn_blocking(move || {
             let _pinned = (scope::pin(options), deadline::enter(context));
-            op.call(input)
+            // A blocking thread: where a sync call belongs.
+            crate::warn::runtime_thread::sanctioned(|| op.call(input))
         });
         match task.await {
             Ok(result) => result,

@@ -373,6 +373,29 @@ pub(crate) fn is_registered(name: &str) -> bool {
         .contains_key(&key)
 }
 
+/// Where an async batch of `batch` (`vmap(…)`/`pmap(…)`) may run under `strategy`: on the
+/// caller's runtime, which is the built-in backend's place. A strategy naming a backend fails:
+/// backends receive sync batches ([`BatchJob`] items run on threads), and running the batch
+/// locally instead would silently ignore the strategy.
+#[cfg(feature = "tokio")]
+pub(crate) fn check_async(
+    strategy: DeviceStrategy,
+    batch: impl FnOnce() -> String,
+) -> Result<(), XcsError> {
+    if resolve(strategy)?.is_none() {
+        return Ok(());
+    }
+    Err(XcsError::DeviceUnsupported {
+        strategy: strategy.as_str().to_owned(),
+        operator: batch(),
+        reason: "it is an async batch, and the backend registered for the strategy runs sync \
+                 batches only; run it under `device_strategy = \"auto\"` to await its items \
+                 on this runtime (a sync operator's batch reaches the backend from async code \
+                 as `xcs::blocking(vmap(op))`)"
+            .to_owned(),
+    })
+}
+
 /// The backend a strategy selects: `Ok(None)` for the built-in CPU backend.
 pub(crate) fn resolve(strategy: DeviceStrategy) -> Result<Option<Arc<dyn Backend>>, XcsError> {
     let name = match strategy {

@@ -168,6 +168,19 @@ pub enum XcsError {
         /// What went wrong.
         reason: String,
     },
+
+    /// The backend registered for the `device_strategy` in force cannot run this batch (an
+    /// async batch, whose items are futures, under a backend that receives sync batches): the
+    /// batch fails instead of running somewhere else.
+    #[error("device strategy `{strategy}` cannot run `{operator}`: {reason}")]
+    DeviceUnsupported {
+        /// The strategy asked for.
+        strategy: String,
+        /// The batch (`vmap(…)` or `pmap(…)`).
+        operator: String,
+        /// Why, and what to do instead.
+        reason: String,
+    },
 }
 
 impl XcsError {
@@ -368,6 +381,15 @@ impl XcsError {
             },
             XcsError::CacheStore { dir, reason } => XcsError::CacheStore {
                 dir: dir.clone(),
+                reason: reason.clone(),
+            },
+            XcsError::DeviceUnsupported {
+                strategy,
+                operator,
+                reason,
+            } => XcsError::DeviceUnsupported {
+                strategy: strategy.clone(),
+                operator: operator.clone(),
                 reason: reason.clone(),
             },
         }

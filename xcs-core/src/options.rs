@@ -638,14 +638,20 @@ impl OptionsPatch {
     }
 
     /// Reads `XCS_<OPTION>` environment variables (`XCS_USE_PARALLEL`, `XCS_MAX_WORKERS`, …).
-    /// Any other variable starting with `XCS_` is an unknown option, so a misspelt variable is
-    /// reported instead of silently ignored.
+    ///
+    /// The environment is shared with other programs, so an `XCS_` variable that names no
+    /// option is ignored (a program's own `XCS_SOMETHING` does not stop it reading its options
+    /// here) — unless it is a likely misspelling of one (`XCS_MAX_WORKRS`, `XCS_TIMEOUT`: near
+    /// an option by the rule of the "did you mean" suggestion), which is an error, not silently
+    /// ignored.
     ///
     /// # Errors
     /// As [`from_pairs`](OptionsPatch::from_pairs), with the name as the option name
-    /// (lower-cased, prefix removed). A variable whose name starts with `XCS_` but is not valid
-    /// Unicode is an [`XcsError::InvalidOption`] (the invalid bytes shown as `\u{FFFD}`); an
-    /// `XCS_` variable whose value is not valid Unicode is an [`XcsError::InvalidValue`].
+    /// (lower-cased, prefix removed): [`XcsError::InvalidOption`] with its suggestion for a
+    /// likely misspelling. A variable whose name starts with `XCS_`, is near an option and is
+    /// not valid Unicode is an [`XcsError::InvalidOption`] (the invalid bytes shown as
+    /// `\u{FFFD}`); an option's variable whose value is not valid Unicode is an
+    /// [`XcsError::InvalidValue`].
     pub fn from_env() -> Result<OptionsPatch, XcsError> {
         Self::from_vars(std::env::vars_os())
     }
@@ -653,13 +659,21 @@ impl OptionsPatch {
     /// [`from_env`](OptionsPatch::from_env) over an explicit list of variables (for tests and
     /// for environments captured elsewhere): `(name, value)` pairs of anything that is an
     /// [`OsStr`], such as the [`OsString`](std::ffi::OsString)s of [`std::env::vars_os`] or
-    /// plain `&str`s. Variables not starting with `XCS_` are ignored.
+    /// plain `&str`s. Variables not starting with `XCS_`, and `XCS_` variables not near any
+    /// option, are ignored.
     ///
     /// ```
-    /// use xcs::{ExecutionOptions, OptionsPatch};
-    /// let patch = OptionsPatch::from_vars([("XCS_MAX_RETRIES", "3"), ("HOME", "/root")])?;
+    /// use xcs::{ExecutionOptions, OptionsPatch, XcsError};
+    /// let vars = [("XCS_MAX_RETRIES", "3"), ("HOME", "/root"), ("XCS_API_TOKEN", "t0k3n")];
+    /// let patch = OptionsPatch::from_vars(vars)?;
     /// assert_eq!(ExecutionOptions::default().patched(&patch).max_retries, 3);
-    /// # Ok::<(), xcs::XcsError>(())
+    /// // A likely misspelling is an error, with the suggestion.
+    /// let err = OptionsPatch::from_vars([("XCS_MAX_RETRIE", "3")]).unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "Invalid execution option: max_retrie; did you mean `max_retries`?"
+    /// );
+    /// # Ok::<(), XcsError>(())
     /// ```
     ///
     /// # Errors
@@ -682,10 +696,17 @@ impl OptionsPatch {
             let Some(key) = key.to_str() else {
                 let lossy = key.to_string_lossy();
                 let option = lossy.strip_prefix(PREFIX).unwrap_or(&lossy);
-                not_unicode.push(option.to_ascii_lowercase());
+                let option = option.to_ascii_lowercase();
+                if suggest(&option).is_some() {
+                    not_unicode.push(option);
+                }
                 continue;
             };
             let option = key.strip_prefix(PREFIX).unwrap_or(key).to_ascii_lowercase();
+            // Another program's variable: neither an option nor a likely misspelling of one.
+            if lookup(&option).is_none() && suggest(&option).is_none() {
+                continue;
+            }
             let value = match value.to_str() {
                 Some(value) => Ok(value.to_owned()),
                 None => Err(value.to_string_lossy().into_owned()),
@@ -1466,6 +1487,10 @@ mod tests {
         );
         let err = OptionsPatch::from_vars(vars(&[("XCS_MAX_WORKRS", "8")])).unwrap_err();
         assert!(matches!(err, XcsError::InvalidOption { .. }));
+        assert_eq!(
+            err.to_string(),
+            "Invalid execution option: max_workrs; did you mean `max_workers`?"
+        );
         // Plain string pairs work too.
         let patch =
             OptionsPatch::from_vars([("XCS_SHOW_PROGRESS", "true"), ("XCS_CACHE_DIR", "/c")])

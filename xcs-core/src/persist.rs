@@ -232,16 +232,14 @@ pub(crate) fn slot<I, O>(
 
 /// Warns once per operator name that `cache_dir` cannot apply to it.
 fn warn_not_persisted(operator: &str) {
-    if crate::call::first_time("persistence", operator) {
-        tracing::warn!(
-            target: "xcs",
-            operator,
+    crate::warn::warn_once("persistence", operator, || {
+        format!(
             "`{operator}` is cached in memory only: `cache_dir` needs its input and output to be \
              serde types (a hand-written operator gets that from `#[xcs::operator]` on its \
              `impl Operator`/`impl AsyncOperator` block, or opts in with \
              `Operator::persist_support`)"
-        );
-    }
+        )
+    });
 }
 
 /// Runs user serialization code, a panic in it counting as "cannot serialize".

@@ -53,6 +53,10 @@ struct ThreadScopes {
     /// Whether this thread works for a call with a deadline (kept beside `per_call_work` so
     /// the fast path reads one thread-local).
     under_deadline: Cell<bool>,
+    /// Whether the thread had a tokio runtime context when `per_call_work` was last worked out
+    /// (such a thread's sync calls take the slow path, which warns about them).
+    #[cfg(feature = "tokio")]
+    on_runtime: Cell<bool>,
     generation: Cell<u64>,
     frames: RefCell<Vec<Frame>>,
 }
@@ -63,6 +67,8 @@ thread_local! {
             effective: Cell::new(ExecutionOptions::DEFAULT),
             per_call_work: Cell::new(Lazy::Unknown),
             under_deadline: Cell::new(false),
+            #[cfg(feature = "tokio")]
+            on_runtime: Cell::new(false),
             generation: Cell::new(0),
             frames: RefCell::new(Vec::new()),
         }
@@ -255,8 +261,9 @@ pub fn reset_execution_options() {
 }
 
 /// Whether an operator call on this thread has per-call work to do: the effective options ask
-/// for caching, tracing or a timeout, or the thread works under a deadline. `false` lets a call
-/// skip reading the full options.
+/// for caching, tracing or a timeout, the thread works under a deadline, or (feature `tokio`)
+/// it had a tokio runtime context when this was last worked out (after each change of its
+/// options). `false` lets a call skip reading the full options.
 #[inline]
 pub(crate) fn per_call_work() -> bool {
     SCOPES.with(|scopes| {
@@ -271,7 +278,15 @@ pub(crate) fn per_call_work() -> bool {
             }
         }
         let options = scopes.current();
-        let work = options.has_call_policy() || options.timeout_seconds.is_some();
+        #[allow(unused_mut)]
+        let mut work = options.has_call_policy() || options.timeout_seconds.is_some();
+        // Asked here, where the answer is kept, so the fast path pays nothing for it.
+        #[cfg(feature = "tokio")]
+        {
+            let on_runtime = crate::warn::runtime_thread::ask_tokio();
+            scopes.on_runtime.set(on_runtime);
+            work |= on_runtime;
+        }
         scopes
             .per_call_work
             .set(if work { Lazy::Yes } else { Lazy::No });
@@ -282,6 +297,13 @@ pub(crate) fn per_call_work() -> bool {
 /// Records whether this thread now works under a deadline; returns the previous state.
 pub(crate) fn set_under_deadline(under: bool) -> bool {
     SCOPES.with(|scopes| scopes.under_deadline.replace(under))
+}
+
+/// Whether the thread had a tokio runtime context when [`per_call_work`] last worked its answer
+/// out.
+#[cfg(feature = "tokio")]
+pub(crate) fn on_runtime() -> bool {
+    SCOPES.with(|scopes| scopes.on_runtime.get())
 }
 
 #[cfg(test)]

@@ -389,10 +389,13 @@ impl OperatorStats {
 /// `Display` prints an aligned table, one row per operator:
 ///
 /// ```text
-/// operator         count     total      mean       max  ok  error  timeout  cache_hit  panicked
-/// vmap(generate)       1  40.112ms  40.112ms  40.112ms   1      0        0          0         0
-/// generate             8  38.901ms   4.862ms   7.003ms   8      0        0          0         0
+/// operator         count  retries     total      mean       max  ok  error  timeout  cache_hit  panicked
+/// vmap(generate)       1        0  40.112ms  40.112ms  40.112ms   1      0        0          0         0
+/// generate            10        2  38.901ms   3.890ms   7.003ms   8      2        0          0         0
 /// ```
+///
+/// `count` counts every attempt; `retries` how many of them were attempts after the first
+/// (under `max_retries`), so `count - retries` is the number of calls and items.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TraceSummary {
     operators: Vec<OperatorStats>,
@@ -479,8 +482,9 @@ impl fmt::Display for TraceSummary {
             .unwrap_or(0);
         write!(
             f,
-            "{:<name_width$}  {:>5}  {:>DURATION_WIDTH$}  {:>DURATION_WIDTH$}  {:>DURATION_WIDTH$}",
-            "operator", "count", "total", "mean", "max"
+            "{:<name_width$}  {:>5}  {:>7}  {:>DURATION_WIDTH$}  {:>DURATION_WIDTH$}  \
+             {:>DURATION_WIDTH$}",
+            "operator", "count", "retries", "total", "mean", "max"
         )?;
         for outcome in Outcome::ALL {
             write!(f, "  {outcome}")?;
@@ -488,10 +492,11 @@ impl fmt::Display for TraceSummary {
         for stats in &self.operators {
             write!(
                 f,
-                "\n{:<name_width$}  {:>5}  {:>DURATION_WIDTH$}  {:>DURATION_WIDTH$}  \
+                "\n{:<name_width$}  {:>5}  {:>7}  {:>DURATION_WIDTH$}  {:>DURATION_WIDTH$}  \
                  {:>DURATION_WIDTH$}",
                 stats.operator,
                 stats.count,
+                stats.retries,
                 HumanDuration(stats.total),
                 HumanDuration(stats.mean),
                 HumanDuration(stats.max),
@@ -1147,6 +1152,7 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4, "{table}");
         assert!(lines[0].starts_with("operator"));
+        assert!(lines[0].contains("  count  retries  "), "{table}");
         assert!(lines[0].ends_with("ok  error  timeout  cache_hit  panicked"));
         assert!(lines[1].starts_with("sum_b   "));
         assert!(lines[2].contains("20.000ms") && lines[2].contains("60.000ms"));

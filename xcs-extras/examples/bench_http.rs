@@ -8,6 +8,9 @@
 //!
 //! The floor is ⌈200 / 32⌉ × 50 ms = 350 ms; both should be within a few percent of it and of
 //! each other. `cargo run --release --example bench_http [-- --rounds N]` (default 5 rounds).
+//!
+//! With `OPENAI_BASE_URL` set (and `OPENAI_API_KEY`, `OPENAI_MODEL` as for `llm_pipeline`), the
+//! same comparison runs against that server instead; mind its rate limits and bill.
 
 #[path = "common/llm_server.rs"]
 mod llm_server;
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use futures_util::stream;
 use llm_server::{Knobs, MockServer, prompts};
-use openai::{ChatClient, ChatError, Message};
+use openai::{ChatClient, ChatError, Endpoint, Message};
 use xcs::{AsyncOperator, XcsError, pmap};
 
 const REQUESTS: usize = 200;
@@ -32,6 +35,7 @@ const MODEL: &str = "mock-1";
 /// One chat completion per prompt.
 struct Chat {
     client: ChatClient,
+    model: String,
 }
 
 impl AsyncOperator for Chat {
@@ -40,7 +44,7 @@ impl AsyncOperator for Chat {
 
     async fn forward(&self, prompt: String) -> Result<String, XcsError> {
         self.client
-            .complete(MODEL, &[Message::user(prompt)])
+            .complete(&self.model, &[Message::user(prompt)])
             .await
             .map_err(|error| XcsError::operator("chat", error))
     }
@@ -52,14 +56,18 @@ impl AsyncOperator for Chat {
 
 /// The hand-written floor: the same requests through `buffer_unordered`, answers in input order,
 /// the first failure (by index) reported.
-async fn by_hand(client: &ChatClient, prompts: Vec<String>) -> Result<Vec<String>, ChatError> {
+async fn by_hand(
+    client: &ChatClient,
+    model: &str,
+    prompts: Vec<String>,
+) -> Result<Vec<String>, ChatError> {
     let mut answers: Vec<Option<String>> = vec![None; prompts.len()];
     let mut first_error: Option<(usize, ChatError)> = None;
     let mut done = stream::iter(prompts.into_iter().enumerate())
         .map(|(index, prompt)| async move {
             (
                 index,
-                client.complete(MODEL, &[Message::user(prompt)]).await,
+                client.complete(model, &[Message::user(prompt)]).await,
             )
         })
         .buffer_unordered(IN_FLIGHT);
@@ -135,23 +143,38 @@ fn main() -> Result<(), Box<dyn Error>> {
 }
 
 async fn run(rounds: usize) -> Result<(), Box<dyn Error>> {
-    let server = MockServer::start(Knobs {
-        latency: LATENCY,
-        ..Knobs::default()
-    })
-    .await?;
-    let client = ChatClient::new(server.base_url(), None)?;
+    // A real server from the environment, or the mock of known latency.
+    let endpoint = Endpoint::from_env();
+    let server = match &endpoint {
+        Some(_) => None,
+        None => Some(
+            MockServer::start(Knobs {
+                latency: LATENCY,
+                ..Knobs::default()
+            })
+            .await?,
+        ),
+    };
+    let (client, model) = match (&endpoint, &server) {
+        (Some(endpoint), _) => (endpoint.client()?, endpoint.models[0].clone()),
+        (None, Some(server)) => (ChatClient::new(server.base_url(), None)?, MODEL.to_owned()),
+        (None, None) => return Err("no server to send requests to".into()),
+    };
     let op = Arc::new(Chat {
         client: client.clone(),
+        model: model.clone(),
     });
     let prompts = prompts("question", REQUESTS);
-    let expected: Vec<String> = prompts.iter().map(|p| format!("echo: {p}")).collect();
+    // The mock echoes; a real model's answers are only counted.
+    let expected: Option<Vec<String>> = server
+        .is_some()
+        .then(|| prompts.iter().map(|p| format!("echo: {p}")).collect());
 
     // Warm-up: open the connections and fault the code in, for both.
     pmap(Arc::clone(&op), IN_FLIGHT)
         .call(prompts.clone())
         .await?;
-    by_hand(&client, prompts.clone()).await?;
+    by_hand(&client, &model, prompts.clone()).await?;
 
     let mut xcs = Samples::new("xcs: pmap(op, 32).call(prompts).await");
     let mut hand = Samples::new("reqwest + buffer_unordered(32)");
@@ -159,7 +182,9 @@ async fn run(rounds: usize) -> Result<(), Box<dyn Error>> {
         // Alternate which goes first, so neither always gets the warmer moment.
         for which in [round % 2, 1 - round % 2] {
             let inputs = prompts.clone();
-            server.stats().reset_peak();
+            if let Some(server) = &server {
+                server.stats().reset_peak();
+            }
             let start = Instant::now();
             let (answers, samples) = if which == 0 {
                 (
@@ -167,32 +192,50 @@ async fn run(rounds: usize) -> Result<(), Box<dyn Error>> {
                     &mut xcs,
                 )
             } else {
-                (by_hand(&client, inputs).await?, &mut hand)
+                (by_hand(&client, &model, inputs).await?, &mut hand)
             };
             samples.times.push(start.elapsed());
-            samples.peaks.push(server.snapshot().peak);
-            if answers != expected {
+            if let Some(server) = &server {
+                samples.peaks.push(server.snapshot().peak);
+            }
+            let right = match &expected {
+                Some(expected) => answers == *expected,
+                None => answers.len() == REQUESTS,
+            };
+            if !right {
                 return Err(format!("{}: wrong or misordered answers", samples.label).into());
             }
         }
     }
 
-    let floor = LATENCY * REQUESTS.div_ceil(IN_FLIGHT) as u32;
-    println!(
-        "{REQUESTS} HTTP requests × {} ms at the server, {IN_FLIGHT} in flight \
-         (floor {:.0} ms), {rounds} rounds, {} build:",
-        LATENCY.as_millis(),
-        ms(floor),
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    match &endpoint {
+        Some(endpoint) => println!(
+            "{REQUESTS} HTTP requests to `{model}` at {}, {IN_FLIGHT} in flight, {rounds} rounds, \
+             {build} build:",
+            endpoint.base_url
+        ),
+        None => {
+            let floor = LATENCY * REQUESTS.div_ceil(IN_FLIGHT) as u32;
+            println!(
+                "{REQUESTS} HTTP requests × {} ms at the server, {IN_FLIGHT} in flight \
+                 (floor {:.0} ms), {rounds} rounds, {build} build:",
+                LATENCY.as_millis(),
+                ms(floor),
+            );
         }
-    );
+    }
     for samples in [&xcs, &hand] {
-        let peak = samples.peaks.iter().copied().max().unwrap_or(0);
+        let peak = match samples.peaks.iter().copied().max() {
+            Some(peak) => format!("   peak in flight at the server {peak}"),
+            None => String::new(),
+        };
         println!(
-            "  {:<40} median {:>6.1} ms   min {:>6.1} ms   peak in flight at the server {peak}",
+            "  {:<40} median {:>6.1} ms   min {:>6.1} ms{peak}",
             samples.label,
             ms(samples.median()),
             ms(samples.min()),
@@ -200,6 +243,8 @@ async fn run(rounds: usize) -> Result<(), Box<dyn Error>> {
     }
     let ratio = xcs.median().as_secs_f64() / hand.median().as_secs_f64();
     println!("  ratio xcs / hand-written (medians): {ratio:.3}");
-    server.shutdown().await;
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
     Ok(())
 }

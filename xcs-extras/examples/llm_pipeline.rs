@@ -12,13 +12,14 @@
 //! To use a real server instead:
 //!
 //! ```text
-//! XCS_LLM_BASE_URL=http://localhost:11434/v1 XCS_LLM_MODEL=llama3.2 cargo run --example llm_pipeline
+//! OPENAI_BASE_URL=http://localhost:11434/v1 OPENAI_MODEL=llama3.2 cargo run --example llm_pipeline
 //! ```
 //!
-//! `XCS_LLM_BASE_URL` is the API's base (vLLM: `http://localhost:8000/v1`, Ollama:
-//! `http://localhost:11434/v1`), `XCS_LLM_API_KEY` a bearer token if the server wants one, and
-//! `XCS_LLM_MODEL` one model, or several separated by commas (the drafters take them in turn; the
-//! judge uses the first). This build talks plain HTTP: see `openai.rs` for `https://`.
+//! The variables are the ones the OpenAI SDKs read: `OPENAI_BASE_URL` is the API's base (vLLM:
+//! `http://localhost:8000/v1`, Ollama: `http://localhost:11434/v1`), `OPENAI_API_KEY` a bearer
+//! token if the server wants one, and `OPENAI_MODEL` one model, or several separated by commas
+//! (the drafters take them in turn; the judge uses the first). This build talks plain HTTP: see
+//! `openai.rs` for `https://`.
 //!
 //! Run with `cargo run --example llm_pipeline`.
 
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use llm_server::{ChatRequest, Knobs, MockServer, stable_hash};
-use openai::{ChatClient, ChatError, Message};
+use openai::{ChatClient, ChatError, Endpoint, Message};
 use xcs::{AsyncOperator, XcsError, cache_stats, execution_options};
 
 /// How a drafter answers: a name and its system prompt.
@@ -353,20 +354,11 @@ struct Target {
 }
 
 async fn target() -> Result<Target, Box<dyn Error>> {
-    let models_from_env = std::env::var("XCS_LLM_MODEL").ok().map(|list| {
-        list.split(',')
-            .map(|m| m.trim().to_owned())
-            .filter(|m| !m.is_empty())
-            .collect::<Vec<_>>()
-    });
-    if let Ok(base_url) = std::env::var("XCS_LLM_BASE_URL") {
-        let models = models_from_env
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| vec!["gpt-4o-mini".to_owned()]);
+    if let Some(endpoint) = Endpoint::from_env() {
         return Ok(Target {
-            base_url,
-            api_key: std::env::var("XCS_LLM_API_KEY").ok(),
-            models,
+            base_url: endpoint.base_url,
+            api_key: endpoint.api_key,
+            models: endpoint.models,
             mock: None,
         });
     }
@@ -444,7 +436,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     match &target.mock {
         Some(mock) => println!(
             "models: in-process mock server at {} (60–200 ms an answer, some very slow, some \
-             failing; set XCS_LLM_BASE_URL for a real one)",
+             failing; set OPENAI_BASE_URL for a real one)",
             mock.base_url()
         ),
         None => println!(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use llm_server::{Knobs, MockServer, prompts};
-use openai::{ChatClient, ChatError, Message};
+use openai::{ChatClient, ChatError, Endpoint, Message};
 use xcs::{AsyncOperator, XcsError, execution_options, pmap, vmap};
 
 /// One chat completion per prompt: the operator an LLM application writes by hand.
@@ -241,4 +241,42 @@ async fn poll_until(
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// The model examples find a real server through the ecosystem's variables (`OPENAI_BASE_URL`,
+/// `OPENAI_API_KEY`, `OPENAI_MODEL`), and use the mock without `OPENAI_BASE_URL`.
+#[test]
+fn the_examples_read_the_openai_variables() {
+    let env = |vars: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        }
+    };
+    let endpoint = Endpoint::from_lookup(env(&[
+        ("OPENAI_BASE_URL", "http://localhost:11434/v1"),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("OPENAI_MODEL", "llama3.2, qwen3"),
+    ]))
+    .expect("OPENAI_BASE_URL names a server");
+    assert_eq!(endpoint.base_url, "http://localhost:11434/v1");
+    assert_eq!(endpoint.api_key.as_deref(), Some("sk-test"));
+    assert_eq!(endpoint.models, ["llama3.2", "qwen3"]);
+    // A base URL alone: no key, the default model.
+    let endpoint =
+        Endpoint::from_lookup(env(&[("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1")])).unwrap();
+    assert_eq!(endpoint.api_key, None);
+    assert_eq!(endpoint.models, [openai::DEFAULT_MODEL]);
+    assert!(endpoint.client().is_ok());
+    // No `OPENAI_BASE_URL` (the names of old are not read): the mock server.
+    let old = env(&[
+        ("XCS_LLM_BASE_URL", "http://localhost:11434/v1"),
+        ("XCS_LLM_API_KEY", "sk-test"),
+    ]);
+    assert_eq!(Endpoint::from_lookup(old), None);
+    assert_eq!(
+        Endpoint::from_lookup(env(&[("OPENAI_BASE_URL", " ")])),
+        None
+    );
 }

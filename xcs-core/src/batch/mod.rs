@@ -97,6 +97,29 @@ pub fn pmap<O>(op: O, num_workers: usize) -> PMap<O> {
 }
 
 /// The batch form of an operator, made by [`vmap`].
+///
+/// For an async operator, `call` returns a future that owns what it needs (a handle on the
+/// operator, the inputs, the options read at call time) rather than borrowing the `VMap`, so a
+/// batch made in place can be awaited later or joined with others:
+///
+/// ```
+/// use xcs::{AsyncOperator, XcsError, vmap};
+///
+/// struct Echo;
+/// impl AsyncOperator for Echo {
+///     type Input = u32;
+///     type Output = u32;
+///     async fn forward(&self, x: u32) -> Result<u32, XcsError> { Ok(x) }
+///     fn name(&self) -> &str { "echo" }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), XcsError> {
+/// let (a, b) = tokio::join!(vmap(Echo).call(vec![1, 2]), vmap(Echo).call(vec![3]));
+/// assert_eq!((a?, b?), (vec![1, 2], vec![3]));
+/// # Ok(())
+/// # }
+/// ```
 pub struct VMap<O> {
     op: Arc<O>,
     /// `vmap(<operator>)`, made on first use (from whichever operator trait `O` implements).
@@ -104,6 +127,9 @@ pub struct VMap<O> {
 }
 
 /// The batch form of an operator on a fixed number of workers, made by [`pmap`].
+///
+/// As for [`VMap`], an async operator's `call` returns a future that does not borrow the `PMap`:
+/// `tokio::join!(pmap(a, 8).call(x), pmap(b, 8).call(y))` compiles and runs both batches at once.
 pub struct PMap<O> {
     op: Arc<O>,
     /// `pmap(<operator>)`, made on first use.
@@ -229,6 +255,8 @@ impl<O: Operator> Operator for VMap<O> {
     }
 
     fn call(&self, inputs: Self::Input) -> Result<Self::Output, XcsError> {
+        #[cfg(feature = "tokio")]
+        crate::warn::runtime_thread::check(|| Operator::name(self));
         collect(
             run_traced(Operator::name(self), || {
                 drive::run(&self.op, Kind::VMap, inputs, false)
@@ -278,6 +306,8 @@ impl<O: Operator> Operator for PMap<O> {
     }
 
     fn call(&self, inputs: Self::Input) -> Result<Self::Output, XcsError> {
+        #[cfg(feature = "tokio")]
+        crate::warn::runtime_thread::check(|| Operator::name(self));
         collect(
             run_traced(Operator::name(self), || {
                 drive::run(&self.op, Kind::PMap(self.workers), inputs, false)
@@ -376,16 +406,7 @@ mod async_impls {
                     &self,
                     inputs: Self::Input,
                 ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send {
-                    let ran = run_traced(
-                        Arc::clone(&self.op),
-                        AsyncOperator::name(self).to_owned(),
-                        $kind(self),
-                        inputs,
-                        false,
-                        Snapshot::now(),
-                    );
-                    let op = Arc::clone(&self.op);
-                    async move { collect(ran.await, op.name()) }
+                    self.call_detached(inputs)
                 }
 
                 fn __xcs_cache_support(
@@ -417,13 +438,45 @@ mod async_impls {
 
             #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
             impl<O: AsyncOperator> $ty<O> {
+                /// Runs the async batch: [`AsyncOperator::call`], with a future that does not
+                /// borrow `self` (it owns a handle on the operator), so a batch made in place
+                /// can be awaited later or joined with others:
+                /// `tokio::join!(vmap(a).call(x), vmap(b).call(y))`. The options are read now,
+                /// when `call` is called. For a sync operator, `call` is [`Operator::call`]
+                /// (this method applies only to async operators).
+                ///
+                /// [`Operator::call`]: crate::Operator::call
+                pub fn call(
+                    &self,
+                    inputs: Vec<O::Input>,
+                ) -> impl Future<Output = Result<Vec<O::Output>, XcsError>> + Send + use<O> {
+                    self.call_detached(inputs)
+                }
+
+                fn call_detached(
+                    &self,
+                    inputs: Vec<O::Input>,
+                ) -> impl Future<Output = Result<Vec<O::Output>, XcsError>> + Send + use<O> {
+                    let ran = run_traced(
+                        Arc::clone(&self.op),
+                        AsyncOperator::name(self).to_owned(),
+                        $kind(self),
+                        inputs,
+                        false,
+                        Snapshot::now(),
+                    );
+                    let op = Arc::clone(&self.op);
+                    async move { collect(ran.await, op.name()) }
+                }
+
                 /// Runs every item of an async batch, even after others fail, and returns each
                 /// item's own outcome in input order (items unfinished at a deadline are
-                /// [`XcsError::Timeout`]): the async form of `call_settled`.
+                /// [`XcsError::Timeout`]): the async form of `call_settled`. Like
+                /// [`call`](Self::call), its future does not borrow `self`.
                 pub fn call_settled_async(
                     &self,
                     inputs: Vec<O::Input>,
-                ) -> impl Future<Output = Vec<Result<O::Output, XcsError>>> + Send {
+                ) -> impl Future<Output = Vec<Result<O::Output, XcsError>>> + Send + use<O> {
                     let len = inputs.len();
                     let ran = run_traced(
                         Arc::clone(&self.op),

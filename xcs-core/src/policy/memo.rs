@@ -46,12 +46,18 @@ pub(crate) fn after_lookup<I: 'static, O: Send + 'static>(
             let mut kept = Some(input);
             match (held.stored(&mut kept), kept) {
                 (Some(stored), _) => Claimed::Answered(Ok(stored), Outcome::CacheHit),
-                (None, Some(input)) => Claimed::Run(input, Some(held)),
+                (None, Some(input)) => {
+                    cache::count_miss();
+                    Claimed::Run(input, Some(held))
+                }
                 // `stored` takes the input only when it answers.
                 (None, None) => unreachable!("the store kept the input without answering"),
             }
         }
-        Lookup::Uncached => Claimed::Run(input, None),
+        Lookup::Uncached => {
+            cache::count_miss();
+            Claimed::Run(input, None)
+        }
         Lookup::TimedOut => {
             drop_quietly(input);
             Claimed::Answered(

@@ -278,7 +278,7 @@ impl MockServer {
         })
     }
 
-    /// `http://127.0.0.1:PORT/v1`: what `XCS_LLM_BASE_URL` would be for a real server.
+    /// `http://127.0.0.1:PORT/v1`: what `OPENAI_BASE_URL` would be for a real server.
     pub fn base_url(&self) -> &str {
         &self.base_url
     }

@@ -3,7 +3,8 @@
 //! `tests/llm_server.rs` wrap in `AsyncOperator`s. Included with `#[path = …] mod openai;`.
 //!
 //! It speaks to OpenAI, vLLM, Ollama (`http://localhost:11434/v1`), llama.cpp's server, or the
-//! in-process mock of `llm_server.rs`. The examples build reqwest without TLS (plain HTTP to
+//! in-process mock of `llm_server.rs`; [`Endpoint::from_env`] reads where a real one is from the
+//! ecosystem's variables (`OPENAI_BASE_URL`, `OPENAI_API_KEY`, `OPENAI_MODEL`). The examples build reqwest without TLS (plain HTTP to
 //! local servers needs none); an `https://` base URL is refused with a message saying which
 //! reqwest feature to enable.
 #![allow(dead_code)] // Each includer uses only part of it.
@@ -153,6 +154,56 @@ impl std::error::Error for ChatError {
 impl From<reqwest::Error> for ChatError {
     fn from(error: reqwest::Error) -> Self {
         ChatError::Http(error)
+    }
+}
+
+/// Where a real OpenAI-compatible server is, from the variables the OpenAI SDKs and most tools
+/// read: `OPENAI_BASE_URL` (the API's base, e.g. `http://localhost:11434/v1` for Ollama,
+/// `http://localhost:8000/v1` for vLLM), `OPENAI_API_KEY` (sent as a bearer token, if set) and
+/// `OPENAI_MODEL` (one model, or several separated by commas; default [`DEFAULT_MODEL`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The API's base URL.
+    pub base_url: String,
+    /// The bearer token, if any.
+    pub api_key: Option<String>,
+    /// The models to use, at least one.
+    pub models: Vec<String>,
+}
+
+/// The model used when `OPENAI_MODEL` is not set.
+pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
+
+impl Endpoint {
+    /// The endpoint the environment names; `None` when `OPENAI_BASE_URL` is unset or empty
+    /// (then the examples start their in-process mock server).
+    pub fn from_env() -> Option<Endpoint> {
+        Endpoint::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Endpoint::from_env) with the variables read through `var`.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Option<Endpoint> {
+        let set = |name: &str| var(name).filter(|value| !value.trim().is_empty());
+        let base_url = set("OPENAI_BASE_URL")?.trim().to_owned();
+        let mut models: Vec<String> = set("OPENAI_MODEL")
+            .unwrap_or_default()
+            .split(',')
+            .map(|model| model.trim().to_owned())
+            .filter(|model| !model.is_empty())
+            .collect();
+        if models.is_empty() {
+            models.push(DEFAULT_MODEL.to_owned());
+        }
+        Some(Endpoint {
+            base_url,
+            api_key: set("OPENAI_API_KEY"),
+            models,
+        })
+    }
+
+    /// A client for this endpoint.
+    pub fn client(&self) -> Result<ChatClient, ChatError> {
+        ChatClient::new(&self.base_url, self.api_key.clone())
     }
 }
 

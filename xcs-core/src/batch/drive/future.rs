@@ -46,9 +46,12 @@ pub(crate) async fn run<O: AsyncOperator>(
 ) -> Result<Ran<O::Output>, XcsError> {
     let options = snapshot.options;
     let timing = Timing::with_parent(op.name(), &options, snapshot.context.clone())?;
-    // Async batches run as futures on the caller's runtime; a strategy naming a backend must
-    // still be one that is registered (see the module docs of `device`).
-    device::resolve(options.device_strategy)?;
+    // Async batches run as futures on the caller's runtime, never silently there under a
+    // strategy that names a backend (see the module docs of `device`).
+    device::check_async(options.device_strategy, || match kind {
+        Kind::VMap => format!("vmap({})", op.name()),
+        Kind::PMap(_) => format!("pmap({})", op.name()),
+    })?;
     let len = inputs.len();
     let limit = if options.use_parallel {
         match kind {
