@@ -53,7 +53,8 @@
 //!
 //! Nothing here panics on a bad disk. An unopenable, read-only, full or corrupt store is a
 //! [`StoreError`] for the caller, who answers from the memory cache instead; each directory's
-//! first failure is also logged once with `tracing::warn!` (target `xcs`). A corrupt database
+//! first failure is also warned about once (through `tracing`, target `xcs`, or on standard error
+//! without a subscriber). A corrupt database
 //! file stays unusable until [`clear_cache_dir`] deletes it and the next open starts afresh.
 //!
 //! # Privacy
@@ -237,10 +238,11 @@ fn warn_once(error: &StoreError) {
         .unwrap_or_else(PoisonError::into_inner)
         .insert(error.dir.clone());
     if first {
-        tracing::warn!(
-            target: "xcs",
-            cache_dir = %error.dir.display(),
-            "{error}; calls use the memory cache instead"
+        // To the `tracing` subscriber, or on standard error without one: a store refused as
+        // untrusted must not go unnoticed.
+        crate::warn::warn(
+            &error.dir.display().to_string(),
+            &format!("{error}; calls use the memory cache instead"),
         );
     }
 }

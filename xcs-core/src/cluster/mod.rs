@@ -89,9 +89,9 @@
 //! none listens (every item fails with [`XcsError::DeviceUnavailable`](crate::XcsError) at
 //! once), or none serves the operator ([`XcsError::Cluster`](crate::XcsError)).
 //!
-//! Async batches (`vmap(op).call(inputs).await`) run their items as futures in the caller's
-//! task whatever the device strategy; a cluster batch is a sync call (from async code, run it
-//! with `blocking(vmap(op))`).
+//! A cluster batch is a sync call: an async batch (`vmap(op).call(inputs).await`) under the
+//! cluster's strategy fails with [`XcsError::DeviceUnsupported`](crate::XcsError) rather than
+//! run elsewhere; from async code, send a sync operator's batch with `blocking(vmap(op))`.
 
 mod backend;
 mod connect;

@@ -474,7 +474,9 @@ impl Chunk {
             let root = trace::detached_root();
             let results = {
                 let _under = trace::inherit(&root);
-                entry.run(items, options, rate)
+                // The worker's blocking threads are where sync items belong: not a sync call
+                // made from async code.
+                crate::warn::runtime_thread::sanctioned(|| entry.run(items, options, rate))
             };
             let events = if options.trace_execution {
                 trace::take_under(trace::root_id(&root))
