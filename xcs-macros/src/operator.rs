@@ -124,9 +124,13 @@ mod tests {
     use super::*;
 
     fn messages(args: TokenStream, item: TokenStream) -> Vec<String> {
+        compile_errors(&expand(args, item).to_string())
+    }
+
+    /// The messages of the `compile_error!`s in an expansion printed as a string.
+    pub(crate) fn compile_errors(output: &str) -> Vec<String> {
         let mut errors = Vec::new();
-        let output = expand(args, item).to_string();
-        let mut rest = output.as_str();
+        let mut rest = output;
         while let Some(start) = rest.find("compile_error ! {") {
             rest = &rest[start..];
             let from = rest.find('"').map_or(0, |i| i + 1);

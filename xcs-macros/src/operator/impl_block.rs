@@ -248,15 +248,7 @@ mod tests {
 
     fn expand_block(args: TokenStream, item: TokenStream) -> (String, Vec<String>) {
         let output = crate::operator::expand(args, item).to_string();
-        let mut errors = Vec::new();
-        let mut rest = output.as_str();
-        while let Some(start) = rest.find("compile_error ! {") {
-            rest = &rest[start..];
-            let from = rest.find('"').map_or(0, |i| i + 1);
-            let to = rest[from..].find('"').map_or(from, |i| from + i);
-            errors.push(rest[from..to].to_owned());
-            rest = &rest[to..];
-        }
+        let errors = crate::operator::tests::compile_errors(&output);
         (output, errors)
     }
 
