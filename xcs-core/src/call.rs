@@ -383,13 +383,6 @@ pub(crate) fn warn_not_retried(name: &str, input_type: &str) {
     });
 }
 
-/// Whether this is the first time `topic` is reported for operator `name` in this process (for
-/// warnings given once per operator; give them with [`crate::warn::warn`], which reaches
-/// standard error when no `tracing` subscriber is installed).
-#[allow(unused_imports)]
-// The warnings in this crate use `warn::warn_once`; kept for callers here.
-pub(crate) use crate::warn::first_time;
-
 /// Runs `body` on a job (a thread of its own) under the caller's options and a deadline
 /// context, and waits for it until the deadline. A body still running then is abandoned: its
 /// thread finishes it in the background (counted by `abandoned_items`), `cancelled()` tells it
