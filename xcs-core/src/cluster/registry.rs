@@ -230,19 +230,25 @@ impl<O: Operator> Operator for PrivateRate<O> {
 
     fn forward(&self, input: O::Input) -> Result<O::Output, XcsError> {
         let now = Instant::now();
+        let deadline = crate::deadline::deadline();
         let start = {
             let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
-            let start = next.filter(|at| *at > now).unwrap_or(now);
-            // A start past the deadline is refused at once, without taking the slot.
-            if let Some(deadline) = crate::deadline::deadline().filter(|at| start > *at) {
-                return Err(XcsError::Timeout {
-                    operator: self.op.name().to_owned(),
-                    index: None,
-                    timeout: deadline.saturating_duration_since(now),
-                });
+            // The process-wide limiter's rule, on this chunk's clock: a start past the deadline
+            // is refused at once, without taking the slot.
+            match crate::policy::rate::take_slot(*next, self.interval, now, deadline) {
+                Ok((start, after)) => {
+                    *next = Some(after);
+                    start
+                }
+                Err(_) => {
+                    return Err(XcsError::Timeout {
+                        operator: self.op.name().to_owned(),
+                        index: None,
+                        timeout: deadline
+                            .map_or(Duration::ZERO, |at| at.saturating_duration_since(now)),
+                    });
+                }
             }
-            *next = Some(start.checked_add(self.interval).unwrap_or(start));
-            start
         };
         crate::policy::rate::sleep_until(start);
         self.op.forward(input)

@@ -37,14 +37,7 @@ pub(crate) fn reserve(
     let now = Instant::now();
     let mut slots = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
     let slots = slots.get_or_insert_with(HashMap::new);
-    let start = match slots.get(operator) {
-        Some(s) if s.next > now => s.next,
-        _ => now,
-    };
-    if deadline.is_some_and(|at| start > at) {
-        return Err(TooLate);
-    }
-    let next = start.checked_add(interval).unwrap_or(start);
+    let (start, next) = take_slot(slots.get(operator).map(|s| s.next), interval, now, deadline)?;
     slots
         .entry(operator.to_owned())
         .and_modify(|s| s.next = next)
@@ -53,6 +46,22 @@ pub(crate) fn reserve(
             last_start: None,
         });
     Ok(start)
+}
+
+/// The reservation rule on one clock: with `next` the next free slot (if any) and `now` the time,
+/// the start a call gets (`max(now, next)`) and the slot after it (`interval` later), or
+/// [`TooLate`] if that start is after `deadline` (then the caller takes nothing).
+pub(crate) fn take_slot(
+    next: Option<Instant>,
+    interval: Duration,
+    now: Instant,
+    deadline: Option<Instant>,
+) -> Result<(Instant, Instant), TooLate> {
+    let start = next.filter(|at| *at > now).unwrap_or(now);
+    if deadline.is_some_and(|at| start > at) {
+        return Err(TooLate);
+    }
+    Ok((start, start.checked_add(interval).unwrap_or(start)))
 }
 
 /// Called when a reserved slot has come: records the start, or says how much longer to wait
@@ -101,6 +110,30 @@ pub(crate) fn interval(rate: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slot_is_the_later_of_now_and_the_next_free_one() {
+        let now = Instant::now();
+        let step = Duration::from_millis(100);
+        assert_eq!(take_slot(None, step, now, None), Ok((now, now + step)));
+        // A free slot in the past does not hold a call back.
+        let past = now.checked_sub(step).unwrap_or(now);
+        assert_eq!(
+            take_slot(Some(past), step, now, None),
+            Ok((now, now + step))
+        );
+        let later = now + step;
+        assert_eq!(
+            take_slot(Some(later), step, now, None),
+            Ok((later, later + step))
+        );
+        // Past the deadline: refused.
+        assert_eq!(take_slot(Some(later), step, now, Some(now)), Err(TooLate));
+        assert_eq!(
+            take_slot(Some(later), step, now, Some(later)),
+            Ok((later, later + step))
+        );
+    }
 
     #[test]
     fn reservations_are_spaced_and_refused_past_the_deadline() {
