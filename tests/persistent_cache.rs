@@ -2,8 +2,9 @@
 //! store, faults degrade to the memory cache, errors are never stored.
 #![cfg(feature = "persist")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -71,24 +72,11 @@ const DIR: &str = "PERSIST_TEST_DIR";
 
 /// Runs this test binary again as a child doing `role` in `dir`; returns what it printed.
 fn child(role: &str, dir: &Path) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, role)
-        .env(DIR, dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "child {role} failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    common::rerun(
+        "child_process",
+        &[(ROLE, role.as_ref()), (DIR, dir.as_os_str())],
+    )
+    .0
 }
 
 /// Not a test of its own: what a child process does when `PERSIST_TEST_ROLE` is set.

@@ -9,9 +9,10 @@
 //! the whole test binary.
 #![cfg(all(unix, feature = "persist"))]
 
+mod common;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use xcs::{CacheDir, Operator, OptionsPatch, PersistSupport, XcsError, with_options};
@@ -111,23 +112,9 @@ struct Outcome {
 
 /// Runs this test binary again as a child that makes one call of `role` with `cache_dir = dir`.
 fn child(role: &str, dir: &Path) -> Outcome {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, role)
-        .env(DIR, dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the child ({role}) died: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, _) = common::rerun(
+        "child_process",
+        &[(ROLE, role.as_ref()), (DIR, dir.as_os_str())],
     );
     let field = |name: &str| {
         let line = stdout

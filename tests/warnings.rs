@@ -5,7 +5,8 @@
 //! `WARNINGS_CASE` set — so that its standard error can be read and no subscriber is installed
 //! unless the case installs one. Without the variable, the `child_…` tests do nothing.
 
-use std::process::Command;
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -15,19 +16,7 @@ const CASE: &str = "WARNINGS_CASE";
 
 /// Runs test `case` in a child process and returns its standard error.
 fn stderr_of(case: &str) -> String {
-    let exe = std::env::current_exe().expect("the test binary");
-    let output = Command::new(exe)
-        .args(["--exact", case, "--nocapture", "--test-threads=1"])
-        .env(CASE, case)
-        .output()
-        .expect("the test binary runs");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        output.status.success(),
-        "{case} failed:\n{}\n{stderr}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    stderr
+    common::rerun(case, &[(CASE, case.as_ref())]).1
 }
 
 fn is_child(case: &str) -> bool {

@@ -234,3 +234,23 @@ impl Drop for GaugeGuard<'_> {
         self.0.now.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// Runs test `test` of this test binary again, alone, in a child process with the environment
+/// variables `envs` set, and returns what it printed on standard output and on standard error.
+/// Panics, showing both, when the child fails (a crash included): a child that aborts fails the
+/// test instead of the whole test binary.
+pub fn rerun(test: &str, envs: &[(&str, &std::ffi::OsStr)]) -> (String, String) {
+    let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .envs(envs.iter().copied())
+        .output()
+        .expect("the test binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "the child running {test} with {envs:?} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    (stdout, stderr)
+}
