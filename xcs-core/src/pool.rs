@@ -412,10 +412,12 @@ impl Crew {
         }
         state.abandoned = true;
         let (jobs, lanes) = (state.jobs, state.lanes);
-        drop(state);
         let left = jobs + lanes;
+        // Counted before the lock is released: a worker that finishes now sees `abandoned`
+        // and takes itself off the count, which must already include it.
+        let total = ABANDONED.fetch_add(left, Ordering::Relaxed) + left;
+        drop(state);
         if left > 0 {
-            let total = ABANDONED.fetch_add(left, Ordering::Relaxed) + left;
             tracing::warn!(
                 target: "xcs",
                 operator,
@@ -545,5 +547,22 @@ mod tests {
         }
         assert!(!lane.has_work());
         assert!(thread_stats().compute <= cpu_count());
+    }
+
+    /// A job that finishes while its call is being abandoned takes itself off the abandoned
+    /// count only after the call put it there: the count never wraps below zero.
+    #[test]
+    fn a_job_leaving_during_abandon_never_underflows_the_count() {
+        for _ in 0..2_000 {
+            let crew = Arc::new(Crew::default());
+            crew.enlist_job();
+            let leaver = {
+                let crew = crew.clone();
+                std::thread::spawn(move || crew.leave(false))
+            };
+            crew.abandon("race");
+            leaver.join().unwrap();
+            assert!(abandoned_items() < usize::MAX / 2);
+        }
     }
 }
