@@ -12,8 +12,6 @@
 //! operators, `Arc<O>`, `&'static O` and batch executors have one; a plain borrow does not, so
 //! there the call refuses to start after the deadline and discards a result that comes late.
 
-use std::any::Any;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -29,6 +27,7 @@ use crate::policy::{
 use crate::pool::{self, Crew, Job};
 use crate::scope::{self, get_execution_options};
 use crate::trace::{self, Outcome};
+use crate::util::{drop_quietly, guarded, timeout_error};
 
 /// A body that can be moved to another thread: the owned half of a detachable call.
 pub(crate) type DetachedBody<I, O> = Box<dyn FnOnce(I) -> Result<O, XcsError> + Send + 'static>;
@@ -83,65 +82,6 @@ pub(crate) fn must_enforce(deadline: Option<(Instant, Duration)>, context: &Call
         (Some((at, _)), Some(enclosing)) => at < enclosing,
         (Some(_), None) => true,
         (None, _) => false,
-    }
-}
-
-pub(crate) fn timeout_error(operator: &str, index: Option<usize>, timeout: Duration) -> XcsError {
-    XcsError::Timeout {
-        operator: operator.to_owned(),
-        index,
-        timeout,
-    }
-}
-
-/// The text of a panic payload.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic payload is not a string".to_owned()
-    }
-}
-
-/// Runs `body`, turning a panic into [`XcsError::Panicked`].
-#[inline]
-pub(crate) fn guarded<T>(
-    operator: &str,
-    index: Option<usize>,
-    body: impl FnOnce() -> Result<T, XcsError>,
-) -> Result<T, XcsError> {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(result) => result,
-        Err(payload) => Err(panicked(operator, index, payload)),
-    }
-}
-
-/// The error for a caught panic; the payload is dropped with its own `Drop` panics caught.
-#[cold]
-pub(crate) fn panicked(
-    operator: &str,
-    index: Option<usize>,
-    payload: Box<dyn Any + Send>,
-) -> XcsError {
-    let message = crate::warn::panic_hint(panic_message(&*payload));
-    drop_quietly(payload);
-    XcsError::Panicked {
-        operator: operator.to_owned(),
-        index,
-        message,
-    }
-}
-
-/// Drops a value the runtime discards (an output nobody will read, a panic payload), so that a
-/// panicking `Drop` cannot unwind into the caller. A panic payload whose own `Drop` panics in
-/// turn is leaked rather than dropped.
-pub(crate) fn drop_quietly<T>(value: T) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
-        if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-            std::mem::forget(again);
-        }
     }
 }
 
@@ -366,21 +306,6 @@ fn attempt_once<O: Operator + ?Sized>(
         }
         None => guarded(name, index, || op.forward(input)),
     }
-}
-
-/// Warns once per operator name that `max_retries` cannot apply: its input (of type
-/// `input_type`) cannot be copied for another attempt.
-pub(crate) fn warn_not_retried(name: &str, input_type: &str) {
-    crate::warn::warn_once("retries", name, || {
-        format!(
-            "`{name}` runs without retries although `max_retries` is set: another attempt needs \
-             a copy of its input `{input_type}`, and xcs cannot copy it. A hand-written \
-             operator's input is copied only when it is a common standard type (integers, \
-             `bool`, `char`, `String`, `()` or `Vec`s of them): put `#[xcs::operator]` on its \
-             `impl Operator`/`impl AsyncOperator` block to copy any `Clone` input (and cache \
-             any `Hash + Eq` one). A generated operator needs every parameter to be `Clone`"
-        )
-    });
 }
 
 /// Runs `body` on a job (a thread of its own) under the caller's options and a deadline

@@ -14,7 +14,7 @@ use futures_util::FutureExt;
 use futures_util::future::Either;
 
 use crate::cache;
-use crate::call::{self, drop_quietly};
+use crate::call;
 use crate::deadline::{self, CallContext, CancelFlag};
 use crate::error::XcsError;
 use crate::operator::{AsyncOperator, Operator};
@@ -26,6 +26,7 @@ use crate::policy::{
 use crate::scope::{self, get_execution_options};
 use crate::scoped::{Snapshot, WithOptions};
 use crate::trace::{self, Outcome};
+use crate::util::{self, drop_quietly};
 
 /// `AsyncOperator::call`: the caller's options, deadline and trace parent, read now.
 pub(crate) fn call<'a, O: AsyncOperator + ?Sized>(
@@ -94,7 +95,7 @@ fn lean<'a, O: AsyncOperator + ?Sized>(
     AssertUnwindSafe(async move { op.forward(input).await })
         .catch_unwind()
         .map(move |result| {
-            result.unwrap_or_else(|payload| Err(call::panicked(op.name(), index, payload)))
+            result.unwrap_or_else(|payload| Err(util::panicked(op.name(), index, payload)))
         })
 }
 
@@ -129,7 +130,7 @@ async fn invoke_with<O: AsyncOperator + ?Sized>(
             if options.trace_execution {
                 trace::begin_async(name, index, parent.as_ref()).finish(Outcome::Timeout);
             }
-            return Err(call::timeout_error(name, index, timeout));
+            return Err(util::timeout_error(name, index, timeout));
         }
     }
     let at = deadline.map(|(at, _)| at);
@@ -191,7 +192,7 @@ async fn invoke_with<O: AsyncOperator + ?Sized>(
             (Some(clone), Some(original)) if attempt <= retries => clone(original),
             _ => match kept.take() {
                 Some(input) => input,
-                None => break Err(call::timeout_error(name, index, Default::default())),
+                None => break Err(util::timeout_error(name, index, Default::default())),
             },
         };
         if let Some(rate) = options.rate_limit {
@@ -206,7 +207,7 @@ async fn invoke_with<O: AsyncOperator + ?Sized>(
                 Err(policy::rate::TooLate) => {
                     drop_quietly(input);
                     let timeout = deadline.map(|(_, t)| t).unwrap_or_default();
-                    break Err(call::timeout_error(name, index, timeout));
+                    break Err(util::timeout_error(name, index, timeout));
                 }
             }
         }
@@ -290,12 +291,12 @@ async fn attempt_once<O: AsyncOperator + ?Sized>(
             Err(_) => {
                 // The body's future has been dropped: nothing it started keeps running.
                 cancel.cancel();
-                Ok(Err(call::timeout_error(name, index, timeout)))
+                Ok(Err(util::timeout_error(name, index, timeout)))
             }
         },
         None => body.await,
     };
-    let result = result.unwrap_or_else(|payload| Err(call::panicked(name, index, payload)));
+    let result = result.unwrap_or_else(|payload| Err(util::panicked(name, index, payload)));
     if let Some(event) = event {
         event.finish(outcome_of(&result));
     }

@@ -77,7 +77,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Option<Vec<u8>> {
         Ok(Ok(bytes)) if bytes.len() <= MAX_BYTES => Some(bytes),
         Ok(_) => None,
         Err(payload) => {
-            crate::call::drop_quietly(payload);
+            crate::util::drop_quietly(payload);
             None
         }
     }
@@ -116,7 +116,7 @@ pub(crate) fn decode<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, De
             .take()
             .unwrap_or(DecodeError::Malformed(error))),
         Err(payload) => {
-            crate::call::drop_quietly(payload);
+            crate::util::drop_quietly(payload);
             Err(DecodeError::Panicked)
         }
     }

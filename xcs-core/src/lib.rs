@@ -43,6 +43,7 @@ pub mod scope;
 pub mod scoped;
 mod store;
 pub mod trace;
+mod util;
 mod warn;
 
 pub use axis::Axis;

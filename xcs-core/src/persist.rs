@@ -247,7 +247,7 @@ fn guarded<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(value) => value,
         Err(payload) => {
-            crate::call::drop_quietly(payload);
+            crate::util::drop_quietly(payload);
             None
         }
     }

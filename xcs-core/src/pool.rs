@@ -134,7 +134,7 @@ fn state() -> MutexGuard<'static, State> {
 /// a reusable thread alive.
 fn run_quietly(f: impl FnOnce()) {
     if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        crate::call::drop_quietly(payload);
+        crate::util::drop_quietly(payload);
     }
 }
 

@@ -168,3 +168,18 @@ pub(crate) fn panic_hint(message: String) -> String {
     }
     message
 }
+
+/// Warns once per operator name that `max_retries` cannot apply: its input (of type
+/// `input_type`) cannot be copied for another attempt.
+pub(crate) fn warn_not_retried(name: &str, input_type: &str) {
+    crate::warn::warn_once("retries", name, || {
+        format!(
+            "`{name}` runs without retries although `max_retries` is set: another attempt needs \
+             a copy of its input `{input_type}`, and xcs cannot copy it. A hand-written \
+             operator's input is copied only when it is a common standard type (integers, \
+             `bool`, `char`, `String`, `()` or `Vec`s of them): put `#[xcs::operator]` on its \
+             `impl Operator`/`impl AsyncOperator` block to copy any `Clone` input (and cache \
+             any `Hash + Eq` one). A generated operator needs every parameter to be `Clone`"
+        )
+    });
+}

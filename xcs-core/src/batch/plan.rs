@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::call::{self, DetachedBody, drop_quietly};
+use crate::call::{self, DetachedBody};
 use crate::deadline::{self, CallContext, CancelFlag};
 use crate::error::XcsError;
 use crate::operator::Operator;
@@ -29,6 +29,7 @@ use crate::options::ExecutionOptions;
 use crate::progress::{self, BatchProgress, ProgressOutcome};
 use crate::scope::{self, get_execution_options};
 use crate::trace::{self, Outcome};
+use crate::util::{self, drop_quietly};
 
 /// Which transform made the batch.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -147,7 +148,7 @@ impl<T> Ran<T> {
 fn not_run(operator: &str, index: usize, timeout: Option<Duration>) -> XcsError {
     let timeout = timeout.or_else(|| deadline::current().timeout);
     match timeout {
-        Some(timeout) => call::timeout_error(operator, Some(index), timeout),
+        Some(timeout) => util::timeout_error(operator, Some(index), timeout),
         None => XcsError::Cancelled {
             operator: operator.to_owned(),
             index: Some(index),
@@ -500,7 +501,7 @@ impl Timing {
         let deadline = call::deadline_for(options, &parent, now);
         if let Some((at, timeout)) = deadline {
             if now >= at || parent.is_cancelled() {
-                return Err(call::timeout_error(operator, None, timeout));
+                return Err(util::timeout_error(operator, None, timeout));
             }
         }
         let enforce = call::must_enforce(deadline, &parent);

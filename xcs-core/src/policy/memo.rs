@@ -6,12 +6,12 @@
 use std::time::Duration;
 
 use crate::cache::{self, CacheSupport, Claim, Lookup};
-use crate::call::{self, drop_quietly};
 use crate::deadline::CallContext;
 use crate::error::XcsError;
 use crate::options::ExecutionOptions;
 use crate::persist::{self, PersistSupport};
 use crate::trace::Outcome;
+use crate::util::{self, drop_quietly};
 
 /// What a call does once the memory cache has answered for its input.
 pub(crate) enum Claimed<I, O> {
@@ -61,7 +61,7 @@ pub(crate) fn after_lookup<I: 'static, O: Send + 'static>(
         Lookup::TimedOut => {
             drop_quietly(input);
             Claimed::Answered(
-                Err(call::timeout_error(operator, index, timeout)),
+                Err(util::timeout_error(operator, index, timeout)),
                 Outcome::Timeout,
             )
         }
@@ -171,7 +171,7 @@ pub(crate) fn input_cloner<I>(
         return None;
     }
     if cloner.is_none() && !retried_by_items {
-        crate::call::warn_not_retried(operator, std::any::type_name::<I>());
+        crate::warn::warn_not_retried(operator, std::any::type_name::<I>());
     }
     cloner
 }

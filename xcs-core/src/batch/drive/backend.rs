@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::lanes::{Blocks, Run};
 use crate::batch::plan::{Part, Plan, Ran};
 use crate::cache;
-use crate::call::{self, drop_quietly, panic_message};
 use crate::device::{About, Backend, BatchJob, Outgoing, RemoteItems, RemoteSide, Signature};
 use crate::error::XcsError;
 use crate::operator::Operator;
 use crate::persist::PersistSupport;
 use crate::policy::memo::{self, Claimed, Held};
 use crate::trace::{self, Outcome};
+use crate::util::{self, drop_quietly, panic_message};
 
 /// Runs the batch on `backend`: on the caller's thread, or — when the caller enforces a
 /// deadline — on a job, while the caller waits no longer than the deadline.
@@ -247,7 +247,7 @@ impl<O: Operator> RemoteSide for Remote<O> {
                 Outgoing::Settled
             }
             Err(payload) => {
-                let error = call::panicked(plan.op.name(), Some(index), payload);
+                let error = util::panicked(plan.op.name(), Some(index), payload);
                 self.complete_with(index, Err(error));
                 Outgoing::Settled
             }

@@ -28,13 +28,13 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::task::AtomicWaker;
 
 use crate::batch::plan::{Kind, NOT_RUN, Part, Plan, Ran, Slot, Timing};
-use crate::call::drop_quietly;
 use crate::call_async;
 use crate::device;
 use crate::error::XcsError;
 use crate::operator::AsyncOperator;
 use crate::pool;
 use crate::scoped::{Snapshot, WithOptions};
+use crate::util::drop_quietly;
 
 /// Runs an async batch under `snapshot` (the caller's options, read at call time).
 pub(crate) async fn run<O: AsyncOperator>(

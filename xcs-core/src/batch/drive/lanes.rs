@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
 use crate::batch::plan::{Part, Plan, Ran};
-use crate::call::{drop_quietly, panic_message};
 use crate::deadline;
 use crate::error::XcsError;
 use crate::operator::Operator;
 use crate::pool::{self, Crew, Job, Lane, SlotKept};
+use crate::util::{drop_quietly, panic_message};
 
 /// A batch's items, cut into blocks that lanes take in index order.
 pub(super) struct Run<O: Operator> {
