@@ -15,6 +15,7 @@
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
+use crate::ambient::Ambient;
 use crate::cache;
 use crate::deadline::{self, CallContext, CancelFlag};
 use crate::error::{BoxError, XcsError};
@@ -22,11 +23,11 @@ use crate::operator::Operator;
 use crate::options::ExecutionOptions;
 use crate::policy::{
     self,
-    memo::{self, Claimed},
+    plan::{CallPlan, Step, Supports, outcome_of},
 };
 use crate::pool::{self, Crew, Job};
 use crate::scope::{self, get_execution_options};
-use crate::trace::{self, Outcome};
+use crate::trace;
 use crate::util::{drop_quietly, guarded, timeout_error};
 
 /// A body that can be moved to another thread: the owned half of a detachable call.
@@ -57,41 +58,6 @@ pub fn call_owned<O: Operator + Clone>(op: O, input: O::Input) -> Result<O::Outp
 /// Wraps the error of a generated operator's body.
 pub fn operator_error(operator: &str, error: impl Into<BoxError>) -> XcsError {
     XcsError::operator(operator, error)
-}
-
-/// The deadline a call starting now must meet, and the timeout it comes from: its own
-/// `timeout_seconds` from now, capped by the deadline of the call it runs inside.
-pub(crate) fn deadline_for(
-    options: &ExecutionOptions,
-    context: &CallContext,
-    now: Instant,
-) -> Option<(Instant, Duration)> {
-    let own = options
-        .timeout_seconds
-        .and_then(|t| now.checked_add(t).map(|at| (at, t)));
-    let inherited = context.deadline.zip(context.timeout);
-    match (own, inherited) {
-        (Some(own), Some(inherited)) => Some(if own.0 < inherited.0 { own } else { inherited }),
-        (own, inherited) => own.or(inherited),
-    }
-}
-
-/// Whether a call with `deadline` must enforce it itself (no enclosing call returns by then).
-pub(crate) fn must_enforce(deadline: Option<(Instant, Duration)>, context: &CallContext) -> bool {
-    match (deadline, context.deadline) {
-        (Some((at, _)), Some(enclosing)) => at < enclosing,
-        (Some(_), None) => true,
-        (None, _) => false,
-    }
-}
-
-fn outcome_of<T>(result: &Result<T, XcsError>) -> Outcome {
-    match result {
-        Ok(_) => Outcome::Ok,
-        Err(XcsError::Timeout { .. }) => Outcome::Timeout,
-        Err(XcsError::Panicked { .. }) => Outcome::Panicked,
-        Err(_) => Outcome::Error,
-    }
 }
 
 /// One operator call (or one batch item, with `index`) under the effective options.
@@ -142,127 +108,58 @@ fn invoke_with<O: Operator + ?Sized>(
     timed: bool,
 ) -> Result<O::Output, XcsError> {
     let name = op.name();
-    // Only calls under a deadline (or caching: the claims held up the chain) read the context;
-    // only calls under a deadline read the clock.
+    // Only calls under a deadline (or caching: the claims held up the chain) read the context.
     let context = if timed || options.enable_caching {
         deadline::current()
     } else {
         CallContext::default()
     };
-    let now = if timed { Some(Instant::now()) } else { None };
-    let deadline = now.and_then(|now| deadline_for(options, &context, now));
-    if let (Some((at, timeout)), Some(now)) = (deadline, now) {
-        if now >= at || context.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
-            if options.trace_execution {
-                trace::begin(name, index).finish(Outcome::Timeout);
+    let supports = Supports {
+        cache: op.__xcs_cache_support(),
+        persist: op.persist_support(),
+        clone_input: op.__xcs_clone_input(),
+        retried_by_items: op.__xcs_retried_by_items(),
+    };
+    let now = Instant::now();
+    let mut plan = CallPlan::new(name, index, options, supports, context, input, now);
+    let mut step = plan.start(now);
+    // The claim of a cached call is this thread's while its body runs.
+    let mut claims = None;
+    loop {
+        step = match step {
+            Step::Lookup => {
+                let (support, key, at, held) = plan.lookup_request();
+                let lookup = cache::lookup(support, key, at, held);
+                plan.looked_up(lookup, Instant::now())
             }
-            return Err(timeout_error(name, index, timeout));
-        }
-    }
-
-    let cache = if options.enable_caching {
-        op.__xcs_cache_support()
-    } else {
-        None
-    };
-    // A panic in the input's `Hash` or the output's `Clone` is the call's error.
-    let cache_panic = |message| {
-        if options.trace_execution {
-            trace::begin(name, index).finish(Outcome::Panicked);
-        }
-        Err(XcsError::Panicked {
-            operator: name.to_owned(),
-            index,
-            message,
-        })
-    };
-    let key = match cache.as_ref().map(|support| support.key(name, &input)) {
-        Some(Err(message)) => return cache_panic(message),
-        key => key.and_then(Result::ok),
-    };
-    // Held while the body runs: concurrent calls with the same input wait for this one.
-    let (input, held) = match (&cache, &key) {
-        (Some(support), Some(key)) => {
-            let lookup = cache::lookup(support, key, deadline.map(|(at, _)| at), &context.claims);
-            let timeout = deadline.map_or(Duration::ZERO, |(_, t)| t);
-            let persist = op.persist_support();
-            match memo::after_lookup(
-                lookup, options, name, index, *support, persist, input, timeout,
-            ) {
-                Claimed::Answered(result, outcome) => {
-                    if options.trace_execution {
-                        trace::begin(name, index).finish(outcome);
-                    }
-                    return result;
+            Step::Sleep(until) => {
+                policy::rate::sleep_until(until);
+                plan.woke(Instant::now())
+            }
+            Step::Run(input) => {
+                if claims.is_none() && plan.holds_claim() {
+                    claims = Some(deadline::enter(plan.body_context().clone()));
                 }
-                Claimed::Run(input, held) => (input, held),
+                let recorder = plan
+                    .traced()
+                    .then(|| trace::begin(name, index).attempt(plan.attempt()));
+                let result = attempt_once(op, input, index, detach, &plan);
+                if let Some(recorder) = recorder {
+                    recorder.finish(outcome_of(&result));
+                }
+                plan.ran(result, Instant::now())
             }
-        }
-        _ => (input, None),
-    };
-    let mut kept = Some(input);
-    let context = match &held {
-        Some(held) => held.context(context),
-        None => context,
-    };
-    let _claims = held.is_some().then(|| deadline::enter(context.clone()));
-    let at = deadline.map(|(at, _)| at);
-    let retries = options.max_retries;
-    let clone_input = memo::input_cloner(
-        options,
-        op.__xcs_clone_input(),
-        op.__xcs_retried_by_items(),
-        name,
-    );
-    let mut attempt = 1u32;
-    let result = loop {
-        // Keep a copy while another attempt may follow.
-        let input = match (clone_input, &kept) {
-            (Some(clone), Some(original)) if attempt <= retries => clone(original),
-            _ => match kept.take() {
-                Some(input) => input,
-                None => break Err(timeout_error(name, index, Duration::ZERO)),
-            },
+            Step::Write(write) => {
+                write.run();
+                plan.written()
+            }
+            Step::Done { result, event } => {
+                if let Some(outcome) = event {
+                    trace::begin(name, index).finish(outcome);
+                }
+                return result;
+            }
         };
-        if let Some(rate) = options.rate_limit {
-            match policy::rate::reserve(name, rate, at) {
-                Ok(start) => {
-                    policy::rate::sleep_until(start);
-                    while let Some(wait) = policy::rate::confirm(name, rate) {
-                        policy::rate::sleep_until(Instant::now() + wait);
-                    }
-                }
-                Err(policy::rate::TooLate) => {
-                    drop_quietly(input);
-                    let timeout = deadline.map_or(Duration::ZERO, |(_, t)| t);
-                    break Err(timeout_error(name, index, timeout));
-                }
-            }
-        }
-        let recorder = options
-            .trace_execution
-            .then(|| trace::begin(name, index).attempt(attempt));
-        let result = attempt_once(op, input, index, detach, options, &context, deadline);
-        if let Some(recorder) = recorder {
-            recorder.finish(outcome_of(&result));
-        }
-        match result {
-            Err(error) if kept.is_some() => {
-                let wait = policy::retry::backoff(attempt, &error);
-                if !policy::retry::should_retry(&error, attempt, retries, wait, at) {
-                    break Err(error);
-                }
-                std::thread::sleep(wait);
-                attempt += 1;
-            }
-            result => break result,
-        }
-    };
-    drop_quietly(kept);
-    // Stored (or failed), then the claim goes: the callers waiting for this input wake.
-    match held {
-        Some(held) => held.finish(result, true, name, index),
-        None => result,
     }
 }
 
@@ -273,14 +170,13 @@ fn attempt_once<O: Operator + ?Sized>(
     input: O::Input,
     index: Option<usize>,
     detach: Option<Detach<'_, O::Input, O::Output>>,
-    options: &ExecutionOptions,
-    context: &CallContext,
-    deadline: Option<(Instant, Duration)>,
+    plan: &CallPlan<'_, O::Input, O::Output>,
 ) -> Result<O::Output, XcsError> {
     let name = op.name();
-    match deadline {
-        Some((at, timeout)) if must_enforce(deadline, context) => match detach {
-            Some(make) => run_detached(name, index, make(), input, options, context, at, timeout),
+    let context = plan.body_context();
+    match plan.deadline() {
+        Some((at, timeout)) if plan.enforces() => match detach {
+            Some(make) => run_detached(name, index, make(), input, plan, at, timeout),
             None => {
                 let _context = deadline::enter(CallContext {
                     deadline: Some(at),
@@ -312,14 +208,12 @@ fn attempt_once<O: Operator + ?Sized>(
 /// context, and waits for it until the deadline. A body still running then is abandoned: its
 /// thread finishes it in the background (counted by `abandoned_items`), `cancelled()` tells it
 /// to stop, and its result is dropped.
-#[allow(clippy::too_many_arguments)]
 fn run_detached<I: Send + 'static, O: Send + 'static>(
     name: &str,
     index: Option<usize>,
     body: DetachedBody<I, O>,
     input: I,
-    options: &ExecutionOptions,
-    context: &CallContext,
+    plan: &CallPlan<'_, I, O>,
     at: Instant,
     timeout: Duration,
 ) -> Result<O, XcsError> {
@@ -331,23 +225,30 @@ fn run_detached<I: Send + 'static, O: Send + 'static>(
             limit,
         });
     }
+    let context = plan.body_context();
     let cancel = CancelFlag::child_of(context.cancel.clone());
-    let worker_context = CallContext {
-        deadline: Some(at),
-        timeout: Some(timeout),
-        cancel: Some(cancel.clone()),
-        claims: context.claims.clone(),
+    // The body's thread runs under the caller's options, this call's deadline and the trace
+    // event of this attempt.
+    let ambient = Ambient {
+        options: *plan.options(),
+        context: CallContext {
+            deadline: Some(at),
+            timeout: Some(timeout),
+            cancel: Some(cancel.clone()),
+            claims: context.claims.clone(),
+        },
+        parent: plan.traced().then(trace::current_parent).flatten(),
+        progress: None,
     };
     let crew = Arc::new(Crew::default());
     let (sender, receiver) = mpsc::sync_channel(1);
-    let options = *options;
     let owned_name = name.to_owned();
     crew.enlist_job();
     let done = Arc::clone(&crew);
     let job = Job::new(move || {
-        let pinned = (scope::pin(options), deadline::enter(worker_context));
+        let entered = ambient.enter();
         let result = guarded(&owned_name, index, || body(input));
-        drop(pinned);
+        drop(entered);
         // The caller may have given up already; then nobody wants the result.
         if let Err(
             mpsc::TrySendError::Full(unwanted) | mpsc::TrySendError::Disconnected(unwanted),

@@ -13,27 +13,22 @@ use std::time::Instant;
 use futures_util::FutureExt;
 use futures_util::future::Either;
 
+use crate::ambient::Ambient;
 use crate::cache;
-use crate::call;
-use crate::deadline::{self, CallContext, CancelFlag};
+use crate::deadline::{CallContext, CancelFlag};
 use crate::error::XcsError;
 use crate::operator::{AsyncOperator, Operator};
-use crate::options::ExecutionOptions;
-use crate::policy::{
-    self,
-    memo::{self, Claimed},
-};
-use crate::scope::{self, get_execution_options};
-use crate::scoped::{Snapshot, WithOptions};
-use crate::trace::{self, Outcome};
-use crate::util::{self, drop_quietly};
+use crate::policy::plan::{CallPlan, Step, Supports, outcome_of};
+use crate::scoped::WithOptions;
+use crate::trace;
+use crate::util;
 
 /// `AsyncOperator::call`: the caller's options, deadline and trace parent, read now.
 pub(crate) fn call<'a, O: AsyncOperator + ?Sized>(
     op: &'a O,
     input: O::Input,
 ) -> impl Future<Output = Result<O::Output, XcsError>> + Send + 'a {
-    invoke(op, input, None, Arc::new(Snapshot::now()))
+    invoke(op, input, None, Arc::new(Ambient::capture()))
 }
 
 /// One async call (or batch item, with `index`) under `snapshot`.
@@ -46,7 +41,7 @@ pub(crate) fn invoke<'a, O: AsyncOperator + ?Sized>(
     op: &'a O,
     input: O::Input,
     index: Option<usize>,
-    snapshot: Arc<Snapshot>,
+    snapshot: Arc<Ambient>,
 ) -> impl Future<Output = Result<O::Output, XcsError>> + Send + 'a {
     if is_lean(&snapshot) && !snapshot.context.is_cancelled() {
         Either::Left(WithOptions::adopt(snapshot, lean(op, input, index)))
@@ -57,7 +52,7 @@ pub(crate) fn invoke<'a, O: AsyncOperator + ?Sized>(
 
 /// Whether calls under `snapshot` take the lean path of [`invoke`] (unless their context has
 /// been cancelled): no policy applies. The same for every item of a batch.
-pub(crate) fn is_lean(snapshot: &Snapshot) -> bool {
+pub(crate) fn is_lean(snapshot: &Ambient) -> bool {
     !snapshot.options.has_call_policy()
         && snapshot.options.timeout_seconds.is_none()
         && snapshot.context.deadline.is_none()
@@ -71,7 +66,7 @@ pub(crate) fn invoke_item<'a, O: AsyncOperator + ?Sized>(
     op: &'a O,
     input: O::Input,
     index: usize,
-    snapshot: &Arc<Snapshot>,
+    snapshot: &Arc<Ambient>,
     lean: bool,
 ) -> impl Future<Output = Result<O::Output, XcsError>> + Send + use<'a, O> {
     if lean {
@@ -99,173 +94,102 @@ fn lean<'a, O: AsyncOperator + ?Sized>(
         })
 }
 
-fn outcome_of<T>(result: &Result<T, XcsError>) -> Outcome {
-    match result {
-        Ok(_) => Outcome::Ok,
-        Err(XcsError::Timeout { .. }) => Outcome::Timeout,
-        Err(XcsError::Panicked { .. }) => Outcome::Panicked,
-        Err(_) => Outcome::Error,
-    }
-}
-
-/// [`invoke`] with policies: deadline, cache, rate limit, trace, retries.
+/// [`invoke`] with policies: the call plan, awaited.
 async fn invoke_with<O: AsyncOperator + ?Sized>(
     op: &O,
     input: O::Input,
     index: Option<usize>,
-    snapshot: Arc<Snapshot>,
+    ambient: Arc<Ambient>,
 ) -> Result<O::Output, XcsError> {
-    let Snapshot {
+    let Ambient {
         options,
         context,
         parent,
         progress,
-    } = (*snapshot).clone();
+    } = (*ambient).clone();
     let name = op.name();
+    let supports = Supports {
+        cache: op.__xcs_cache_support(),
+        persist: op.persist_support(),
+        clone_input: op.__xcs_clone_input(),
+        retried_by_items: op.__xcs_retried_by_items(),
+    };
     let now = Instant::now();
-    let deadline = call::deadline_for(&options, &context, now);
-    if let Some((at, timeout)) = deadline {
-        if now >= at || context.is_cancelled() {
-            drop_quietly(input);
-            if options.trace_execution {
-                trace::begin_async(name, index, parent.as_ref()).finish(Outcome::Timeout);
+    let mut plan = CallPlan::new(name, index, &options, supports, context, input, now);
+    let mut step = plan.start(now);
+    loop {
+        step = match step {
+            // A wait for a concurrent call with the same input is an `.await`, never a blocked
+            // thread.
+            Step::Lookup => {
+                let lookup = {
+                    let (support, key, at, held) = plan.lookup_request();
+                    cache::lookup_async(support, key, at, held).await
+                };
+                plan.looked_up(lookup, Instant::now())
             }
-            return Err(util::timeout_error(name, index, timeout));
-        }
-    }
-    let at = deadline.map(|(at, _)| at);
-    // The cache, as for sync calls; a wait for a concurrent call with the same input is an
-    // `.await`, never a blocked thread.
-    let cache = if options.enable_caching {
-        op.__xcs_cache_support()
-    } else {
-        None
-    };
-    let key = match cache.as_ref().map(|support| support.key(name, &input)) {
-        Some(Err(message)) => {
-            if options.trace_execution {
-                trace::begin_async(name, index, parent.as_ref()).finish(Outcome::Panicked);
+            Step::Sleep(until) => {
+                tokio::time::sleep_until(until.into()).await;
+                plan.woke(Instant::now())
             }
-            return Err(XcsError::Panicked {
-                operator: name.to_owned(),
-                index,
-                message,
-            });
-        }
-        key => key.and_then(Result::ok),
-    };
-    let (input, held) = match (&cache, &key) {
-        (Some(support), Some(key)) => {
-            let lookup = cache::lookup_async(support, key, at, &context.claims).await;
-            let timeout = deadline.map(|(_, t)| t).unwrap_or_default();
-            let persist = op.persist_support();
-            match memo::after_lookup(
-                lookup, &options, name, index, *support, persist, input, timeout,
-            ) {
-                Claimed::Answered(result, outcome) => {
-                    if options.trace_execution {
-                        trace::begin_async(name, index, parent.as_ref()).finish(outcome);
-                    }
-                    return result;
+            Step::Run(input) => {
+                let attempt = Attempt {
+                    deadline: plan.deadline(),
+                    traced: plan.traced().then_some(plan.attempt()),
+                    context: plan.body_context().clone(),
+                };
+                let result = attempt_once(
+                    op,
+                    input,
+                    index,
+                    &options,
+                    attempt,
+                    parent.clone(),
+                    progress.clone(),
+                )
+                .await;
+                plan.ran(result, Instant::now())
+            }
+            // The write may wait for another process's lock: off the runtime's worker threads.
+            Step::Write(write) => {
+                let _ = tokio::task::spawn_blocking(move || write.run()).await;
+                plan.written()
+            }
+            Step::Done { result, event } => {
+                if let Some(outcome) = event {
+                    trace::begin_async(name, index, parent.as_ref()).finish(outcome);
                 }
-                Claimed::Run(input, held) => (input, held),
+                return result;
             }
-        }
-        _ => (input, None),
-    };
-    let mut kept = Some(input);
-    // The body runs holding the claim: nested calls never wait for it.
-    let context = match &held {
-        Some(held) => held.context(context),
-        None => context,
-    };
-    let retries = options.max_retries;
-    let clone_input = memo::input_cloner(
-        &options,
-        op.__xcs_clone_input(),
-        op.__xcs_retried_by_items(),
-        name,
-    );
-    let mut attempt = 1u32;
-    let result = loop {
-        let input = match (clone_input, &kept) {
-            (Some(clone), Some(original)) if attempt <= retries => clone(original),
-            _ => match kept.take() {
-                Some(input) => input,
-                None => break Err(util::timeout_error(name, index, Default::default())),
-            },
         };
-        if let Some(rate) = options.rate_limit {
-            match policy::rate::reserve(name, rate, at) {
-                // Waits without blocking a thread.
-                Ok(start) => {
-                    tokio::time::sleep_until(start.into()).await;
-                    while let Some(wait) = policy::rate::confirm(name, rate) {
-                        tokio::time::sleep(wait).await;
-                    }
-                }
-                Err(policy::rate::TooLate) => {
-                    drop_quietly(input);
-                    let timeout = deadline.map(|(_, t)| t).unwrap_or_default();
-                    break Err(util::timeout_error(name, index, timeout));
-                }
-            }
-        }
-        let result = attempt_once(
-            op,
-            input,
-            index,
-            options,
-            &context,
-            parent.clone(),
-            progress.clone(),
-            deadline,
-            attempt,
-        )
-        .await;
-        match result {
-            Err(error) if kept.is_some() => {
-                let wait = policy::retry::backoff(attempt, &error);
-                if !policy::retry::should_retry(&error, attempt, retries, wait, at) {
-                    break Err(error);
-                }
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-            result => break result,
-        }
-    };
-    drop_quietly(kept);
-    let Some(held) = held else {
-        return result;
-    };
-    if let (Some(slot), Ok(output)) = (held.slot(), &result) {
-        // The write may wait for another process's lock: off the runtime's worker threads.
-        if let Some((store, key, bytes)) = slot.encoded_put(output) {
-            let _ = tokio::task::spawn_blocking(move || store.put(&key, &bytes)).await;
-        }
     }
-    // Stored (or failed), then the claim goes: the callers waiting for this input wake.
-    held.finish(result, false, name, index)
+}
+
+/// What one attempt of the body runs under (read from the plan before it is awaited).
+struct Attempt {
+    deadline: Option<(Instant, std::time::Duration)>,
+    /// The attempt's number, when it is traced.
+    traced: Option<u32>,
+    context: CallContext,
 }
 
 /// One attempt of the body: a future dropped at the deadline, recorded as one event.
-#[allow(clippy::too_many_arguments)]
 async fn attempt_once<O: AsyncOperator + ?Sized>(
     op: &O,
     input: O::Input,
     index: Option<usize>,
-    options: ExecutionOptions,
-    context: &CallContext,
+    options: &crate::options::ExecutionOptions,
+    attempt: Attempt,
     parent: Option<trace::Parent>,
     progress: Option<Arc<crate::progress::BatchProgress>>,
-    deadline: Option<(Instant, std::time::Duration)>,
-    attempt: u32,
 ) -> Result<O::Output, XcsError> {
     let name = op.name();
-    let event = options
-        .trace_execution
-        .then(|| trace::begin_async(name, index, parent.as_ref()).attempt(attempt));
+    let Attempt {
+        deadline,
+        traced,
+        context,
+    } = attempt;
+    let event = traced.map(|n| trace::begin_async(name, index, parent.as_ref()).attempt(n));
     let cancel = CancelFlag::child_of(context.cancel.clone());
     let inner = CallContext {
         deadline: deadline.map(|(at, _)| at),
@@ -277,8 +201,8 @@ async fn attempt_once<O: AsyncOperator + ?Sized>(
     // The body's future is made inside the wrapper, so even work done before its first
     // `.await` sees the options.
     let body = WithOptions::adopt(
-        Arc::new(Snapshot {
-            options,
+        Arc::new(Ambient {
+            options: *options,
             context: inner,
             parent: body_parent,
             progress,
@@ -309,12 +233,11 @@ pub(crate) fn run_blocking<O: Operator>(
     op: Arc<O>,
     input: O::Input,
 ) -> impl Future<Output = Result<O::Output, XcsError>> + Send {
-    let options = get_execution_options();
-    let context = deadline::current();
+    let ambient = Ambient::capture();
     let name = op.name().to_owned();
     async move {
         let task = tokio::task::spawn_blocking(move || {
-            let _pinned = (scope::pin(options), deadline::enter(context));
+            let _in = ambient.enter();
             // A blocking thread: where a sync call belongs.
             crate::warn::runtime_thread::sanctioned(|| op.call(input))
         });

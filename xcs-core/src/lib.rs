@@ -16,6 +16,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+mod ambient;
 pub mod axis;
 mod batch;
 pub mod cache;

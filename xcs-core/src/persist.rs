@@ -268,18 +268,36 @@ impl<O> Slot<O> {
     }
 
     /// Stores `output` (replacing what was there); a store fault is skipped.
+    #[cfg(test)]
     pub(crate) fn put(&self, output: &O) {
         if let Some(bytes) = guarded(|| (self.encode_output)(output)) {
             let _ = self.store.put(&self.key, &bytes);
         }
     }
 
-    /// What [`put`](Slot::put) needs, detached from the output's type, for writing off the
-    /// async runtime's threads.
-    #[cfg(feature = "tokio")]
-    pub(crate) fn encoded_put(&self, output: &O) -> Option<(Arc<Store>, Vec<u8>, Vec<u8>)> {
+    /// The write of `output` to the store, detached from the output's type (an async call runs
+    /// it off the runtime's threads); `None` when the output does not serialize.
+    pub(crate) fn write(&self, output: &O) -> Option<Write> {
         let bytes = guarded(|| (self.encode_output)(output))?;
-        Some((Arc::clone(&self.store), self.key.clone(), bytes))
+        Some(Write {
+            store: Arc::clone(&self.store),
+            key: self.key.clone(),
+            bytes,
+        })
+    }
+}
+
+/// A value on its way to the store: see [`Slot::write`].
+pub(crate) struct Write {
+    store: Arc<Store>,
+    key: Vec<u8>,
+    bytes: Vec<u8>,
+}
+
+impl Write {
+    /// Writes the value (replacing what was there); a store fault is skipped.
+    pub(crate) fn run(self) {
+        let _ = self.store.put(&self.key, &self.bytes);
     }
 }
 

@@ -15,10 +15,9 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::deadline::{self, CallContext};
-use crate::options::{ExecutionOptions, OptionsPatch};
+use crate::ambient::Ambient;
+use crate::options::OptionsPatch;
 use crate::scope;
-use crate::trace;
 
 /// What a [`WithOptions`] puts in force around each poll.
 #[derive(Clone, Debug)]
@@ -26,37 +25,8 @@ pub(crate) enum Entry {
     /// A scope setting only what the patch names (over whatever is in force where it is
     /// polled).
     Patch(OptionsPatch),
-    /// Exactly a caller's options, deadline context and trace parent (batch items, calls),
-    /// shared by every item of a batch.
-    Adopt(Arc<Snapshot>),
-}
-
-/// What a call or batch made now runs under: the caller's effective options, its deadline
-/// context and its trace parent, read on the calling thread.
-#[derive(Clone, Debug)]
-pub(crate) struct Snapshot {
-    pub(crate) options: ExecutionOptions,
-    pub(crate) context: CallContext,
-    pub(crate) parent: Option<trace::Parent>,
-    /// The progress report of the batch the work belongs to (nested batches start under it).
-    pub(crate) progress: Option<Arc<crate::progress::BatchProgress>>,
-}
-
-impl Snapshot {
-    /// The calling thread's, now.
-    pub(crate) fn now() -> Snapshot {
-        let options = crate::scope::get_execution_options();
-        Snapshot {
-            options,
-            context: deadline::current(),
-            parent: if options.trace_execution {
-                trace::current_parent()
-            } else {
-                None
-            },
-            progress: None,
-        }
-    }
+    /// Exactly what a caller runs under (batch items, calls), shared by every item of a batch.
+    Adopt(Arc<Ambient>),
 }
 
 pin_project! {
@@ -71,9 +41,9 @@ pin_project! {
 }
 
 impl<F> WithOptions<F> {
-    pub(crate) fn adopt(snapshot: Arc<Snapshot>, inner: F) -> Self {
+    pub(crate) fn adopt(ambient: Arc<Ambient>, inner: F) -> Self {
         WithOptions {
-            entry: Entry::Adopt(snapshot),
+            entry: Entry::Adopt(ambient),
             inner,
         }
     }
@@ -98,11 +68,8 @@ impl<F: Future> Future for WithOptions<F> {
                 let _scope = scope::enter(*patch);
                 this.inner.poll(cx)
             }
-            Entry::Adopt(snapshot) => {
-                let _pinned = scope::pin(snapshot.options);
-                let _context = deadline::enter(snapshot.context.clone());
-                let _parent = snapshot.parent.as_ref().map(trace::inherit);
-                let _progress = snapshot.progress.as_ref().map(crate::progress::enter);
+            Entry::Adopt(ambient) => {
+                let _in = ambient.enter();
                 this.inner.poll(cx)
             }
         }

@@ -348,9 +348,9 @@ mod async_impls {
 
     use super::plan::{Kind, Ran, collect, settle, trace_outcome};
     use super::{PMap, VMap, drive};
+    use crate::ambient::Ambient;
     use crate::error::XcsError;
     use crate::operator::AsyncOperator;
-    use crate::scoped::Snapshot;
     use crate::trace;
 
     /// Runs an async batch, recorded as one event when tracing (its items are its children).
@@ -360,7 +360,7 @@ mod async_impls {
         kind: Kind,
         inputs: Vec<O::Input>,
         settled: bool,
-        mut snapshot: Snapshot,
+        mut snapshot: Ambient,
     ) -> Result<Ran<O::Output>, XcsError> {
         let event = snapshot
             .options
@@ -387,7 +387,7 @@ mod async_impls {
                     &self,
                     inputs: Self::Input,
                 ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send {
-                    let snapshot = Snapshot::now();
+                    let snapshot = Ambient::capture();
                     let op = Arc::clone(&self.op);
                     let kind = $kind(self);
                     async move {
@@ -463,7 +463,7 @@ mod async_impls {
                         $kind(self),
                         inputs,
                         false,
-                        Snapshot::now(),
+                        Ambient::capture(),
                     );
                     let op = Arc::clone(&self.op);
                     async move { collect(ran.await, op.name()) }
@@ -484,7 +484,7 @@ mod async_impls {
                         $kind(self),
                         inputs,
                         true,
-                        Snapshot::now(),
+                        Ambient::capture(),
                     );
                     let op = Arc::clone(&self.op);
                     async move { settle(ran.await, op.name(), len) }

@@ -21,13 +21,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::ambient;
 use crate::call::{self, DetachedBody};
 use crate::deadline::{self, CallContext, CancelFlag};
 use crate::error::XcsError;
 use crate::operator::Operator;
 use crate::options::ExecutionOptions;
-use crate::progress::{self, BatchProgress, ProgressOutcome};
-use crate::scope::{self, get_execution_options};
+use crate::policy;
+use crate::progress::{BatchProgress, ProgressOutcome};
+use crate::scope::get_execution_options;
 use crate::trace::{self, Outcome};
 use crate::util::{self, drop_quietly};
 
@@ -275,14 +277,6 @@ pub(crate) struct Plan<O> {
     pub(crate) progress: Option<Arc<BatchProgress>>,
 }
 
-/// The guards that carry a caller's options, deadline and trace parent to a thread.
-pub(crate) type Adopted = (
-    scope::ScopeGuard,
-    deadline::ContextGuard,
-    Option<trace::InheritGuard>,
-    Option<progress::EnterGuard>,
-);
-
 impl<O> Plan<O> {
     /// The plan of a batch of `len` items of `operator` (named for its progress bar).
     pub(crate) fn new(
@@ -373,13 +367,21 @@ impl<O> Plan<O> {
 
     /// Carries the caller's options, deadline and (when tracing) trace parent to the current
     /// thread, until the guards drop.
-    pub(crate) fn adopt(&self) -> Adopted {
-        (
-            scope::pin(self.options),
-            deadline::enter(self.context.clone()),
-            self.trace_parent.as_ref().map(trace::inherit),
-            self.progress.as_ref().map(progress::enter),
+    pub(crate) fn adopt(&self) -> ambient::Entered {
+        ambient::enter(
+            self.options,
+            &self.context,
+            self.trace_parent.as_ref(),
+            self.progress.as_ref(),
         )
+    }
+
+    /// On the caller's own thread (its options and trace parent are the batch's already): the
+    /// batch's deadline context and progress report, until the guards drop.
+    pub(crate) fn adopt_on_caller(
+        &self,
+    ) -> (deadline::ContextGuard, Option<crate::progress::EnterGuard>) {
+        ambient::enter_on_caller(&self.context, self.progress.as_ref())
     }
 
     /// Records that item `index` failed (unless settled): later unstarted items stay unstarted.
@@ -498,13 +500,13 @@ impl Timing {
         parent: CallContext,
     ) -> Result<Timing, XcsError> {
         let now = Instant::now();
-        let deadline = call::deadline_for(options, &parent, now);
+        let deadline = policy::deadline::deadline_for(options, &parent, now);
         if let Some((at, timeout)) = deadline {
             if now >= at || parent.is_cancelled() {
                 return Err(util::timeout_error(operator, None, timeout));
             }
         }
-        let enforce = call::must_enforce(deadline, &parent);
+        let enforce = policy::deadline::must_enforce(deadline, &parent);
         Ok(Timing {
             deadline,
             parent,

@@ -13,8 +13,6 @@ use super::worker::WorkerLimits;
 use crate::batch::vmap;
 use crate::error::XcsError;
 use crate::operator::Operator;
-use crate::options::ExecutionOptions;
-use crate::scope;
 use crate::store;
 
 /// The operators a worker process serves, by name: a worker runs these and nothing else.
@@ -128,15 +126,10 @@ impl Registry {
 /// A served operator, with its types erased.
 pub(crate) trait Entry: Send + Sync {
     fn signature(&self) -> &WireSignature;
-    /// Runs the chunk's items under `options` (on this thread and the pool's), each item's
-    /// outcome settled: one item's failure does not stop the others. `rate`: the request's
-    /// rate limit, applied to this chunk alone.
-    fn run(
-        &self,
-        items: Vec<Item>,
-        options: ExecutionOptions,
-        rate: Option<f64>,
-    ) -> Vec<ItemResult>;
+    /// Runs the chunk's items under the options in force (on this thread and the pool's: the
+    /// worker enters the caller's), each item's outcome settled: one item's failure does not
+    /// stop the others. `rate`: the request's rate limit, applied to this chunk alone.
+    fn run(&self, items: Vec<Item>, rate: Option<f64>) -> Vec<ItemResult>;
 }
 
 struct Served<O> {
@@ -154,12 +147,7 @@ where
         &self.signature
     }
 
-    fn run(
-        &self,
-        items: Vec<Item>,
-        options: ExecutionOptions,
-        rate: Option<f64>,
-    ) -> Vec<ItemResult> {
+    fn run(&self, items: Vec<Item>, rate: Option<f64>) -> Vec<ItemResult> {
         let mut results: Vec<Option<Result<ByteBuf, WireError>>> = Vec::with_capacity(items.len());
         let mut inputs = Vec::with_capacity(items.len());
         let mut positions = Vec::with_capacity(items.len());
@@ -180,7 +168,7 @@ where
             }
         }
         let outcomes = {
-            let _options = scope::pin(options);
+            // The caller's options are in force already: the worker entered them.
             match rate {
                 Some(rate) => vmap(PrivateRate {
                     op: Arc::clone(&self.op),

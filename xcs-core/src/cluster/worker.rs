@@ -27,6 +27,7 @@ use super::wire::{
     self, Context, HelloAnswer, ItemResult, Nonce, Reply, ReplyMessage, Request, WireError,
     WireEvent, WorkerInfo,
 };
+use crate::ambient::Ambient;
 use crate::error::XcsError;
 use crate::pool;
 use crate::scope::get_execution_options;
@@ -473,10 +474,17 @@ impl Chunk {
         let ran = tokio::task::spawn_blocking(move || {
             let root = trace::detached_root();
             let results = {
-                let _under = trace::inherit(&root);
+                // Exactly the caller's options, under the chunk's trace root; no deadline or
+                // progress of this process (the options' timeout is the chunk's).
+                let _in = Ambient {
+                    options,
+                    parent: Some(root.clone()),
+                    ..Ambient::default()
+                }
+                .enter();
                 // The worker's blocking threads are where sync items belong: not a sync call
                 // made from async code.
-                crate::warn::runtime_thread::sanctioned(|| entry.run(items, options, rate))
+                crate::warn::runtime_thread::sanctioned(|| entry.run(items, rate))
             };
             let events = if options.trace_execution {
                 trace::take_under(trace::root_id(&root))

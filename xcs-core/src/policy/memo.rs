@@ -122,28 +122,39 @@ impl<I: 'static, O: Send + 'static> Held<I, O> {
         }
     }
 
-    /// Where an async call writes to disk, off the runtime's threads.
-    #[cfg(feature = "tokio")]
-    pub(crate) fn slot(&self) -> Option<&persist::Slot<O>> {
-        self.slot.as_ref()
+    /// The write of a successful output to the `cache_dir` store, if the call has a place
+    /// there.
+    pub(crate) fn write(&self, output: &O) -> Option<persist::Write> {
+        self.slot.as_ref()?.write(output)
     }
 
-    /// Stores a successful result in memory (and on disk, unless `on_disk` is false: an async
-    /// call has written it already), then releases the claim, waking the callers that waited.
-    /// A panicking `Clone` of the output fails the call.
+    /// [`write`](Self::write) then [`finish`](Self::finish), in one go (for a result that came
+    /// back from another process).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn write_and_finish(
+        self,
+        result: Result<O, XcsError>,
+        operator: &str,
+        index: Option<usize>,
+    ) -> Result<O, XcsError> {
+        if let Ok(output) = &result {
+            if let Some(write) = self.write(output) {
+                write.run();
+            }
+        }
+        self.finish(result, operator, index)
+    }
+
+    /// Stores a successful result in memory (it is on disk already, if it goes there: see
+    /// [`write`](Self::write)), then releases the claim, waking the callers that waited. A
+    /// panicking `Clone` of the output fails the call.
     pub(crate) fn finish(
         self,
         result: Result<O, XcsError>,
-        on_disk: bool,
         operator: &str,
         index: Option<usize>,
     ) -> Result<O, XcsError> {
         let output = result?;
-        if on_disk {
-            if let Some(slot) = &self.slot {
-                slot.put(&output);
-            }
-        }
         match cache::insert(&self.support, self.claim.key(), &output) {
             Ok(()) => Ok(output),
             Err(message) => {

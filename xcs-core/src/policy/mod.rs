@@ -13,6 +13,8 @@
 //! The modules here hold the rules; `call` (threads) and `call_async` (futures) only differ in
 //! how they wait.
 
+pub(crate) mod deadline;
 pub(crate) mod memo;
+pub(crate) mod plan;
 pub(crate) mod rate;
 pub(crate) mod retry;

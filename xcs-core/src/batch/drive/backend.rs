@@ -8,6 +8,7 @@
 //! and each item's outcome lands in the same slot a local run would fill.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use super::lanes::{Blocks, Run};
 use crate::batch::plan::{Part, Plan, Ran};
@@ -15,9 +16,11 @@ use crate::cache;
 use crate::device::{About, Backend, BatchJob, Outgoing, RemoteItems, RemoteSide, Signature};
 use crate::error::XcsError;
 use crate::operator::Operator;
+use crate::options::ExecutionOptions;
 use crate::persist::PersistSupport;
-use crate::policy::memo::{self, Claimed, Held};
-use crate::trace::{self, Outcome};
+use crate::policy::memo::Held;
+use crate::policy::plan::{CallPlan, Step, Supports};
+use crate::trace;
 use crate::util::{self, drop_quietly, panic_message};
 
 /// Runs the batch on `backend`: on the caller's thread, or — when the caller enforces a
@@ -153,58 +156,66 @@ impl<O: Operator> Remote<O> {
     }
 
     /// Answers `input` from the memory cache or the `cache_dir` store if it can; otherwise
-    /// holds its claim (in `self.held`) and gives the input back to be sent.
+    /// holds its claim (in `self.held`) and gives the input back to be sent. The call plan's
+    /// admission and cache steps run here, as for a local call; the worker runs the rest
+    /// (rate limit, retries, the body).
     fn cached(&self, index: usize, input: O::Input) -> Option<O::Input> {
         let plan = self.run.plan();
-        let Some(support) = plan.op.__xcs_cache_support() else {
-            return Some(input);
-        };
         let name = plan.op.name();
         let _adopted = plan.adopt();
-        let traced = |outcome| {
-            if plan.options.trace_execution {
-                trace::begin(name, Some(index)).finish(outcome);
-            }
+        let supports = Supports {
+            cache: plan.op.__xcs_cache_support(),
+            persist: Some(self.persist),
+            clone_input: None,
+            retried_by_items: true,
         };
-        let panicked = |message| XcsError::Panicked {
-            operator: name.to_owned(),
-            index: Some(index),
-            message,
+        let options = ExecutionOptions {
+            max_retries: 0,
+            rate_limit: None,
+            timeout_seconds: None,
+            ..plan.options
         };
-        let key = match support.key(name, &input) {
-            Ok(key) => key,
-            Err(message) => {
-                drop_quietly(input);
-                traced(Outcome::Panicked);
-                self.settle(index, Err(panicked(message)));
-                return None;
-            }
-        };
-        let lookup = cache::lookup(&support, &key, plan.deadline(), &plan.context.claims);
-        let timeout = plan.context.timeout.unwrap_or_default();
-        let options = &plan.options;
-        let persist = Some(self.persist);
-        match memo::after_lookup(
-            lookup,
-            options,
+        let now = Instant::now();
+        let mut call = CallPlan::new(
             name,
             Some(index),
-            support,
-            persist,
+            &options,
+            supports,
+            plan.context.clone(),
             input,
-            timeout,
-        ) {
-            Claimed::Answered(result, outcome) => {
-                traced(outcome);
-                self.settle(index, result);
-                None
-            }
-            Claimed::Run(input, held) => {
-                *self.held[index]
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = held;
-                Some(input)
-            }
+            now,
+        );
+        let mut step = call.start(now);
+        loop {
+            step = match step {
+                Step::Lookup => {
+                    let (support, key, at, held) = call.lookup_request();
+                    let lookup = cache::lookup(support, key, at, held);
+                    call.looked_up(lookup, Instant::now())
+                }
+                Step::Run(input) => {
+                    *self.held[index]
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = call.into_held();
+                    return Some(input);
+                }
+                Step::Done { result, event } => {
+                    if let Some(outcome) = event {
+                        trace::begin(name, Some(index)).finish(outcome);
+                    }
+                    self.settle(index, result);
+                    return None;
+                }
+                // Neither happens before the body runs without a rate limit; handled anyway.
+                Step::Sleep(until) => {
+                    crate::policy::rate::sleep_until(until);
+                    call.woke(Instant::now())
+                }
+                Step::Write(write) => {
+                    write.run();
+                    call.written()
+                }
+            };
         }
     }
 }
@@ -292,7 +303,7 @@ impl<O: Operator> Remote<O> {
             .and_then(|held| held.lock().unwrap_or_else(PoisonError::into_inner).take());
         let name = self.run.plan().op.name();
         let result = match held {
-            Some(held) => held.finish(result, true, name, Some(index)),
+            Some(held) => held.write_and_finish(result, name, Some(index)),
             None => result,
         };
         self.settle(index, result);

@@ -27,13 +27,14 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use futures_util::task::AtomicWaker;
 
+use crate::ambient::Ambient;
 use crate::batch::plan::{Kind, NOT_RUN, Part, Plan, Ran, Slot, Timing};
 use crate::call_async;
 use crate::device;
 use crate::error::XcsError;
 use crate::operator::AsyncOperator;
 use crate::pool;
-use crate::scoped::{Snapshot, WithOptions};
+use crate::scoped::WithOptions;
 use crate::util::drop_quietly;
 
 /// Runs an async batch under `snapshot` (the caller's options, read at call time).
@@ -42,7 +43,7 @@ pub(crate) async fn run<O: AsyncOperator>(
     kind: Kind,
     inputs: Vec<O::Input>,
     settled: bool,
-    snapshot: Snapshot,
+    snapshot: Ambient,
 ) -> Result<Ran<O::Output>, XcsError> {
     let options = snapshot.options;
     let timing = Timing::with_parent(op.name(), &options, snapshot.context.clone())?;
@@ -69,7 +70,7 @@ pub(crate) async fn run<O: AsyncOperator>(
         Plan::new(op, op.name(), len, options, &timing, settled).with_trace_parent(snapshot.parent),
     );
     // What every item runs under, shared by all of them.
-    let items = Arc::new(Snapshot {
+    let items = Arc::new(Ambient {
         options: plan.options,
         context: plan.context.clone(),
         parent: plan.trace_parent().cloned(),

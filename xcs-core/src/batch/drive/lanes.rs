@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
 use crate::batch::plan::{Part, Plan, Ran};
-use crate::deadline;
 use crate::error::XcsError;
 use crate::operator::Operator;
 use crate::pool::{self, Crew, Job, Lane, SlotKept};
@@ -329,9 +328,7 @@ pub(super) fn with_caller<O: Operator>(
         Helpers::Jobs(jobs) => run.start_jobs(jobs),
     }
     {
-        // The caller's options are the batch's already; its deadline context is the batch's.
-        let _context = deadline::enter(run.plan.context.clone());
-        let _progress = run.plan.progress.as_ref().map(crate::progress::enter);
+        let _in = run.plan.adopt_on_caller();
         run.drain();
     }
     run.finish()

@@ -160,8 +160,7 @@ fn drive<O: Operator>(
 
 /// Items in order on the caller's thread.
 fn in_order<O: Operator>(plan: &Plan<O>, inputs: Vec<O::Input>) -> Ran<O::Output> {
-    let _context = crate::deadline::enter(plan.context.clone());
-    let _progress = plan.progress.as_ref().map(crate::progress::enter);
+    let _in = plan.adopt_on_caller();
     Ran {
         parts: vec![plan.run_items(0, inputs)],
         timeout: None,

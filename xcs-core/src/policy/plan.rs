@@ -1,0 +1,636 @@
+//! The call plan: the order of a call's policies, written once, as a state machine that never
+//! waits.
+//!
+//! A driver makes a [`CallPlan`] for one call (or one batch item) and asks it what to do next;
+//! each [`Step`] is either a decision the driver carries out in its own way of waiting — look the
+//! input up in the memory cache, sleep until an instant, run the body once, write to the
+//! `cache_dir` store — or the call's result. The sync driver (`call`: threads, condition
+//! variables, jobs) and the async driver (`call_async`: `.await`s, dropped futures) run the same
+//! plan and differ only in how they wait; the cluster caller's side runs its admission and cache
+//! steps and sends [`Step::Run`] to a worker. Unit tests below drive the plan with no thread and
+//! no runtime.
+//!
+//! The order (see the module docs of [`policy`](super)):
+//!
+//! ```text
+//! admit (deadline) → cache lookup → store lookup ─┬─ hit ──────────────────────────→ done
+//!                                                 └─ miss → [rate → body → retry?]* → write → done
+//! ```
+//!
+//! Adding a policy means one module in `policy/` with its rule, one state here, and one row in
+//! the option list.
+
+use std::time::{Duration, Instant};
+
+use crate::cache::{CacheKey, CacheSupport, ClaimChain, Lookup};
+use crate::deadline::CallContext;
+use crate::error::XcsError;
+use crate::operator::CloneInput;
+use crate::options::ExecutionOptions;
+use crate::persist::{PersistSupport, Write};
+use crate::policy::memo::{self, Claimed, Held};
+use crate::policy::{rate, retry};
+use crate::trace::Outcome;
+use crate::util::{drop_quietly, timeout_error};
+
+/// What an operator offers the plan: the same for [`Operator`](crate::Operator)s and
+/// `AsyncOperator`s, read once per call.
+pub(crate) struct Supports<I, O> {
+    /// How to key its input in the memory cache, if it can be cached.
+    pub(crate) cache: Option<CacheSupport<I, O>>,
+    /// How to store it in `cache_dir`, if its input and output serialize.
+    pub(crate) persist: Option<PersistSupport<I, O>>,
+    /// How to copy its input for another attempt.
+    pub(crate) clone_input: Option<CloneInput<I>>,
+    /// Whether it is a batch, whose items retry one by one.
+    pub(crate) retried_by_items: bool,
+}
+
+/// What the driver does next.
+pub(crate) enum Step<I, O> {
+    /// Ask the memory cache ([`CallPlan::lookup_request`]), waiting for a concurrent call with
+    /// the same input until the deadline; then [`CallPlan::looked_up`].
+    Lookup,
+    /// Wait until the instant (a rate-limit slot, a retry backoff); then [`CallPlan::woke`].
+    Sleep(Instant),
+    /// Run attempt [`CallPlan::attempt`] of the body with this input, under
+    /// [`CallPlan::deadline`] (enforced by the driver when [`CallPlan::enforces`]) and
+    /// [`CallPlan::body_context`], recorded as one trace event when [`CallPlan::traced`]; then
+    /// [`CallPlan::ran`].
+    Run(I),
+    /// Write the result to the `cache_dir` store (off an async runtime's threads); then
+    /// [`CallPlan::written`].
+    Write(Write),
+    /// The call is over. When the trace is on and the call ended without running its body
+    /// (a deadline already passed, a cache answer), `event` is the outcome of the one event to
+    /// record for it.
+    Done {
+        result: Result<O, XcsError>,
+        event: Option<Outcome>,
+    },
+}
+
+/// Where the plan stands.
+enum State<O> {
+    /// Not started: admission comes first.
+    Admit,
+    /// Waiting for the memory cache's answer.
+    Looking,
+    /// Slept until the reserved rate slot: the slot is confirmed (or the wait goes on).
+    RateSlot,
+    /// The body runs.
+    Running,
+    /// Backing off before the next attempt.
+    Backoff,
+    /// A successful output being written to the store.
+    Writing(O),
+    /// Finished.
+    Over,
+}
+
+/// One call's plan. See the module docs.
+pub(crate) struct CallPlan<'a, I, O> {
+    name: &'a str,
+    index: Option<usize>,
+    options: &'a ExecutionOptions,
+    supports: Supports<I, O>,
+    context: CallContext,
+    deadline: Option<(Instant, Duration)>,
+    enforce: bool,
+    key: Option<CacheKey>,
+    held: Option<Held<I, O>>,
+    /// The input, kept while another attempt may need a copy (or until the first attempt).
+    kept: Option<I>,
+    clone_input: Option<CloneInput<I>>,
+    attempt: u32,
+    state: State<O>,
+}
+
+impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
+    /// The plan of a call of `name` (item `index` of a batch) with `input`, made at `now` under
+    /// `options` inside `context` (the caller's deadline, cancellation and cache claims).
+    pub(crate) fn new(
+        name: &'a str,
+        index: Option<usize>,
+        options: &'a ExecutionOptions,
+        supports: Supports<I, O>,
+        context: CallContext,
+        input: I,
+        now: Instant,
+    ) -> Self {
+        let deadline = super::deadline::deadline_for(options, &context, now);
+        let enforce = super::deadline::must_enforce(deadline, &context);
+        let clone_input = memo::input_cloner(
+            options,
+            supports.clone_input,
+            supports.retried_by_items,
+            name,
+        );
+        CallPlan {
+            name,
+            index,
+            options,
+            supports,
+            context,
+            deadline,
+            enforce,
+            key: None,
+            held: None,
+            kept: Some(input),
+            clone_input,
+            attempt: 1,
+            state: State::Admit,
+        }
+    }
+
+    /// The deadline the call must meet, and the timeout it comes from.
+    pub(crate) fn deadline(&self) -> Option<(Instant, Duration)> {
+        self.deadline
+    }
+
+    /// Whether the driver enforces the deadline (returns at it even if the body hangs): no
+    /// enclosing call returns by then.
+    pub(crate) fn enforces(&self) -> bool {
+        self.enforce
+    }
+
+    /// The attempt [`Step::Run`] asks for (1, then 2, 3, … for retries).
+    pub(crate) fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The options the call runs under.
+    pub(crate) fn options(&self) -> &ExecutionOptions {
+        self.options
+    }
+
+    /// Whether each attempt is a trace event.
+    pub(crate) fn traced(&self) -> bool {
+        self.options.trace_execution
+    }
+
+    /// The context the body runs in: the caller's, holding this call's cache claim too, so
+    /// nested calls (on any thread) never wait for it.
+    pub(crate) fn body_context(&self) -> &CallContext {
+        &self.context
+    }
+
+    /// Whether the call holds the cache claim on its input (then its body runs in
+    /// [`body_context`](Self::body_context), which holds it too).
+    pub(crate) fn holds_claim(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// What [`Step::Lookup`] asks the memory cache.
+    pub(crate) fn lookup_request(
+        &self,
+    ) -> (&CacheSupport<I, O>, &CacheKey, Option<Instant>, &ClaimChain) {
+        match (&self.supports.cache, &self.key) {
+            (Some(support), Some(key)) => (
+                support,
+                key,
+                self.deadline.map(|(at, _)| at),
+                &self.context.claims,
+            ),
+            _ => unreachable!("a lookup is asked for only with a cache key"),
+        }
+    }
+
+    /// The first step. `now` is when the driver starts the call.
+    pub(crate) fn start(&mut self, now: Instant) -> Step<I, O> {
+        debug_assert!(matches!(self.state, State::Admit));
+        // Admission: a call that cannot start before its deadline is a timeout.
+        if let Some((at, timeout)) = self.deadline {
+            if now >= at
+                || self
+                    .context
+                    .cancel
+                    .as_ref()
+                    .is_some_and(|c| c.is_cancelled())
+            {
+                return self.done_early(Err(self.timeout(timeout)), Outcome::Timeout);
+            }
+        }
+        if !self.options.enable_caching {
+            return self.next_attempt(now);
+        }
+        let Some(support) = &self.supports.cache else {
+            return self.next_attempt(now);
+        };
+        let Some(input) = &self.kept else {
+            unreachable!("the input is kept until the first attempt");
+        };
+        // A panic in the input's `Hash` is the call's error.
+        match support.key(self.name, input) {
+            Ok(key) => {
+                self.key = Some(key);
+                self.state = State::Looking;
+                Step::Lookup
+            }
+            Err(message) => {
+                let error = XcsError::Panicked {
+                    operator: self.name.to_owned(),
+                    index: self.index,
+                    message,
+                };
+                self.done_early(Err(error), Outcome::Panicked)
+            }
+        }
+    }
+
+    /// The memory cache's answer to [`Step::Lookup`].
+    pub(crate) fn looked_up(&mut self, lookup: Lookup<O>, now: Instant) -> Step<I, O> {
+        debug_assert!(matches!(self.state, State::Looking));
+        let (Some(support), Some(input)) = (self.supports.cache, self.kept.take()) else {
+            unreachable!("a lookup is asked for only with a cache and the input");
+        };
+        let timeout = self.deadline.map_or(Duration::ZERO, |(_, t)| t);
+        match memo::after_lookup(
+            lookup,
+            self.options,
+            self.name,
+            self.index,
+            support,
+            self.supports.persist,
+            input,
+            timeout,
+        ) {
+            Claimed::Answered(result, outcome) => self.done_early(result, outcome),
+            Claimed::Run(input, held) => {
+                if let Some(held) = &held {
+                    self.context = held.context(std::mem::take(&mut self.context));
+                }
+                self.held = held;
+                self.kept = Some(input);
+                self.next_attempt(now)
+            }
+        }
+    }
+
+    /// The instant of [`Step::Sleep`] has come (`now`).
+    pub(crate) fn woke(&mut self, now: Instant) -> Step<I, O> {
+        match self.state {
+            State::RateSlot => self.confirm_slot(now),
+            State::Backoff => {
+                self.attempt += 1;
+                self.next_attempt(now)
+            }
+            _ => unreachable!("a sleep is asked for only by the rate limit and retries"),
+        }
+    }
+
+    /// The body's result for attempt [`attempt`](Self::attempt), at `now`.
+    pub(crate) fn ran(&mut self, result: Result<O, XcsError>, now: Instant) -> Step<I, O> {
+        debug_assert!(matches!(self.state, State::Running));
+        match result {
+            Err(error) if self.kept.is_some() => {
+                let wait = retry::backoff(self.attempt, &error);
+                let at = self.deadline.map(|(at, _)| at);
+                if retry::should_retry(&error, self.attempt, self.options.max_retries, wait, at) {
+                    self.state = State::Backoff;
+                    Step::Sleep(now + wait)
+                } else {
+                    self.finish(Err(error))
+                }
+            }
+            result => self.finish(result),
+        }
+    }
+
+    /// The write of [`Step::Write`] is done (or failed: a store fault is skipped).
+    pub(crate) fn written(&mut self) -> Step<I, O> {
+        let State::Writing(output) = std::mem::replace(&mut self.state, State::Over) else {
+            unreachable!("a write is asked for only with an output");
+        };
+        self.settle(Ok(output))
+    }
+
+    /// Starts attempt `self.attempt`: its rate slot first, if a rate limit is set.
+    fn next_attempt(&mut self, now: Instant) -> Step<I, O> {
+        let Some(rate) = self.options.rate_limit else {
+            return self.run();
+        };
+        match rate::reserve(self.name, rate, self.deadline.map(|(at, _)| at)) {
+            Ok(start) if start <= now => self.confirm_slot(now),
+            Ok(start) => {
+                self.state = State::RateSlot;
+                Step::Sleep(start)
+            }
+            Err(rate::TooLate) => {
+                let timeout = self.deadline.map_or(Duration::ZERO, |(_, t)| t);
+                self.finish(Err(self.timeout(timeout)))
+            }
+        }
+    }
+
+    /// At the reserved slot: starts the body, unless the limiter asks for a little more time.
+    fn confirm_slot(&mut self, now: Instant) -> Step<I, O> {
+        let rate = self.options.rate_limit.unwrap_or(f64::INFINITY);
+        match rate::confirm(self.name, rate) {
+            Some(wait) => {
+                self.state = State::RateSlot;
+                Step::Sleep(now + wait)
+            }
+            None => self.run(),
+        }
+    }
+
+    /// Hands the body its input: a copy while another attempt may follow, else the input.
+    fn run(&mut self) -> Step<I, O> {
+        let input = match (self.clone_input, &self.kept) {
+            (Some(clone), Some(original)) if self.attempt <= self.options.max_retries => {
+                clone(original)
+            }
+            _ => match self.kept.take() {
+                Some(input) => input,
+                None => return self.finish(Err(self.timeout(Duration::ZERO))),
+            },
+        };
+        self.state = State::Running;
+        Step::Run(input)
+    }
+
+    /// The body is done with: the result goes to the store (a success, when the call holds a
+    /// store slot), then to the memory cache, and the claim goes.
+    fn finish(&mut self, result: Result<O, XcsError>) -> Step<I, O> {
+        drop_quietly(self.kept.take());
+        let write = match (&result, &self.held) {
+            (Ok(output), Some(held)) => held.write(output),
+            _ => None,
+        };
+        match (result, write) {
+            (Ok(output), Some(write)) => {
+                self.state = State::Writing(output);
+                Step::Write(write)
+            }
+            (result, _) => {
+                self.state = State::Over;
+                self.settle(result)
+            }
+        }
+    }
+
+    /// Stores a success in the memory cache (releasing the claim, so waiting callers wake).
+    fn settle(&mut self, result: Result<O, XcsError>) -> Step<I, O> {
+        let result = match self.held.take() {
+            Some(held) => held.finish(result, self.name, self.index),
+            None => result,
+        };
+        Step::Done {
+            result,
+            event: None,
+        }
+    }
+
+    /// The call ends before its body runs.
+    fn done_early(&mut self, result: Result<O, XcsError>, outcome: Outcome) -> Step<I, O> {
+        drop_quietly(self.kept.take());
+        self.state = State::Over;
+        Step::Done {
+            result,
+            event: self.options.trace_execution.then_some(outcome),
+        }
+    }
+
+    fn timeout(&self, timeout: Duration) -> XcsError {
+        timeout_error(self.name, self.index, timeout)
+    }
+
+    /// The remote side's way out: the input to send and the claim to hold until its result
+    /// comes back (after [`Step::Run`] for attempt 1 of a plan made without retries).
+    pub(crate) fn into_held(self) -> Option<Held<I, O>> {
+        self.held
+    }
+}
+
+/// The outcome a trace event records for `result`.
+pub(crate) fn outcome_of<T>(result: &Result<T, XcsError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Ok,
+        Err(XcsError::Timeout { .. }) => Outcome::Timeout,
+        Err(XcsError::Panicked { .. }) => Outcome::Panicked,
+        Err(_) => Outcome::Error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache;
+    use std::hash::Hash;
+
+    fn supports() -> Supports<u64, u64> {
+        Supports {
+            cache: None,
+            persist: None,
+            clone_input: Some(|x: &u64| *x),
+            retried_by_items: false,
+        }
+    }
+
+    /// Drives `plan` like a driver would, with no thread and no clock but the one passed in:
+    /// every sleep "happens" at once, lookups go to the memory cache (no one else holds a
+    /// claim), and `body` answers each attempt. Returns the result, the attempts made, the
+    /// sleeps asked for and the single event recorded.
+    fn drive(
+        mut plan: CallPlan<'_, u64, u64>,
+        now: Instant,
+        mut body: impl FnMut(u64, u32) -> Result<u64, XcsError>,
+    ) -> (Result<u64, XcsError>, u32, Vec<Instant>, Option<Outcome>) {
+        let mut attempts = 0;
+        let mut sleeps = Vec::new();
+        let mut step = plan.start(now);
+        loop {
+            step = match step {
+                Step::Lookup => {
+                    let (support, key, at, held) = plan.lookup_request();
+                    let lookup = cache::lookup(support, key, at, held);
+                    plan.looked_up(lookup, now)
+                }
+                Step::Sleep(until) => {
+                    sleeps.push(until);
+                    plan.woke(until)
+                }
+                Step::Run(input) => {
+                    attempts += 1;
+                    assert_eq!(plan.attempt(), attempts);
+                    let result = body(input, plan.attempt());
+                    plan.ran(result, now)
+                }
+                Step::Write(write) => {
+                    write.run();
+                    plan.written()
+                }
+                Step::Done { result, event } => return (result, attempts, sleeps, event),
+            };
+        }
+    }
+
+    fn plan<'a>(
+        options: &'a ExecutionOptions,
+        name: &'a str,
+        now: Instant,
+    ) -> CallPlan<'a, u64, u64> {
+        CallPlan::new(
+            name,
+            None,
+            options,
+            supports(),
+            CallContext::default(),
+            7,
+            now,
+        )
+    }
+
+    #[test]
+    fn without_policies_the_body_runs_once() {
+        let options = ExecutionOptions::DEFAULT;
+        let now = Instant::now();
+        let (result, attempts, sleeps, event) =
+            drive(plan(&options, "plain", now), now, |x, _| Ok(x * 2));
+        assert_eq!(result.unwrap(), 14);
+        assert_eq!((attempts, sleeps.len(), event), (1, 0, None));
+    }
+
+    #[test]
+    fn a_call_past_its_deadline_is_a_timeout_that_never_runs() {
+        let options = ExecutionOptions {
+            timeout_seconds: Some(Duration::from_millis(10)),
+            trace_execution: true,
+            ..ExecutionOptions::DEFAULT
+        };
+        let made = Instant::now();
+        let later = made + Duration::from_secs(1);
+        let (result, attempts, _, event) = drive(plan(&options, "late", made), later, |x, _| Ok(x));
+        assert!(
+            matches!(result, Err(XcsError::Timeout { .. })),
+            "{result:?}"
+        );
+        assert_eq!((attempts, event), (0, Some(Outcome::Timeout)));
+    }
+
+    #[test]
+    fn retryable_failures_run_again_after_a_backoff_up_to_max_retries() {
+        let options = ExecutionOptions {
+            max_retries: 2,
+            ..ExecutionOptions::DEFAULT
+        };
+        let now = Instant::now();
+        let (result, attempts, sleeps, _) = drive(plan(&options, "flaky", now), now, |_, n| {
+            Err(XcsError::operator("flaky", format!("attempt {n}")))
+        });
+        assert_eq!(attempts, 3);
+        assert_eq!(sleeps.len(), 2);
+        assert!(
+            sleeps
+                .iter()
+                .all(|at| *at >= now + retry::FIRST_BACKOFF / 2)
+        );
+        assert!(result.unwrap_err().to_string().contains("attempt 3"));
+
+        // Succeeding on the second attempt stops there; a permanent error is never retried.
+        let (result, attempts, _, _) = drive(plan(&options, "flaky", now), now, |x, n| {
+            if n == 1 {
+                Err(XcsError::operator("flaky", "once"))
+            } else {
+                Ok(x)
+            }
+        });
+        assert_eq!((result.unwrap(), attempts), (7, 2));
+        let (result, attempts, _, _) = drive(plan(&options, "flaky", now), now, |_, _| {
+            Err(XcsError::permanent("flaky", "bad key"))
+        });
+        assert!(result.is_err());
+        assert_eq!(attempts, 1);
+    }
+
+    #[test]
+    fn a_retry_that_would_end_past_the_deadline_is_not_attempted() {
+        let options = ExecutionOptions {
+            max_retries: 5,
+            timeout_seconds: Some(Duration::from_millis(50)),
+            ..ExecutionOptions::DEFAULT
+        };
+        let now = Instant::now();
+        let (result, attempts, sleeps, _) =
+            drive(plan(&options, "slow_retry", now), now, |_, _| {
+                Err(XcsError::retry_after(
+                    "slow_retry",
+                    Duration::from_secs(1),
+                    "429",
+                ))
+            });
+        assert!(result.is_err());
+        assert_eq!((attempts, sleeps.len()), (1, 0));
+    }
+
+    #[test]
+    fn rate_limited_attempts_wait_for_their_slots() {
+        let options = ExecutionOptions {
+            rate_limit: Some(10.0),
+            ..ExecutionOptions::DEFAULT
+        };
+        let name = "plan_rate_test";
+        let now = Instant::now();
+        let (first, ..) = drive(plan(&options, name, now), now, |x, _| Ok(x));
+        assert!(first.is_ok());
+        // The second call's slot is at least 1/r after the first's.
+        let (second, _, sleeps, _) = drive(plan(&options, name, now), now, |x, _| Ok(x));
+        assert!(second.is_ok());
+        assert!(
+            sleeps
+                .first()
+                .is_some_and(|at| *at >= now + Duration::from_millis(90)),
+            "{sleeps:?}"
+        );
+        // A slot past the deadline is refused at once: a timeout without running.
+        let tight = ExecutionOptions {
+            timeout_seconds: Some(Duration::from_millis(1)),
+            ..options
+        };
+        let (third, attempts, _, _) = drive(plan(&tight, name, now), now, |x, _| Ok(x));
+        assert!(matches!(third, Err(XcsError::Timeout { .. })), "{third:?}");
+        assert_eq!(attempts, 0);
+    }
+
+    struct Keyed;
+
+    fn keyed() -> Supports<u64, u64> {
+        fn hash(input: &u64, mut state: &mut dyn std::hash::Hasher) {
+            input.hash(&mut state);
+        }
+        Supports {
+            cache: Some(CacheSupport::new::<Keyed>(hash, |o: &u64| *o)),
+            ..supports()
+        }
+    }
+
+    #[test]
+    fn a_cached_input_is_answered_without_its_body_and_traced_as_a_hit() {
+        let options = ExecutionOptions {
+            enable_caching: true,
+            trace_execution: true,
+            ..ExecutionOptions::DEFAULT
+        };
+        let now = Instant::now();
+        let input = 0x5eed_u64 ^ now.elapsed().as_nanos() as u64;
+        let make = || {
+            CallPlan::new(
+                "plan_cache",
+                None,
+                &options,
+                keyed(),
+                CallContext::default(),
+                input,
+                now,
+            )
+        };
+        let (first, attempts, _, event) = drive(make(), now, |x, _| Ok(x + 1));
+        assert_eq!((first.unwrap(), attempts, event), (input + 1, 1, None));
+        let (second, attempts, _, event) = drive(make(), now, |_, _| unreachable!("cached"));
+        assert_eq!(
+            (second.unwrap(), attempts, event),
+            (input + 1, 0, Some(Outcome::CacheHit))
+        );
+    }
+}
