@@ -92,7 +92,7 @@ pub(crate) fn invoke_under<O: Operator + ?Sized>(
     options: &ExecutionOptions,
     timed: bool,
 ) -> Result<O::Output, XcsError> {
-    if !options.has_call_policy() && !timed {
+    if !policy::needs_plan(options, timed) {
         return guarded(op.name(), index, || op.forward(input));
     }
     invoke_with(op, input, index, detach, options, timed)

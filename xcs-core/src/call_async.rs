@@ -31,7 +31,7 @@ pub(crate) fn call<'a, O: AsyncOperator + ?Sized>(
     invoke(op, input, None, Arc::new(Ambient::capture()))
 }
 
-/// One async call (or batch item, with `index`) under `snapshot`.
+/// One async call (or batch item, with `index`) under `ambient`.
 ///
 /// The common case — no deadline, caching, tracing, retries or rate limit — is a small future:
 /// the body with panics caught, inside the poll-scoped options (shared with the batch's other
@@ -41,32 +41,30 @@ pub(crate) fn invoke<'a, O: AsyncOperator + ?Sized>(
     op: &'a O,
     input: O::Input,
     index: Option<usize>,
-    snapshot: Arc<Ambient>,
+    ambient: Arc<Ambient>,
 ) -> impl Future<Output = Result<O::Output, XcsError>> + Send + 'a {
-    if is_lean(&snapshot) && !snapshot.context.is_cancelled() {
-        Either::Left(WithOptions::adopt(snapshot, lean(op, input, index)))
+    if is_lean(&ambient) && !ambient.context.is_cancelled() {
+        Either::Left(WithOptions::adopt(ambient, lean(op, input, index)))
     } else {
-        Either::Right(Box::pin(invoke_with(op, input, index, snapshot)))
+        Either::Right(Box::pin(invoke_with(op, input, index, ambient)))
     }
 }
 
-/// Whether calls under `snapshot` take the lean path of [`invoke`] (unless their context has
+/// Whether calls under `ambient` take the lean path of [`invoke`] (unless their context has
 /// been cancelled): no policy applies. The same for every item of a batch.
-pub(crate) fn is_lean(snapshot: &Ambient) -> bool {
-    !snapshot.options.has_call_policy()
-        && snapshot.options.timeout_seconds.is_none()
-        && snapshot.context.deadline.is_none()
+pub(crate) fn is_lean(ambient: &Ambient) -> bool {
+    !crate::policy::needs_plan(&ambient.options, ambient.context.deadline.is_some())
 }
 
-/// Item `index` of a batch running under `snapshot`: [`invoke`] for a future that is only ever
-/// polled with `snapshot` in force already (inside its batch's scoped future), so the lean case
-/// does not enter it again on every poll. `lean` is [`is_lean`] of `snapshot`, read once per
+/// Item `index` of a batch running under `ambient`: [`invoke`] for a future that is only ever
+/// polled with `ambient` in force already (inside its batch's scoped future), so the lean case
+/// does not enter it again on every poll. `lean` is [`is_lean`] of `ambient`, read once per
 /// batch; the batch has just checked that it has not given up (the items' context is its own).
 pub(crate) fn invoke_item<'a, O: AsyncOperator + ?Sized>(
     op: &'a O,
     input: O::Input,
     index: usize,
-    snapshot: &Arc<Ambient>,
+    ambient: &Arc<Ambient>,
     lean: bool,
 ) -> impl Future<Output = Result<O::Output, XcsError>> + Send + use<'a, O> {
     if lean {
@@ -76,7 +74,7 @@ pub(crate) fn invoke_item<'a, O: AsyncOperator + ?Sized>(
             op,
             input,
             Some(index),
-            Arc::clone(snapshot),
+            Arc::clone(ambient),
         )))
     }
 }

@@ -6,10 +6,13 @@
 //! was computed from. A read is an atomic load, a compare and a copy: no lock and no allocation.
 //! Only after a global update does a thread take the global read lock, once, to recompute.
 //!
-//! Entering a scope pushes its patch on the thread's stack and applies it to the cached options;
-//! the returned [`ScopeGuard`] pops it when dropped, so the previous options come back on every
-//! exit path, unwinding included. The guard is `!Send`: a scope belongs to the thread that opened
-//! it.
+//! Entering a scope pushes its patch on the thread's stack and marks the cached options stale;
+//! the returned [`ScopeGuard`] pops it when dropped (marking them stale again), so the previous
+//! options come back on every exit path, unwinding included. The options are worked out again —
+//! the patches above the last pinned frame applied to the global options — on the first read
+//! after a change, so a scope costs a push and a pop, and what it costs to read is paid once per
+//! change, only when something reads. The guard is `!Send`: a scope belongs to the thread that
+//! opened it.
 //!
 //! Work that an executor runs on a caller's behalf must see the caller's options, but thread
 //! locals do not cross threads. Executors therefore capture the caller's effective options and
@@ -45,8 +48,13 @@ enum Lazy {
 }
 
 struct ThreadScopes {
-    /// The effective options, valid while `generation` matches [`GENERATION`].
+    /// The effective options, valid while `valid` is set and `generation` matches
+    /// [`GENERATION`].
     effective: Cell<ExecutionOptions>,
+    /// Whether `effective` was worked out from the frames as they are now. Entering or leaving
+    /// a scope only clears it: the options are worked out again when next read, so a scope that
+    /// reads nothing costs a push and a pop.
+    valid: Cell<bool>,
     /// Whether `effective` asks for per-call work (caching, tracing, a timeout), worked out on
     /// first use after each change: the one bit the fast path of an operator call needs.
     per_call_work: Cell<Lazy>,
@@ -57,7 +65,12 @@ struct ThreadScopes {
     /// (such a thread's sync calls take the slow path, which warns about them).
     #[cfg(feature = "tokio")]
     on_runtime: Cell<bool>,
+    /// The global generation `effective` was worked out under.
     generation: Cell<u64>,
+    /// The global options as of `global_generation`, so that working the options out again
+    /// takes the global lock only after a global update.
+    global: Cell<ExecutionOptions>,
+    global_generation: Cell<u64>,
     frames: RefCell<Vec<Frame>>,
 }
 
@@ -65,11 +78,14 @@ thread_local! {
     static SCOPES: ThreadScopes = const {
         ThreadScopes {
             effective: Cell::new(ExecutionOptions::DEFAULT),
+            valid: Cell::new(true),
             per_call_work: Cell::new(Lazy::Unknown),
             under_deadline: Cell::new(false),
             #[cfg(feature = "tokio")]
             on_runtime: Cell::new(false),
             generation: Cell::new(0),
+            global: Cell::new(ExecutionOptions::DEFAULT),
+            global_generation: Cell::new(0),
             frames: RefCell::new(Vec::new()),
         }
     };
@@ -80,38 +96,52 @@ fn read_global() -> ExecutionOptions {
 }
 
 impl ThreadScopes {
-    /// Recomputes the effective options from the global ones and this thread's frames.
+    /// Works the effective options out from the global ones and this thread's frames.
     #[cold]
+    #[inline(never)]
     fn refresh(&self) -> ExecutionOptions {
         let generation = GENERATION.load(Ordering::Acquire);
         let frames = self.frames.borrow();
         let start = frames
             .iter()
             .rposition(|frame| matches!(frame, Frame::Pinned(_)));
-        let mut options = match start.map(|i| frames[i]) {
-            Some(Frame::Pinned(options)) => options,
-            _ => read_global(),
+        let mut options = match start.map(|i| &frames[i]) {
+            Some(Frame::Pinned(options)) => *options,
+            _ => {
+                if self.global_generation.get() != generation {
+                    self.global.set(read_global());
+                    self.global_generation.set(generation);
+                }
+                self.global.get()
+            }
         };
         for frame in &frames[start.map_or(0, |i| i + 1)..] {
             if let Frame::Patch(patch) = frame {
                 patch.apply_to(&mut options);
             }
         }
-        self.set_effective(options);
+        self.effective.set(options);
+        self.valid.set(true);
+        self.per_call_work.set(Lazy::Unknown);
         self.generation.set(generation);
         options
     }
 
+    /// The frames changed: the options are worked out again when next read.
     #[inline]
-    fn set_effective(&self, options: ExecutionOptions) {
-        self.effective.set(options);
-        // Invalidated, not recomputed: a scope that makes no operator call pays one byte store.
+    fn invalidate(&self) {
+        self.valid.set(false);
         self.per_call_work.set(Lazy::Unknown);
     }
 
     #[inline]
+    fn is_current(&self) -> bool {
+        self.valid.get() && self.generation.get() == GENERATION.load(Ordering::Acquire)
+    }
+
+    #[inline]
     fn current(&self) -> ExecutionOptions {
-        if self.generation.get() == GENERATION.load(Ordering::Acquire) {
+        if self.is_current() {
             self.effective.get()
         } else {
             self.refresh()
@@ -120,23 +150,13 @@ impl ThreadScopes {
 
     #[inline]
     fn push(&self, frame: Frame) -> ScopeGuard {
-        let before = self.current();
-        let generation = self.generation.get();
         let mut frames = self.frames.borrow_mut();
-        if frames.capacity() == 0 {
-            frames.reserve(16);
-        }
         let depth = frames.len();
         frames.push(frame);
         drop(frames);
-        self.set_effective(match frame {
-            Frame::Patch(patch) => before.patched(&patch),
-            Frame::Pinned(options) => options,
-        });
+        self.invalidate();
         ScopeGuard {
             depth,
-            before,
-            generation,
             _not_send: PhantomData,
         }
     }
@@ -173,8 +193,6 @@ pub fn get_global_options() -> ExecutionOptions {
 #[must_use = "the scope ends when the guard is dropped"]
 pub struct ScopeGuard {
     depth: usize,
-    before: ExecutionOptions,
-    generation: u64,
     /// Scopes belong to the thread that opened them.
     _not_send: PhantomData<*const ()>,
 }
@@ -186,13 +204,7 @@ impl Drop for ScopeGuard {
         // there is nothing left to restore then.
         let _ = SCOPES.try_with(|scopes| {
             scopes.frames.borrow_mut().truncate(self.depth);
-            if self.generation == GENERATION.load(Ordering::Acquire)
-                && self.generation == scopes.generation.get()
-            {
-                scopes.set_effective(self.before);
-            } else {
-                scopes.refresh();
-            }
+            scopes.invalidate();
         });
     }
 }
@@ -270,7 +282,7 @@ pub(crate) fn per_call_work() -> bool {
         if scopes.under_deadline.get() {
             return true;
         }
-        if scopes.generation.get() == GENERATION.load(Ordering::Acquire) {
+        if scopes.is_current() {
             match scopes.per_call_work.get() {
                 Lazy::Yes => return true,
                 Lazy::No => return false,
@@ -279,7 +291,7 @@ pub(crate) fn per_call_work() -> bool {
         }
         let options = scopes.current();
         #[allow(unused_mut)]
-        let mut work = options.has_call_policy() || options.timeout_seconds.is_some();
+        let mut work = crate::policy::needs_plan(&options, false);
         // Asked here, where the answer is kept, so the fast path pays nothing for it.
         #[cfg(feature = "tokio")]
         {

@@ -360,16 +360,16 @@ mod async_impls {
         kind: Kind,
         inputs: Vec<O::Input>,
         settled: bool,
-        mut snapshot: Ambient,
+        mut ambient: Ambient,
     ) -> Result<Ran<O::Output>, XcsError> {
-        let event = snapshot
+        let event = ambient
             .options
             .trace_execution
-            .then(|| trace::begin_async(&name, None, snapshot.parent.as_ref()));
+            .then(|| trace::begin_async(&name, None, ambient.parent.as_ref()));
         if let Some(event) = &event {
-            snapshot.parent = Some(event.parent());
+            ambient.parent = Some(event.parent());
         }
-        let ran = drive::future::run(&op, kind, inputs, settled, snapshot).await;
+        let ran = drive::future::run(&op, kind, inputs, settled, ambient).await;
         if let Some(event) = event {
             event.finish(trace_outcome(&ran));
         }
@@ -387,11 +387,11 @@ mod async_impls {
                     &self,
                     inputs: Self::Input,
                 ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send {
-                    let snapshot = Ambient::capture();
+                    let ambient = Ambient::capture();
                     let op = Arc::clone(&self.op);
                     let kind = $kind(self);
                     async move {
-                        let ran = drive::future::run(&op, kind, inputs, false, snapshot).await;
+                        let ran = drive::future::run(&op, kind, inputs, false, ambient).await;
                         collect(ran, op.name())
                     }
                 }

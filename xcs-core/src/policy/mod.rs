@@ -18,3 +18,13 @@ pub(crate) mod memo;
 pub(crate) mod plan;
 pub(crate) mod rate;
 pub(crate) mod retry;
+
+use crate::options::ExecutionOptions;
+
+/// Whether a call under `options` (inside a call with a deadline, or not) runs the call plan at
+/// all: `false` is the fast path, the body alone with its panics caught. The one rule that the
+/// sync fast path, the async lean path and each thread's cached flag read.
+#[inline]
+pub(crate) fn needs_plan(options: &ExecutionOptions, under_deadline: bool) -> bool {
+    under_deadline || options.has_call_policy() || options.timeout_seconds.is_some()
+}

@@ -37,16 +37,16 @@ use crate::pool;
 use crate::scoped::WithOptions;
 use crate::util::drop_quietly;
 
-/// Runs an async batch under `snapshot` (the caller's options, read at call time).
+/// Runs an async batch under `ambient` (the caller's options, read at call time).
 pub(crate) async fn run<O: AsyncOperator>(
     op: &Arc<O>,
     kind: Kind,
     inputs: Vec<O::Input>,
     settled: bool,
-    snapshot: Ambient,
+    ambient: Ambient,
 ) -> Result<Ran<O::Output>, XcsError> {
-    let options = snapshot.options;
-    let timing = Timing::with_parent(op.name(), &options, snapshot.context.clone())?;
+    let options = ambient.options;
+    let timing = Timing::with_parent(op.name(), &options, ambient.context.clone())?;
     // Async batches run as futures on the caller's runtime, never silently there under a
     // strategy that names a backend (see the module docs of `device`).
     device::check_async(options.device_strategy, || match kind {
@@ -67,7 +67,7 @@ pub(crate) async fn run<O: AsyncOperator>(
     // thread bound of sync batches).
     .max(1);
     let plan = Arc::new(
-        Plan::new(op, op.name(), len, options, &timing, settled).with_trace_parent(snapshot.parent),
+        Plan::new(op, op.name(), len, options, &timing, settled).with_trace_parent(ambient.parent),
     );
     // What every item runs under, shared by all of them.
     let items = Arc::new(Ambient {
@@ -79,8 +79,8 @@ pub(crate) async fn run<O: AsyncOperator>(
     let mut outcomes = Outcomes::new(len);
     let mut pending = inputs.into_iter().enumerate();
     let work = {
-        let (plan, op, snapshot) = (&plan, &*plan.op, &items);
-        let lean = call_async::is_lean(snapshot);
+        let (plan, op, ambient) = (&plan, &*plan.op, &items);
+        let lean = call_async::is_lean(ambient);
         let (outcomes, pending) = (&mut outcomes, &mut pending);
         let mut in_flight = FuturesUnordered::new();
         let mut stopped = false;
@@ -111,7 +111,7 @@ pub(crate) async fn run<O: AsyncOperator>(
                         break;
                     }
                     current.set(Some(call_async::invoke_item(
-                        op, input, index, snapshot, lean,
+                        op, input, index, ambient, lean,
                     )));
                     match poll_item(current.as_mut(), &mut Context::from_waker(&waker)) {
                         Poll::Ready(result) => {
