@@ -144,6 +144,7 @@ fn invoke_with<O: Operator + ?Sized>(
                     .traced()
                     .then(|| trace::begin(name, index).attempt(plan.attempt()));
                 let result = attempt_once(op, input, index, detach, &plan);
+                let result = plan.on_time(result, Instant::now());
                 if let Some(recorder) = recorder {
                     recorder.finish(outcome_of(&result));
                 }
@@ -164,7 +165,8 @@ fn invoke_with<O: Operator + ?Sized>(
 }
 
 /// One attempt of the body, under the call's deadline (enforced here when no enclosing call
-/// does).
+/// does: then the body runs on a thread of its own when the operator can be moved there, and
+/// the call returns at the deadline).
 fn attempt_once<O: Operator + ?Sized>(
     op: &O,
     input: O::Input,
@@ -184,23 +186,10 @@ fn attempt_once<O: Operator + ?Sized>(
                     cancel: Some(CancelFlag::child_of(context.cancel.clone())),
                     claims: context.claims.clone(),
                 });
-                let result = guarded(name, index, || op.forward(input));
-                if Instant::now() > at {
-                    Err(timeout_error(name, index, timeout))
-                } else {
-                    result
-                }
+                guarded(name, index, || op.forward(input))
             }
         },
-        Some((at, timeout)) => {
-            let result = guarded(name, index, || op.forward(input));
-            if Instant::now() > at {
-                Err(timeout_error(name, index, timeout))
-            } else {
-                result
-            }
-        }
-        None => guarded(name, index, || op.forward(input)),
+        _ => guarded(name, index, || op.forward(input)),
     }
 }
 

@@ -18,7 +18,7 @@ use crate::cache;
 use crate::deadline::{CallContext, CancelFlag};
 use crate::error::XcsError;
 use crate::operator::{AsyncOperator, Operator};
-use crate::policy::plan::{CallPlan, Step, Supports, outcome_of};
+use crate::policy::plan::{self, CallPlan, Step, Supports, outcome_of};
 use crate::scoped::WithOptions;
 use crate::trace;
 use crate::util;
@@ -219,6 +219,7 @@ async fn attempt_once<O: AsyncOperator + ?Sized>(
         None => body.await,
     };
     let result = result.unwrap_or_else(|payload| Err(util::panicked(name, index, payload)));
+    let result = plan::on_time(result, deadline, name, index, Instant::now());
     if let Some(event) = event {
         event.finish(outcome_of(&result));
     }

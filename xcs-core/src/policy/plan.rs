@@ -279,7 +279,15 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
         }
     }
 
-    /// The body's result for attempt [`attempt`](Self::attempt), at `now`.
+    /// The body's result as the attempt's outcome, at `now`: a result that comes after the
+    /// deadline is discarded for a timeout (a body that ignored its deadline ran too long). The
+    /// drivers pass every attempt's result through here before recording it.
+    pub(crate) fn on_time(&self, result: Result<O, XcsError>, now: Instant) -> Result<O, XcsError> {
+        on_time(result, self.deadline, self.name, self.index, now)
+    }
+
+    /// The body's result for attempt [`attempt`](Self::attempt), at `now` (after
+    /// [`on_time`](Self::on_time)).
     pub(crate) fn ran(&mut self, result: Result<O, XcsError>, now: Instant) -> Step<I, O> {
         debug_assert!(matches!(self.state, State::Running));
         match result {
@@ -400,6 +408,23 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     /// comes back (after [`Step::Run`] for attempt 1 of a plan made without retries).
     pub(crate) fn into_held(self) -> Option<Held<I, O>> {
         self.held
+    }
+}
+
+/// [`CallPlan::on_time`], for a driver that reads the plan's deadline before it awaits the body.
+pub(crate) fn on_time<O>(
+    result: Result<O, XcsError>,
+    deadline: Option<(Instant, Duration)>,
+    operator: &str,
+    index: Option<usize>,
+    now: Instant,
+) -> Result<O, XcsError> {
+    match (result, deadline) {
+        (Ok(output), Some((at, timeout))) if now > at => {
+            drop_quietly(output);
+            Err(timeout_error(operator, index, timeout))
+        }
+        (result, _) => result,
     }
 }
 

@@ -1,0 +1,220 @@
+//! The sync driver (threads) and the async driver (futures) run one call plan: the same
+//! scenario through both gives the same result and the same trace events, field by field
+//! (everything but ids, threads and times).
+//!
+//! The in-memory trace is process-wide and `take_trace` drains it, so the tests of this file run
+//! one at a time.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use xcs::{AsyncOperator, Operator, OptionsPatch, Outcome, TraceEvent, XcsError, with_options};
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+fn lock() -> MutexGuard<'static, ()> {
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the body does.
+#[derive(Clone, Copy, Debug)]
+enum Act {
+    /// Doubles its input.
+    Double,
+    /// Fails (retryably) on its first `n` attempts, then doubles.
+    FailFirst(u32),
+    /// Fails for good.
+    Permanent,
+    /// Panics.
+    Panic,
+}
+
+/// One operator, written once for each driver: `attempts` counts the bodies that ran.
+struct Body {
+    name: &'static str,
+    act: Act,
+    attempts: AtomicU32,
+}
+
+impl Body {
+    fn new(name: &'static str, act: Act) -> Self {
+        Body {
+            name,
+            act,
+            attempts: AtomicU32::new(0),
+        }
+    }
+
+    fn answer(&self, input: u64) -> Result<u64, XcsError> {
+        let attempt = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
+        match self.act {
+            Act::Double => Ok(input * 2),
+            Act::FailFirst(n) if attempt <= n => Err(XcsError::operator(self.name, "flaky")),
+            Act::FailFirst(_) => Ok(input * 2),
+            Act::Permanent => Err(XcsError::permanent(self.name, "bad request")),
+            Act::Panic => panic!("body of {} panicked", self.name),
+        }
+    }
+}
+
+struct SyncOp(Body);
+impl Operator for SyncOp {
+    type Input = u64;
+    type Output = u64;
+    fn forward(&self, input: u64) -> Result<u64, XcsError> {
+        self.0.answer(input)
+    }
+    fn name(&self) -> &str {
+        self.0.name
+    }
+}
+
+struct AsyncOp(Body);
+impl AsyncOperator for AsyncOp {
+    type Input = u64;
+    type Output = u64;
+    async fn forward(&self, input: u64) -> Result<u64, XcsError> {
+        tokio::task::yield_now().await;
+        self.0.answer(input)
+    }
+    fn name(&self) -> &str {
+        self.0.name
+    }
+}
+
+/// An event with what differs by nature (ids, threads, times) left out.
+type Shape = (String, Option<usize>, usize, Outcome, u32, bool);
+
+fn shape(events: &[TraceEvent], name: &str) -> Vec<Shape> {
+    events
+        .iter()
+        .filter(|e| e.operator == name)
+        .map(|e| {
+            (
+                e.operator.clone(),
+                e.index,
+                e.depth,
+                e.outcome,
+                e.attempt,
+                e.parent.is_some(),
+            )
+        })
+        .collect()
+}
+
+/// A result with what differs by nature (a measured time) left out.
+fn result_shape(result: &Result<u64, XcsError>) -> String {
+    match result {
+        Ok(value) => format!("ok {value}"),
+        Err(XcsError::Timeout {
+            operator, index, ..
+        }) => format!("timeout {operator} {index:?}"),
+        Err(XcsError::Panicked {
+            operator, index, ..
+        }) => format!("panicked {operator} {index:?}"),
+        Err(other) => format!("{other}"),
+    }
+}
+
+/// Runs `calls` calls of a fresh operator `name` doing `act` under `patch` (tracing on), first
+/// through the sync driver, then through the async one, and checks that both return the same
+/// results, run the same number of bodies and record the same events.
+fn agree(name: &'static str, act: Act, patch: &OptionsPatch, calls: &[u64]) -> Vec<Shape> {
+    let _guard = lock();
+    let patch = patch.trace_execution(true);
+    let _ = xcs::take_trace();
+
+    let sync = SyncOp(Body::new(name, act));
+    let sync_results: Vec<String> = calls
+        .iter()
+        .map(|&input| result_shape(&with_options(&patch, || sync.call(input))))
+        .collect();
+    let sync_events = shape(&xcs::take_trace().into_events(), name);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let op = AsyncOp(Body::new(name, act));
+    let async_results: Vec<String> = runtime.block_on(async {
+        let mut results = Vec::new();
+        for &input in calls {
+            // The options of the call are those in force where it is made: inside the scope.
+            let result = xcs::with_options_async(&patch, async { op.call(input).await }).await;
+            results.push(result_shape(&result));
+        }
+        results
+    });
+    let async_events = shape(&xcs::take_trace().into_events(), name);
+
+    assert_eq!(sync_results, async_results, "{name}: results");
+    assert_eq!(
+        sync.0.attempts.load(Ordering::SeqCst),
+        op.0.attempts.load(Ordering::SeqCst),
+        "{name}: bodies run"
+    );
+    assert_eq!(sync_events, async_events, "{name}: trace events");
+    sync_events
+}
+
+fn outcomes(events: &[Shape]) -> Vec<(Outcome, u32)> {
+    events.iter().map(|e| (e.3, e.4)).collect()
+}
+
+#[test]
+fn a_plain_call() {
+    let events = agree("agree_plain", Act::Double, &OptionsPatch::new(), &[21]);
+    assert_eq!(outcomes(&events), [(Outcome::Ok, 1)]);
+}
+
+#[test]
+fn retries_then_success() {
+    let patch = OptionsPatch::new().max_retries(3);
+    let events = agree("agree_retries", Act::FailFirst(2), &patch, &[5]);
+    assert_eq!(
+        outcomes(&events),
+        [(Outcome::Error, 1), (Outcome::Error, 2), (Outcome::Ok, 3)]
+    );
+}
+
+#[test]
+fn a_permanent_error_is_not_retried() {
+    let patch = OptionsPatch::new().max_retries(3);
+    let events = agree("agree_permanent", Act::Permanent, &patch, &[5]);
+    assert_eq!(outcomes(&events), [(Outcome::Error, 1)]);
+}
+
+#[test]
+fn a_panic_is_the_calls_error() {
+    let events = agree("agree_panic", Act::Panic, &OptionsPatch::new(), &[5]);
+    assert_eq!(outcomes(&events), [(Outcome::Panicked, 1)]);
+}
+
+#[test]
+fn a_second_call_with_one_input_is_a_cache_hit() {
+    let patch = OptionsPatch::new().enable_caching(true);
+    let events = agree("agree_cache", Act::Double, &patch, &[7, 7, 8]);
+    assert_eq!(
+        outcomes(&events),
+        [(Outcome::Ok, 1), (Outcome::CacheHit, 1), (Outcome::Ok, 1)]
+    );
+}
+
+#[test]
+fn rate_limited_calls() {
+    let patch = OptionsPatch::new().rate_limit(Some(50.0)).unwrap();
+    let events = agree("agree_rate", Act::Double, &patch, &[1, 2, 3]);
+    assert_eq!(outcomes(&events), [(Outcome::Ok, 1); 3]);
+}
+
+#[test]
+fn a_deadline_too_short_for_any_body_is_a_timeout() {
+    let patch = OptionsPatch::new()
+        .timeout(Some(Duration::from_nanos(1)))
+        .unwrap();
+    let events = agree("agree_deadline", Act::Double, &patch, &[1]);
+    assert_eq!(outcomes(&events).len(), 1);
+    assert_eq!(outcomes(&events)[0].0, Outcome::Timeout);
+}
