@@ -95,12 +95,14 @@
 
 mod backend;
 mod connect;
+mod limits;
 mod registry;
 mod wire;
 mod worker;
 
 pub use backend::{NatsBackend, WorkerSummary};
 pub use connect::{ClusterOptions, DEFAULT_PREFIX, KEY_VARIABLE};
+pub use limits::WorkerLimits;
 pub use registry::Registry;
 pub use wire::RemoteFailure;
-pub use worker::{WorkerLimits, serve, serve_async};
+pub use worker::{serve, serve_async};

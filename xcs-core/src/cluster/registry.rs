@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::connect::ClusterOptions;
+use super::limits::WorkerLimits;
 use super::wire::{ByteBuf, Item, ItemResult, WireError, WireSignature};
-use super::worker::WorkerLimits;
 use crate::batch::vmap;
 use crate::error::XcsError;
 use crate::operator::Operator;
