@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 use crate::ambient::Ambient;
 use crate::cache;
 use crate::deadline::{self, CallContext, CancelFlag};
-use crate::error::{BoxError, XcsError};
-use crate::operator::Operator;
+use crate::error::XcsError;
 use crate::options::ExecutionOptions;
 use crate::policy::{
     self,
@@ -36,32 +35,28 @@ pub(crate) type DetachedBody<I, O> = Box<dyn FnOnce(I) -> Result<O, XcsError> + 
 /// Makes a [`DetachedBody`] for one call.
 pub(crate) type Detach<'a, I, O> = &'a dyn Fn() -> DetachedBody<I, O>;
 
+/// What the sync driver needs of an operator. Every [`Operator`](crate::Operator) is one (a
+/// blanket impl beside the trait), so the driver does not depend on the trait that calls it.
+pub(crate) trait Callee: Send + Sync {
+    type Input: Send + 'static;
+    type Output: Send + 'static;
+    fn name(&self) -> &str;
+    fn forward(&self, input: Self::Input) -> Result<Self::Output, XcsError>;
+    /// What the operator offers the call plan.
+    fn supports(&self) -> Supports<Self::Input, Self::Output>;
+}
+
 /// Default `Operator::call`: the operator is only borrowed, so a deadline is checked, not
 /// enforced.
-pub(crate) fn call_borrowed<O: Operator + ?Sized>(
+pub(crate) fn call_borrowed<O: Callee + ?Sized>(
     op: &O,
     input: O::Input,
 ) -> Result<O::Output, XcsError> {
     invoke(op, input, None, None)
 }
 
-/// `Operator::call` for an operator the runtime may move to a worker (generated operators,
-/// `Arc<O>`, `&'static O`): returns at the deadline even if the body hangs.
-pub fn call_owned<O: Operator + Clone>(op: O, input: O::Input) -> Result<O::Output, XcsError> {
-    let detach = || -> DetachedBody<O::Input, O::Output> {
-        let op = op.clone();
-        Box::new(move |input| op.forward(input))
-    };
-    invoke(&op, input, None, Some(&detach))
-}
-
-/// Wraps the error of a generated operator's body.
-pub fn operator_error(operator: &str, error: impl Into<BoxError>) -> XcsError {
-    XcsError::operator(operator, error)
-}
-
 /// One operator call (or one batch item, with `index`) under the effective options.
-pub(crate) fn invoke<O: Operator + ?Sized>(
+pub(crate) fn invoke<O: Callee + ?Sized>(
     op: &O,
     input: O::Input,
     index: Option<usize>,
@@ -84,7 +79,7 @@ pub(crate) fn invoke<O: Operator + ?Sized>(
 /// [`invoke`] with the options (and whether a deadline applies) already known, as they are for
 /// batch items: the executor read them once for the whole batch.
 #[inline]
-pub(crate) fn invoke_under<O: Operator + ?Sized>(
+pub(crate) fn invoke_under<O: Callee + ?Sized>(
     op: &O,
     input: O::Input,
     index: Option<usize>,
@@ -99,7 +94,7 @@ pub(crate) fn invoke_under<O: Operator + ?Sized>(
 }
 
 #[cold]
-fn invoke_with<O: Operator + ?Sized>(
+fn invoke_with<O: Callee + ?Sized>(
     op: &O,
     input: O::Input,
     index: Option<usize>,
@@ -114,14 +109,8 @@ fn invoke_with<O: Operator + ?Sized>(
     } else {
         CallContext::default()
     };
-    let supports = Supports {
-        cache: op.__xcs_cache_support(),
-        persist: op.persist_support(),
-        clone_input: op.__xcs_clone_input(),
-        retried_by_items: op.__xcs_retried_by_items(),
-    };
     let now = Instant::now();
-    let mut plan = CallPlan::new(name, index, options, supports, context, input, now);
+    let mut plan = CallPlan::new(name, index, options, op.supports(), context, input, now);
     let mut step = plan.start(now);
     // The claim of a cached call is this thread's while its body runs.
     let mut claims = None;
@@ -167,7 +156,7 @@ fn invoke_with<O: Operator + ?Sized>(
 /// One attempt of the body, under the call's deadline (enforced here when no enclosing call
 /// does: then the body runs on a thread of its own when the operator can be moved there, and
 /// the call returns at the deadline).
-fn attempt_once<O: Operator + ?Sized>(
+fn attempt_once<O: Callee + ?Sized>(
     op: &O,
     input: O::Input,
     index: Option<usize>,

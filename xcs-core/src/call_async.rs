@@ -17,14 +17,28 @@ use crate::ambient::Ambient;
 use crate::cache;
 use crate::deadline::{CallContext, CancelFlag};
 use crate::error::XcsError;
-use crate::operator::{AsyncOperator, Operator};
 use crate::policy::plan::{self, CallPlan, Step, Supports, outcome_of};
 use crate::scoped::WithOptions;
 use crate::trace;
 use crate::util;
 
+/// What the async driver needs of an operator. Every [`AsyncOperator`](crate::AsyncOperator)
+/// is one (a blanket impl beside the trait), so the driver does not depend on the trait that
+/// calls it.
+pub(crate) trait AsyncCallee: Send + Sync {
+    type Input: Send + 'static;
+    type Output: Send + 'static;
+    fn name(&self) -> &str;
+    fn forward(
+        &self,
+        input: Self::Input,
+    ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send;
+    /// What the operator offers the call plan.
+    fn supports(&self) -> Supports<Self::Input, Self::Output>;
+}
+
 /// `AsyncOperator::call`: the caller's options, deadline and trace parent, read now.
-pub(crate) fn call<'a, O: AsyncOperator + ?Sized>(
+pub(crate) fn call<'a, O: AsyncCallee + ?Sized>(
     op: &'a O,
     input: O::Input,
 ) -> impl Future<Output = Result<O::Output, XcsError>> + Send + 'a {
@@ -37,7 +51,7 @@ pub(crate) fn call<'a, O: AsyncOperator + ?Sized>(
 /// the body with panics caught, inside the poll-scoped options (shared with the batch's other
 /// items, not copied). Anything else takes the full policy path, boxed so that the small case
 /// stays small.
-pub(crate) fn invoke<'a, O: AsyncOperator + ?Sized>(
+pub(crate) fn invoke<'a, O: AsyncCallee + ?Sized>(
     op: &'a O,
     input: O::Input,
     index: Option<usize>,
@@ -60,7 +74,7 @@ pub(crate) fn is_lean(ambient: &Ambient) -> bool {
 /// polled with `ambient` in force already (inside its batch's scoped future), so the lean case
 /// does not enter it again on every poll. `lean` is [`is_lean`] of `ambient`, read once per
 /// batch; the batch has just checked that it has not given up (the items' context is its own).
-pub(crate) fn invoke_item<'a, O: AsyncOperator + ?Sized>(
+pub(crate) fn invoke_item<'a, O: AsyncCallee + ?Sized>(
     op: &'a O,
     input: O::Input,
     index: usize,
@@ -80,7 +94,7 @@ pub(crate) fn invoke_item<'a, O: AsyncOperator + ?Sized>(
 }
 
 /// The lean path: the body, its panics caught.
-fn lean<'a, O: AsyncOperator + ?Sized>(
+fn lean<'a, O: AsyncCallee + ?Sized>(
     op: &'a O,
     input: O::Input,
     index: Option<usize>,
@@ -93,7 +107,7 @@ fn lean<'a, O: AsyncOperator + ?Sized>(
 }
 
 /// [`invoke`] with policies: the call plan, awaited.
-async fn invoke_with<O: AsyncOperator + ?Sized>(
+async fn invoke_with<O: AsyncCallee + ?Sized>(
     op: &O,
     input: O::Input,
     index: Option<usize>,
@@ -106,14 +120,8 @@ async fn invoke_with<O: AsyncOperator + ?Sized>(
         progress,
     } = (*ambient).clone();
     let name = op.name();
-    let supports = Supports {
-        cache: op.__xcs_cache_support(),
-        persist: op.persist_support(),
-        clone_input: op.__xcs_clone_input(),
-        retried_by_items: op.__xcs_retried_by_items(),
-    };
     let now = Instant::now();
-    let mut plan = CallPlan::new(name, index, &options, supports, context, input, now);
+    let mut plan = CallPlan::new(name, index, &options, op.supports(), context, input, now);
     let mut step = plan.start(now);
     loop {
         step = match step {
@@ -172,7 +180,7 @@ struct Attempt {
 }
 
 /// One attempt of the body: a future dropped at the deadline, recorded as one event.
-async fn attempt_once<O: AsyncOperator + ?Sized>(
+async fn attempt_once<O: AsyncCallee + ?Sized>(
     op: &O,
     input: O::Input,
     index: Option<usize>,
@@ -224,29 +232,4 @@ async fn attempt_once<O: AsyncOperator + ?Sized>(
         event.finish(outcome_of(&result));
     }
     result
-}
-
-/// `blocking(op)`'s body: `op.call(input)` on tokio's blocking threads under the options in
-/// force now (the item's, when called from a batch).
-pub(crate) fn run_blocking<O: Operator>(
-    op: Arc<O>,
-    input: O::Input,
-) -> impl Future<Output = Result<O::Output, XcsError>> + Send {
-    let ambient = Ambient::capture();
-    let name = op.name().to_owned();
-    async move {
-        let task = tokio::task::spawn_blocking(move || {
-            let _in = ambient.enter();
-            // A blocking thread: where a sync call belongs.
-            crate::warn::runtime_thread::sanctioned(|| op.call(input))
-        });
-        match task.await {
-            Ok(result) => result,
-            Err(error) => Err(XcsError::Panicked {
-                operator: name,
-                index: None,
-                message: format!("the blocking task failed: {error}"),
-            }),
-        }
-    }
 }

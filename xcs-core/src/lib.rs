@@ -92,12 +92,11 @@ pub use trace::{
 pub mod __private {
     pub use crate::axis::{Axis, batch_len};
     pub use crate::cache::CacheSupport;
-    pub use crate::call::{call_owned, operator_error};
     pub use crate::convert;
     pub use crate::error::XcsError;
     #[cfg(feature = "tokio")]
     pub use crate::operator::AsyncOperator;
-    pub use crate::operator::{CloneInput, Operator};
+    pub use crate::operator::{CloneInput, Operator, call_owned, operator_error};
     pub use crate::options::{CacheDir, DeviceStrategy, OptionsPatch, Scheduler};
     pub use crate::persist::PersistSupport;
     pub use crate::probe;

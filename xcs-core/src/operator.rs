@@ -8,11 +8,82 @@
 use std::sync::Arc;
 
 use crate::cache::CacheSupport;
+use crate::call::DetachedBody;
+use crate::error::{BoxError, XcsError};
+use crate::policy::plan::Supports;
 
 /// Copies an input for another attempt (see `max_retries`).
 #[doc(hidden)]
-pub type CloneInput<I> = fn(&I) -> I;
-use crate::error::XcsError;
+pub use crate::policy::retry::CloneInput;
+
+/// Every operator is what the sync driver calls.
+impl<O: Operator + ?Sized> crate::call::Callee for O {
+    type Input = <O as Operator>::Input;
+    type Output = <O as Operator>::Output;
+
+    #[inline]
+    fn name(&self) -> &str {
+        Operator::name(self)
+    }
+
+    #[inline]
+    fn forward(&self, input: Self::Input) -> Result<Self::Output, XcsError> {
+        Operator::forward(self, input)
+    }
+
+    fn supports(&self) -> Supports<Self::Input, Self::Output> {
+        Supports {
+            cache: self.__xcs_cache_support(),
+            persist: self.persist_support(),
+            clone_input: self.__xcs_clone_input(),
+            retried_by_items: self.__xcs_retried_by_items(),
+        }
+    }
+}
+
+/// Every async operator is what the async driver calls.
+#[cfg(feature = "tokio")]
+impl<O: AsyncOperator + ?Sized> crate::call_async::AsyncCallee for O {
+    type Input = <O as AsyncOperator>::Input;
+    type Output = <O as AsyncOperator>::Output;
+
+    #[inline]
+    fn name(&self) -> &str {
+        AsyncOperator::name(self)
+    }
+
+    #[inline]
+    fn forward(
+        &self,
+        input: Self::Input,
+    ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send {
+        AsyncOperator::forward(self, input)
+    }
+
+    fn supports(&self) -> Supports<Self::Input, Self::Output> {
+        Supports {
+            cache: self.__xcs_cache_support(),
+            persist: self.persist_support(),
+            clone_input: self.__xcs_clone_input(),
+            retried_by_items: self.__xcs_retried_by_items(),
+        }
+    }
+}
+
+/// `Operator::call` for an operator the runtime may move to a worker (generated operators,
+/// `Arc<O>`, `&'static O`): returns at the deadline even if the body hangs.
+pub fn call_owned<O: Operator + Clone>(op: O, input: O::Input) -> Result<O::Output, XcsError> {
+    let detach = || -> DetachedBody<O::Input, O::Output> {
+        let op = op.clone();
+        Box::new(move |input| Operator::forward(&op, input))
+    };
+    crate::call::invoke(&op, input, None, Some(&detach))
+}
+
+/// Wraps the error of a generated operator's body.
+pub fn operator_error(operator: &str, error: impl Into<BoxError>) -> XcsError {
+    XcsError::operator(operator, error)
+}
 
 /// A unit of work: an LLM call, a scorer, an ensemble, a plain function.
 ///
@@ -138,7 +209,7 @@ impl<O: Operator> Operator for Arc<O> {
 
     /// Owned handle: returns at the deadline even if `forward` hangs.
     fn call(&self, input: Self::Input) -> Result<Self::Output, XcsError> {
-        crate::call::call_owned(Arc::clone(self), input)
+        call_owned(Arc::clone(self), input)
     }
 
     fn __xcs_cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
@@ -176,7 +247,7 @@ impl<O: Operator> Operator for &'static O {
 
     /// Owned handle: returns at the deadline even if `forward` hangs.
     fn call(&self, input: Self::Input) -> Result<Self::Output, XcsError> {
-        crate::call::call_owned(*self, input)
+        call_owned(*self, input)
     }
 
     fn __xcs_cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
@@ -434,7 +505,7 @@ impl<O: Operator> AsyncOperator for Blocking<O> {
         &self,
         input: Self::Input,
     ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send {
-        crate::call_async::run_blocking(Arc::clone(&self.op), input)
+        run_blocking(Arc::clone(&self.op), input)
     }
 
     fn name(&self) -> &str {
@@ -462,5 +533,31 @@ impl<O: Operator> AsyncOperator for Blocking<O> {
 
     fn __xcs_version(&self) -> u32 {
         Operator::__xcs_version(&*self.op)
+    }
+}
+
+/// `blocking(op)`'s body: `op.call(input)` on tokio's blocking threads under the options in
+/// force now (the item's, when called from a batch).
+#[cfg(feature = "tokio")]
+fn run_blocking<O: Operator>(
+    op: Arc<O>,
+    input: O::Input,
+) -> impl Future<Output = Result<O::Output, XcsError>> + Send {
+    let ambient = crate::ambient::Ambient::capture();
+    let name = Operator::name(&*op).to_owned();
+    async move {
+        let task = tokio::task::spawn_blocking(move || {
+            let _in = ambient.enter();
+            // A blocking thread: where a sync call belongs.
+            crate::warn::runtime_thread::sanctioned(|| Operator::call(&*op, input))
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(error) => Err(XcsError::Panicked {
+                operator: name,
+                index: None,
+                message: format!("the blocking task failed: {error}"),
+            }),
+        }
     }
 }

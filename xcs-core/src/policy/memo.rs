@@ -174,10 +174,10 @@ impl<I: 'static, O: Send + 'static> Held<I, O> {
 /// be copied (warned once, unless the operator is a batch, whose items retry one by one).
 pub(crate) fn input_cloner<I>(
     options: &ExecutionOptions,
-    cloner: Option<crate::operator::CloneInput<I>>,
+    cloner: Option<crate::policy::retry::CloneInput<I>>,
     retried_by_items: bool,
     operator: &str,
-) -> Option<crate::operator::CloneInput<I>> {
+) -> Option<crate::policy::retry::CloneInput<I>> {
     if options.max_retries == 0 {
         return None;
     }

@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 use crate::cache::{CacheKey, CacheSupport, ClaimChain, Lookup};
 use crate::deadline::CallContext;
 use crate::error::XcsError;
-use crate::operator::CloneInput;
 use crate::options::ExecutionOptions;
 use crate::persist::{PersistSupport, Write};
 use crate::policy::memo::{self, Claimed, Held};
-use crate::policy::{rate, retry};
+use crate::policy::rate;
+use crate::policy::retry::{self, CloneInput};
 use crate::trace::Outcome;
 use crate::util::{drop_quietly, timeout_error};
 

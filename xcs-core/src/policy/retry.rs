@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::XcsError;
 
+/// Copies an input for another attempt.
+pub type CloneInput<I> = fn(&I) -> I;
+
 /// The first backoff.
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest backoff.
