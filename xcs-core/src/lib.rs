@@ -41,10 +41,12 @@ pub mod scope;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod scoped;
-mod store;
 pub mod trace;
 mod util;
 mod warn;
+
+// The store's old path, `crate::store`, which the cluster's registry and the probes name.
+use persist::store;
 
 pub use axis::Axis;
 pub use batch::{PMap, VMap, pmap, vmap};
@@ -66,6 +68,7 @@ pub use options::{
     CacheDir, DeviceStrategy, ExecutionOptions, MAX_WORKERS, OptionsPatch, Scheduler,
 };
 pub use persist::PersistSupport;
+pub use persist::clear_cache_dir;
 pub use pool::{
     DEFAULT_ABANDONED_LIMIT, IDLE_TIMEOUT, ThreadStats, abandoned_items, set_abandoned_limit,
     thread_stats,
@@ -80,7 +83,6 @@ pub use scope::{
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use scoped::{WithOptions, with_options_async};
-pub use store::clear_cache_dir;
 pub use trace::{
     OperatorStats, Outcome, TRACE_CAPACITY, Trace, TraceEvent, TraceSummary, take_trace,
 };

@@ -917,7 +917,11 @@ mod tests {
     fn child(role: &str, dir: &Path) -> Command {
         let mut command = Command::new(std::env::current_exe().unwrap());
         command
-            .args(["--exact", "store::tests::store_child", "--nocapture"])
+            .args([
+                "--exact",
+                "persist::store::tests::store_child",
+                "--nocapture",
+            ])
             .env("XCS_STORE_TEST_ROLE", role)
             .env("XCS_STORE_TEST_DIR", dir)
             .stdin(Stdio::null());
@@ -1463,7 +1467,7 @@ mod tests {
         assert!(decode::<Bomb>(&[0]).is_none());
     }
 
-    /// `cargo test -p xcs-core --release --lib store::tests::bench_store -- --ignored --nocapture`
+    /// `cargo test -p xcs-core --release --lib persist::store::tests::bench_store -- --ignored --nocapture`
     #[test]
     #[ignore = "a benchmark: prints figures, asserts nothing"]
     fn bench_store() {

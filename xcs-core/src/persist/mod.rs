@@ -9,13 +9,17 @@
 //! cannot be opened, read or written is skipped with one warning per directory — never a failed
 //! call.
 
+pub(crate) mod store;
+
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cache::std_types;
 use crate::options::ExecutionOptions;
-use crate::store::{self, Store};
+use store::Store;
+
+pub use store::clear_cache_dir;
 
 /// How an operator's results persist in a `cache_dir` store: how to serialize its input (the
 /// key) and its output (the value), and the version that invalidates old entries.
