@@ -57,7 +57,8 @@ mod trace;
 mod util;
 mod warn;
 
-// The store's old path, `crate::store`, which the cluster's registry and the probes name.
+// The store's old path, `crate::store`, which the cluster's registry names.
+#[cfg(feature = "nats")]
 use persist::store;
 
 pub use axis::Axis;

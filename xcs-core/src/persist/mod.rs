@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cache::std_types;
+use crate::codec;
 use crate::options::ExecutionOptions;
 use store::Store;
 
@@ -91,9 +92,9 @@ impl<I, O> PersistSupport<I, O> {
         PersistSupport {
             version: 0,
             fingerprint: 0,
-            encode_input: |input| store::encode(input),
-            encode_output: |output| store::encode(output),
-            decode_output: |bytes| store::decode(bytes),
+            encode_input: |input| codec::encode(input),
+            encode_output: |output| codec::encode(output),
+            decode_output: |bytes| codec::decode_owned(bytes),
         }
     }
 
@@ -164,7 +165,7 @@ fn std_encoder<T: 'static>() -> Option<Encode<T>> {
         ($($t:ty),*) => {$(
             if TypeId::of::<T>() == TypeId::of::<$t>() {
                 return Some(|value: &T| {
-                    (value as &dyn Any).downcast_ref::<$t>().and_then(|v| store::encode(v))
+                    (value as &dyn Any).downcast_ref::<$t>().and_then(|v| codec::encode(v))
                 });
             }
         )*};
@@ -178,7 +179,7 @@ fn std_decoder<T: 'static>() -> Option<Decode<T>> {
         ($($t:ty),*) => {$(
             if TypeId::of::<T>() == TypeId::of::<$t>() {
                 return Some(|bytes: &[u8]| {
-                    let value: Box<dyn Any> = Box::new(store::decode::<$t>(bytes)?);
+                    let value: Box<dyn Any> = Box::new(codec::decode_owned::<$t>(bytes)?);
                     value.downcast::<T>().ok().map(|v| *v)
                 });
             }
@@ -335,7 +336,7 @@ mod tests {
         );
         assert_eq!(other_code.unwrap().get(), None);
         assert_eq!(slot.get(), Some(7));
-        let _ = crate::store::clear_cache_dir(&dir);
+        let _ = store::clear_cache_dir(&dir);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
