@@ -11,6 +11,7 @@ use lru::LruCache;
 use super::flight::Lookup;
 use super::key::{CacheKey, CacheSupport};
 use super::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_MAX_BYTES};
+use crate::util::{drop_quietly, panic_message};
 
 /// A stored output: a `Mutex<O>` (so that it is `Sync` for any `Send` output, and can be cloned
 /// without holding the map's lock), and the bytes it counts.
@@ -65,25 +66,9 @@ pub(super) fn stored(key: &CacheKey) -> Option<Arc<dyn Any + Send + Sync>> {
     with_store(|store| store.map.get(key).map(|entry| Arc::clone(&entry.value)))
 }
 
-/// Drops `value`, swallowing a panic from its `Drop` (and from the panic payload's own `Drop`,
-/// whose second payload is leaked rather than dropped).
-fn drop_quietly<T>(value: T) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
-        if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-            std::mem::forget(again);
-        }
-    }
-}
-
 /// The message of a caught panic, with where it happened.
 pub(super) fn panic_text(payload: Box<dyn Any + Send>, during: &str) -> String {
-    let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic payload is not a string".to_owned()
-    };
+    let message = panic_message(&*payload);
     drop_quietly(payload);
     format!("{message} ({during})")
 }
