@@ -83,6 +83,14 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Option<Vec<u8>> {
     }
 }
 
+/// The value whose serialized form is `bytes`, or `None` if they are not exactly one value of
+/// type `T` (wrong type, truncated, trailing bytes, nested too deeply, hostile input, or a
+/// panicking `Deserialize` impl): [`decode`] for readers that treat every failure alike, as a
+/// store miss or a peer's malformed item.
+pub(crate) fn decode_owned<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    decode(bytes).ok()
+}
+
 /// The value whose serialized form ([`encode`]) is `bytes`: exactly one value of type `T`, no
 /// more than [`MAX_DEPTH`] levels deep, from at most [`MAX_BYTES`] bytes. Anything else is an
 /// error, never a panic or an overflowing stack — including a `Deserialize` impl that panics.
@@ -579,5 +587,75 @@ mod tests {
             decode::<Vec<Option<Bomb>>>(&[2, 0, 1]).err(),
             Some(DecodeError::Panicked)
         );
+    }
+
+    #[test]
+    fn encode_decode_round_trip_and_are_stable() {
+        let value = (
+            String::from("héllo"),
+            300u64,
+            vec![-1i32, 2],
+            Some(true),
+            1.5f64,
+        );
+        let bytes = encode(&value).unwrap();
+        assert_eq!(
+            decode_owned::<(String, u64, Vec<i32>, Option<bool>, f64)>(&bytes),
+            Some(value)
+        );
+        // The wire format: varint integers, length-prefixed strings. Pinned: stored keys and
+        // values must read the same in every later build.
+        assert_eq!(
+            encode(&(1u32, "a", 300usize)).unwrap(),
+            [1, 1, b'a', 0xac, 0x02]
+        );
+        assert_eq!(encode(&Some(-1i64)).unwrap(), [1, 1]);
+    }
+
+    #[test]
+    fn decode_refuses_bad_bytes() {
+        let bytes = encode(&(7u8, String::from("abc"))).unwrap();
+        assert_eq!(
+            decode_owned::<(u8, String)>(&bytes[..bytes.len() - 1]),
+            None,
+            "truncated"
+        );
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(
+            decode_owned::<(u8, String)>(&longer),
+            None,
+            "trailing bytes"
+        );
+        assert_eq!(decode_owned::<String>(&[2, 0xff, 0xfe]), None, "not UTF-8");
+        assert_eq!(decode_owned::<bool>(&[2]), None, "not a bool");
+        assert_eq!(decode_owned::<u8>(&[]), None, "empty");
+        // A length of 2^35 elements must not allocate 2^35 anything.
+        assert_eq!(
+            decode_owned::<Vec<u64>>(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]),
+            None
+        );
+        assert_eq!(
+            decode_owned::<Vec<u64>>(&[0xff; 16]),
+            None,
+            "overlong varint"
+        );
+    }
+
+    #[test]
+    fn decode_owned_of_a_panicking_impl_is_none() {
+        struct Bomb;
+        impl Serialize for Bomb {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                panic!("Serialize exploded")
+            }
+        }
+        impl<'de> Deserialize<'de> for Bomb {
+            fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Bomb, D::Error> {
+                panic!("Deserialize exploded")
+            }
+        }
+        assert!(encode(&Bomb).is_none());
+        assert!(decode_owned::<Bomb>(&[0]).is_none());
     }
 }

@@ -2,24 +2,40 @@
 //! the `vmap` / `pmap` executors that honour the options.
 //!
 //! Use it through the facade crate `xcs`, which re-exports everything here together with the
-//! macros. The modules are small and named for what they hold:
+//! macros. Its API is the items at the crate root, [`options`] (the option table the macros
+//! read) and `cluster` (feature `nats`); `__private` holds what generated code needs, and
+//! [`convert`] stays public for it (compile errors name its traits through
+//! `xcs::__private::convert`); every other module is private. The modules are small and named
+//! for what they hold:
 //!
 //! - [`options`]: the option table, [`ExecutionOptions`], [`OptionsPatch`] and value parsing;
-//! - [`scope`]: the global options and the per-thread scope stack;
-//! - [`operator`]: the [`Operator`] trait; [`axis`]: broadcast/batched arguments;
-//! - `call`, `deadline`, `pool`, `executor`: how calls and batches run;
-//! - [`cache`], [`trace`], [`device`], [`progress`]: what `enable_caching`, `trace_execution`,
-//!   `device_strategy` and `show_progress` do; `store`: the database behind `cache_dir`
-//!   ([`clear_cache_dir`]).
+//!   [`convert`]: the run-time conversions of option values written in the macros;
+//! - `scope`: the global options and the per-thread scope stack; `scoped`: the same inside async
+//!   code (feature `tokio`);
+//! - `operator`: the [`Operator`] trait (and `AsyncOperator`, `blocking`); `axis`:
+//!   broadcast/batched arguments; `probe`: the compile-time probes of generated operators;
+//! - `ambient`: what a call runs under (options, deadline, trace parent, progress), captured
+//!   and entered as one value; `policy/` (`plan`, the order of a call's policies as a state
+//!   machine; `deadline`, `memo`, `retry`, `rate`, each one rule) and the drivers that run the
+//!   plan, `call` (threads) and `call_async` (futures); `deadline`: a thread's call context;
+//! - `batch/` (`plan.rs`, the batch rules; `drive/`, the drivers), `pool`, `device`: how
+//!   batches run, and on which backend (`device_strategy`);
+//! - `cache/` (`size`, `key`, `memory`, `flight`): what `enable_caching` does;
+//!   `persist/` (`mod.rs`, [`PersistSupport`] and slots; `store.rs`, the SQLite database behind
+//!   `cache_dir`, [`clear_cache_dir`]) and `codec`: the bounded serialized form the store and the
+//!   cluster share;
+//! - `trace/` (`event`, `record`, `summary`, `chrome`, `remote`): what `trace_execution` records;
+//! - `progress/` (`event`, `hook`, `bar`, `tally`, `frame`): what `show_progress` shows;
+//! - `error`: [`XcsError`]; `util`, `warn`: leaf helpers and the once-per-operator warnings.
 #![forbid(unsafe_code)]
 // docs.rs (nightly rustdoc, `--cfg docsrs`): each feature-gated item says which feature it needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod ambient;
-pub mod axis;
+mod axis;
 mod batch;
-pub mod cache;
+mod cache;
 mod call;
 #[cfg(feature = "tokio")]
 mod call_async;
@@ -29,23 +45,25 @@ pub mod cluster;
 mod codec;
 pub mod convert;
 mod deadline;
-pub mod device;
-pub mod error;
-pub mod operator;
+mod device;
+mod error;
+mod operator;
 pub mod options;
-pub mod persist;
+mod persist;
 mod policy;
-pub mod pool;
-pub mod probe;
-pub mod progress;
-pub mod scope;
+mod pool;
+mod probe;
+mod progress;
+mod scope;
 #[cfg(feature = "tokio")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-pub mod scoped;
-mod store;
-pub mod trace;
+mod scoped;
+mod trace;
 mod util;
 mod warn;
+
+// The store's old path, `crate::store`, which the cluster's registry names.
+#[cfg(feature = "nats")]
+use persist::store;
 
 pub use axis::Axis;
 pub use batch::{PMap, VMap, pmap, vmap};
@@ -67,6 +85,7 @@ pub use options::{
     CacheDir, DeviceStrategy, ExecutionOptions, MAX_WORKERS, OptionsPatch, Scheduler,
 };
 pub use persist::PersistSupport;
+pub use persist::clear_cache_dir;
 pub use pool::{
     DEFAULT_ABANDONED_LIMIT, IDLE_TIMEOUT, ThreadStats, abandoned_items, set_abandoned_limit,
     thread_stats,
@@ -81,7 +100,6 @@ pub use scope::{
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use scoped::{WithOptions, with_options_async};
-pub use store::clear_cache_dir;
 pub use trace::{
     OperatorStats, Outcome, TRACE_CAPACITY, Trace, TraceEvent, TraceSummary, take_trace,
 };
@@ -99,7 +117,10 @@ pub mod __private {
     pub use crate::operator::{CloneInput, Operator, call_owned, operator_error};
     pub use crate::options::{CacheDir, DeviceStrategy, OptionsPatch, Scheduler};
     pub use crate::persist::PersistSupport;
-    pub use crate::probe;
+    /// The compile-time probes of an operator's types (autoref specialization).
+    pub mod probe {
+        pub use crate::probe::*;
+    }
     pub use crate::scope::{ScopeGuard, enter, set_global_options};
     #[cfg(feature = "tokio")]
     pub use crate::scoped::with_options_async;

@@ -96,7 +96,7 @@ pub trait NoEncodeProbe<T> {
 
 impl<T: serde::Serialize> EncodeProbe<T> for &Probe<T> {
     fn encoder(&self) -> Option<crate::persist::Encode<T>> {
-        Some(|value| crate::store::encode(value))
+        Some(|value| crate::codec::encode(value))
     }
 }
 
@@ -120,7 +120,7 @@ pub trait NoDecodeProbe<T> {
 
 impl<T: serde::de::DeserializeOwned> DecodeProbe<T> for &Probe<T> {
     fn decoder(&self) -> Option<crate::persist::Decode<T>> {
-        Some(|bytes| crate::store::decode(bytes))
+        Some(|bytes| crate::codec::decode_owned(bytes))
     }
 }
 

@@ -9,13 +9,18 @@
 //! cannot be opened, read or written is skipped with one warning per directory — never a failed
 //! call.
 
+pub(crate) mod store;
+
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cache::std_types;
+use crate::codec;
 use crate::options::ExecutionOptions;
-use crate::store::{self, Store};
+use store::Store;
+
+pub use store::clear_cache_dir;
 
 /// How an operator's results persist in a `cache_dir` store: how to serialize its input (the
 /// key) and its output (the value), and the version that invalidates old entries.
@@ -87,9 +92,9 @@ impl<I, O> PersistSupport<I, O> {
         PersistSupport {
             version: 0,
             fingerprint: 0,
-            encode_input: |input| store::encode(input),
-            encode_output: |output| store::encode(output),
-            decode_output: |bytes| store::decode(bytes),
+            encode_input: |input| codec::encode(input),
+            encode_output: |output| codec::encode(output),
+            decode_output: |bytes| codec::decode_owned(bytes),
         }
     }
 
@@ -160,7 +165,7 @@ fn std_encoder<T: 'static>() -> Option<Encode<T>> {
         ($($t:ty),*) => {$(
             if TypeId::of::<T>() == TypeId::of::<$t>() {
                 return Some(|value: &T| {
-                    (value as &dyn Any).downcast_ref::<$t>().and_then(|v| store::encode(v))
+                    (value as &dyn Any).downcast_ref::<$t>().and_then(|v| codec::encode(v))
                 });
             }
         )*};
@@ -174,7 +179,7 @@ fn std_decoder<T: 'static>() -> Option<Decode<T>> {
         ($($t:ty),*) => {$(
             if TypeId::of::<T>() == TypeId::of::<$t>() {
                 return Some(|bytes: &[u8]| {
-                    let value: Box<dyn Any> = Box::new(store::decode::<$t>(bytes)?);
+                    let value: Box<dyn Any> = Box::new(codec::decode_owned::<$t>(bytes)?);
                     value.downcast::<T>().ok().map(|v| *v)
                 });
             }
@@ -349,7 +354,7 @@ mod tests {
         );
         assert_eq!(other_code.unwrap().get(), None);
         assert_eq!(slot.get(), Some(7));
-        let _ = crate::store::clear_cache_dir(&dir);
+        let _ = store::clear_cache_dir(&dir);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1,4 +1,4 @@
-//! The storage layer of the persistent cache (`cache_dir`, SPEC §9): an embedded database in the
+//! The storage layer of the persistent cache (`cache_dir`): an embedded database in the
 //! cache directory, shared by the threads of a process and by every process that uses the same
 //! directory at once.
 //!
@@ -41,11 +41,13 @@
 //!   the operator's name (length-prefixed), its version, the fingerprint of its code (generated
 //!   operators; 0 otherwise) and the input's serialized bytes. Unambiguous, and stable across
 //!   processes, builds and platforms.
-//! - [`encode`] / [`decode`]: the serialized form of inputs and outputs (`postcard`, whose wire
-//!   format is stable across its 1.x releases and platform-independent: integers are varints, so a
-//!   `usize` reads the same on 32- and 64-bit hosts). Both return `None` instead of failing or
-//!   panicking, including when a user's `Serialize`/`Deserialize` impl panics or the bytes nest
-//!   deeper than [`codec::MAX_DEPTH`] levels (thin wrappers of [`codec`]).
+//! - Values are stored in the serialized form of [`codec`](crate::codec)
+//!   ([`codec::encode`](crate::codec::encode) /
+//!   [`codec::decode_owned`](crate::codec::decode_owned): `postcard`, whose wire format is
+//!   stable across its 1.x releases and platform-independent: integers are varints, so a `usize`
+//!   reads the same on 32- and 64-bit hosts). Both return `None` instead of failing or panicking,
+//!   including when a user's `Serialize`/`Deserialize` impl panics or the bytes nest deeper than
+//!   [`codec::MAX_DEPTH`](crate::codec::MAX_DEPTH) levels.
 //! - [`clear_cache_dir`]`(path)` (public, re-exported at the crate root): empties the store of a
 //!   directory.
 //!
@@ -86,8 +88,9 @@
 //! checked (the directory's access control lists apply as they are); symbolic links are still
 //! refused.
 //!
-//! Bytes read back from a store are decoded with bounds ([`codec::decode`]: depth, size,
-//! elements): a value that breaks them is a miss, never a crashed process.
+//! Bytes read back from a store are decoded with bounds
+//! ([`codec::decode`](crate::codec::decode): depth, size, elements): a value that breaks them is
+//! a miss, never a crashed process.
 //!
 //! # Caveats for callers
 //!
@@ -111,7 +114,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::codec;
 use crate::error::XcsError;
 use crate::options::CacheDir;
 
@@ -423,10 +425,10 @@ fn side_file(db: &Path, suffix: &str) -> PathBuf {
 
 /// The key of one call in the store: a format tag, the operator's name as a length-prefixed
 /// UTF-8 string, its version, the fingerprint of its code (see
-/// [`PersistSupport`](crate::PersistSupport)) and the input's serialized bytes ([`encode`]). All
-/// integers are little-endian and fixed-size, so two different (name, version, fingerprint,
-/// input) tuples never share a key, and a key means the same in every process, build and
-/// platform.
+/// [`PersistSupport`](crate::PersistSupport)) and the input's serialized bytes
+/// ([`codec::encode`](crate::codec::encode)). All integers are little-endian and fixed-size, so
+/// two different (name, version, fingerprint, input) tuples never share a key, and a key means
+/// the same in every process, build and platform.
 pub(crate) fn key_bytes(operator: &str, version: u32, fingerprint: u64, input: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + 8 + operator.len() + 4 + 8 + input.len());
     key.push(KEY_FORMAT);
@@ -438,18 +440,9 @@ pub(crate) fn key_bytes(operator: &str, version: u32, fingerprint: u64, input: &
     key
 }
 
-/// `value` in the store's serialized form, or `None` if it cannot be serialized (see
-/// [`codec::encode`]).
-pub(crate) fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Option<Vec<u8>> {
-    codec::encode(value)
-}
-
-/// The value whose serialized form is `bytes`, or `None` if they are not exactly one value of
-/// type `T` (wrong type, truncated, trailing bytes, nested too deeply, hostile input, or a
-/// panicking `Deserialize` impl; see [`codec::decode`]).
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-    codec::decode(bytes).ok()
-}
+// The codec under the names the cluster's registry still uses (`crate::store::{encode, decode}`).
+#[cfg(feature = "nats")]
+pub(crate) use crate::codec::{decode_owned as decode, encode};
 
 /// Which directories and files the store trusts: those only the current user can have written
 /// (see the module docs, Privacy). Every check reads metadata without following a symbolic link
@@ -917,7 +910,11 @@ mod tests {
     fn child(role: &str, dir: &Path) -> Command {
         let mut command = Command::new(std::env::current_exe().unwrap());
         command
-            .args(["--exact", "store::tests::store_child", "--nocapture"])
+            .args([
+                "--exact",
+                "persist::store::tests::store_child",
+                "--nocapture",
+            ])
             .env("XCS_STORE_TEST_ROLE", role)
             .env("XCS_STORE_TEST_DIR", dir)
             .stdin(Stdio::null());
@@ -1401,69 +1398,7 @@ mod tests {
         assert_ne!(key_bytes("a", 0, 1, b""), key_bytes("a", 0, 2, b""));
     }
 
-    #[test]
-    fn encode_decode_round_trip_and_are_stable() {
-        let value = (
-            String::from("héllo"),
-            300u64,
-            vec![-1i32, 2],
-            Some(true),
-            1.5f64,
-        );
-        let bytes = encode(&value).unwrap();
-        assert_eq!(
-            decode::<(String, u64, Vec<i32>, Option<bool>, f64)>(&bytes),
-            Some(value)
-        );
-        // The wire format: varint integers, length-prefixed strings. Pinned: stored keys and
-        // values must read the same in every later build.
-        assert_eq!(
-            encode(&(1u32, "a", 300usize)).unwrap(),
-            [1, 1, b'a', 0xac, 0x02]
-        );
-        assert_eq!(encode(&Some(-1i64)).unwrap(), [1, 1]);
-    }
-
-    #[test]
-    fn decode_refuses_bad_bytes() {
-        let bytes = encode(&(7u8, String::from("abc"))).unwrap();
-        assert_eq!(
-            decode::<(u8, String)>(&bytes[..bytes.len() - 1]),
-            None,
-            "truncated"
-        );
-        let mut longer = bytes.clone();
-        longer.push(0);
-        assert_eq!(decode::<(u8, String)>(&longer), None, "trailing bytes");
-        assert_eq!(decode::<String>(&[2, 0xff, 0xfe]), None, "not UTF-8");
-        assert_eq!(decode::<bool>(&[2]), None, "not a bool");
-        assert_eq!(decode::<u8>(&[]), None, "empty");
-        // A length of 2^35 elements must not allocate 2^35 anything.
-        assert_eq!(
-            decode::<Vec<u64>>(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]),
-            None
-        );
-        assert_eq!(decode::<Vec<u64>>(&[0xff; 16]), None, "overlong varint");
-    }
-
-    #[test]
-    fn panicking_serde_impls_are_none() {
-        struct Bomb;
-        impl serde::Serialize for Bomb {
-            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-                panic!("Serialize exploded")
-            }
-        }
-        impl<'de> serde::Deserialize<'de> for Bomb {
-            fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Bomb, D::Error> {
-                panic!("Deserialize exploded")
-            }
-        }
-        assert!(encode(&Bomb).is_none());
-        assert!(decode::<Bomb>(&[0]).is_none());
-    }
-
-    /// `cargo test -p xcs-core --release --lib store::tests::bench_store -- --ignored --nocapture`
+    /// `cargo test -p xcs-core --release --lib persist::store::tests::bench_store -- --ignored --nocapture`
     #[test]
     #[ignore = "a benchmark: prints figures, asserts nothing"]
     fn bench_store() {
@@ -1471,7 +1406,12 @@ mod tests {
         let dir = tmp.cache("cache");
         let store = Store::open(dir).unwrap();
         let value = [42u8; 100];
-        let key = key_bytes("bench", 0, 0, &encode(&("some input", 12u32)).unwrap());
+        let key = key_bytes(
+            "bench",
+            0,
+            0,
+            &crate::codec::encode(&("some input", 12u32)).unwrap(),
+        );
         store.put(&key, &value).unwrap();
         let n = 100_000;
         let start = Instant::now();
