@@ -66,15 +66,16 @@ pub fn timeout_from_secs(seconds: f64) -> Option<Duration> {
         .filter(|d| !d.is_zero())
 }
 
-/// Parses a device strategy: `auto`, `cpu`, `gpu`, or the name of a registered backend.
+/// Parses a device strategy: `auto`, `cpu`, `gpu` (any case), or any other non-empty name, read
+/// as [`DeviceStrategy::named`]. Whether a backend is registered under that name is not the
+/// options' to know: [`OptionsPatch::from_pairs`](super::OptionsPatch::from_pairs) checks it
+/// against the registry, and a batch run under an unregistered one fails with
+/// [`XcsError::DeviceUnavailable`].
 pub fn parse_device(spec: &OptionSpec, value: &str) -> Result<DeviceStrategy, XcsError> {
-    if let Some(strategy) = DeviceStrategy::builtin(value) {
-        return Ok(strategy);
+    if value.is_empty() {
+        return Err(invalid(spec, value));
     }
-    if crate::device::is_registered(value) {
-        return Ok(DeviceStrategy::named(value));
-    }
-    Err(invalid(spec, value))
+    Ok(DeviceStrategy::named(value))
 }
 
 /// Parses a legacy scheduler name, or `none`.
