@@ -652,6 +652,35 @@ mod tests {
         assert!(check(&r).is_err());
     }
 
+    /// The options' fields are the protocol: the order and types version 2 decodes.
+    #[test]
+    fn options_keep_their_wire_layout() {
+        let wire = WireOptions {
+            timeout: Some(Duration::from_millis(1500)),
+            trace_execution: true,
+            max_retries: 3,
+            rate_limit: Some(2.5),
+            use_parallel: false,
+            max_workers: Some(7),
+        };
+        let version_2 = (
+            Some(Duration::from_millis(1500)),
+            true,
+            3u32,
+            Some(2.5f64),
+            false,
+            Some(7u64),
+        );
+        assert_eq!(encode(&wire), encode(&version_2));
+        let mut caller = ExecutionOptions::DEFAULT;
+        caller.trace_execution = true;
+        caller.max_retries = 3;
+        caller.use_parallel = false;
+        caller.rate_limit = Some(5.0);
+        let sent = WireOptions::from_caller(&caller, wire.timeout, 2, Some(7));
+        assert_eq!(sent, wire);
+    }
+
     #[test]
     fn worker_options_never_cache_and_stay_on_the_cpu() {
         let mut caller = ExecutionOptions::DEFAULT;

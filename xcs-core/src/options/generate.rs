@@ -151,6 +151,20 @@ macro_rules! define_options {
             }
         }
 
+        /// For each option, whether its default as the table shows it (quotes removed) reads
+        /// back, through the option's own parser, as its default in [`ExecutionOptions`].
+        #[cfg(test)]
+        pub(super) fn defaults_parse_back() -> Vec<(&'static str, bool)> {
+            vec![$(
+                (
+                    stringify!($name),
+                    lookup(stringify!($name))
+                        .and_then(|spec| $parse(spec, spec.default.trim_matches('"')).ok())
+                        == Some(ExecutionOptions::DEFAULT.$name),
+                ),
+            )*]
+        }
+
         /// The table of every execution option. The single source of truth for names.
         pub const OPTIONS: &[OptionSpec] = &[
             $(

@@ -1,9 +1,17 @@
-//! The execution options: their table, their typed form, and partial updates of them.
+//! The execution options: their list, their typed form, and partial updates of them.
 //!
-//! Every option is described exactly once, in [`OPTIONS`]. The run-time parser
-//! ([`OptionsPatch::from_pairs`], [`OptionsPatch::from_env`]) and the compile-time checks of the
-//! `execution_options!` macros both read that table and share the value parsers below, so the
-//! names, the accepted values and the error messages cannot drift apart.
+//! Every option is declared exactly once, as one row of the list in `list.rs` (`option_list!`,
+//! whose documentation says how to add one). The fields of [`ExecutionOptions`] and
+//! [`OptionsPatch`], the patch's methods, parsing by name and the table [`OPTIONS`] are written
+//! from that list (`generate.rs`), and so is what the cluster sends of the options. The
+//! run-time parser ([`OptionsPatch::from_pairs`], [`OptionsPatch::from_env`]) and the
+//! compile-time checks of the `execution_options!` macros both read that table and share the
+//! value parsers below, so the names, the accepted values and the error messages cannot drift
+//! apart.
+//!
+//! The options know nothing of the layers above them: a `device_strategy` naming a backend is
+//! parsed here as a name, and checked against the registered backends where configuration is
+//! read (`config.rs`).
 //!
 //! [`ExecutionOptions`] is `Copy`: reading the effective options is a plain copy out of a
 //! thread-local, with no allocation and no reference count to touch.

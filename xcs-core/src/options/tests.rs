@@ -34,24 +34,84 @@ fn sample(kind: OptionKind) -> &'static str {
 
 #[test]
 fn defaults_are_the_table_defaults() {
-    let defaults = ExecutionOptions::default();
-    let shown = |name: &str| match name {
-        "use_parallel" => defaults.use_parallel.to_string(),
-        "max_workers" => format!("{:?}", defaults.max_workers),
-        "device_strategy" => format!("{:?}", defaults.device_strategy.as_str()),
-        "enable_caching" => defaults.enable_caching.to_string(),
-        "trace_execution" => defaults.trace_execution.to_string(),
-        "timeout_seconds" => format!("{:?}", defaults.timeout_seconds),
-        "scheduler" => format!("{:?}", defaults.scheduler),
-        "max_retries" => defaults.max_retries.to_string(),
-        "rate_limit" => format!("{:?}", defaults.rate_limit),
-        "cache_dir" => format!("{:?}", defaults.cache_dir),
-        "show_progress" => defaults.show_progress.to_string(),
-        other => panic!("no default checked for `{other}`"),
-    };
-    for spec in OPTIONS {
-        assert_eq!(shown(spec.name), spec.default, "{}", spec.name);
+    let checked = defaults_parse_back();
+    assert_eq!(checked.len(), OPTIONS.len());
+    for (name, parses_back) in checked {
+        assert!(
+            parses_back,
+            "the table's default of `{name}` is not its default"
+        );
     }
+    // The way a user would write them.
+    let shown: Vec<&str> = OPTIONS.iter().map(|spec| spec.default).collect();
+    assert_eq!(
+        shown,
+        [
+            "true", "None", "\"auto\"", "false", "false", "None", "None", "0", "None", "None",
+            "false"
+        ]
+    );
+}
+
+#[test]
+fn call_policy_is_caching_tracing_retries_or_a_rate_limit() {
+    let defaults = ExecutionOptions::DEFAULT;
+    assert!(!defaults.has_call_policy());
+    let with = |patch: OptionsPatch| defaults.patched(&patch).has_call_policy();
+    assert!(with(OptionsPatch::new().enable_caching(true)));
+    assert!(with(OptionsPatch::new().trace_execution(true)));
+    assert!(with(OptionsPatch::new().max_retries(1)));
+    assert!(with(OptionsPatch::new().rate_limit(Some(5.0)).unwrap()));
+    // The others are not per-call work (a deadline is checked apart).
+    let dir = CacheDir::new("/tmp/xcs-policy").unwrap();
+    assert!(!with(
+        OptionsPatch::new()
+            .use_parallel(false)
+            .max_workers(NonZeroUsize::new(2))
+            .device_strategy(DeviceStrategy::Cpu)
+            .timeout(Some(Duration::from_secs(1)))
+            .unwrap()
+            .scheduler(Some(Scheduler::Sequential))
+            .unwrap()
+            .max_retries(0)
+            .cache_dir(Some(dir))
+            .show_progress(true)
+    ));
+}
+
+#[test]
+fn device_names_parse_without_a_registry() {
+    let spec = lookup("device_strategy").unwrap();
+    // Any name reads as a strategy here; `from_pairs` checks the registry.
+    assert_eq!(
+        parse_device(spec, "quantum").unwrap(),
+        DeviceStrategy::named("quantum")
+    );
+    assert_eq!(parse_device(spec, "GPU").unwrap(), DeviceStrategy::Gpu);
+    assert!(parse_device(spec, "").is_err());
+    assert!(value_err("device_strategy", ""));
+}
+
+#[test]
+fn macro_setters_check_what_the_builder_checks() {
+    let mut patch = OptionsPatch::new().use_parallel(true);
+    let contradiction = std::panic::catch_unwind(move || {
+        patch.__set_scheduler(Some(Scheduler::Sequential));
+    });
+    assert!(contradiction.is_err());
+    let mut patch = OptionsPatch::new();
+    patch.__set_timeout_seconds(Some(Duration::from_millis(5)));
+    patch.__set_rate_limit(Some(2.0));
+    let options = ExecutionOptions::default().patched(&patch);
+    assert_eq!(options.timeout_seconds, Some(Duration::from_millis(5)));
+    assert_eq!(options.rate_limit, Some(2.0));
+}
+
+/// Scopes copy the options several times on every entry: they must not grow.
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn options_stay_small() {
+    assert!(std::mem::size_of::<ExecutionOptions>() <= 80);
 }
 
 #[test]
