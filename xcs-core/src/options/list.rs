@@ -79,13 +79,16 @@ pub struct OptionSpec {
 /// },
 /// ```
 ///
-/// Nothing else changes when the option takes a value of an existing [`OptionKind`] other than
-/// the ones whose conversions name their option (see below). A new *kind* of value also needs:
-/// its variant in [`OptionKind`], its parser in `parse.rs`, its literal check and expansion in
-/// `xcs-macros/src/options/{validate,expand}.rs`, and the conversion of non-literal values in
-/// `convert.rs` (its `#[diagnostic::on_unimplemented]` message names the option, so an option
-/// that needs its own message needs its own conversion). Where the option changes what a call
-/// does, the code that reads `options.<name>` is of course the option's own.
+/// For a `bool` option that is all. An option of another existing [`OptionKind`] works the same
+/// way, except that the macros convert its non-literal values with the kind's function in
+/// `convert.rs`, whose messages name the option that kind was made for (`timeout_seconds`,
+/// `rate_limit`, …): give the option a kind of its own when that would mislead. A new *kind* of
+/// value needs: its variant in [`OptionKind`], its parser in `parse.rs`, its literal check and
+/// expansion in `xcs-macros/src/options/{validate,expand}.rs`, and its conversion in
+/// `convert.rs`. Two tests name every option on purpose and fail until the new one is added:
+/// `tests/option_table.rs` (one macro call setting them all) and the UI snapshot
+/// `xcs-ui/tests/ui/options/fail/unknown_option_lists_the_table.stderr` (the list of valid
+/// names). What the option *does* is code that reads `options.<name>` where it applies.
 macro_rules! option_list {
     ($then:ident) => {
         $then! {
