@@ -9,11 +9,11 @@ pub enum OptionKind {
     Bool,
     /// A worker count: an integer ≥ 1, or none.
     Workers,
-    /// A [`DeviceStrategy`] name.
+    /// A [`DeviceStrategy`](super::DeviceStrategy) name.
     Device,
     /// A number of seconds > 0 (integer or float), or none.
     Timeout,
-    /// A legacy [`Scheduler`] name.
+    /// A legacy [`Scheduler`](super::Scheduler) name.
     Scheduler,
     /// A retry count: an integer ≥ 0 that fits a `u32`.
     Retries,
@@ -269,8 +269,8 @@ pub(crate) use option_list;
 /// count) asks: a sync batch under a larger `max_workers` runs at most this many items at once.
 ///
 /// `max_workers` itself takes any count of at least 1 (literals in the macros,
-/// [`OptionsPatch::from_pairs`], [`OptionsPatch::from_env`] and values computed at run time
-/// alike), and [`ExecutionOptions::max_workers`] holds it as given. Only the threads are
+/// [`OptionsPatch::from_pairs`](super::OptionsPatch::from_pairs), [`OptionsPatch::from_env`](super::OptionsPatch::from_env) and values computed at run time
+/// alike), and [`ExecutionOptions::max_workers`](super::ExecutionOptions::max_workers) holds it as given. Only the threads are
 /// clamped: an async batch has no thread per item and keeps `max_workers` items in flight,
 /// however many.
 ///

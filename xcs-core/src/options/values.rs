@@ -117,7 +117,7 @@ impl fmt::Display for DeviceStrategy {
 
 /// The directory of the persistent cache (the `cache_dir` option).
 ///
-/// A `CacheDir` is `Copy`, so that [`ExecutionOptions`] stays `Copy`: each distinct path is
+/// A `CacheDir` is `Copy`, so that [`ExecutionOptions`](super::ExecutionOptions) stays `Copy`: each distinct path is
 /// interned once for the life of the process (programs use a handful of cache directories), and a
 /// `CacheDir` is a reference to that one copy. It is never empty. The path is kept as given: a
 /// relative path is resolved against the current directory when the cache is opened.
