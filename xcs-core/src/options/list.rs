@@ -23,6 +23,38 @@ pub enum OptionKind {
     Directory,
 }
 
+impl OptionKind {
+    /// Whether an option of this kind also takes `None` (unset): `None` or `Some(…)` in the
+    /// macros, `none` or `null` in configuration.
+    #[doc(hidden)]
+    pub const fn takes_none(self) -> bool {
+        matches!(
+            self,
+            OptionKind::Workers
+                | OptionKind::Timeout
+                | OptionKind::Scheduler
+                | OptionKind::Rate
+                | OptionKind::Directory
+        )
+    }
+
+    /// The function of `xcs::__private::convert` through which the macros pass a non-literal
+    /// value of this kind (checked at run time, panicking with a message naming the option).
+    #[doc(hidden)]
+    pub const fn convert(self) -> &'static str {
+        match self {
+            OptionKind::Bool => "flag",
+            OptionKind::Workers => "max_workers",
+            OptionKind::Timeout => "timeout_seconds",
+            OptionKind::Device => "device_strategy",
+            OptionKind::Scheduler => "scheduler",
+            OptionKind::Retries => "max_retries",
+            OptionKind::Rate => "rate_limit",
+            OptionKind::Directory => "cache_dir",
+        }
+    }
+}
+
 /// One row of the option table.
 #[derive(Debug)]
 pub struct OptionSpec {
@@ -83,9 +115,9 @@ pub struct OptionSpec {
 /// way, except that the macros convert its non-literal values with the kind's function in
 /// `convert.rs`, whose messages name the option that kind was made for (`timeout_seconds`,
 /// `rate_limit`, …): give the option a kind of its own when that would mislead. A new *kind* of
-/// value needs: its variant in [`OptionKind`], its parser in `parse.rs`, its literal check and
-/// expansion in `xcs-macros/src/options/{validate,expand}.rs`, and its conversion in
-/// `convert.rs`. Two tests name every option on purpose and fail until the new one is added:
+/// value needs: its variant in [`OptionKind`] (with its arms in [`OptionKind::takes_none`] and
+/// [`OptionKind::convert`]), its parser in `parse.rs`, its literal check and expansion in
+/// `xcs-macros/src/options/{validate,expand}.rs`, and its conversion in `convert.rs`. Two tests name every option on purpose and fail until the new one is added:
 /// `tests/option_table.rs` (one macro call setting them all) and the UI snapshot
 /// `xcs-ui/tests/ui/options/fail/unknown_option_lists_the_table.stderr` (the list of valid
 /// names). What the option *does* is code that reads `options.<name>` where it applies.
