@@ -43,6 +43,7 @@ mod call_async;
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod cluster;
 mod codec;
+mod config;
 pub mod convert;
 mod deadline;
 mod device;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::device::Signature;
 use crate::error::XcsError;
-use crate::options::ExecutionOptions;
+use crate::options::{DeviceStrategy, ExecutionOptions};
 use crate::trace::{Outcome, TraceEvent};
 
 /// The protocol version: a caller and a worker that speak different ones refuse each other's
@@ -156,17 +156,74 @@ impl std::fmt::Display for WireSignature {
 }
 
 /// The caller's options that travel with a chunk.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+///
+/// The fields are the protocol: their order and types are what a worker decodes, so a change to
+/// them is a new [`PROTOCOL`]. The options marked `wire: carry` in the list of options
+/// (`options/list.rs`) are fields here under their own names and are copied both ways by
+/// `carry_from`/`carry_into`, which `option_list!` writes; the ones marked `wire: own` (the
+/// deadline, the rate limit and the worker count, which a chunk narrows) are written below by
+/// hand; every other option stays on the worker, at the value its row gives.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct WireOptions {
     /// What is left of the caller's deadline when the chunk is sent.
     pub(crate) timeout: Option<Duration>,
-    pub(crate) trace: bool,
+    pub(crate) trace_execution: bool,
     pub(crate) max_retries: u32,
     /// The caller's rate limit, divided among the workers that serve the operator.
     pub(crate) rate_limit: Option<f64>,
     pub(crate) use_parallel: bool,
     pub(crate) max_workers: Option<u64>,
 }
+
+/// Writes `WireOptions::carry_from` and `carry_into` from the rows of the list of options.
+macro_rules! wire_options {
+    ($(
+        $(#[$field_doc:meta])*
+        $name:ident: $ty:ty = $default:expr => {
+            kind: $kind:ident,
+            default: $shown:literal,
+            expected: $expected:literal,
+            doc: $doc:literal,
+            parse: $parse:path,
+            $(#[$setter_doc:meta])*
+            setter: $setter:ident $(checked_by $check:path)?,
+            macro_setter: $macro_setter:ident,
+            merge: $merge:ident,
+            $(call_policy: $policy:expr,)?
+            wire: $wire:ident $(($worker:expr))?,
+        },
+    )*) => {
+        impl WireOptions {
+            /// Sets the options that travel from the caller's `options`.
+            fn carry_from(&mut self, options: &ExecutionOptions) {
+                $(wire_row!(from $wire, self, options, $name);)*
+            }
+
+            /// Sets on a worker's `options` the options that travel, and the worker's own
+            /// value of those that do not.
+            fn carry_into(&self, options: &mut ExecutionOptions) {
+                $(wire_row!(into $wire $(($worker))?, self, options, $name);)*
+            }
+        }
+    };
+}
+
+/// One option's part in `carry_from` (`from`) or `carry_into` (`into`), by its `wire` rule.
+macro_rules! wire_row {
+    (from carry, $wire:ident, $options:ident, $name:ident) => {
+        $wire.$name = $options.$name
+    };
+    (from $rule:ident $(($worker:expr))?, $wire:ident, $options:ident, $name:ident) => {};
+    (into carry, $wire:ident, $options:ident, $name:ident) => {
+        $options.$name = $wire.$name
+    };
+    (into worker($worker:expr), $wire:ident, $options:ident, $name:ident) => {
+        $options.$name = $worker
+    };
+    (into own, $wire:ident, $options:ident, $name:ident) => {};
+}
+
+crate::options::option_list!(wire_options);
 
 impl WireOptions {
     /// The options a chunk of a batch run under `options` carries, with `timeout` left, the
@@ -177,14 +234,14 @@ impl WireOptions {
         workers: usize,
         per_chunk: Option<usize>,
     ) -> Self {
-        WireOptions {
+        let mut wire = WireOptions {
             timeout,
-            trace: options.trace_execution,
-            max_retries: options.max_retries,
             rate_limit: options.rate_limit.map(|r| r / workers.max(1) as f64),
-            use_parallel: options.use_parallel,
             max_workers: per_chunk.map(|n| n as u64),
-        }
+            ..WireOptions::default()
+        };
+        wire.carry_from(options);
+        wire
     }
 
     /// The options a worker runs the chunk under: its own, with the caller's on top — but a
@@ -203,20 +260,13 @@ impl WireOptions {
                 return Err(format!("invalid rate limit {rate}"));
             }
         }
+        self.carry_into(&mut base);
         base.timeout_seconds = Some(self.timeout.map_or(max_time, |t| t.min(max_time)));
-        base.trace_execution = self.trace;
-        base.max_retries = self.max_retries;
         base.rate_limit = None;
-        base.use_parallel = self.use_parallel;
         base.max_workers = self
             .max_workers
             .and_then(|n| usize::try_from(n.min(crate::options::MAX_WORKERS as u64)).ok())
             .and_then(std::num::NonZeroUsize::new);
-        base.enable_caching = false;
-        base.cache_dir = None;
-        base.show_progress = false;
-        base.device_strategy = crate::options::DeviceStrategy::Cpu;
-        base.scheduler = None;
         Ok((base, self.rate_limit))
     }
 }
@@ -600,6 +650,35 @@ mod tests {
         let mut r = request();
         r.signature.input_type = "x".repeat(MAX_NAME + 1);
         assert!(check(&r).is_err());
+    }
+
+    /// The options' fields are the protocol: the order and types version 2 decodes.
+    #[test]
+    fn options_keep_their_wire_layout() {
+        let wire = WireOptions {
+            timeout: Some(Duration::from_millis(1500)),
+            trace_execution: true,
+            max_retries: 3,
+            rate_limit: Some(2.5),
+            use_parallel: false,
+            max_workers: Some(7),
+        };
+        let version_2 = (
+            Some(Duration::from_millis(1500)),
+            true,
+            3u32,
+            Some(2.5f64),
+            false,
+            Some(7u64),
+        );
+        assert_eq!(encode(&wire), encode(&version_2));
+        let mut caller = ExecutionOptions::DEFAULT;
+        caller.trace_execution = true;
+        caller.max_retries = 3;
+        caller.use_parallel = false;
+        caller.rate_limit = Some(5.0);
+        let sent = WireOptions::from_caller(&caller, wire.timeout, 2, Some(7));
+        assert_eq!(sent, wire);
     }
 
     #[test]

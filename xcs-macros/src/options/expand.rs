@@ -123,16 +123,7 @@ fn scheduler_tokens(scheduler: Scheduler) -> TokenStream {
 /// A non-literal value, converted (and checked) at run time. Spanned at the value, so a type
 /// that does not fit is reported on the user's expression.
 fn runtime(kind: OptionKind, expr: &Expr) -> TokenStream {
-    let convert = match kind {
-        OptionKind::Bool => "flag",
-        OptionKind::Workers => "max_workers",
-        OptionKind::Timeout => "timeout_seconds",
-        OptionKind::Device => "device_strategy",
-        OptionKind::Scheduler => "scheduler",
-        OptionKind::Retries => "max_retries",
-        OptionKind::Rate => "rate_limit",
-        OptionKind::Directory => "cache_dir",
-    };
+    let convert = kind.convert();
     let span = expr.span();
     let convert = Ident::new(convert, span);
     quote_spanned!(span=> ::xcs::__private::convert::#convert(#expr))

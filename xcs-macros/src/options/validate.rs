@@ -231,14 +231,7 @@ fn check_value(spec: &'static OptionSpec, expr: &Expr, errors: &Errors) -> Optio
     let Some(literal) = classify(expr) else {
         return Some(Value::Runtime(expr.clone()));
     };
-    let takes_none = matches!(
-        spec.kind,
-        OptionKind::Workers
-            | OptionKind::Timeout
-            | OptionKind::Scheduler
-            | OptionKind::Rate
-            | OptionKind::Directory
-    );
+    let takes_none = spec.kind.takes_none();
     let literal = match literal {
         Literal::Some(inner)
             if takes_none && !matches!(*inner, Literal::None | Literal::Some(_)) =>
