@@ -184,14 +184,6 @@ pub enum XcsError {
 }
 
 impl XcsError {
-    /// An unknown option name, with the nearest valid option as a suggestion.
-    pub fn invalid_option(name: &str) -> XcsError {
-        XcsError::InvalidOption {
-            name: name.to_owned(),
-            suggestion: crate::options::suggest(name),
-        }
-    }
-
     /// Wraps an operator body's error.
     pub fn operator(operator: impl Into<String>, source: impl Into<BoxError>) -> XcsError {
         XcsError::Operator {

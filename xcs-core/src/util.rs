@@ -27,6 +27,13 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// The message of a caught panic, with where it happened; the payload is dropped quietly.
+pub(crate) fn panic_text(payload: Box<dyn Any + Send>, during: &str) -> String {
+    let message = panic_message(&*payload);
+    drop_quietly(payload);
+    format!("{message} ({during})")
+}
+
 /// Runs `body`, turning a panic into [`XcsError::Panicked`].
 #[inline]
 pub(crate) fn guarded<T>(

@@ -9,6 +9,17 @@ use std::time::Instant;
 use super::key::{CacheKey, CacheSupport};
 use super::memory::{answer, stored};
 
+/// A stored output as the lookup's answer.
+fn hit<I, O: Send + 'static>(
+    support: &CacheSupport<I, O>,
+    found: Arc<dyn Any + Send + Sync>,
+) -> Lookup<O> {
+    match answer(support, found) {
+        Ok(output) => Lookup::Hit(output),
+        Err(message) => Lookup::Panicked(message),
+    }
+}
+
 /// The claims a call's ancestors hold: the keys of the enclosing cached calls whose bodies it
 /// runs inside, on this thread or (through batches) on another. Cheap to clone and to extend (a
 /// persistent list: each call adds one link in front of its parent's chain).
@@ -261,7 +272,7 @@ fn find<I, O: Send + 'static>(
     held: &ClaimChain,
 ) -> Result<Lookup<O>, (Arc<Flight>, Waiting)> {
     if let Some(found) = stored(key) {
-        return Ok(answer(support, found));
+        return Ok(hit(support, found));
     }
     // Re-checked under the flights lock: a claim inserts its output before it leaves the
     // running map, so a key is either stored, in flight, or free to claim.
@@ -289,7 +300,7 @@ fn find<I, O: Send + 'static>(
         Found::Wait(flight, Waiting(id))
     });
     match found {
-        Found::Stored(found) => Ok(answer(support, found)),
+        Found::Stored(found) => Ok(hit(support, found)),
         Found::Claimed(claim) => Ok(Lookup::Compute(claim)),
         Found::Uncached => Ok(Lookup::Uncached),
         Found::Wait(flight, waiting) => Err((flight, waiting)),

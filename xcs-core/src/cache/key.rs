@@ -9,8 +9,8 @@ use std::sync::{PoisonError, RwLock};
 
 use foldhash::quality::FixedState;
 
-use super::memory::panic_text;
 use super::size::bytes_of;
+use crate::util::panic_text;
 
 /// Two independently seeded passes of a fast, high-quality hash make the 128-bit fingerprint.
 /// (Fixed seeds: a fingerprint must not depend on the process, only on the input.)

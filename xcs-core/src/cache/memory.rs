@@ -8,10 +8,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use lru::LruCache;
 
-use super::flight::Lookup;
 use super::key::{CacheKey, CacheSupport};
 use super::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_MAX_BYTES};
-use crate::util::{drop_quietly, panic_message};
+use crate::util::{drop_quietly, panic_text};
 
 /// A stored output: a `Mutex<O>` (so that it is `Sync` for any `Send` output, and can be cloned
 /// without holding the map's lock), and the bytes it counts.
@@ -66,21 +65,15 @@ pub(super) fn stored(key: &CacheKey) -> Option<Arc<dyn Any + Send + Sync>> {
     with_store(|store| store.map.get(key).map(|entry| Arc::clone(&entry.value)))
 }
 
-/// The message of a caught panic, with where it happened.
-pub(super) fn panic_text(payload: Box<dyn Any + Send>, during: &str) -> String {
-    let message = panic_message(&*payload);
-    drop_quietly(payload);
-    format!("{message} ({during})")
-}
-
-/// A hit: a clone of the stored output, made outside the map's lock.
+/// A hit: a clone of the stored output, made outside the map's lock (or the message of a panic
+/// in its `Clone`).
 pub(super) fn answer<I, O: Send + 'static>(
     support: &CacheSupport<I, O>,
     stored: Arc<dyn Any + Send + Sync>,
-) -> Lookup<O> {
+) -> Result<O, String> {
     let Ok(stored) = stored.downcast::<Mutex<O>>() else {
         // Unreachable: the key holds the output type.
-        return Lookup::Panicked("a cached output has another type than expected".to_owned());
+        return Err("a cached output has another type than expected".to_owned());
     };
     let cloned = catch_unwind(AssertUnwindSafe(|| {
         let output = stored.lock().unwrap_or_else(PoisonError::into_inner);
@@ -91,9 +84,9 @@ pub(super) fn answer<I, O: Send + 'static>(
     match cloned {
         Ok(output) => {
             HITS.fetch_add(1, Ordering::Relaxed);
-            Lookup::Hit(output)
+            Ok(output)
         }
-        Err(payload) => Lookup::Panicked(panic_text(payload, "in `Clone` of the cached output")),
+        Err(payload) => Err(panic_text(payload, "in `Clone` of the cached output")),
     }
 }
 

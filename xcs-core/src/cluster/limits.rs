@@ -2,10 +2,7 @@
 
 use std::time::Duration;
 
-#[cfg(doc)]
-use super::registry::Registry;
-
-/// What callers' chunks may take of a worker ([`Registry::limits`]).
+/// What callers' chunks may take of a worker ([`Registry::limits`](crate::cluster::Registry::limits)).
 ///
 /// ```
 /// use std::time::Duration;

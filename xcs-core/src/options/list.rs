@@ -316,6 +316,11 @@ pub(crate) use option_list;
 /// ```
 pub const MAX_WORKERS: usize = 1024;
 
+/// What the option `name` accepts, for error messages ("" for an unknown name).
+pub(super) fn lookup_expected(name: &str) -> String {
+    lookup(name).map_or_else(String::new, |spec| spec.expected.to_owned())
+}
+
 /// Looks an option up by name.
 pub fn lookup(name: &str) -> Option<&'static OptionSpec> {
     OPTIONS.iter().find(|spec| spec.name == name)

@@ -3,13 +3,9 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use super::list::{OptionSpec, lookup};
+use super::list::OptionSpec;
 use super::values::{CacheDir, DeviceStrategy, Scheduler};
 use crate::error::XcsError;
-
-pub(super) fn lookup_expected(name: &str) -> String {
-    lookup(name).map_or_else(String::new, |spec| spec.expected.to_owned())
-}
 
 pub(super) fn invalid(spec: &OptionSpec, value: &str) -> XcsError {
     XcsError::InvalidValue {
@@ -117,4 +113,15 @@ pub fn parse_cache_dir(spec: &OptionSpec, value: &str) -> Result<Option<CacheDir
     CacheDir::new(value)
         .map(Some)
         .map_err(|_| invalid(spec, value))
+}
+
+// Made here, beside the table it suggests from, so that the error type needs no option table.
+impl XcsError {
+    /// An unknown option name, with the nearest valid option as a suggestion.
+    pub fn invalid_option(name: &str) -> XcsError {
+        XcsError::InvalidOption {
+            name: name.to_owned(),
+            suggestion: super::suggest(name),
+        }
+    }
 }

@@ -3,8 +3,9 @@
 use std::ffi::OsStr;
 use std::time::Duration;
 
+use super::list::lookup_expected;
 use super::list::{OptionSpec, lookup, suggest};
-use super::parse::{lookup_expected, rate_limit_from};
+use super::parse::rate_limit_from;
 use super::{ExecutionOptions, OptionsPatch};
 use crate::error::XcsError;
 

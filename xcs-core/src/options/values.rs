@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use super::parse::lookup_expected;
+use super::list::lookup_expected;
 use crate::error::XcsError;
 
 /// Where batches run. `Auto` and `Cpu` use the built-in CPU backend; `Gpu` and named strategies

@@ -13,7 +13,6 @@ pub(crate) mod store;
 
 use std::any::{Any, TypeId};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cache::std_types;
 use crate::codec;
@@ -189,13 +188,6 @@ fn std_decoder<T: 'static>() -> Option<Decode<T>> {
     None
 }
 
-static HITS: AtomicU64 = AtomicU64::new(0);
-
-/// Calls answered from a persistent store.
-pub(crate) fn hits() -> u64 {
-    HITS.load(Ordering::Relaxed)
-}
-
 /// One call's place in the store: the store and the key.
 pub(crate) struct Slot<O> {
     store: Arc<Store>,
@@ -268,7 +260,7 @@ impl<O> Slot<O> {
             let _ = self.store.remove(&self.key);
             return None;
         };
-        HITS.fetch_add(1, Ordering::Relaxed);
+        crate::cache::count_persistent_hit();
         Some(output)
     }
 
