@@ -62,10 +62,6 @@ mod trace;
 mod util;
 mod warn;
 
-// The store's old path, `crate::store`, which the cluster's registry names.
-#[cfg(feature = "nats")]
-use persist::store;
-
 pub use axis::Axis;
 pub use batch::{PMap, VMap, pmap, vmap};
 pub use cache::{

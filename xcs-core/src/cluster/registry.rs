@@ -11,9 +11,9 @@ use super::connect::ClusterOptions;
 use super::limits::WorkerLimits;
 use super::wire::{ByteBuf, Item, ItemResult, WireError, WireSignature};
 use crate::batch::vmap;
+use crate::codec;
 use crate::error::XcsError;
 use crate::operator::Operator;
-use crate::store;
 
 /// The operators a worker process serves, by name: a worker runs these and nothing else.
 ///
@@ -153,7 +153,7 @@ where
         let mut positions = Vec::with_capacity(items.len());
         let indices: Vec<u64> = items.iter().map(|item| item.index).collect();
         for (position, item) in items.into_iter().enumerate() {
-            match store::decode::<O::Input>(&item.input) {
+            match codec::decode_owned::<O::Input>(&item.input) {
                 Some(input) => {
                     inputs.push(input);
                     positions.push(position);
@@ -181,7 +181,7 @@ where
         };
         for (position, outcome) in positions.into_iter().zip(outcomes) {
             results[position] = Some(match outcome {
-                Ok(output) => match store::encode(&output) {
+                Ok(output) => match codec::encode(&output) {
                     Some(bytes) => Ok(ByteBuf(bytes)),
                     None => Err(WireError::Cluster {
                         reason: "the worker could not serialize the item's output".into(),

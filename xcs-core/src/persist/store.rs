@@ -440,10 +440,6 @@ pub(crate) fn key_bytes(operator: &str, version: u32, fingerprint: u64, input: &
     key
 }
 
-// The codec under the names the cluster's registry still uses (`crate::store::{encode, decode}`).
-#[cfg(feature = "nats")]
-pub(crate) use crate::codec::{decode_owned as decode, encode};
-
 /// Which directories and files the store trusts: those only the current user can have written
 /// (see the module docs, Privacy). Every check reads metadata without following a symbolic link
 /// at the checked name, and none opens a file: closing a descriptor of a database file would drop
