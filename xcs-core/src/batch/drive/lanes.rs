@@ -9,7 +9,7 @@ use crate::batch::plan::{Part, Plan, Ran};
 use crate::deadline;
 use crate::error::XcsError;
 use crate::operator::Operator;
-use crate::pool::{self, Crew, Job, Lane, SlotKept};
+use crate::pool::{self, Crew, Job, Lane, SlotKept, Withdrawable};
 use crate::util::{drop_quietly, panic_message};
 
 /// A batch's items, cut into blocks that lanes take in index order.
@@ -18,6 +18,20 @@ pub(super) struct Run<O: Operator> {
     blocks: Vec<Block<O>>,
     next: AtomicUsize,
     crew: Crew,
+    offers: Mutex<Offers>,
+}
+
+/// The offered jobs helping the caller of a batch above the CPU count ([`Helpers::Jobs`]).
+#[derive(Default)]
+struct Offers {
+    /// The caller has taken every block: no more offers.
+    closed: bool,
+    /// Offers made so far.
+    made: usize,
+    /// The most offers the batch may make.
+    most: usize,
+    /// Offers not yet known to be taken up (withdrawn when the caller is done).
+    pending: Vec<Withdrawable>,
 }
 
 struct Block<O: Operator> {
@@ -79,6 +93,7 @@ impl<O: Operator> Run<O> {
             blocks,
             next: AtomicUsize::new(0),
             crew: Crew::default(),
+            offers: Mutex::default(),
         })
     }
 
@@ -143,6 +158,61 @@ impl<O: Operator> Run<O> {
                 let _adopted = run.plan.adopt();
                 run.drain();
             });
+        }
+    }
+
+    /// Offers one more job to help the caller, if the batch has untaken blocks and may have
+    /// more helpers. A helper that joins offers the next one before it takes a block, so help
+    /// grows one thread at a time while there is work for it, up to `most`: a batch whose
+    /// caller takes every block before the first helper wakes wakes one thread, not `most`.
+    fn offer_helper(self: &Arc<Self>) {
+        if !self.has_work() {
+            return;
+        }
+        let mut offers = self.offers.lock().unwrap_or_else(PoisonError::into_inner);
+        if offers.closed || offers.made >= offers.most {
+            return;
+        }
+        offers.made += 1;
+        // Weak: an offer withdrawn unseen keeps nothing of the batch alive on its thread.
+        let run = Arc::downgrade(self);
+        let done = Arc::downgrade(self);
+        let offered = pool::offer_job(
+            move || {
+                let Some(run) = run.upgrade() else {
+                    return false;
+                };
+                if !run.crew.join_job() {
+                    return false;
+                }
+                let adopted = run.plan.adopt();
+                run.offer_helper();
+                run.drain();
+                drop(adopted);
+                true
+            },
+            move || {
+                if let Some(run) = done.upgrade() {
+                    run.crew.leave(false);
+                }
+            },
+        );
+        // No thread to be had: the caller takes the blocks itself.
+        offers.pending.extend(offered);
+    }
+
+    /// The caller has taken every block: no more help. Offers not yet taken up are withdrawn
+    /// (their threads are idle again at once); the caller then waits only for the helpers that
+    /// joined, which are running.
+    fn close_offers(&self) {
+        self.crew.close();
+        let pending = {
+            let mut offers = self.offers.lock().unwrap_or_else(PoisonError::into_inner);
+            offers.closed = true;
+            std::mem::take(&mut offers.pending)
+        };
+        for offer in pending {
+            offer.withdraw();
         }
     }
 
@@ -304,7 +374,9 @@ impl<O: Operator> Lane for Run<O> {
 pub(super) enum Helpers {
     /// Up to this many offered compute lanes, which may wait for a slot (nobody waits for them).
     Lanes(usize),
-    /// This many jobs, started at once as `pmap`'s workers are (and waited for).
+    /// Up to this many offered jobs ([`pool::offer_job`]), which start at once on threads of
+    /// their own as `pmap`'s workers do, one more each time a helper joins while blocks are
+    /// left. The caller waits for those that joined; the others are withdrawn.
     Jobs(usize),
 }
 
@@ -326,13 +398,19 @@ pub(super) fn with_caller<O: Operator>(
                 pool::offer(weak.clone());
             }
         }
-        Helpers::Jobs(jobs) => run.start_jobs(jobs),
+        Helpers::Jobs(jobs) => {
+            run.offers.lock().unwrap_or_else(PoisonError::into_inner).most = jobs;
+            run.offer_helper();
+        }
     }
     {
         // The caller's options are the batch's already; its deadline context is the batch's.
         let _context = deadline::enter(run.plan.context.clone());
         let _progress = run.plan.progress.as_ref().map(crate::progress::enter);
         run.drain();
+    }
+    if matches!(helpers, Helpers::Jobs(_)) {
+        run.close_offers();
     }
     run.finish()
 }
