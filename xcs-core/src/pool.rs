@@ -302,9 +302,7 @@ fn start_thread(first: Task) -> Result<Idle, Task> {
     STARTED.fetch_add(1, Ordering::Relaxed);
     // The thread owns its receiver until it exits, and it only exits once off the idle list
     // with an empty channel, so this send cannot fail.
-    sender
-        .send(first)
-        .map_err(|mpsc::SendError(task)| task)?;
+    sender.send(first).map_err(|mpsc::SendError(task)| task)?;
     Ok(Idle { id, sender })
 }
 
@@ -408,6 +406,10 @@ pub(crate) struct CrewState {
     pub(crate) abandoned: bool,
     /// The caller takes no more help ([`Crew::close`]).
     closed: bool,
+    /// Offered jobs ([`offer_job`]) the caller found taken up, which report when done.
+    pub(crate) offers_taken: usize,
+    /// Offered jobs that reported ([`Crew::offer_done`]).
+    pub(crate) offers_done: usize,
     /// Threads waiting in [`Crew::wait`] (changes are signalled only when one waits).
     waiting: usize,
 }
@@ -434,20 +436,29 @@ impl Crew {
         self.lock().jobs += 1;
     }
 
-    /// An offered job ([`offer_job`]) starts working for the call; `false` if the call takes no
-    /// more help or was given up (then it must not start).
-    pub(crate) fn join_job(&self) -> bool {
-        let mut state = self.lock();
-        if state.abandoned || state.closed {
-            return false;
-        }
-        state.jobs += 1;
-        true
+    /// Whether an offered job ([`offer_job`]) taken up now may work for the call: `false` once
+    /// the call takes no more help or was given up.
+    pub(crate) fn takes_help(&self) -> bool {
+        let state = self.lock();
+        !(state.abandoned || state.closed)
     }
 
-    /// The call takes no more help: offered jobs that start from now on do nothing.
+    /// The call takes no more help: offered jobs taken up from now on do nothing.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
+    }
+
+    /// The caller found an offered job taken up (its withdrawal failed): it will report with
+    /// [`Crew::offer_done`], and the caller waits for that.
+    pub(crate) fn offer_taken(&self) {
+        self.lock().offers_taken += 1;
+    }
+
+    /// A taken-up offered job is done (its thread is idle again).
+    pub(crate) fn offer_done(&self) {
+        let mut state = self.lock();
+        state.offers_done += 1;
+        self.signal(state);
     }
 
     /// Whether the caller gave up.
@@ -672,6 +683,44 @@ mod tests {
         }
         assert!(!lane.has_work());
         assert!(thread_stats().compute <= cpu_count());
+    }
+
+    /// An offer withdrawn in time never runs and its thread is idle again at once; one taken
+    /// up first runs (and reports) exactly once. Whichever happens, the threads are reused.
+    #[test]
+    fn offers_run_once_or_never_and_withdrawn_threads_are_reused() {
+        const OFFERS: usize = 2_000;
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        let mut taken = 0;
+        let mut threads = std::collections::HashSet::new();
+        for _ in 0..OFFERS {
+            let ran = Arc::clone(&ran);
+            let tx = tx.clone();
+            let Some(offer) = offer_job(
+                move || {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                    true
+                },
+                move || tx.send(()).unwrap(),
+            ) else {
+                panic!("no thread could be had");
+            };
+            threads.insert(offer.thread.id);
+            if !offer.withdraw() {
+                taken += 1;
+                // A taken offer reports after its thread is idle again.
+                rx.recv_timeout(Duration::from_secs(60)).unwrap();
+            }
+        }
+        assert_eq!(ran.load(Ordering::SeqCst), taken);
+        // Other tests of this binary use the pool too; this one alone needs one thread at a
+        // time (a withdrawn one is idle at once, a taken one before it reports).
+        assert!(
+            threads.len() < OFFERS / 2,
+            "{} threads for {OFFERS} offers",
+            threads.len()
+        );
     }
 
     /// A job that finishes while its call is being abandoned takes itself off the abandoned

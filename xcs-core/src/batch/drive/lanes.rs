@@ -161,39 +161,53 @@ impl<O: Operator> Run<O> {
         }
     }
 
-    /// Offers one more job to help the caller, if the batch has untaken blocks and may have
-    /// more helpers. A helper that joins offers the next one before it takes a block, so help
-    /// grows one thread at a time while there is work for it, up to `most`: a batch whose
-    /// caller takes every block before the first helper wakes wakes one thread, not `most`.
-    fn offer_helper(self: &Arc<Self>) {
-        if !self.has_work() {
+    /// Offers up to `count` more jobs to help the caller, no more than the batch has untaken
+    /// blocks and may have helpers. The caller offers one; the first helper that joins (the
+    /// batch outlasted a thread's wake-up) offers the rest the untaken blocks call for, before
+    /// it takes a block. So a batch whose caller takes every block before the first helper
+    /// wakes wakes one thread, not `most`, and one that lasts has all its helpers two wake-ups
+    /// after it starts.
+    fn offer_helpers(self: &Arc<Self>, count: usize) {
+        let untaken = self
+            .blocks
+            .len()
+            .saturating_sub(self.next.load(Ordering::Acquire));
+        if untaken == 0 || count == 0 {
             return;
         }
         let mut offers = self.offers.lock().unwrap_or_else(PoisonError::into_inner);
-        if offers.closed || offers.made >= offers.most {
+        if offers.closed {
             return;
         }
+        let count = count.min(untaken).min(offers.most - offers.made);
+        for _ in 0..count {
+            self.offer_one(&mut offers);
+        }
+    }
+
+    fn offer_one(self: &Arc<Self>, offers: &mut Offers) {
         offers.made += 1;
         // Weak: an offer withdrawn unseen keeps nothing of the batch alive on its thread.
         let run = Arc::downgrade(self);
         let done = Arc::downgrade(self);
         let offered = pool::offer_job(
             move || {
+                // Taken up: the caller waits for this report (it finds the offer taken when
+                // it tries to withdraw it), so the batch is alive.
                 let Some(run) = run.upgrade() else {
                     return false;
                 };
-                if !run.crew.join_job() {
-                    return false;
+                if run.crew.takes_help() {
+                    let adopted = run.plan.adopt();
+                    run.offer_helpers(usize::MAX);
+                    run.drain();
+                    drop(adopted);
                 }
-                let adopted = run.plan.adopt();
-                run.offer_helper();
-                run.drain();
-                drop(adopted);
                 true
             },
             move || {
                 if let Some(run) = done.upgrade() {
-                    run.crew.leave(false);
+                    run.crew.offer_done();
                 }
             },
         );
@@ -202,8 +216,9 @@ impl<O: Operator> Run<O> {
     }
 
     /// The caller has taken every block: no more help. Offers not yet taken up are withdrawn
-    /// (their threads are idle again at once); the caller then waits only for the helpers that
-    /// joined, which are running.
+    /// (their threads are idle again at once); the caller then waits only for those taken up,
+    /// which are running (items, or nothing once they see the call takes no more help) and
+    /// report once their threads are idle again, for the next batch to reuse.
     fn close_offers(&self) {
         self.crew.close();
         let pending = {
@@ -212,7 +227,9 @@ impl<O: Operator> Run<O> {
             std::mem::take(&mut offers.pending)
         };
         for offer in pending {
-            offer.withdraw();
+            if !offer.withdraw() {
+                self.crew.offer_taken();
+            }
         }
     }
 
@@ -221,7 +238,7 @@ impl<O: Operator> Run<O> {
     fn finish(&self) -> Ran<O::Output> {
         let total = self.blocks.len();
         let finished = self.crew.wait(self.plan.deadline(), |state| {
-            state.done == total && state.jobs == 0
+            state.done == total && state.jobs == 0 && state.offers_done == state.offers_taken
         });
         self.gather(!finished)
     }
@@ -375,8 +392,9 @@ pub(super) enum Helpers {
     /// Up to this many offered compute lanes, which may wait for a slot (nobody waits for them).
     Lanes(usize),
     /// Up to this many offered jobs ([`pool::offer_job`]), which start at once on threads of
-    /// their own as `pmap`'s workers do, one more each time a helper joins while blocks are
-    /// left. The caller waits for those that joined; the others are withdrawn.
+    /// their own as `pmap`'s workers do: one offered by the caller, the rest by the first that
+    /// joins while blocks are left. The caller waits for those that joined; the others are
+    /// withdrawn.
     Jobs(usize),
 }
 
@@ -399,8 +417,14 @@ pub(super) fn with_caller<O: Operator>(
             }
         }
         Helpers::Jobs(jobs) => {
-            run.offers.lock().unwrap_or_else(PoisonError::into_inner).most = jobs;
-            run.offer_helper();
+            // A deadline's abandon counts jobs and lanes, not offers: offers only help batches
+            // without one (see `drive`).
+            debug_assert!(run.plan.deadline().is_none());
+            run.offers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .most = jobs;
+            run.offer_helpers(1);
         }
     }
     {
