@@ -3,11 +3,14 @@
 //! One elastic set of reusable threads serves every batch. A thread takes one of two kinds of
 //! work, and the difference between them is what makes composition safe:
 //!
-//! - **Jobs** (`spawn`) must run: `pmap` workers, the workers of a `vmap` under an explicit
-//!   `max_workers` above the CPU count, the lanes of a batch that enforces a deadline, a call
-//!   body that may be abandoned at its deadline. A job goes to an idle thread or
-//!   to a new one at once, never into a queue, so whoever waits for a job waits for work that is
-//!   already running.
+//! - **Jobs** (`spawn`) must run: `pmap` workers, the lanes of a batch that enforces a
+//!   deadline, a call body that may be abandoned at its deadline. A job goes to an idle thread
+//!   or to a new one at once, never into a queue, so whoever waits for a job waits for work that
+//!   is already running. An *offered* job (`offer_job`: the workers of a `vmap` under an
+//!   explicit `max_workers` above the CPU count) is handed over the same way, but its owner may
+//!   withdraw it until the thread takes it up; the owner then puts the thread back on the idle
+//!   list itself (the thread, when it wakes, drops the withdrawn work without running it, which
+//!   cannot block, before it takes its next task), and waits only for offers taken up.
 //! - **Lanes** (`offer`) are optional help for a `vmap`: each takes items of its batch until
 //!   none are left. At most `cpu_count()` lanes run at once in the whole process (the *compute
 //!   slots*); a lane offered when every slot is taken waits in a queue for the next free slot,
