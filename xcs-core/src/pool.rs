@@ -3,11 +3,14 @@
 //! One elastic set of reusable threads serves every batch. A thread takes one of two kinds of
 //! work, and the difference between them is what makes composition safe:
 //!
-//! - **Jobs** (`spawn`) must run: `pmap` workers, the workers of a `vmap` under an explicit
-//!   `max_workers` above the CPU count, the lanes of a batch that enforces a deadline, a call
-//!   body that may be abandoned at its deadline. A job goes to an idle thread or
-//!   to a new one at once, never into a queue, so whoever waits for a job waits for work that is
-//!   already running.
+//! - **Jobs** (`spawn`) must run: `pmap` workers, the lanes of a batch that enforces a
+//!   deadline, a call body that may be abandoned at its deadline. A job goes to an idle thread
+//!   or to a new one at once, never into a queue, so whoever waits for a job waits for work that
+//!   is already running. An *offered* job (`offer_job`: the workers of a `vmap` under an
+//!   explicit `max_workers` above the CPU count) is handed over the same way, but its owner may
+//!   withdraw it until the thread takes it up; the owner then puts the thread back on the idle
+//!   list itself (the thread, when it wakes, drops the withdrawn work without running it, which
+//!   cannot block, before it takes its next task), and waits only for offers taken up.
 //! - **Lanes** (`offer`) are optional help for a `vmap`: each takes items of its batch until
 //!   none are left. At most `cpu_count()` lanes run at once in the whole process (the *compute
 //!   slots*); a lane offered when every slot is taken waits in a queue for the next free slot,
@@ -27,9 +30,9 @@
 //! waits for it, so a caller that starts its next batch at once finds its threads idle and
 //! reuses them instead of starting new ones.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 /// How long an idle thread waits for work before it exits.
@@ -97,6 +100,46 @@ pub(crate) enum SlotKept {
 enum Task {
     Job(Job),
     Lane(Weak<dyn Lane>),
+    Offer(Offer),
+}
+
+/// A job its owner may withdraw until the thread it was handed to takes it up.
+struct Offer {
+    claim: Arc<AtomicU8>,
+    /// Returns whether `then` is to run.
+    work: Box<dyn FnOnce() -> bool + Send>,
+    then: Box<dyn FnOnce() + Send>,
+}
+
+/// [`Offer::claim`]: handed to a thread, not yet taken up or withdrawn.
+const OFFERED: u8 = 0;
+/// The thread took the offer up: it runs.
+const TAKEN: u8 = 1;
+/// The owner withdrew the offer and put the thread back on the idle list.
+const WITHDRAWN: u8 = 2;
+
+/// An offer made with [`offer_job`], until it is taken up or withdrawn.
+pub(crate) struct Withdrawable {
+    claim: Arc<AtomicU8>,
+    thread: Idle,
+}
+
+impl Withdrawable {
+    /// Withdraws the offer unless its thread has taken it up already (then `false`: the work
+    /// runs, or has run). A withdrawn offer's thread is idle again at once: the next job may
+    /// take it while it is still waking up (it drops the withdrawn work without running it,
+    /// which cannot block, and then takes the next).
+    pub(crate) fn withdraw(self) -> bool {
+        if self
+            .claim
+            .compare_exchange(OFFERED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        state().idle.push(self.thread);
+        true
+    }
 }
 
 struct Idle {
@@ -151,10 +194,39 @@ pub(crate) fn spawn(job: Job) -> Result<(), Job> {
                 Err(mpsc::SendError(returned)) => task = returned,
             },
             None => {
-                return start_thread(task).map_err(|task| match task {
+                return start_thread(task).map(drop).map_err(|task| match task {
                     Task::Job(job) => job,
-                    Task::Lane(_) => unreachable!("a job was handed in"),
+                    Task::Lane(_) | Task::Offer(_) => unreachable!("a job was handed in"),
                 });
+            }
+        }
+    }
+}
+
+/// Offers a job that may help but that nobody needs: it is handed at once to an idle thread
+/// or a new one, as [`spawn`]'s are, and runs when that thread takes it up unless its owner
+/// [withdraws](Withdrawable::withdraw) it first. `work` returns whether `then` runs (after
+/// the thread is back on the idle list, as for [`Job::then`]). `None`: no thread could be had.
+pub(crate) fn offer_job(
+    work: impl FnOnce() -> bool + Send + 'static,
+    then: impl FnOnce() + Send + 'static,
+) -> Option<Withdrawable> {
+    let claim = Arc::new(AtomicU8::new(OFFERED));
+    let mut task = Task::Offer(Offer {
+        claim: Arc::clone(&claim),
+        work: Box::new(work),
+        then: Box::new(then),
+    });
+    loop {
+        let idle = state().idle.pop();
+        match idle {
+            Some(thread) => match thread.sender.send(task) {
+                Ok(()) => return Some(Withdrawable { claim, thread }),
+                Err(mpsc::SendError(returned)) => task = returned,
+            },
+            None => {
+                let thread = start_thread(task).ok()?;
+                return Some(Withdrawable { claim, thread });
             }
         }
     }
@@ -217,7 +289,9 @@ fn next_pending(state: &mut State) -> Option<Weak<dyn Lane>> {
     None
 }
 
-fn start_thread(first: Task) -> Result<(), Task> {
+/// Starts a thread running `first`; returns its handle (for an owner that may put it back on
+/// the idle list).
+fn start_thread(first: Task) -> Result<Idle, Task> {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let (sender, receiver) = mpsc::channel::<Task>();
     let own = sender.clone();
@@ -231,7 +305,8 @@ fn start_thread(first: Task) -> Result<(), Task> {
     STARTED.fetch_add(1, Ordering::Relaxed);
     // The thread owns its receiver until it exits, and it only exits once off the idle list
     // with an empty channel, so this send cannot fail.
-    sender.send(first).map_err(|mpsc::SendError(task)| task)
+    sender.send(first).map_err(|mpsc::SendError(task)| task)?;
+    Ok(Idle { id, sender })
 }
 
 fn thread_loop(id: usize, sender: Sender<Task>, receiver: Receiver<Task>) {
@@ -265,6 +340,24 @@ fn thread_loop(id: usize, sender: Sender<Task>, receiver: Receiver<Task>) {
                 go_idle(&mut state());
                 if let Some(then) = job.then {
                     run_quietly(then);
+                }
+            }
+            Task::Offer(offer) => {
+                if offer
+                    .claim
+                    .compare_exchange(OFFERED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    let mut report = false;
+                    let work = offer.work;
+                    run_quietly(|| report = work());
+                    go_idle(&mut state());
+                    if report {
+                        run_quietly(offer.then);
+                    }
+                } else {
+                    // Withdrawn: the owner has put this thread back on the idle list already.
+                    run_quietly(move || drop(offer));
                 }
             }
             Task::Lane(first) => {
@@ -314,6 +407,14 @@ pub(crate) struct CrewState {
     pub(crate) lanes: usize,
     /// The caller gave up: whoever still works for it is abandoned.
     pub(crate) abandoned: bool,
+    /// The caller takes no more help ([`Crew::close`]).
+    closed: bool,
+    /// Offered jobs ([`offer_job`]) the caller found taken up, which report when done.
+    pub(crate) offers_taken: usize,
+    /// Offered jobs that reported ([`Crew::offer_done`]).
+    pub(crate) offers_done: usize,
+    /// Threads waiting in [`Crew::wait`] (changes are signalled only when one waits).
+    waiting: usize,
 }
 
 impl Crew {
@@ -338,6 +439,31 @@ impl Crew {
         self.lock().jobs += 1;
     }
 
+    /// Whether an offered job ([`offer_job`]) taken up now may work for the call: `false` once
+    /// the call takes no more help or was given up.
+    pub(crate) fn takes_help(&self) -> bool {
+        let state = self.lock();
+        !(state.abandoned || state.closed)
+    }
+
+    /// The call takes no more help: offered jobs taken up from now on do nothing.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+    }
+
+    /// The caller found an offered job taken up (its withdrawal failed): it will report with
+    /// [`Crew::offer_done`], and the caller waits for that.
+    pub(crate) fn offer_taken(&self) {
+        self.lock().offers_taken += 1;
+    }
+
+    /// A taken-up offered job is done (its thread is idle again).
+    pub(crate) fn offer_done(&self) {
+        let mut state = self.lock();
+        state.offers_done += 1;
+        self.signal(state);
+    }
+
     /// Whether the caller gave up.
     pub(crate) fn is_abandoned(&self) -> bool {
         self.lock().abandoned
@@ -358,15 +484,25 @@ impl Crew {
         } else {
             SlotKept::Yes
         };
-        drop(state);
-        self.changed.notify_all();
+        self.signal(state);
         kept
     }
 
     /// One more unit of work finished.
     pub(crate) fn finish_one(&self) {
-        self.lock().done += 1;
-        self.changed.notify_all();
+        let mut state = self.lock();
+        state.done += 1;
+        self.signal(state);
+    }
+
+    /// Wakes the waiters after a change, if any waits (a notification is a system call even
+    /// when nobody waits; a batch of small blocks finishes many).
+    fn signal(&self, state: MutexGuard<'_, CrewState>) {
+        let waiting = state.waiting > 0;
+        drop(state);
+        if waiting {
+            self.changed.notify_all();
+        }
     }
 
     /// Waits until `ready` holds, or until `deadline` passes (then `false`). Waiting is safe
@@ -377,9 +513,10 @@ impl Crew {
         ready: impl Fn(&CrewState) -> bool,
     ) -> bool {
         let mut state = self.lock();
-        loop {
+        state.waiting += 1;
+        let ready = loop {
             if ready(&state) {
-                return true;
+                break true;
             }
             match deadline {
                 None => {
@@ -391,7 +528,7 @@ impl Crew {
                 Some(at) => {
                     let left = at.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return false;
+                        break false;
                     }
                     state = self
                         .changed
@@ -400,7 +537,9 @@ impl Crew {
                         .0;
                 }
             }
-        }
+        };
+        state.waiting -= 1;
+        ready
     }
 
     /// The caller gives up: everyone still working for the call is abandoned. Counted in
@@ -547,6 +686,44 @@ mod tests {
         }
         assert!(!lane.has_work());
         assert!(thread_stats().compute <= cpu_count());
+    }
+
+    /// An offer withdrawn in time never runs and its thread is idle again at once; one taken
+    /// up first runs (and reports) exactly once. Whichever happens, the threads are reused.
+    #[test]
+    fn offers_run_once_or_never_and_withdrawn_threads_are_reused() {
+        const OFFERS: usize = 2_000;
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        let mut taken = 0;
+        let mut threads = std::collections::HashSet::new();
+        for _ in 0..OFFERS {
+            let ran = Arc::clone(&ran);
+            let tx = tx.clone();
+            let Some(offer) = offer_job(
+                move || {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                    true
+                },
+                move || tx.send(()).unwrap(),
+            ) else {
+                panic!("no thread could be had");
+            };
+            threads.insert(offer.thread.id);
+            if !offer.withdraw() {
+                taken += 1;
+                // A taken offer reports after its thread is idle again.
+                rx.recv_timeout(Duration::from_secs(60)).unwrap();
+            }
+        }
+        assert_eq!(ran.load(Ordering::SeqCst), taken);
+        // Other tests of this binary use the pool too; this one alone needs one thread at a
+        // time (a withdrawn one is idle at once, a taken one before it reports).
+        assert!(
+            threads.len() < OFFERS / 2,
+            "{} threads for {OFFERS} offers",
+            threads.len()
+        );
     }
 
     /// A job that finishes while its call is being abandoned takes itself off the abandoned

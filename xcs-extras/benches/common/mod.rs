@@ -43,6 +43,12 @@ pub fn rounds_100ns() -> u32 {
     *ROUNDS.get_or_init(|| rounds_for(Duration::from_nanos(100)))
 }
 
+/// Rounds for the ~40 ns item (the per-item overhead figures), calibrated once per process.
+pub fn rounds_40ns() -> u32 {
+    static ROUNDS: OnceLock<u32> = OnceLock::new();
+    *ROUNDS.get_or_init(|| rounds_for(Duration::from_nanos(40)))
+}
+
 /// Rounds for the ~10 µs body of the cache figure, calibrated once per process.
 pub fn rounds_10us() -> u32 {
     static ROUNDS: OnceLock<u32> = OnceLock::new();

@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::batch::plan::{Part, Plan, Ran};
 use crate::error::XcsError;
 use crate::operator::Operator;
-use crate::pool::{self, Crew, Job, Lane, SlotKept};
+use crate::pool::{self, Crew, Job, Lane, SlotKept, Withdrawable};
 use crate::util::{drop_quietly, panic_message};
 
 /// A batch's items, cut into blocks that lanes take in index order.
@@ -17,6 +17,20 @@ pub(super) struct Run<O: Operator> {
     blocks: Vec<Block<O>>,
     next: AtomicUsize,
     crew: Crew,
+    offers: Mutex<Offers>,
+}
+
+/// The offered jobs helping the caller of a batch above the CPU count ([`Helpers::Jobs`]).
+#[derive(Default)]
+struct Offers {
+    /// The caller has taken every block: no more offers.
+    closed: bool,
+    /// Offers made so far.
+    made: usize,
+    /// The most offers the batch may make.
+    most: usize,
+    /// Offers not yet known to be taken up (withdrawn when the caller is done).
+    pending: Vec<Withdrawable>,
 }
 
 struct Block<O: Operator> {
@@ -78,6 +92,7 @@ impl<O: Operator> Run<O> {
             blocks,
             next: AtomicUsize::new(0),
             crew: Crew::default(),
+            offers: Mutex::default(),
         })
     }
 
@@ -145,12 +160,84 @@ impl<O: Operator> Run<O> {
         }
     }
 
+    /// Offers up to `count` more jobs to help the caller, no more than the batch has untaken
+    /// blocks and may have helpers. The caller offers one; the first helper that joins (the
+    /// batch outlasted a thread's wake-up) offers the rest the untaken blocks call for, before
+    /// it takes a block. So a batch whose caller takes every block before the first helper
+    /// wakes wakes one thread, not `most`, and one that lasts has all its helpers two wake-ups
+    /// after it starts.
+    fn offer_helpers(self: &Arc<Self>, count: usize) {
+        let untaken = self
+            .blocks
+            .len()
+            .saturating_sub(self.next.load(Ordering::Acquire));
+        if untaken == 0 || count == 0 {
+            return;
+        }
+        let mut offers = self.offers.lock().unwrap_or_else(PoisonError::into_inner);
+        if offers.closed {
+            return;
+        }
+        let count = count.min(untaken).min(offers.most - offers.made);
+        for _ in 0..count {
+            self.offer_one(&mut offers);
+        }
+    }
+
+    fn offer_one(self: &Arc<Self>, offers: &mut Offers) {
+        offers.made += 1;
+        // Weak: an offer withdrawn unseen keeps nothing of the batch alive on its thread.
+        let run = Arc::downgrade(self);
+        let done = Arc::downgrade(self);
+        let offered = pool::offer_job(
+            move || {
+                // Taken up: the caller waits for this report (it finds the offer taken when
+                // it tries to withdraw it), so the batch is alive.
+                let Some(run) = run.upgrade() else {
+                    return false;
+                };
+                if run.crew.takes_help() {
+                    let adopted = run.plan.adopt();
+                    run.offer_helpers(usize::MAX);
+                    run.drain();
+                    drop(adopted);
+                }
+                true
+            },
+            move || {
+                if let Some(run) = done.upgrade() {
+                    run.crew.offer_done();
+                }
+            },
+        );
+        // No thread to be had: the caller takes the blocks itself.
+        offers.pending.extend(offered);
+    }
+
+    /// The caller has taken every block: no more help. Offers not yet taken up are withdrawn
+    /// (their threads are idle again at once); the caller then waits only for those taken up,
+    /// which are running (items, or nothing once they see the call takes no more help) and
+    /// report once their threads are idle again, for the next batch to reuse.
+    fn close_offers(&self) {
+        self.crew.close();
+        let pending = {
+            let mut offers = self.offers.lock().unwrap_or_else(PoisonError::into_inner);
+            offers.closed = true;
+            std::mem::take(&mut offers.pending)
+        };
+        for offer in pending {
+            if !offer.withdraw() {
+                self.crew.offer_taken();
+            }
+        }
+    }
+
     /// Waits for every block (and every job), until the batch's deadline; then gathers the
     /// outcomes. Items still running at the deadline are abandoned.
     fn finish(&self) -> Ran<O::Output> {
         let total = self.blocks.len();
         let finished = self.crew.wait(self.plan.deadline(), |state| {
-            state.done == total && state.jobs == 0
+            state.done == total && state.jobs == 0 && state.offers_done == state.offers_taken
         });
         self.gather(!finished)
     }
@@ -303,7 +390,10 @@ impl<O: Operator> Lane for Run<O> {
 pub(super) enum Helpers {
     /// Up to this many offered compute lanes, which may wait for a slot (nobody waits for them).
     Lanes(usize),
-    /// This many jobs, started at once as `pmap`'s workers are (and waited for).
+    /// Up to this many offered jobs ([`pool::offer_job`]), which start at once on threads of
+    /// their own as `pmap`'s workers do: one offered by the caller, the rest by the first that
+    /// joins while blocks are left. The caller waits for those that joined; the others are
+    /// withdrawn.
     Jobs(usize),
 }
 
@@ -325,11 +415,23 @@ pub(super) fn with_caller<O: Operator>(
                 pool::offer(weak.clone());
             }
         }
-        Helpers::Jobs(jobs) => run.start_jobs(jobs),
+        Helpers::Jobs(jobs) => {
+            // A deadline's abandon counts jobs and lanes, not offers: offers only help batches
+            // without one (see `drive`).
+            debug_assert!(run.plan.deadline().is_none());
+            run.offers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .most = jobs;
+            run.offer_helpers(1);
+        }
     }
     {
         let _in = run.plan.adopt_on_caller();
         run.drain();
+    }
+    if matches!(helpers, Helpers::Jobs(_)) {
+        run.close_offers();
     }
     run.finish()
 }

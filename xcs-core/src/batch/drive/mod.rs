@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `use_parallel = false`, one item, or a limit of one | the caller, in order | nothing |
 //! | `vmap`, `limit` at most one per CPU | the caller, plus up to `limit − 1` offered compute lanes | items already started |
-//! | `vmap`, `limit` above the CPU count | the caller, plus `limit − 1` jobs | items already started, and its jobs |
+//! | `vmap`, `limit` above the CPU count | the caller, plus up to `limit − 1` offered jobs | items already started, and the offered jobs that were taken up |
 //! | `vmap` inside a call with a deadline (not its own) | the caller, in order | nothing |
 //! | `pmap(op, n)` | `n` jobs | its jobs (until the deadline, if any) |
 //! | the batch enforces a deadline | `limit` jobs | its jobs, until the deadline |
@@ -25,9 +25,15 @@
 //!
 //! An explicit `max_workers` above the CPU count (items that wait on I/O) runs that many items
 //! at once: more workers than the compute lanes could ever give, so its workers beyond the
-//! caller start as jobs, exactly as `pmap`'s do, and take no compute slot (items that mostly
-//! wait would otherwise hold the slots that compute-bound batches run on). A `max_workers` of at
-//! most one per CPU keeps to the compute lanes, which a compute-bound batch may have to wait
+//! caller are jobs, started at once on threads of their own as `pmap`'s are, and take no
+//! compute slot (items that mostly wait would otherwise hold the slots that compute-bound
+//! batches run on). They are *offered* jobs ([`pool::offer_job`](crate::pool)): the caller
+//! offers one and starts on the items; the first helper that joins while items are left
+//! offers the rest the batch can use. When the caller has taken every item, it withdraws the
+//! offers no thread has taken up yet (those threads are idle again at once) and waits only for
+//! those taken up. So a batch of small items costs one thread wake-up, not `limit − 1`, and a
+//! batch of waiting items has all its workers two wake-ups after it starts. A `max_workers` of
+//! at most one per CPU keeps to the compute lanes, which a compute-bound batch may have to wait
 //! for: such a batch runs *at most* `limit` items at once.
 //!
 //! # Why composition cannot deadlock
@@ -36,9 +42,10 @@
 //!
 //! 1. **Nobody waits for work that has not started.** A caller waits only for blocks that a
 //!    lane has taken (a lane takes a block only while running) and for jobs, which
-//!    [`pool::spawn`](crate::pool) starts at once on a thread of their own (the workers of a
-//!    `vmap` above the CPU count included). Offered compute lanes may wait for a free
-//!    slot, but nobody waits for them: the caller drains its own batch.
+//!    [`pool::spawn`](crate::pool) starts at once on a thread of their own. The offered jobs
+//!    of a `vmap` above the CPU count are waited for only once a thread has taken them up
+//!    (they are running then); the others are withdrawn. Offered compute lanes may wait for a
+//!    free slot, but nobody waits for them: the caller drains its own batch.
 //! 2. **A thread only runs work of the batches on its own stack.** A waiting caller does not
 //!    steal unrelated items (as a work-stealing pool would): so an item can never end up
 //!    waiting, deeper on the same stack, for something its own frame below holds — a cache
