@@ -31,6 +31,7 @@ impl CancelFlag {
         self.set.store(true, Ordering::Release);
     }
 
+    #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
         let mut flag = Some(self);
         while let Some(f) = flag {

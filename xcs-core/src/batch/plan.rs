@@ -275,6 +275,9 @@ pub(crate) struct Plan<O> {
     trace_parent: Option<trace::Parent>,
     /// The batch's progress report, with `show_progress`.
     pub(crate) progress: Option<Arc<BatchProgress>>,
+    /// Whether items are only their bodies: no call policy, no deadline, no progress report
+    /// (then an item is its body with panics caught, and the checks are made once per batch).
+    lean: bool,
 }
 
 impl<O> Plan<O> {
@@ -288,6 +291,8 @@ impl<O> Plan<O> {
         settled: bool,
     ) -> Self {
         let stop = CancelFlag::child_of(timing.parent.cancel.clone());
+        let progress = BatchProgress::start(operator, len, &options);
+        let lean = !policy::needs_plan(&options, timing.deadline.is_some()) && progress.is_none();
         Plan {
             op: Arc::clone(op),
             options,
@@ -305,7 +310,8 @@ impl<O> Plan<O> {
             } else {
                 None
             },
-            progress: BatchProgress::start(operator, len, &options),
+            progress,
+            lean,
         }
     }
 
@@ -442,20 +448,42 @@ impl<O: Operator> Plan<O> {
         let mut index = start;
         // Fast path: every item succeeds.
         let mut first_miss = None;
-        for input in items.by_ref() {
-            if self.skips(index) {
-                drop_quietly(input);
-                first_miss = Some(Err(NOT_RUN));
-                break;
-            }
-            match self.run_item(index, input) {
-                Ok(output) => outputs.push(output),
-                Err(error) => {
-                    first_miss = Some(Err(error));
+        if self.lean {
+            // Items that are only their bodies: the loop a user would write, plus the batch
+            // rules' check before each start.
+            let name = self.op.name();
+            for input in items.by_ref() {
+                if self.skips(index) {
+                    drop_quietly(input);
+                    first_miss = Some(Err(NOT_RUN));
                     break;
                 }
+                match util::guarded(name, Some(index), || self.op.forward(input)) {
+                    Ok(output) => outputs.push(output),
+                    Err(error) => {
+                        self.note_failure(index);
+                        first_miss = Some(Err(Some(Box::new(error))));
+                        break;
+                    }
+                }
+                index += 1;
             }
-            index += 1;
+        } else {
+            for input in items.by_ref() {
+                if self.skips(index) {
+                    drop_quietly(input);
+                    first_miss = Some(Err(NOT_RUN));
+                    break;
+                }
+                match self.run_item(index, input) {
+                    Ok(output) => outputs.push(output),
+                    Err(error) => {
+                        first_miss = Some(Err(error));
+                        break;
+                    }
+                }
+                index += 1;
+            }
         }
         let Some(miss) = first_miss else {
             return Part::Ok(outputs);
