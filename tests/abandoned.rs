@@ -54,6 +54,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
 
 #[test]
 fn abandoned_items_are_counted_and_capped() {
+    let _lock = common::global_lock();
     // The caller that gives up warns, on its own thread.
     let warnings = Warnings::default();
     let _subscriber = {

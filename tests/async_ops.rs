@@ -354,6 +354,8 @@ fn nested_async_batches_and_sync_operators_compose() {
 
 #[test]
 fn concurrent_identical_calls_run_the_body_once_without_blocking_a_thread() {
+    // The memory cache is process-wide (its bounds included): with the binary's other users.
+    let _lock = common::global_lock();
     // One thread: a waiter that blocked it would never let the body finish.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()

@@ -709,57 +709,6 @@ fn an_operator_calling_itself_with_its_input_does_not_wait_for_itself() {
 // Uncacheable operators are warned about, once per operator type.
 // ---------------------------------------------------------------------------------------------
 
-/// The warnings (target `xcs`) of the whole test binary.
-#[derive(Clone, Default)]
-struct Warnings(Arc<Mutex<Vec<String>>>);
-
-impl Warnings {
-    fn mentioning(&self, needle: &str) -> Vec<String> {
-        let all = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        all.iter().filter(|w| w.contains(needle)).cloned().collect()
-    }
-}
-
-struct Message<'a>(&'a mut String);
-
-impl tracing::field::Visit for Message<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            *self.0 = format!("{value:?}");
-        }
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        let meta = event.metadata();
-        if meta.target() == "xcs" && *meta.level() == tracing::Level::WARN {
-            let mut message = String::new();
-            event.record(&mut Message(&mut message));
-            self.0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(message);
-        }
-    }
-}
-
-/// A global subscriber (batch items run on pool threads), installed once for this binary.
-fn warnings() -> &'static Warnings {
-    static WARNINGS: std::sync::OnceLock<Warnings> = std::sync::OnceLock::new();
-    WARNINGS.get_or_init(|| {
-        use tracing_subscriber::layer::SubscriberExt;
-        let warnings = Warnings::default();
-        let subscriber = tracing_subscriber::registry().with(warnings.clone());
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("no other global subscriber in this test binary");
-        warnings
-    })
-}
-
 /// A hand-written operator whose input is not a standard type xcs can hash.
 struct Mean;
 
@@ -800,7 +749,7 @@ impl Operator for NeverCached {
 #[test]
 fn uncacheable_operators_warn_once_per_type_saying_why() {
     let _lock = global_lock();
-    let warnings = warnings();
+    let warnings = common::global_subscriber();
     NeverCached.call(1.0).unwrap();
     with_options(&caching(), || {
         for _ in 0..3 {
@@ -815,7 +764,7 @@ fn uncacheable_operators_warn_once_per_type_saying_why() {
             .unwrap();
     });
 
-    let mean = warnings.mentioning("`mean_of_floats`");
+    let mean = warnings.warnings_mentioning("`mean_of_floats`");
     assert_eq!(mean.len(), 1, "{mean:#?}");
     assert!(
         mean[0].contains("input type `alloc::vec::Vec<f64>`"),
@@ -824,7 +773,7 @@ fn uncacheable_operators_warn_once_per_type_saying_why() {
     );
     assert!(mean[0].contains("`static`"), "{}", mean[0]);
 
-    let ask = warnings.mentioning("`ask_with_client`");
+    let ask = warnings.warnings_mentioning("`ask_with_client`");
     assert_eq!(ask.len(), 1, "{ask:#?}");
     assert!(
         ask[0].contains("parameter `client: caching::LlmClient` is not `Hash + Eq`"),
@@ -837,8 +786,8 @@ fn uncacheable_operators_warn_once_per_type_saying_why() {
         ask[0]
     );
 
-    assert!(warnings.mentioning("vmap(").is_empty());
-    assert!(warnings.mentioning("counted").is_empty());
+    assert!(warnings.warnings_mentioning("vmap(").is_empty());
+    assert!(warnings.warnings_mentioning("counted").is_empty());
     // Without `enable_caching`, nothing to warn about.
-    assert!(warnings.mentioning("never_cached_op").is_empty());
+    assert!(warnings.warnings_mentioning("never_cached_op").is_empty());
 }

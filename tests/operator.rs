@@ -1,5 +1,7 @@
 //! `#[xcs::operator]`: what the generated operator, inputs and batches do.
 
+mod common;
+
 use std::error::Error as _;
 use std::fmt;
 
@@ -437,6 +439,8 @@ fn caching() -> OptionsPatch {
 
 #[test]
 fn hashable_operators_are_cached_when_caching_is_on() {
+    // The memory cache is process-wide (its bounds included): with the binary's other users.
+    let _lock = common::global_lock();
     use counted::{CountWords, CountWordsInputs, WORDS_RUNS};
     use std::sync::atomic::Ordering;
     let text = "cache me if you can, operator-test".to_owned();

@@ -1,6 +1,8 @@
 //! The option table is the one source of names: the macros' checks (as their UI snapshots show)
 //! and the run-time parser agree on it.
 
+mod common;
+
 use xcs::{
     ExecutionOptions, OPTIONS, OptionKind, OptionsPatch, execution_options, get_execution_options,
 };
@@ -11,6 +13,8 @@ use xcs::{
 /// gives the options `from_pairs` gives for the same values.
 #[test]
 fn macros_and_run_time_parser_agree_on_names() {
+    // Reads the options in force, which tests that set the global options change.
+    let _lock = common::global_lock();
     for spec in OPTIONS {
         let sample = match spec.kind {
             OptionKind::Bool => "true",

@@ -2,12 +2,14 @@
 //! scope sees, what comes back on every exit path, what other threads see.
 //!
 //! Global options are process-wide and tests in one binary run in parallel, so every test here
-//! holds [`GLOBAL_LOCK`] (through [`serial`]) and leaves the global defaults behind it.
+//! holds `common::global_lock` (through [`serial`]) and leaves the global defaults behind it.
+
+mod common;
 
 use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::MutexGuard;
 use std::sync::mpsc;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -16,8 +18,6 @@ use xcs::{
     get_execution_options, get_global_options, reset_execution_options, set_execution_options,
     set_global_options, with_options,
 };
-
-static GLOBAL_LOCK: Mutex<()> = Mutex::new(());
 
 /// Holds the lock for the test, with the global defaults in force; restores them at the end,
 /// also when the test fails.
@@ -32,7 +32,7 @@ impl Drop for Serial {
 }
 
 fn serial() -> Serial {
-    let guard = GLOBAL_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    let guard = common::global_lock();
     reset_execution_options();
     Serial { _lock: guard }
 }

@@ -3,6 +3,8 @@
 //! Global options, the cache, the trace buffer and the backend registry are process-wide, so every test
 //! takes `LOCK` and restores the defaults when it ends (even when it fails).
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -20,8 +22,6 @@ use xcs::{
 // Harness
 // ---------------------------------------------------------------------------------------------------
 
-static LOCK: Mutex<()> = Mutex::new(());
-
 /// Serializes the tests and restores the process-wide defaults on drop (also when a test panics).
 struct Serial {
     _guard: MutexGuard<'static, ()>,
@@ -36,7 +36,7 @@ impl Drop for Serial {
 }
 
 fn serial() -> Serial {
-    let guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let guard = common::global_lock();
     reset_execution_options();
     xcs::clear_cache();
     let _ = xcs::take_trace();

@@ -113,6 +113,7 @@ struct Outcome {
 /// Runs this test binary again as a child that makes one call of `role` with `cache_dir = dir`.
 fn child(role: &str, dir: &Path) -> Outcome {
     let (stdout, _) = common::rerun(
+        module_path!(),
         "child_process",
         &[(ROLE, role.as_ref()), (DIR, dir.as_os_str())],
     );

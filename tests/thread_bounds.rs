@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,7 @@ use common::{Gauge, process_threads, watchdog};
 use xcs::{Operator, OptionsPatch, XcsError, pmap, vmap, with_options};
 
 fn turn() -> MutexGuard<'static, ()> {
-    static TURN: Mutex<()> = Mutex::new(());
-    TURN.lock().unwrap_or_else(PoisonError::into_inner)
+    common::global_lock()
 }
 
 fn workers(n: usize) -> OptionsPatch {

@@ -2,19 +2,17 @@
 //! `xcs::take_trace()`, and the `tracing` spans a subscriber sees.
 //!
 //! The in-memory trace is process-wide and `take_trace` drains it, so the tests of this file run
-//! one at a time (`LOCK`) and each looks only at operators with names unique to it.
+//! one at a time (`common::global_lock`, as every test of the binary that traces does) and each
+//! looks only at operators with names unique to it.
+
+mod common;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::PoisonError;
 use std::time::Duration;
 
+use common::global_lock as lock;
 use xcs::{Operator, Outcome, TraceEvent, XcsError, execution_options};
-
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn lock() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Doubles its input after `sleep`; fails on `fail_on`.
 struct Double {
@@ -265,69 +263,17 @@ fn whole_trace_summary_and_chrome_json() {
     assert!(thread_names >= 1);
 }
 
-/// Records the target, name and `operator` field of every new span, from every thread.
-#[derive(Clone, Default)]
-struct SpanLog(Arc<Mutex<Vec<(String, String, String)>>>);
-
-struct OperatorField<'a>(&'a mut String);
-
-impl tracing::field::Visit for OperatorField<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "operator" {
-            *self.0 = format!("{value:?}").trim_matches('"').to_owned();
-        }
-    }
-
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        if field.name() == "operator" {
-            value.clone_into(self.0);
-        }
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanLog {
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        _: &tracing::span::Id,
-        _: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        let mut operator = String::new();
-        attrs.record(&mut OperatorField(&mut operator));
-        let meta = attrs.metadata();
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).push((
-            meta.target().to_owned(),
-            meta.name().to_owned(),
-            operator,
-        ));
-    }
-}
-
-/// A global subscriber (batch items run on pool threads, which a thread-local default would
-/// not reach), installed once for this test binary.
-fn span_log() -> &'static SpanLog {
-    static LOG: OnceLock<SpanLog> = OnceLock::new();
-    LOG.get_or_init(|| {
-        use tracing_subscriber::layer::SubscriberExt;
-        let log = SpanLog::default();
-        let subscriber = tracing_subscriber::registry().with(log.clone());
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("no other global subscriber in this test binary");
-        log
-    })
-}
-
 #[test]
 fn a_tracing_subscriber_sees_spans_with_target_xcs() {
     let _guard = lock();
-    let log = span_log();
+    let log = common::global_subscriber();
     let op = xcs::vmap(Double::named("trace_it_spans"));
     let vmap_name = op.name().to_owned();
     execution_options!(trace_execution = true => op.call(vec![1, 2, 3])).unwrap();
     let _ = xcs::take_trace();
 
     let spans: Vec<(String, String, String)> = log
-        .0
+        .spans
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .iter()
@@ -350,7 +296,7 @@ fn a_tracing_subscriber_sees_spans_with_target_xcs() {
 
 #[test]
 fn items_on_worker_threads_are_children_of_their_batch() {
-    let _lock = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    let _lock = lock();
     let _ = xcs::take_trace();
     struct Nested;
     impl Operator for Nested {

@@ -16,7 +16,7 @@ const CASE: &str = "WARNINGS_CASE";
 
 /// Runs test `case` in a child process and returns its standard error.
 fn stderr_of(case: &str) -> String {
-    common::rerun(case, &[(CASE, case.as_ref())]).1
+    common::rerun(module_path!(), case, &[(CASE, case.as_ref())]).1
 }
 
 fn is_child(case: &str) -> bool {

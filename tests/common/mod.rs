@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use xcs::{ExecutionOptions, Operator, XcsError};
 
-/// Serializes the tests of one binary that touch process-wide state (global options, cache,
-/// backends).
+/// Serializes the tests of one binary that touch process-wide state: the global options, the
+/// memory cache (its entries, bounds and counters), the trace buffer, the backend registry.
 pub fn global_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(PoisonError::into_inner)
@@ -235,13 +235,19 @@ impl Drop for GaugeGuard<'_> {
     }
 }
 
-/// Runs test `test` of this test binary again, alone, in a child process with the environment
-/// variables `envs` set, and returns what it printed on standard output and on standard error.
-/// Panics, showing both, when the child fails (a crash included): a child that aborts fails the
-/// test instead of the whole test binary.
-pub fn rerun(test: &str, envs: &[(&str, &std::ffi::OsStr)]) -> (String, String) {
+/// Runs test `test` of module `module` (the caller's `module_path!()`) of this test binary again,
+/// alone, in a child process with the environment variables `envs` set, and returns what it
+/// printed on standard output and on standard error. Panics, showing both, when the child fails
+/// (a crash included): a child that aborts fails the test instead of the whole test binary.
+pub fn rerun(module: &str, test: &str, envs: &[(&str, &std::ffi::OsStr)]) -> (String, String) {
+    // libtest names a test by its path below the crate root: `topic::test`, or `test` alone in a
+    // test binary of one file.
+    let test = match module.split_once("::") {
+        Some((_crate, below)) => format!("{below}::{test}"),
+        None => test.to_owned(),
+    };
     let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .args(["--exact", &test, "--nocapture", "--test-threads=1"])
         .envs(envs.iter().copied())
         .output()
         .expect("the test binary runs");
@@ -253,4 +259,95 @@ pub fn rerun(test: &str, envs: &[(&str, &std::ffi::OsStr)]) -> (String, String) 
         out.status
     );
     (stdout, stderr)
+}
+
+/// What the one global `tracing` subscriber of this test binary saw (a process has at most one,
+/// and batch items run on pool threads, which a thread-local default would not reach).
+#[derive(Default)]
+pub struct Seen {
+    /// The target, name and `operator` field of every new span, from every thread.
+    pub spans: Mutex<Vec<(String, String, String)>>,
+    /// The message of every warning of target `xcs`.
+    pub warnings: Mutex<Vec<String>>,
+}
+
+impl Seen {
+    /// The `xcs` warnings seen so far that contain `needle`.
+    pub fn warnings_mentioning(&self, needle: &str) -> Vec<String> {
+        let all = self.warnings.lock().unwrap_or_else(PoisonError::into_inner);
+        all.iter().filter(|w| w.contains(needle)).cloned().collect()
+    }
+}
+
+/// Installs the global subscriber on first use; what it has seen.
+pub fn global_subscriber() -> &'static Seen {
+    static SEEN: std::sync::OnceLock<&'static Seen> = std::sync::OnceLock::new();
+    SEEN.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        let seen: &'static Seen = Box::leak(Box::default());
+        let subscriber = tracing_subscriber::registry().with(SeenLayer(seen));
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in this test binary");
+        seen
+    })
+}
+
+struct SeenLayer(&'static Seen);
+
+/// Keeps the field named `name` of a span or event, as text.
+struct Field<'a> {
+    name: &'static str,
+    value: &'a mut String,
+}
+
+impl tracing::field::Visit for Field<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == self.name {
+            *self.value = format!("{value:?}");
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == self.name {
+            value.clone_into(self.value);
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SeenLayer {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut operator = String::new();
+        attrs.record(&mut Field {
+            name: "operator",
+            value: &mut operator,
+        });
+        let operator = operator.trim_matches('"').to_owned();
+        let meta = attrs.metadata();
+        self.0
+            .spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((meta.target().to_owned(), meta.name().to_owned(), operator));
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let meta = event.metadata();
+        if meta.target() == "xcs" && *meta.level() == tracing::Level::WARN {
+            let mut message = String::new();
+            event.record(&mut Field {
+                name: "message",
+                value: &mut message,
+            });
+            self.0
+                .warnings
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(message);
+        }
+    }
 }
