@@ -9,7 +9,7 @@
 //! the whole test binary.
 #![cfg(all(unix, feature = "persist"))]
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};

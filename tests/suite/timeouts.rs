@@ -2,7 +2,7 @@
 //! Observed through gates the test holds closed: the call comes back while an item is still
 //! inside its body, unstarted items never start, and later calls still get all their workers.
 
-mod common;
+use crate::common;
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,7 +1,7 @@
 //! Items abandoned at a deadline (SPEC §5): counted, warned about, and capped with a typed
 //! error. One test: the count is process-wide.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

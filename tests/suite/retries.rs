@@ -1,7 +1,7 @@
 //! `max_retries` and `rate_limit` (SPEC §8), sync and async: attempts counted, waits bounded
 //! from below only.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};

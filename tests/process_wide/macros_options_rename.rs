@@ -17,7 +17,7 @@
     unused_imports
 )]
 
-mod common;
+use crate::common;
 
 /// Tests in one binary run in parallel and global options are process-wide: every test holds the
 /// binary's lock, and the one that sets global options restores the defaults.

@@ -1,7 +1,7 @@
 //! Thread bounds (SPEC §5), read from the process's own thread count. The tests of this file
 //! take turns, so no other test's threads are counted.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;

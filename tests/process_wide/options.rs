@@ -4,7 +4,7 @@
 //! Global options are process-wide and tests in one binary run in parallel, so every test here
 //! holds `common::global_lock` (through [`serial`]) and leaves the global defaults behind it.
 
-mod common;
+use crate::common;
 
 use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind};

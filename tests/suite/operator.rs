@@ -1,6 +1,6 @@
 //! `#[xcs::operator]`: what the generated operator, inputs and batches do.
 
-mod common;
+use crate::common;
 
 use std::error::Error as _;
 use std::fmt;

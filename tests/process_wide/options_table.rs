@@ -1,7 +1,7 @@
 //! The option table is the one source of names: the macros' checks (as their UI snapshots show)
 //! and the run-time parser agree on it.
 
-mod common;
+use crate::common;
 
 use xcs::{
     ExecutionOptions, OPTIONS, OptionKind, OptionsPatch, execution_options, get_execution_options,

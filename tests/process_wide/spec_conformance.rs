@@ -3,7 +3,7 @@
 //! Global options, the cache, the trace buffer and the backend registry are process-wide, so every test
 //! takes `LOCK` and restores the defaults when it ends (even when it fails).
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;

@@ -1,7 +1,7 @@
 //! vmap / pmap steered by the options: observed through the threads items ran on, the order
 //! they ran in, and the options they saw.
 
-mod common;
+use crate::common;
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! one at a time (`common::global_lock`, as every test of the binary that traces does) and each
 //! looks only at operators with names unique to it.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::PoisonError;

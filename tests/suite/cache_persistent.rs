@@ -2,11 +2,11 @@
 //! store, faults degrade to the memory cache, errors are never stored.
 #![cfg(feature = "persist")]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use xcs::{CacheDir, Operator, OptionsPatch, PersistSupport, XcsError, vmap, with_options};
 

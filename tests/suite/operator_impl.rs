@@ -3,7 +3,7 @@
 //! Each capability is shown next to the same operator without the attribute, which runs once,
 //! uncached. Also: the fingerprint of an operator's code in its persistent keys.
 
-mod common;
+use crate::common;
 
 use std::io;
 

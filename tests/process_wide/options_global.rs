@@ -1,7 +1,7 @@
 //! Global options (process-wide) reaching batches on other threads. Kept in its own test binary
 //! so that no other test reads options while these change them.
 
-mod common;
+use crate::common;
 
 use common::{Probe, global_lock};
 use xcs::{ExecutionOptions, Operator, OptionsPatch, vmap};

@@ -2,7 +2,7 @@
 //! its bounds, and reports what the reference says. Every test runs under a watchdog that
 //! aborts the process (naming the case) instead of letting a deadlock hang CI.
 
-mod common;
+use crate::common;
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,6 +1,6 @@
 //! `device_strategy`: batches go to the backend the strategy names, or fail clearly.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -5,7 +5,7 @@
 //! `WARNINGS_CASE` set — so that its standard error can be read and no subscriber is installed
 //! unless the case installs one. Without the variable, the `child_…` tests do nothing.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,7 +1,7 @@
 //! Async operators (SPEC §7): options across `.await`, in-flight bounds, real cancellation.
 #![cfg(feature = "tokio")]
 
-mod common;
+use crate::common;
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
