@@ -1,5 +1,6 @@
-//! Thread bounds (SPEC §5), read from the process's own thread count. The tests of this file
-//! take turns, so no other test's threads are counted.
+//! Thread bounds, read from the process's own thread count (sync batches, and async ones whose
+//! waiting items must cost no thread). The tests of this binary take turns, so no other test's
+//! threads are counted.
 
 use crate::common;
 
@@ -188,4 +189,53 @@ fn an_explicit_max_workers_runs_that_many_items_at_once() {
     let slots = xcs::thread_stats().compute_slots;
     let peak = peak_of_vmap(&OptionsPatch::new(), slots);
     assert_eq!(peak, slots, "max_workers unset: {peak} items ran at once");
+}
+
+/// Sleeps `ms` (awaiting, not blocking), counting the items in flight.
+#[cfg(feature = "tokio")]
+struct Nap {
+    ms: u64,
+    gauge: Arc<Gauge>,
+}
+
+#[cfg(feature = "tokio")]
+impl xcs::AsyncOperator for Nap {
+    type Input = u64;
+    type Output = u64;
+    async fn forward(&self, x: u64) -> Result<u64, XcsError> {
+        let _running = self.gauge.enter();
+        tokio::time::sleep(Duration::from_millis(self.ms)).await;
+        Ok(x * 2)
+    }
+    fn name(&self) -> &str {
+        "nap"
+    }
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn thousands_of_waiting_items_cost_no_threads() {
+    let _turn = turn();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    // Warm the runtime's workers first, then count.
+    runtime.block_on(async { tokio::time::sleep(Duration::from_millis(1)).await });
+    let before = process_threads();
+    let op = Arc::new(Nap {
+        ms: 50,
+        gauge: Arc::default(),
+    });
+    let peak = runtime.block_on(async {
+        vmap(Arc::clone(&op))
+            .call((0..5000).collect())
+            .await
+            .unwrap();
+        op.gauge.peak()
+    });
+    assert_eq!(peak, 5000);
+    let grew = process_threads().saturating_sub(before);
+    assert!(grew <= 1, "5000 waiting items started {grew} threads");
 }

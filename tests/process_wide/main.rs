@@ -18,7 +18,4 @@ mod batch_composition;
 mod batch_threads;
 mod macros_options_rename;
 mod options;
-mod options_global;
-mod options_table;
-mod spec_conformance;
 mod timeouts_abandoned;

@@ -1,4 +1,4 @@
-//! Items abandoned at a deadline (SPEC §5): counted, warned about, and capped with a typed
+//! Items abandoned at a deadline: counted, warned about, and capped with a typed
 //! error. One test: the count is process-wide.
 
 use crate::common;

@@ -1,4 +1,4 @@
-//! The persistent cache (SPEC §9): answers survive the process, several processes share a
+//! The persistent cache: answers survive the process, several processes share a
 //! store, faults degrade to the memory cache, errors are never stored.
 #![cfg(feature = "persist")]
 

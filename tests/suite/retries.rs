@@ -1,4 +1,4 @@
-//! `max_retries` and `rate_limit` (SPEC §8), sync and async: attempts counted, waits bounded
+//! `max_retries` and `rate_limit`, sync and async: attempts counted, waits bounded
 //! from below only.
 
 use crate::common;

@@ -5,12 +5,16 @@
 use crate::common;
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Hang, wait_for};
-use xcs::{Operator, OptionsPatch, XcsError, pmap, vmap, with_options};
+use common::{
+    Double, Generate, GenerateInputs, Hang, HangOp, Latch, Rendezvous, assert_lowercase_led,
+    hang_op, lock, op, serial, wait_for, wait_until,
+};
+use xcs::prelude::*;
 
 fn timeout(seconds: f64) -> OptionsPatch {
     OptionsPatch::new()
@@ -313,4 +317,367 @@ fn a_batch_cut_by_its_deadline_is_always_a_timeout() {
             );
         }
     }
+}
+
+static GEN_GATE: Latch = Latch::new();
+
+static GEN_HANG_DONE: AtomicBool = AtomicBool::new(false);
+
+#[xcs::operator]
+fn hang_gen(x: u64) -> u64 {
+    GEN_GATE.wait();
+    GEN_HANG_DONE.store(true, Ordering::SeqCst);
+    x
+}
+
+static INNER_RAN: AtomicBool = AtomicBool::new(false);
+
+static OUTER_DONE: AtomicBool = AtomicBool::new(false);
+
+static OUTER_INNER_RESULT: Mutex<Option<String>> = Mutex::new(None);
+
+struct HandInner;
+
+impl Operator for HandInner {
+    type Input = u64;
+    type Output = u64;
+    fn forward(&self, input: u64) -> Result<u64, XcsError> {
+        INNER_RAN.store(true, Ordering::SeqCst);
+        Ok(input)
+    }
+    fn name(&self) -> &str {
+        "hand_inner"
+    }
+}
+
+/// Sleeps past the deadline (without cooperating), then calls a hand-written operator by plain borrow.
+#[xcs::operator]
+fn sleepy_outer(x: u64) -> u64 {
+    thread::sleep(Duration::from_millis(400));
+    let inner = HandInner;
+    let res = inner.call(x);
+    *lock(&OUTER_INNER_RESULT) = Some(match &res {
+        Ok(v) => format!("ok {v}"),
+        Err(XcsError::Timeout { .. }) => "timeout".to_string(),
+        Err(e) => format!("other error: {e}"),
+    });
+    OUTER_DONE.store(true, Ordering::SeqCst);
+    x
+}
+
+#[test]
+fn vmap_timeout_returns_promptly_while_an_item_hangs() {
+    let _s = serial();
+    let (hop, gate, _started, finished) = hang_op(Some(3));
+    let start = Instant::now();
+    let res = execution_options!(timeout_seconds = 0.3 => vmap(hop).call(vec![1, 2, 3, 4]));
+    let hung = finished.load(Ordering::SeqCst) < 4;
+    let elapsed = start.elapsed();
+    gate.release();
+    let err = res.unwrap_err();
+    assert!(matches!(err, XcsError::Timeout { .. }), "{err:?}");
+    assert!(hung, "the call returned while the item was still blocked");
+    assert!(elapsed < Duration::from_secs(8), "{elapsed:?}");
+    assert_lowercase_led(&err);
+}
+
+#[test]
+fn pmap_timeout_and_later_call_gets_full_worker_count() {
+    let _s = serial();
+    let (hop, gate, started, finished) = hang_op(None);
+    let res = execution_options!(timeout_seconds = 0.3 => pmap(hop, 2).call(vec![1, 2]));
+    assert!(matches!(res, Err(XcsError::Timeout { .. })), "{res:?}");
+    assert_eq!(finished.load(Ordering::SeqCst), 0, "both items still hang");
+
+    // Both workers of the 2-pool are blocked, yet a later 2-worker call gets two workers.
+    let rv = Arc::new(Rendezvous::new(2, Duration::from_secs(5)));
+    let rv2 = rv.clone();
+    let meet = op("meet_after_timeout", move |_: u64| rv2.meet());
+    let out = pmap(meet, 2).call(vec![0, 1]).unwrap();
+    let still_hung = finished.load(Ordering::SeqCst) == 0;
+    gate.release();
+    assert!(still_hung);
+    assert_eq!(
+        out,
+        vec![true, true],
+        "the later call had its full worker count"
+    );
+    assert!(wait_until(
+        || finished.load(Ordering::SeqCst) == started.load(Ordering::SeqCst)
+    ));
+}
+
+#[test]
+fn timeout_items_not_started_are_never_started() {
+    let _s = serial();
+    let (hop, gate, started, finished) = hang_op(Some(1));
+    let res = execution_options!(use_parallel = false, timeout_seconds = 0.3 => {
+        vmap(hop).call(vec![1, 2, 3])
+    });
+    let hung = finished.load(Ordering::SeqCst) == 0;
+    gate.release();
+    assert!(matches!(res, Err(XcsError::Timeout { .. })), "{res:?}");
+    assert!(hung, "returned while item 0 hung");
+    assert!(wait_until(|| finished.load(Ordering::SeqCst) >= 1));
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        1,
+        "items after the deadline never start"
+    );
+}
+
+#[test]
+fn operator_call_timeout_generated_arc_and_static_ref() {
+    let _s = serial();
+    // A generated operator.
+    GEN_GATE.reset();
+    GEN_HANG_DONE.store(false, Ordering::SeqCst);
+    let res = execution_options!(timeout_seconds = 0.2 => HangGen.call(HangGenInputs { x: 1 }));
+    let hung = !GEN_HANG_DONE.load(Ordering::SeqCst);
+    GEN_GATE.release();
+    assert!(matches!(res, Err(XcsError::Timeout { .. })), "{res:?}");
+    assert!(
+        hung,
+        "generated operator: returned at the deadline while forward hung"
+    );
+    assert!(wait_until(|| GEN_HANG_DONE.load(Ordering::SeqCst)));
+
+    // An `Arc<O>` of a hand-written operator (called through the `Arc<HangOp>` impl).
+    let (hop, gate, _, finished2) = hang_op(None);
+    let arc = Arc::new(hop);
+    let res = execution_options!(timeout_seconds = 0.2 => <Arc<HangOp> as Operator>::call(&arc, 1));
+    let hung = finished2.load(Ordering::SeqCst) == 0;
+    gate.release();
+    assert!(matches!(res, Err(XcsError::Timeout { .. })), "{res:?}");
+    assert!(hung, "Arc<O>: returned at the deadline while forward hung");
+    assert!(wait_until(|| finished2.load(Ordering::SeqCst) == 1));
+
+    // A `&'static O`.
+    let (hop, gate, _, finished) = hang_op(None);
+    let leaked: &'static HangOp = Box::leak(Box::new(hop));
+    let res = execution_options!(timeout_seconds = 0.2 => <&'static HangOp as Operator>::call(&leaked, 1));
+    let hung = finished.load(Ordering::SeqCst) == 0;
+    gate.release();
+    assert!(matches!(res, Err(XcsError::Timeout { .. })), "{res:?}");
+    assert!(
+        hung,
+        "&'static O: returned at the deadline while forward hung"
+    );
+    assert!(wait_until(|| finished.load(Ordering::SeqCst) == 1));
+}
+
+#[test]
+fn borrowed_hand_written_operator_returns_timeout_when_forward_finishes_late() {
+    let _s = serial();
+    let (hop, gate, _, finished) = hang_op(None);
+    let releaser = {
+        let gate = gate.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(500));
+            gate.release();
+        })
+    };
+    let res = execution_options!(timeout_seconds = 0.1 => hop.call(1));
+    releaser.join().unwrap();
+    assert!(matches!(res, Err(XcsError::Timeout { .. })), "{res:?}");
+    assert_eq!(finished.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn borrowed_hand_written_operator_cooperates_through_cancelled() {
+    let _s = serial();
+    let saw_cancel = Arc::new(AtomicBool::new(false));
+    let saw = saw_cancel.clone();
+    let coop = op("cooperative", move |_: u64| {
+        let start = Instant::now();
+        while !xcs::cancelled() && start.elapsed() < Duration::from_secs(10) {
+            thread::sleep(Duration::from_millis(5));
+        }
+        saw.store(xcs::cancelled(), Ordering::SeqCst);
+        1u64
+    });
+    assert!(!xcs::cancelled());
+    let res = execution_options!(timeout_seconds = 0.2 => coop.call(0));
+    assert!(matches!(res, Err(XcsError::Timeout { .. })), "{res:?}");
+    assert!(
+        saw_cancel.load(Ordering::SeqCst),
+        "the body saw cancelled() become true"
+    );
+}
+
+#[test]
+fn borrowed_hand_written_operator_refuses_to_start_after_the_shared_deadline() {
+    let _s = serial();
+    INNER_RAN.store(false, Ordering::SeqCst);
+    OUTER_DONE.store(false, Ordering::SeqCst);
+    *lock(&OUTER_INNER_RESULT) = None;
+    let res =
+        execution_options!(timeout_seconds = 0.1 => SleepyOuter.call(SleepyOuterInputs { x: 1 }));
+    let returned_early = !OUTER_DONE.load(Ordering::SeqCst);
+    assert!(matches!(res, Err(XcsError::Timeout { .. })), "{res:?}");
+    assert!(
+        returned_early,
+        "the generated operator's call returned at the deadline"
+    );
+    assert!(wait_until(|| OUTER_DONE.load(Ordering::SeqCst)));
+    assert!(
+        !INNER_RAN.load(Ordering::SeqCst),
+        "the nested borrowed call refused to start after the deadline"
+    );
+    assert_eq!(lock(&OUTER_INNER_RESULT).as_deref(), Some("timeout"));
+}
+
+#[test]
+fn deadline_and_cancelled_and_nested_calls_share_the_outer_deadline() {
+    let _s = serial();
+    let no_deadline = op("no_deadline", |_: u64| (xcs::deadline(), xcs::cancelled()));
+    assert_eq!(no_deadline.call(0).unwrap(), (None, false));
+
+    let inner = Arc::new(op("inner_deadline", |_: u64| xcs::deadline()));
+    let outer = op("outer_deadline", move |_: u64| {
+        let mine = xcs::deadline();
+        thread::sleep(Duration::from_millis(20));
+        let nested = inner.call(0).unwrap();
+        (mine, nested, xcs::cancelled())
+    });
+    let outer = Arc::new(outer);
+    let before = Instant::now();
+    let out =
+        execution_options!(timeout_seconds = 5 => vmap(outer.clone()).call(vec![0, 1, 2]).unwrap());
+    let first = out[0].0.expect("a deadline is in force inside the call");
+    assert!(first > before && first <= before + Duration::from_secs(6));
+    for (mine, nested, cancelled) in &out {
+        assert_eq!(*mine, Some(first), "all items share the call's deadline");
+        assert_eq!(
+            *nested,
+            Some(first),
+            "a nested call shares the outer deadline"
+        );
+        assert!(!cancelled);
+    }
+    // Same through `Operator::call` directly.
+    let (mine, nested, _) = execution_options!(timeout_seconds = 5 => outer.call(0).unwrap());
+    assert!(mine.is_some());
+    assert_eq!(mine, nested);
+}
+
+#[test]
+fn abandoned_vmap_items_see_cancelled() {
+    let _s = serial();
+    let saw = Arc::new(AtomicUsize::new(0));
+    let saw2 = saw.clone();
+    let coop = op("coop_items", move |_: u64| {
+        let start = Instant::now();
+        while !xcs::cancelled() && start.elapsed() < Duration::from_secs(10) {
+            thread::sleep(Duration::from_millis(5));
+        }
+        if xcs::cancelled() {
+            saw2.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let res =
+        execution_options!(max_workers = 2, timeout_seconds = 0.2 => vmap(coop).call(vec![0, 1]));
+    assert!(matches!(res, Err(XcsError::Timeout { .. })), "{res:?}");
+    assert!(
+        wait_until(|| saw.load(Ordering::SeqCst) == 2),
+        "both running items saw cancelled()"
+    );
+}
+
+#[test]
+fn pmap_timeout_with_one_worker_never_starts_the_rest() {
+    let _s = serial();
+    let (hop, gate, started, finished) = hang_op(Some(1));
+    let res = execution_options!(timeout_seconds = 0.3 => pmap(hop, 1).call(vec![1, 2, 3]));
+    let hung = finished.load(Ordering::SeqCst) == 0;
+    gate.release();
+    assert!(matches!(res, Err(XcsError::Timeout { .. })), "{res:?}");
+    assert!(hung);
+    assert!(wait_until(|| finished.load(Ordering::SeqCst) >= 1));
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        1,
+        "items not started before the deadline never start"
+    );
+}
+
+#[test]
+fn vmap_timeout_then_full_worker_count_for_the_same_max_workers() {
+    let _s = serial();
+    let (hop, gate, _, finished) = hang_op(None);
+    let res =
+        execution_options!(max_workers = 2, timeout_seconds = 0.3 => vmap(hop).call(vec![1, 2]));
+    assert!(matches!(res, Err(XcsError::Timeout { .. })), "{res:?}");
+    let rv = Arc::new(Rendezvous::new(2, Duration::from_secs(5)));
+    let rv2 = rv.clone();
+    let meet = op("meet_vmap_after_timeout", move |_: u64| rv2.meet());
+    let out = execution_options!(max_workers = 2 => vmap(meet).call(vec![0, 1]));
+    let still_hung = finished.load(Ordering::SeqCst) == 0;
+    gate.release();
+    assert!(still_hung);
+    assert_eq!(out.unwrap(), vec![true, true]);
+    assert!(wait_until(|| finished.load(Ordering::SeqCst) == 2));
+}
+
+#[test]
+fn single_item_vmap_and_repeated_call_timeouts_return_promptly() {
+    let _s = serial();
+    let (hop, gate, _, finished) = hang_op(None);
+    let hop = Arc::new(hop);
+    let res = execution_options!(timeout_seconds = 0.2 => vmap(hop.clone()).call(vec![1]));
+    assert!(
+        matches!(res, Err(XcsError::Timeout { .. })),
+        "single item: {res:?}"
+    );
+    // Several abandoned `call`s in a row, then a call that fits in its deadline still succeeds.
+    for _ in 0..3 {
+        let res = execution_options!(timeout_seconds = 0.1 => hop.call(1));
+        assert!(matches!(res, Err(XcsError::Timeout { .. })), "{res:?}");
+    }
+    let quick = execution_options!(timeout_seconds = 5 => Arc::new(Double).call(21));
+    let hung = finished.load(Ordering::SeqCst) == 0;
+    gate.release();
+    assert!(hung);
+    assert_eq!(quick.unwrap(), 42);
+    assert_eq!(
+        execution_options!(timeout_seconds = 5 => Double.call(4)).unwrap(),
+        8
+    );
+    assert_eq!(
+        execution_options!(timeout_seconds = 5 => Generate.call(GenerateInputs {
+            prompt: "t".to_string(),
+            seed: 0,
+        }))
+        .unwrap(),
+        "t-0"
+    );
+    assert!(wait_until(|| finished.load(Ordering::SeqCst) == 4));
+}
+
+#[test]
+fn nested_vmap_inside_an_item_shares_the_deadline() {
+    let _s = serial();
+    let (hop, gate, started, finished) = hang_op(Some(7));
+    let hop = Arc::new(hop);
+    let inner = vmap(hop.clone());
+    let outer = op("outer_nesting", move |xs: Vec<u64>| inner.call(xs));
+    let res = execution_options!(use_parallel = false, timeout_seconds = 0.3 => {
+        vmap(outer).call(vec![vec![1, 7, 3], vec![4, 5]])
+    });
+    let hung = finished.load(Ordering::SeqCst) == 1;
+    gate.release();
+    assert!(hung, "returned while the inner item hung");
+    // The outer call reports a timeout (possibly wrapped by the inner one: both are timeouts).
+    assert!(matches!(res, Err(XcsError::Timeout { .. })), "{res:?}");
+    assert!(wait_until(
+        || finished.load(Ordering::SeqCst) == started.load(Ordering::SeqCst)
+    ));
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        2,
+        "inner item 3 and the second outer item never start"
+    );
 }
