@@ -5,8 +5,9 @@
 //! - `options`: the option table, parsing (`from_pairs`, `from_env`), scopes and the global
 //!   settings; `macros_options_rename`: the option macros' expansion does not depend on names in
 //!   the caller's scope.
-//! - `batch_threads`: the threads batches start; `batch_composition`: any nesting of batches
-//!   completes (the randomized stress test: `COMPOSITION_CASES`).
+//! - `batch_threads`: the threads batches use (counts, pools reused across calls, one compute
+//!   lane per CPU); `batch_composition`: any nesting of batches completes (the randomized stress
+//!   test: `COMPOSITION_CASES`).
 //! - `timeouts_abandoned`: items abandoned at a deadline, counted and capped.
 //!
 //! Every other test goes in `tests/suite/`.

@@ -16,8 +16,9 @@
 //!
 //! Tests that use process-wide state — the memory cache (its entries, bounds and counters), the
 //! trace buffer, the backend registry, the global `tracing` subscriber's records — hold
-//! `common::global_lock()`. No test here changes the global options or counts the process's
-//! threads or abandoned items: those tests are in `tests/process_wide/`. A test that needs a
+//! `common::global_lock()`. No test here changes the global options, counts the process's
+//! threads or abandoned items, or depends on which threads the shared pools hand out: those tests
+//! are in `tests/process_wide/`. A test that needs a
 //! process of its own (a store opened afresh, its standard error, no subscriber) runs one of its
 //! module's tests again in a child process with `common::rerun`.
 
