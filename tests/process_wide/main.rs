@@ -1,6 +1,7 @@
 //! The integration tests that need the process to themselves: they change the global options,
-//! count the process's threads or abandoned items, or check that no item is abandoned anywhere.
-//! Every test holds `common::global_lock()`, so they run one at a time. Where a new test goes:
+//! count the process's threads or abandoned items, depend on which threads the shared pools hand
+//! out, or check that no item is abandoned anywhere. Every test holds `common::global_lock()`, so
+//! they run one at a time. Where a new test goes:
 //!
 //! - `options`: the option table, parsing (`from_pairs`, `from_env`), scopes and the global
 //!   settings; `macros_options_rename`: the option macros' expansion does not depend on names in
