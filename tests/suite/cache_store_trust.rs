@@ -9,7 +9,7 @@
 //! the whole test binary.
 #![cfg(all(unix, feature = "persist"))]
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -113,6 +113,7 @@ struct Outcome {
 /// Runs this test binary again as a child that makes one call of `role` with `cache_dir = dir`.
 fn child(role: &str, dir: &Path) -> Outcome {
     let (stdout, _) = common::rerun(
+        module_path!(),
         "child_process",
         &[(ROLE, role.as_ref()), (DIR, dir.as_os_str())],
     );

@@ -1,7 +1,7 @@
-//! Items abandoned at a deadline (SPEC §5): counted, warned about, and capped with a typed
+//! Items abandoned at a deadline: counted, warned about, and capped with a typed
 //! error. One test: the count is process-wide.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,6 +54,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
 
 #[test]
 fn abandoned_items_are_counted_and_capped() {
+    let _lock = common::global_lock();
     // The caller that gives up warns, on its own thread.
     let warnings = Warnings::default();
     let _subscriber = {

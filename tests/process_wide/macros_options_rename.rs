@@ -17,14 +17,12 @@
     unused_imports
 )]
 
-/// Tests in one binary run in parallel and global options are process-wide: every test holds this
-/// lock, and the one that sets global options restores the defaults.
-static GLOBAL_LOCK: ::std::sync::Mutex<()> = ::std::sync::Mutex::new(());
+use crate::common;
 
+/// Tests in one binary run in parallel and global options are process-wide: every test holds the
+/// binary's lock, and the one that sets global options restores the defaults.
 fn serial() -> ::std::sync::MutexGuard<'static, ()> {
-    GLOBAL_LOCK
-        .lock()
-        .unwrap_or_else(::std::sync::PoisonError::into_inner)
+    common::global_lock()
 }
 
 mod shadowed {

@@ -1,17 +1,22 @@
 //! vmap / pmap steered by the options: observed through the threads items ran on, the order
 //! they ran in, and the options they saw.
 
-mod common;
+use crate::common;
 
+use std::collections::HashSet;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use common::Probe;
-use xcs::{
-    Operator, OptionsPatch, Scheduler, XcsError, get_execution_options, pmap, vmap, with_options,
+use common::{
+    Double, FAIL_ON_RUNS, FailOn, FailOnInputs, NestedProbe, NestedProbeInputs, Probe,
+    ProbeOptions, ProbeOptionsInputs, Rendezvous, assert_lowercase_led, lock, nz, op, serial,
 };
+use xcs::prelude::*;
+use xcs::{Scheduler, XcsError};
 
 fn workers(n: usize) -> OptionsPatch {
     OptionsPatch::new().max_workers(NonZeroUsize::new(n))
@@ -248,23 +253,6 @@ fn one_item_and_empty_batches() {
 }
 
 #[test]
-fn pools_are_built_once_per_worker_count() {
-    // Every round runs on the very same three threads: the pool is reused, not rebuilt. Items
-    // wait (up to a generous limit, for a loaded machine whose other tests hold the compute
-    // slots a while) until three threads run them.
-    let mut rounds = Vec::new();
-    for _ in 0..3 {
-        let (mut op, record) = Probe::new(1);
-        op.rendezvous = Some((3, Instant::now() + Duration::from_secs(20)));
-        with_options(&workers(3), || vmap(op).call((0..12).collect())).unwrap();
-        let threads = record.threads.lock().unwrap().clone();
-        assert_eq!(threads.len(), 3);
-        rounds.push(threads);
-    }
-    assert!(rounds.windows(2).all(|pair| pair[0] == pair[1]));
-}
-
-#[test]
 fn vmap_names_itself_after_its_operator() {
     let (op, _) = Probe::new(0);
     assert_eq!(vmap(op).name(), "vmap(probe)");
@@ -345,4 +333,289 @@ fn the_lowest_failing_index_wins_whatever_the_schedule() {
         let err = pmap(SlowStart, 2).call((0..8).collect()).unwrap_err();
         assert_eq!(err.index(), Some(2), "{err}");
     }
+}
+
+#[test]
+fn vmap_and_pmap_keep_order_and_nest() {
+    let _s = serial();
+    let slow_first = op("slow_first", |x: u64| {
+        thread::sleep(Duration::from_millis(if x < 3 { 30 } else { 0 }));
+        x * 10
+    });
+    let slow_first = Arc::new(slow_first);
+    let inputs: Vec<u64> = (0..12).collect();
+    let expected: Vec<u64> = inputs.iter().map(|x| x * 10).collect();
+    assert_eq!(
+        vmap(slow_first.clone()).call(inputs.clone()).unwrap(),
+        expected
+    );
+    assert_eq!(
+        pmap(slow_first.clone(), 3).call(inputs.clone()).unwrap(),
+        expected
+    );
+    assert_eq!(
+        pmap(slow_first.clone(), 0).call(inputs.clone()).unwrap(),
+        expected
+    );
+    execution_options!(use_parallel = false => {
+        assert_eq!(vmap(slow_first.clone()).call(inputs.clone()).unwrap(), expected);
+    });
+
+    let nested = vmap(vmap(Double));
+    assert_eq!(
+        nested.call(vec![vec![1, 2], vec![], vec![3]]).unwrap(),
+        vec![vec![2, 4], vec![], vec![6]]
+    );
+    let nested = pmap(vmap(Double), 2);
+    assert_eq!(
+        nested.call(vec![vec![1], vec![2, 3]]).unwrap(),
+        vec![vec![2], vec![4, 6]]
+    );
+    assert_eq!(vmap(Double).call(vec![]).unwrap(), Vec::<u64>::new());
+}
+
+#[test]
+fn vmap_runs_in_parallel_on_at_most_max_workers() {
+    let _s = serial();
+    let rv = Arc::new(Rendezvous::new(2, Duration::from_secs(2)));
+    let threads = Arc::new(Mutex::new(HashSet::<ThreadId>::new()));
+    let (rv2, th2) = (rv.clone(), threads.clone());
+    let item = op("meet2", move |_: u64| {
+        lock(&th2).insert(thread::current().id());
+        let met = rv2.meet();
+        thread::sleep(Duration::from_millis(10));
+        met
+    });
+    let out = execution_options!(max_workers = 2 => vmap(item).call((0..8).collect()).unwrap());
+    assert!(out[0] && out[1], "two items ran at once: {out:?}");
+    assert_eq!(
+        rv.max_inside(),
+        2,
+        "never more than max_workers items at once"
+    );
+    assert!(
+        lock(&threads).len() <= 2,
+        "at most max_workers worker threads"
+    );
+}
+
+#[test]
+fn vmap_sequential_on_caller_thread_when_not_parallel_or_single_item() {
+    let _s = serial();
+    let caller = thread::current().id();
+    let where_ = op("where", |_: u64| thread::current().id());
+    let where_ = Arc::new(where_);
+    let ids = execution_options!(use_parallel = false => vmap(where_.clone()).call((0..6).collect()).unwrap());
+    assert!(
+        ids.iter().all(|id| *id == caller),
+        "use_parallel = false runs on the caller's thread"
+    );
+    let ids = vmap(where_.clone()).call(vec![1]).unwrap();
+    assert_eq!(
+        ids,
+        vec![caller],
+        "a one-item batch runs on the caller's thread"
+    );
+    let ids = execution_options!(use_parallel = false => pmap(where_.clone(), 3).call((0..6).collect()).unwrap());
+    assert!(
+        ids.iter().all(|id| *id == caller),
+        "pmap with use_parallel = false is sequential"
+    );
+    // Sequential means one item at a time.
+    let active = Arc::new(AtomicUsize::new(0));
+    let max = Arc::new(AtomicUsize::new(0));
+    let (a2, m2) = (active.clone(), max.clone());
+    let counting = op("counting", move |_: u64| {
+        let now = a2.fetch_add(1, Ordering::SeqCst) + 1;
+        m2.fetch_max(now, Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(5));
+        a2.fetch_sub(1, Ordering::SeqCst);
+    });
+    execution_options!(use_parallel = false => pmap(counting, 4).call((0..8).collect()).unwrap());
+    assert_eq!(max.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn pmap_uses_exactly_num_workers_ignoring_max_workers() {
+    let _s = serial();
+    let rv = Arc::new(Rendezvous::new(3, Duration::from_secs(2)));
+    let threads = Arc::new(Mutex::new(HashSet::<ThreadId>::new()));
+    let (rv2, th2) = (rv.clone(), threads.clone());
+    let item = op("meet3", move |_: u64| {
+        lock(&th2).insert(thread::current().id());
+        let met = rv2.meet();
+        thread::sleep(Duration::from_millis(10));
+        met
+    });
+    let out = execution_options!(max_workers = 1 => pmap(item, 3).call((0..9).collect()).unwrap());
+    assert!(
+        out[0] && out[1] && out[2],
+        "three items ran at once: {out:?}"
+    );
+    assert_eq!(rv.max_inside(), 3, "never more than num_workers at once");
+    assert!(
+        lock(&threads).len() <= 3,
+        "exactly num_workers worker threads"
+    );
+}
+
+#[test]
+fn items_see_the_callers_effective_options() {
+    let _s = serial();
+    let out = execution_options!(max_workers = 3, enable_caching = true => {
+        vmap(ProbeOptions).call(ProbeOptionsInputs::batch(vec![1u64, 2, 3, 4]).unwrap()).unwrap()
+    });
+    assert_eq!(out.len(), 4);
+    for (_, mw, par, cache) in &out {
+        assert_eq!(*mw, nz(3));
+        assert!(*par);
+        assert!(*cache);
+    }
+    // A nested operator call inside a batch item sees the outer scope, through pmap too.
+    let out = execution_options!(max_workers = 7, enable_caching = true => {
+        // Fresh inputs: the ones above are cached now (with the options they saw then).
+        pmap(NestedProbe, 2).call((11..=14).map(|x| NestedProbeInputs { x }).collect()).unwrap()
+    });
+    for (_, mw, _, cache) in &out {
+        assert_eq!(*mw, nz(7));
+        assert!(*cache);
+    }
+    let out = execution_options!(max_workers = 5 => {
+        vmap(vmap(ProbeOptions)).call(vec![vec![ProbeOptionsInputs { x: 1 }, ProbeOptionsInputs { x: 2 }], vec![
+            ProbeOptionsInputs { x: 3 },
+        ]])
+        .unwrap()
+    });
+    assert!(out.iter().flatten().all(|(_, mw, _, _)| *mw == nz(5)));
+}
+
+#[test]
+fn error_of_lowest_index_failing_item() {
+    let _s = serial();
+    // Item 5 fails at once; item 2 fails later: the call reports item 2.
+    let inputs: Vec<FailOnInputs> = [1u64, 2, 20, 4, 5, 50, 7, 8]
+        .iter()
+        .map(|&x| FailOnInputs { x })
+        .collect();
+    let err = execution_options!(max_workers = 8 => vmap(FailOn).call(inputs)).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("twenty") || format!("{err:?}").contains("twenty"),
+        "{msg}"
+    );
+    assert!(msg.contains('2'), "the item index is in the message: {msg}");
+    assert!(matches!(err, XcsError::Operator { .. }), "{err:?}");
+    assert_lowercase_led(&err);
+
+    let inputs: Vec<FailOnInputs> = [1u64, 2, 20, 4, 5, 50]
+        .iter()
+        .map(|&x| FailOnInputs { x })
+        .collect();
+    let err = pmap(FailOn, 6).call(inputs).unwrap_err();
+    assert!(err.to_string().contains('2'), "{err}");
+    assert!(format!("{err}{err:?}").contains("twenty"), "{err:?}");
+}
+
+#[test]
+fn items_not_started_after_a_failure_are_not_started() {
+    let _s = serial();
+    FAIL_ON_RUNS.store(0, Ordering::SeqCst);
+    let inputs: Vec<FailOnInputs> = [1u64, 50, 3, 4, 5]
+        .iter()
+        .map(|&x| FailOnInputs { x })
+        .collect();
+    let err = execution_options!(use_parallel = false => vmap(FailOn).call(inputs)).unwrap_err();
+    assert!(matches!(err, XcsError::Operator { .. }));
+    assert_eq!(
+        FAIL_ON_RUNS.load(Ordering::SeqCst),
+        2,
+        "items after the failing one never ran"
+    );
+}
+
+#[test]
+fn panics_become_panicked_and_runtime_stays_usable() {
+    let _s = serial();
+    let boom = Arc::new(op("boom", |x: u64| {
+        if x == 2 {
+            panic!("kaboom in item");
+        }
+        x
+    }));
+    let r = catch_unwind(AssertUnwindSafe(|| vmap(boom.clone()).call(vec![1, 2, 3])));
+    let err = r
+        .expect("a panic never unwinds through the caller")
+        .unwrap_err();
+    assert!(matches!(err, XcsError::Panicked { .. }), "{err:?}");
+    assert!(err.to_string().contains("kaboom in item"), "{err}");
+    assert_lowercase_led(&err);
+
+    let r = catch_unwind(AssertUnwindSafe(|| pmap(boom.clone(), 2).call(vec![2, 1])));
+    let err = r.expect("no unwinding").unwrap_err();
+    assert!(matches!(err, XcsError::Panicked { .. }), "{err:?}");
+
+    let r = catch_unwind(AssertUnwindSafe(
+        || execution_options!(use_parallel = false => vmap(boom.clone()).call(vec![1, 2])),
+    ));
+    let err = r.expect("no unwinding when sequential").unwrap_err();
+    assert!(matches!(err, XcsError::Panicked { .. }), "{err:?}");
+
+    // Still usable.
+    assert_eq!(
+        vmap(boom.clone()).call(vec![1, 3, 4]).unwrap(),
+        vec![1, 3, 4]
+    );
+    assert_eq!(pmap(boom.clone(), 2).call(vec![5, 6]).unwrap(), vec![5, 6]);
+    assert_eq!(get_execution_options(), ExecutionOptions::default());
+}
+
+#[test]
+fn call_settled_returns_every_outcome_of_vmap_and_pmap() {
+    let _s = serial();
+    let inputs = || {
+        [1u64, 20, 3, 50]
+            .iter()
+            .map(|&x| FailOnInputs { x })
+            .collect::<Vec<_>>()
+    };
+    for results in [
+        vmap(FailOn).call_settled(inputs()),
+        pmap(FailOn, 2).call_settled(inputs()),
+    ] {
+        assert_eq!(results.len(), 4);
+        assert_eq!(results[0].as_ref().unwrap(), &1);
+        assert!(matches!(results[1], Err(XcsError::Operator { .. })));
+        assert_eq!(results[2].as_ref().unwrap(), &3);
+        assert!(matches!(results[3], Err(XcsError::Operator { .. })));
+    }
+    let boom = op("boom_settled", |x: u64| {
+        if x == 1 {
+            panic!("settled panic");
+        }
+        x
+    });
+    let results = vmap(boom).call_settled(vec![0, 1, 2]);
+    assert!(results[0].is_ok() && results[2].is_ok());
+    assert!(matches!(results[1], Err(XcsError::Panicked { .. })));
+}
+
+#[test]
+fn parallel_failure_does_not_start_later_items_with_one_worker() {
+    let _s = serial();
+    FAIL_ON_RUNS.store(0, Ordering::SeqCst);
+    let inputs: Vec<FailOnInputs> = [50u64, 2, 3, 4, 5, 6]
+        .iter()
+        .map(|&x| FailOnInputs { x })
+        .collect();
+    let err = pmap(FailOn, 1).call(inputs).unwrap_err();
+    assert!(matches!(err, XcsError::Operator { .. }));
+    assert!(
+        err.to_string().contains('0'),
+        "index 0 in the message: {err}"
+    );
+    assert_eq!(
+        FAIL_ON_RUNS.load(Ordering::SeqCst),
+        1,
+        "a single worker never starts items after the failure"
+    );
 }

@@ -1,20 +1,21 @@
-//! Thread bounds (SPEC §5), read from the process's own thread count. The tests of this file
-//! take turns, so no other test's threads are counted.
+//! The threads batches use: bounds read from the process's own thread count (sync batches, and
+//! async ones whose waiting items must cost no thread), pools reused across calls, one compute
+//! lane per CPU. The tests of this binary take turns, so no other test's threads are counted or
+//! hold the pools.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::ThreadId;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use common::{Gauge, process_threads, watchdog};
-use xcs::{Operator, OptionsPatch, XcsError, pmap, vmap, with_options};
+use common::{Gauge, Probe, Rendezvous, lock, op, process_threads, serial, watchdog};
+use xcs::{Operator, OptionsPatch, XcsError, execution_options, pmap, vmap, with_options};
 
 fn turn() -> MutexGuard<'static, ()> {
-    static TURN: Mutex<()> = Mutex::new(());
-    TURN.lock().unwrap_or_else(PoisonError::into_inner)
+    common::global_lock()
 }
 
 fn workers(n: usize) -> OptionsPatch {
@@ -189,4 +190,136 @@ fn an_explicit_max_workers_runs_that_many_items_at_once() {
     let slots = xcs::thread_stats().compute_slots;
     let peak = peak_of_vmap(&OptionsPatch::new(), slots);
     assert_eq!(peak, slots, "max_workers unset: {peak} items ran at once");
+}
+
+/// Sleeps `ms` (awaiting, not blocking), counting the items in flight.
+#[cfg(feature = "tokio")]
+struct Nap {
+    ms: u64,
+    gauge: Arc<Gauge>,
+}
+
+#[cfg(feature = "tokio")]
+impl xcs::AsyncOperator for Nap {
+    type Input = u64;
+    type Output = u64;
+    async fn forward(&self, x: u64) -> Result<u64, XcsError> {
+        let _running = self.gauge.enter();
+        tokio::time::sleep(Duration::from_millis(self.ms)).await;
+        Ok(x * 2)
+    }
+    fn name(&self) -> &str {
+        "nap"
+    }
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn thousands_of_waiting_items_cost_no_threads() {
+    let _turn = turn();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    // Warm the runtime's workers first, then count.
+    runtime.block_on(async { tokio::time::sleep(Duration::from_millis(1)).await });
+    let before = process_threads();
+    let op = Arc::new(Nap {
+        ms: 50,
+        gauge: Arc::default(),
+    });
+    let peak = runtime.block_on(async {
+        vmap(Arc::clone(&op))
+            .call((0..5000).collect())
+            .await
+            .unwrap();
+        op.gauge.peak()
+    });
+    assert_eq!(peak, 5000);
+    let grew = process_threads().saturating_sub(before);
+    assert!(grew <= 1, "5000 waiting items started {grew} threads");
+}
+
+#[test]
+fn pools_are_built_once_per_worker_count() {
+    let _turn = turn();
+    // Every round runs on the very same three threads: the pool is reused, not rebuilt. Items
+    // wait (up to a generous limit, for a loaded machine whose other tests hold the compute
+    // slots a while) until three threads run them.
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let (mut op, record) = Probe::new(1);
+        op.rendezvous = Some((3, Instant::now() + Duration::from_secs(20)));
+        with_options(&workers(3), || vmap(op).call((0..12).collect())).unwrap();
+        let threads = record.threads.lock().unwrap().clone();
+        assert_eq!(threads.len(), 3);
+        rounds.push(threads);
+    }
+    assert!(rounds.windows(2).all(|pair| pair[0] == pair[1]));
+}
+
+#[test]
+fn vmap_compute_pools_are_reused() {
+    let _s = serial();
+    let threads = Arc::new(Mutex::new(HashSet::<ThreadId>::new()));
+    let th2 = threads.clone();
+    let item = Arc::new(op("record_thread_vmap", move |_: u64| {
+        lock(&th2).insert(thread::current().id());
+        thread::sleep(Duration::from_millis(5));
+    }));
+    for _ in 0..20 {
+        execution_options!(max_workers = 3 => vmap(item.clone()).call((0..12).collect()).unwrap());
+    }
+    let n = lock(&threads).len();
+    assert!(
+        n <= 3,
+        "vmap calls with max_workers = 3 share one pool of 3 workers, saw {n} threads"
+    );
+}
+
+/// Worker pools are created once per worker count and reused; no call builds a thread pool.
+/// `pmap` runs on reusable spare threads; each puts itself back on the idle list before its
+/// caller hears it is done, so back-to-back calls run on the same 5 threads. (Before that fix,
+/// a call that followed at once could find no idle thread and start new ones.)
+#[test]
+fn pmap_calls_reuse_their_workers() {
+    let _s = serial();
+    let threads = Arc::new(Mutex::new(HashSet::<ThreadId>::new()));
+    let th2 = threads.clone();
+    let item = Arc::new(op("record_thread_pmap", move |_: u64| {
+        lock(&th2).insert(thread::current().id());
+        thread::sleep(Duration::from_millis(2));
+    }));
+    for _ in 0..50 {
+        pmap(item.clone(), 5).call((0..20).collect()).unwrap();
+    }
+    let n = lock(&threads).len();
+    assert!(
+        n <= 5,
+        "pmap(…, 5) calls share one pool of 5 workers, saw {n} threads"
+    );
+}
+
+#[test]
+fn default_vmap_workers_and_pmap_zero_are_one_per_cpu() {
+    let _s = serial();
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    for use_pmap in [false, true] {
+        let rv = Arc::new(Rendezvous::new(cpus, Duration::from_secs(2)));
+        let rv2 = rv.clone();
+        let item = op("meet_cpus", move |_: u64| rv2.meet());
+        let inputs: Vec<u64> = (0..(2 * cpus as u64).max(2)).collect();
+        let out = if use_pmap {
+            pmap(item, 0).call(inputs)
+        } else {
+            vmap(item).call(inputs)
+        }
+        .unwrap();
+        assert!(
+            out.iter().take(cpus).all(|m| *m),
+            "pmap={use_pmap}: {out:?}"
+        );
+        assert_eq!(rv.max_inside(), cpus, "pmap={use_pmap}: one worker per CPU");
+    }
 }

@@ -1,20 +1,19 @@
-//! The persistent cache (SPEC §9): answers survive the process, several processes share a
+//! The persistent cache: answers survive the process, several processes share a
 //! store, faults degrade to the memory cache, errors are never stored.
 #![cfg(feature = "persist")]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, MutexGuard};
 
 use xcs::{CacheDir, Operator, OptionsPatch, PersistSupport, XcsError, vmap, with_options};
 
-/// The memory cache and its counters are process-wide: the tests take turns.
-/// Each test starts with an empty memory cache.
+/// The memory cache and its counters are process-wide: the tests take turns (with every test of
+/// the binary that uses them). Each test starts with an empty memory cache.
 fn turn() -> MutexGuard<'static, ()> {
-    static TURN: Mutex<()> = Mutex::new(());
-    let turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+    let turn = common::global_lock();
     xcs::clear_cache();
     turn
 }
@@ -73,6 +72,7 @@ const DIR: &str = "PERSIST_TEST_DIR";
 /// Runs this test binary again as a child doing `role` in `dir`; returns what it printed.
 fn child(role: &str, dir: &Path) -> String {
     common::rerun(
+        module_path!(),
         "child_process",
         &[(ROLE, role.as_ref()), (DIR, dir.as_os_str())],
     )

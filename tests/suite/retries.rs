@@ -1,5 +1,7 @@
-//! `max_retries` and `rate_limit` (SPEC §8), sync and async: attempts counted, waits bounded
+//! `max_retries` and `rate_limit`, sync and async: attempts counted, waits bounded
 //! from below only.
+
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -171,6 +173,8 @@ fn batch_items_are_retried_one_by_one() {
 
 #[test]
 fn attempts_are_trace_events_and_the_summary_counts_retries() {
+    // The trace buffer is process-wide: with the binary's other tests that trace.
+    let _lock = common::global_lock();
     let op = Flaky::new("traced_retries", 2);
     execution_options!(max_retries = 2, trace_execution = true => op.call(100)).unwrap();
     let trace = xcs::take_trace();

@@ -1,8 +1,13 @@
 //! `#[xcs::operator]`: what the generated operator, inputs and batches do.
 
+use crate::common;
+
 use std::error::Error as _;
 use std::fmt;
+use std::sync::Arc;
 
+use common::{DOUBLE, Double, assert_lowercase_led, serial};
+use xcs::Axis;
 use xcs::prelude::*;
 
 /// Generates text.
@@ -437,6 +442,8 @@ fn caching() -> OptionsPatch {
 
 #[test]
 fn hashable_operators_are_cached_when_caching_is_on() {
+    // The memory cache is process-wide (its bounds included): with the binary's other users.
+    let _lock = common::global_lock();
     use counted::{CountWords, CountWordsInputs, WORDS_RUNS};
     use std::sync::atomic::Ordering;
     let text = "cache me if you can, operator-test".to_owned();
@@ -768,4 +775,205 @@ fn the_version_is_the_argument_or_0() {
     assert_eq!(Operator::__xcs_version(&&SUMMARIZE), 3);
     assert_eq!(vmap(Summarize).__xcs_version(), 3);
     assert_eq!(pmap(Summarize, 2).__xcs_version(), 3);
+}
+
+#[xcs::operator(name = "Renamed")]
+fn original_name(x: u64) -> u64 {
+    x + 1
+}
+
+mod ops {
+    /// A public operator in a module: the generated items share the function's visibility.
+    #[xcs::operator]
+    #[inline]
+    pub fn shout(text: String) -> String {
+        text.to_uppercase()
+    }
+}
+
+#[xcs::operator]
+fn parse_num(text: String) -> Result<i64, std::num::ParseIntError> {
+    text.parse::<i64>()
+}
+
+#[xcs::operator]
+fn io_fallible(x: u32) -> std::io::Result<u32> {
+    if x == 0 {
+        Err(std::io::Error::other("zero is not allowed"))
+    } else {
+        Ok(x * 2)
+    }
+}
+
+#[xcs::operator]
+fn boxed_fallible(x: u32) -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
+    if x == 0 {
+        Err("zero again".into())
+    } else {
+        Ok(x)
+    }
+}
+
+#[test]
+fn operator_macro_keeps_function_and_adds_struct_and_inputs() {
+    let _s = serial();
+    assert_eq!(generate("hi".to_string(), 3), "hi#3");
+    let g = Generate;
+    assert_eq!(g.name(), "generate");
+    let out = g
+        .call(GenerateInputs {
+            prompt: "p".to_string(),
+            seed: 9,
+        })
+        .unwrap();
+    assert_eq!(out, "p#9");
+    let out = g
+        .forward(GenerateInputs {
+            prompt: "q".to_string(),
+            seed: 1,
+        })
+        .unwrap();
+    assert_eq!(out, "q#1");
+
+    fn assert_types<O: Operator<Input = GenerateInputs, Output = String>>(_: &O) {}
+    assert_types(&g);
+
+    // `name = "…"` overrides the struct's name.
+    assert_eq!(original_name(1), 2);
+    assert_eq!(Renamed.call(RenamedInputs { x: 1 }).unwrap(), 2);
+
+    // Visibility: a `pub fn` in a module gives public generated items.
+    assert_eq!(ops::shout("abc".to_string()), "ABC");
+    let out = ops::Shout
+        .call(ops::ShoutInputs {
+            text: "x".to_string(),
+        })
+        .unwrap();
+    assert_eq!(out, "X");
+    assert_eq!(ops::Shout.name(), "shout");
+}
+
+#[test]
+fn inputs_batch_broadcast_and_batched() {
+    let _s = serial();
+    let items = GenerateInputs::batch(vec!["a".to_string(), "b".to_string()], 7u64).unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0].prompt, "a");
+    assert_eq!(items[1].prompt, "b");
+    assert!(items.iter().all(|i| i.seed == 7));
+
+    let items = GenerateInputs::batch("same".to_string(), vec![1u64, 2, 3]).unwrap();
+    assert_eq!(items.len(), 3);
+    assert!(items.iter().all(|i| i.prompt == "same"));
+    assert_eq!(
+        items.iter().map(|i| i.seed).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+
+    let items =
+        GenerateInputs::batch(vec!["x".to_string(), "y".to_string()], vec![1u64, 2]).unwrap();
+    assert_eq!(items[1].prompt, "y");
+    assert_eq!(items[1].seed, 2);
+
+    // No batched argument: one item.
+    let items = GenerateInputs::batch("one".to_string(), 1u64).unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].prompt, "one");
+
+    // An empty batched argument: an empty batch.
+    let items = GenerateInputs::batch(Vec::<String>::new(), 1u64).unwrap();
+    assert!(items.is_empty());
+
+    // Explicit `Axis` values work too.
+    let a: Axis<String> = vec!["m".to_string()].into();
+    let b: Axis<u64> = 5u64.into();
+    let items = GenerateInputs::batch(a, b).unwrap();
+    assert_eq!(items.len(), 1);
+
+    // And the batch feeds `vmap`, in order.
+    let items = GenerateInputs::batch(
+        vec!["a".to_string(), "b".to_string(), "c".to_string()],
+        0u64,
+    )
+    .unwrap();
+    assert_eq!(
+        vmap(Generate).call(items).unwrap(),
+        vec!["a#0", "b#0", "c#0"]
+    );
+}
+
+#[test]
+fn inputs_batch_size_mismatch() {
+    let _s = serial();
+    let err = GenerateInputs::batch(vec!["a".to_string(), "b".to_string()], vec![1u64, 2, 3])
+        .expect_err("mismatch");
+    assert!(matches!(err, XcsError::BatchSizeMismatch { .. }), "{err:?}");
+    assert_lowercase_led(&err);
+    // An empty batched argument against a non-empty one is a mismatch as well.
+    let err = GenerateInputs::batch(Vec::<String>::new(), vec![1u64]).expect_err("mismatch");
+    assert!(matches!(err, XcsError::BatchSizeMismatch { .. }), "{err:?}");
+}
+
+#[test]
+fn fallible_operator_maps_error_to_operator_variant() {
+    let _s = serial();
+    assert_eq!(
+        ParseNum
+            .call(ParseNumInputs {
+                text: "41".to_string()
+            })
+            .unwrap(),
+        41i64
+    );
+    let err = ParseNum
+        .call(ParseNumInputs {
+            text: "nope".to_string(),
+        })
+        .unwrap_err();
+    assert!(matches!(err, XcsError::Operator { .. }), "{err:?}");
+    assert!(err.to_string().contains("parse_num"), "{err}");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the source is carried"
+    );
+    assert_lowercase_led(&err);
+
+    // The function itself keeps its own signature.
+    assert!(parse_num("x".to_string()).is_err());
+
+    // Aliases such as `io::Result<T>`.
+    assert_eq!(IoFallible.call(IoFallibleInputs { x: 2 }).unwrap(), 4u32);
+    let err = IoFallible.call(IoFallibleInputs { x: 0 }).unwrap_err();
+    assert!(matches!(err, XcsError::Operator { .. }), "{err:?}");
+    let source = std::error::Error::source(&err).expect("source");
+    assert!(source.to_string().contains("zero is not allowed"));
+
+    // A boxed error.
+    assert_eq!(
+        BoxedFallible.call(BoxedFallibleInputs { x: 3 }).unwrap(),
+        3u32
+    );
+    let err = BoxedFallible
+        .call(BoxedFallibleInputs { x: 0 })
+        .unwrap_err();
+    assert!(matches!(err, XcsError::Operator { .. }), "{err:?}");
+}
+
+#[test]
+fn operator_impls_for_arc_and_static_ref() {
+    let _s = serial();
+    fn run<O: Operator<Input = u64, Output = u64>>(o: O, x: u64) -> u64 {
+        o.call(x).unwrap()
+    }
+    assert_eq!(run(Arc::new(Double), 2), 4);
+    assert_eq!(run(&DOUBLE, 3), 6);
+    assert_eq!(Arc::new(Double).name(), "double");
+    assert_eq!(vmap(Arc::new(Double)).call(vec![1, 2]).unwrap(), vec![2, 4]);
+    assert_eq!(vmap(&DOUBLE).call(vec![5]).unwrap(), vec![10]);
+    assert_eq!(pmap(&DOUBLE, 2).call(vec![1, 2, 3]).unwrap(), vec![2, 4, 6]);
+    fn is_operator<O: Operator>() {}
+    is_operator::<Arc<Double>>();
+    is_operator::<&'static Double>();
+    is_operator::<xcs::VMap<Double>>();
+    is_operator::<xcs::PMap<Double>>();
 }

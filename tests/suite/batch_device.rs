@@ -1,15 +1,16 @@
 //! `device_strategy`: batches go to the backend the strategy names, or fail clearly.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::ThreadId;
+use std::thread::{self, ThreadId};
 
-use common::{Probe, global_lock};
-use xcs::{
-    Backend, BatchJob, DeviceStrategy, Operator, OptionsPatch, XcsError, vmap, with_options,
+use common::{
+    Double, Probe, ProbeOptions, ProbeOptionsInputs, assert_lowercase_led, global_lock, nz, serial,
 };
+use xcs::prelude::*;
+use xcs::{Backend, BatchJob, DeviceStrategy};
 
 /// Runs items in reverse order on a thread of its own, recording what it was given.
 #[derive(Default)]
@@ -249,4 +250,111 @@ fn async_batches_never_run_elsewhere_under_a_named_strategy() {
     // Neither backend was handed anything, and nothing ran elsewhere.
     assert_eq!(cluster.batches.load(Ordering::SeqCst), 0);
     assert_eq!(named.batches.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn device_auto_and_cpu_use_the_builtin_backend() {
+    let _s = serial();
+    for ds in [DeviceStrategy::Auto, DeviceStrategy::Cpu] {
+        let out =
+            execution_options!(device_strategy = ds => vmap(Double).call(vec![1, 2, 3]).unwrap());
+        assert_eq!(out, vec![2, 4, 6]);
+        let out = execution_options!(device_strategy = ds => pmap(Double, 2).call(vec![1, 2, 3]).unwrap());
+        assert_eq!(out, vec![2, 4, 6]);
+    }
+}
+
+#[test]
+fn device_unavailable_without_registered_backend() {
+    let _s = serial();
+    let err =
+        execution_options!(device_strategy = "gpu" => vmap(Double).call(vec![1, 2])).unwrap_err();
+    assert!(matches!(err, XcsError::DeviceUnavailable { .. }), "{err:?}");
+    assert!(err.to_string().to_lowercase().contains("gpu"), "{err}");
+    assert_lowercase_led(&err);
+
+    let err = execution_options!(device_strategy = "gpu" => pmap(Double, 2).call(vec![1, 2]))
+        .unwrap_err();
+    assert!(matches!(err, XcsError::DeviceUnavailable { .. }), "{err:?}");
+
+    let strategy = DeviceStrategy::named("no-such-backend-xyz");
+    let err = execution_options!(device_strategy = strategy => vmap(Double).call(vec![1, 2]))
+        .unwrap_err();
+    assert!(matches!(err, XcsError::DeviceUnavailable { .. }), "{err:?}");
+    assert!(err.to_string().contains("no-such-backend-xyz"), "{err}");
+
+    let patch = OptionsPatch::from_pairs([("device_strategy", "gpu")]).unwrap();
+    let err = with_options(&patch, || vmap(Double).call(vec![1])).unwrap_err();
+    assert!(matches!(err, XcsError::DeviceUnavailable { .. }), "{err:?}");
+}
+
+struct OwnThreads {
+    batches: Arc<AtomicUsize>,
+}
+
+impl xcs::Backend for OwnThreads {
+    fn run(&self, job: &xcs::BatchJob) {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        let runner = job.item_runner();
+        let handles: Vec<_> = (0..job.len())
+            .map(|i| {
+                let runner = runner.clone();
+                thread::spawn(move || runner(i))
+            })
+            .collect();
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+}
+
+#[test]
+fn registered_backends_run_batches_with_the_callers_options() {
+    let _s = serial();
+    let batches = Arc::new(AtomicUsize::new(0));
+    xcs::register_backend(
+        "own-threads",
+        OwnThreads {
+            batches: batches.clone(),
+        },
+    )
+    .unwrap();
+    let strategy = DeviceStrategy::named("own-threads");
+    let out = execution_options!(device_strategy = strategy, max_workers = 6 => {
+        vmap(ProbeOptions).call((21..=23).map(|x| ProbeOptionsInputs { x }).collect())
+    });
+    // While registered, the DeviceUnavailable message lists the registered backends.
+    let err =
+        execution_options!(device_strategy = "gpu" => vmap(Double).call(vec![1])).unwrap_err();
+    let gpu = xcs::register_backend(
+        "gpu",
+        OwnThreads {
+            batches: batches.clone(),
+        },
+    )
+    .unwrap();
+    let via_gpu =
+        execution_options!(device_strategy = "gpu" => pmap(Double, 2).call(vec![1, 2, 3]));
+    xcs::unregister_backend("gpu");
+    xcs::unregister_backend("own-threads");
+    assert!(gpu.is_none());
+
+    let out = out.unwrap();
+    assert_eq!(
+        out.iter().map(|t| t.0).collect::<Vec<_>>(),
+        vec![21, 22, 23],
+        "order kept"
+    );
+    assert!(
+        out.iter().all(|t| t.1 == nz(6)),
+        "items on the backend's threads see the caller's options"
+    );
+    assert!(matches!(err, XcsError::DeviceUnavailable { .. }));
+    assert!(err.to_string().contains("own-threads"), "{err}");
+    assert_eq!(
+        via_gpu.unwrap(),
+        vec![2, 4, 6],
+        "Gpu uses the backend registered as \"gpu\""
+    );
+    assert_eq!(batches.load(Ordering::SeqCst), 2);
 }

@@ -1,4 +1,4 @@
-//! `#[xcs::operator]` on an `async fn` (SPEC §4, §7): an `AsyncOperator` with the same inputs
+//! `#[xcs::operator]` on an `async fn`: an `AsyncOperator` with the same inputs
 //! struct, `batch` and fallible forms as a sync one.
 #![cfg(feature = "tokio")]
 

@@ -2,19 +2,20 @@
 //! `xcs::take_trace()`, and the `tracing` spans a subscriber sees.
 //!
 //! The in-memory trace is process-wide and `take_trace` drains it, so the tests of this file run
-//! one at a time (`LOCK`) and each looks only at operators with names unique to it.
+//! one at a time (`common::global_lock`, as every test of the binary that traces does) and each
+//! looks only at operators with names unique to it.
+
+use crate::common;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use xcs::{Operator, Outcome, TraceEvent, XcsError, execution_options};
-
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn lock() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use common::global_lock as lock;
+use common::{AlwaysFails, AlwaysFailsInputs, CachedSquare, CachedSquareInputs, hang_op, serial};
+use xcs::prelude::*;
+use xcs::{Outcome, Trace, TraceEvent};
 
 /// Doubles its input after `sleep`; fails on `fail_on`.
 struct Double {
@@ -265,69 +266,17 @@ fn whole_trace_summary_and_chrome_json() {
     assert!(thread_names >= 1);
 }
 
-/// Records the target, name and `operator` field of every new span, from every thread.
-#[derive(Clone, Default)]
-struct SpanLog(Arc<Mutex<Vec<(String, String, String)>>>);
-
-struct OperatorField<'a>(&'a mut String);
-
-impl tracing::field::Visit for OperatorField<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "operator" {
-            *self.0 = format!("{value:?}").trim_matches('"').to_owned();
-        }
-    }
-
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        if field.name() == "operator" {
-            value.clone_into(self.0);
-        }
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanLog {
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        _: &tracing::span::Id,
-        _: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        let mut operator = String::new();
-        attrs.record(&mut OperatorField(&mut operator));
-        let meta = attrs.metadata();
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).push((
-            meta.target().to_owned(),
-            meta.name().to_owned(),
-            operator,
-        ));
-    }
-}
-
-/// A global subscriber (batch items run on pool threads, which a thread-local default would
-/// not reach), installed once for this test binary.
-fn span_log() -> &'static SpanLog {
-    static LOG: OnceLock<SpanLog> = OnceLock::new();
-    LOG.get_or_init(|| {
-        use tracing_subscriber::layer::SubscriberExt;
-        let log = SpanLog::default();
-        let subscriber = tracing_subscriber::registry().with(log.clone());
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("no other global subscriber in this test binary");
-        log
-    })
-}
-
 #[test]
 fn a_tracing_subscriber_sees_spans_with_target_xcs() {
     let _guard = lock();
-    let log = span_log();
+    let log = common::global_subscriber();
     let op = xcs::vmap(Double::named("trace_it_spans"));
     let vmap_name = op.name().to_owned();
     execution_options!(trace_execution = true => op.call(vec![1, 2, 3])).unwrap();
     let _ = xcs::take_trace();
 
     let spans: Vec<(String, String, String)> = log
-        .0
+        .spans
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .iter()
@@ -350,7 +299,7 @@ fn a_tracing_subscriber_sees_spans_with_target_xcs() {
 
 #[test]
 fn items_on_worker_threads_are_children_of_their_batch() {
-    let _lock = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    let _lock = lock();
     let _ = xcs::take_trace();
     struct Nested;
     impl Operator for Nested {
@@ -483,4 +432,186 @@ fn sync_and_async_drivers_trace_a_timed_out_batch_alike() {
     assert_eq!(shape(&sync_events), shape(&async_events));
     let batch = sync_events.iter().find(|e| e.index.is_none()).unwrap();
     assert_eq!(batch.outcome, Outcome::Timeout);
+}
+
+#[xcs::operator]
+fn traced_op(x: u64) -> u64 {
+    x + 100
+}
+
+#[test]
+fn trace_records_calls_and_items() {
+    let _s = serial();
+    let _ = xcs::take_trace();
+    execution_options!(trace_execution = true => {
+        TracedOp.call(TracedOpInputs { x: 1 }).unwrap();
+        vmap(TracedOp).call((0..3).map(|x| TracedOpInputs { x }).collect()).unwrap();
+    });
+    let trace: Trace = xcs::take_trace();
+    assert!(
+        trace.events().len() >= 4,
+        "one call + three items: {}",
+        trace.events().len()
+    );
+    assert!(format!("{:?}", trace.events()).contains("traced_op"));
+    let summary = trace.summary();
+    assert!(format!("{summary:?}").contains("traced_op"));
+
+    let chrome = trace.to_chrome_json();
+    let value: serde_json::Value = serde_json::from_str(&chrome.to_string()).expect("valid JSON");
+    let events = value
+        .as_array()
+        .or_else(|| value.get("traceEvents").and_then(|v| v.as_array()))
+        .expect("Chrome trace-event format: an array or {\"traceEvents\": [...]}");
+    assert!(events.len() >= 4);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.get("ph").is_some() && e.get("name").is_some())
+    );
+    assert!(chrome.to_string().contains("traced_op"));
+
+    // Taken: the buffer is now empty.
+    assert!(xcs::take_trace().events().is_empty());
+}
+
+#[test]
+fn trace_off_records_nothing() {
+    let _s = serial();
+    let _ = xcs::take_trace();
+    TracedOp.call(TracedOpInputs { x: 1 }).unwrap();
+    vmap(TracedOp)
+        .call((0..3).map(|x| TracedOpInputs { x }).collect())
+        .unwrap();
+    assert!(xcs::take_trace().events().is_empty());
+}
+
+#[test]
+fn trace_outcomes_include_error_timeout_and_cache_hit() {
+    let _s = serial();
+    let _ = xcs::take_trace();
+    execution_options!(trace_execution = true, enable_caching = true => {
+        CachedSquare.call(CachedSquareInputs { x: 11 }).unwrap();
+        CachedSquare.call(CachedSquareInputs { x: 11 }).unwrap();
+        let _ = AlwaysFails.call(AlwaysFailsInputs { x: 1 });
+    });
+    let (hop, gate, _, _) = hang_op(None);
+    let res =
+        execution_options!(trace_execution = true, timeout_seconds = 0.1 => Arc::new(hop).call(1));
+    gate.release();
+    assert!(res.is_err());
+    let trace = xcs::take_trace();
+    let dbg = format!("{:?}", trace.events()).to_lowercase();
+    assert!(dbg.contains("cache"), "cache hit outcome: {dbg}");
+    assert!(dbg.contains("err"), "error outcome: {dbg}");
+    assert!(
+        dbg.contains("timeout") || dbg.contains("timed"),
+        "timeout outcome: {dbg}"
+    );
+    assert!(dbg.contains("ok"), "ok outcome: {dbg}");
+}
+
+mod span_recorder {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    pub struct Recorder {
+        pub spans: Arc<Mutex<Vec<(String, String)>>>,
+        pub next: AtomicU64,
+    }
+
+    impl Subscriber for Recorder {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+            let m = attrs.metadata();
+            crate::common::lock(&self.spans).push((m.target().to_string(), m.name().to_string()));
+            Id::from_u64(self.next.fetch_add(1, Ordering::SeqCst) + 1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+}
+
+#[test]
+fn trace_emits_tracing_spans_with_target_xcs() {
+    let _s = serial();
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let recorder = span_recorder::Recorder {
+        spans: spans.clone(),
+        next: AtomicU64::new(0),
+    };
+    tracing::subscriber::with_default(recorder, || {
+        execution_options!(trace_execution = true => TracedOp.call(TracedOpInputs { x: 1 }).unwrap());
+    });
+    let spans = common::lock(&spans).clone();
+    assert!(
+        spans
+            .iter()
+            .any(|(target, _)| target == "xcs" || target.starts_with("xcs")),
+        "spans: {spans:?}"
+    );
+    let _ = xcs::take_trace();
+}
+
+#[test]
+fn trace_events_carry_name_index_thread_timing_and_outcome() {
+    let _s = serial();
+    let _ = xcs::take_trace();
+    execution_options!(trace_execution = true, enable_caching = true => {
+        TracedOp.call(TracedOpInputs { x: 10 }).unwrap();
+        vmap(TracedOp).call((0..3).map(|x| TracedOpInputs { x }).collect()).unwrap();
+        TracedOp.call(TracedOpInputs { x: 10 }).unwrap();
+    });
+    let trace = xcs::take_trace();
+    let ours: Vec<&xcs::TraceEvent> = trace
+        .events()
+        .iter()
+        .filter(|e| e.operator == "traced_op")
+        .collect();
+    assert_eq!(ours.len(), 5, "{ours:#?}");
+    let mut indices: Vec<usize> = ours.iter().filter_map(|e| e.index).collect();
+    indices.sort_unstable();
+    assert_eq!(
+        indices,
+        vec![0, 1, 2],
+        "every vmap item is recorded with its index"
+    );
+    assert!(ours.iter().all(|e| !e.thread.is_empty()));
+    assert_eq!(
+        ours.iter()
+            .filter(|e| e.outcome == xcs::Outcome::CacheHit)
+            .count(),
+        1
+    );
+    let summary = trace.summary();
+    let stats = summary.get("traced_op").expect("per-operator stats");
+    assert_eq!(stats.count, 5);
+    assert!(stats.total >= stats.max && stats.max >= stats.mean);
+    assert_eq!(stats.count_of(xcs::Outcome::CacheHit), 1);
+}
+
+#[test]
+fn tracing_off_creates_no_xcs_spans() {
+    let _s = serial();
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let recorder = span_recorder::Recorder {
+        spans: spans.clone(),
+        next: AtomicU64::new(0),
+    };
+    tracing::subscriber::with_default(recorder, || {
+        TracedOp.call(TracedOpInputs { x: 1 }).unwrap();
+        vmap(TracedOp).call(vec![TracedOpInputs { x: 2 }]).unwrap();
+    });
+    let spans = common::lock(&spans).clone();
+    assert!(
+        spans.iter().all(|(target, _)| !target.starts_with("xcs")),
+        "{spans:?}"
+    );
 }

@@ -1,4 +1,4 @@
-//! `show_progress` (SPEC §10), observed through the progress hook: the same events a terminal's
+//! `show_progress`, observed through the progress hook: the same events a terminal's
 //! bars are drawn from, for sync, async, nested, failing and timed-out batches.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

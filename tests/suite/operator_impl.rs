@@ -3,10 +3,12 @@
 //! Each capability is shown next to the same operator without the attribute, which runs once,
 //! uncached. Also: the fingerprint of an operator's code in its persistent keys.
 
+use crate::common;
+
 use std::io;
 
+use std::sync::MutexGuard;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use xcs::prelude::*;
@@ -26,10 +28,9 @@ fn request(prompt: &str) -> ChatRequest {
 }
 
 /// The tests share the cache and its counters (and `clear_cache` empties it for everyone): one
-/// at a time.
+/// at a time, with every test of the binary that uses them.
 fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+    common::global_lock()
 }
 
 #[cfg(any(feature = "persist", feature = "tokio"))]

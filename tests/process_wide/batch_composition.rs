@@ -2,7 +2,7 @@
 //! its bounds, and reports what the reference says. Every test runs under a watchdog that
 //! aborts the process (naming the case) instead of letting a deadlock hang CI.
 
-mod common;
+use crate::common;
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -90,6 +90,7 @@ fn question_reference(x: u64) -> u64 {
 
 #[test]
 fn vmap_of_pmap_of_vmap_completes_with_default_options() {
+    let _lock = common::global_lock();
     watchdog("vmap > pmap > vmap", Duration::from_secs(60), || {
         for _ in 0..5 {
             let out = vmap(Question).call((0..4).collect()).unwrap();
@@ -127,6 +128,7 @@ fn level_reference(level: u32, x: u64) -> u64 {
 
 #[test]
 fn alternating_pmap_and_vmap_four_deep_under_two_workers() {
+    let _lock = common::global_lock();
     watchdog("pmap > vmap > pmap > vmap", Duration::from_secs(60), || {
         let out = with_options(&workers(2), || pmap(Level(4), 2).call(vec![1, 2])).unwrap();
         assert_eq!(out, vec![level_reference(4, 1), level_reference(4, 2)]);
@@ -152,6 +154,7 @@ impl Operator for CachedOuter {
 
 #[test]
 fn caching_with_nested_batches_and_repeated_inputs_completes() {
+    let _lock = common::global_lock();
     let patch = workers(8).enable_caching(true);
     for trial in 0..10 {
         watchdog(
@@ -218,6 +221,7 @@ impl Operator for ViaBackend {
 
 #[test]
 fn a_backend_on_a_worker_does_not_put_a_busy_worker_back_to_work() {
+    let _lock = common::global_lock();
     xcs::register_backend("in-order-5", InOrder).unwrap();
     watchdog("backend on a worker", Duration::from_secs(60), || {
         for _ in 0..20 {
@@ -284,6 +288,7 @@ impl Operator for PanicsWithBomb {
 
 #[test]
 fn discarded_outputs_and_panic_payloads_with_panicking_drops_are_contained() {
+    let _lock = common::global_lock();
     quiet_panics();
     watchdog("panicking drops", Duration::from_secs(60), || {
         for parallel in [false, true] {
@@ -424,6 +429,7 @@ impl Operator for Node {
 
 #[test]
 fn random_compositions_complete_and_agree_with_the_reference() {
+    let _lock = common::global_lock();
     quiet_panics();
     let cases: u64 = std::env::var("COMPOSITION_CASES")
         .ok()

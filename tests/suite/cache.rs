@@ -1,13 +1,17 @@
 //! `enable_caching`: observed through body counters.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use common::global_lock;
-use xcs::{Operator, OptionsPatch, XcsError, vmap, with_options};
+use common::{
+    AlwaysFails, AlwaysFailsInputs, CachedSquare, CachedSquareInputs, FLAKY_RUNS, SQUARE_RUNS,
+    global_lock, op, serial,
+};
+use xcs::CacheStats;
+use xcs::prelude::*;
 
 fn caching() -> OptionsPatch {
     OptionsPatch::new().enable_caching(true)
@@ -709,57 +713,6 @@ fn an_operator_calling_itself_with_its_input_does_not_wait_for_itself() {
 // Uncacheable operators are warned about, once per operator type.
 // ---------------------------------------------------------------------------------------------
 
-/// The warnings (target `xcs`) of the whole test binary.
-#[derive(Clone, Default)]
-struct Warnings(Arc<Mutex<Vec<String>>>);
-
-impl Warnings {
-    fn mentioning(&self, needle: &str) -> Vec<String> {
-        let all = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        all.iter().filter(|w| w.contains(needle)).cloned().collect()
-    }
-}
-
-struct Message<'a>(&'a mut String);
-
-impl tracing::field::Visit for Message<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            *self.0 = format!("{value:?}");
-        }
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        let meta = event.metadata();
-        if meta.target() == "xcs" && *meta.level() == tracing::Level::WARN {
-            let mut message = String::new();
-            event.record(&mut Message(&mut message));
-            self.0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(message);
-        }
-    }
-}
-
-/// A global subscriber (batch items run on pool threads), installed once for this binary.
-fn warnings() -> &'static Warnings {
-    static WARNINGS: std::sync::OnceLock<Warnings> = std::sync::OnceLock::new();
-    WARNINGS.get_or_init(|| {
-        use tracing_subscriber::layer::SubscriberExt;
-        let warnings = Warnings::default();
-        let subscriber = tracing_subscriber::registry().with(warnings.clone());
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("no other global subscriber in this test binary");
-        warnings
-    })
-}
-
 /// A hand-written operator whose input is not a standard type xcs can hash.
 struct Mean;
 
@@ -800,7 +753,7 @@ impl Operator for NeverCached {
 #[test]
 fn uncacheable_operators_warn_once_per_type_saying_why() {
     let _lock = global_lock();
-    let warnings = warnings();
+    let warnings = common::global_subscriber();
     NeverCached.call(1.0).unwrap();
     with_options(&caching(), || {
         for _ in 0..3 {
@@ -815,7 +768,7 @@ fn uncacheable_operators_warn_once_per_type_saying_why() {
             .unwrap();
     });
 
-    let mean = warnings.mentioning("`mean_of_floats`");
+    let mean = warnings.warnings_mentioning("`mean_of_floats`");
     assert_eq!(mean.len(), 1, "{mean:#?}");
     assert!(
         mean[0].contains("input type `alloc::vec::Vec<f64>`"),
@@ -824,10 +777,13 @@ fn uncacheable_operators_warn_once_per_type_saying_why() {
     );
     assert!(mean[0].contains("`static`"), "{}", mean[0]);
 
-    let ask = warnings.mentioning("`ask_with_client`");
+    let ask = warnings.warnings_mentioning("`ask_with_client`");
     assert_eq!(ask.len(), 1, "{ask:#?}");
     assert!(
-        ask[0].contains("parameter `client: caching::LlmClient` is not `Hash + Eq`"),
+        ask[0].contains(&format!(
+            "parameter `client: {}::LlmClient` is not `Hash + Eq`",
+            module_path!()
+        )),
         "{}",
         ask[0]
     );
@@ -837,8 +793,183 @@ fn uncacheable_operators_warn_once_per_type_saying_why() {
         ask[0]
     );
 
-    assert!(warnings.mentioning("vmap(").is_empty());
-    assert!(warnings.mentioning("counted").is_empty());
+    assert!(warnings.warnings_mentioning("vmap(").is_empty());
+    assert!(warnings.warnings_mentioning("counted").is_empty());
     // Without `enable_caching`, nothing to warn about.
-    assert!(warnings.mentioning("never_cached_op").is_empty());
+    assert!(warnings.warnings_mentioning("never_cached_op").is_empty());
+}
+
+static CUBE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[xcs::operator]
+fn cached_cube(x: u64) -> u64 {
+    CUBE_RUNS.fetch_add(1, Ordering::SeqCst);
+    x * x * x
+}
+
+static CONCAT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[xcs::operator]
+fn cached_concat(prompt: String, seed: u64) -> String {
+    CONCAT_RUNS.fetch_add(1, Ordering::SeqCst);
+    format!("{prompt}{seed}")
+}
+
+static FLOAT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[xcs::operator]
+fn sum_floats(xs: Vec<f64>) -> f64 {
+    FLOAT_RUNS.fetch_add(1, Ordering::SeqCst);
+    xs.iter().sum()
+}
+
+#[test]
+fn caching_returns_stored_output_and_counts() {
+    let _s = serial();
+    xcs::clear_cache();
+    assert_eq!(xcs::cache_stats().entries, 0);
+    SQUARE_RUNS.store(0, Ordering::SeqCst);
+    let before = xcs::cache_stats();
+    let CacheStats {
+        hits: h0,
+        misses: m0,
+        ..
+    } = before;
+    execution_options!(enable_caching = true => {
+        assert_eq!(CachedSquare.call(CachedSquareInputs { x: 3 }).unwrap(), 9);
+        assert_eq!(CachedSquare.call(CachedSquareInputs { x: 3 }).unwrap(), 9);
+        assert_eq!(CachedSquare.call(CachedSquareInputs { x: 4 }).unwrap(), 16);
+    });
+    assert_eq!(
+        SQUARE_RUNS.load(Ordering::SeqCst),
+        2,
+        "the repeated input did not run forward"
+    );
+    let CacheStats {
+        hits,
+        misses,
+        entries,
+        ..
+    } = xcs::cache_stats();
+    assert_eq!(hits - h0, 1);
+    assert_eq!(misses - m0, 2);
+    assert_eq!(entries, 2);
+
+    // Caching off: forward runs every time.
+    CachedSquare.call(CachedSquareInputs { x: 3 }).unwrap();
+    assert_eq!(SQUARE_RUNS.load(Ordering::SeqCst), 3);
+
+    // clear_cache empties it.
+    xcs::clear_cache();
+    assert_eq!(xcs::cache_stats().entries, 0);
+    execution_options!(enable_caching = true => CachedSquare.call(CachedSquareInputs { x: 3 }).unwrap());
+    assert_eq!(SQUARE_RUNS.load(Ordering::SeqCst), 4);
+}
+
+#[test]
+fn caching_keeps_operators_apart_and_handles_multi_argument_inputs() {
+    let _s = serial();
+    SQUARE_RUNS.store(0, Ordering::SeqCst);
+    CUBE_RUNS.store(0, Ordering::SeqCst);
+    CONCAT_RUNS.store(0, Ordering::SeqCst);
+    execution_options!(enable_caching = true => {
+        assert_eq!(CachedSquare.call(CachedSquareInputs { x: 2 }).unwrap(), 4);
+        assert_eq!(CachedCube.call(CachedCubeInputs { x: 2 }).unwrap(), 8);
+        assert_eq!(CachedCube.call(CachedCubeInputs { x: 2 }).unwrap(), 8);
+        let i = || CachedConcatInputs { prompt: "a".to_string(), seed: 1 };
+        assert_eq!(CachedConcat.call(i()).unwrap(), "a1");
+        assert_eq!(CachedConcat.call(i()).unwrap(), "a1");
+    });
+    assert_eq!(SQUARE_RUNS.load(Ordering::SeqCst), 1);
+    assert_eq!(CUBE_RUNS.load(Ordering::SeqCst), 1);
+    assert_eq!(CONCAT_RUNS.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn caching_hand_written_operator_with_hashable_input() {
+    let _s = serial();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r2 = runs.clone();
+    let counted = op("counted_hand_written", move |x: u64| {
+        r2.fetch_add(1, Ordering::SeqCst);
+        x + 1
+    });
+    execution_options!(enable_caching = true => {
+        assert_eq!(counted.call(5).unwrap(), 6);
+        assert_eq!(counted.call(5).unwrap(), 6);
+    });
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "u64 is Hash + Eq and u64 is Clone"
+    );
+}
+
+#[test]
+fn errors_are_not_cached_and_unhashable_inputs_run_uncached() {
+    let _s = serial();
+    FLAKY_RUNS.store(0, Ordering::SeqCst);
+    FLOAT_RUNS.store(0, Ordering::SeqCst);
+    execution_options!(enable_caching = true => {
+        assert!(AlwaysFails.call(AlwaysFailsInputs { x: 1 }).is_err());
+        assert!(AlwaysFails.call(AlwaysFailsInputs { x: 1 }).is_err());
+        assert_eq!(SumFloats.call(SumFloatsInputs { xs: vec![1.0, 2.0] }).unwrap(), 3.0);
+        assert_eq!(SumFloats.call(SumFloatsInputs { xs: vec![1.0, 2.0] }).unwrap(), 3.0);
+    });
+    assert_eq!(
+        FLAKY_RUNS.load(Ordering::SeqCst),
+        2,
+        "errors are not cached"
+    );
+    assert_eq!(
+        FLOAT_RUNS.load(Ordering::SeqCst),
+        2,
+        "unhashable input runs uncached"
+    );
+}
+
+#[test]
+fn cache_is_bounded_with_lru_eviction() {
+    let _s = serial();
+    xcs::clear_cache();
+    let cap = xcs::DEFAULT_CACHE_CAPACITY as u64;
+    assert_eq!(
+        xcs::cache_stats().capacity,
+        cap as usize,
+        "the documented default"
+    );
+    SQUARE_RUNS.store(0, Ordering::SeqCst);
+    execution_options!(enable_caching = true => {
+        for x in 0..cap {
+            CachedSquare.call(CachedSquareInputs { x }).unwrap();
+        }
+        CachedSquare.call(CachedSquareInputs { x: 0 }).unwrap(); // touch 0: 1 is now the LRU
+        CachedSquare.call(CachedSquareInputs { x: cap }).unwrap(); // evicts 1
+        assert_eq!(xcs::cache_stats().entries, cap as usize);
+        let runs = SQUARE_RUNS.load(Ordering::SeqCst);
+        CachedSquare.call(CachedSquareInputs { x: 0 }).unwrap();
+        assert_eq!(SQUARE_RUNS.load(Ordering::SeqCst), runs, "0 was recently used: still cached");
+        CachedSquare.call(CachedSquareInputs { x: 1 }).unwrap();
+        assert_eq!(SQUARE_RUNS.load(Ordering::SeqCst), runs + 1, "1 was the LRU entry: evicted");
+    });
+    xcs::clear_cache();
+}
+
+#[derive(Debug, PartialEq)]
+struct NotClone(u64);
+
+#[test]
+fn hashable_input_with_non_clone_output_runs_uncached() {
+    let _s = serial();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r2 = runs.clone();
+    let o = op("non_clone_output", move |x: u64| {
+        r2.fetch_add(1, Ordering::SeqCst);
+        NotClone(x)
+    });
+    execution_options!(enable_caching = true => {
+        assert_eq!(o.call(1).unwrap(), NotClone(1));
+        assert_eq!(o.call(1).unwrap(), NotClone(1));
+    });
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
 }

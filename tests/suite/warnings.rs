@@ -5,7 +5,7 @@
 //! `WARNINGS_CASE` set — so that its standard error can be read and no subscriber is installed
 //! unless the case installs one. Without the variable, the `child_…` tests do nothing.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +16,7 @@ const CASE: &str = "WARNINGS_CASE";
 
 /// Runs test `case` in a child process and returns its standard error.
 fn stderr_of(case: &str) -> String {
-    common::rerun(case, &[(CASE, case.as_ref())]).1
+    common::rerun(module_path!(), case, &[(CASE, case.as_ref())]).1
 }
 
 fn is_child(case: &str) -> bool {
