@@ -2,56 +2,19 @@
 //! the CPU count offers its helpers as jobs that it withdraws when it has taken every item
 //! itself, and that must neither leak threads nor lose the promise that `max_workers` items
 //! run at once. Every assertion is an observed count (threads, items in flight), never a time.
-//! The tests of this file take turns, so no other test's threads are counted.
+//! Each test holds the binary's lock, so no other test's threads are counted.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use xcs::{Operator, OptionsPatch, XcsError, vmap, with_options};
 
-fn turn() -> MutexGuard<'static, ()> {
-    static TURN: Mutex<()> = Mutex::new(());
-    TURN.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::common::{global_lock, process_threads, watchdog};
 
 fn workers(n: usize) -> OptionsPatch {
     OptionsPatch::new().max_workers(NonZeroUsize::new(n))
-}
-
-/// Runs `f`; aborts the process if it has not returned within `limit` (a deadlock).
-fn watchdog<R>(what: &str, limit: Duration, f: impl FnOnce() -> R) -> R {
-    let done = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&done);
-    let label = what.to_owned();
-    std::thread::spawn(move || {
-        let until = Instant::now() + limit;
-        while Instant::now() < until {
-            if flag.load(Ordering::SeqCst) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("watchdog: `{label}` did not finish within {limit:?}: deadlock");
-        std::process::abort();
-    });
-    let out = f();
-    done.store(true, Ordering::SeqCst);
-    out
-}
-
-/// The threads this process has now, as the kernel counts them (0 where unknown).
-fn process_threads() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("Threads:"))
-                .and_then(|n| n.trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Items running now, and the most at once.
@@ -98,7 +61,7 @@ impl Operator for Double {
 /// (not by the number of batches), and the process does not grow.
 #[test]
 fn repeated_small_batches_above_the_cpu_count_reuse_their_threads() {
-    let _turn = turn();
+    let _turn = global_lock();
     let slots = xcs::thread_stats().compute_slots;
     let limit = slots + 2;
     let op = vmap(Double);
@@ -169,7 +132,7 @@ impl Operator for Outer {
 /// workers at once (4 outer × 4 inner = 16 items running together), and never more.
 #[test]
 fn nested_batches_above_the_cpu_count_run_all_their_workers_at_once() {
-    let _turn = turn();
+    let _turn = global_lock();
     let (outer, inner) = (4, 4);
     let gauge = Arc::new(Gauge::default());
     let meet = vmap(Meet {
@@ -199,7 +162,7 @@ fn nested_batches_above_the_cpu_count_run_all_their_workers_at_once() {
 /// the next helpers while items are left), and no more than that many run at once.
 #[test]
 fn a_long_batch_above_the_cpu_count_keeps_every_worker_busy() {
-    let _turn = turn();
+    let _turn = global_lock();
     let slots = xcs::thread_stats().compute_slots;
     for limit in [slots + 1, 8, 32] {
         let gauge = Arc::new(Gauge::default());

@@ -7,7 +7,8 @@
 //!   settings; `macros_options_rename`: the option macros' expansion does not depend on names in
 //!   the caller's scope.
 //! - `batch_threads`: the threads batches use (counts, pools reused across calls, one compute
-//!   lane per CPU); `batch_composition`: any nesting of batches completes (the randomized stress
+//!   lane per CPU); `batch_offers`: what a `vmap` above the CPU count keeps when it offers its
+//!   helpers as jobs (threads reused, `max_workers` items at once); `batch_composition`: any nesting of batches completes (the randomized stress
 //!   test: `COMPOSITION_CASES`).
 //! - `timeouts_abandoned`: items abandoned at a deadline, counted and capped.
 //!
@@ -17,6 +18,7 @@
 mod common;
 
 mod batch_composition;
+mod batch_offers;
 mod batch_threads;
 mod macros_options_rename;
 mod options;

@@ -2,20 +2,14 @@
 //! scenario through both gives the same result and the same trace events, field by field
 //! (everything but ids, threads and times).
 //!
-//! The in-memory trace is process-wide and `take_trace` drains it, so the tests of this file run
-//! one at a time.
+//! The in-memory trace is process-wide and `take_trace` drains it, so each test holds the
+//! binary's lock.
+#![cfg(feature = "tokio")]
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use xcs::{AsyncOperator, Operator, OptionsPatch, Outcome, TraceEvent, XcsError, with_options};
-
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn lock() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// What the body does.
 #[derive(Clone, Copy, Debug)]
@@ -121,7 +115,7 @@ fn result_shape(result: &Result<u64, XcsError>) -> String {
 /// through the sync driver, then through the async one, and checks that both return the same
 /// results, run the same number of bodies and record the same events.
 fn agree(name: &'static str, act: Act, patch: &OptionsPatch, calls: &[u64]) -> Vec<Shape> {
-    let _guard = lock();
+    let _guard = crate::common::global_lock();
     let patch = patch.trace_execution(true);
     let _ = xcs::take_trace();
 

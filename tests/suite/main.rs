@@ -7,7 +7,8 @@
 //!   `macros_operator_rename`: the generated code does not depend on names in the user's scope.
 //! - `batch_executors`: `vmap` and `pmap` steered by the options (workers, order, errors, panics,
 //!   settled outcomes); `batch_device`: `device_strategy` and registered backends.
-//! - `async_ops`: async operators and batches on a tokio runtime.
+//! - `async_ops`: async operators and batches on a tokio runtime; `drivers_agree`: the sync and
+//!   async drivers run one call plan (the same scenario gives the same results and trace events).
 //! - `cache`: `enable_caching` and the memory cache; `cache_persistent`: `cache_dir`, the store
 //!   shared by processes; `cache_store_trust`: what the store refuses to trust.
 //! - `timeouts`: `timeout_seconds`, `deadline()` and `cancelled()`; `retries`: `max_retries` and
@@ -31,6 +32,7 @@ mod batch_executors;
 mod cache;
 mod cache_persistent;
 mod cache_store_trust;
+mod drivers_agree;
 mod macros_operator_rename;
 mod operator;
 mod operator_async;
