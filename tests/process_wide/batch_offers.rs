@@ -5,8 +5,8 @@
 //! Each test holds the binary's lock, so no other test's threads are counted.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use xcs::{Operator, OptionsPatch, XcsError, vmap, with_options};

@@ -16,10 +16,11 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::ambient::Ambient;
-use crate::cache;
+use crate::cache::{self, CacheSupport};
 use crate::deadline::{self, CallContext, CancelFlag};
 use crate::error::XcsError;
 use crate::options::ExecutionOptions;
+use crate::policy::deadline::Now;
 use crate::policy::{
     self,
     plan::{CallPlan, Step, Supports, outcome_of},
@@ -42,7 +43,9 @@ pub(crate) trait Callee: Send + Sync {
     type Output: Send + 'static;
     fn name(&self) -> &str;
     fn forward(&self, input: Self::Input) -> Result<Self::Output, XcsError>;
-    /// What the operator offers the call plan.
+    /// How the operator's input is keyed in the memory cache, if it can be.
+    fn cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>>;
+    /// What else the operator offers the call plan.
     fn supports(&self) -> Supports<Self::Input, Self::Output>;
 }
 
@@ -109,8 +112,18 @@ fn invoke_with<O: Callee + ?Sized>(
     } else {
         CallContext::default()
     };
-    let now = Instant::now();
-    let mut plan = CallPlan::new(name, index, options, op.supports(), context, input, now);
+    let now = Now::LAZY;
+    let more = || op.supports();
+    let mut plan = CallPlan::new(
+        name,
+        index,
+        options,
+        op.cache_support(),
+        &more,
+        context,
+        input,
+        now,
+    );
     let mut step = plan.start(now);
     // The claim of a cached call is this thread's while its body runs.
     let mut claims = None;
@@ -119,11 +132,11 @@ fn invoke_with<O: Callee + ?Sized>(
             Step::Lookup => {
                 let (support, key, at, held) = plan.lookup_request();
                 let lookup = cache::lookup(support, key, at, held);
-                plan.looked_up(lookup, Instant::now())
+                plan.looked_up(lookup, Now::LAZY)
             }
             Step::Sleep(until) => {
                 policy::rate::sleep_until(until);
-                plan.woke(Instant::now())
+                plan.woke(Now::LAZY)
             }
             Step::Run(input) => {
                 if claims.is_none() && plan.holds_claim() {
@@ -133,11 +146,11 @@ fn invoke_with<O: Callee + ?Sized>(
                     .traced()
                     .then(|| trace::begin(name, index).attempt(plan.attempt()));
                 let result = attempt_once(op, input, index, detach, &plan);
-                let result = plan.on_time(result, Instant::now());
+                let result = plan.on_time(result, Now::LAZY);
                 if let Some(recorder) = recorder {
                     recorder.finish(outcome_of(&result));
                 }
-                plan.ran(result, Instant::now())
+                plan.ran(result, Now::LAZY)
             }
             Step::Write(write) => {
                 write.run();

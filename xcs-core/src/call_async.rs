@@ -17,6 +17,7 @@ use crate::ambient::Ambient;
 use crate::cache;
 use crate::deadline::{CallContext, CancelFlag};
 use crate::error::XcsError;
+use crate::policy::deadline::Now;
 use crate::policy::plan::{self, CallPlan, Step, Supports, outcome_of};
 use crate::scoped::WithOptions;
 use crate::trace;
@@ -33,7 +34,9 @@ pub(crate) trait AsyncCallee: Send + Sync {
         &self,
         input: Self::Input,
     ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send;
-    /// What the operator offers the call plan.
+    /// How the operator's input is keyed in the memory cache, if it can be.
+    fn cache_support(&self) -> Option<crate::cache::CacheSupport<Self::Input, Self::Output>>;
+    /// What else the operator offers the call plan.
     fn supports(&self) -> Supports<Self::Input, Self::Output>;
 }
 
@@ -120,8 +123,18 @@ async fn invoke_with<O: AsyncCallee + ?Sized>(
         progress,
     } = (*ambient).clone();
     let name = op.name();
-    let now = Instant::now();
-    let mut plan = CallPlan::new(name, index, &options, op.supports(), context, input, now);
+    let now = Now::LAZY;
+    let more = || op.supports();
+    let mut plan = CallPlan::new(
+        name,
+        index,
+        &options,
+        op.cache_support(),
+        &more,
+        context,
+        input,
+        now,
+    );
     let mut step = plan.start(now);
     loop {
         step = match step {
@@ -132,11 +145,11 @@ async fn invoke_with<O: AsyncCallee + ?Sized>(
                     let (support, key, at, held) = plan.lookup_request();
                     cache::lookup_async(support, key, at, held).await
                 };
-                plan.looked_up(lookup, Instant::now())
+                plan.looked_up(lookup, Now::LAZY)
             }
             Step::Sleep(until) => {
                 tokio::time::sleep_until(until.into()).await;
-                plan.woke(Instant::now())
+                plan.woke(Now::LAZY)
             }
             Step::Run(input) => {
                 let attempt = Attempt {
@@ -154,7 +167,7 @@ async fn invoke_with<O: AsyncCallee + ?Sized>(
                     progress.clone(),
                 )
                 .await;
-                plan.ran(result, Instant::now())
+                plan.ran(result, Now::LAZY)
             }
             // The write may wait for another process's lock: off the runtime's worker threads.
             Step::Write(write) => {
@@ -227,7 +240,7 @@ async fn attempt_once<O: AsyncCallee + ?Sized>(
         None => body.await,
     };
     let result = result.unwrap_or_else(|payload| Err(util::panicked(name, index, payload)));
-    let result = plan::on_time(result, deadline, name, index, Instant::now());
+    let result = plan::on_time(result, deadline, name, index, Now::LAZY);
     if let Some(event) = event {
         event.finish(outcome_of(&result));
     }

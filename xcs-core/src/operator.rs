@@ -31,9 +31,12 @@ impl<O: Operator + ?Sized> crate::call::Callee for O {
         Operator::forward(self, input)
     }
 
+    fn cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
+        self.__xcs_cache_support()
+    }
+
     fn supports(&self) -> Supports<Self::Input, Self::Output> {
         Supports {
-            cache: self.__xcs_cache_support(),
             persist: self.persist_support(),
             clone_input: self.__xcs_clone_input(),
             retried_by_items: self.__xcs_retried_by_items(),
@@ -60,9 +63,12 @@ impl<O: AsyncOperator + ?Sized> crate::call_async::AsyncCallee for O {
         AsyncOperator::forward(self, input)
     }
 
+    fn cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
+        self.__xcs_cache_support()
+    }
+
     fn supports(&self) -> Supports<Self::Input, Self::Output> {
         Supports {
-            cache: self.__xcs_cache_support(),
             persist: self.persist_support(),
             clone_input: self.__xcs_clone_input(),
             retried_by_items: self.__xcs_retried_by_items(),

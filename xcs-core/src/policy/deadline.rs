@@ -10,16 +10,39 @@ use std::time::{Duration, Instant};
 use crate::deadline::CallContext;
 use crate::options::ExecutionOptions;
 
+/// The time now, read from the clock only if something asks (a call with no deadline, rate
+/// limit or retry never reads it), or given (tests drive the policies on a clock of their own).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Now(Option<Instant>);
+
+impl Now {
+    /// Read from the clock when first asked.
+    pub(crate) const LAZY: Now = Now(None);
+
+    /// The time, read once.
+    #[inline]
+    pub(crate) fn get(&mut self) -> Instant {
+        *self.0.get_or_insert_with(Instant::now)
+    }
+}
+
+impl From<Instant> for Now {
+    fn from(now: Instant) -> Now {
+        Now(Some(now))
+    }
+}
+
 /// The deadline a call starting now must meet, and the timeout it comes from: its own
 /// `timeout_seconds` from now, capped by the deadline of the call it runs inside.
 pub(crate) fn deadline_for(
     options: &ExecutionOptions,
     context: &CallContext,
-    now: Instant,
+    now: impl Into<Now>,
 ) -> Option<(Instant, Duration)> {
+    let mut now = now.into();
     let own = options
         .timeout_seconds
-        .and_then(|t| now.checked_add(t).map(|at| (at, t)));
+        .and_then(|t| now.get().checked_add(t).map(|at| (at, t)));
     let inherited = context.deadline.zip(context.timeout);
     match (own, inherited) {
         (Some(own), Some(inherited)) => Some(if own.0 < inherited.0 { own } else { inherited }),

@@ -26,6 +26,7 @@ pub(crate) enum Claimed<I, O> {
 /// asks the `cache_dir` store, then holds on for the body; a lookup that timed out or panicked
 /// is the call's error. `timeout` is the one the call's deadline comes from.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 pub(crate) fn after_lookup<I: 'static, O: Send + 'static>(
     lookup: Lookup<O>,
     options: &ExecutionOptions,

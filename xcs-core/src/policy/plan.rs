@@ -27,17 +27,17 @@ use crate::deadline::CallContext;
 use crate::error::XcsError;
 use crate::options::ExecutionOptions;
 use crate::persist::{PersistSupport, Write};
+use crate::policy::deadline::Now;
 use crate::policy::memo::{self, Claimed, Held};
 use crate::policy::rate;
 use crate::policy::retry::{self, CloneInput};
 use crate::trace::Outcome;
 use crate::util::{drop_quietly, timeout_error};
 
-/// What an operator offers the plan: the same for [`Operator`](crate::Operator)s and
-/// `AsyncOperator`s, read once per call.
+/// What an operator offers the plan besides its cache key: the same for
+/// [`Operator`](crate::Operator)s and `AsyncOperator`s, asked only when the body is to run (a
+/// cache hit needs none of it).
 pub(crate) struct Supports<I, O> {
-    /// How to key its input in the memory cache, if it can be cached.
-    pub(crate) cache: Option<CacheSupport<I, O>>,
     /// How to store it in `cache_dir`, if its input and output serialize.
     pub(crate) persist: Option<PersistSupport<I, O>>,
     /// How to copy its input for another attempt.
@@ -93,7 +93,11 @@ pub(crate) struct CallPlan<'a, I, O> {
     name: &'a str,
     index: Option<usize>,
     options: &'a ExecutionOptions,
-    supports: Supports<I, O>,
+    /// How to key the input in the memory cache, if it can be cached.
+    cache: Option<CacheSupport<I, O>>,
+    /// Asks the operator for the rest of what it offers; asked at most once.
+    more: &'a (dyn Fn() -> Supports<I, O> + Sync),
+    supports: Option<Supports<I, O>>,
     context: CallContext,
     deadline: Option<(Instant, Duration)>,
     enforce: bool,
@@ -101,6 +105,7 @@ pub(crate) struct CallPlan<'a, I, O> {
     held: Option<Held<I, O>>,
     /// The input, kept while another attempt may need a copy (or until the first attempt).
     kept: Option<I>,
+    /// How to copy the input for another attempt (worked out with `supports`).
     clone_input: Option<CloneInput<I>>,
     attempt: u32,
     state: State<O>,
@@ -109,83 +114,91 @@ pub(crate) struct CallPlan<'a, I, O> {
 impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     /// The plan of a call of `name` (item `index` of a batch) with `input`, made at `now` under
     /// `options` inside `context` (the caller's deadline, cancellation and cache claims).
+    /// `cache` keys the input in the memory cache; `more` says what else the operator offers.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub(crate) fn new(
         name: &'a str,
         index: Option<usize>,
         options: &'a ExecutionOptions,
-        supports: Supports<I, O>,
+        cache: Option<CacheSupport<I, O>>,
+        more: &'a (dyn Fn() -> Supports<I, O> + Sync),
         context: CallContext,
         input: I,
-        now: Instant,
+        now: impl Into<Now>,
     ) -> Self {
         let deadline = super::deadline::deadline_for(options, &context, now);
         let enforce = super::deadline::must_enforce(deadline, &context);
-        let clone_input = memo::input_cloner(
-            options,
-            supports.clone_input,
-            supports.retried_by_items,
-            name,
-        );
         CallPlan {
             name,
             index,
             options,
-            supports,
+            cache,
+            more,
+            supports: None,
             context,
             deadline,
             enforce,
             key: None,
             held: None,
             kept: Some(input),
-            clone_input,
+            clone_input: None,
             attempt: 1,
             state: State::Admit,
         }
     }
 
     /// The deadline the call must meet, and the timeout it comes from.
+    #[inline]
     pub(crate) fn deadline(&self) -> Option<(Instant, Duration)> {
         self.deadline
     }
 
     /// Whether the driver enforces the deadline (returns at it even if the body hangs): no
     /// enclosing call returns by then.
+    #[inline]
     pub(crate) fn enforces(&self) -> bool {
         self.enforce
     }
 
     /// The attempt [`Step::Run`] asks for (1, then 2, 3, … for retries).
+    #[inline]
     pub(crate) fn attempt(&self) -> u32 {
         self.attempt
     }
 
     /// The options the call runs under.
+    #[inline]
     pub(crate) fn options(&self) -> &ExecutionOptions {
         self.options
     }
 
     /// Whether each attempt is a trace event.
+    #[inline]
     pub(crate) fn traced(&self) -> bool {
         self.options.trace_execution
     }
 
     /// The context the body runs in: the caller's, holding this call's cache claim too, so
     /// nested calls (on any thread) never wait for it.
+    #[inline]
     pub(crate) fn body_context(&self) -> &CallContext {
         &self.context
     }
 
     /// Whether the call holds the cache claim on its input (then its body runs in
     /// [`body_context`](Self::body_context), which holds it too).
+    #[inline]
     pub(crate) fn holds_claim(&self) -> bool {
         self.held.is_some()
     }
 
     /// What [`Step::Lookup`] asks the memory cache.
+    #[inline]
     pub(crate) fn lookup_request(
         &self,
     ) -> (&CacheSupport<I, O>, &CacheKey, Option<Instant>, &ClaimChain) {
-        match (&self.supports.cache, &self.key) {
+        match (&self.cache, &self.key) {
             (Some(support), Some(key)) => (
                 support,
                 key,
@@ -197,11 +210,13 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     }
 
     /// The first step. `now` is when the driver starts the call.
-    pub(crate) fn start(&mut self, now: Instant) -> Step<I, O> {
+    #[inline]
+    pub(crate) fn start(&mut self, now: impl Into<Now>) -> Step<I, O> {
+        let mut now = now.into();
         debug_assert!(matches!(self.state, State::Admit));
         // Admission: a call that cannot start before its deadline is a timeout.
         if let Some((at, timeout)) = self.deadline {
-            if now >= at
+            if now.get() >= at
                 || self
                     .context
                     .cancel
@@ -212,10 +227,10 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
             }
         }
         if !self.options.enable_caching {
-            return self.next_attempt(now);
+            return self.next_attempt(&mut now);
         }
-        let Some(support) = &self.supports.cache else {
-            return self.next_attempt(now);
+        let Some(support) = &self.cache else {
+            return self.next_attempt(&mut now);
         };
         let Some(input) = &self.kept else {
             unreachable!("the input is kept until the first attempt");
@@ -239,10 +254,17 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     }
 
     /// The memory cache's answer to [`Step::Lookup`].
-    pub(crate) fn looked_up(&mut self, lookup: Lookup<O>, now: Instant) -> Step<I, O> {
+    #[inline]
+    pub(crate) fn looked_up(&mut self, lookup: Lookup<O>, now: impl Into<Now>) -> Step<I, O> {
+        let mut now = now.into();
         debug_assert!(matches!(self.state, State::Looking));
-        let (Some(support), Some(input)) = (self.supports.cache, self.kept.take()) else {
+        let (Some(support), Some(input)) = (self.cache, self.kept.take()) else {
             unreachable!("a lookup is asked for only with a cache and the input");
+        };
+        // A hit needs nothing more of the operator; anything else may run the body.
+        let persist = match lookup {
+            Lookup::Hit(_) => None,
+            _ => self.supports().persist,
         };
         let timeout = self.deadline.map_or(Duration::ZERO, |(_, t)| t);
         match memo::after_lookup(
@@ -251,7 +273,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
             self.name,
             self.index,
             support,
-            self.supports.persist,
+            persist,
             input,
             timeout,
         ) {
@@ -262,18 +284,19 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
                 }
                 self.held = held;
                 self.kept = Some(input);
-                self.next_attempt(now)
+                self.next_attempt(&mut now)
             }
         }
     }
 
     /// The instant of [`Step::Sleep`] has come (`now`).
-    pub(crate) fn woke(&mut self, now: Instant) -> Step<I, O> {
+    pub(crate) fn woke(&mut self, now: impl Into<Now>) -> Step<I, O> {
+        let mut now = now.into();
         match self.state {
-            State::RateSlot => self.confirm_slot(now),
+            State::RateSlot => self.confirm_slot(&mut now),
             State::Backoff => {
                 self.attempt += 1;
-                self.next_attempt(now)
+                self.next_attempt(&mut now)
             }
             _ => unreachable!("a sleep is asked for only by the rate limit and retries"),
         }
@@ -282,13 +305,20 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     /// The body's result as the attempt's outcome, at `now`: a result that comes after the
     /// deadline is discarded for a timeout (a body that ignored its deadline ran too long). The
     /// drivers pass every attempt's result through here before recording it.
-    pub(crate) fn on_time(&self, result: Result<O, XcsError>, now: Instant) -> Result<O, XcsError> {
+    #[inline]
+    pub(crate) fn on_time(
+        &self,
+        result: Result<O, XcsError>,
+        now: impl Into<Now>,
+    ) -> Result<O, XcsError> {
         on_time(result, self.deadline, self.name, self.index, now)
     }
 
     /// The body's result for attempt [`attempt`](Self::attempt), at `now` (after
     /// [`on_time`](Self::on_time)).
-    pub(crate) fn ran(&mut self, result: Result<O, XcsError>, now: Instant) -> Step<I, O> {
+    #[inline]
+    pub(crate) fn ran(&mut self, result: Result<O, XcsError>, now: impl Into<Now>) -> Step<I, O> {
+        let mut now = now.into();
         debug_assert!(matches!(self.state, State::Running));
         match result {
             Err(error) if self.kept.is_some() => {
@@ -296,7 +326,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
                 let at = self.deadline.map(|(at, _)| at);
                 if retry::should_retry(&error, self.attempt, self.options.max_retries, wait, at) {
                     self.state = State::Backoff;
-                    Step::Sleep(now + wait)
+                    Step::Sleep(now.get() + wait)
                 } else {
                     self.finish(Err(error))
                 }
@@ -314,12 +344,13 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     }
 
     /// Starts attempt `self.attempt`: its rate slot first, if a rate limit is set.
-    fn next_attempt(&mut self, now: Instant) -> Step<I, O> {
+    #[inline]
+    fn next_attempt(&mut self, now: &mut Now) -> Step<I, O> {
         let Some(rate) = self.options.rate_limit else {
             return self.run();
         };
         match rate::reserve(self.name, rate, self.deadline.map(|(at, _)| at)) {
-            Ok(start) if start <= now => self.confirm_slot(now),
+            Ok(start) if start <= now.get() => self.confirm_slot(now),
             Ok(start) => {
                 self.state = State::RateSlot;
                 Step::Sleep(start)
@@ -332,19 +363,40 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     }
 
     /// At the reserved slot: starts the body, unless the limiter asks for a little more time.
-    fn confirm_slot(&mut self, now: Instant) -> Step<I, O> {
+    fn confirm_slot(&mut self, now: &mut Now) -> Step<I, O> {
         let rate = self.options.rate_limit.unwrap_or(f64::INFINITY);
         match rate::confirm(self.name, rate) {
             Some(wait) => {
                 self.state = State::RateSlot;
-                Step::Sleep(now + wait)
+                Step::Sleep(now.get() + wait)
             }
             None => self.run(),
         }
     }
 
+    /// What the operator offers besides its cache key, asked once.
+    #[inline]
+    fn supports(&mut self) -> &Supports<I, O> {
+        if self.supports.is_none() {
+            let supports = (self.more)();
+            self.clone_input = memo::input_cloner(
+                self.options,
+                supports.clone_input,
+                supports.retried_by_items,
+                self.name,
+            );
+            self.supports = Some(supports);
+        }
+        match &self.supports {
+            Some(supports) => supports,
+            None => unreachable!("set above"),
+        }
+    }
+
     /// Hands the body its input: a copy while another attempt may follow, else the input.
+    #[inline]
     fn run(&mut self) -> Step<I, O> {
+        self.supports();
         let input = match (self.clone_input, &self.kept) {
             (Some(clone), Some(original)) if self.attempt <= self.options.max_retries => {
                 clone(original)
@@ -360,6 +412,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
 
     /// The body is done with: the result goes to the store (a success, when the call holds a
     /// store slot), then to the memory cache, and the claim goes.
+    #[inline]
     fn finish(&mut self, result: Result<O, XcsError>) -> Step<I, O> {
         drop_quietly(self.kept.take());
         let write = match (&result, &self.held) {
@@ -379,6 +432,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     }
 
     /// Stores a success in the memory cache (releasing the claim, so waiting callers wake).
+    #[inline]
     fn settle(&mut self, result: Result<O, XcsError>) -> Step<I, O> {
         let result = match self.held.take() {
             Some(held) => held.finish(result, self.name, self.index),
@@ -391,6 +445,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     }
 
     /// The call ends before its body runs.
+    #[inline]
     fn done_early(&mut self, result: Result<O, XcsError>, outcome: Outcome) -> Step<I, O> {
         drop_quietly(self.kept.take());
         self.state = State::Over;
@@ -417,10 +472,11 @@ pub(crate) fn on_time<O>(
     deadline: Option<(Instant, Duration)>,
     operator: &str,
     index: Option<usize>,
-    now: Instant,
+    now: impl Into<Now>,
 ) -> Result<O, XcsError> {
+    let mut now = now.into();
     match (result, deadline) {
-        (Ok(output), Some((at, timeout))) if now > at => {
+        (Ok(output), Some((at, timeout))) if now.get() > at => {
             drop_quietly(output);
             Err(timeout_error(operator, index, timeout))
         }
@@ -446,7 +502,6 @@ mod tests {
 
     fn supports() -> Supports<u64, u64> {
         Supports {
-            cache: None,
             persist: None,
             clone_input: Some(|x: &u64| *x),
             retried_by_items: false,
@@ -500,7 +555,8 @@ mod tests {
             name,
             None,
             options,
-            supports(),
+            None,
+            &supports,
             CallContext::default(),
             7,
             now,
@@ -620,14 +676,11 @@ mod tests {
 
     struct Keyed;
 
-    fn keyed() -> Supports<u64, u64> {
+    fn keyed() -> Option<CacheSupport<u64, u64>> {
         fn hash(input: &u64, mut state: &mut dyn std::hash::Hasher) {
             input.hash(&mut state);
         }
-        Supports {
-            cache: Some(CacheSupport::new::<Keyed>(hash, |o: &u64| *o)),
-            ..supports()
-        }
+        Some(CacheSupport::new::<Keyed>(hash, |o: &u64| *o))
     }
 
     #[test]
@@ -645,6 +698,7 @@ mod tests {
                 None,
                 &options,
                 keyed(),
+                &supports,
                 CallContext::default(),
                 input,
                 now,

@@ -8,7 +8,6 @@
 //! and each item's outcome lands in the same slot a local run would fill.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
 
 use super::lanes::{Blocks, Run};
 use crate::batch::plan::{Part, Plan, Ran};
@@ -18,6 +17,7 @@ use crate::error::XcsError;
 use crate::operator::Operator;
 use crate::options::ExecutionOptions;
 use crate::persist::PersistSupport;
+use crate::policy::deadline::Now;
 use crate::policy::memo::Held;
 use crate::policy::plan::{CallPlan, Step, Supports};
 use crate::trace;
@@ -163,9 +163,9 @@ impl<O: Operator> Remote<O> {
         let plan = self.run.plan();
         let name = plan.op.name();
         let _adopted = plan.adopt();
-        let supports = Supports {
-            cache: plan.op.__xcs_cache_support(),
-            persist: Some(self.persist),
+        let persist = self.persist;
+        let supports = move || Supports {
+            persist: Some(persist),
             clone_input: None,
             retried_by_items: true,
         };
@@ -175,12 +175,13 @@ impl<O: Operator> Remote<O> {
             timeout_seconds: None,
             ..plan.options
         };
-        let now = Instant::now();
+        let now = Now::LAZY;
         let mut call = CallPlan::new(
             name,
             Some(index),
             &options,
-            supports,
+            plan.op.__xcs_cache_support(),
+            &supports,
             plan.context.clone(),
             input,
             now,
@@ -191,7 +192,7 @@ impl<O: Operator> Remote<O> {
                 Step::Lookup => {
                     let (support, key, at, held) = call.lookup_request();
                     let lookup = cache::lookup(support, key, at, held);
-                    call.looked_up(lookup, Instant::now())
+                    call.looked_up(lookup, Now::LAZY)
                 }
                 Step::Run(input) => {
                     *self.held[index]
@@ -209,7 +210,7 @@ impl<O: Operator> Remote<O> {
                 // Neither happens before the body runs without a rate limit; handled anyway.
                 Step::Sleep(until) => {
                     crate::policy::rate::sleep_until(until);
-                    call.woke(Instant::now())
+                    call.woke(Now::LAZY)
                 }
                 Step::Write(write) => {
                     write.run();
