@@ -1,5 +1,5 @@
 //! Batches on many machines: a device backend that sends a batch's items to worker processes
-//! through a [NATS](https://nats.io) server (feature `nats`, SPEC §11).
+//! through a [NATS](https://nats.io) server (feature `nats`).
 //!
 //! - **Callers** register a [`NatsBackend`] under a name and select it with
 //!   `device_strategy`: `register_backend("cluster", NatsBackend::connect(url)?)`, then

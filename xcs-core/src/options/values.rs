@@ -28,7 +28,7 @@ pub enum DeviceStrategy {
     Named(BackendName),
 }
 
-/// The backend name the cluster registers under by convention (SPEC §11): the one named
+/// The backend name the cluster registers under by convention: the one named
 /// backend the option macros accept as a literal (`device_strategy = "cluster"`), resolved like
 /// [`DeviceStrategy::named`] when a batch runs.
 pub const CLUSTER_BACKEND: &str = "cluster";

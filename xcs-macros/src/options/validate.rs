@@ -273,7 +273,7 @@ fn check_value(spec: &'static OptionSpec, expr: &Expr, errors: &Errors) -> Optio
         }
         (OptionKind::Device, Literal::Str(s)) => match DeviceStrategy::builtin(&s) {
             Some(strategy) => Some(Value::Device(strategy)),
-            // The backend name SPEC §11 gives the cluster (`xcs::cluster`): resolved when the
+            // The backend name the cluster registers under (`xcs::cluster`): resolved when the
             // batch runs, like `DeviceStrategy::named("cluster")`.
             None if s.eq_ignore_ascii_case(CLUSTER_BACKEND) => {
                 Some(Value::Device(DeviceStrategy::named(CLUSTER_BACKEND)))
