@@ -118,7 +118,7 @@ pub struct OptionSpec {
 /// value needs: its variant in [`OptionKind`] (with its arms in [`OptionKind::takes_none`] and
 /// [`OptionKind::convert`]), its parser in `parse.rs`, its literal check and expansion in
 /// `xcs-macros/src/options/{validate,expand}.rs`, and its conversion in `convert.rs`. Two tests name every option on purpose and fail until the new one is added:
-/// `tests/option_table.rs` (one macro call setting them all) and the UI snapshot
+/// `tests/process_wide/options.rs` (one macro call setting them all) and the UI snapshot
 /// `xcs-ui/tests/ui/options/fail/unknown_option_lists_the_table.stderr` (the list of valid
 /// names). What the option *does* is code that reads `options.<name>` where it applies.
 macro_rules! option_list {
