@@ -439,10 +439,55 @@ impl<O: Operator> Plan<O> {
         }
     }
 
+    /// [`run_items`](Self::run_items) for a batch whose items are only their bodies and that
+    /// stops at its first failure: the outputs are collected in place, into the inputs' own
+    /// buffer when their layouts allow (as a hand-written `into_iter().map(f).collect()` does;
+    /// a fresh vector of outputs costs its page faults). The items after the first failure are
+    /// not started, and dropped where they are.
+    fn run_lean_items(&self, start: usize, inputs: Vec<O::Input>) -> Part<O::Output> {
+        let len = inputs.len();
+        let name = self.op.name();
+        let mut index = start;
+        let mut miss = None;
+        let outputs: Vec<O::Output> = inputs
+            .into_iter()
+            .map_while(|input| {
+                if self.skips(index) {
+                    drop_quietly(input);
+                    miss = Some(Err(NOT_RUN));
+                    return None;
+                }
+                match util::guarded(name, Some(index), || self.op.forward(input)) {
+                    Ok(output) => {
+                        index += 1;
+                        Some(output)
+                    }
+                    Err(error) => {
+                        self.note_failure(index);
+                        miss = Some(Err(Some(Box::new(error))));
+                        None
+                    }
+                }
+            })
+            .collect();
+        let Some(miss) = miss else {
+            return Part::Ok(outputs);
+        };
+        let mut slots: Vec<Slot<O::Output>> = Vec::with_capacity(len);
+        let ran = outputs.len();
+        slots.extend(outputs.into_iter().map(Ok));
+        slots.push(miss);
+        slots.extend((ran + 1..len).map(|_| Err(NOT_RUN)));
+        Part::Slots(slots)
+    }
+
     /// Runs the items `start..` of `inputs` in order on this thread, skipping those the rules
     /// say not to start.
     pub(crate) fn run_items(&self, start: usize, inputs: Vec<O::Input>) -> Part<O::Output> {
         let len = inputs.len();
+        if self.lean && !self.settled {
+            return self.run_lean_items(start, inputs);
+        }
         let mut outputs = Vec::with_capacity(len);
         let mut items = inputs.into_iter();
         let mut index = start;
