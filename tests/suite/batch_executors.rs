@@ -619,3 +619,61 @@ fn parallel_failure_does_not_start_later_items_with_one_worker() {
         "a single worker never starts items after the failure"
     );
 }
+
+/// A batch that stops at its first failure, with items that are only their bodies (the lean
+/// path, which collects outputs in place): the failing item's error comes back, no later item
+/// starts, and every input is dropped exactly once — run by its body or left unstarted.
+#[test]
+fn a_sequential_batch_stops_at_its_first_failure_and_drops_every_input_once() {
+    static DROPPED: AtomicUsize = AtomicUsize::new(0);
+    static RAN: AtomicUsize = AtomicUsize::new(0);
+    struct Counted(u64);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            DROPPED.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    struct FailAt3;
+    impl Operator for FailAt3 {
+        type Input = Counted;
+        type Output = u64;
+        fn forward(&self, input: Counted) -> Result<u64, XcsError> {
+            RAN.fetch_add(1, Ordering::SeqCst);
+            if input.0 == 3 {
+                return Err(XcsError::operator("fail_at_3", "three"));
+            }
+            Ok(input.0 * 10)
+        }
+        fn name(&self) -> &str {
+            "fail_at_3"
+        }
+    }
+    let inputs = || (0..10).map(Counted).collect::<Vec<_>>();
+    let err = execution_options!(use_parallel = false => vmap(FailAt3).call(inputs())).unwrap_err();
+    assert!(err.to_string().contains("three"), "{err}");
+    assert_eq!(
+        RAN.load(Ordering::SeqCst),
+        4,
+        "items after the failure never start"
+    );
+    assert_eq!(
+        DROPPED.load(Ordering::SeqCst),
+        10,
+        "every input dropped once"
+    );
+    // Without a failure, the outputs come back in order.
+    struct Tenfold;
+    impl Operator for Tenfold {
+        type Input = Counted;
+        type Output = u64;
+        fn forward(&self, input: Counted) -> Result<u64, XcsError> {
+            Ok(input.0 * 10)
+        }
+        fn name(&self) -> &str {
+            "tenfold"
+        }
+    }
+    let out = execution_options!(use_parallel = false => vmap(Tenfold).call(inputs())).unwrap();
+    assert_eq!(out, (0..10).map(|x| x * 10).collect::<Vec<u64>>());
+    assert_eq!(DROPPED.load(Ordering::SeqCst), 20);
+}
