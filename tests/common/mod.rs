@@ -236,6 +236,27 @@ impl Drop for GaugeGuard<'_> {
     }
 }
 
+/// Each item waits (until a shared deadline) for `target` items to have been running at once.
+pub struct Meet {
+    pub gauge: Arc<Gauge>,
+    pub target: usize,
+    pub until: Instant,
+}
+impl Operator for Meet {
+    type Input = u64;
+    type Output = u64;
+    fn forward(&self, x: u64) -> Result<u64, XcsError> {
+        let _running = self.gauge.enter();
+        while self.gauge.peak() < self.target && Instant::now() < self.until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(x)
+    }
+    fn name(&self) -> &str {
+        "meet"
+    }
+}
+
 /// Runs test `test` of module `module` (the caller's `module_path!()`) of this test binary again,
 /// alone, in a child process with the environment variables `envs` set, and returns what it
 /// printed on standard output and on standard error. Panics, showing both, when the child fails

@@ -6,41 +6,14 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use xcs::{Operator, OptionsPatch, XcsError, vmap, with_options};
 
-use crate::common::{global_lock, process_threads, watchdog};
+use crate::common::{Gauge, Meet, global_lock, process_threads, watchdog};
 
 fn workers(n: usize) -> OptionsPatch {
     OptionsPatch::new().max_workers(NonZeroUsize::new(n))
-}
-
-/// Items running now, and the most at once.
-#[derive(Default)]
-struct Gauge {
-    now: AtomicUsize,
-    peak: AtomicUsize,
-}
-
-impl Gauge {
-    fn enter(&self) -> GaugeGuard<'_> {
-        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
-        self.peak.fetch_max(now, Ordering::SeqCst);
-        GaugeGuard(self)
-    }
-    fn peak(&self) -> usize {
-        self.peak.load(Ordering::SeqCst)
-    }
-}
-
-struct GaugeGuard<'a>(&'a Gauge);
-
-impl Drop for GaugeGuard<'_> {
-    fn drop(&mut self) {
-        self.0.now.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// An instant item.
@@ -90,27 +63,6 @@ fn repeated_small_batches_above_the_cpu_count_reuse_their_threads() {
     assert!(grew <= bound + 1, "the process grew by {grew} threads");
     let stats = xcs::thread_stats();
     assert!(stats.compute <= stats.compute_slots, "{stats:?}");
-}
-
-/// Each item waits (until a shared deadline) for `target` items to be running at once.
-struct Meet {
-    gauge: Arc<Gauge>,
-    target: usize,
-    until: Instant,
-}
-impl Operator for Meet {
-    type Input = u64;
-    type Output = u64;
-    fn forward(&self, x: u64) -> Result<u64, XcsError> {
-        let _running = self.gauge.enter();
-        while self.gauge.peak() < self.target && Instant::now() < self.until {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok(x)
-    }
-    fn name(&self) -> &str {
-        "meet"
-    }
 }
 
 /// An outer batch of `outer` items, each a batch of `inner` meeting items.

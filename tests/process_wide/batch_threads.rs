@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use common::{Gauge, Probe, Rendezvous, lock, op, process_threads, serial, watchdog};
+use common::{Gauge, Meet, Probe, Rendezvous, lock, op, process_threads, serial, watchdog};
 use xcs::{Operator, OptionsPatch, XcsError, execution_options, pmap, vmap, with_options};
 
 fn turn() -> MutexGuard<'static, ()> {
@@ -138,27 +138,6 @@ fn huge_worker_counts_start_no_more_threads_than_items() {
 
 // ---------------------------------------------------------------------------------------------
 // An explicit `max_workers` is how many items of a batch run at once, above the CPU count too.
-
-/// Each item waits (until a shared deadline) for `target` items to have been running at once.
-struct Meet {
-    gauge: Arc<Gauge>,
-    target: usize,
-    until: Instant,
-}
-impl Operator for Meet {
-    type Input = u64;
-    type Output = u64;
-    fn forward(&self, x: u64) -> Result<u64, XcsError> {
-        let _running = self.gauge.enter();
-        while self.gauge.peak() < self.target && Instant::now() < self.until {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok(x)
-    }
-    fn name(&self) -> &str {
-        "meet"
-    }
-}
 
 /// The most items of a 64-item `vmap` running at once under `patch`, when each waits for one
 /// more than `limit` to be running: `limit` if the batch reaches it and never exceeds it.
