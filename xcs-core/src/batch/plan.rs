@@ -493,42 +493,20 @@ impl<O: Operator> Plan<O> {
         let mut index = start;
         // Fast path: every item succeeds.
         let mut first_miss = None;
-        if self.lean {
-            // Items that are only their bodies: the loop a user would write, plus the batch
-            // rules' check before each start.
-            let name = self.op.name();
-            for input in items.by_ref() {
-                if self.skips(index) {
-                    drop_quietly(input);
-                    first_miss = Some(Err(NOT_RUN));
+        for input in items.by_ref() {
+            if self.skips(index) {
+                drop_quietly(input);
+                first_miss = Some(Err(NOT_RUN));
+                break;
+            }
+            match self.run_item(index, input) {
+                Ok(output) => outputs.push(output),
+                Err(error) => {
+                    first_miss = Some(Err(error));
                     break;
                 }
-                match util::guarded(name, Some(index), || self.op.forward(input)) {
-                    Ok(output) => outputs.push(output),
-                    Err(error) => {
-                        self.note_failure(index);
-                        first_miss = Some(Err(Some(Box::new(error))));
-                        break;
-                    }
-                }
-                index += 1;
             }
-        } else {
-            for input in items.by_ref() {
-                if self.skips(index) {
-                    drop_quietly(input);
-                    first_miss = Some(Err(NOT_RUN));
-                    break;
-                }
-                match self.run_item(index, input) {
-                    Ok(output) => outputs.push(output),
-                    Err(error) => {
-                        first_miss = Some(Err(error));
-                        break;
-                    }
-                }
-                index += 1;
-            }
+            index += 1;
         }
         let Some(miss) = first_miss else {
             return Part::Ok(outputs);
@@ -573,7 +551,7 @@ impl Timing {
         parent: CallContext,
     ) -> Result<Timing, XcsError> {
         let now = Instant::now();
-        let deadline = policy::deadline::deadline_for(options, &parent, now);
+        let deadline = policy::deadline::deadline_for(options, &parent, &mut now.into());
         if let Some((at, timeout)) = deadline {
             if now >= at || parent.is_cancelled() {
                 return Err(util::timeout_error(operator, None, timeout));
