@@ -24,6 +24,12 @@ impl Now {
     pub(crate) fn get(&mut self) -> Instant {
         *self.0.get_or_insert_with(Instant::now)
     }
+
+    /// This time if it is known, else `earlier`'s (which may not be known either).
+    #[inline]
+    pub(crate) fn or(self, earlier: Now) -> Now {
+        Now(self.0.or(earlier.0))
+    }
 }
 
 impl From<Instant> for Now {
@@ -37,9 +43,8 @@ impl From<Instant> for Now {
 pub(crate) fn deadline_for(
     options: &ExecutionOptions,
     context: &CallContext,
-    now: impl Into<Now>,
+    now: &mut Now,
 ) -> Option<(Instant, Duration)> {
-    let mut now = now.into();
     let own = options
         .timeout_seconds
         .and_then(|t| now.get().checked_add(t).map(|at| (at, t)));

@@ -109,6 +109,9 @@ pub(crate) struct CallPlan<'a, I, O> {
     clone_input: Option<CloneInput<I>>,
     attempt: u32,
     state: State<O>,
+    /// When the plan was made, if the clock was read then (for its deadline): admission reuses
+    /// it rather than reading the clock again.
+    made: Now,
 }
 
 impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
@@ -127,7 +130,8 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
         input: I,
         now: impl Into<Now>,
     ) -> Self {
-        let deadline = super::deadline::deadline_for(options, &context, now);
+        let mut made = now.into();
+        let deadline = super::deadline::deadline_for(options, &context, &mut made);
         let enforce = super::deadline::must_enforce(deadline, &context);
         CallPlan {
             name,
@@ -145,6 +149,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
             clone_input: None,
             attempt: 1,
             state: State::Admit,
+            made,
         }
     }
 
@@ -212,7 +217,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     /// The first step. `now` is when the driver starts the call.
     #[inline]
     pub(crate) fn start(&mut self, now: impl Into<Now>) -> Step<I, O> {
-        let mut now = now.into();
+        let mut now = now.into().or(self.made);
         debug_assert!(matches!(self.state, State::Admit));
         // Admission: a call that cannot start before its deadline is a timeout.
         if let Some((at, timeout)) = self.deadline {
