@@ -676,4 +676,43 @@ fn a_sequential_batch_stops_at_its_first_failure_and_drops_every_input_once() {
     let out = execution_options!(use_parallel = false => vmap(Tenfold).call(inputs())).unwrap();
     assert_eq!(out, (0..10).map(|x| x * 10).collect::<Vec<u64>>());
     assert_eq!(DROPPED.load(Ordering::SeqCst), 20);
+
+    // Inputs with nothing to drop take the in-place loop: the same stop at the first failure.
+    static PLAIN_RAN: AtomicUsize = AtomicUsize::new(0);
+    struct PlainFailAt3;
+    impl Operator for PlainFailAt3 {
+        type Input = u64;
+        type Output = u64;
+        fn forward(&self, input: u64) -> Result<u64, XcsError> {
+            PLAIN_RAN.fetch_add(1, Ordering::SeqCst);
+            if input == 3 {
+                return Err(XcsError::operator("plain_fail_at_3", "three"));
+            }
+            Ok(input * 10)
+        }
+        fn name(&self) -> &str {
+            "plain_fail_at_3"
+        }
+    }
+    let err =
+        execution_options!(use_parallel = false => vmap(PlainFailAt3).call((0..10).collect()))
+            .unwrap_err();
+    assert!(err.to_string().contains("three"), "{err}");
+    assert_eq!(PLAIN_RAN.load(Ordering::SeqCst), 4);
+    let out =
+        execution_options!(use_parallel = false => vmap(PlainTenfold).call((0..10).collect()))
+            .unwrap();
+    assert_eq!(out, (0..10).map(|x| x * 10).collect::<Vec<u64>>());
+
+    struct PlainTenfold;
+    impl Operator for PlainTenfold {
+        type Input = u64;
+        type Output = u64;
+        fn forward(&self, input: u64) -> Result<u64, XcsError> {
+            Ok(input * 10)
+        }
+        fn name(&self) -> &str {
+            "tenfold_plain"
+        }
+    }
 }

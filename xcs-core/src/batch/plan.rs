@@ -443,7 +443,7 @@ impl<O: Operator> Plan<O> {
     /// stops at its first failure: the outputs are collected in place, into the inputs' own
     /// buffer when their layouts allow (as a hand-written `into_iter().map(f).collect()` does;
     /// a fresh vector of outputs costs its page faults). The items after the first failure are
-    /// not started, and dropped where they are.
+    /// not started, and dropped where they are: only for inputs whose drop does nothing.
     fn run_lean_items(&self, start: usize, inputs: Vec<O::Input>) -> Part<O::Output> {
         let len = inputs.len();
         let name = self.op.name();
@@ -485,7 +485,9 @@ impl<O: Operator> Plan<O> {
     /// say not to start.
     pub(crate) fn run_items(&self, start: usize, inputs: Vec<O::Input>) -> Part<O::Output> {
         let len = inputs.len();
-        if self.lean && !self.settled {
+        // In place only when dropping the unstarted inputs cannot run user code: `collect`
+        // drops them itself, where a panicking `Drop` would not be caught.
+        if self.lean && !self.settled && !std::mem::needs_drop::<O::Input>() {
             return self.run_lean_items(start, inputs);
         }
         let mut outputs = Vec::with_capacity(len);
