@@ -115,6 +115,7 @@ mod tests {
                 timeout: Some(Duration::from_secs(60)),
                 cancel: None,
                 claims: Default::default(),
+                meter: None,
             });
             Ambient::capture()
         };

@@ -47,6 +47,10 @@ pub(crate) trait Callee: Send + Sync {
     fn cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>>;
     /// What else the operator offers the call plan.
     fn supports(&self) -> Supports<Self::Input, Self::Output>;
+    /// The resource the operator's calls use, if any.
+    fn resource(&self) -> Option<&str>;
+    /// What a call with `input` is expected to use.
+    fn estimate(&self, input: &Self::Input) -> crate::Usage;
 }
 
 /// Default `Operator::call`: the operator is only borrowed, so a deadline is checked, not
@@ -187,6 +191,7 @@ fn attempt_once<O: Callee + ?Sized>(
                     timeout: Some(timeout),
                     cancel: Some(CancelFlag::child_of(context.cancel.clone())),
                     claims: context.claims.clone(),
+                    meter: context.meter.clone(),
                 });
                 guarded(name, index, || op.forward(input))
             }
@@ -227,6 +232,7 @@ fn run_detached<I: Send + 'static, O: Send + 'static>(
             timeout: Some(timeout),
             cancel: Some(cancel.clone()),
             claims: context.claims.clone(),
+            meter: context.meter.clone(),
         },
         parent: plan.traced().then(trace::current_parent).flatten(),
         progress: None,

@@ -38,6 +38,10 @@ pub(crate) trait AsyncCallee: Send + Sync {
     fn cache_support(&self) -> Option<crate::cache::CacheSupport<Self::Input, Self::Output>>;
     /// What else the operator offers the call plan.
     fn supports(&self) -> Supports<Self::Input, Self::Output>;
+    /// The resource the operator's calls use, if any.
+    fn resource(&self) -> Option<&str>;
+    /// What a call with `input` is expected to use.
+    fn estimate(&self, input: &Self::Input) -> crate::Usage;
 }
 
 /// `AsyncOperator::call`: the caller's options, deadline and trace parent, read now.
@@ -215,6 +219,7 @@ async fn attempt_once<O: AsyncCallee + ?Sized>(
         timeout: deadline.map(|(_, t)| t),
         cancel: Some(Arc::clone(&cancel)),
         claims: context.claims.clone(),
+        meter: context.meter.clone(),
     };
     let body_parent = event.as_ref().map(trace::AsyncEvent::parent).or(parent);
     // The body's future is made inside the wrapper, so even work done before its first

@@ -56,6 +56,9 @@ pub(crate) struct CallContext {
     /// The cache claims held by the calls this work runs inside: a cached call never waits for
     /// one of them (it would wait for itself).
     pub(crate) claims: crate::cache::ClaimChain,
+    /// Where [`record_usage`](crate::record_usage) charges the usage of the call being worked
+    /// for, if that call accounts for usage.
+    pub(crate) meter: Option<Arc<crate::usage::Meter>>,
 }
 
 impl CallContext {
@@ -72,6 +75,7 @@ thread_local! {
             timeout: None,
             cancel: None,
             claims: crate::cache::ClaimChain::new(),
+            meter: None,
         })
     };
 }
@@ -79,6 +83,11 @@ thread_local! {
 /// The context this thread works for.
 pub(crate) fn current() -> CallContext {
     CONTEXT.with(|c| c.borrow().clone())
+}
+
+/// The meter of the call this thread works for, if it accounts for usage.
+pub(crate) fn current_meter() -> Option<Arc<crate::usage::Meter>> {
+    CONTEXT.with(|c| c.borrow().meter.clone())
 }
 
 /// Whether this thread works under a deadline at all. (The fast path of a call reads the same
@@ -170,6 +179,7 @@ mod tests {
                 timeout: Some(Duration::from_millis(1)),
                 cancel: None,
                 claims: Default::default(),
+                meter: None,
             });
             assert!(cancelled());
             assert!(deadline().is_some());

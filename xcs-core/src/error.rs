@@ -181,6 +181,29 @@ pub enum XcsError {
         /// Why, and what to do instead.
         reason: String,
     },
+
+    /// A call was refused because its estimated usage does not fit in what remains of a budget
+    /// (`token_budget` or `cost_budget`) of the scope it runs in. Never retried.
+    #[error(
+        "operator `{operator}` would exceed the {budget} of {limit}{}: {spent} spent, {reserved} reserved by calls in flight, this call estimated {estimate}",
+        AtItem(*index)
+    )]
+    BudgetExceeded {
+        /// The operator that was refused.
+        operator: String,
+        /// The batch item it was, when it ran as part of a batch.
+        index: Option<usize>,
+        /// Which budget: `"token_budget"` or `"cost_budget"`.
+        budget: String,
+        /// The budget's limit (tokens, or cost).
+        limit: f64,
+        /// What the scope had spent when the call was refused (in the budget's unit).
+        spent: f64,
+        /// What calls still in flight had reserved then (their estimates).
+        reserved: f64,
+        /// The refused call's estimate.
+        estimate: f64,
+    },
 }
 
 impl XcsError {
@@ -237,6 +260,45 @@ impl XcsError {
         }
     }
 
+    /// The provider said "too many requests" (an HTTP 429): a retryable failure that also tells
+    /// the call's resource to back off. Every caller of the resource the failing call runs under
+    /// (see [`Operator::resource`](crate::Operator::resource)) waits until `retry_after` has
+    /// passed (1 s when the provider did not say), and the resource's admitted rates are halved,
+    /// recovering linearly to the configured limits over 60 s. A retry of the call itself waits
+    /// at least as long. Still an [`XcsError::Operator`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use xcs::XcsError;
+    /// let error = XcsError::rate_limited("chat", Some(Duration::from_secs(3)));
+    /// assert!(error.is_retryable());
+    /// assert!(error.is_rate_limited());
+    /// assert_eq!(error.retry_hint(), Some(Duration::from_secs(3)));
+    /// assert_eq!(XcsError::rate_limited("chat", None).retry_hint(), Some(Duration::from_secs(1)));
+    /// ```
+    pub fn rate_limited(operator: impl Into<String>, retry_after: Option<Duration>) -> XcsError {
+        let wait = retry_after.unwrap_or(DEFAULT_RATE_LIMITED_WAIT);
+        XcsError::Operator {
+            operator: operator.into(),
+            index: None,
+            source: Box::new(RetryAfter {
+                wait,
+                source: Box::new(RateLimited { wait }),
+            }),
+        }
+    }
+
+    /// Whether this error was made with [`rate_limited`](XcsError::rate_limited): the provider
+    /// asked its callers to slow down.
+    pub fn is_rate_limited(&self) -> bool {
+        match self {
+            XcsError::Operator { source, .. } => source
+                .downcast_ref::<RetryAfter>()
+                .is_some_and(|r| r.source.is::<RateLimited>()),
+            _ => false,
+        }
+    }
+
     /// Whether `max_retries` retries this error: every [`XcsError::Operator`] except those made
     /// with [`permanent`](XcsError::permanent). Panics, timeouts and configuration errors are
     /// never retried.
@@ -264,7 +326,8 @@ impl XcsError {
             | XcsError::Panicked { index, .. }
             | XcsError::Timeout { index, .. }
             | XcsError::Cancelled { index, .. }
-            | XcsError::Cluster { index, .. } => *index,
+            | XcsError::Cluster { index, .. }
+            | XcsError::BudgetExceeded { index, .. } => *index,
             _ => None,
         }
     }
@@ -277,7 +340,8 @@ impl XcsError {
             | XcsError::Panicked { index, .. }
             | XcsError::Timeout { index, .. }
             | XcsError::Cancelled { index, .. }
-            | XcsError::Cluster { index, .. } => *index = Some(item),
+            | XcsError::Cluster { index, .. }
+            | XcsError::BudgetExceeded { index, .. } => *index = Some(item),
             _ => {}
         }
         self
@@ -384,6 +448,23 @@ impl XcsError {
                 operator: operator.clone(),
                 reason: reason.clone(),
             },
+            XcsError::BudgetExceeded {
+                operator,
+                index,
+                budget,
+                limit,
+                spent,
+                reserved,
+                estimate,
+            } => XcsError::BudgetExceeded {
+                operator: operator.clone(),
+                index: *index,
+                budget: budget.clone(),
+                limit: *limit,
+                spent: *spent,
+                reserved: *reserved,
+                estimate: *estimate,
+            },
         }
     }
 
@@ -428,6 +509,27 @@ impl StdError for RetryAfter {
         Some(&*self.source)
     }
 }
+
+/// How long callers of a resource pause after a rate-limited answer that did not say.
+pub(crate) const DEFAULT_RATE_LIMITED_WAIT: Duration = Duration::from_secs(1);
+
+/// The source of an error made with [`XcsError::rate_limited`].
+#[derive(Debug)]
+struct RateLimited {
+    wait: Duration,
+}
+
+impl fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rate limited by the provider (retry after {})",
+            Seconds(self.wait)
+        )
+    }
+}
+
+impl StdError for RateLimited {}
 
 struct DidYouMean(Option<&'static str>);
 

@@ -42,6 +42,15 @@ impl<O: Operator + ?Sized> crate::call::Callee for O {
             retried_by_items: self.__xcs_retried_by_items(),
         }
     }
+    #[inline]
+    fn resource(&self) -> Option<&str> {
+        Operator::resource(self)
+    }
+
+    #[inline]
+    fn estimate(&self, input: &Self::Input) -> crate::Usage {
+        Operator::estimate(self, input)
+    }
 }
 
 /// Every async operator is what the async driver calls.
@@ -73,6 +82,15 @@ impl<O: AsyncOperator + ?Sized> crate::call_async::AsyncCallee for O {
             clone_input: self.__xcs_clone_input(),
             retried_by_items: self.__xcs_retried_by_items(),
         }
+    }
+    #[inline]
+    fn resource(&self) -> Option<&str> {
+        AsyncOperator::resource(self)
+    }
+
+    #[inline]
+    fn estimate(&self, input: &Self::Input) -> crate::Usage {
+        AsyncOperator::estimate(self, input)
     }
 }
 
@@ -161,6 +179,23 @@ pub trait Operator: Send + Sync + 'static {
         crate::call::call_borrowed(self, input)
     }
 
+    /// The resource this operator's calls use (an API key, an endpoint, a local model server),
+    /// if any: every call waits for it before its body starts, under the limits set with
+    /// [`set_resource_limits`](crate::set_resource_limits), and is charged to it. `None` (the
+    /// default): no resource. `#[xcs::operator(resource = "…")]` sets it.
+    fn resource(&self) -> Option<&str> {
+        None
+    }
+
+    /// What a call with `input` is expected to use, charged to its resource and budget when it
+    /// is admitted; when the call ends, what its body recorded with
+    /// [`record_usage`](crate::record_usage) replaces it (a call that records nothing keeps
+    /// its estimate). Zero by default. `#[xcs::operator(estimate = path)]` sets it.
+    fn estimate(&self, input: &Self::Input) -> crate::Usage {
+        let _ = input;
+        crate::Usage::ZERO
+    }
+
     /// How this operator's results persist in a `cache_dir` store (with `enable_caching`), or
     /// `None` for the memory cache only. The default covers inputs and outputs of common
     /// standard types; override it to opt in with serde types:
@@ -237,6 +272,14 @@ impl<O: Operator> Operator for Arc<O> {
     fn __xcs_version(&self) -> u32 {
         (**self).__xcs_version()
     }
+
+    fn resource(&self) -> Option<&str> {
+        (**self).resource()
+    }
+
+    fn estimate(&self, input: &Self::Input) -> crate::Usage {
+        (**self).estimate(input)
+    }
 }
 
 impl<O: Operator> Operator for &'static O {
@@ -274,6 +317,14 @@ impl<O: Operator> Operator for &'static O {
 
     fn __xcs_version(&self) -> u32 {
         (**self).__xcs_version()
+    }
+
+    fn resource(&self) -> Option<&str> {
+        (**self).resource()
+    }
+
+    fn estimate(&self, input: &Self::Input) -> crate::Usage {
+        (**self).estimate(input)
     }
 }
 
@@ -337,6 +388,17 @@ pub trait AsyncOperator: Send + Sync + 'static {
         input: Self::Input,
     ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send {
         crate::call_async::call(self, input)
+    }
+
+    /// The resource this operator's calls use; see [`Operator::resource`].
+    fn resource(&self) -> Option<&str> {
+        None
+    }
+
+    /// What a call with `input` is expected to use; see [`Operator::estimate`].
+    fn estimate(&self, input: &Self::Input) -> crate::Usage {
+        let _ = input;
+        crate::Usage::ZERO
     }
 
     /// How this operator's results persist in a `cache_dir` store; see
@@ -405,6 +467,14 @@ impl<O: AsyncOperator> AsyncOperator for Arc<O> {
     fn __xcs_version(&self) -> u32 {
         (**self).__xcs_version()
     }
+
+    fn resource(&self) -> Option<&str> {
+        (**self).resource()
+    }
+
+    fn estimate(&self, input: &Self::Input) -> crate::Usage {
+        (**self).estimate(input)
+    }
 }
 
 #[cfg(feature = "tokio")]
@@ -441,6 +511,14 @@ impl<O: AsyncOperator> AsyncOperator for &'static O {
 
     fn __xcs_version(&self) -> u32 {
         (**self).__xcs_version()
+    }
+
+    fn resource(&self) -> Option<&str> {
+        (**self).resource()
+    }
+
+    fn estimate(&self, input: &Self::Input) -> crate::Usage {
+        (**self).estimate(input)
     }
 }
 

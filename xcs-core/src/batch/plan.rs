@@ -301,6 +301,7 @@ impl<O> Plan<O> {
                 timeout: timing.deadline.map(|(_, t)| t),
                 cancel: Some(Arc::clone(&stop)),
                 claims: timing.parent.claims.clone(),
+                meter: timing.parent.meter.clone(),
             },
             stop,
             settled,
