@@ -183,7 +183,8 @@ fn invoke_with<O: Callee + ?Sized>(
                 write.run();
                 plan.written()
             }
-            Step::Done { result, event } => {
+            Step::Done => {
+                let (result, event) = plan.outcome();
                 if let Some(outcome) = event {
                     trace::begin(name, index).finish(outcome);
                 }

@@ -195,7 +195,8 @@ async fn invoke_with<O: AsyncCallee + ?Sized>(
                 let _ = tokio::task::spawn_blocking(move || write.run()).await;
                 plan.written()
             }
-            Step::Done { result, event } => {
+            Step::Done => {
+                let (result, event) = plan.outcome();
                 if let Some(outcome) = event {
                     trace::begin_async(name, index, parent.as_ref()).finish(outcome);
                 }

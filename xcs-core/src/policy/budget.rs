@@ -59,11 +59,9 @@ impl Refusal {
         XcsError::BudgetExceeded {
             operator: operator.to_owned(),
             index,
-            budget: self.budget.to_owned(),
+            budget: self.budget,
             limit: self.limit,
             spent: self.spent,
-            reserved: self.reserved,
-            estimate: self.estimate,
         }
     }
 }

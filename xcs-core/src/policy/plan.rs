@@ -75,7 +75,7 @@ impl<I> Charge<'_, I> {
 }
 
 /// What the driver does next.
-pub(crate) enum Step<I, O> {
+pub(crate) enum Step<I> {
     /// Ask the memory cache ([`CallPlan::lookup_request`]), waiting for a concurrent call with
     /// the same input until the deadline; then [`CallPlan::looked_up`].
     Lookup,
@@ -93,13 +93,12 @@ pub(crate) enum Step<I, O> {
     /// Write the result to the `cache_dir` store (off an async runtime's threads); then
     /// [`CallPlan::written`].
     Write(Write),
-    /// The call is over. When the trace is on and the call ended without running its body
-    /// (a deadline already passed, a cache answer), `event` is the outcome of the one event to
-    /// record for it.
-    Done {
-        result: Result<O, XcsError>,
-        event: Option<Outcome>,
-    },
+    /// The call is over: [`CallPlan::outcome`] has its result.
+    ///
+    /// The result stays in the plan rather than riding in the step: a step is written by the
+    /// plan and copied by the driver's loop, and a large one (a result, an output) cost a cache
+    /// hit a store-forwarding stall on that copy.
+    Done,
 }
 
 /// Where the plan stands.
@@ -121,8 +120,9 @@ enum State<O> {
     Backoff,
     /// A successful output being written to the store.
     Writing(O),
-    /// Finished.
-    Over,
+    /// Finished: the result, and (when the trace is on and the call ended without running its
+    /// body) the outcome of the one event to record for it; taken by [`CallPlan::outcome`].
+    Over(Option<(Result<O, XcsError>, Option<Outcome>)>),
 }
 
 /// One call's plan. See the module docs.
@@ -278,7 +278,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
 
     /// The first step. `now` is when the driver starts the call.
     #[inline]
-    pub(crate) fn start(&mut self, now: impl Into<Now>) -> Step<I, O> {
+    pub(crate) fn start(&mut self, now: impl Into<Now>) -> Step<I> {
         let mut now = now.into().or(self.made);
         debug_assert!(matches!(self.state, State::Admit));
         // Admission: a call that cannot start before its deadline is a timeout.
@@ -322,7 +322,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
 
     /// The memory cache's answer to [`Step::Lookup`].
     #[inline]
-    pub(crate) fn looked_up(&mut self, lookup: Lookup<O>, now: impl Into<Now>) -> Step<I, O> {
+    pub(crate) fn looked_up(&mut self, lookup: Lookup<O>, now: impl Into<Now>) -> Step<I> {
         let mut now = now.into();
         debug_assert!(matches!(self.state, State::Looking));
         let (Some(support), Some(input)) = (self.cache, self.kept.take()) else {
@@ -357,7 +357,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     }
 
     /// The instant of [`Step::Sleep`] has come (`now`).
-    pub(crate) fn woke(&mut self, now: impl Into<Now>) -> Step<I, O> {
+    pub(crate) fn woke(&mut self, now: impl Into<Now>) -> Step<I> {
         let mut now = now.into();
         match self.state {
             State::RateSlot => self.confirm_slot(&mut now),
@@ -392,7 +392,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     /// The body's result for attempt [`attempt`](Self::attempt), at `now` (after
     /// [`on_time`](Self::on_time)).
     #[inline]
-    pub(crate) fn ran(&mut self, result: Result<O, XcsError>, now: impl Into<Now>) -> Step<I, O> {
+    pub(crate) fn ran(&mut self, result: Result<O, XcsError>, now: impl Into<Now>) -> Step<I> {
         let mut now = now.into();
         debug_assert!(matches!(self.state, State::Running));
         let used = self.context.meter.take().and_then(|meter| meter.recorded());
@@ -426,8 +426,8 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     }
 
     /// The write of [`Step::Write`] is done (or failed: a store fault is skipped).
-    pub(crate) fn written(&mut self) -> Step<I, O> {
-        let State::Writing(output) = std::mem::replace(&mut self.state, State::Over) else {
+    pub(crate) fn written(&mut self) -> Step<I> {
+        let State::Writing(output) = std::mem::replace(&mut self.state, State::Over(None)) else {
             unreachable!("a write is asked for only with an output");
         };
         self.settle(Ok(output))
@@ -435,7 +435,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
 
     /// Starts attempt `self.attempt`: its rate slot first, if a rate limit is set.
     #[inline]
-    fn next_attempt(&mut self, now: &mut Now) -> Step<I, O> {
+    fn next_attempt(&mut self, now: &mut Now) -> Step<I> {
         let Some(rate) = self.options.rate_limit else {
             return self.admit(now);
         };
@@ -453,7 +453,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     }
 
     /// At the reserved slot: starts the body, unless the limiter asks for a little more time.
-    fn confirm_slot(&mut self, now: &mut Now) -> Step<I, O> {
+    fn confirm_slot(&mut self, now: &mut Now) -> Step<I> {
         let rate = self.options.rate_limit.unwrap_or(f64::INFINITY);
         match rate::confirm(self.name, rate) {
             Some(wait) => {
@@ -466,7 +466,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
 
     /// The call's first attempt: the budget admits the call first.
     #[inline]
-    fn first_attempt(&mut self, now: &mut Now) -> Step<I, O> {
+    fn first_attempt(&mut self, now: &mut Now) -> Step<I> {
         {
             let budget = self
                 .context
@@ -502,7 +502,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
 
     /// Admission of the attempt by its resource, if it uses one.
     #[inline]
-    fn admit(&mut self, now: &mut Now) -> Step<I, O> {
+    fn admit(&mut self, now: &mut Now) -> Step<I> {
         let Some(name) = self.resource_name else {
             return self.run();
         };
@@ -535,7 +535,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     }
 
     /// The resource has admitted the attempt and its start has come.
-    fn start_attempt(&mut self, now: &mut Now) -> Step<I, O> {
+    fn start_attempt(&mut self, now: &mut Now) -> Step<I> {
         if let Some(since) = self.waiting_since.take() {
             self.waited = now.get().saturating_duration_since(since);
         }
@@ -579,7 +579,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
 
     /// Hands the body its input: a copy while another attempt may follow, else the input.
     #[inline]
-    fn run(&mut self) -> Step<I, O> {
+    fn run(&mut self) -> Step<I> {
         self.supports();
         let input = match (self.clone_input, &self.kept) {
             (Some(clone), Some(original)) if self.attempt <= self.options.max_retries => {
@@ -605,7 +605,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     /// The body is done with: the result goes to the store (a success, when the call holds a
     /// store slot), then to the memory cache, and the claim goes.
     #[inline]
-    fn finish(&mut self, result: Result<O, XcsError>) -> Step<I, O> {
+    fn finish(&mut self, result: Result<O, XcsError>) -> Step<I> {
         drop_quietly(self.kept.take());
         if let Some(reservation) = self.reservation.take() {
             reservation.settle(self.recorded);
@@ -622,34 +622,38 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
                 self.state = State::Writing(output);
                 Step::Write(write)
             }
-            (result, _) => {
-                self.state = State::Over;
-                self.settle(result)
-            }
+            (result, _) => self.settle(result),
         }
     }
 
     /// Stores a success in the memory cache (releasing the claim, so waiting callers wake).
     #[inline]
-    fn settle(&mut self, result: Result<O, XcsError>) -> Step<I, O> {
+    fn settle(&mut self, result: Result<O, XcsError>) -> Step<I> {
         let result = match self.held.take() {
             Some(held) => held.finish(result, self.name, self.index),
             None => result,
         };
-        Step::Done {
-            result,
-            event: None,
-        }
+        self.state = State::Over(Some((result, None)));
+        Step::Done
     }
 
     /// The call ends before its body runs.
     #[inline]
-    fn done_early(&mut self, result: Result<O, XcsError>, outcome: Outcome) -> Step<I, O> {
+    fn done_early(&mut self, result: Result<O, XcsError>, outcome: Outcome) -> Step<I> {
         drop_quietly(self.kept.take());
-        self.state = State::Over;
-        Step::Done {
-            result,
-            event: self.options.trace_execution.then_some(outcome),
+        let event = self.options.trace_execution.then_some(outcome);
+        self.state = State::Over(Some((result, event)));
+        Step::Done
+    }
+
+    /// After [`Step::Done`]: the call's result, and when the trace is on and the call ended
+    /// without running its body (a deadline already passed, a cache answer), the outcome of the
+    /// one event to record for it.
+    #[inline]
+    pub(crate) fn outcome(&mut self) -> (Result<O, XcsError>, Option<Outcome>) {
+        match std::mem::replace(&mut self.state, State::Over(None)) {
+            State::Over(Some(outcome)) => outcome,
+            _ => unreachable!("the outcome is asked for once, after `Step::Done`"),
         }
     }
 
@@ -743,7 +747,10 @@ mod tests {
                     write.run();
                     plan.written()
                 }
-                Step::Done { result, event } => return (result, attempts, sleeps, event),
+                Step::Done => {
+                    let (result, event) = plan.outcome();
+                    return (result, attempts, sleeps, event);
+                }
             };
         }
     }
@@ -966,15 +973,11 @@ mod tests {
                 budget,
                 limit,
                 spent,
-                estimate,
                 index,
                 ..
             }) => {
                 assert_eq!(budget, "token_budget");
-                assert_eq!(
-                    (limit, spent, estimate, index),
-                    (100.0, 30.0, 80.0, Some(3))
-                );
+                assert_eq!((limit, spent, index), (100.0, 30.0, Some(3)));
             }
             other => panic!("{other:?}"),
         }

@@ -208,7 +208,8 @@ impl<O: Operator> Remote<O> {
                         .unwrap_or_else(PoisonError::into_inner) = call.into_held();
                     return Some(input);
                 }
-                Step::Done { result, event } => {
+                Step::Done => {
+                    let (result, event) = call.outcome();
                     if let Some(outcome) = event {
                         trace::begin(name, Some(index)).finish(outcome);
                     }
