@@ -148,11 +148,13 @@ fn invoke_with<O: Callee + ?Sized>(
                 let lookup = cache::lookup(support, key, at, held);
                 plan.looked_up(lookup, Now::LAZY)
             }
-            Step::Sleep(until) => {
+            Step::Sleep => {
+                let until = plan.until();
                 policy::rate::sleep_until(until);
                 plan.woke(Now::LAZY)
             }
-            Step::Wait(listener) => {
+            Step::Wait => {
+                let listener = plan.take_listener();
                 listener.wait(plan.deadline().map(|(at, _)| at));
                 plan.woke(Now::LAZY)
             }
@@ -179,7 +181,8 @@ fn invoke_with<O: Callee + ?Sized>(
                 }
                 plan.ran(result, Now::LAZY)
             }
-            Step::Write(write) => {
+            Step::Write => {
+                let write = plan.take_write();
                 write.run();
                 plan.written()
             }

@@ -615,7 +615,11 @@ mod tests {
     fn errors_stay_small() {
         // Every `Result<_, XcsError>` on the call paths carries it: a bigger largest variant
         // costs every call its copies (a measured regression once). Box what does not fit.
-        assert!(std::mem::size_of::<XcsError>() <= 80, "{}", std::mem::size_of::<XcsError>());
+        assert!(
+            std::mem::size_of::<XcsError>() <= 80,
+            "{}",
+            std::mem::size_of::<XcsError>()
+        );
     }
 
     #[test]
