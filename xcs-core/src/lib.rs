@@ -55,6 +55,7 @@ mod policy;
 mod pool;
 mod probe;
 mod progress;
+mod resource;
 mod scope;
 #[cfg(feature = "tokio")]
 mod scoped;
@@ -91,6 +92,7 @@ pub use pool::{
 pub use progress::{
     MAX_BARS, ProgressEvent, ProgressOutcome, clear_progress_hook, set_progress_hook,
 };
+pub use resource::{ResourceLimits, ResourceStats, resource_stats, set_resource_limits};
 pub use scope::{
     get_execution_options, get_global_options, reset_execution_options, set_global_options,
     with_options,
