@@ -122,6 +122,7 @@ pub mod __private {
     pub mod probe {
         pub use crate::probe::*;
     }
+    pub use crate::resource::bench_round_trip as resource_round_trip;
     pub use crate::scope::{ScopeGuard, enter, set_global_options};
     #[cfg(feature = "tokio")]
     pub use crate::scoped::with_options_async;

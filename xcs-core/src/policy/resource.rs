@@ -54,7 +54,7 @@ pub(crate) const MIN_FACTOR: f64 = 1.0 / 64.0;
 /// How long the rates take to recover from a halving, after the pause.
 pub(crate) const RECOVERY: Duration = Duration::from_secs(60);
 
-const RECOVERY_SECS: f64 = 60.0;
+const RECOVERY_SECS: f64 = RECOVERY.as_secs_f64();
 
 /// What [`Limiter::admit`] decided.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -336,7 +336,11 @@ impl Limiter {
         now: Instant,
         deadline: Option<Instant>,
     ) -> Decision {
-        if self.limits.max_in_flight.is_some_and(|max| in_flight >= max) {
+        if self
+            .limits
+            .max_in_flight
+            .is_some_and(|max| in_flight >= max)
+        {
             return Decision::Full;
         }
         let adapt = self.adapt;
@@ -510,7 +514,10 @@ mod tests {
         }
         // Then one every 100 ms, committed in order.
         for i in 1..=5 {
-            near(start(limiter.admit(0, 0, t0, None)), t0 + secs(0.1 * i as f64));
+            near(
+                start(limiter.admit(0, 0, t0, None)),
+                t0 + secs(0.1 * i as f64),
+            );
         }
         // A second after, the reservations are repaid and 5 slots refilled.
         let t1 = t0 + secs(1.0);
