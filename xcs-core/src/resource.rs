@@ -299,6 +299,15 @@ pub fn resource_stats(name: &str) -> Option<ResourceStats> {
 }
 
 /// What [`resource_stats`] reports about one resource.
+///
+/// ```
+/// use xcs::ResourceLimits;
+/// xcs::set_resource_limits("embeddings", &ResourceLimits::new().tokens_per_minute(1e6))?;
+/// let stats = xcs::resource_stats("embeddings").unwrap();
+/// assert_eq!(stats.limits.tokens_per_minute, Some(1e6));
+/// assert_eq!((stats.rate_limited, stats.waiting, stats.paused_until), (0, 0, None));
+/// # Ok::<(), xcs::XcsError>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct ResourceStats {
