@@ -429,17 +429,27 @@ impl Resource {
         deadline: Option<Instant>,
     ) -> Admission {
         if self.fast.load(Ordering::SeqCst) {
+            // Counted first, then checked again: limits set in between either see this call in
+            // flight, or this call sees them and takes the way below.
             self.in_flight.fetch_add(1, Ordering::SeqCst);
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let permit = Permit::new(self, tokens, now, None, false);
-            return Admission::Admitted { permit, start: now };
+            if self.fast.load(Ordering::SeqCst) {
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                let permit = Permit::new(self, tokens, now, None, false);
+                return Admission::Admitted { permit, start: now };
+            }
+            // Undone under the lock (a caller refused as full meanwhile is woken).
+            let limiter = self.lock();
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            drop(limiter);
+            self.freed.notify_additional(1);
         }
         let mut limiter = self.lock();
         let in_flight = self.in_flight.load(Ordering::SeqCst);
         match limiter.admit(tokens, in_flight, now, deadline) {
             Decision::Start { start, shift } => {
-                drop(limiter);
+                // Counted before the lock is released: the next caller must see this slot taken.
                 self.in_flight.fetch_add(1, Ordering::SeqCst);
+                drop(limiter);
                 self.requests.fetch_add(1, Ordering::Relaxed);
                 let waiting = start > now;
                 if waiting {
@@ -459,10 +469,13 @@ impl Resource {
                 })
             }
             Decision::TooLate => {
+                let counted = limiter.limits().max_in_flight.is_some();
                 drop(limiter);
                 // This caller may have been woken for a free slot it will not take: pass the
                 // wake-up on.
-                self.freed.notify_additional(1);
+                if counted {
+                    self.freed.notify_additional(1);
+                }
                 Admission::TooLate
             }
         }
