@@ -376,7 +376,8 @@ pub(crate) enum Admission {
     /// `max_in_flight` calls are admitted and not finished: wait on the listener (until the
     /// deadline), then ask again. The call counts as waiting while the listener lives.
     Full(Listener),
-    /// The call cannot start before its deadline: a timeout. Nothing was reserved.
+    /// The call cannot start before its deadline (its turn comes later, or no slot is free and
+    /// the deadline has come): a timeout. Nothing was reserved.
     TooLate,
 }
 
@@ -880,7 +881,9 @@ mod tests {
         let now = Instant::now();
         let (permit, start) = admitted(r.admit(10, now, None));
         assert_eq!(start, now);
-        assert!(matches!(r.admit(0, now, Some(now)), Admission::Full(_)));
+        assert!(matches!(r.admit(0, now, None), Admission::Full(_)));
+        // No slot and the deadline has come: too late, not full.
+        assert!(matches!(r.admit(0, now, Some(now)), Admission::TooLate));
         drop(permit);
         let stats = resource_stats(&name).unwrap();
         assert_eq!((stats.in_flight, stats.estimated_tokens), (0, 10));

@@ -67,9 +67,10 @@ pub(crate) enum Decision {
         /// [`Limiter::shift`] when it was admitted.
         shift: Duration,
     },
-    /// `max_in_flight` calls are admitted and not finished.
+    /// `max_in_flight` calls are admitted and not finished (and the deadline is still ahead).
     Full,
-    /// The earliest start is after the deadline; nothing was reserved.
+    /// The earliest start is after the deadline (or no slot is free and the deadline has come);
+    /// nothing was reserved.
     TooLate,
 }
 
@@ -341,6 +342,10 @@ impl Limiter {
             .max_in_flight
             .is_some_and(|max| in_flight >= max)
         {
+            // No slot, and no time left to wait for one.
+            if deadline.is_some_and(|at| at <= now) {
+                return Decision::TooLate;
+            }
             return Decision::Full;
         }
         let adapt = self.adapt;
@@ -628,7 +633,12 @@ mod tests {
         assert_eq!(start(limiter.admit(0, 0, t0, None)), t0);
         assert_eq!(start(limiter.admit(0, 1, t0, None)), t0);
         assert_eq!(limiter.admit(0, 2, t0, None), Decision::Full);
-        assert_eq!(limiter.admit(0, 5, t0, Some(t0)), Decision::Full);
+        assert_eq!(
+            limiter.admit(0, 5, t0, Some(t0 + secs(1.0))),
+            Decision::Full
+        );
+        // Full with the deadline come: no time left to wait for a slot.
+        assert_eq!(limiter.admit(0, 2, t0, Some(t0)), Decision::TooLate);
     }
 
     #[test]
