@@ -26,6 +26,8 @@
 //!   cluster share;
 //! - `trace/` (`event`, `record`, `summary`, `chrome`, `remote`): what `trace_execution` records;
 //! - `progress/` (`event`, `hook`, `bar`, `tally`, `frame`): what `show_progress` shows;
+//! - `resource`: shared resources ([`set_resource_limits`], [`resource_stats`]), their registry
+//!   and waiting; `policy/resource`: their limiter's rules;
 //! - `error`: [`XcsError`]; `util`, `warn`: leaf helpers and the once-per-operator warnings.
 #![forbid(unsafe_code)]
 // docs.rs (nightly rustdoc, `--cfg docsrs`): each feature-gated item says which feature it needs.

@@ -14,7 +14,12 @@
 //! (or awaits a timer) until then and asks [`Permit::confirm`]; after [`Admission::Full`] it
 //! waits on the [`Listener`] (blocking, or as a future) and asks [`Resource::admit`] again. The
 //! listener is registered under the resource's lock, so the release it waits for cannot slip in
-//! between the refusal and the wait.
+//! between the refusal and the wait. It is an `event-listener` listener: the one primitive that
+//! both blocks a thread until a deadline and is a future on any runtime.
+//!
+//! [`ResourceStats::waiting`] counts itself: a permit whose start is in the future counts until
+//! [`Permit::confirm`] says go (or it is settled or dropped), and a [`Listener`] counts while it
+//! lives. The plan has nothing to add.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
