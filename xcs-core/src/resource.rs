@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -299,7 +299,7 @@ pub fn set_resource_limits(name: &str, limits: &ResourceLimits) -> Result<(), Xc
 /// # Ok::<(), xcs::XcsError>(())
 /// ```
 pub fn resource_stats(name: &str) -> Option<ResourceStats> {
-    let resource = registry().as_ref()?.get(name).cloned()?;
+    let resource = registry().as_ref()?.get(name).copied()?;
     Some(resource.stats(Instant::now()))
 }
 
@@ -429,7 +429,7 @@ impl Resource {
     /// Decides the admission of one body start estimated at `tokens` (input and output), at
     /// `now`, for a call that must start by `deadline`. Never waits.
     pub(crate) fn admit(
-        self: &Arc<Self>,
+        &'static self,
         tokens: u64,
         now: Instant,
         deadline: Option<Instant>,
@@ -471,7 +471,7 @@ impl Resource {
                 self.waiting.fetch_add(1, Ordering::Relaxed);
                 Admission::Full(Listener {
                     inner,
-                    _waiting: Waiting(Arc::clone(self)),
+                    _waiting: Waiting(self),
                 })
             }
             Decision::TooLate => {
@@ -554,7 +554,7 @@ impl Resource {
 /// [`settle`](Permit::settle) it when the body is over; dropped without that (a cancelled
 /// future, a panic), it releases its slot and keeps its estimate charged.
 pub(crate) struct Permit {
-    resource: Arc<Resource>,
+    resource: &'static Resource,
     /// The call's estimate (tokens), reserved at admission.
     tokens: u64,
     /// The start it was given.
@@ -579,14 +579,14 @@ impl std::fmt::Debug for Permit {
 
 impl Permit {
     fn new(
-        resource: &Arc<Resource>,
+        resource: &'static Resource,
         tokens: u64,
         start: Instant,
         shift: Option<Duration>,
         waiting: bool,
     ) -> Permit {
         Permit {
-            resource: Arc::clone(resource),
+            resource,
             tokens,
             start,
             shift,
@@ -651,7 +651,7 @@ impl Permit {
     }
 
     fn release(&self, actual: Option<Usage>) {
-        let resource = &*self.resource;
+        let resource = self.resource;
         self.stop_waiting();
         resource.count_usage(self.tokens, actual);
         if self.shift.is_some() || !resource.fast.load(Ordering::SeqCst) {
@@ -687,7 +687,7 @@ impl Drop for Permit {
 }
 
 /// Counts a call as waiting while it lives.
-struct Waiting(Arc<Resource>);
+struct Waiting(&'static Resource);
 
 impl Drop for Waiting {
     fn drop(&mut self) {
@@ -736,9 +736,10 @@ impl Future for Listener {
     }
 }
 
-/// Every resource named so far (entries are never removed: a name's `Arc` is the same for
-/// the life of the process, which is what lets threads cache it).
-type Registry = HashMap<Box<str>, Arc<Resource>>;
+/// Every resource named so far. Entries are never removed (a program names a few resources),
+/// so each is leaked once and lives as long as the process: the plan and the permits hold a
+/// plain `&'static Resource`, threads cache it, and no reference count is touched per call.
+type Registry = HashMap<Box<str>, &'static Resource>;
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 
@@ -751,13 +752,13 @@ const RECENT: usize = 4;
 
 thread_local! {
     /// The resources this thread used last, and the slot to fill next.
-    static RECENT_RESOURCES: RefCell<([Option<Arc<Resource>>; RECENT], usize)> =
+    static RECENT_RESOURCES: RefCell<([Option<&'static Resource>; RECENT], usize)> =
         const { RefCell::new(([const { None }; RECENT], 0)) };
 }
 
 /// The resource named `name`, created (unlimited) on first use so that its stats exist. A
 /// string comparison against this thread's last few resources, most of the time.
-pub(crate) fn resource(name: &str) -> Arc<Resource> {
+pub(crate) fn resource(name: &str) -> &'static Resource {
     let cached = RECENT_RESOURCES.try_with(|recent| {
         let recent = recent.borrow();
         recent
@@ -765,7 +766,7 @@ pub(crate) fn resource(name: &str) -> Arc<Resource> {
             .iter()
             .flatten()
             .find(|r| *r.name == *name)
-            .cloned()
+            .copied()
     });
     if let Ok(Some(found)) = cached {
         return found;
@@ -774,17 +775,17 @@ pub(crate) fn resource(name: &str) -> Arc<Resource> {
         let mut registry = registry();
         let registry = registry.get_or_insert_with(HashMap::new);
         match registry.get(name) {
-            Some(found) => Arc::clone(found),
+            Some(found) => *found,
             None => {
-                let created = Arc::new(Resource::new(name));
-                registry.insert(name.into(), Arc::clone(&created));
+                let created: &'static Resource = Box::leak(Box::new(Resource::new(name)));
+                registry.insert(name.into(), created);
                 created
             }
         }
     };
     let _ = RECENT_RESOURCES.try_with(|recent| {
         let (slots, next) = &mut *recent.borrow_mut();
-        slots[*next] = Some(Arc::clone(&found));
+        slots[*next] = Some(found);
         *next = (*next + 1) % RECENT;
     });
     found
@@ -805,6 +806,7 @@ pub fn bench_round_trip(name: &str, now: Instant) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     /// A name no other test uses.
     fn unique(tag: &str) -> String {
@@ -828,7 +830,7 @@ mod tests {
         let name = unique("registry");
         assert_eq!(resource_stats(&name), None);
         let a = resource(&name);
-        assert!(Arc::ptr_eq(&a, &resource(&name)));
+        assert!(std::ptr::eq(a, resource(&name)));
         assert_eq!(a.name(), name);
         // Through the global map too, from another thread.
         let other = std::thread::spawn({
@@ -837,16 +839,16 @@ mod tests {
         })
         .join()
         .unwrap();
-        assert!(Arc::ptr_eq(&a, &other));
+        assert!(std::ptr::eq(a, other));
         // More names than the per-thread cache holds still resolve to the same resources.
         let names: Vec<String> = (0..2 * RECENT).map(|_| unique("many")).collect();
         let first: Vec<_> = names.iter().map(|n| resource(n)).collect();
         for (n, r) in names.iter().zip(&first) {
-            assert!(Arc::ptr_eq(r, &resource(n)));
+            assert!(std::ptr::eq(*r, resource(n)));
         }
         // Used, so it has stats.
         assert_eq!(resource_stats(&name).map(|s| s.requests), Some(0));
-        assert!(!Arc::ptr_eq(&a, &resource(&unique("else"))));
+        assert!(!std::ptr::eq(a, resource(&unique("else"))));
     }
 
     #[test]
