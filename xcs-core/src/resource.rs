@@ -826,6 +826,18 @@ mod tests {
     }
 
     #[test]
+    fn what_the_drivers_hold_crosses_threads_and_tasks() {
+        fn check<T: Send + Sync>() {}
+        check::<Resource>();
+        check::<Permit>();
+        check::<Listener>();
+        check::<Admission>();
+        // Awaited in place (`select!`, a poll loop) without pinning.
+        fn unpin<T: Unpin + Future<Output = ()>>() {}
+        unpin::<Listener>();
+    }
+
+    #[test]
     fn the_registry_gives_one_resource_per_name() {
         let name = unique("registry");
         assert_eq!(resource_stats(&name), None);
