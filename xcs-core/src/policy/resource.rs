@@ -7,7 +7,8 @@
 //!
 //! - **Requests**: a bucket that refills continuously at `requests_per_minute / 60` per second and
 //!   holds at most one second's worth (`requests_per_minute / 60`, at least 1); each start takes
-//!   one. So in any window of `t` seconds at most `limit × t / 60 + limit / 60` calls start.
+//!   one. So in any window of `t` seconds at most `limit × t / 60 + limit / 60` calls start
+//!   (`limit × t / 60 + 1` for a limit under 60 a minute: one call can always start).
 //! - **Tokens**: the same, weighted by the call's estimate (its input and output tokens). The
 //!   estimate is reserved at admission and settled when the call ends: what the call recorded
 //!   replaces it (the difference is charged or refunded). A call estimated at more than the
@@ -17,12 +18,13 @@
 //!   the future: each bucket is brought to the start it hands out and charged there, so its
 //!   clock runs along the starts (never more than its capacity at any of them), and the next
 //!   caller's start is computed after them. Later callers get later starts (first come, first
-//!   served) and nobody races for a slot (no thundering herd when one frees up).
+//!   served) and nobody races for the next turn (no thundering herd when the rate allows one).
 //! - **Deadlines**: a call whose earliest start is after its deadline is refused, and takes
-//!   nothing (others keep their starts).
+//!   nothing (others keep their starts); so is one that finds no free slot (below) when its
+//!   deadline has come.
 //! - **In flight**: with `max_in_flight`, a call is refused with [`Decision::Full`] while that
 //!   many admitted calls have not finished (reserved starts included); the caller waits for one
-//!   to finish.
+//!   to finish and asks again (whoever asks first after a release gets the slot).
 //! - **Rate-limited answers** (a 429): every caller pauses until `now + wait` (reservations
 //!   already made move later by as much as the pause grew, and the buckets do not refill
 //!   during it), and the admitted rates (and the buckets' capacities) are multiplied by a
