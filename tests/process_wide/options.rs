@@ -48,6 +48,8 @@ fn macros_and_run_time_parser_agree_on_names() {
             OptionKind::Retries => "2",
             OptionKind::Rate => "0.5",
             OptionKind::Directory => "/tmp/xcs-cache",
+            OptionKind::Tokens => "1000",
+            OptionKind::Cost => "0.25",
         };
         OptionsPatch::from_pairs([(spec.name, sample)])
             .unwrap_or_else(|err| panic!("`{}` rejected at run time: {err}", spec.name));
@@ -80,6 +82,8 @@ fn macros_and_run_time_parser_agree_on_names() {
         rate_limit = 0.5,
         cache_dir = "/tmp/xcs-cache",
         show_progress = true,
+        token_budget = 1000,
+        cost_budget = 0.25,
         => get_execution_options()
     );
     let pairs = [
@@ -94,6 +98,8 @@ fn macros_and_run_time_parser_agree_on_names() {
         ("rate_limit", "0.5"),
         ("cache_dir", "/tmp/xcs-cache"),
         ("show_progress", "true"),
+        ("token_budget", "1000"),
+        ("cost_budget", "0.25"),
     ];
     let named: Vec<&str> = pairs.iter().map(|(name, _)| *name).collect();
     assert_eq!(

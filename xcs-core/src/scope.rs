@@ -251,7 +251,7 @@ pub fn with_options<R>(patch: &OptionsPatch, f: impl FnOnce() -> R) -> R {
 /// ```
 pub fn set_global_options(patch: &OptionsPatch) -> ExecutionOptions {
     let mut global = GLOBAL.write().unwrap_or_else(PoisonError::into_inner);
-    patch.apply_to(&mut global);
+    patch.apply_as_global(&mut global);
     let updated = *global;
     GENERATION.fetch_add(1, Ordering::Release);
     updated

@@ -70,6 +70,8 @@ mod options;
 /// | `rate_limit` | a number > 0 (integer or float), `None` | `f64`, `Option<f64>` |
 /// | `cache_dir` | a non-empty string, `None` | `&str`, `String`, `&Path`, `PathBuf`, `CacheDir`, `Option` of them |
 /// | `show_progress` | `true`, `false` | `bool` |
+/// | `token_budget` | an integer ≥ 1, `None` | `u64`, `u32`, `usize`, `NonZeroU64`, `Option` of them |
+/// | `cost_budget` | a number > 0 (integer or float), `None` | `f64`, `f32`, `Option` of either |
 ///
 /// - `use_parallel`: run batch items in parallel where possible (default `true`).
 /// - `max_workers`: the most items of a batch running at once, at every level; `None`: one per
@@ -85,6 +87,11 @@ mod options;
 /// - `rate_limit`: the most calls of one operator started per second (default `None`).
 /// - `cache_dir`: the directory of the persistent cache, with `enable_caching` (default `None`).
 /// - `show_progress`: progress bars for batches (default `false`).
+/// - `token_budget`: the most tokens (input + output) the calls of the scope may use together
+///   (default `None`). A nested scope can only narrow a budget: it gets the smaller of its own
+///   and the outer one, so `None` or a larger value there keeps the outer budget.
+/// - `cost_budget`: the most the calls of the scope may cost together; narrowed like
+///   `token_budget` (default `None`).
 ///
 /// The expression may be an `async` block: the macro then yields a future with the options in
 /// force whenever it is polled (`execution_options!(… => async { … }).await`). An `.await` in
@@ -145,10 +152,10 @@ mod options;
 /// # Panics
 ///
 /// A non-literal value is checked when the scope is entered, and an invalid one panics with a
-/// message naming the option: a `max_workers` of `0`, a `timeout_seconds` that is not a finite
-/// number greater than 0 (or a zero `Duration`), a `rate_limit` that is not a finite number
-/// greater than 0, an empty `cache_dir`, or a `scheduler` that contradicts a `use_parallel` of
-/// the same call. The options are unchanged then. For values from
+/// message naming the option: a `max_workers` or `token_budget` of `0`, a `timeout_seconds`
+/// that is not a finite number greater than 0 (or a zero `Duration`), a `rate_limit` or
+/// `cost_budget` that is not a finite number greater than 0, an empty `cache_dir`, or a
+/// `scheduler` that contradicts a `use_parallel` of the same call. The options are unchanged then. For values from
 /// configuration or users, use the fallible route instead:
 /// [`OptionsPatch::from_pairs`](xcs_core::OptionsPatch::from_pairs) and
 /// [`with_options`](xcs_core::with_options).
@@ -177,7 +184,8 @@ pub fn execution_options(input: TokenStream) -> TokenStream {
 ///
 /// The options, their literal forms, the values accepted otherwise, the compile errors and the
 /// run-time panics are those of [`execution_options!`]; the only difference is that there is no
-/// `=> expr` (giving one is a compile error).
+/// `=> expr` (giving one is a compile error). Every option it names replaces the global value,
+/// budgets included (only scopes narrow a budget).
 ///
 /// ```standalone_crate
 /// // (Run in a process of its own: it changes the process-wide options.)

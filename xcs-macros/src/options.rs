@@ -147,6 +147,30 @@ mod tests {
     }
 
     #[test]
+    fn budgets_expand_to_typed_values() {
+        let out = normalized(expand_scoped(
+            quote!(token_budget = 1000, cost_budget = 2 => body()),
+        ));
+        assert!(
+            out.contains("__set_token_budget (:: core :: option :: Option :: Some (1000u64))"),
+            "{out}"
+        );
+        assert!(
+            out.contains("__set_cost_budget (:: core :: option :: Option :: Some (2f64))"),
+            "{out}"
+        );
+        let out = normalized(expand_global(quote!(token_budget = n, cost_budget = c)));
+        assert!(
+            out.contains("__set_token_budget (:: xcs :: __private :: convert :: token_budget (n))"),
+            "{out}"
+        );
+        assert!(
+            out.contains("__set_cost_budget (:: xcs :: __private :: convert :: cost_budget (c))"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn errors_are_emitted_and_the_body_kept() {
         let out = normalized(expand_scoped(
             quote!(use_paralel = true, max_workers = 0 => body()),
