@@ -93,7 +93,7 @@ pub use xcs_core::{Outgoing, RemoteItems, Signature};
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use xcs_core::cluster;
 
-pub use xcs_macros::{execution_options, operator, set_execution_options};
+pub use xcs_macros::{execution_options, operator, set_execution_options, set_resource_limits};
 
 /// The macros, [`Operator`] (and `AsyncOperator`), [`vmap`], [`pmap`], the option functions and
 /// the cache and trace readers.
@@ -104,7 +104,7 @@ pub mod prelude {
     pub use crate::{
         ExecutionOptions, Operator, OptionsPatch, XcsError, execution_options,
         get_execution_options, pmap, reset_execution_options, set_execution_options,
-        set_global_options, vmap, with_options,
+        set_global_options, set_resource_limits, vmap, with_options,
     };
     pub use crate::{cache_stats, clear_cache, take_trace};
 }

@@ -1,5 +1,5 @@
 //! Procedural macros of xcs. Use them through the `xcs` crate, which documents them:
-//! `execution_options!`, `set_execution_options!` and `#[operator]`.
+//! `execution_options!`, `set_execution_options!`, `set_resource_limits!` and `#[operator]`.
 //!
 //! Each entry point converts to `proc_macro2` and hands over to a module that parses what the
 //! user wrote into a small AST, validates it (collecting every error), and expands it. Generated
@@ -11,6 +11,7 @@ use proc_macro::TokenStream;
 mod errors;
 mod operator;
 mod options;
+mod resource;
 
 /// Evaluates an expression with execution options in force on this thread, then restores the
 /// previous options.
@@ -216,6 +217,82 @@ pub fn execution_options(input: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn set_execution_options(input: TokenStream) -> TokenStream {
     options::expand_global(input.into()).into()
+}
+
+/// Sets (merges) the limits of a resource, process-wide.
+///
+/// ```text
+/// set_resource_limits!(name, limit = value, limit = value, …)
+/// ```
+///
+/// A *resource* is what several operators share and a provider limits: an API key, an
+/// endpoint, a local model server. Operators name the resource their calls use with
+/// `#[xcs::operator(resource = "…")]` (or `fn resource` by hand). This macro sets the limits of
+/// the resource called `name` (a non-empty string literal, or any `&str` expression); the limits
+/// it names replace the resource's, the others are kept, and a resource nobody limited is
+/// unlimited. The run-time forms are `ResourceLimits::from_pairs(pairs)?` and
+/// `xcs::set_resource_limits(name, &limits)`, which return errors instead of panicking.
+///
+/// | limit | literal forms | other values accepted (any expression of these types) |
+/// |---|---|---|
+/// | `requests_per_minute` | a number > 0 (integer or float) | `f64`, `f32`, `u32`, `u64`, `usize` |
+/// | `tokens_per_minute` | a number > 0 (integer or float) | `f64`, `f32`, `u32`, `u64`, `usize` |
+/// | `max_in_flight` | an integer ≥ 1 | `usize`, `u32`, `u64`, `NonZeroUsize` |
+///
+/// - `requests_per_minute`: the most calls of the resource started per minute;
+/// - `tokens_per_minute`: the most tokens (input + output) its calls use per minute;
+/// - `max_in_flight`: the most bodies of its calls running at once.
+///
+/// The macro's value is `()`, like a statement: unlike `set_execution_options!`, which returns
+/// the new global options, there is nothing here a caller needs back (the limits it sets are
+/// those it names). A trailing comma is allowed, and a call that names no limit changes nothing.
+///
+/// ```
+/// use xcs::set_resource_limits;
+///
+/// set_resource_limits!("openai", requests_per_minute = 500, tokens_per_minute = 30_000, max_in_flight = 64);
+/// // Merged: a later call changes only what it names.
+/// set_resource_limits!("openai", max_in_flight = 16);
+///
+/// let name = String::from("local-llm");
+/// let rpm: u32 = 120;
+/// set_resource_limits!(&name, requests_per_minute = rpm, max_in_flight = 4);
+/// ```
+///
+/// # Compile errors
+///
+/// Names and literals are checked when the program compiles, as the options of
+/// [`execution_options!`] are, each error at its token and all of a call's errors together: an
+/// unknown limit (``Invalid resource limit: max_inflight; did you mean `max_in_flight`? (valid
+/// limits: …)``), a limit given twice, a rate of 0, a negative or infinite one (`1e400`), a
+/// `max_in_flight` of 0, negative or with a fraction (`2.0`), a value of the wrong kind (a
+/// string, a bool, `None`), an empty name literal (`""`) or a literal that is not a string, a
+/// missing name or value, and a `=> expr`.
+///
+/// ```compile_fail
+/// xcs::set_resource_limits!("openai", max_in_flight = 0);
+/// ```
+///
+/// ```compile_fail
+/// xcs::set_resource_limits!("", max_in_flight = 8);
+/// ```
+///
+/// # Panics
+///
+/// A non-literal value is checked when the call runs, and an invalid one panics with a message
+/// naming the limit: a rate that is not a finite number greater than 0 (`NaN`, infinite, 0 or
+/// negative), a `max_in_flight` of 0, or an empty non-literal name. The resource's limits are
+/// unchanged then. For values from configuration or users, use the fallible route instead:
+/// `ResourceLimits::from_pairs` and `xcs::set_resource_limits`.
+///
+/// ```should_panic
+/// # use xcs::set_resource_limits;
+/// let rpm: f64 = "0".parse().unwrap();
+/// set_resource_limits!("openai", requests_per_minute = rpm); // panics: must be greater than 0
+/// ```
+#[proc_macro]
+pub fn set_resource_limits(input: TokenStream) -> TokenStream {
+    resource::expand(input.into()).into()
 }
 
 /// Turns a function into an operator, or gives a hand-written operator's `impl` block what the

@@ -8,9 +8,9 @@
 //! produced regardless (without the rejected entries), so one mistake does not cascade into type
 //! errors around the call.
 
-mod ast;
+pub(crate) mod ast;
 mod expand;
-mod validate;
+pub(crate) mod validate;
 
 use proc_macro2::TokenStream;
 

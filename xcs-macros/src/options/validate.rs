@@ -139,7 +139,7 @@ pub(crate) fn unknown_option(name: &str) -> String {
 
 /// A literal as the macros see it, after peeling parentheses and invisible groups.
 #[derive(Debug)]
-enum Literal {
+pub(crate) enum Literal {
     Bool(bool),
     /// An integer; `None` if it does not fit in a `u128`.
     Int {
@@ -170,7 +170,7 @@ fn peel(mut expr: &Expr) -> &Expr {
 }
 
 /// `Some(literal)` classifies as the literal for the options that take `None` too.
-fn classify(expr: &Expr) -> Option<Literal> {
+pub(crate) fn classify(expr: &Expr) -> Option<Literal> {
     let expr = peel(expr);
     match expr {
         Expr::Lit(ExprLit { lit, attrs }) if attrs.is_empty() => Some(classify_lit(lit, false)),
