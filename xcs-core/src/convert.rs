@@ -307,9 +307,7 @@ impl IntoTokenBudget for usize {
     #[track_caller]
     fn into_token_budget(self) -> Option<u64> {
         // A `usize` beyond `u64` (on no target today) is as good as no limit.
-        u64::try_from(self)
-            .unwrap_or(u64::MAX)
-            .into_token_budget()
+        u64::try_from(self).unwrap_or(u64::MAX).into_token_budget()
     }
 }
 
@@ -455,9 +453,9 @@ pub fn limit_per_minute(value: impl IntoPerMinute, limit: &str) -> f64 {
     let value = value.into_per_minute();
     match crate::resource_table::per_minute_from(value) {
         Some(value) => value,
-        None => panic!(
-            "resource limit `{limit}` must be a finite number greater than 0, got {value}"
-        ),
+        None => {
+            panic!("resource limit `{limit}` must be a finite number greater than 0, got {value}")
+        }
     }
 }
 
@@ -642,13 +640,17 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "resource limit `tokens_per_minute` must be a finite number greater than 0, got NaN")]
+    #[should_panic(
+        expected = "resource limit `tokens_per_minute` must be a finite number greater than 0, got NaN"
+    )]
     fn nan_limit_panics() {
         let _ = limit_per_minute(f64::NAN, "tokens_per_minute");
     }
 
     #[test]
-    #[should_panic(expected = "resource limit `requests_per_minute` must be a finite number greater than 0, got -1")]
+    #[should_panic(
+        expected = "resource limit `requests_per_minute` must be a finite number greater than 0, got -1"
+    )]
     fn negative_limit_panics() {
         let _ = limit_per_minute(-1.0, "requests_per_minute");
     }
@@ -672,7 +674,9 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "execution option `cost_budget` must be a finite number greater than 0, got -0.5")]
+    #[should_panic(
+        expected = "execution option `cost_budget` must be a finite number greater than 0, got -0.5"
+    )]
     fn negative_cost_budget_panics() {
         let _ = cost_budget(-0.5);
     }

@@ -147,7 +147,10 @@ mod tests {
             assert_eq!(LimitSpec::named(spec.name).map(|s| s.name), Some(spec.name));
             assert_eq!(LimitSpec::nearest(spec.name), Some(spec.name));
         }
-        assert_eq!(LimitSpec::nearest("tokens_per_minut"), Some("tokens_per_minute"));
+        assert_eq!(
+            LimitSpec::nearest("tokens_per_minut"),
+            Some("tokens_per_minute")
+        );
         assert_eq!(LimitSpec::nearest("MAX_IN_FLIGHT"), Some("max_in_flight"));
         assert_eq!(LimitSpec::nearest("timeout_seconds"), None);
         assert_eq!(

@@ -392,6 +392,32 @@ pub fn set_resource_limits(input: TokenStream) -> TokenStream {
 /// - `version = N` (an integer from 0 to `u32::MAX`, default 0): the operator's version, part of
 ///   every persistent cache key. Bump it when what the body calls changes its results (a helper
 ///   function, a model behind an API), so that results stored before are not returned.
+/// - `resource = "openai"` (a non-empty string): the resource the operator's calls use, which
+///   `set_resource_limits!` limits; the generated impl's `fn resource` returns it (without it,
+///   `None`). On an impl block too, unless the block writes `fn resource` itself (then giving both
+///   is a compile error).
+/// - `estimate = path` (the path of a function `fn(&GenerateInputs) -> xcs::Usage`, or
+///   `fn(&Input) -> xcs::Usage` on an impl block): what a call is expected to use, charged to its
+///   resource and budget when it is admitted; the generated `fn estimate` calls it (without it,
+///   zero). A function of another signature is a type error on the path. On an impl block, as
+///   `resource`.
+///
+/// ```
+/// use xcs::prelude::*;
+/// use xcs::Usage;
+///
+/// fn guess(input: &AskInputs) -> Usage {
+///     Usage { input_tokens: input.prompt.len() as u64 / 4, output_tokens: 256, cost: 0.0 }
+/// }
+///
+/// #[xcs::operator(resource = "openai", estimate = guess)]
+/// fn ask(prompt: String) -> String {
+///     prompt // a model call, say
+/// }
+///
+/// assert_eq!(Ask.resource(), Some("openai"));
+/// assert_eq!(Ask.estimate(&AskInputs::new("a prompt".into())).output_tokens, 256);
+/// ```
 ///
 /// # Persistent keys
 /// The persistent cache keys (`cache_dir`) of a generated operator also hold a fingerprint of
@@ -412,7 +438,8 @@ pub fn set_resource_limits(input: TokenStream) -> TokenStream {
 /// so a request struct or a tuple is neither retried nor cached (with a warning naming this
 /// attribute). Generic blocks work too: the capabilities are then those the block's bounds
 /// guarantee. A method the block writes itself (`persist_support`, say) is kept, and then
-/// `version = N` is a compile error (give the version in that method).
+/// `version = N` is a compile error (give the version in that method); likewise `resource = …`
+/// or `estimate = …` on a block that writes `fn resource` or `fn estimate`.
 ///
 /// ```
 /// use xcs::prelude::*;
@@ -456,7 +483,8 @@ pub fn set_resource_limits(input: TokenStream) -> TokenStream {
 /// instead: a `self` receiver, `const`, `unsafe` or `extern` functions (async or not), generic,
 /// const and lifetime parameters, `impl Trait` parameters or return types, reference parameters
 /// (`&'static` ones are fine), patterns instead of parameter names, and unknown, duplicate or
-/// malformed attribute arguments (a `version` that is negative, not an integer or too large).
+/// malformed attribute arguments (a `version` that is negative, not an integer or too large; a
+/// `resource` that is empty or not a string literal; an `estimate` that is not a path).
 /// Every error is reported at once, and the function itself is still emitted. On an item that is
 /// neither a function nor an `impl Operator`/`impl AsyncOperator` block (an inherent impl, an
 /// impl of another trait, a struct), and for `name = …` on an impl block, the error says so, and

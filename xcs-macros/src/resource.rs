@@ -300,15 +300,21 @@ mod tests {
                     let __xcs_limits = ::xcs::__private::ResourceLimits::new();
                     let __xcs_limits =
                         ::xcs::__private::ResourceLimits::requests_per_minute(__xcs_limits, 500f64);
-                    let __xcs_limits =
-                        ::xcs::__private::ResourceLimits::tokens_per_minute(__xcs_limits, 30000.5f64);
+                    let __xcs_limits = ::xcs::__private::ResourceLimits::tokens_per_minute(
+                        __xcs_limits,
+                        30000.5f64,
+                    );
                     let __xcs_limits =
                         ::xcs::__private::ResourceLimits::max_in_flight(__xcs_limits, 64usize);
                     __xcs_limits
                 })
             }))
         );
-        let out = normalized(expand(quote!(name, requests_per_minute = rpm, max_in_flight = n)));
+        let out = normalized(expand(quote!(
+            name,
+            requests_per_minute = rpm,
+            max_in_flight = n
+        )));
         for expected in [
             ":: xcs :: __private :: convert :: resource_name (name)",
             ":: xcs :: __private :: convert :: limit_per_minute (rpm , \"requests_per_minute\")",
@@ -317,7 +323,10 @@ mod tests {
             assert!(out.contains(expected), "{out}");
         }
         let out = normalized(expand(quote!("m", max_in_flight = 99999999999999999999)));
-        assert!(out.contains("limit_count_literal (99999999999999999999u128)"), "{out}");
+        assert!(
+            out.contains("limit_count_literal (99999999999999999999u128)"),
+            "{out}"
+        );
         // No limits: the resource's limits are merged with none.
         assert!(!normalized(expand(quote!("m"))).contains("compile_error"));
     }
@@ -358,8 +367,14 @@ mod tests {
                 quote!("m", requests_per_minute = None),
                 "expected `requests_per_minute` to be a finite number of requests per minute greater than 0",
             ),
-            (quote!("m", max_in_flight = 0), "`max_in_flight` may not be 0"),
-            (quote!("m", max_in_flight = -2), "`max_in_flight` may not be negative"),
+            (
+                quote!("m", max_in_flight = 0),
+                "`max_in_flight` may not be 0",
+            ),
+            (
+                quote!("m", max_in_flight = -2),
+                "`max_in_flight` may not be negative",
+            ),
             (
                 quote!("m", max_in_flight = 2.0),
                 "expected `max_in_flight` to be an integer of at least 1",
@@ -405,8 +420,16 @@ mod tests {
     fn every_table_limit_is_accepted() {
         for spec in xcs_core::LIMITS {
             let name = syn::Ident::new(spec.name, Span::call_site());
-            assert!(errors_of(quote!("m", #name = 5)).is_empty(), "{}", spec.name);
-            assert!(errors_of(quote!("m", #name = value)).is_empty(), "{}", spec.name);
+            assert!(
+                errors_of(quote!("m", #name = 5)).is_empty(),
+                "{}",
+                spec.name
+            );
+            assert!(
+                errors_of(quote!("m", #name = value)).is_empty(),
+                "{}",
+                spec.name
+            );
         }
     }
 
@@ -420,7 +443,10 @@ mod tests {
             quote!("m" =),
             quote!(a = b = c),
             quote!("m", max_in_flight = 1e400),
-            quote!("m", requests_per_minute = -99999999999999999999999999999999999999999),
+            quote!(
+                "m",
+                requests_per_minute = -99999999999999999999999999999999999999999
+            ),
             quote!(1 2 3),
         ] {
             let _ = expand(tokens);

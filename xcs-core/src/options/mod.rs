@@ -33,8 +33,8 @@ mod values;
 pub(crate) use list::option_list;
 pub use list::{MAX_WORKERS, OptionKind, OptionSpec, lookup, suggest, valid_names};
 pub use parse::*;
-pub(crate) use patch::{Parser, env_pairs};
 use patch::Narrow;
+pub(crate) use patch::{Parser, env_pairs};
 pub use values::*;
 
 option_list!(define_options);

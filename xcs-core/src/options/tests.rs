@@ -277,7 +277,10 @@ fn budgets_parse() {
     }
     for (raw, cost) in [("2", Some(2.0)), ("0.05", Some(0.05)), ("None", None)] {
         let patch = OptionsPatch::from_pairs([("cost_budget", raw)]).unwrap();
-        assert_eq!(ExecutionOptions::default().patched(&patch).cost_budget, cost);
+        assert_eq!(
+            ExecutionOptions::default().patched(&patch).cost_budget,
+            cost
+        );
     }
     for bad in ["0", "0.0", "-0.5", "NaN", "inf", "1e400", "cheap", ""] {
         assert!(value_err("cost_budget", bad), "cost {bad:?}");
@@ -309,15 +312,33 @@ fn budgets_narrow_in_scopes() {
         .patched(&cost(Some(1.0)));
     assert_eq!(outer.token_budget, Some(100));
     assert_eq!(outer.cost_budget, Some(1.0));
-    for (inner, expected) in [(Some(1000), Some(100)), (None, Some(100)), (Some(10), Some(10))] {
-        assert_eq!(outer.patched(&tokens(inner)).token_budget, expected, "{inner:?}");
+    for (inner, expected) in [
+        (Some(1000), Some(100)),
+        (None, Some(100)),
+        (Some(10), Some(10)),
+    ] {
+        assert_eq!(
+            outer.patched(&tokens(inner)).token_budget,
+            expected,
+            "{inner:?}"
+        );
     }
-    for (inner, expected) in [(Some(5.0), Some(1.0)), (None, Some(1.0)), (Some(0.5), Some(0.5))] {
-        assert_eq!(outer.patched(&cost(inner)).cost_budget, expected, "{inner:?}");
+    for (inner, expected) in [
+        (Some(5.0), Some(1.0)),
+        (None, Some(1.0)),
+        (Some(0.5), Some(0.5)),
+    ] {
+        assert_eq!(
+            outer.patched(&cost(inner)).cost_budget,
+            expected,
+            "{inner:?}"
+        );
     }
     // Without a budget in force, a scope's budget is the budget.
     assert_eq!(
-        ExecutionOptions::default().patched(&tokens(Some(1000))).token_budget,
+        ExecutionOptions::default()
+            .patched(&tokens(Some(1000)))
+            .token_budget,
         Some(1000)
     );
     // Merging patches narrows the same way, so applying the merge is applying one after the

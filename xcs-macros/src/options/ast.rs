@@ -198,7 +198,9 @@ fn parse_body(stream: ParseStream, kind: MacroKind, errors: &Errors, out: &mut O
         let mut whole = quote::quote!(#arrow);
         whole.extend(rest);
         let message = match kind {
-            MacroKind::Limits => "`set_resource_limits!` takes no `=> expr`: it sets a resource's limits",
+            MacroKind::Limits => {
+                "`set_resource_limits!` takes no `=> expr`: it sets a resource's limits"
+            }
             _ => {
                 "`set_execution_options!` takes no `=> expr`: it changes the global options; \
                  use `execution_options!(… => expr)` to run an expression under options"

@@ -844,10 +844,7 @@ mod tests {
 
     #[test]
     fn budgets_take_their_literals() {
-        let (validated, messages) = check(quote!(
-            token_budget = 30_000,
-            cost_budget = 2,
-        ));
+        let (validated, messages) = check(quote!(token_budget = 30_000, cost_budget = 2,));
         assert!(messages.is_empty(), "{messages:?}");
         let values: Vec<String> = validated
             .settings
@@ -856,7 +853,10 @@ mod tests {
             .collect();
         assert_eq!(
             values,
-            ["token_budget=Tokens(Some(30000))", "cost_budget=Cost(Some(2.0))"]
+            [
+                "token_budget=Tokens(Some(30000))",
+                "cost_budget=Cost(Some(2.0))"
+            ]
         );
         let (validated, messages) = check(quote!(
             token_budget = Some(99999999999999999999999),
@@ -868,7 +868,10 @@ mod tests {
             .iter()
             .map(|s| format!("{:?}", s.value))
             .collect();
-        assert_eq!(values, ["Tokens(Some(18446744073709551615))", "Cost(Some(0.05))"]);
+        assert_eq!(
+            values,
+            ["Tokens(Some(18446744073709551615))", "Cost(Some(0.05))"]
+        );
         let (validated, messages) = check(quote!(token_budget = None, cost_budget = None));
         assert!(messages.is_empty(), "{messages:?}");
         assert!(
@@ -886,7 +889,10 @@ mod tests {
         );
         let cases = [
             (quote!(token_budget = 0), "`token_budget` may not be 0"),
-            (quote!(token_budget = -1), "`token_budget` may not be negative"),
+            (
+                quote!(token_budget = -1),
+                "`token_budget` may not be negative",
+            ),
             (
                 quote!(token_budget = 1.5),
                 "expected `token_budget` to be an integer of at least 1, or `None`",
@@ -895,8 +901,14 @@ mod tests {
                 quote!(token_budget = "x"),
                 "expected `token_budget` to be an integer of at least 1, or `None`",
             ),
-            (quote!(cost_budget = 0), "`cost_budget` must be greater than 0"),
-            (quote!(cost_budget = -0.5), "`cost_budget` must be greater than 0"),
+            (
+                quote!(cost_budget = 0),
+                "`cost_budget` must be greater than 0",
+            ),
+            (
+                quote!(cost_budget = -0.5),
+                "`cost_budget` must be greater than 0",
+            ),
             (quote!(cost_budget = 1e400), "`cost_budget` must be finite"),
             (
                 quote!(cost_budget = "x"),
