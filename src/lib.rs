@@ -81,6 +81,9 @@ pub use xcs_core::{AsyncOperator, Blocking, WithOptions, blocking, with_options_
 pub use xcs_core::options::{OPTIONS, OptionKind, OptionSpec};
 
 #[doc(inline)]
+pub use xcs_core::{LIMITS, LimitKind, LimitSpec};
+
+#[doc(inline)]
 pub use xcs_core::{
     MAX_BARS, ProgressEvent, ProgressOutcome, clear_progress_hook, set_progress_hook,
 };

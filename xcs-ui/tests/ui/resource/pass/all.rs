@@ -58,7 +58,7 @@ fn main() {
     set_resource_limits!("openai", max_in_flight = count_u32);
     set_resource_limits!("openai", max_in_flight = count_u64);
     set_resource_limits!("openai", max_in_flight = count_non_zero);
-    set_resource_limits!("openai", max_in_flight = if rate_f64 > 1.0 { 3 } else { 1 });
+    set_resource_limits!("openai", max_in_flight = if rate_f64 > 1.0 { 3usize } else { 1 });
 
     // Forwarded through `macro_rules!`: literals are still literals.
     limit_in_flight!("openai", 5);
