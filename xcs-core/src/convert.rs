@@ -664,7 +664,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "`set_resource_limits!` needs a non-empty resource name")]
     fn empty_resource_name_panics() {
-        let _ = resource_name(&String::new());
+        let _ = resource_name("");
     }
 
     #[test]
