@@ -27,8 +27,9 @@ macro_rules! define_options {
         /// Read them with [`get_execution_options`](crate::get_execution_options); change them with
         /// `execution_options!` (scoped), `set_execution_options!` (global) or an [`OptionsPatch`].
         /// Every value this struct can hold through the public constructors is valid: worker counts are
-        /// at least 1, timeouts are positive, rate limits are finite and positive,
-        /// cache directories are non-empty, and `scheduler` never contradicts `use_parallel`.
+        /// at least 1, timeouts are positive, rate limits are finite and positive, token budgets
+        /// are at least 1 and cost budgets finite and positive, cache directories are non-empty,
+        /// and `scheduler` never contradicts `use_parallel`.
         ///
         /// ```
         /// use xcs::ExecutionOptions;
@@ -57,8 +58,8 @@ macro_rules! define_options {
             };
 
             /// Whether a call under these options does more than run its body (besides a deadline):
-            /// caching, tracing, retries, a rate limit or a budget (the rows with a `call_policy`). `false` is
-            /// the fast path.
+            /// caching, tracing, retries, a rate limit or a budget (the rows with a
+            /// `call_policy`). `false` is the fast path.
             #[inline]
             #[allow(clippy::redundant_closure_call)]
             pub(crate) fn has_call_policy(&self) -> bool {

@@ -97,17 +97,17 @@ pub struct OptionSpec {
 ///
 /// ```text
 /// /// Doc of the `ExecutionOptions` field (say the default).
-/// token_budget: Option<u64> = None => {
-///     kind: Budget,                   // an `OptionKind`: which literals and parser apply
+/// max_output_tokens: Option<u64> = None => {
+///     kind: Tokens,                   // an `OptionKind`: which literals and parser apply
 ///     default: "None",                // the default as a user writes it (a unit test checks it)
 ///     expected: "an integer of at least 1, or `None`",  // for error messages
 ///     doc: "one line for the table",
-///     parse: parse_budget,            // fn(&OptionSpec, &str) -> Result<type, XcsError>
+///     parse: parse_token_budget,      // fn(&OptionSpec, &str) -> Result<type, XcsError>
 ///     /// Doc of the builder method.
-///     setter: token_budget,           // `OptionsPatch::token_budget(self, value) -> Self`
+///     setter: max_output_tokens,      // `OptionsPatch::max_output_tokens(self, value) -> Self`
 ///                                     // (`… checked_by f` makes it return `Result<Self, _>`,
 ///                                     // f: fn(&OptionsPatch) -> Result<(), XcsError>)
-///     macro_setter: __set_token_budget,  // always `__set_` + the name (the macros call it)
+///     macro_setter: __set_max_output_tokens,  // always `__set_` + the name (the macros call it)
 ///     merge: plain,                   // `plain`: the newer setting wins; `narrow`: a scope
 ///                                     // takes the smaller of the two (an `Option` of a
 ///                                     // `Narrow` type, `None` = no limit; a global update
