@@ -295,20 +295,19 @@ mod tests {
         )));
         assert_eq!(
             out,
-            normalized(quote!({
+            // Braces, not parentheses: rustfmt leaves their tokens as written.
+            normalized(quote! {{
                 ::xcs::__private::apply_resource_limits("openai", &{
                     let __xcs_limits = ::xcs::__private::ResourceLimits::new();
                     let __xcs_limits =
                         ::xcs::__private::ResourceLimits::requests_per_minute(__xcs_limits, 500f64);
-                    let __xcs_limits = ::xcs::__private::ResourceLimits::tokens_per_minute(
-                        __xcs_limits,
-                        30000.5f64,
-                    );
+                    let __xcs_limits =
+                        ::xcs::__private::ResourceLimits::tokens_per_minute(__xcs_limits, 30000.5f64);
                     let __xcs_limits =
                         ::xcs::__private::ResourceLimits::max_in_flight(__xcs_limits, 64usize);
                     __xcs_limits
                 })
-            }))
+            }})
         );
         let out = normalized(expand(quote!(
             name,
