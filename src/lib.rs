@@ -93,6 +93,12 @@ pub use xcs_core::{Outgoing, RemoteItems, Signature};
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use xcs_core::cluster;
 
+/// A model client: an async operator for OpenAI-compatible chat-completions endpoints (feature
+/// `openai`).
+#[cfg(feature = "openai")]
+#[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
+pub use xcs_core::openai;
+
 pub use xcs_macros::{execution_options, operator, set_execution_options};
 
 /// The macros, [`Operator`] (and `AsyncOperator`), [`vmap`], [`pmap`], the option functions and

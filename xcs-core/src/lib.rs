@@ -49,6 +49,9 @@ mod deadline;
 mod device;
 mod error;
 mod operator;
+#[cfg(feature = "openai")]
+#[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
+pub mod openai;
 pub mod options;
 mod persist;
 mod policy;
