@@ -149,10 +149,11 @@ pub(crate) fn transport_error(operator: &str, error: &reqwest::Error) -> XcsErro
     }
 }
 
-/// What a 429 asks callers to wait: the server's explicit wait (`retry-after-ms`,
-/// `Retry-After`), else the reset of the limit that ran out (`x-ratelimit-reset-requests`,
-/// `x-ratelimit-reset-tokens`: the one whose `x-ratelimit-remaining-*` is 0, or the larger when
-/// neither says). The larger of two of a kind wins. `None`: no header says.
+/// What a 429 asks callers to wait: the server's explicit wait (`retry-after-ms`, which is
+/// precise, else `Retry-After`), else the reset of the limit that ran out
+/// (`x-ratelimit-reset-requests`, `x-ratelimit-reset-tokens`: the one whose
+/// `x-ratelimit-remaining-*` is 0, or the larger when the headers do not say which). `None`: no
+/// header says.
 pub fn rate_limit_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if let Some(wait) = explicit_wait(headers, now) {
         return Some(wait);
@@ -174,17 +175,19 @@ pub fn rate_limit_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration>
     }
 }
 
-/// The larger of `retry-after-ms` and `Retry-After`, if either is there and readable.
+/// The server's explicit wait: `retry-after-ms` (the precise one, as the OpenAI SDKs read it
+/// first), else `Retry-After`; `None` if neither is there and readable.
 fn explicit_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let millis = headers
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after_ms);
-    let seconds = headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, now));
-    millis.max(seconds)
+    millis.or_else(|| {
+        headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, now))
+    })
 }
 
 /// The longest wait any header is trusted for: a server asking for more is capped to this
@@ -345,10 +348,14 @@ mod tests {
         let wait = |pairs: &[(&str, &str)]| rate_limit_wait(&headers(pairs), now());
         assert_eq!(wait(&[("retry-after", "3")]), Some(Duration::from_secs(3)));
         assert_eq!(wait(&[("retry-after-ms", "1500")]), Some(Duration::from_millis(1500)));
-        // Both explicit forms: the larger.
+        // Both explicit forms: the precise one (a server rounds `Retry-After` up to seconds).
         assert_eq!(
-            wait(&[("retry-after", "1"), ("retry-after-ms", "1500")]),
-            Some(Duration::from_millis(1500))
+            wait(&[("retry-after", "1"), ("retry-after-ms", "20")]),
+            Some(Duration::from_millis(20))
+        );
+        assert_eq!(
+            wait(&[("retry-after", "2"), ("retry-after-ms", "junk")]),
+            Some(Duration::from_secs(2))
         );
         // The explicit wait wins over the resets.
         assert_eq!(

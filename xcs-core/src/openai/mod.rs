@@ -12,7 +12,7 @@
 //!
 //! | answer | error |
 //! |---|---|
-//! | 429 | [`XcsError::rate_limited`], waiting what `retry-after-ms`, `Retry-After` (seconds or an HTTP date) or `x-ratelimit-reset-requests`/`-tokens` ask |
+//! | 429 | [`XcsError::rate_limited`], waiting what `retry-after-ms`, else `Retry-After` (seconds or an HTTP date), else `x-ratelimit-reset-requests`/`-tokens` ask |
 //! | 408, 409, 5xx; connection failures, transport timeouts | retryable ([`XcsError::retry_after`] when a `Retry-After` came with it) |
 //! | any other 4xx | [`XcsError::permanent`], carrying the provider's message |
 //! | 2xx that is not a chat completion, or a body over 8 MiB | permanent, showing the body's first bytes |
