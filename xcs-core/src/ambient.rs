@@ -116,6 +116,7 @@ mod tests {
                 cancel: None,
                 claims: Default::default(),
                 meter: None,
+                budget: None,
             });
             Ambient::capture()
         };

@@ -23,7 +23,7 @@ use crate::options::ExecutionOptions;
 use crate::policy::deadline::Now;
 use crate::policy::{
     self,
-    plan::{CallPlan, Step, Supports, outcome_of},
+    plan::{CallPlan, Charge, Step, Supports, outcome_of},
 };
 use crate::pool::{self, Crew, Job};
 use crate::scope::{self, get_execution_options};
@@ -70,7 +70,7 @@ pub(crate) fn invoke<O: Callee + ?Sized>(
     detach: Option<Detach<'_, O::Input, O::Output>>,
 ) -> Result<O::Output, XcsError> {
     // The common case reads one flag, not the whole options.
-    if !scope::per_call_work() {
+    if !scope::per_call_work() && op.resource().is_none() {
         return guarded(op.name(), index, || op.forward(input));
     }
     // A sync body on a thread that drives async tasks: said once per operator.
@@ -94,7 +94,7 @@ pub(crate) fn invoke_under<O: Callee + ?Sized>(
     options: &ExecutionOptions,
     timed: bool,
 ) -> Result<O::Output, XcsError> {
-    if !policy::needs_plan(options, timed) {
+    if !policy::needs_plan(options, timed) && op.resource().is_none() {
         return guarded(op.name(), index, || op.forward(input));
     }
     invoke_with(op, input, index, detach, options, timed)
@@ -111,19 +111,25 @@ fn invoke_with<O: Callee + ?Sized>(
 ) -> Result<O::Output, XcsError> {
     let name = op.name();
     // Only calls under a deadline (or caching: the claims held up the chain) read the context.
-    let context = if timed || options.enable_caching {
+    let context = if timed || options.enable_caching || policy::budget::applies(options) {
         deadline::current()
     } else {
         CallContext::default()
     };
     let now = Now::LAZY;
     let more = || op.supports();
+    let estimate = |input: &O::Input| op.estimate(input);
+    let charge = Charge {
+        resource: op.resource(),
+        estimate: Some(&estimate),
+    };
     let mut plan = CallPlan::new(
         name,
         index,
         options,
         op.cache_support(),
         &more,
+        charge,
         context,
         input,
         now,
@@ -142,17 +148,30 @@ fn invoke_with<O: Callee + ?Sized>(
                 policy::rate::sleep_until(until);
                 plan.woke(Now::LAZY)
             }
+            Step::Wait(listener) => {
+                listener.wait(plan.deadline().map(|(at, _)| at));
+                plan.woke(Now::LAZY)
+            }
             Step::Run(input) => {
                 if claims.is_none() && plan.holds_claim() {
                     claims = Some(deadline::enter(plan.body_context().clone()));
                 }
+                // An attempt with a meter of its own records its usage there, on this thread
+                // too.
+                let _metered = plan
+                    .body_context()
+                    .meter
+                    .is_some()
+                    .then(|| deadline::enter(plan.body_context().clone()));
                 let recorder = plan
                     .traced()
                     .then(|| trace::begin(name, index).attempt(plan.attempt()));
                 let result = attempt_once(op, input, index, detach, &plan);
                 let result = plan.on_time(result, Now::LAZY);
                 if let Some(recorder) = recorder {
-                    recorder.finish(outcome_of(&result));
+                    recorder
+                        .charged(plan.attempt_usage(), plan.resource_wait())
+                        .finish(outcome_of(&result));
                 }
                 plan.ran(result, Now::LAZY)
             }
@@ -192,6 +211,7 @@ fn attempt_once<O: Callee + ?Sized>(
                     cancel: Some(CancelFlag::child_of(context.cancel.clone())),
                     claims: context.claims.clone(),
                     meter: context.meter.clone(),
+                    budget: context.budget.clone(),
                 });
                 guarded(name, index, || op.forward(input))
             }
@@ -233,6 +253,7 @@ fn run_detached<I: Send + 'static, O: Send + 'static>(
             cancel: Some(cancel.clone()),
             claims: context.claims.clone(),
             meter: context.meter.clone(),
+            budget: context.budget.clone(),
         },
         parent: plan.traced().then(trace::current_parent).flatten(),
         progress: None,

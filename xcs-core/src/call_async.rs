@@ -18,7 +18,7 @@ use crate::cache;
 use crate::deadline::{CallContext, CancelFlag};
 use crate::error::XcsError;
 use crate::policy::deadline::Now;
-use crate::policy::plan::{self, CallPlan, Step, Supports, outcome_of};
+use crate::policy::plan::{self, CallPlan, Charge, Step, Supports, outcome_of};
 use crate::scoped::WithOptions;
 use crate::trace;
 use crate::util;
@@ -64,7 +64,7 @@ pub(crate) fn invoke<'a, O: AsyncCallee + ?Sized>(
     index: Option<usize>,
     ambient: Arc<Ambient>,
 ) -> impl Future<Output = Result<O::Output, XcsError>> + Send + 'a {
-    if is_lean(&ambient) && !ambient.context.is_cancelled() {
+    if is_lean(&ambient) && op.resource().is_none() && !ambient.context.is_cancelled() {
         Either::Left(WithOptions::adopt(ambient, lean(op, input, index)))
     } else {
         Either::Right(Box::pin(invoke_with(op, input, index, ambient)))
@@ -88,7 +88,7 @@ pub(crate) fn invoke_item<'a, O: AsyncCallee + ?Sized>(
     ambient: &Arc<Ambient>,
     lean: bool,
 ) -> impl Future<Output = Result<O::Output, XcsError>> + Send + use<'a, O> {
-    if lean {
+    if lean && op.resource().is_none() {
         Either::Left(self::lean(op, input, Some(index)))
     } else {
         Either::Right(Box::pin(invoke_with(
@@ -129,12 +129,18 @@ async fn invoke_with<O: AsyncCallee + ?Sized>(
     let name = op.name();
     let now = Now::LAZY;
     let more = || op.supports();
+    let estimate = |input: &O::Input| op.estimate(input);
+    let charge = Charge {
+        resource: op.resource(),
+        estimate: Some(&estimate),
+    };
     let mut plan = CallPlan::new(
         name,
         index,
         &options,
         op.cache_support(),
         &more,
+        charge,
         context,
         input,
         now,
@@ -155,11 +161,22 @@ async fn invoke_with<O: AsyncCallee + ?Sized>(
                 tokio::time::sleep_until(until.into()).await;
                 plan.woke(Now::LAZY)
             }
+            // A wait for the resource is an `.await` too (until the deadline at most).
+            Step::Wait(listener) => {
+                match plan.deadline() {
+                    Some((at, _)) => {
+                        let _ = tokio::time::timeout_at(at.into(), listener).await;
+                    }
+                    None => listener.await,
+                }
+                plan.woke(Now::LAZY)
+            }
             Step::Run(input) => {
                 let attempt = Attempt {
                     deadline: plan.deadline(),
                     traced: plan.traced().then_some(plan.attempt()),
                     context: plan.body_context().clone(),
+                    waited: plan.resource_wait(),
                 };
                 let result = attempt_once(
                     op,
@@ -194,6 +211,8 @@ struct Attempt {
     /// The attempt's number, when it is traced.
     traced: Option<u32>,
     context: CallContext,
+    /// How long the attempt waited for its resource.
+    waited: std::time::Duration,
 }
 
 /// One attempt of the body: a future dropped at the deadline, recorded as one event.
@@ -211,7 +230,9 @@ async fn attempt_once<O: AsyncCallee + ?Sized>(
         deadline,
         traced,
         context,
+        waited,
     } = attempt;
+    let meter = context.meter.clone();
     let event = traced.map(|n| trace::begin_async(name, index, parent.as_ref()).attempt(n));
     let cancel = CancelFlag::child_of(context.cancel.clone());
     let inner = CallContext {
@@ -220,6 +241,7 @@ async fn attempt_once<O: AsyncCallee + ?Sized>(
         cancel: Some(Arc::clone(&cancel)),
         claims: context.claims.clone(),
         meter: context.meter.clone(),
+        budget: context.budget.clone(),
     };
     let body_parent = event.as_ref().map(trace::AsyncEvent::parent).or(parent);
     // The body's future is made inside the wrapper, so even work done before its first
@@ -247,7 +269,9 @@ async fn attempt_once<O: AsyncCallee + ?Sized>(
     let result = result.unwrap_or_else(|payload| Err(util::panicked(name, index, payload)));
     let result = plan::on_time(result, deadline, name, index, Now::LAZY);
     if let Some(event) = event {
-        event.finish(outcome_of(&result));
+        event
+            .charged(meter.and_then(|meter| meter.recorded()), waited)
+            .finish(outcome_of(&result));
     }
     result
 }

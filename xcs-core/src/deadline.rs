@@ -59,6 +59,8 @@ pub(crate) struct CallContext {
     /// Where [`record_usage`](crate::record_usage) charges the usage of the call being worked
     /// for, if that call accounts for usage.
     pub(crate) meter: Option<Arc<crate::usage::Meter>>,
+    /// The innermost budget scope the work runs in, if any (see `policy::budget`).
+    pub(crate) budget: Option<Arc<crate::policy::budget::Budget>>,
 }
 
 impl CallContext {
@@ -76,6 +78,7 @@ thread_local! {
             cancel: None,
             claims: crate::cache::ClaimChain::new(),
             meter: None,
+            budget: None,
         })
     };
 }
@@ -88,6 +91,21 @@ pub(crate) fn current() -> CallContext {
 /// The meter of the call this thread works for, if it accounts for usage.
 pub(crate) fn current_meter() -> Option<Arc<crate::usage::Meter>> {
     CONTEXT.with(|c| c.borrow().meter.clone())
+}
+
+/// The innermost budget scope this thread works in.
+pub(crate) fn budget() -> Option<Arc<crate::policy::budget::Budget>> {
+    CONTEXT.with(|c| c.borrow().budget.clone())
+}
+
+/// Makes `budget` this thread's budget scope, returning the one it replaces.
+pub(crate) fn swap_budget(
+    budget: Option<Arc<crate::policy::budget::Budget>>,
+) -> Option<Arc<crate::policy::budget::Budget>> {
+    CONTEXT
+        .try_with(|c| std::mem::replace(&mut c.borrow_mut().budget, budget))
+        .ok()
+        .flatten()
 }
 
 /// Whether this thread works under a deadline at all. (The fast path of a call reads the same
@@ -180,6 +198,7 @@ mod tests {
                 cancel: None,
                 claims: Default::default(),
                 meter: None,
+                budget: None,
             });
             assert!(cancelled());
             assert!(deadline().is_some());

@@ -157,6 +157,7 @@ impl ThreadScopes {
         self.invalidate();
         ScopeGuard {
             depth,
+            _budget: None,
             _not_send: PhantomData,
         }
     }
@@ -193,6 +194,8 @@ pub fn get_global_options() -> ExecutionOptions {
 #[must_use = "the scope ends when the guard is dropped"]
 pub struct ScopeGuard {
     depth: usize,
+    /// The budget scope the patch opened, if it sets a budget (left after the frame is popped).
+    _budget: Option<crate::policy::budget::Entered>,
     /// Scopes belong to the thread that opened them.
     _not_send: PhantomData<*const ()>,
 }
@@ -212,6 +215,18 @@ impl Drop for ScopeGuard {
 /// Enters a scope with `patch` in force on this thread until the guard is dropped.
 #[inline]
 pub fn enter(patch: OptionsPatch) -> ScopeGuard {
+    let mut guard = enter_options(patch);
+    // A scope that sets a budget opens an account of its own, shared by every call inside.
+    if let Some((tokens, cost)) = crate::policy::budget::opened_by(&patch) {
+        guard._budget = Some(crate::policy::budget::open(tokens, cost));
+    }
+    guard
+}
+
+/// [`enter`] for the options alone: a future polled under a patch that sets a budget enters
+/// the account it made once, not a new one per poll.
+#[inline]
+pub(crate) fn enter_options(patch: OptionsPatch) -> ScopeGuard {
     SCOPES.with(|scopes| scopes.push(Frame::Patch(patch)))
 }
 
@@ -253,6 +268,7 @@ pub fn set_global_options(patch: &OptionsPatch) -> ExecutionOptions {
     let mut global = GLOBAL.write().unwrap_or_else(PoisonError::into_inner);
     patch.apply_to(&mut global);
     let updated = *global;
+    crate::policy::budget::set_global_from(&updated);
     GENERATION.fetch_add(1, Ordering::Release);
     updated
 }
@@ -269,6 +285,7 @@ pub fn set_global_options(patch: &OptionsPatch) -> ExecutionOptions {
 pub fn reset_execution_options() {
     let mut global = GLOBAL.write().unwrap_or_else(PoisonError::into_inner);
     *global = ExecutionOptions::DEFAULT;
+    crate::policy::budget::set_global_from(&global);
     GENERATION.fetch_add(1, Ordering::Release);
 }
 

@@ -23,8 +23,8 @@ use crate::scope;
 #[derive(Clone, Debug)]
 pub(crate) enum Entry {
     /// A scope setting only what the patch names (over whatever is in force where it is
-    /// polled).
-    Patch(OptionsPatch),
+    /// polled), with the budget account it opened when it was made, if it sets a budget.
+    Patch(OptionsPatch, Option<Arc<crate::policy::budget::Budget>>),
     /// Exactly what a caller runs under (batch items, calls), shared by every item of a batch.
     Adopt(Arc<Ambient>),
 }
@@ -64,8 +64,9 @@ impl<F: Future> Future for WithOptions<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         match this.entry {
-            Entry::Patch(patch) => {
-                let _scope = scope::enter(*patch);
+            Entry::Patch(patch, budget) => {
+                let _scope = scope::enter_options(*patch);
+                let _budget = budget.clone().map(crate::policy::budget::enter);
                 this.inner.poll(cx)
             }
             Entry::Adopt(ambient) => {
@@ -99,7 +100,11 @@ impl<F: Future> Future for WithOptions<F> {
 /// ```
 pub fn with_options_async<F: Future>(patch: &OptionsPatch, future: F) -> WithOptions<F> {
     WithOptions {
-        entry: Entry::Patch(*patch),
+        entry: Entry::Patch(
+            *patch,
+            crate::policy::budget::opened_by(patch)
+                .map(|(tokens, cost)| crate::policy::budget::child(tokens, cost)),
+        ),
         inner: future,
     }
 }

@@ -302,6 +302,7 @@ impl<O> Plan<O> {
                 cancel: Some(Arc::clone(&stop)),
                 claims: timing.parent.claims.clone(),
                 meter: timing.parent.meter.clone(),
+                budget: timing.parent.budget.clone(),
             },
             stop,
             settled,

@@ -489,6 +489,9 @@ impl WireEvent {
                 .copied()
                 .unwrap_or(Outcome::Error),
             attempt: self.attempt,
+            // Usage recorded on workers does not travel yet.
+            usage: None,
+            resource_wait: Duration::ZERO,
         }
     }
 

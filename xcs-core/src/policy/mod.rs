@@ -13,6 +13,7 @@
 //! The modules here hold the rules; `call` (threads) and `call_async` (futures) only differ in
 //! how they wait.
 
+pub(crate) mod budget;
 pub(crate) mod deadline;
 pub(crate) mod memo;
 pub(crate) mod plan;

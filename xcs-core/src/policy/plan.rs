@@ -13,9 +13,14 @@
 //! The order (see the module docs of [`policy`](super)):
 //!
 //! ```text
-//! admit (deadline) → cache lookup → store lookup ─┬─ hit ──────────────────────────→ done
-//!                                                 └─ miss → [rate → body → retry?]* → write → done
+//! admit (deadline) → cache lookup → store lookup ─┬─ hit ─────────────────────────────────────────────→ done
+//!                                                 └─ miss → budget → [rate → resource → body → retry?]* → write → done
 //! ```
+//!
+//! The budget admits the call once (its estimate against what remains); the resource admits
+//! each attempt (each is a request to the provider). Each attempt's body records its usage on a
+//! meter of its own ([`record_usage`](crate::record_usage)); the attempt's usage settles its
+//! resource permit, the call's total settles its budget reservation.
 //!
 //! Adding a policy means one module in `policy/` with its rule, one state here, and one row in
 //! the option list.
@@ -30,7 +35,11 @@ use crate::persist::{PersistSupport, Write};
 use crate::policy::deadline::Now;
 use crate::policy::memo::{self, Claimed, Held};
 use crate::policy::rate;
+use crate::policy::budget::Reservation;
 use crate::policy::retry::{self, CloneInput};
+use crate::resource::{self, Admission, Listener, Permit, Resource};
+use crate::usage::{Meter, Usage};
+use std::sync::Arc;
 use crate::trace::Outcome;
 use crate::util::{drop_quietly, timeout_error};
 
@@ -46,13 +55,36 @@ pub(crate) struct Supports<I, O> {
     pub(crate) retried_by_items: bool,
 }
 
+/// What an operator is charged by: the resource its calls use and how to estimate a call's
+/// usage (asked only when there is a resource or a budget to charge).
+#[derive(Clone, Copy)]
+pub(crate) struct Charge<'a, I> {
+    /// The resource the operator's calls use, if any.
+    pub(crate) resource: Option<&'a str>,
+    /// A call's expected usage.
+    pub(crate) estimate: Option<&'a (dyn Fn(&I) -> Usage + Sync)>,
+}
+
+#[cfg(test)]
+impl<I> Charge<'_, I> {
+    /// Nothing to charge: no resource, no estimate.
+    pub(crate) const NONE: Self = Charge {
+        resource: None,
+        estimate: None,
+    };
+}
+
 /// What the driver does next.
 pub(crate) enum Step<I, O> {
     /// Ask the memory cache ([`CallPlan::lookup_request`]), waiting for a concurrent call with
     /// the same input until the deadline; then [`CallPlan::looked_up`].
     Lookup,
-    /// Wait until the instant (a rate-limit slot, a retry backoff); then [`CallPlan::woke`].
+    /// Wait until the instant (a rate-limit slot, a resource's start, a retry backoff); then
+    /// [`CallPlan::woke`].
     Sleep(Instant),
+    /// Wait for the resource to free a place (or for the deadline, whichever comes first);
+    /// then [`CallPlan::woke`].
+    Wait(Listener),
     /// Run attempt [`CallPlan::attempt`] of the body with this input, under
     /// [`CallPlan::deadline`] (enforced by the driver when [`CallPlan::enforces`]) and
     /// [`CallPlan::body_context`], recorded as one trace event when [`CallPlan::traced`]; then
@@ -78,6 +110,11 @@ enum State<O> {
     Looking,
     /// Slept until the reserved rate slot: the slot is confirmed (or the wait goes on).
     RateSlot,
+    /// Slept until the start the resource admitted the attempt for: confirmed (a pause may
+    /// have begun since).
+    ResourceStart,
+    /// Waited for the resource to free a place: admission is asked again.
+    ResourceFull,
     /// The body runs.
     Running,
     /// Backing off before the next attempt.
@@ -109,6 +146,21 @@ pub(crate) struct CallPlan<'a, I, O> {
     clone_input: Option<CloneInput<I>>,
     attempt: u32,
     state: State<O>,
+    /// The resource the attempts use, if any (looked up at the first attempt).
+    resource_name: Option<&'a str>,
+    resource: Option<Arc<Resource>>,
+    /// The current attempt's admission to the resource.
+    permit: Option<Permit>,
+    /// When the current attempt began waiting for its resource, and how long it waited.
+    waiting_since: Option<Instant>,
+    waited: Duration,
+    /// How to estimate the call's usage, and the estimate once made.
+    estimate_with: Option<&'a (dyn Fn(&I) -> Usage + Sync)>,
+    estimate: Option<Usage>,
+    /// The budget reservation of the call, once admitted.
+    reservation: Option<Reservation>,
+    /// What the attempts so far recorded, if any did.
+    recorded: Option<Usage>,
     /// When the plan was made, if the clock was read then (for its deadline): admission reuses
     /// it rather than reading the clock again.
     made: Now,
@@ -126,6 +178,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
         options: &'a ExecutionOptions,
         cache: Option<CacheSupport<I, O>>,
         more: &'a (dyn Fn() -> Supports<I, O> + Sync),
+        charge: Charge<'a, I>,
         context: CallContext,
         input: I,
         now: impl Into<Now>,
@@ -149,6 +202,15 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
             clone_input: None,
             attempt: 1,
             state: State::Admit,
+            resource_name: charge.resource,
+            resource: None,
+            permit: None,
+            waiting_since: None,
+            waited: Duration::ZERO,
+            estimate_with: charge.estimate,
+            estimate: None,
+            reservation: None,
+            recorded: None,
             made,
         }
     }
@@ -232,10 +294,10 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
             }
         }
         if !self.options.enable_caching {
-            return self.next_attempt(&mut now);
+            return self.first_attempt(&mut now);
         }
         let Some(support) = &self.cache else {
-            return self.next_attempt(&mut now);
+            return self.first_attempt(&mut now);
         };
         let Some(input) = &self.kept else {
             unreachable!("the input is kept until the first attempt");
@@ -289,7 +351,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
                 }
                 self.held = held;
                 self.kept = Some(input);
-                self.next_attempt(&mut now)
+                self.first_attempt(&mut now)
             }
         }
     }
@@ -299,11 +361,19 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
         let mut now = now.into();
         match self.state {
             State::RateSlot => self.confirm_slot(&mut now),
+            State::ResourceStart => match self.permit.as_ref().and_then(|p| p.confirm(now.get())) {
+                Some(later) => Step::Sleep(later),
+                None => self.start_attempt(&mut now),
+            },
+            State::ResourceFull => match self.deadline {
+                Some((at, timeout)) if now.get() >= at => self.finish(Err(self.timeout(timeout))),
+                _ => self.admit(&mut now),
+            },
             State::Backoff => {
                 self.attempt += 1;
                 self.next_attempt(&mut now)
             }
-            _ => unreachable!("a sleep is asked for only by the rate limit and retries"),
+            _ => unreachable!("a wait is asked for only by limits and retries"),
         }
     }
 
@@ -325,6 +395,21 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     pub(crate) fn ran(&mut self, result: Result<O, XcsError>, now: impl Into<Now>) -> Step<I, O> {
         let mut now = now.into();
         debug_assert!(matches!(self.state, State::Running));
+        let used = self.context.meter.take().and_then(|meter| meter.recorded());
+        if let Some(used) = used {
+            self.recorded = Some(self.recorded.unwrap_or_default() + used);
+        }
+        if let Some(permit) = self.permit.take() {
+            if let Err(error) = &result {
+                if error.is_rate_limited() {
+                    let wait = error
+                        .retry_hint()
+                        .unwrap_or(crate::error::DEFAULT_RATE_LIMITED_WAIT);
+                    permit.rate_limited(wait, now.get());
+                }
+            }
+            permit.settle(used);
+        }
         match result {
             Err(error) if self.kept.is_some() => {
                 let wait = retry::backoff(self.attempt, &error);
@@ -352,7 +437,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     #[inline]
     fn next_attempt(&mut self, now: &mut Now) -> Step<I, O> {
         let Some(rate) = self.options.rate_limit else {
-            return self.run();
+            return self.admit(now);
         };
         match rate::reserve(self.name, rate, self.deadline.map(|(at, _)| at)) {
             Ok(start) if start <= now.get() => self.confirm_slot(now),
@@ -375,8 +460,99 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
                 self.state = State::RateSlot;
                 Step::Sleep(now.get() + wait)
             }
-            None => self.run(),
+            None => self.admit(now),
         }
+    }
+
+    /// The call's first attempt: the budget admits the call first.
+    #[inline]
+    fn first_attempt(&mut self, now: &mut Now) -> Step<I, O> {
+        {
+            let budget = self
+                .context
+                .budget
+                .clone()
+                .or_else(crate::policy::budget::global);
+            if let Some(budget) = budget {
+                let estimate = self.estimate();
+                match budget.admit(estimate) {
+                    Ok(reservation) => self.reservation = Some(reservation),
+                    Err(refusal) => {
+                        let error = refusal.into_error(self.name, self.index);
+                        return self.done_early(Err(error), Outcome::Error);
+                    }
+                }
+            }
+        }
+        self.next_attempt(now)
+    }
+
+    /// The call's estimate, made once (from the input, kept until the first attempt).
+    fn estimate(&mut self) -> Usage {
+        if let Some(estimate) = self.estimate {
+            return estimate;
+        }
+        let estimate = match (self.estimate_with, &self.kept) {
+            (Some(estimate), Some(input)) => estimate(input).sanitized(),
+            _ => Usage::ZERO,
+        };
+        self.estimate = Some(estimate);
+        estimate
+    }
+
+    /// Admission of the attempt by its resource, if it uses one.
+    #[inline]
+    fn admit(&mut self, now: &mut Now) -> Step<I, O> {
+        let Some(name) = self.resource_name else {
+            return self.run();
+        };
+        let tokens = self.estimate().tokens();
+        let resource = Arc::clone(
+            self.resource
+                .get_or_insert_with(|| resource::resource(name)),
+        );
+        let at = now.get();
+        self.waiting_since.get_or_insert(at);
+        match resource.admit(tokens, at, self.deadline.map(|(at, _)| at)) {
+            Admission::Admitted { permit, start } => {
+                self.permit = Some(permit);
+                if start <= at {
+                    self.start_attempt(now)
+                } else {
+                    self.state = State::ResourceStart;
+                    Step::Sleep(start)
+                }
+            }
+            Admission::Full(listener) => {
+                self.state = State::ResourceFull;
+                Step::Wait(listener)
+            }
+            Admission::TooLate => {
+                let timeout = self.deadline.map_or(Duration::ZERO, |(_, t)| t);
+                self.finish(Err(self.timeout(timeout)))
+            }
+        }
+    }
+
+    /// The resource has admitted the attempt and its start has come.
+    fn start_attempt(&mut self, now: &mut Now) -> Step<I, O> {
+        if let Some(since) = self.waiting_since.take() {
+            self.waited = now.get().saturating_duration_since(since);
+        }
+        self.run()
+    }
+
+    /// How long the current attempt waited for its resource.
+    #[inline]
+    pub(crate) fn resource_wait(&self) -> Duration {
+        self.waited
+    }
+
+    /// What the current attempt has recorded so far (for its trace event, read before
+    /// [`ran`](Self::ran)).
+    #[inline]
+    pub(crate) fn attempt_usage(&self) -> Option<Usage> {
+        self.context.meter.as_ref().and_then(|meter| meter.recorded())
     }
 
     /// What the operator offers besides its cache key, asked once.
@@ -411,6 +587,11 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
                 None => return self.finish(Err(self.timeout(Duration::ZERO))),
             },
         };
+        // An attempt that is charged for its usage (a resource, a budget, a trace) records it
+        // on a meter of its own.
+        if self.resource_name.is_some() || self.reservation.is_some() || self.options.trace_execution {
+            self.context.meter = Some(Meter::new());
+        }
         self.state = State::Running;
         Step::Run(input)
     }
@@ -420,6 +601,12 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     #[inline]
     fn finish(&mut self, result: Result<O, XcsError>) -> Step<I, O> {
         drop_quietly(self.kept.take());
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(self.recorded);
+        }
+        if let Some(recorded) = self.recorded {
+            crate::progress::charge_current(recorded);
+        }
         let write = match (&result, &self.held) {
             (Ok(output), Some(held)) => held.write(output),
             _ => None,
@@ -536,9 +723,13 @@ mod tests {
                     sleeps.push(until);
                     plan.woke(until)
                 }
+                // The place is free at once (no one else holds the resource here).
+                Step::Wait(_) => plan.woke(now),
                 Step::Run(input) => {
                     attempts += 1;
                     assert_eq!(plan.attempt(), attempts);
+                    // The body records on the attempt's meter, as `record_usage` would.
+                    let _in = crate::deadline::enter(plan.body_context().clone());
                     let result = body(input, plan.attempt());
                     plan.ran(result, now)
                 }
@@ -562,6 +753,7 @@ mod tests {
             options,
             None,
             &supports,
+            Charge::NONE,
             CallContext::default(),
             7,
             now,
@@ -704,6 +896,7 @@ mod tests {
                 &options,
                 keyed(),
                 &supports,
+                Charge::NONE,
                 CallContext::default(),
                 input,
                 now,
@@ -716,5 +909,69 @@ mod tests {
             (second.unwrap(), attempts, event),
             (input + 1, 0, Some(Outcome::CacheHit))
         );
+    }
+
+    #[test]
+    fn a_budget_admits_by_estimate_and_settles_by_what_was_recorded() {
+        use crate::policy::budget::Budget;
+        let options = ExecutionOptions::DEFAULT;
+        let budget = Budget::new(Some(100), None, None);
+        let estimate = |x: &u64| Usage {
+            input_tokens: *x,
+            ..Usage::ZERO
+        };
+        let charge = Charge {
+            resource: None,
+            estimate: Some(&estimate),
+        };
+        let context = CallContext {
+            budget: Some(Arc::clone(&budget)),
+            ..CallContext::default()
+        };
+        let now = Instant::now();
+        let make = |input: u64| {
+            CallPlan::new(
+                "plan_budget",
+                Some(3),
+                &options,
+                None,
+                &supports,
+                charge,
+                context.clone(),
+                input,
+                now,
+            )
+        };
+        // Estimated 60, recorded 30: 30 spent.
+        let (result, attempts, ..) = drive(make(60), now, |x, _| {
+            crate::usage::record_usage(Usage {
+                input_tokens: x / 2,
+                ..Usage::ZERO
+            });
+            Ok(x)
+        });
+        assert_eq!((result.unwrap(), attempts), (60, 1));
+        assert_eq!(budget.spent().tokens(), 30);
+        // Estimated 80: does not fit in the 70 left; refused without running, named.
+        let (result, attempts, ..) = drive(make(80), now, |_, _| unreachable!("refused"));
+        assert_eq!(attempts, 0);
+        match result {
+            Err(XcsError::BudgetExceeded {
+                budget,
+                limit,
+                spent,
+                estimate,
+                index,
+                ..
+            }) => {
+                assert_eq!(budget, "token_budget");
+                assert_eq!((limit, spent, estimate, index), (100.0, 30.0, 80.0, Some(3)));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Records nothing: its estimate is spent.
+        let (result, ..) = drive(make(70), now, |x, _| Ok(x));
+        assert!(result.is_ok());
+        assert_eq!(budget.spent().tokens(), 100);
     }
 }

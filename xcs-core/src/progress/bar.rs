@@ -79,7 +79,7 @@ fn styles() -> &'static Styles {
 
 /// A live bar: `{failed}` and `{rate}` are ours (see [`add_bar`] and [`rate`]).
 const RUNNING: &str = "{prefix:.bold} {bar:30.cyan/blue} {human_pos:>7}/{human_len:<7} \
-                       {failed:.red}{rate} · {elapsed} · ETA {eta}";
+                       {failed:.red}{usage}{rate} · {elapsed} · ETA {eta}";
 /// A finished outermost bar: the message is the [`summary`].
 const FINISHED_OK: &str =
     "{prefix:.bold} {bar:30.green/blue} {human_pos:>7}/{human_len:<7} {msg:.green}";
@@ -145,8 +145,23 @@ impl BatchProgress {
             _ => &styles.bad,
         };
         bar.bar.set_style(style.clone());
-        bar.bar
-            .abandon_with_message(summary(outcome, done, failed, self.started.elapsed()));
+        let mut message = summary(outcome, done, failed, self.started.elapsed());
+        let usage = self.tally.usage();
+        if !usage.is_zero() {
+            message.push_str(" · ");
+            message.push_str(&format_usage(usage));
+        }
+        bar.bar.abandon_with_message(message);
+    }
+}
+
+/// A batch's usage on its bar: `12.3k tokens · cost 0.0123`.
+fn format_usage(usage: crate::Usage) -> String {
+    let tokens = format!("{} tokens", HumanCount(usage.tokens()));
+    if usage.cost > 0.0 {
+        format!("{tokens} · cost {:.4}", usage.cost)
+    } else {
+        tokens
     }
 }
 
@@ -192,16 +207,27 @@ pub(super) fn add_bar(
         let width = NAME_WIDTH.saturating_sub(2 * depth + 1);
         format!("{indent}└ {operator:<width$}")
     };
-    let tally = Arc::clone(tally);
-    let style = styles().running.clone().with_key(
-        "failed",
-        move |_: &ProgressState, out: &mut dyn fmt::Write| {
-            let (_, failed) = tally.totals();
-            if failed > 0 {
-                let _ = out.write_str(&format!("{} failed · ", HumanCount(failed as u64)));
+    let counted = Arc::clone(tally);
+    let charged = Arc::clone(tally);
+    let style = styles()
+        .running
+        .clone()
+        .with_key(
+            "failed",
+            move |_: &ProgressState, out: &mut dyn fmt::Write| {
+                let (_, failed) = counted.totals();
+                if failed > 0 {
+                    let _ = out.write_str(&format!("{} failed · ", HumanCount(failed as u64)));
+                }
+            },
+        )
+        .with_key("usage", move |_: &ProgressState, out: &mut dyn fmt::Write| {
+            let usage = charged.usage();
+            if !usage.is_zero() {
+                let _ = out.write_str(&format_usage(usage));
+                let _ = out.write_str(" · ");
             }
-        },
-    );
+        });
     let mut live = LAYOUT.lock().unwrap_or_else(PoisonError::into_inner);
     if *live >= MAX_BARS {
         return None;

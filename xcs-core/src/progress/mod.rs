@@ -74,6 +74,14 @@ use tally::{FINISHED, Tally, bump};
 
 pub use event::{ProgressEvent, ProgressOutcome};
 pub(crate) use frame::{EnterGuard, enter};
+
+/// Charges `usage` (what a call recorded) to the batch this thread works for, if any, and to
+/// the batches around it.
+pub(crate) fn charge_current(usage: crate::Usage) {
+    if let Some(progress) = current() {
+        progress.charge(usage);
+    }
+}
 pub use hook::{clear_progress_hook, set_progress_hook};
 
 /// The most progress bars drawn at once; batches started beyond it run without a bar (the
@@ -179,6 +187,8 @@ impl BatchProgress {
             done: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             lanes: Mutex::new(Vec::new()),
+            usage: Mutex::new(crate::Usage::ZERO),
+            parent: parent.as_ref().map(|parent| Arc::clone(&parent.tally)),
         });
         let depth = parent.as_ref().map_or(0, |parent| parent.depth + 1);
         let bar = if total == 0 {
@@ -284,6 +294,11 @@ impl BatchProgress {
         } else if gap > SLOW_REDRAW && mask > 0 {
             self.mask.store(mask >> 1, Ordering::Relaxed);
         }
+    }
+
+    /// Adds usage a call of the batch recorded (shown on its bar and its parents').
+    pub(crate) fn charge(&self, usage: crate::Usage) {
+        self.tally.charge(usage);
     }
 
     /// Finishes the batch with `outcome`: its bar shows the outcome (a nested bar is removed),

@@ -23,6 +23,10 @@ pub(super) struct Tally {
     pub(super) failed: AtomicUsize,
     /// One per thread that entered the batch.
     pub(super) lanes: Mutex<Vec<Arc<Lane>>>,
+    /// What the batch's calls recorded with `record_usage` (nested batches' included).
+    pub(super) usage: Mutex<crate::Usage>,
+    /// The tally of the batch this one runs inside, which is charged the same usage.
+    pub(super) parent: Option<Arc<Tally>>,
 }
 
 /// A thread's own counts of one batch's items; written only by that thread.
@@ -58,7 +62,53 @@ impl Tally {
         (done, failed)
     }
 
+    /// Adds `usage` here and to every enclosing batch.
+    pub(super) fn charge(&self, usage: crate::Usage) {
+        let mut tally = Some(self);
+        while let Some(t) = tally {
+            *t.usage.lock().unwrap_or_else(PoisonError::into_inner) += usage;
+            tally = t.parent.as_deref();
+        }
+    }
+
+    /// What the batch's calls recorded so far.
+    pub(super) fn usage(&self) -> crate::Usage {
+        *self.usage.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(super) fn is_finished(&self) -> bool {
         self.done.load(Ordering::Relaxed) & FINISHED != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tally(parent: Option<Arc<Tally>>) -> Arc<Tally> {
+        Arc::new(Tally {
+            done: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            lanes: Mutex::new(Vec::new()),
+            usage: Mutex::new(crate::Usage::ZERO),
+            parent,
+        })
+    }
+
+    #[test]
+    fn usage_is_charged_to_the_batch_and_every_enclosing_one() {
+        let outer = tally(None);
+        let inner = tally(Some(Arc::clone(&outer)));
+        let used = crate::Usage {
+            input_tokens: 10,
+            output_tokens: 5,
+            cost: 0.5,
+        };
+        inner.charge(used);
+        inner.charge(used);
+        outer.charge(used);
+        assert_eq!(inner.usage().tokens(), 30);
+        assert_eq!(outer.usage().tokens(), 45);
+        assert_eq!(outer.usage().cost, 1.5);
     }
 }

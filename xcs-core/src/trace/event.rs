@@ -72,7 +72,7 @@ impl fmt::Display for Outcome {
 /// Times are offsets from the process-wide trace epoch (the moment the first event of the
 /// process was recorded), so events of different threads and of successive
 /// [`take_trace`](crate::take_trace) calls can be compared directly.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct TraceEvent {
     /// A process-unique id, increasing in the order events began.
@@ -99,7 +99,17 @@ pub struct TraceEvent {
     pub outcome: Outcome,
     /// Which attempt of the call this is: `1`, or more for the retries of `max_retries`.
     pub attempt: u32,
+    /// What the attempt's body recorded with [`record_usage`](crate::record_usage), if it
+    /// recorded anything.
+    pub usage: Option<crate::Usage>,
+    /// How long the attempt waited for its operator's resource before its body started (zero
+    /// without a resource).
+    pub resource_wait: Duration,
 }
+
+// Every cost a trace holds is finite (usage is sanitized when recorded), so equality is an
+// equivalence.
+impl Eq for TraceEvent {}
 
 impl TraceEvent {
     /// When it ended, as an offset from the trace epoch.

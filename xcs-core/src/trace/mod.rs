@@ -101,6 +101,8 @@ mod test_support {
             duration: Duration::from_millis(ms),
             outcome,
             attempt: 1,
+            usage: None,
+            resource_wait: Duration::ZERO,
         }
     }
 }

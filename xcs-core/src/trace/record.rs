@@ -178,6 +178,8 @@ pub(crate) struct Recorder {
     start: Duration,
     outcome: Option<Outcome>,
     attempt: u32,
+    usage: Option<crate::Usage>,
+    resource_wait: Duration,
     span: tracing::span::EnteredSpan,
     /// Begun and finished on one thread (the open-event stack is thread-local).
     _not_send: PhantomData<*const ()>,
@@ -237,6 +239,8 @@ pub(crate) fn begin(operator: &str, index: Option<usize>) -> Recorder {
         start: begun.saturating_duration_since(epoch),
         outcome: None,
         attempt: 1,
+        usage: None,
+        resource_wait: Duration::ZERO,
         span: span.entered(),
         _not_send: PhantomData,
     }
@@ -249,6 +253,13 @@ impl Recorder {
             self.attempt = attempt;
             self.span.record("attempt", attempt);
         }
+        self
+    }
+
+    /// What the attempt recorded and how long it waited for its resource.
+    pub(crate) fn charged(mut self, usage: Option<crate::Usage>, resource_wait: Duration) -> Self {
+        self.usage = usage;
+        self.resource_wait = resource_wait;
         self
     }
 
@@ -286,6 +297,8 @@ impl Drop for Recorder {
             duration,
             outcome,
             attempt: self.attempt,
+            usage: self.usage,
+            resource_wait: self.resource_wait,
         };
         buffer().push(event, TRACE_CAPACITY);
         // The span is exited when `self.span` drops, after the event is recorded.
@@ -307,6 +320,8 @@ pub(crate) struct AsyncEvent {
     span: tracing::Span,
     outcome: Option<Outcome>,
     attempt: u32,
+    usage: Option<crate::Usage>,
+    resource_wait: Duration,
 }
 
 /// Starts recording an async call (`index: None`) or item under `parent` (the event open where
@@ -334,6 +349,8 @@ pub(crate) fn begin_async(
         span,
         outcome: None,
         attempt: 1,
+        usage: None,
+        resource_wait: Duration::ZERO,
     }
 }
 
@@ -360,6 +377,13 @@ impl AsyncEvent {
     /// Ends the event with `outcome` and records it.
     pub(crate) fn finish(mut self, outcome: Outcome) {
         self.outcome = Some(outcome);
+    }
+
+    /// What the attempt recorded and how long it waited for its resource.
+    pub(crate) fn charged(mut self, usage: Option<crate::Usage>, resource_wait: Duration) -> Self {
+        self.usage = usage;
+        self.resource_wait = resource_wait;
+        self
     }
 }
 
@@ -389,6 +413,8 @@ impl Drop for AsyncEvent {
             duration: self.begun.elapsed(),
             outcome,
             attempt: self.attempt,
+            usage: self.usage,
+            resource_wait: self.resource_wait,
         };
         buffer().push(event, TRACE_CAPACITY);
     }

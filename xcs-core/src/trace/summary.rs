@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{Outcome, TraceEvent};
 
 /// Statistics of one operator's events in a [`TraceSummary`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct OperatorStats {
     /// The operator's name.
@@ -24,8 +24,15 @@ pub struct OperatorStats {
     pub mean: Duration,
     /// The longest duration.
     pub max: Duration,
+    /// What its events recorded with [`record_usage`](crate::record_usage), added up.
+    pub usage: crate::Usage,
+    /// How long its events waited for their resource, added up.
+    pub resource_wait: Duration,
     outcomes: [usize; Outcome::ALL.len()],
 }
+
+// Costs in a trace are finite (usage is sanitized when recorded): equality is an equivalence.
+impl Eq for OperatorStats {}
 
 impl OperatorStats {
     fn new(operator: &str) -> Self {
@@ -37,6 +44,8 @@ impl OperatorStats {
             total: Duration::ZERO,
             mean: Duration::ZERO,
             max: Duration::ZERO,
+            usage: crate::Usage::ZERO,
+            resource_wait: Duration::ZERO,
             outcomes: [0; Outcome::ALL.len()],
         }
     }
@@ -64,7 +73,9 @@ impl OperatorStats {
 /// ```
 ///
 /// `count` counts every attempt; `retries` how many of them were attempts after the first
-/// (under `max_retries`), so `count - retries` is the number of calls and items.
+/// (under `max_retries`), so `count - retries` is the number of calls and items. When any
+/// event recorded usage ([`record_usage`](crate::record_usage)), two more columns show each
+/// operator's `tokens` (input + output) and `cost`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TraceSummary {
     operators: Vec<OperatorStats>,
@@ -82,6 +93,10 @@ impl TraceSummary {
             stats.retries += usize::from(event.attempt > 1);
             stats.total += event.duration;
             stats.max = stats.max.max(event.duration);
+            if let Some(usage) = event.usage {
+                stats.usage += usage;
+            }
+            stats.resource_wait += event.resource_wait;
             stats.outcomes[event.outcome.slot()] += 1;
         }
         let mut operators: Vec<OperatorStats> = by_name.into_values().collect();
@@ -158,6 +173,10 @@ impl fmt::Display for TraceSummary {
         for outcome in Outcome::ALL {
             write!(f, "  {outcome}")?;
         }
+        let usage = self.operators.iter().any(|s| !s.usage.is_zero());
+        if usage {
+            write!(f, "  {:>10}  {:>10}", "tokens", "cost")?;
+        }
         for stats in &self.operators {
             write!(
                 f,
@@ -173,6 +192,9 @@ impl fmt::Display for TraceSummary {
             for (outcome, count) in stats.outcomes() {
                 let width = outcome.as_str().len();
                 write!(f, "  {count:>width$}")?;
+            }
+            if usage {
+                write!(f, "  {:>10}  {:>10.4}", stats.usage.tokens(), stats.usage.cost)?;
             }
         }
         Ok(())
@@ -204,6 +226,40 @@ mod tests {
     use super::super::Trace;
     use super::super::test_support::event;
     use super::*;
+
+    #[test]
+    fn usage_adds_up_per_operator_and_shows_as_columns() {
+        let mut a = event("use_a", None, 10, Outcome::Ok);
+        a.usage = Some(crate::Usage {
+            input_tokens: 100,
+            output_tokens: 20,
+            cost: 0.5,
+        });
+        a.resource_wait = Duration::from_millis(3);
+        let mut b = event("use_a", None, 10, Outcome::Ok);
+        b.usage = Some(crate::Usage {
+            input_tokens: 1,
+            output_tokens: 2,
+            cost: 0.25,
+        });
+        let plain = Trace {
+            events: vec![event("use_b", None, 1, Outcome::Ok)],
+            dropped: 0,
+        };
+        assert!(!plain.summary().to_string().contains("tokens"));
+        let trace = Trace {
+            events: vec![a, b, event("use_b", None, 1, Outcome::Ok)],
+            dropped: 0,
+        };
+        let summary = trace.summary();
+        let stats = summary.get("use_a").unwrap();
+        assert_eq!(stats.usage.tokens(), 123);
+        assert_eq!(stats.usage.cost, 0.75);
+        assert_eq!(stats.resource_wait, Duration::from_millis(3));
+        let table = summary.to_string();
+        assert!(table.lines().next().unwrap().ends_with("tokens        cost"), "{table}");
+        assert!(table.contains("       123      0.7500"), "{table}");
+    }
 
     #[test]
     fn summary_numbers() {

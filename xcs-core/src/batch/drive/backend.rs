@@ -19,7 +19,7 @@ use crate::options::ExecutionOptions;
 use crate::persist::PersistSupport;
 use crate::policy::deadline::Now;
 use crate::policy::memo::Held;
-use crate::policy::plan::{CallPlan, Step, Supports};
+use crate::policy::plan::{CallPlan, Charge, Step, Supports};
 use crate::trace;
 use crate::util::{self, drop_quietly, panic_message};
 
@@ -176,12 +176,20 @@ impl<O: Operator> Remote<O> {
             ..plan.options
         };
         let now = Now::LAZY;
+        // The caller admits the item against the operator's resource and the budget (by its
+        // estimate) before it is sent.
+        let estimate = |input: &O::Input| plan.op.estimate(input);
+        let charge = Charge {
+            resource: plan.op.resource(),
+            estimate: Some(&estimate),
+        };
         let mut call = CallPlan::new(
             name,
             Some(index),
             &options,
             plan.op.__xcs_cache_support(),
             &supports,
+            charge,
             plan.context.clone(),
             input,
             now,
@@ -210,6 +218,10 @@ impl<O: Operator> Remote<O> {
                 // Neither happens before the body runs without a rate limit; handled anyway.
                 Step::Sleep(until) => {
                     crate::policy::rate::sleep_until(until);
+                    call.woke(Now::LAZY)
+                }
+                Step::Wait(listener) => {
+                    listener.wait(call.deadline().map(|(at, _)| at));
                     call.woke(Now::LAZY)
                 }
                 Step::Write(write) => {
