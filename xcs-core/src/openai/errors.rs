@@ -78,7 +78,10 @@ impl fmt::Display for ChatError {
             }
             ChatError::Transport(message) => write!(f, "request failed: {message}"),
             ChatError::BadBody { reason, start } => {
-                write!(f, "the answer is not a chat completion ({reason}); it starts {start:?}")
+                write!(
+                    f,
+                    "the answer is not a chat completion ({reason}); it starts {start:?}"
+                )
             }
             ChatError::TooLarge { limit } => {
                 write!(f, "the answer is larger than {limit} bytes")
@@ -164,9 +167,8 @@ pub fn rate_limit_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration>
             .and_then(|v| v.trim().parse::<f64>().ok())
             .map(|remaining| remaining <= 0.0)
     };
-    let reset = |kind: &str| {
-        header(&format!("x-ratelimit-reset-{kind}")).and_then(parse_openai_duration)
-    };
+    let reset =
+        |kind: &str| header(&format!("x-ratelimit-reset-{kind}")).and_then(parse_openai_duration);
     let (requests, tokens) = (reset("requests"), reset("tokens"));
     match (exhausted("requests"), exhausted("tokens")) {
         (Some(true), Some(false)) => requests.or(tokens),
@@ -304,7 +306,10 @@ mod tests {
     #[test]
     fn retry_after_takes_seconds_and_http_dates() {
         assert_eq!(parse_retry_after("2", now()), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after(" 1.5 ", now()), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_retry_after(" 1.5 ", now()),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now()),
             Some(Duration::from_secs(30))
@@ -322,8 +327,14 @@ mod tests {
 
     #[test]
     fn retry_after_ms_is_milliseconds() {
-        assert_eq!(parse_retry_after_ms("250"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_retry_after_ms("0.5"), Some(Duration::from_micros(500)));
+        assert_eq!(
+            parse_retry_after_ms("250"),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_retry_after_ms("0.5"),
+            Some(Duration::from_micros(500))
+        );
         assert_eq!(parse_retry_after_ms("NaN"), None);
         assert_eq!(parse_retry_after_ms(""), None);
     }
@@ -347,7 +358,10 @@ mod tests {
     fn a_429_waits_for_what_its_headers_ask() {
         let wait = |pairs: &[(&str, &str)]| rate_limit_wait(&headers(pairs), now());
         assert_eq!(wait(&[("retry-after", "3")]), Some(Duration::from_secs(3)));
-        assert_eq!(wait(&[("retry-after-ms", "1500")]), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            wait(&[("retry-after-ms", "1500")]),
+            Some(Duration::from_millis(1500))
+        );
         // Both explicit forms: the precise one (a server rounds `Retry-After` up to seconds).
         assert_eq!(
             wait(&[("retry-after", "1"), ("retry-after-ms", "20")]),

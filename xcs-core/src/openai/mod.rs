@@ -331,7 +331,11 @@ async fn read_body(
     limit: usize,
     whole: bool,
 ) -> Result<(Vec<u8>, bool), reqwest::Error> {
-    if whole && response.content_length().is_some_and(|len| len > limit as u64) {
+    if whole
+        && response
+            .content_length()
+            .is_some_and(|len| len > limit as u64)
+    {
         return Ok((Vec::new(), false));
     }
     let mut body = Vec::new();
@@ -357,7 +361,9 @@ fn resource_of(base_url: &str) -> String {
 /// The connection pool for `base_url`, or why there cannot be one.
 fn build_client(base_url: &str) -> Result<reqwest::Client, String> {
     let url = reqwest::Url::parse(base_url).map_err(|e| {
-        format!("base URL `{base_url}` is not a URL ({e}): write `http://host:port/v1` or `https://…`")
+        format!(
+            "base URL `{base_url}` is not a URL ({e}): write `http://host:port/v1` or `https://…`"
+        )
     })?;
     let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
     match url.scheme() {

@@ -169,12 +169,9 @@ impl ChatRequest {
             seed: self.seed,
             frequency_penalty: self.frequency_penalty,
             presence_penalty: self.presence_penalty,
-            response_format: self
-                .json_mode
-                .filter(|on| *on)
-                .map(|_| ResponseFormat {
-                    kind: "json_object",
-                }),
+            response_format: self.json_mode.filter(|on| *on).map(|_| ResponseFormat {
+                kind: "json_object",
+            }),
         }
     }
 
@@ -184,7 +181,13 @@ impl ChatRequest {
         &self,
     ) -> (
         (&str, &[Message], Option<u32>, Option<u32>, Option<u32>),
-        (&[String], Option<i64>, Option<u32>, Option<u32>, Option<bool>),
+        (
+            &[String],
+            Option<i64>,
+            Option<u32>,
+            Option<u32>,
+            Option<bool>,
+        ),
     ) {
         (
             (
@@ -460,7 +463,10 @@ mod tests {
             message(r#"{"error":{"message":"bad key","type":"invalid_request_error"}}"#),
             Some("bad key".into())
         );
-        assert_eq!(message(r#"{"error":"model not found"}"#), Some("model not found".into()));
+        assert_eq!(
+            message(r#"{"error":"model not found"}"#),
+            Some("model not found".into())
+        );
         assert_eq!(message(r#"{"message":"nope"}"#), Some("nope".into()));
         assert_eq!(message(r#"{"error":{"message":""}}"#), None);
         assert_eq!(message("<html>oops</html>"), None);

@@ -31,7 +31,7 @@
 //! gets a fresh roll. Markers in the prompt force a behaviour: `[[hang]]` never answers (until
 //! the server shuts down), `[[fail]]` is a 500, `[[slow]]` takes `slow_latency`, `[[429]]` is a
 //! 429, `[[status:404]]` that status with an OpenAI-style JSON error, `[[garbage]]` a 200 whose
-//! body is not JSON, `[[huge]]` a 200 of 9 MiB, `[[no-usage]]` a reply without `usage`, and
+//! body is not JSON, `[[fail-first:N]]` a 500 to the first `N` sendings of the request, `[[huge]]` a 200 of 9 MiB, `[[no-usage]]` a reply without `usage`, and
 //! `[[header:name=value]]` (any number) adds that header to the answer.
 #![allow(dead_code)] // Each includer uses only part of it.
 
@@ -408,6 +408,12 @@ impl Shared {
         if prompt.contains("[[garbage]]") {
             return Fate::Garbage;
         }
+        if marker_value(prompt, "fail-first")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| attempt <= n)
+        {
+            return Fate::Fail(Duration::ZERO);
+        }
         if prompt.contains("[[huge]]") {
             return Fate::Huge;
         }
@@ -524,7 +530,10 @@ async fn chat(
                     StatusCode::TOO_MANY_REQUESTS,
                     [
                         (RETRY_AFTER, seconds.to_string()),
-                        (HeaderName::from_static("retry-after-ms"), millis.to_string()),
+                        (
+                            HeaderName::from_static("retry-after-ms"),
+                            millis.to_string(),
+                        ),
                     ],
                     error_body(
                         &format!(
@@ -716,7 +725,10 @@ impl Bucket {
         let reset = Duration::from_secs_f64(((self.capacity - self.level) / self.rate).max(0.0));
         for (name, value) in [
             ("limit", self.limit_per_minute.to_string()),
-            ("remaining", (self.level.max(0.0).floor() as u64).to_string()),
+            (
+                "remaining",
+                (self.level.max(0.0).floor() as u64).to_string(),
+            ),
             ("reset", go_duration(reset)),
         ] {
             if let (Ok(name), Ok(value)) = (
