@@ -457,3 +457,59 @@ impl AsyncOperator for Chat {
         Some(ChatRequest::clone)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resource_is_the_normalized_base_url() {
+        assert_eq!(
+            resource_of("HTTP://LocalHost:8000/v1/"),
+            "http://localhost:8000/v1"
+        );
+        assert_eq!(
+            resource_of("https://api.openai.com/v1"),
+            "https://api.openai.com/v1"
+        );
+        assert_eq!(resource_of("not a url/"), "not a url");
+        let chat = Chat::new();
+        assert_eq!(AsyncOperator::resource(&chat), Some(DEFAULT_BASE_URL));
+        // A named resource survives a later base URL.
+        let named = Chat::new().resource("pool").base_url("http://h/v1");
+        assert_eq!(AsyncOperator::resource(&named), Some("pool"));
+    }
+
+    #[test]
+    fn only_http_and_https_urls_get_a_client() {
+        assert!(build_client("http://127.0.0.1:1/v1").is_ok());
+        assert!(build_client("ftp://host/v1").is_err());
+        assert!(build_client("host:8000/v1").is_err());
+        let https = build_client("https://api.openai.com/v1");
+        assert_eq!(https.is_ok(), cfg!(feature = "openai-tls"), "{https:?}");
+        if let Err(message) = https {
+            assert!(message.contains("openai-tls"), "{message}");
+        }
+    }
+
+    #[test]
+    fn the_estimate_is_characters_over_four_plus_max_tokens_at_the_price() {
+        let chat = Chat::new().price(1.0, 10.0);
+        let request = ChatRequest::new([Message::system("abcd"), Message::user("é")]);
+        assert_eq!(
+            chat.estimate(&request),
+            Usage {
+                input_tokens: 2,
+                output_tokens: 0,
+                cost: 2.0
+            }
+        );
+        assert_eq!(chat.estimate(&request.max_tokens(3)).output_tokens, 3);
+    }
+
+    #[test]
+    fn debug_hides_the_api_key() {
+        let shown = format!("{:?}", Chat::new().api_key("sk-secret"));
+        assert!(!shown.contains("sk-secret"), "{shown}");
+    }
+}
