@@ -18,8 +18,9 @@
 //! - (c) `vmap` at `max_workers = 64` with the endpoint's resource limited to the provider's
 //!   limits (`set_resource_limits`): admission by each request's estimate.
 //!
-//! Reported: the share of the token limit sustained (tokens the server admitted ÷ wall time ÷
-//! 10 000 tokens/s) and the share of requests answered 429.
+//! Reported: the requests answered (each strategy stops sending at twice the time the batch
+//! takes at the limit), the share of the token limit sustained (tokens the server admitted ÷
+//! wall time ÷ 10 000 tokens/s) and the share of requests answered 429.
 //!
 //! `cargo run --release -p xcs-extras --example bench_tpm` (about a minute a strategy);
 //! `-- --quick` for a smoke run of a few seconds (a small batch, the cookbook's pause cut to 2 s).
@@ -94,8 +95,13 @@ struct Row {
     seen: llm_server::Snapshot,
 }
 
-/// (a) The cookbook's parallel processor, by hand.
-async fn cookbook(chat: Chat, requests: Vec<ChatRequest>, pause: Duration) -> usize {
+/// (a) The cookbook's parallel processor, by hand (sending nothing new after `until`).
+async fn cookbook(
+    chat: Chat,
+    requests: Vec<ChatRequest>,
+    pause: Duration,
+    until: Instant,
+) -> usize {
     const MAX_ATTEMPTS: u32 = 5;
     let (rpm, tpm) = (RPM as f64, TPM as f64);
     let mut queue: VecDeque<(ChatRequest, u32)> =
@@ -116,7 +122,7 @@ async fn cookbook(chat: Chat, requests: Vec<ChatRequest>, pause: Duration) -> us
         requests_left = (requests_left + rpm * elapsed / 60.0).min(rpm);
         tokens_left = (tokens_left + tpm * elapsed / 60.0).min(tpm);
         last_update = now;
-        if let Some((request, _)) = &next {
+        if let Some((request, _)) = next.as_ref().filter(|_| now < until) {
             let need = tokens_needed(request) as f64;
             if requests_left >= 1.0 && tokens_left >= need && in_flight.len() < MAX_WORKERS {
                 requests_left -= 1.0;
@@ -146,7 +152,8 @@ async fn cookbook(chat: Chat, requests: Vec<ChatRequest>, pause: Duration) -> us
                 }
             }
         }
-        if next.is_none() && queue.is_empty() && retries.is_empty() && in_flight.is_empty() {
+        let nothing_left = next.is_none() && queue.is_empty() && retries.is_empty();
+        if (nothing_left || Instant::now() >= until) && in_flight.is_empty() {
             return answered;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -195,10 +202,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let per_second = TPM as f64 / 60.0;
     // (b)'s hand tuning: 95 % of the request rate the token limit allows at the mean size.
     let rate = 0.95 * per_second / mean;
+    let at_limit = total as f64 / per_second;
+    // Each strategy stops sending at twice what the batch takes at the limit.
+    let limit = Duration::from_secs_f64(2.0 * at_limit);
     println!(
         "{n} requests, {total} tokens (mean {mean:.0}) against {RPM} RPM and {TPM} TPM \
-         ({per_second:.0} tokens/s): at the limit, {:.1} s",
-        total as f64 / per_second
+         ({per_second:.0} tokens/s): at the limit, {at_limit:.1} s; each strategy stops \
+         sending after {:.0} s",
+        limit.as_secs_f64()
     );
 
     let mut rows = Vec::new();
@@ -206,7 +217,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         run_row(
             format!("(a) cookbook by hand, {} s pause", pause.as_secs()),
             &requests,
-            async |chat, requests| cookbook(chat, requests, pause).await,
+            async |chat, requests| cookbook(chat, requests, pause, Instant::now() + limit).await,
         )
         .await?,
     );
@@ -217,7 +228,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             async |chat, requests| {
                 let outcomes = execution_options!(
                     max_workers = MAX_WORKERS, rate_limit = rate, max_retries = 8,
-                    timeout_seconds = 900 => async {
+                    timeout_seconds = limit => async {
                         vmap(chat).call_settled_async(requests).await
                     }
                 )

@@ -107,9 +107,8 @@ pub(crate) fn start_of(body: &[u8]) -> String {
 ///
 /// - 429: [`XcsError::rate_limited`] with [`rate_limit_wait`] (the default wait when the
 ///   headers name none);
-/// - 408, 409, 5xx (and any other status outside 4xx): retryable, waiting at least a
-///   `Retry-After` when there is one;
-/// - any other 4xx: permanent.
+/// - 408, 409, 5xx: retryable, waiting at least a `Retry-After` when there is one;
+/// - any other status (4xx; a 1xx or 3xx that reqwest did not follow): permanent.
 pub(crate) fn status_error(
     operator: &str,
     status: u16,
@@ -126,7 +125,7 @@ pub(crate) fn status_error(
         message: WireError::message(body).unwrap_or_else(|| start_of(body).trim().to_owned()),
         retry_after,
     };
-    let retryable = matches!(status, 408 | 409) || !(400..500).contains(&status);
+    let retryable = matches!(status, 408 | 409) || status >= 500;
     match (retryable, retry_after) {
         (true, Some(wait)) => XcsError::retry_after(operator, wait, error),
         (true, None) => XcsError::operator(operator, error),
@@ -135,7 +134,8 @@ pub(crate) fn status_error(
 }
 
 /// The error of a request that got no answer. Connection failures and transport timeouts are
-/// retryable; a request that could not even be built (a malformed URL) is permanent.
+/// retryable; a request that could not even be built (a malformed URL), or that redirects
+/// without end, is permanent.
 pub(crate) fn transport_error(operator: &str, error: &reqwest::Error) -> XcsError {
     let mut message = error.to_string();
     // reqwest's message leaves out its causes (refused, reset, …): add them.
@@ -145,7 +145,7 @@ pub(crate) fn transport_error(operator: &str, error: &reqwest::Error) -> XcsErro
         message.push_str(&inner.to_string());
         cause = inner.source();
     }
-    if error.is_builder() {
+    if error.is_builder() || error.is_redirect() {
         XcsError::permanent(operator, ChatError::Config(message))
     } else {
         XcsError::operator(operator, ChatError::Transport(message))
@@ -427,7 +427,7 @@ mod tests {
         assert_eq!(busy.retry_hint(), Some(Duration::from_secs(4)));
 
         let body = br#"{"error":{"message":"Invalid model 'x'","type":"invalid_request_error"}}"#;
-        for status in [400, 401, 403, 404, 422] {
+        for status in [400, 401, 403, 404, 422, 304] {
             let error = status_error("chat", status, &empty, body, now());
             assert!(!error.is_retryable(), "{status}");
             match chat_error(&error) {
