@@ -68,11 +68,7 @@ impl Refusal {
 
 impl Budget {
     /// A budget of `tokens` and `cost` (either may be unlimited) inside `parent`.
-    pub(crate) fn new(
-        tokens: Option<u64>,
-        cost: Option<f64>,
-        parent: Option<Arc<Budget>>,
-    ) -> Arc<Budget> {
+    pub(crate) fn new(tokens: Option<u64>, cost: Option<f64>, parent: Option<Arc<Budget>>) -> Arc<Budget> {
         Arc::new(Budget {
             tokens,
             cost,
@@ -149,10 +145,7 @@ impl Budget {
         while let Some(budget) = level {
             let mut account = budget.lock();
             account.reserved = Usage {
-                input_tokens: account
-                    .reserved
-                    .input_tokens
-                    .saturating_sub(estimate.input_tokens),
+                input_tokens: account.reserved.input_tokens.saturating_sub(estimate.input_tokens),
                 output_tokens: account
                     .reserved
                     .output_tokens
@@ -179,10 +172,7 @@ impl Reservation {
     /// The call ended having recorded `recorded` (`None`: nothing, so its estimate is spent).
     pub(crate) fn settle(mut self, recorded: Option<Usage>) {
         if let Some(budget) = self.budget.take() {
-            budget.charge(
-                self.estimate,
-                recorded.map_or(self.estimate, Usage::sanitized),
-            );
+            budget.charge(self.estimate, recorded.map_or(self.estimate, Usage::sanitized));
         }
     }
 }
@@ -215,10 +205,7 @@ pub(crate) fn global() -> Option<Arc<Budget>> {
     if !GLOBAL_SET.load(Ordering::Acquire) {
         return None;
     }
-    GLOBAL
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone()
+    GLOBAL.lock().unwrap_or_else(PoisonError::into_inner).clone()
 }
 
 /// The budget calls on this thread are admitted against: the innermost scope's (kept in the
@@ -230,9 +217,7 @@ pub(crate) fn current() -> Option<Arc<Budget>> {
 
 /// The budget a scope with `patch` opens: `Some((tokens, cost))` when the patch sets either.
 #[inline]
-pub(crate) fn opened_by(
-    patch: &crate::options::OptionsPatch,
-) -> Option<(Option<u64>, Option<f64>)> {
+pub(crate) fn opened_by(patch: &crate::options::OptionsPatch) -> Option<(Option<u64>, Option<f64>)> {
     // MERGE-TODO(h-mac): read the patch's token_budget / cost_budget.
     let _ = patch;
     None

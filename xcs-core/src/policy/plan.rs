@@ -32,16 +32,16 @@ use crate::deadline::CallContext;
 use crate::error::XcsError;
 use crate::options::ExecutionOptions;
 use crate::persist::{PersistSupport, Write};
-use crate::policy::budget::Reservation;
 use crate::policy::deadline::Now;
 use crate::policy::memo::{self, Claimed, Held};
 use crate::policy::rate;
+use crate::policy::budget::Reservation;
 use crate::policy::retry::{self, CloneInput};
 use crate::resource::{self, Admission, Listener, Permit, Resource};
-use crate::trace::Outcome;
 use crate::usage::{Meter, Usage};
-use crate::util::{drop_quietly, timeout_error};
 use std::sync::Arc;
+use crate::trace::Outcome;
+use crate::util::{drop_quietly, timeout_error};
 
 /// What an operator offers the plan besides its cache key: the same for
 /// [`Operator`](crate::Operator)s and `AsyncOperator`s, asked only when the body is to run (a
@@ -552,10 +552,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     /// [`ran`](Self::ran)).
     #[inline]
     pub(crate) fn attempt_usage(&self) -> Option<Usage> {
-        self.context
-            .meter
-            .as_ref()
-            .and_then(|meter| meter.recorded())
+        self.context.meter.as_ref().and_then(|meter| meter.recorded())
     }
 
     /// What the operator offers besides its cache key, asked once.
@@ -592,10 +589,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
         };
         // An attempt that is charged for its usage (a resource, a budget, a trace) records it
         // on a meter of its own.
-        if self.resource_name.is_some()
-            || self.reservation.is_some()
-            || self.options.trace_execution
-        {
+        if self.resource_name.is_some() || self.reservation.is_some() || self.options.trace_execution {
             self.context.meter = Some(Meter::new());
         }
         self.state = State::Running;
@@ -971,10 +965,7 @@ mod tests {
                 ..
             }) => {
                 assert_eq!(budget, "token_budget");
-                assert_eq!(
-                    (limit, spent, estimate, index),
-                    (100.0, 30.0, 80.0, Some(3))
-                );
+                assert_eq!((limit, spent, estimate, index), (100.0, 30.0, 80.0, Some(3)));
             }
             other => panic!("{other:?}"),
         }
