@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use crate::deadline::{self, CallContext, ContextGuard};
 use crate::options::ExecutionOptions;
+use crate::options::OptionsPatch;
 use crate::progress::{self, BatchProgress};
-use crate::scope::{self, ScopeGuard};
+use crate::scope::{self, FrameGuard};
 use crate::trace::{self, InheritGuard, Parent};
 
 /// What a call runs under; see the module docs.
@@ -93,10 +94,56 @@ pub(crate) fn enter_on_caller(
 #[must_use = "the ambient is left when the guard drops"]
 pub(crate) struct Entered {
     // Held only to be dropped, in declaration order: the reverse of `enter`'s.
-    _options: ScopeGuard,
+    _options: FrameGuard,
     _context: ContextGuard,
     _parent: Option<InheritGuard>,
     _progress: Option<progress::EnterGuard>,
+}
+
+/// A scope: `patch`'s options in force on this thread, and the budget account it opened if it
+/// sets a budget, until the guard drops. Returned by [`enter_scope`] and held by the code
+/// `execution_options!` expands to.
+#[must_use = "the scope ends when the guard is dropped"]
+pub struct ScopeGuard {
+    // Dropped in declaration order: the budget scope, then the options' frame.
+    _budget: Option<deadline::BudgetGuard>,
+    _options: FrameGuard,
+}
+
+impl std::fmt::Debug for ScopeGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScopeGuard").finish_non_exhaustive()
+    }
+}
+
+/// Enters a scope with `patch` in force on this thread until the guard is dropped. A patch that
+/// sets `token_budget` or `cost_budget` also opens a budget account shared by every call inside
+/// the scope (see `policy::budget`).
+#[inline]
+pub fn enter_scope(patch: OptionsPatch) -> ScopeGuard {
+    let options = scope::enter(patch);
+    ScopeGuard {
+        _budget: crate::policy::budget::opened_by(&patch)
+            .map(|(tokens, cost)| deadline::open_budget(tokens, cost)),
+        _options: options,
+    }
+}
+
+/// Runs `f` with `patch` in force on this thread, restoring the previous options afterwards
+/// (also if `f` panics). The run-time counterpart of `execution_options!`, for patches built from
+/// configuration.
+///
+/// ```
+/// use xcs::{with_options, get_execution_options, OptionsPatch};
+/// let patch = OptionsPatch::from_pairs([("enable_caching", "true")])?;
+/// let cached = with_options(&patch, || get_execution_options().enable_caching);
+/// assert!(cached);
+/// assert!(!get_execution_options().enable_caching);
+/// # Ok::<(), xcs::XcsError>(())
+/// ```
+pub fn with_options<R>(patch: &OptionsPatch, f: impl FnOnce() -> R) -> R {
+    let _guard = enter_scope(*patch);
+    f()
 }
 
 #[cfg(test)]
@@ -109,7 +156,7 @@ mod tests {
     fn entering_carries_everything_and_leaving_restores_it() {
         let before = scope::get_execution_options();
         let ambient = {
-            let _scope = scope::enter(OptionsPatch::new().enable_caching(true));
+            let _scope = enter_scope(OptionsPatch::new().enable_caching(true));
             let _context = deadline::enter(CallContext {
                 deadline: Some(Instant::now() + Duration::from_secs(60)),
                 timeout: Some(Duration::from_secs(60)),

@@ -111,7 +111,11 @@ fn invoke_with<O: Callee + ?Sized>(
 ) -> Result<O::Output, XcsError> {
     let name = op.name();
     // Only calls under a deadline (or caching: the claims held up the chain) read the context.
-    let context = if timed || options.enable_caching || policy::budget::applies(options) {
+    let context = if timed
+        || options.enable_caching
+        || policy::budget::applies(options)
+        || deadline::budget().is_some()
+    {
         deadline::current()
     } else {
         CallContext::default()
@@ -144,11 +148,13 @@ fn invoke_with<O: Callee + ?Sized>(
                 let lookup = cache::lookup(support, key, at, held);
                 plan.looked_up(lookup, Now::LAZY)
             }
-            Step::Sleep(until) => {
+            Step::Sleep => {
+                let until = plan.until();
                 policy::rate::sleep_until(until);
                 plan.woke(Now::LAZY)
             }
-            Step::Wait(listener) => {
+            Step::Wait => {
+                let listener = plan.take_listener();
                 listener.wait(plan.deadline().map(|(at, _)| at));
                 plan.woke(Now::LAZY)
             }
@@ -175,11 +181,13 @@ fn invoke_with<O: Callee + ?Sized>(
                 }
                 plan.ran(result, Now::LAZY)
             }
-            Step::Write(write) => {
+            Step::Write => {
+                let write = plan.take_write();
                 write.run();
                 plan.written()
             }
-            Step::Done { result, event } => {
+            Step::Done => {
+                let (result, event) = plan.outcome();
                 if let Some(outcome) = event {
                     trace::begin(name, index).finish(outcome);
                 }

@@ -157,12 +157,14 @@ async fn invoke_with<O: AsyncCallee + ?Sized>(
                 };
                 plan.looked_up(lookup, Now::LAZY)
             }
-            Step::Sleep(until) => {
+            Step::Sleep => {
+                let until = plan.until();
                 tokio::time::sleep_until(until.into()).await;
                 plan.woke(Now::LAZY)
             }
             // A wait for the resource is an `.await` too (until the deadline at most).
-            Step::Wait(listener) => {
+            Step::Wait => {
+                let listener = plan.take_listener();
                 match plan.deadline() {
                     Some((at, _)) => {
                         let _ = tokio::time::timeout_at(at.into(), listener).await;
@@ -191,11 +193,13 @@ async fn invoke_with<O: AsyncCallee + ?Sized>(
                 plan.ran(result, Now::LAZY)
             }
             // The write may wait for another process's lock: off the runtime's worker threads.
-            Step::Write(write) => {
+            Step::Write => {
+                let write = plan.take_write();
                 let _ = tokio::task::spawn_blocking(move || write.run()).await;
                 plan.written()
             }
-            Step::Done { result, event } => {
+            Step::Done => {
+                let (result, event) = plan.outcome();
                 if let Some(outcome) = event {
                     trace::begin_async(name, index, parent.as_ref()).finish(outcome);
                 }

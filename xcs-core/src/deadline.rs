@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::policy::budget::Budget;
+
 /// A cancellation flag, chained to the flag of the call it runs inside.
 #[derive(Debug, Default)]
 pub(crate) struct CancelFlag {
@@ -60,7 +62,7 @@ pub(crate) struct CallContext {
     /// for, if that call accounts for usage.
     pub(crate) meter: Option<Arc<crate::usage::Meter>>,
     /// The innermost budget scope the work runs in, if any (see `policy::budget`).
-    pub(crate) budget: Option<Arc<crate::policy::budget::Budget>>,
+    pub(crate) budget: Option<Arc<Budget>>,
 }
 
 impl CallContext {
@@ -94,18 +96,118 @@ pub(crate) fn current_meter() -> Option<Arc<crate::usage::Meter>> {
 }
 
 /// The innermost budget scope this thread works in.
-pub(crate) fn budget() -> Option<Arc<crate::policy::budget::Budget>> {
+pub(crate) fn budget() -> Option<Arc<Budget>> {
     CONTEXT.with(|c| c.borrow().budget.clone())
 }
 
 /// Makes `budget` this thread's budget scope, returning the one it replaces.
-pub(crate) fn swap_budget(
-    budget: Option<Arc<crate::policy::budget::Budget>>,
-) -> Option<Arc<crate::policy::budget::Budget>> {
+pub(crate) fn swap_budget(budget: Option<Arc<Budget>>) -> Option<Arc<Budget>> {
     CONTEXT
         .try_with(|c| std::mem::replace(&mut c.borrow_mut().budget, budget))
         .ok()
         .flatten()
+}
+
+/// The budget calls on this thread are admitted against: the innermost scope's (kept in the
+/// call context, so the ambient carries it to other threads and tasks), else the global one.
+pub(crate) fn current_budget() -> Option<Arc<Budget>> {
+    budget().or_else(crate::policy::budget::global)
+}
+
+/// Restores the previous budget scope when dropped.
+#[derive(Debug)]
+#[must_use = "the budget scope is left when the guard drops"]
+pub(crate) struct BudgetGuard {
+    previous: Option<Option<Arc<Budget>>>,
+}
+
+impl Drop for BudgetGuard {
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous.take() {
+            swap_budget(previous);
+        }
+    }
+}
+
+/// Makes `budget` this thread's budget scope until the guard drops.
+pub(crate) fn enter_budget(budget: Arc<Budget>) -> BudgetGuard {
+    BudgetGuard {
+        previous: Some(swap_budget(Some(budget))),
+    }
+}
+
+/// A new account of `tokens` and `cost` inside the current one, not yet entered (a future
+/// enters it on every poll).
+pub(crate) fn child_budget(tokens: Option<u64>, cost: Option<f64>) -> Arc<Budget> {
+    Budget::new(tokens, cost, current_budget())
+}
+
+/// Opens a new budget scope of `tokens` and `cost` inside the current one, until the guard
+/// drops.
+pub(crate) fn open_budget(tokens: Option<u64>, cost: Option<f64>) -> BudgetGuard {
+    enter_budget(child_budget(tokens, cost))
+}
+
+/// What the innermost budget scope has spent so far: the calls inside it that have ended (their
+/// recorded usage, or their estimates when they recorded nothing). Zero outside any budget.
+///
+/// ```
+/// use xcs::{Operator, Usage, XcsError, execution_options};
+///
+/// struct Model;
+/// impl Operator for Model {
+///     type Input = u64;
+///     type Output = ();
+///     fn forward(&self, tokens: u64) -> Result<(), XcsError> {
+///         xcs::record_usage(Usage { input_tokens: tokens, output_tokens: 0, cost: 0.0 });
+///         Ok(())
+///     }
+///     fn name(&self) -> &str { "model" }
+/// }
+///
+/// assert_eq!(xcs::spent(), Usage::default());
+/// execution_options!(token_budget = 100 => {
+///     Model.call(30)?;
+///     Model.call(20)?;
+///     assert_eq!(xcs::spent().input_tokens, 50);
+///     Ok::<(), XcsError>(())
+/// })?;
+/// # Ok::<(), XcsError>(())
+/// ```
+pub fn spent() -> crate::Usage {
+    current_budget().map_or(crate::Usage::ZERO, |budget| budget.spent())
+}
+
+/// Charges `usage` to the call whose body is running here (on whichever thread or task runs
+/// it): its resource's token count, its budget and its trace event. Calls add up; when the call
+/// ends, what it recorded replaces its estimate. Outside a call that accounts for usage (no
+/// resource, no budget, no trace), it does nothing.
+///
+/// ```
+/// use xcs::{Operator, Usage, XcsError, execution_options};
+///
+/// struct Model;
+/// impl Operator for Model {
+///     type Input = String;
+///     type Output = usize;
+///     fn forward(&self, prompt: String) -> Result<usize, XcsError> {
+///         xcs::record_usage(Usage { input_tokens: prompt.len() as u64, output_tokens: 1, cost: 0.0 });
+///         Ok(prompt.len())
+///     }
+///     fn name(&self) -> &str { "model" }
+/// }
+///
+/// let spent = execution_options!(token_budget = 1_000 => {
+///     Model.call("hello".to_owned())?;
+///     xcs::spent()
+/// });
+/// assert_eq!(spent.tokens(), 6);
+/// # Ok::<(), XcsError>(())
+/// ```
+pub fn record_usage(usage: crate::Usage) {
+    if let Some(meter) = current_meter() {
+        meter.record(usage);
+    }
 }
 
 /// Whether this thread works under a deadline at all. (The fast path of a call reads the same
@@ -205,5 +307,22 @@ mod tests {
         }
         assert!(!cancelled());
         assert!(deadline().is_none());
+    }
+
+    #[test]
+    fn scopes_nest_and_restore() {
+        let scoped = budget;
+        assert!(scoped().is_none());
+        {
+            let _outer = open_budget(Some(10), None);
+            let outer = scoped().unwrap();
+            {
+                let _inner = open_budget(Some(5), None);
+                let inner = scoped().unwrap();
+                assert!(Arc::ptr_eq(inner.parent().unwrap(), &outer));
+            }
+            assert!(Arc::ptr_eq(&scoped().unwrap(), &outer));
+        }
+        assert!(scoped().is_none());
     }
 }

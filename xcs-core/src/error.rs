@@ -183,9 +183,10 @@ pub enum XcsError {
     },
 
     /// A call was refused because its estimated usage does not fit in what remains of a budget
-    /// (`token_budget` or `cost_budget`) of the scope it runs in. Never retried.
+    /// (`token_budget` or `cost_budget`) of the scope it runs in (what was spent and what calls
+    /// in flight have reserved). Never retried.
     #[error(
-        "operator `{operator}` would exceed the {budget} of {limit}{}: {spent} spent, {reserved} reserved by calls in flight, this call estimated {estimate}",
+        "operator `{operator}` would exceed the {budget} of {limit}{}: {spent} spent, and its estimate does not fit in what remains",
         AtItem(*index)
     )]
     BudgetExceeded {
@@ -194,15 +195,11 @@ pub enum XcsError {
         /// The batch item it was, when it ran as part of a batch.
         index: Option<usize>,
         /// Which budget: `"token_budget"` or `"cost_budget"`.
-        budget: String,
+        budget: &'static str,
         /// The budget's limit (tokens, or cost).
         limit: f64,
         /// What the scope had spent when the call was refused (in the budget's unit).
         spent: f64,
-        /// What calls still in flight had reserved then (their estimates).
-        reserved: f64,
-        /// The refused call's estimate.
-        estimate: f64,
     },
 }
 
@@ -454,16 +451,12 @@ impl XcsError {
                 budget,
                 limit,
                 spent,
-                reserved,
-                estimate,
             } => XcsError::BudgetExceeded {
                 operator: operator.clone(),
                 index: *index,
-                budget: budget.clone(),
+                budget,
                 limit: *limit,
                 spent: *spent,
-                reserved: *reserved,
-                estimate: *estimate,
             },
         }
     }
@@ -617,6 +610,17 @@ impl fmt::Display for List<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_stay_small() {
+        // Every `Result<_, XcsError>` on the call paths carries it: a bigger largest variant
+        // costs every call its copies (a measured regression once). Box what does not fit.
+        assert!(
+            std::mem::size_of::<XcsError>() <= 80,
+            "{}",
+            std::mem::size_of::<XcsError>()
+        );
+    }
 
     #[test]
     fn messages_read_well() {

@@ -7,7 +7,7 @@
 //! Only after a global update does a thread take the global read lock, once, to recompute.
 //!
 //! Entering a scope pushes its patch on the thread's stack and marks the cached options stale;
-//! the returned [`ScopeGuard`] pops it when dropped (marking them stale again), so the previous
+//! the returned [`FrameGuard`] pops it when dropped (marking them stale again), so the previous
 //! options come back on every exit path, unwinding included. The options are worked out again —
 //! the patches above the last pinned frame applied to the global options — on the first read
 //! after a change, so a scope costs a push and a pop, and what it costs to read is paid once per
@@ -149,15 +149,14 @@ impl ThreadScopes {
     }
 
     #[inline]
-    fn push(&self, frame: Frame) -> ScopeGuard {
+    fn push(&self, frame: Frame) -> FrameGuard {
         let mut frames = self.frames.borrow_mut();
         let depth = frames.len();
         frames.push(frame);
         drop(frames);
         self.invalidate();
-        ScopeGuard {
+        FrameGuard {
             depth,
-            _budget: None,
             _not_send: PhantomData,
         }
     }
@@ -189,18 +188,15 @@ pub fn get_global_options() -> ExecutionOptions {
     read_global()
 }
 
-/// Restores the guard's scope's previous options when dropped. Returned by [`enter`] and held by
-/// the code `execution_options!` expands to.
+/// Restores the previous options when dropped: pops the frame [`enter`] or [`pin`] pushed.
 #[must_use = "the scope ends when the guard is dropped"]
-pub struct ScopeGuard {
+pub(crate) struct FrameGuard {
     depth: usize,
-    /// The budget scope the patch opened, if it sets a budget (left after the frame is popped).
-    _budget: Option<crate::policy::budget::Entered>,
     /// Scopes belong to the thread that opened them.
     _not_send: PhantomData<*const ()>,
 }
 
-impl Drop for ScopeGuard {
+impl Drop for FrameGuard {
     #[inline]
     fn drop(&mut self) {
         // Thread-locals may already be gone if the guard is dropped during thread teardown;
@@ -212,45 +208,17 @@ impl Drop for ScopeGuard {
     }
 }
 
-/// Enters a scope with `patch` in force on this thread until the guard is dropped.
+/// Pushes a frame with `patch` on this thread's scope stack until the guard is dropped: the
+/// options part of a scope (`ambient::enter` opens a whole scope, budget included).
 #[inline]
-pub fn enter(patch: OptionsPatch) -> ScopeGuard {
-    let mut guard = enter_options(patch);
-    // A scope that sets a budget opens an account of its own, shared by every call inside.
-    if let Some((tokens, cost)) = crate::policy::budget::opened_by(&patch) {
-        guard._budget = Some(crate::policy::budget::open(tokens, cost));
-    }
-    guard
-}
-
-/// [`enter`] for the options alone: a future polled under a patch that sets a budget enters
-/// the account it made once, not a new one per poll.
-#[inline]
-pub(crate) fn enter_options(patch: OptionsPatch) -> ScopeGuard {
+pub(crate) fn enter(patch: OptionsPatch) -> FrameGuard {
     SCOPES.with(|scopes| scopes.push(Frame::Patch(patch)))
 }
 
 /// Runs on this thread with exactly `options` in force (a worker taking on a caller's options)
 /// until the guard is dropped; global updates do not show through a pinned frame.
-pub fn pin(options: ExecutionOptions) -> ScopeGuard {
+pub(crate) fn pin(options: ExecutionOptions) -> FrameGuard {
     SCOPES.with(|scopes| scopes.push(Frame::Pinned(options)))
-}
-
-/// Runs `f` with `patch` in force on this thread, restoring the previous options afterwards
-/// (also if `f` panics). The run-time counterpart of `execution_options!`, for patches built from
-/// configuration.
-///
-/// ```
-/// use xcs::{with_options, get_execution_options, OptionsPatch};
-/// let patch = OptionsPatch::from_pairs([("enable_caching", "true")])?;
-/// let cached = with_options(&patch, || get_execution_options().enable_caching);
-/// assert!(cached);
-/// assert!(!get_execution_options().enable_caching);
-/// # Ok::<(), xcs::XcsError>(())
-/// ```
-pub fn with_options<R>(patch: &OptionsPatch, f: impl FnOnce() -> R) -> R {
-    let _guard = enter(*patch);
-    f()
 }
 
 /// Merges `patch` into the process-wide global options and returns the new global options.

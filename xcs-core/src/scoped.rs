@@ -65,8 +65,8 @@ impl<F: Future> Future for WithOptions<F> {
         let this = self.project();
         match this.entry {
             Entry::Patch(patch, budget) => {
-                let _scope = scope::enter_options(*patch);
-                let _budget = budget.clone().map(crate::policy::budget::enter);
+                let _scope = scope::enter(*patch);
+                let _budget = budget.clone().map(crate::deadline::enter_budget);
                 this.inner.poll(cx)
             }
             Entry::Adopt(ambient) => {
@@ -103,7 +103,7 @@ pub fn with_options_async<F: Future>(patch: &OptionsPatch, future: F) -> WithOpt
         entry: Entry::Patch(
             *patch,
             crate::policy::budget::opened_by(patch)
-                .map(|(tokens, cost)| crate::policy::budget::child(tokens, cost)),
+                .map(|(tokens, cost)| crate::deadline::child_budget(tokens, cost)),
         ),
         inner: future,
     }

@@ -2,8 +2,8 @@
 //! budget and its trace event.
 //!
 //! A call that goes through the call plan with something to charge (a resource, a budget, a
-//! trace) gets a [`Meter`] in its body's context; [`record_usage`] adds to the meter of the call
-//! whose body is running on this thread or task. When the call ends, what it recorded replaces
+//! trace) gets a [`Meter`] in its body's context; `record_usage` (in `deadline`, beside that
+//! context) adds to the meter of the call whose body is running on this thread or task. When the call ends, what it recorded replaces
 //! its estimate (see [`Operator::estimate`](crate::Operator::estimate)).
 
 use std::fmt;
@@ -131,37 +131,5 @@ impl Meter {
     /// What the call recorded, if it recorded anything.
     pub(crate) fn recorded(&self) -> Option<Usage> {
         *self.recorded.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Charges `usage` to the call whose body is running here (on whichever thread or task runs
-/// it): its resource's token count, its budget and its trace event. Calls add up; when the call
-/// ends, what it recorded replaces its estimate. Outside a call that accounts for usage (no
-/// resource, no budget, no trace), it does nothing.
-///
-/// ```
-/// use xcs::{Operator, Usage, XcsError, execution_options};
-///
-/// struct Model;
-/// impl Operator for Model {
-///     type Input = String;
-///     type Output = usize;
-///     fn forward(&self, prompt: String) -> Result<usize, XcsError> {
-///         xcs::record_usage(Usage { input_tokens: prompt.len() as u64, output_tokens: 1, cost: 0.0 });
-///         Ok(prompt.len())
-///     }
-///     fn name(&self) -> &str { "model" }
-/// }
-///
-/// let spent = execution_options!(token_budget = 1_000 => {
-///     Model.call("hello".to_owned())?;
-///     xcs::spent()
-/// });
-/// assert_eq!(spent.tokens(), 6);
-/// # Ok::<(), XcsError>(())
-/// ```
-pub fn record_usage(usage: Usage) {
-    if let Some(meter) = crate::deadline::current_meter() {
-        meter.record(usage);
     }
 }

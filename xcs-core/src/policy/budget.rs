@@ -2,8 +2,10 @@
 //!
 //! A scope that sets a budget opens a [`Budget`] account, a child of the budget in force where
 //! it is opened (or of the global budget); every call inside it — on any thread, task or batch
-//! item, carried by the ambient — is admitted against the whole chain, so a nested scope can only
-//! narrow what an outer one allows.
+//! item: the account rides in the call context, which the ambient carries — is admitted against
+//! the whole chain, so a nested scope can only narrow what an outer one allows. (Opening and
+//! entering budget scopes is in `deadline`, beside the call context; this module holds the
+//! accounts and the rule.)
 //!
 //! The rule, written once here and driven by the call plan:
 //!
@@ -57,18 +59,20 @@ impl Refusal {
         XcsError::BudgetExceeded {
             operator: operator.to_owned(),
             index,
-            budget: self.budget.to_owned(),
+            budget: self.budget,
             limit: self.limit,
             spent: self.spent,
-            reserved: self.reserved,
-            estimate: self.estimate,
         }
     }
 }
 
 impl Budget {
     /// A budget of `tokens` and `cost` (either may be unlimited) inside `parent`.
-    pub(crate) fn new(tokens: Option<u64>, cost: Option<f64>, parent: Option<Arc<Budget>>) -> Arc<Budget> {
+    pub(crate) fn new(
+        tokens: Option<u64>,
+        cost: Option<f64>,
+        parent: Option<Arc<Budget>>,
+    ) -> Arc<Budget> {
         Arc::new(Budget {
             tokens,
             cost,
@@ -79,6 +83,12 @@ impl Budget {
 
     fn lock(&self) -> MutexGuard<'_, Account> {
         self.account.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The budget this one narrows, if any.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn parent(&self) -> Option<&Arc<Budget>> {
+        self.parent.as_ref()
     }
 
     /// What this budget has spent so far (calls that have ended).
@@ -145,7 +155,10 @@ impl Budget {
         while let Some(budget) = level {
             let mut account = budget.lock();
             account.reserved = Usage {
-                input_tokens: account.reserved.input_tokens.saturating_sub(estimate.input_tokens),
+                input_tokens: account
+                    .reserved
+                    .input_tokens
+                    .saturating_sub(estimate.input_tokens),
                 output_tokens: account
                     .reserved
                     .output_tokens
@@ -172,7 +185,10 @@ impl Reservation {
     /// The call ended having recorded `recorded` (`None`: nothing, so its estimate is spent).
     pub(crate) fn settle(mut self, recorded: Option<Usage>) {
         if let Some(budget) = self.budget.take() {
-            budget.charge(self.estimate, recorded.map_or(self.estimate, Usage::sanitized));
+            budget.charge(
+                self.estimate,
+                recorded.map_or(self.estimate, Usage::sanitized),
+            );
         }
     }
 }
@@ -193,7 +209,7 @@ static GLOBAL: Mutex<Option<Arc<Budget>>> = Mutex::new(None);
 pub(crate) fn applies(options: &crate::options::ExecutionOptions) -> bool {
     // MERGE-TODO(h-mac): options.token_budget.is_some() || options.cost_budget.is_some()
     let _ = options;
-    crate::deadline::budget().is_some() || global().is_some()
+    global().is_some()
 }
 
 /// Whether a global budget is set (read before taking [`GLOBAL`]'s lock).
@@ -205,19 +221,17 @@ pub(crate) fn global() -> Option<Arc<Budget>> {
     if !GLOBAL_SET.load(Ordering::Acquire) {
         return None;
     }
-    GLOBAL.lock().unwrap_or_else(PoisonError::into_inner).clone()
-}
-
-/// The budget calls on this thread are admitted against: the innermost scope's (kept in the
-/// thread's call context, so the ambient carries it to other threads and tasks), else the
-/// global one.
-pub(crate) fn current() -> Option<Arc<Budget>> {
-    crate::deadline::budget().or_else(global)
+    GLOBAL
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
 }
 
 /// The budget a scope with `patch` opens: `Some((tokens, cost))` when the patch sets either.
 #[inline]
-pub(crate) fn opened_by(patch: &crate::options::OptionsPatch) -> Option<(Option<u64>, Option<f64>)> {
+pub(crate) fn opened_by(
+    patch: &crate::options::OptionsPatch,
+) -> Option<(Option<u64>, Option<f64>)> {
     // MERGE-TODO(h-mac): read the patch's token_budget / cost_budget.
     let _ = patch;
     None
@@ -240,70 +254,6 @@ pub(crate) fn set_global(tokens: Option<u64>, cost: Option<f64>) {
         *global = (tokens.is_some() || cost.is_some()).then(|| Budget::new(tokens, cost, None));
         GLOBAL_SET.store(global.is_some(), Ordering::Release);
     }
-}
-
-/// Restores the previous budget scope when dropped.
-#[derive(Debug)]
-#[must_use = "the budget scope is left when the guard drops"]
-pub(crate) struct Entered {
-    previous: Option<Option<Arc<Budget>>>,
-}
-
-impl Drop for Entered {
-    fn drop(&mut self) {
-        if let Some(previous) = self.previous.take() {
-            crate::deadline::swap_budget(previous);
-        }
-    }
-}
-
-/// Makes `budget` this thread's budget scope until the guard drops.
-pub(crate) fn enter(budget: Arc<Budget>) -> Entered {
-    Entered {
-        previous: Some(crate::deadline::swap_budget(Some(budget))),
-    }
-}
-
-/// A new account of `tokens` and `cost` inside the current one, not yet entered (a future
-/// enters it on every poll).
-pub(crate) fn child(tokens: Option<u64>, cost: Option<f64>) -> Arc<Budget> {
-    Budget::new(tokens, cost, current())
-}
-
-/// Opens a new budget scope of `tokens` and `cost` inside the current one, until the guard
-/// drops.
-pub(crate) fn open(tokens: Option<u64>, cost: Option<f64>) -> Entered {
-    enter(child(tokens, cost))
-}
-
-/// What the innermost budget scope has spent so far: the calls inside it that have ended (their
-/// recorded usage, or their estimates when they recorded nothing). Zero outside any budget.
-///
-/// ```
-/// use xcs::{Operator, Usage, XcsError, execution_options};
-///
-/// struct Model;
-/// impl Operator for Model {
-///     type Input = u64;
-///     type Output = ();
-///     fn forward(&self, tokens: u64) -> Result<(), XcsError> {
-///         xcs::record_usage(Usage { input_tokens: tokens, output_tokens: 0, cost: 0.0 });
-///         Ok(())
-///     }
-///     fn name(&self) -> &str { "model" }
-/// }
-///
-/// assert_eq!(xcs::spent(), Usage::default());
-/// execution_options!(token_budget = 100 => {
-///     Model.call(30)?;
-///     Model.call(20)?;
-///     assert_eq!(xcs::spent().input_tokens, 50);
-///     Ok::<(), XcsError>(())
-/// })?;
-/// # Ok::<(), XcsError>(())
-/// ```
-pub fn spent() -> Usage {
-    current().map_or(Usage::ZERO, |budget| budget.spent())
 }
 
 #[cfg(test)]
@@ -396,22 +346,5 @@ mod tests {
             ..Usage::ZERO
         }));
         assert_eq!(budget.spent().cost, 0.0);
-    }
-
-    #[test]
-    fn scopes_nest_and_restore() {
-        let scoped = crate::deadline::budget;
-        assert!(scoped().is_none());
-        {
-            let _outer = open(Some(10), None);
-            let outer = scoped().unwrap();
-            {
-                let _inner = open(Some(5), None);
-                let inner = scoped().unwrap();
-                assert!(Arc::ptr_eq(inner.parent.as_ref().unwrap(), &outer));
-            }
-            assert!(Arc::ptr_eq(&scoped().unwrap(), &outer));
-        }
-        assert!(scoped().is_none());
     }
 }

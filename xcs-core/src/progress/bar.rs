@@ -221,13 +221,16 @@ pub(super) fn add_bar(
                 }
             },
         )
-        .with_key("usage", move |_: &ProgressState, out: &mut dyn fmt::Write| {
-            let usage = charged.usage();
-            if !usage.is_zero() {
-                let _ = out.write_str(&format_usage(usage));
-                let _ = out.write_str(" · ");
-            }
-        });
+        .with_key(
+            "usage",
+            move |_: &ProgressState, out: &mut dyn fmt::Write| {
+                let usage = charged.usage();
+                if !usage.is_zero() {
+                    let _ = out.write_str(&format_usage(usage));
+                    let _ = out.write_str(" · ");
+                }
+            },
+        );
     let mut live = LAYOUT.lock().unwrap_or_else(PoisonError::into_inner);
     if *live >= MAX_BARS {
         return None;

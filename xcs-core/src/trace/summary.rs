@@ -194,7 +194,12 @@ impl fmt::Display for TraceSummary {
                 write!(f, "  {count:>width$}")?;
             }
             if usage {
-                write!(f, "  {:>10}  {:>10.4}", stats.usage.tokens(), stats.usage.cost)?;
+                write!(
+                    f,
+                    "  {:>10}  {:>10.4}",
+                    stats.usage.tokens(),
+                    stats.usage.cost
+                )?;
             }
         }
         Ok(())
@@ -257,7 +262,14 @@ mod tests {
         assert_eq!(stats.usage.cost, 0.75);
         assert_eq!(stats.resource_wait, Duration::from_millis(3));
         let table = summary.to_string();
-        assert!(table.lines().next().unwrap().ends_with("tokens        cost"), "{table}");
+        assert!(
+            table
+                .lines()
+                .next()
+                .unwrap()
+                .ends_with("tokens        cost"),
+            "{table}"
+        );
         assert!(table.contains("       123      0.7500"), "{table}");
     }
 

@@ -208,7 +208,8 @@ impl<O: Operator> Remote<O> {
                         .unwrap_or_else(PoisonError::into_inner) = call.into_held();
                     return Some(input);
                 }
-                Step::Done { result, event } => {
+                Step::Done => {
+                    let (result, event) = call.outcome();
                     if let Some(outcome) = event {
                         trace::begin(name, Some(index)).finish(outcome);
                     }
@@ -216,15 +217,18 @@ impl<O: Operator> Remote<O> {
                     return None;
                 }
                 // Neither happens before the body runs without a rate limit; handled anyway.
-                Step::Sleep(until) => {
+                Step::Sleep => {
+                    let until = call.until();
                     crate::policy::rate::sleep_until(until);
                     call.woke(Now::LAZY)
                 }
-                Step::Wait(listener) => {
+                Step::Wait => {
+                    let listener = call.take_listener();
                     listener.wait(call.deadline().map(|(at, _)| at));
                     call.woke(Now::LAZY)
                 }
-                Step::Write(write) => {
+                Step::Write => {
+                    let write = call.take_write();
                     write.run();
                     call.written()
                 }
