@@ -1,5 +1,10 @@
 //! The request and reply of [`Chat`](super::Chat): plain serde types that are cache keys and
 //! cached values, and the JSON shapes they are sent and read as.
+//!
+//! Written here rather than taken from a client crate: a cache key must be `Hash + Eq` with its
+//! floats compared by value, which generated OpenAI types are not; and the wire shapes read
+//! only what every compatible server sends, so a server's extra or missing fields do not fail a
+//! reply.
 
 use std::hash::{Hash, Hasher};
 
