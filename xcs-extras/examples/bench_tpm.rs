@@ -192,7 +192,7 @@ async fn run_row(
 async fn main() -> Result<(), Box<dyn Error>> {
     let quick = std::env::args().any(|arg| arg == "--quick");
     let (n, pause) = if quick {
-        (16, Duration::from_secs(2))
+        (10, Duration::from_secs(2))
     } else {
         (250, Duration::from_secs(15))
     };
