@@ -911,6 +911,38 @@ fn tracing_row(effort: Effort, rows: &mut Vec<Row>) {
     });
 }
 
+/// What the call plan adds for an operator with a resource nobody limited: finding the resource
+/// by name, admitting the call and settling it (the clock read outside, as the plan reuses its
+/// own).
+fn resource_row(effort: Effort, rows: &mut Vec<Row>) {
+    let now = Instant::now();
+    let round_trip = xcs::__private::resource_round_trip;
+    assert!(
+        round_trip("bench_report", now),
+        "an unlimited resource admits"
+    );
+    let runs = if effort.samples < 15 { 3 } else { 31 };
+    let (floor, measured, floor_spread) = paired_fastest(
+        runs,
+        effort.iters(200_000),
+        |n| timed(n, || black_box(())),
+        |n| {
+            timed(n, || {
+                black_box(round_trip(black_box("bench_report"), now));
+            })
+        },
+    );
+    rows.push(Row {
+        figure: "resource lookup + admit + settle, unlimited",
+        floor_name: "empty loop",
+        measured,
+        floor: Some(floor),
+        target: Target::NetAtMostNs(50.0),
+        floor_spread,
+        note: format!("one thread; fastest of {runs} interleaved runs"),
+    });
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick")
@@ -955,7 +987,7 @@ fn main() {
     println!();
 
     let mut rows = Vec::new();
-    let sections: [(&str, Section); 11] = [
+    let sections: [(&str, Section); 12] = [
         ("scopes", scope_rows),
         ("vmap", vmap_rows),
         ("small_items", vmap_small_rows),
@@ -967,6 +999,7 @@ fn main() {
         ("async", async_rows),
         ("rate", rate_rows),
         ("progress", progress_row),
+        ("resource", resource_row),
     ];
     for (name, run) in sections {
         if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {

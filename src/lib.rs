@@ -69,6 +69,9 @@ pub use xcs_core::{
 };
 
 #[doc(inline)]
+pub use xcs_core::{ResourceLimits, ResourceStats, resource_stats, set_resource_limits};
+
+#[doc(inline)]
 pub use xcs_core::{
     DEFAULT_ABANDONED_LIMIT, IDLE_TIMEOUT, ThreadStats, abandoned_items, set_abandoned_limit,
     thread_stats,

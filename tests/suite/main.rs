@@ -14,6 +14,8 @@
 //! - `timeouts`: `timeout_seconds`, `deadline()` and `cancelled()`; `retries`: `max_retries` and
 //!   `rate_limit`; `trace`: `trace_execution` and the `tracing` spans; `progress`:
 //!   `show_progress`; `warnings`: where the once-per-operator warnings go.
+//! - `resources`: resources shared by operators (`set_resource_limits`, rate-limited answers,
+//!   `resource_stats`); `budgets`: usage, estimates, `token_budget` and `cost_budget`.
 //!
 //! Tests that use process-wide state — the memory cache (its entries, bounds and counters), the
 //! trace buffer, the backend registry, the global `tracing` subscriber's records — hold
@@ -38,6 +40,7 @@ mod operator;
 mod operator_async;
 mod operator_impl;
 mod progress;
+mod resources;
 mod retries;
 mod timeouts;
 mod trace;

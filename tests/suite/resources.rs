@@ -97,7 +97,9 @@ fn two_operators_on_one_resource_share_its_places_across_threads_and_batches() {
     std::thread::scope(|s| {
         let a1 = Arc::clone(&a);
         s.spawn(move || execution_options!(max_workers = 8 => vmap(a1).call((0..12).collect())));
-        s.spawn(|| execution_options!(max_workers = 8 => vmap(Arc::clone(&b)).call((0..12).collect())));
+        s.spawn(
+            || execution_options!(max_workers = 8 => vmap(Arc::clone(&b)).call((0..12).collect())),
+        );
         s.spawn(|| pmap(Arc::clone(&a), 4).call((0..8).collect()));
     });
     assert_eq!(gauge.runs.load(Ordering::SeqCst), 32);
@@ -113,14 +115,21 @@ fn two_operators_on_one_resource_share_its_places_across_threads_and_batches() {
 fn requests_per_minute_spreads_starts() {
     let resource = "res_rpm";
     // 1 200 a minute: 20 a second, a burst of about one second's worth.
-    xcs::set_resource_limits(resource, &ResourceLimits::new().requests_per_minute(1_200.0))
-        .unwrap();
+    xcs::set_resource_limits(
+        resource,
+        &ResourceLimits::new().requests_per_minute(1_200.0),
+    )
+    .unwrap();
     let gauge = Arc::new(Gauge::default());
     let op = Arc::new(caller("res_rpm_op", resource, 0, &gauge));
     let started = Instant::now();
     execution_options!(max_workers = 8 => vmap(op).call((0..40).collect())).unwrap();
     // 40 starts at 20 a second after a burst of 20: at least one second.
-    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(gauge.runs.load(Ordering::SeqCst), 40);
 }
 
@@ -128,8 +137,11 @@ fn requests_per_minute_spreads_starts() {
 fn tokens_per_minute_weighs_each_call_by_its_estimate() {
     let resource = "res_tpm";
     // 240 000 tokens a minute: 4 000 a second; each call is estimated at 1 001 tokens.
-    xcs::set_resource_limits(resource, &ResourceLimits::new().tokens_per_minute(240_000.0))
-        .unwrap();
+    xcs::set_resource_limits(
+        resource,
+        &ResourceLimits::new().tokens_per_minute(240_000.0),
+    )
+    .unwrap();
     let gauge = Arc::new(Gauge::default());
     let op = Arc::new(Caller {
         tokens: 1_000,
@@ -138,14 +150,21 @@ fn tokens_per_minute_weighs_each_call_by_its_estimate() {
     let started = Instant::now();
     execution_options!(max_workers = 8 => vmap(op).call((0..8).collect())).unwrap();
     // Four fit in the first second's bucket; the other four come a quarter second apart.
-    assert!(started.elapsed() >= Duration::from_millis(800), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
 fn a_rate_limited_answer_pauses_every_caller_of_the_resource() {
     let resource = "res_pause";
-    xcs::set_resource_limits(resource, &ResourceLimits::new().requests_per_minute(60_000.0))
-        .unwrap();
+    xcs::set_resource_limits(
+        resource,
+        &ResourceLimits::new().requests_per_minute(60_000.0),
+    )
+    .unwrap();
     struct Limited;
     impl Operator for Limited {
         type Input = ();
@@ -170,7 +189,11 @@ fn a_rate_limited_answer_pauses_every_caller_of_the_resource() {
     let gauge = Arc::new(Gauge::default());
     let other = caller("res_pause_other", resource, 0, &gauge);
     other.call(1).unwrap();
-    assert!(answered.elapsed() >= Duration::from_millis(280), "{:?}", answered.elapsed());
+    assert!(
+        answered.elapsed() >= Duration::from_millis(280),
+        "{:?}",
+        answered.elapsed()
+    );
     let stats = xcs::resource_stats(resource).unwrap();
     assert_eq!(stats.rate_limited, 1);
     assert!(stats.rate_factor < 1.0, "{stats:?}");
@@ -190,7 +213,10 @@ fn waiting_for_a_resource_counts_against_the_deadline() {
             std::thread::yield_now();
         }
         let result = execution_options!(timeout_seconds = 0.1 => quick.call(2));
-        assert!(matches!(result, Err(XcsError::Timeout { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(XcsError::Timeout { .. })),
+            "{result:?}"
+        );
         assert!(holder.join().unwrap().is_ok());
     });
     // The quick call's body never ran.

@@ -27,6 +27,8 @@
 //!   cluster share;
 //! - `trace/` (`event`, `record`, `summary`, `chrome`, `remote`): what `trace_execution` records;
 //! - `progress/` (`event`, `hook`, `bar`, `tally`, `frame`): what `show_progress` shows;
+//! - `resource`: shared resources ([`set_resource_limits`], [`resource_stats`]), their registry
+//!   and waiting; `policy/resource`: their limiter's rules;
 //! - `error`: [`XcsError`]; `util`, `warn`: leaf helpers and the once-per-operator warnings.
 #![forbid(unsafe_code)]
 // docs.rs (nightly rustdoc, `--cfg docsrs`): each feature-gated item says which feature it needs.
@@ -97,6 +99,7 @@ pub use pool::{
 pub use progress::{
     MAX_BARS, ProgressEvent, ProgressOutcome, clear_progress_hook, set_progress_hook,
 };
+pub use resource::{ResourceLimits, ResourceStats, resource_stats, set_resource_limits};
 pub use scope::{
     get_execution_options, get_global_options, reset_execution_options, set_global_options,
 };
@@ -126,6 +129,7 @@ pub mod __private {
         pub use crate::probe::*;
     }
     pub use crate::ambient::{ScopeGuard, enter_scope as enter};
+    pub use crate::resource::bench_round_trip as resource_round_trip;
     pub use crate::scope::set_global_options;
     #[cfg(feature = "tokio")]
     pub use crate::scoped::with_options_async;

@@ -489,7 +489,12 @@ impl<O: Operator> Plan<O> {
         let len = inputs.len();
         // In place only when dropping the unstarted inputs cannot run user code: `collect`
         // drops them itself, where a panicking `Drop` would not be caught.
-        if self.lean && !self.settled && !std::mem::needs_drop::<O::Input>() {
+        // Items of an operator with a resource wait for it: never the lean loop.
+        if self.lean
+            && !self.settled
+            && !std::mem::needs_drop::<O::Input>()
+            && self.op.resource().is_none()
+        {
             return self.run_lean_items(start, inputs);
         }
         let mut outputs = Vec::with_capacity(len);

@@ -18,6 +18,7 @@ pub(crate) mod deadline;
 pub(crate) mod memo;
 pub(crate) mod plan;
 pub(crate) mod rate;
+pub(crate) mod resource;
 pub(crate) mod retry;
 
 use crate::options::ExecutionOptions;

@@ -41,7 +41,6 @@ use crate::resource::{self, Admission, Listener, Permit, Resource};
 use crate::trace::Outcome;
 use crate::usage::{Meter, Usage};
 use crate::util::{drop_quietly, timeout_error};
-use std::sync::Arc;
 
 /// What an operator offers the plan besides its cache key: the same for
 /// [`Operator`](crate::Operator)s and `AsyncOperator`s, asked only when the body is to run (a
@@ -150,7 +149,7 @@ pub(crate) struct CallPlan<'a, I, O> {
     state: State<O>,
     /// The resource the attempts use, if any (looked up at the first attempt).
     resource_name: Option<&'a str>,
-    resource: Option<Arc<Resource>>,
+    resource: Option<&'static Resource>,
     /// The current attempt's admission to the resource.
     permit: Option<Permit>,
     /// When the current attempt began waiting for its resource, and how long it waited.
@@ -549,10 +548,9 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
             return self.run();
         };
         let tokens = self.estimate().tokens();
-        let resource = Arc::clone(
-            self.resource
-                .get_or_insert_with(|| resource::resource(name)),
-        );
+        let resource = *self
+            .resource
+            .get_or_insert_with(|| resource::resource(name));
         let at = now.get();
         self.waiting_since.get_or_insert(at);
         match resource.admit(tokens, at, self.deadline.map(|(at, _)| at)) {
@@ -986,7 +984,7 @@ mod tests {
             estimate: Some(&estimate),
         };
         let context = CallContext {
-            budget: Some(Arc::clone(&budget)),
+            budget: Some(std::sync::Arc::clone(&budget)),
             ..CallContext::default()
         };
         let now = Instant::now();
