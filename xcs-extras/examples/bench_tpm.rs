@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use llm_server::{Knobs, Limits, MockServer, tokens_of};
 use tokio::task::JoinSet;
 use xcs::openai::{Chat, ChatRequest};
-use xcs::{AsyncOperator, execution_options, vmap};
+use xcs::{AsyncOperator, ResourceLimits, execution_options, set_resource_limits, vmap};
 
 const RPM: u64 = 1_200;
 const TPM: u64 = 600_000;
@@ -229,6 +229,32 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 let outcomes = execution_options!(
                     max_workers = MAX_WORKERS, rate_limit = rate, max_retries = 8,
                     timeout_seconds = limit => async {
+                        vmap(chat).call_settled_async(requests).await
+                    }
+                )
+                .await;
+                outcomes.iter().filter(|o| o.is_ok()).count()
+            },
+        )
+        .await?,
+    );
+    rows.push(
+        run_row(
+            "(c) resource limits".to_owned(),
+            &requests,
+            async |chat, requests| {
+                let limits = ResourceLimits::new()
+                    .requests_per_minute(RPM as f64)
+                    .tokens_per_minute(TPM as f64)
+                    .max_in_flight(MAX_WORKERS);
+                if let Some(resource) = AsyncOperator::resource(&chat)
+                    && let Err(error) = set_resource_limits(resource, &limits)
+                {
+                    eprintln!("set_resource_limits: {error}");
+                    return 0;
+                }
+                let outcomes = execution_options!(
+                    max_workers = MAX_WORKERS, max_retries = 8, timeout_seconds = limit => async {
                         vmap(chat).call_settled_async(requests).await
                     }
                 )
