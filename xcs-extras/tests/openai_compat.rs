@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use xcs::openai::{Chat, ChatError, ChatRequest, Message};
-use xcs::{AsyncOperator, XcsError, execution_options, vmap};
+use xcs::{AsyncOperator, ResourceLimits, XcsError, execution_options, vmap};
 
 /// The rules the server answers by.
 const CONFIG: &str = r#"version: 1
@@ -344,6 +344,12 @@ async fn a_cached_retried_batch_on_a_resource_asks_each_request_once() {
     let requests: Vec<ChatRequest> = (0..24)
         .map(|i| ChatRequest::user(format!("question {i}")).max_tokens(32))
         .collect();
+    // The resource's limits hold the batch to 4 requests at once, 50 a second.
+    let resource = AsyncOperator::resource(&chat).unwrap().to_owned();
+    let limits = ResourceLimits::new()
+        .requests_per_minute(3_000.0)
+        .max_in_flight(4);
+    xcs::set_resource_limits(&resource, &limits).unwrap();
     let before = xcs::cache_stats();
     let run = || {
         let chat = chat.clone();
@@ -363,6 +369,12 @@ async fn a_cached_retried_batch_on_a_resource_asks_each_request_once() {
         );
     }
     assert_eq!(server.requests("<fallthrough>").await, 24);
+    let stats = xcs::resource_stats(&resource).unwrap();
+    assert_eq!(stats.requests, 24);
+    assert!(
+        stats.input_tokens >= 24 && stats.output_tokens >= 24,
+        "{stats:?}"
+    );
 
     // Again: every answer from the cache, none from the server.
     let second = run().await.unwrap();
@@ -370,6 +382,7 @@ async fn a_cached_retried_batch_on_a_resource_asks_each_request_once() {
     assert_eq!(server.requests("<fallthrough>").await, 24);
     let after = xcs::cache_stats();
     assert!(after.hits - before.hits >= 24, "{before:?} → {after:?}");
+    assert_eq!(xcs::resource_stats(&resource).unwrap().requests, 24);
     assert_eq!(
         AsyncOperator::resource(&chat),
         Some(format!("{}#batch", server.base_url)).as_deref()

@@ -286,6 +286,19 @@ async fn usage_is_recorded_and_the_estimate_counts_characters_and_max_tokens() {
         .find(|e| e.operator == "chat")
         .expect("a trace event of the call");
     assert_eq!(event.usage, Some(expected));
+
+    // The resource counted it too; a reply without usage keeps its estimate.
+    let resource = AsyncOperator::resource(&chat).unwrap().to_owned();
+    let stats = xcs::resource_stats(&resource).expect("the resource was used");
+    assert_eq!(stats.requests, 1);
+    assert_eq!((stats.input_tokens, stats.output_tokens), (10, 12));
+    assert_eq!(stats.cost, expected.cost);
+    chat.call(ChatRequest::user("[[no-usage]] 16 characters.").max_tokens(3))
+        .await
+        .unwrap();
+    let stats = xcs::resource_stats(&resource).unwrap();
+    assert_eq!(stats.requests, 2);
+    assert_eq!(stats.estimated_tokens, 7 + 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,4 +422,8 @@ async fn a_429_of_the_mock_limiter_reaches_the_client_with_its_precise_wait() {
         hint > Duration::ZERO && hint <= Duration::from_secs(1),
         "{hint:?}"
     );
+    // The resource heard it: its callers pause, its rates are halved.
+    let stats = xcs::resource_stats(AsyncOperator::resource(&chat).unwrap()).unwrap();
+    assert_eq!(stats.rate_limited, 1);
+    assert!(stats.rate_factor < 1.0, "{stats:?}");
 }
