@@ -157,7 +157,7 @@ pub(crate) fn transport_error(operator: &str, error: &reqwest::Error) -> XcsErro
 /// (`x-ratelimit-reset-requests`, `x-ratelimit-reset-tokens`: the one whose
 /// `x-ratelimit-remaining-*` is 0, or the larger when the headers do not say which). `None`: no
 /// header says.
-pub fn rate_limit_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+pub(crate) fn rate_limit_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if let Some(wait) = explicit_wait(headers, now) {
         return Some(wait);
     }

@@ -37,9 +37,7 @@ use std::time::{Duration, SystemTime};
 use crate::cache::CacheSupport;
 use crate::{AsyncOperator, PersistSupport, Usage, XcsError};
 
-pub use errors::{
-    ChatError, parse_openai_duration, parse_retry_after, parse_retry_after_ms, rate_limit_wait,
-};
+pub use errors::{ChatError, parse_openai_duration, parse_retry_after, parse_retry_after_ms};
 pub use types::{ChatReply, ChatRequest, Message};
 
 /// The base URL when neither [`Chat::base_url`] nor `OPENAI_BASE_URL` names one.
