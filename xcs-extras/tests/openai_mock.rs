@@ -82,7 +82,7 @@ async fn a_429_waits_for_what_each_header_form_asks() {
     })
     .await
     .unwrap();
-    let in_5s = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(5));
+    let in_60s = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(60));
     let cases: [(&str, String); 5] = [
         ("retry-after seconds", "[[429]]".into()),
         (
@@ -91,7 +91,7 @@ async fn a_429_waits_for_what_each_header_form_asks() {
         ),
         (
             "retry-after date",
-            format!("[[429]] [[header:retry-after={in_5s}]]"),
+            format!("[[429]] [[header:retry-after={in_60s}]]"),
         ),
         (
             "reset of the exhausted limit",
@@ -122,7 +122,7 @@ async fn a_429_waits_for_what_each_header_form_asks() {
     assert_eq!(hints[1], Duration::from_millis(1500));
     // An HTTP date has whole seconds, and a moment passed since it was written.
     assert!(
-        (Duration::from_secs(3)..=Duration::from_secs(5)).contains(&hints[2]),
+        (Duration::from_secs(30)..=Duration::from_secs(60)).contains(&hints[2]),
         "{:?}",
         hints[2]
     );
@@ -347,12 +347,13 @@ async fn the_cache_key_is_the_whole_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mock_rate_limits_per_key_with_openai_headers() {
-    // 10 requests and 10 tokens a second, buckets of ten seconds' worth: 100 of each.
+    // One request and one token a second, buckets of 100 seconds' worth: 100 of each (a slow
+    // refill, so that a loaded machine cannot refill what the test empties).
     let server = MockServer::start(Knobs {
         limits: Some(Limits {
-            requests_per_minute: Some(600),
-            tokens_per_minute: Some(600),
-            burst: Duration::from_secs(10),
+            requests_per_minute: Some(60),
+            tokens_per_minute: Some(60),
+            burst: Duration::from_secs(100),
         }),
         ..Knobs::default()
     })
@@ -373,21 +374,23 @@ async fn the_mock_rate_limits_per_key_with_openai_headers() {
     let first = send("key-a", "hello", 10).await.unwrap();
     assert_eq!(first.status(), 200);
     let h = first.headers();
-    assert_eq!(h["x-ratelimit-limit-requests"], "600");
+    assert_eq!(h["x-ratelimit-limit-requests"], "60");
     assert_eq!(h["x-ratelimit-remaining-requests"], "99");
-    assert_eq!(h["x-ratelimit-limit-tokens"], "600");
+    assert_eq!(h["x-ratelimit-limit-tokens"], "60");
     // 100 − (2 prompt tokens + 10).
     assert_eq!(h["x-ratelimit-remaining-tokens"], "88");
-    assert_eq!(h["x-ratelimit-reset-requests"], "100ms");
-    assert_eq!(h["x-ratelimit-reset-tokens"], "1.2s");
+    assert_eq!(h["x-ratelimit-reset-requests"], "1s");
+    assert_eq!(h["x-ratelimit-reset-tokens"], "12s");
 
     // 1 + 95 tokens do not fit in what key-a has left: a 429 with every header.
     let second = send("key-a", "x", 95).await.unwrap();
     assert_eq!(second.status(), 429);
     let h = second.headers();
-    assert_eq!(h["retry-after"], "1");
+    // 8 tokens short, one a second: 8 s, less the moment since (in whole seconds, rounded up).
     let ms: u64 = h["retry-after-ms"].to_str().unwrap().parse().unwrap();
-    assert!((1..=800).contains(&ms), "{ms}");
+    assert!((1..=8000).contains(&ms), "{ms}");
+    let seconds: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert_eq!(seconds, ms.div_ceil(1000));
     for name in ["requests", "tokens"] {
         for kind in ["limit", "remaining", "reset"] {
             assert!(
@@ -406,9 +409,13 @@ async fn the_mock_rate_limits_per_key_with_openai_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_of_the_mock_limiter_reaches_the_client_with_its_precise_wait() {
-    // One request a second (a bucket of one).
+    // A bucket of one request, refilled in ten seconds.
     let server = MockServer::start(Knobs {
-        limits: Some(Limits::new(60, 60_000)),
+        limits: Some(Limits {
+            requests_per_minute: Some(6),
+            tokens_per_minute: None,
+            burst: Duration::from_secs(10),
+        }),
         ..Knobs::default()
     })
     .await
@@ -419,7 +426,7 @@ async fn a_429_of_the_mock_limiter_reaches_the_client_with_its_precise_wait() {
     assert!(error.is_rate_limited(), "{error}");
     let hint = error.retry_hint().unwrap();
     assert!(
-        hint > Duration::ZERO && hint <= Duration::from_secs(1),
+        hint > Duration::ZERO && hint <= Duration::from_secs(10),
         "{hint:?}"
     );
     // The resource heard it: its callers pause, its rates are halved.
