@@ -20,6 +20,10 @@ fn chat(server: &MockServer, resource: &str) -> Chat {
         .resource(format!("{}#{resource}", server.base_url()))
 }
 
+/// Held by the tests that read the process's trace, so that one does not take the other's
+/// events.
+static TRACE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The `ChatError` an error carries.
 fn chat_error(error: &XcsError) -> &ChatError {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
@@ -170,7 +174,8 @@ async fn client_errors_are_permanent_and_carry_the_providers_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_are_retried_under_max_retries() {
     let server = MockServer::start(Knobs::default()).await.unwrap();
-    let chat = chat(&server, "5xx");
+    let chat = chat(&server, "5xx").named("chat-5xx");
+    let _traced = TRACE.lock().await;
     let _ = xcs::take_trace();
     let reply = execution_options!(max_retries = 2, trace_execution = true => async {
         chat.call(ChatRequest::user("[[fail-first:2]] persist")).await
@@ -180,7 +185,12 @@ async fn server_errors_are_retried_under_max_retries() {
     assert_eq!(reply.text, "echo: [[fail-first:2]] persist");
     let seen = server.snapshot();
     assert_eq!((seen.started, seen.failed), (3, 2), "{seen:?}");
-    let retries: usize = xcs::take_trace().summary().iter().map(|s| s.retries).sum();
+    let summary = xcs::take_trace().summary();
+    let retries: usize = summary
+        .iter()
+        .filter(|s| s.operator == "chat-5xx")
+        .map(|s| s.retries)
+        .sum();
     assert_eq!(retries, 2);
 
     // Out of retries: the last error, still retryable, with the status.
@@ -255,7 +265,7 @@ async fn connection_failures_are_retryable_and_bad_urls_are_permanent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_is_recorded_and_the_estimate_counts_characters_and_max_tokens() {
     let server = MockServer::start(Knobs::default()).await.unwrap();
-    let chat = chat(&server, "usage").price(0.5, 2.0);
+    let chat = chat(&server, "usage").price(0.5, 2.0).named("chat-usage");
     let request = ChatRequest::user("x".repeat(40)).max_tokens(100);
     // 40 characters: 10 tokens in; `max_tokens` out.
     assert_eq!(
@@ -266,6 +276,7 @@ async fn usage_is_recorded_and_the_estimate_counts_characters_and_max_tokens() {
             cost: 10.0 * 0.5 + 100.0 * 2.0
         }
     );
+    let traced = TRACE.lock().await;
     let _ = xcs::take_trace();
     let reply = execution_options!(trace_execution = true => async {
         chat.call(request.clone()).await
@@ -283,9 +294,10 @@ async fn usage_is_recorded_and_the_estimate_counts_characters_and_max_tokens() {
     let event = trace
         .events()
         .iter()
-        .find(|e| e.operator == "chat")
+        .find(|e| e.operator == "chat-usage")
         .expect("a trace event of the call");
     assert_eq!(event.usage, Some(expected));
+    drop(traced);
 
     // The resource counted it too; a reply without usage keeps its estimate.
     let resource = AsyncOperator::resource(&chat).unwrap().to_owned();
