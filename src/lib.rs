@@ -28,7 +28,7 @@
 //!
 //! - **Options** ([`ExecutionOptions`]): `use_parallel`, `max_workers`, `device_strategy`,
 //!   `enable_caching`, `trace_execution`, `timeout_seconds`, `max_retries`, `rate_limit`,
-//!   `cache_dir`, `show_progress` and the legacy `scheduler`. Scope them
+//!   `cache_dir`, `show_progress`, `token_budget`, `cost_budget` and the legacy `scheduler`. Scope them
 //!   with [`execution_options!`], set process-wide defaults with [`set_execution_options!`], read
 //!   them with [`get_execution_options`]; from configuration, build an [`OptionsPatch`] and use
 //!   [`with_options`] or [`set_global_options`].
@@ -65,7 +65,8 @@ pub use xcs_core::{
     TraceEvent, TraceSummary, Usage, VMap, XcsError, cache_stats, cancelled, clear_cache,
     clear_cache_dir, deadline, get_execution_options, get_global_options, pmap, record_usage,
     register_backend, registered_backends, reset_execution_options, set_cache_capacity,
-    set_cache_max_bytes, set_global_options, take_trace, unregister_backend, vmap, with_options,
+    set_cache_max_bytes, set_global_options, spent, take_trace, unregister_backend, vmap,
+    with_options,
 };
 
 #[doc(inline)]
@@ -86,6 +87,9 @@ pub use xcs_core::{AsyncOperator, Blocking, WithOptions, blocking, with_options_
 pub use xcs_core::options::{OPTIONS, OptionKind, OptionSpec};
 
 #[doc(inline)]
+pub use xcs_core::{LIMITS, LimitKind, LimitSpec};
+
+#[doc(inline)]
 pub use xcs_core::{
     MAX_BARS, ProgressEvent, ProgressOutcome, clear_progress_hook, set_progress_hook,
 };
@@ -104,7 +108,7 @@ pub use xcs_core::cluster;
 #[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
 pub use xcs_core::openai;
 
-pub use xcs_macros::{execution_options, operator, set_execution_options};
+pub use xcs_macros::{execution_options, operator, set_execution_options, set_resource_limits};
 
 /// The macros, [`Operator`] (and `AsyncOperator`), [`vmap`], [`pmap`], the option functions and
 /// the cache and trace readers.
@@ -115,7 +119,7 @@ pub mod prelude {
     pub use crate::{
         ExecutionOptions, Operator, OptionsPatch, XcsError, execution_options,
         get_execution_options, pmap, reset_execution_options, set_execution_options,
-        set_global_options, vmap, with_options,
+        set_global_options, set_resource_limits, vmap, with_options,
     };
     pub use crate::{cache_stats, clear_cache, take_trace};
 }

@@ -48,6 +48,8 @@ fn macros_and_run_time_parser_agree_on_names() {
             OptionKind::Retries => "2",
             OptionKind::Rate => "0.5",
             OptionKind::Directory => "/tmp/xcs-cache",
+            OptionKind::Tokens => "1000",
+            OptionKind::Cost => "0.25",
         };
         OptionsPatch::from_pairs([(spec.name, sample)])
             .unwrap_or_else(|err| panic!("`{}` rejected at run time: {err}", spec.name));
@@ -80,6 +82,8 @@ fn macros_and_run_time_parser_agree_on_names() {
         rate_limit = 0.5,
         cache_dir = "/tmp/xcs-cache",
         show_progress = true,
+        token_budget = 1000,
+        cost_budget = 0.25,
         => get_execution_options()
     );
     let pairs = [
@@ -94,6 +98,8 @@ fn macros_and_run_time_parser_agree_on_names() {
         ("rate_limit", "0.5"),
         ("cache_dir", "/tmp/xcs-cache"),
         ("show_progress", "true"),
+        ("token_budget", "1000"),
+        ("cost_budget", "0.25"),
     ];
     let named: Vec<&str> = pairs.iter().map(|(name, _)| *name).collect();
     assert_eq!(
@@ -325,6 +331,61 @@ fn set_execution_options_returns_the_new_global_options() {
     assert!(!second.use_parallel);
     assert_eq!(second, get_global_options());
     assert_eq!(second, get_execution_options());
+}
+
+/// A budget only narrows in a scope, the global one included, and the caller's narrowed budget
+/// is what batch items see; a global update replaces the global budget (widening or clearing
+/// it).
+#[test]
+fn budgets_narrow_in_scopes_and_global_updates_replace_them() {
+    let _serial = serial();
+    let global = set_execution_options!(token_budget = 100, cost_budget = 1.0);
+    assert_eq!(
+        (global.token_budget, global.cost_budget),
+        (Some(100), Some(1.0))
+    );
+    let seen =
+        execution_options!(token_budget = 1000, cost_budget = None => get_execution_options());
+    assert_eq!(
+        (seen.token_budget, seen.cost_budget),
+        (Some(100), Some(1.0))
+    );
+    let (outer, inner, items) = execution_options!(token_budget = 50, cost_budget = 0.5 => {
+        let outer = get_execution_options();
+        let (inner, items) = execution_options!(token_budget = None, cost_budget = 2 => {
+            let (op, record) = Probe::new(1);
+            vmap(op).call((0..4).collect()).unwrap();
+            let items = record.seen.lock().unwrap().clone();
+            (get_execution_options(), items)
+        });
+        (outer, inner, items)
+    });
+    assert_eq!(
+        (outer.token_budget, outer.cost_budget),
+        (Some(50), Some(0.5))
+    );
+    assert_eq!(
+        (inner.token_budget, inner.cost_budget),
+        (Some(50), Some(0.5))
+    );
+    assert_eq!(items.len(), 4);
+    assert!(
+        items
+            .iter()
+            .all(|o| (o.token_budget, o.cost_budget) == (Some(50), Some(0.5)))
+    );
+    let global = set_execution_options!(token_budget = 1000);
+    assert_eq!(
+        (global.token_budget, global.cost_budget),
+        (Some(1000), Some(1.0))
+    );
+    let global = set_global_options(&OptionsPatch::new().cost_budget(None).unwrap());
+    assert_eq!(
+        (global.token_budget, global.cost_budget),
+        (Some(1000), None)
+    );
+    reset_execution_options();
+    assert_eq!(get_global_options().token_budget, None);
 }
 
 #[test]

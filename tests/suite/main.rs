@@ -4,6 +4,7 @@
 //! - `operator`: `#[xcs::operator]` on a function (the generated struct, inputs and `batch`,
 //!   fallible bodies) and the `Operator` impls for `Arc` and `&'static`; `operator_async`: the
 //!   same on an `async fn`; `operator_impl`: the attribute on a hand-written `impl` block;
+//!   `operator_resource`: its `resource = "…"` and `estimate = path` arguments;
 //!   `macros_operator_rename`: the generated code does not depend on names in the user's scope.
 //! - `batch_executors`: `vmap` and `pmap` steered by the options (workers, order, errors, panics,
 //!   settled outcomes); `batch_device`: `device_strategy` and registered backends.
@@ -31,6 +32,7 @@ mod common;
 mod async_ops;
 mod batch_device;
 mod batch_executors;
+mod budgets;
 mod cache;
 mod cache_persistent;
 mod cache_store_trust;
@@ -39,6 +41,7 @@ mod macros_operator_rename;
 mod operator;
 mod operator_async;
 mod operator_impl;
+mod operator_resource;
 mod progress;
 mod resources;
 mod retries;

@@ -111,11 +111,7 @@ fn invoke_with<O: Callee + ?Sized>(
 ) -> Result<O::Output, XcsError> {
     let name = op.name();
     // Only calls under a deadline (or caching: the claims held up the chain) read the context.
-    let context = if timed
-        || options.enable_caching
-        || policy::budget::applies(options)
-        || deadline::budget().is_some()
-    {
+    let context = if timed || options.enable_caching || policy::budget::applies(options) {
         deadline::current()
     } else {
         CallContext::default()

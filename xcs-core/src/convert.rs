@@ -4,19 +4,26 @@
 //! `max_workers` a `usize`, `NonZeroUsize`, or an `Option` of either; for `timeout_seconds` an
 //! `f64`, `f32`, `u64`, `Duration` or an `Option` of them; for `max_retries` a `u32`; for
 //! `rate_limit` an `f64` or `Option<f64>`; for `cache_dir` a `&str`, `String`, `&Path`, `PathBuf`,
-//! [`CacheDir`] or an `Option` of them. Literals are checked by the macro at compile time; these
+//! [`CacheDir`] or an `Option` of them; for `token_budget` a `u64`, `u32`, `usize`, `NonZeroU64`
+//! or an `Option` of them; for `cost_budget` an `f64`, `f32` or an `Option` of either. Literals are checked by the macro at compile time; these
 //! traits check the rest at run time and panic with a message naming the option, as the macros
 //! document under `# Panics`. Untrusted values should go through
 //! [`OptionsPatch::from_pairs`](crate::OptionsPatch::from_pairs) instead, which returns errors.
 //!
+//! `set_resource_limits!` converts its non-literal values here too: a rate per minute from an
+//! `f64`, `f32`, `u32`, `u64` or `usize`, a count from a `usize`, `u32`, `u64` or
+//! `NonZeroUsize`, and the resource's name from a `&str`.
+//!
 //! A value of another type is a compile error that names the option and the types it takes
 //! (`#[diagnostic::on_unimplemented]`), not one about these traits.
 
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::options::{CacheDir, DeviceStrategy, Scheduler, rate_limit_from, timeout_from_secs};
+use crate::options::{
+    CacheDir, DeviceStrategy, Scheduler, cost_budget_from, rate_limit_from, timeout_from_secs,
+};
 
 /// A value `max_workers` can be set from.
 #[diagnostic::on_unimplemented(
@@ -262,6 +269,225 @@ impl<T: IntoCacheDir> IntoCacheDir for Option<T> {
     }
 }
 
+/// A value `token_budget` can be set from.
+#[diagnostic::on_unimplemented(
+    message = "`token_budget` takes a `u64`, `u32`, `usize`, `NonZeroU64` or `Option` of them, not `{Self}`",
+    label = "expected a number of tokens",
+    note = "convert other integers with `u64::try_from(value)`; parse configuration with `OptionsPatch::from_pairs`"
+)]
+pub trait IntoTokenBudget {
+    /// The budget in tokens, or `None` for no limit. Panics on 0.
+    fn into_token_budget(self) -> Option<u64>;
+}
+
+impl IntoTokenBudget for u64 {
+    #[track_caller]
+    fn into_token_budget(self) -> Option<u64> {
+        if self == 0 {
+            panic!("execution option `token_budget` may not be 0");
+        }
+        Some(self)
+    }
+}
+
+impl IntoTokenBudget for NonZeroU64 {
+    fn into_token_budget(self) -> Option<u64> {
+        Some(self.get())
+    }
+}
+
+impl IntoTokenBudget for u32 {
+    #[track_caller]
+    fn into_token_budget(self) -> Option<u64> {
+        u64::from(self).into_token_budget()
+    }
+}
+
+impl IntoTokenBudget for usize {
+    #[track_caller]
+    fn into_token_budget(self) -> Option<u64> {
+        // A `usize` beyond `u64` (on no target today) is as good as no limit.
+        u64::try_from(self).unwrap_or(u64::MAX).into_token_budget()
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: IntoTokenBudget> IntoTokenBudget for Option<T> {
+    #[track_caller]
+    fn into_token_budget(self) -> Option<u64> {
+        self.and_then(IntoTokenBudget::into_token_budget)
+    }
+}
+
+/// A value `cost_budget` can be set from.
+#[diagnostic::on_unimplemented(
+    message = "`cost_budget` takes an `f64`, `f32` or `Option` of either, not `{Self}`",
+    label = "expected an amount of money",
+    note = "convert other numbers with `f64::from(value)`; parse configuration with `OptionsPatch::from_pairs`"
+)]
+pub trait IntoCostBudget {
+    /// The budget, or `None` for no limit. Panics on a value that is not > 0 and finite.
+    fn into_cost_budget(self) -> Option<f64>;
+}
+
+impl IntoCostBudget for f64 {
+    #[track_caller]
+    fn into_cost_budget(self) -> Option<f64> {
+        match cost_budget_from(self) {
+            Some(cost) => Some(cost),
+            None => panic!(
+                "execution option `cost_budget` must be a finite number greater than 0, got {self}"
+            ),
+        }
+    }
+}
+
+impl IntoCostBudget for f32 {
+    #[track_caller]
+    fn into_cost_budget(self) -> Option<f64> {
+        f64::from(self).into_cost_budget()
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: IntoCostBudget> IntoCostBudget for Option<T> {
+    #[track_caller]
+    fn into_cost_budget(self) -> Option<f64> {
+        self.and_then(IntoCostBudget::into_cost_budget)
+    }
+}
+
+/// `token_budget` from a non-literal value. Panics on 0.
+#[track_caller]
+pub fn token_budget(value: impl IntoTokenBudget) -> Option<u64> {
+    value.into_token_budget()
+}
+
+/// `cost_budget` from a non-literal value. Panics on a value that is not > 0 and finite.
+#[track_caller]
+pub fn cost_budget(value: impl IntoCostBudget) -> Option<f64> {
+    value.into_cost_budget()
+}
+
+/// A value a per-minute resource limit (`requests_per_minute`, `tokens_per_minute`) can be set
+/// from.
+#[diagnostic::on_unimplemented(
+    message = "a per-minute resource limit takes an `f64`, `f32`, `u32`, `u64` or `usize`, not `{Self}`",
+    label = "expected a number per minute",
+    note = "convert other numbers with `f64::from(value)`; parse configuration with `ResourceLimits::from_pairs`"
+)]
+pub trait IntoPerMinute {
+    /// The number per minute, as given (checked by [`limit_per_minute`]).
+    fn into_per_minute(self) -> f64;
+}
+
+impl IntoPerMinute for f64 {
+    fn into_per_minute(self) -> f64 {
+        self
+    }
+}
+
+impl IntoPerMinute for f32 {
+    fn into_per_minute(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+impl IntoPerMinute for u32 {
+    fn into_per_minute(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+impl IntoPerMinute for u64 {
+    fn into_per_minute(self) -> f64 {
+        self as f64
+    }
+}
+
+impl IntoPerMinute for usize {
+    fn into_per_minute(self) -> f64 {
+        self as f64
+    }
+}
+
+/// A value a counting resource limit (`max_in_flight`) can be set from.
+#[diagnostic::on_unimplemented(
+    message = "a counting resource limit takes a `usize`, `u32`, `u64` or `NonZeroUsize`, not `{Self}`",
+    label = "expected a count",
+    note = "convert other integers with `usize::try_from(value)`; parse configuration with `ResourceLimits::from_pairs`"
+)]
+pub trait IntoLimitCount {
+    /// The count, as given (checked by [`limit_count`]).
+    fn into_limit_count(self) -> usize;
+}
+
+impl IntoLimitCount for usize {
+    fn into_limit_count(self) -> usize {
+        self
+    }
+}
+
+impl IntoLimitCount for NonZeroUsize {
+    fn into_limit_count(self) -> usize {
+        self.get()
+    }
+}
+
+impl IntoLimitCount for u32 {
+    fn into_limit_count(self) -> usize {
+        usize::try_from(self).unwrap_or(usize::MAX)
+    }
+}
+
+impl IntoLimitCount for u64 {
+    fn into_limit_count(self) -> usize {
+        usize::try_from(self).unwrap_or(usize::MAX)
+    }
+}
+
+/// The resource limit `limit` (a rate per minute) from a non-literal value. Panics on a value
+/// that is not > 0 and finite.
+#[track_caller]
+pub fn limit_per_minute(value: impl IntoPerMinute, limit: &str) -> f64 {
+    let value = value.into_per_minute();
+    match crate::resource_table::per_minute_from(value) {
+        Some(value) => value,
+        None => {
+            panic!("resource limit `{limit}` must be a finite number greater than 0, got {value}")
+        }
+    }
+}
+
+/// The resource limit `limit` (a count) from a non-literal value. Panics on 0.
+#[track_caller]
+pub fn limit_count(value: impl IntoLimitCount, limit: &str) -> usize {
+    match value.into_limit_count() {
+        0 => panic!("resource limit `{limit}` may not be 0"),
+        n => n,
+    }
+}
+
+/// A counting resource limit from a literal the macro has checked to be at least 1 but that
+/// may not fit a `usize` of the target: a larger count reads as `usize::MAX`.
+pub const fn limit_count_literal(value: u128) -> usize {
+    if value > usize::MAX as u128 {
+        usize::MAX
+    } else {
+        value as usize
+    }
+}
+
+/// The resource name of `set_resource_limits!` from a non-literal value. Panics on an empty
+/// name.
+#[track_caller]
+pub fn resource_name(name: &str) -> &str {
+    if name.is_empty() {
+        panic!("`set_resource_limits!` needs a non-empty resource name");
+    }
+    name
+}
+
 /// `max_workers` from a non-literal value. Panics on 0; any other count is kept.
 #[track_caller]
 pub fn max_workers(value: impl IntoMaxWorkers) -> Option<NonZeroUsize> {
@@ -384,6 +610,81 @@ mod tests {
     #[should_panic(expected = "execution option `rate_limit` must be a finite number")]
     fn nan_rate_panics() {
         let _ = rate_limit(f64::NAN);
+    }
+
+    #[test]
+    fn converts_budgets() {
+        assert_eq!(token_budget(100u64), Some(100));
+        assert_eq!(token_budget(7u32), Some(7));
+        assert_eq!(token_budget(9usize), Some(9));
+        assert_eq!(token_budget(NonZeroU64::new(3)), Some(3));
+        assert_eq!(token_budget(None::<u64>), None);
+        assert_eq!(cost_budget(0.5), Some(0.5));
+        assert_eq!(cost_budget(2.0f32), Some(2.0));
+        assert_eq!(cost_budget(Some(1.5)), Some(1.5));
+        assert_eq!(cost_budget(None::<f64>), None);
+    }
+
+    #[test]
+    fn converts_resource_limits() {
+        assert_eq!(limit_per_minute(500u32, "requests_per_minute"), 500.0);
+        assert_eq!(limit_per_minute(0.5f32, "requests_per_minute"), 0.5);
+        assert_eq!(limit_per_minute(30_000u64, "tokens_per_minute"), 30_000.0);
+        assert_eq!(limit_per_minute(7usize, "tokens_per_minute"), 7.0);
+        assert_eq!(limit_count(64usize, "max_in_flight"), 64);
+        assert_eq!(limit_count(8u32, "max_in_flight"), 8);
+        assert_eq!(limit_count(9u64, "max_in_flight"), 9);
+        assert_eq!(limit_count(NonZeroUsize::MIN, "max_in_flight"), 1);
+        assert_eq!(limit_count_literal(u128::MAX), usize::MAX);
+        assert_eq!(resource_name("openai"), "openai");
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "resource limit `tokens_per_minute` must be a finite number greater than 0, got NaN"
+    )]
+    fn nan_limit_panics() {
+        let _ = limit_per_minute(f64::NAN, "tokens_per_minute");
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "resource limit `requests_per_minute` must be a finite number greater than 0, got -1"
+    )]
+    fn negative_limit_panics() {
+        let _ = limit_per_minute(-1.0, "requests_per_minute");
+    }
+
+    #[test]
+    #[should_panic(expected = "resource limit `max_in_flight` may not be 0")]
+    fn zero_count_panics() {
+        let _ = limit_count(0usize, "max_in_flight");
+    }
+
+    #[test]
+    #[should_panic(expected = "`set_resource_limits!` needs a non-empty resource name")]
+    fn empty_resource_name_panics() {
+        let _ = resource_name("");
+    }
+
+    #[test]
+    #[should_panic(expected = "execution option `token_budget` may not be 0")]
+    fn zero_token_budget_panics() {
+        let _ = token_budget(Some(0u64));
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "execution option `cost_budget` must be a finite number greater than 0, got -0.5"
+    )]
+    fn negative_cost_budget_panics() {
+        let _ = cost_budget(-0.5);
+    }
+
+    #[test]
+    #[should_panic(expected = "execution option `cost_budget` must be a finite number")]
+    fn nan_cost_budget_panics() {
+        let _ = cost_budget(f64::NAN);
     }
 
     #[test]

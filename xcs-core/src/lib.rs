@@ -62,6 +62,8 @@ mod pool;
 mod probe;
 mod progress;
 mod resource;
+mod resource_limits;
+mod resource_table;
 mod scope;
 #[cfg(feature = "tokio")]
 mod scoped;
@@ -100,6 +102,7 @@ pub use progress::{
     MAX_BARS, ProgressEvent, ProgressOutcome, clear_progress_hook, set_progress_hook,
 };
 pub use resource::{ResourceLimits, ResourceStats, resource_stats, set_resource_limits};
+pub use resource_table::{LIMITS, LimitKind, LimitSpec};
 pub use scope::{
     get_execution_options, get_global_options, reset_execution_options, set_global_options,
 };
@@ -124,6 +127,9 @@ pub mod __private {
     pub use crate::operator::{CloneInput, Operator, call_owned, operator_error};
     pub use crate::options::{CacheDir, DeviceStrategy, OptionsPatch, Scheduler};
     pub use crate::persist::PersistSupport;
+    pub use crate::resource::ResourceLimits;
+    pub use crate::resource_table::apply_resource_limits;
+    pub use crate::usage::Usage;
     /// The compile-time probes of an operator's types (autoref specialization).
     pub mod probe {
         pub use crate::probe::*;

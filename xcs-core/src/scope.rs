@@ -234,7 +234,7 @@ pub(crate) fn pin(options: ExecutionOptions) -> FrameGuard {
 /// ```
 pub fn set_global_options(patch: &OptionsPatch) -> ExecutionOptions {
     let mut global = GLOBAL.write().unwrap_or_else(PoisonError::into_inner);
-    patch.apply_to(&mut global);
+    patch.apply_as_global(&mut global);
     let updated = *global;
     crate::policy::budget::set_global_from(&updated);
     GENERATION.fetch_add(1, Ordering::Release);

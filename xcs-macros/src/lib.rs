@@ -1,5 +1,5 @@
 //! Procedural macros of xcs. Use them through the `xcs` crate, which documents them:
-//! `execution_options!`, `set_execution_options!` and `#[operator]`.
+//! `execution_options!`, `set_execution_options!`, `set_resource_limits!` and `#[operator]`.
 //!
 //! Each entry point converts to `proc_macro2` and hands over to a module that parses what the
 //! user wrote into a small AST, validates it (collecting every error), and expands it. Generated
@@ -11,6 +11,7 @@ use proc_macro::TokenStream;
 mod errors;
 mod operator;
 mod options;
+mod resource;
 
 /// Evaluates an expression with execution options in force on this thread, then restores the
 /// previous options.
@@ -70,6 +71,8 @@ mod options;
 /// | `rate_limit` | a number > 0 (integer or float), `None` | `f64`, `Option<f64>` |
 /// | `cache_dir` | a non-empty string, `None` | `&str`, `String`, `&Path`, `PathBuf`, `CacheDir`, `Option` of them |
 /// | `show_progress` | `true`, `false` | `bool` |
+/// | `token_budget` | an integer ≥ 1, `None` | `u64`, `u32`, `usize`, `NonZeroU64`, `Option` of them |
+/// | `cost_budget` | a number > 0 (integer or float), `None` | `f64`, `f32`, `Option` of either |
 ///
 /// - `use_parallel`: run batch items in parallel where possible (default `true`).
 /// - `max_workers`: the most items of a batch running at once, at every level; `None`: one per
@@ -85,6 +88,11 @@ mod options;
 /// - `rate_limit`: the most calls of one operator started per second (default `None`).
 /// - `cache_dir`: the directory of the persistent cache, with `enable_caching` (default `None`).
 /// - `show_progress`: progress bars for batches (default `false`).
+/// - `token_budget`: the most tokens (input + output) the calls of the scope may use together
+///   (default `None`). A nested scope can only narrow a budget: it gets the smaller of its own
+///   and the outer one, so `None` or a larger value there keeps the outer budget.
+/// - `cost_budget`: the most the calls of the scope may cost together; narrowed like
+///   `token_budget` (default `None`).
 ///
 /// The expression may be an `async` block: the macro then yields a future with the options in
 /// force whenever it is polled (`execution_options!(… => async { … }).await`). An `.await` in
@@ -145,10 +153,10 @@ mod options;
 /// # Panics
 ///
 /// A non-literal value is checked when the scope is entered, and an invalid one panics with a
-/// message naming the option: a `max_workers` of `0`, a `timeout_seconds` that is not a finite
-/// number greater than 0 (or a zero `Duration`), a `rate_limit` that is not a finite number
-/// greater than 0, an empty `cache_dir`, or a `scheduler` that contradicts a `use_parallel` of
-/// the same call. The options are unchanged then. For values from
+/// message naming the option: a `max_workers` or `token_budget` of `0`, a `timeout_seconds`
+/// that is not a finite number greater than 0 (or a zero `Duration`), a `rate_limit` or
+/// `cost_budget` that is not a finite number greater than 0, an empty `cache_dir`, or a
+/// `scheduler` that contradicts a `use_parallel` of the same call. The options are unchanged then. For values from
 /// configuration or users, use the fallible route instead:
 /// [`OptionsPatch::from_pairs`](xcs_core::OptionsPatch::from_pairs) and
 /// [`with_options`](xcs_core::with_options).
@@ -177,7 +185,8 @@ pub fn execution_options(input: TokenStream) -> TokenStream {
 ///
 /// The options, their literal forms, the values accepted otherwise, the compile errors and the
 /// run-time panics are those of [`execution_options!`]; the only difference is that there is no
-/// `=> expr` (giving one is a compile error).
+/// `=> expr` (giving one is a compile error). Every option it names replaces the global value,
+/// budgets included (only scopes narrow a budget).
 ///
 /// ```standalone_crate
 /// // (Run in a process of its own: it changes the process-wide options.)
@@ -208,6 +217,82 @@ pub fn execution_options(input: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn set_execution_options(input: TokenStream) -> TokenStream {
     options::expand_global(input.into()).into()
+}
+
+/// Sets (merges) the limits of a resource, process-wide.
+///
+/// ```text
+/// set_resource_limits!(name, limit = value, limit = value, …)
+/// ```
+///
+/// A *resource* is what several operators share and a provider limits: an API key, an
+/// endpoint, a local model server. Operators name the resource their calls use with
+/// `#[xcs::operator(resource = "…")]` (or `fn resource` by hand). This macro sets the limits of
+/// the resource called `name` (a non-empty string literal, or any `&str` expression); the limits
+/// it names replace the resource's, the others are kept, and a resource nobody limited is
+/// unlimited. The run-time forms are `ResourceLimits::from_pairs(pairs)?` and
+/// `xcs::set_resource_limits(name, &limits)`, which return errors instead of panicking.
+///
+/// | limit | literal forms | other values accepted (any expression of these types) |
+/// |---|---|---|
+/// | `requests_per_minute` | a number > 0 (integer or float) | `f64`, `f32`, `u32`, `u64`, `usize` |
+/// | `tokens_per_minute` | a number > 0 (integer or float) | `f64`, `f32`, `u32`, `u64`, `usize` |
+/// | `max_in_flight` | an integer ≥ 1 | `usize`, `u32`, `u64`, `NonZeroUsize` |
+///
+/// - `requests_per_minute`: the most calls of the resource started per minute;
+/// - `tokens_per_minute`: the most tokens (input + output) its calls use per minute;
+/// - `max_in_flight`: the most bodies of its calls running at once.
+///
+/// The macro's value is `()`, like a statement: unlike `set_execution_options!`, which returns
+/// the new global options, there is nothing here a caller needs back (the limits it sets are
+/// those it names). A trailing comma is allowed, and a call that names no limit changes nothing.
+///
+/// ```
+/// use xcs::set_resource_limits;
+///
+/// set_resource_limits!("openai", requests_per_minute = 500, tokens_per_minute = 30_000, max_in_flight = 64);
+/// // Merged: a later call changes only what it names.
+/// set_resource_limits!("openai", max_in_flight = 16);
+///
+/// let name = String::from("local-llm");
+/// let rpm: u32 = 120;
+/// set_resource_limits!(&name, requests_per_minute = rpm, max_in_flight = 4);
+/// ```
+///
+/// # Compile errors
+///
+/// Names and literals are checked when the program compiles, as the options of
+/// [`execution_options!`] are, each error at its token and all of a call's errors together: an
+/// unknown limit (``Invalid resource limit: max_inflight; did you mean `max_in_flight`? (valid
+/// limits: …)``), a limit given twice, a rate of 0, a negative or infinite one (`1e400`), a
+/// `max_in_flight` of 0, negative or with a fraction (`2.0`), a value of the wrong kind (a
+/// string, a bool, `None`), an empty name literal (`""`) or a literal that is not a string, a
+/// missing name or value, and a `=> expr`.
+///
+/// ```compile_fail
+/// xcs::set_resource_limits!("openai", max_in_flight = 0);
+/// ```
+///
+/// ```compile_fail
+/// xcs::set_resource_limits!("", max_in_flight = 8);
+/// ```
+///
+/// # Panics
+///
+/// A non-literal value is checked when the call runs, and an invalid one panics with a message
+/// naming the limit: a rate that is not a finite number greater than 0 (`NaN`, infinite, 0 or
+/// negative), a `max_in_flight` of 0, or an empty non-literal name. The resource's limits are
+/// unchanged then. For values from configuration or users, use the fallible route instead:
+/// `ResourceLimits::from_pairs` and `xcs::set_resource_limits`.
+///
+/// ```should_panic
+/// # use xcs::set_resource_limits;
+/// let rpm: f64 = "0".parse().unwrap();
+/// set_resource_limits!("openai", requests_per_minute = rpm); // panics: must be greater than 0
+/// ```
+#[proc_macro]
+pub fn set_resource_limits(input: TokenStream) -> TokenStream {
+    resource::expand(input.into()).into()
 }
 
 /// Turns a function into an operator, or gives a hand-written operator's `impl` block what the
@@ -307,6 +392,32 @@ pub fn set_execution_options(input: TokenStream) -> TokenStream {
 /// - `version = N` (an integer from 0 to `u32::MAX`, default 0): the operator's version, part of
 ///   every persistent cache key. Bump it when what the body calls changes its results (a helper
 ///   function, a model behind an API), so that results stored before are not returned.
+/// - `resource = "openai"` (a non-empty string): the resource the operator's calls use, which
+///   `set_resource_limits!` limits; the generated impl's `fn resource` returns it (without it,
+///   `None`). On an impl block too, unless the block writes `fn resource` itself (then giving both
+///   is a compile error).
+/// - `estimate = path` (the path of a function `fn(&GenerateInputs) -> xcs::Usage`, or
+///   `fn(&Input) -> xcs::Usage` on an impl block): what a call is expected to use, charged to its
+///   resource and budget when it is admitted; the generated `fn estimate` calls it (without it,
+///   zero). A function of another signature is a type error on the path. On an impl block, as
+///   `resource`.
+///
+/// ```
+/// use xcs::prelude::*;
+/// use xcs::Usage;
+///
+/// fn guess(input: &AskInputs) -> Usage {
+///     Usage { input_tokens: input.prompt.len() as u64 / 4, output_tokens: 256, cost: 0.0 }
+/// }
+///
+/// #[xcs::operator(resource = "openai", estimate = guess)]
+/// fn ask(prompt: String) -> String {
+///     prompt // a model call, say
+/// }
+///
+/// assert_eq!(Ask.resource(), Some("openai"));
+/// assert_eq!(Ask.estimate(&AskInputs::new("a prompt".into())).output_tokens, 256);
+/// ```
 ///
 /// # Persistent keys
 /// The persistent cache keys (`cache_dir`) of a generated operator also hold a fingerprint of
@@ -327,7 +438,8 @@ pub fn set_execution_options(input: TokenStream) -> TokenStream {
 /// so a request struct or a tuple is neither retried nor cached (with a warning naming this
 /// attribute). Generic blocks work too: the capabilities are then those the block's bounds
 /// guarantee. A method the block writes itself (`persist_support`, say) is kept, and then
-/// `version = N` is a compile error (give the version in that method).
+/// `version = N` is a compile error (give the version in that method); likewise `resource = …`
+/// or `estimate = …` on a block that writes `fn resource` or `fn estimate`.
 ///
 /// ```
 /// use xcs::prelude::*;
@@ -371,7 +483,8 @@ pub fn set_execution_options(input: TokenStream) -> TokenStream {
 /// instead: a `self` receiver, `const`, `unsafe` or `extern` functions (async or not), generic,
 /// const and lifetime parameters, `impl Trait` parameters or return types, reference parameters
 /// (`&'static` ones are fine), patterns instead of parameter names, and unknown, duplicate or
-/// malformed attribute arguments (a `version` that is negative, not an integer or too large).
+/// malformed attribute arguments (a `version` that is negative, not an integer or too large; a
+/// `resource` that is empty or not a string literal; an `estimate` that is not a path).
 /// Every error is reported at once, and the function itself is still emitted. On an item that is
 /// neither a function nor an `impl Operator`/`impl AsyncOperator` block (an inherent impl, an
 /// impl of another trait, a struct), and for `name = …` on an impl block, the error says so, and

@@ -32,7 +32,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(syn::Item::Fn(function)) => {
             ast::OperatorFn::parse(&function, &mut errors).and_then(|model| {
                 let names = expand::Names::new(&model, &args, &mut errors)?;
-                Some(expand::operator(&model, &names, args.version.unwrap_or(0)))
+                Some(expand::operator(&model, &names, &args))
             })
         }
         Ok(syn::Item::Impl(block)) => {
@@ -191,6 +191,54 @@ mod tests {
     }
 
     #[test]
+    fn writes_resource_and_estimate() {
+        for item in [
+            quote!(
+                fn generate(prompt: String) -> String {
+                    prompt
+                }
+            ),
+            quote!(
+                async fn generate(prompt: String) -> String {
+                    prompt
+                }
+            ),
+        ] {
+            let output =
+                expand(quote!(resource = "openai", estimate = costs::guess), item).to_string();
+            assert!(compile_errors(&output).is_empty(), "{output}");
+            assert!(
+                output.contains(
+                    "fn resource (& self) -> :: xcs :: __private :: Option < & :: core :: primitive :: str > { :: xcs :: __private :: Option :: Some (\"openai\") }"
+                ),
+                "{output}"
+            );
+            assert!(
+                output.contains(
+                    "fn estimate (& self , __xcs_input : & GenerateInputs) -> :: xcs :: __private :: Usage"
+                ),
+                "{output}"
+            );
+            assert!(
+                output.contains(
+                    "let __xcs_estimate : fn (& GenerateInputs) -> :: xcs :: __private :: Usage = costs :: guess ;"
+                ),
+                "{output}"
+            );
+        }
+        // Without the arguments, the traits' defaults stay.
+        let output = expand(
+            TokenStream::new(),
+            quote!(
+                fn f() {}
+            ),
+        )
+        .to_string();
+        assert!(!output.contains("fn resource"), "{output}");
+        assert!(!output.contains("fn estimate"), "{output}");
+    }
+
+    #[test]
     fn wraps_errors_of_other_types() {
         let output = expand(
             TokenStream::new(),
@@ -271,6 +319,10 @@ mod tests {
             quote!(version = -1),
             quote!(version = 99999999999999999999999),
             quote!(version = 1, version = 1),
+            quote!(resource = ""),
+            quote!(resource = 1, estimate = "x"),
+            quote!(resource = "a", estimate = f, name = "X", version = 2),
+            quote!(estimate = a::b::<T>),
         ];
         for item in &items {
             for arg in &args {

@@ -8,9 +8,9 @@
 //! produced regardless (without the rejected entries), so one mistake does not cascade into type
 //! errors around the call.
 
-mod ast;
+pub(crate) mod ast;
 mod expand;
-mod validate;
+pub(crate) mod validate;
 
 use proc_macro2::TokenStream;
 
@@ -142,6 +142,30 @@ mod tests {
         assert_eq!(
             out.matches("(:: core :: option :: Option :: None)").count(),
             2,
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn budgets_expand_to_typed_values() {
+        let out = normalized(expand_scoped(
+            quote!(token_budget = 1000, cost_budget = 2 => body()),
+        ));
+        assert!(
+            out.contains("__set_token_budget (:: core :: option :: Option :: Some (1000u64))"),
+            "{out}"
+        );
+        assert!(
+            out.contains("__set_cost_budget (:: core :: option :: Option :: Some (2f64))"),
+            "{out}"
+        );
+        let out = normalized(expand_global(quote!(token_budget = n, cost_budget = c)));
+        assert!(
+            out.contains("__set_token_budget (:: xcs :: __private :: convert :: token_budget (n))"),
+            "{out}"
+        );
+        assert!(
+            out.contains("__set_cost_budget (:: xcs :: __private :: convert :: cost_budget (c))"),
             "{out}"
         );
     }

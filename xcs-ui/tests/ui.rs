@@ -1,9 +1,11 @@
 //! Compile-time behaviour of the macros (trybuild).
 //!
-//! - `tests/ui/options/fail/` (`execution_options!`, `set_execution_options!`) and
-//!   `tests/ui/operator/fail/` (`#[xcs::operator]`): one mistake per file, with the exact
-//!   messages and spans a user sees in the `.stderr` next to it.
-//! - `tests/ui/options/pass/` and `tests/ui/operator/pass/`: what must compile, and run.
+//! - `tests/ui/options/fail/` (`execution_options!`, `set_execution_options!`),
+//!   `tests/ui/operator/fail/` (`#[xcs::operator]`) and `tests/ui/resource/fail/`
+//!   (`set_resource_limits!`): one mistake per file, with the exact messages and spans a user
+//!   sees in the `.stderr` next to it.
+//! - `tests/ui/options/pass/`, `tests/ui/operator/pass/` and `tests/ui/resource/pass/`: what
+//!   must compile, and run.
 //! - `tests/ui/operator/fail_tokio/` and `fail_no_tokio/`: the async-operator cases whose messages
 //!   depend on the `tokio` feature; the second set runs with
 //!   `cargo test -p xcs-ui --no-default-features --test ui` (trybuild passes this package's
@@ -32,6 +34,7 @@ fn ui() {
         let fail = trybuild::TestCases::new();
         fail.compile_fail("tests/ui/options/fail/*.rs");
         fail.compile_fail("tests/ui/operator/fail/*.rs");
+        fail.compile_fail("tests/ui/resource/fail/*.rs");
         // What an async operator needs: cases whose messages differ without the feature.
         #[cfg(feature = "tokio")]
         fail.compile_fail("tests/ui/operator/fail_tokio/*.rs");
@@ -42,4 +45,5 @@ fn ui() {
     let pass = trybuild::TestCases::new();
     pass.pass("tests/ui/options/pass/*.rs");
     pass.pass("tests/ui/operator/pass/*.rs");
+    pass.pass("tests/ui/resource/pass/*.rs");
 }

@@ -27,8 +27,9 @@ macro_rules! define_options {
         /// Read them with [`get_execution_options`](crate::get_execution_options); change them with
         /// `execution_options!` (scoped), `set_execution_options!` (global) or an [`OptionsPatch`].
         /// Every value this struct can hold through the public constructors is valid: worker counts are
-        /// at least 1, timeouts are positive, rate limits are finite and positive,
-        /// cache directories are non-empty, and `scheduler` never contradicts `use_parallel`.
+        /// at least 1, timeouts are positive, rate limits are finite and positive, token budgets
+        /// are at least 1 and cost budgets finite and positive, cache directories are non-empty,
+        /// and `scheduler` never contradicts `use_parallel`.
         ///
         /// ```
         /// use xcs::ExecutionOptions;
@@ -57,8 +58,8 @@ macro_rules! define_options {
             };
 
             /// Whether a call under these options does more than run its body (besides a deadline):
-            /// caching, tracing, retries or a rate limit (the rows with a `call_policy`). `false` is
-            /// the fast path.
+            /// caching, tracing, retries, a rate limit or a budget (the rows with a
+            /// `call_policy`). `false` is the fast path.
             #[inline]
             #[allow(clippy::redundant_closure_call)]
             pub(crate) fn has_call_policy(&self) -> bool {
@@ -96,7 +97,8 @@ macro_rules! define_options {
                 }
             }
 
-            /// A patch that sets every option to the value it has in `options`.
+            /// A patch that sets every option to the value it has in `options`. Applied as a
+            /// scope, its budgets narrow those in force like any scope's.
             pub const fn from_options(options: &ExecutionOptions) -> OptionsPatch {
                 OptionsPatch {
                     $($name: Some(options.$name),)*
@@ -138,16 +140,25 @@ macro_rules! define_options {
                 Ok(())
             }
 
-            /// Takes what `other` sets of the options that merge plainly (the newer wins).
+            /// Takes what `other` sets of the options that merge plainly (the newer wins) and of
+            /// those that narrow (the narrower wins).
             #[inline]
-            pub(super) fn take_plain(&mut self, other: &OptionsPatch) {
-                $(if_plain!($merge, if other.$name.is_some() { self.$name = other.$name; });)*
+            pub(super) fn take_unlinked(&mut self, other: &OptionsPatch) {
+                $(merge_row!($merge, take, self, other, $name);)*
             }
 
-            /// Applies what this patch sets of the options that merge plainly.
+            /// Applies, as a scope, what this patch sets of the options that merge plainly
+            /// (replacing) and of those that narrow (narrowing).
             #[inline]
-            pub(super) fn apply_plain(&self, options: &mut ExecutionOptions) {
-                $(if_plain!($merge, if let Some(v) = self.$name { options.$name = v; });)*
+            pub(super) fn apply_unlinked(&self, options: &mut ExecutionOptions) {
+                $(merge_row!($merge, apply, self, options, $name);)*
+            }
+
+            /// Applies, as a global update, what this patch sets of the options that are not
+            /// linked: every one of them replaces, budgets included.
+            #[inline]
+            pub(super) fn replace_unlinked(&self, options: &mut ExecutionOptions) {
+                $(merge_row!($merge, replace, self, options, $name);)*
             }
         }
 
@@ -201,11 +212,39 @@ macro_rules! builder {
 }
 pub(super) use builder;
 
-/// The statement, for an option that merges plainly; nothing for a `linked` one.
-macro_rules! if_plain {
-    (plain, $($statement:tt)*) => {
-        $($statement)*
+/// One option's part in merging two patches (`take`), applying a patch as a scope (`apply`) or
+/// as a global update (`replace`), by its `merge` rule: `plain` replaces, `narrow` keeps the
+/// narrower of the two in a scope (see `Narrow` in `patch.rs`) and replaces in a global
+/// update, `linked` is written by hand in `patch.rs`.
+macro_rules! merge_row {
+    (plain, take, $patch:ident, $other:ident, $name:ident) => {
+        if $other.$name.is_some() {
+            $patch.$name = $other.$name;
+        }
     };
-    (linked, $($statement:tt)*) => {};
+    (narrow, take, $patch:ident, $other:ident, $name:ident) => {
+        if let Some(inner) = $other.$name {
+            $patch.$name = Some(match $patch.$name {
+                Some(outer) => Narrow::narrowed(outer, inner),
+                None => inner,
+            });
+        }
+    };
+    (narrow, apply, $patch:ident, $options:ident, $name:ident) => {
+        if let Some(inner) = $patch.$name {
+            $options.$name = Narrow::narrowed($options.$name, inner);
+        }
+    };
+    (plain, $mode:ident, $patch:ident, $options:ident, $name:ident) => {
+        if let Some(v) = $patch.$name {
+            $options.$name = v;
+        }
+    };
+    (narrow, replace, $patch:ident, $options:ident, $name:ident) => {
+        if let Some(v) = $patch.$name {
+            $options.$name = v;
+        }
+    };
+    (linked, $mode:ident, $patch:ident, $options:ident, $name:ident) => {};
 }
-pub(super) use if_plain;
+pub(super) use merge_row;

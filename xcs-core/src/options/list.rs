@@ -21,6 +21,10 @@ pub enum OptionKind {
     Rate,
     /// A directory path: a non-empty string, or none.
     Directory,
+    /// A number of tokens: an integer ≥ 1, or none.
+    Tokens,
+    /// An amount of money: a finite number > 0 (integer or float), or none.
+    Cost,
 }
 
 impl OptionKind {
@@ -35,6 +39,8 @@ impl OptionKind {
                 | OptionKind::Scheduler
                 | OptionKind::Rate
                 | OptionKind::Directory
+                | OptionKind::Tokens
+                | OptionKind::Cost
         )
     }
 
@@ -51,6 +57,8 @@ impl OptionKind {
             OptionKind::Retries => "max_retries",
             OptionKind::Rate => "rate_limit",
             OptionKind::Directory => "cache_dir",
+            OptionKind::Tokens => "token_budget",
+            OptionKind::Cost => "cost_budget",
         }
     }
 }
@@ -89,19 +97,22 @@ pub struct OptionSpec {
 ///
 /// ```text
 /// /// Doc of the `ExecutionOptions` field (say the default).
-/// token_budget: Option<u64> = None => {
-///     kind: Budget,                   // an `OptionKind`: which literals and parser apply
+/// max_output_tokens: Option<u64> = None => {
+///     kind: Tokens,                   // an `OptionKind`: which literals and parser apply
 ///     default: "None",                // the default as a user writes it (a unit test checks it)
 ///     expected: "an integer of at least 1, or `None`",  // for error messages
 ///     doc: "one line for the table",
-///     parse: parse_budget,            // fn(&OptionSpec, &str) -> Result<type, XcsError>
+///     parse: parse_token_budget,      // fn(&OptionSpec, &str) -> Result<type, XcsError>
 ///     /// Doc of the builder method.
-///     setter: token_budget,           // `OptionsPatch::token_budget(self, value) -> Self`
+///     setter: max_output_tokens,      // `OptionsPatch::max_output_tokens(self, value) -> Self`
 ///                                     // (`… checked_by f` makes it return `Result<Self, _>`,
 ///                                     // f: fn(&OptionsPatch) -> Result<(), XcsError>)
-///     macro_setter: __set_token_budget,  // always `__set_` + the name (the macros call it)
-///     merge: plain,                   // `plain`: the newer setting wins; `linked`: written
-///                                     // by hand in patch.rs (only use_parallel/scheduler)
+///     macro_setter: __set_max_output_tokens,  // always `__set_` + the name (the macros call it)
+///     merge: plain,                   // `plain`: the newer setting wins; `narrow`: a scope
+///                                     // takes the smaller of the two (an `Option` of a
+///                                     // `Narrow` type, `None` = no limit; a global update
+///                                     // still replaces); `linked`: written by hand in
+///                                     // patch.rs (only use_parallel/scheduler)
 ///     call_policy: |v| v.is_some(),   // optional: when a call under this value has per-call
 ///                                     // work (it turns off the fast path of `has_call_policy`)
 ///     wire: carry,                    // to a cluster worker: `carry` (travels; add the field
@@ -291,6 +302,60 @@ macro_rules! option_list {
                 macro_setter: __set_show_progress,
                 merge: plain,
                 wire: worker(false),
+            },
+            /// The most tokens (input + output, see [`Usage::tokens`](crate::Usage::tokens)) that
+            /// the calls under this scope may use together; `None`: no limit. Never 0. Default
+            /// `None`.
+            ///
+            /// A budget can only be narrowed: a scope's `token_budget` applies on top of the one in
+            /// force as the smaller of the two (`None` counting as no limit), so a nested scope that
+            /// names a larger budget or `None` keeps the outer one. This holds wherever a patch is
+            /// applied as a scope ([`ExecutionOptions::patched`](super::ExecutionOptions::patched),
+            /// [`OptionsPatch::merged`](super::OptionsPatch::merged), `execution_options!`,
+            /// `with_options`). A global update (`set_execution_options!`, `set_global_options`)
+            /// replaces the global value instead, like every other option, and
+            /// `reset_execution_options` clears it. Budgets stay with the caller: a cluster worker
+            /// runs its chunk without one.
+            token_budget: Option<u64> = None => {
+                kind: Tokens,
+                default: "None",
+                expected: "an integer of at least 1, or `None`",
+                doc: "the most tokens (input + output) the calls of a scope may use together; a nested scope can only narrow it",
+                parse: parse_token_budget,
+                /// Sets `token_budget` (`None`: no limit). Applied as a scope, it narrows the
+                /// budget in force and never widens it.
+                ///
+                /// # Errors
+                /// [`XcsError::InvalidValue`] for a budget of 0.
+                setter: token_budget checked_by OptionsPatch::check_token_budget,
+                macro_setter: __set_token_budget,
+                merge: narrow,
+                call_policy: |budget: &Option<u64>| budget.is_some(),
+                wire: worker(None),
+            },
+            /// The most the calls under this scope may cost together (in the unit their
+            /// [`Usage::cost`](crate::Usage::cost) is in); always finite and greater than 0.
+            /// `None`: no limit. Default `None`.
+            ///
+            /// Narrowed, never widened, by a nested scope, and replaced by a global update, as
+            /// [`token_budget`](ExecutionOptions::token_budget) is.
+            cost_budget: Option<f64> = None => {
+                kind: Cost,
+                default: "None",
+                expected: "a finite number greater than 0, or `None`",
+                doc: "the most the calls of a scope may cost together; a nested scope can only narrow it",
+                parse: parse_cost_budget,
+                /// Sets `cost_budget` (`None`: no limit). Applied as a scope, it narrows the
+                /// budget in force and never widens it.
+                ///
+                /// # Errors
+                /// [`XcsError::InvalidValue`] for a budget that is not a finite number greater
+                /// than 0.
+                setter: cost_budget checked_by OptionsPatch::check_cost_budget,
+                macro_setter: __set_cost_budget,
+                merge: narrow,
+                call_policy: |budget: &Option<f64>| budget.is_some(),
+                wire: worker(None),
             },
         }
     };

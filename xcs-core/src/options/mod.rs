@@ -20,7 +20,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use crate::error::XcsError;
-use generate::{builder, define_options, if_plain};
+use generate::{builder, define_options, merge_row};
 
 mod generate;
 mod list;
@@ -33,6 +33,7 @@ mod values;
 pub(crate) use list::option_list;
 pub use list::{MAX_WORKERS, OptionKind, OptionSpec, lookup, suggest, valid_names};
 pub use parse::*;
+use patch::Narrow;
 pub(crate) use patch::{Parser, env_pairs};
 pub use values::*;
 

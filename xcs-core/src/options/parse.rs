@@ -105,6 +105,36 @@ pub fn rate_limit_from(per_second: f64) -> Option<f64> {
     (per_second.is_finite() && per_second > 0.0).then_some(per_second)
 }
 
+/// Parses a token budget: an integer of at least 1, or `none`. A budget too large for a `u64`
+/// reads as `u64::MAX` (no run could tell the two apart).
+pub fn parse_token_budget(spec: &OptionSpec, value: &str) -> Result<Option<u64>, XcsError> {
+    if is_none_word(value) {
+        return Ok(None);
+    }
+    match value.parse::<u64>() {
+        Ok(0) => Err(invalid(spec, value)),
+        Ok(n) => Ok(Some(n)),
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => Ok(Some(u64::MAX)),
+        Err(_) => Err(invalid(spec, value)),
+    }
+}
+
+/// Parses a cost budget: a finite number > 0 (integer or float), or `none`.
+pub fn parse_cost_budget(spec: &OptionSpec, value: &str) -> Result<Option<f64>, XcsError> {
+    if is_none_word(value) {
+        return Ok(None);
+    }
+    let cost: f64 = value.parse().map_err(|_| invalid(spec, value))?;
+    cost_budget_from(cost)
+        .map(Some)
+        .ok_or_else(|| invalid(spec, value))
+}
+
+/// `cost`, if it is a valid `cost_budget` (finite and greater than 0).
+pub fn cost_budget_from(cost: f64) -> Option<f64> {
+    (cost.is_finite() && cost > 0.0).then_some(cost)
+}
+
 /// Parses a cache directory: a non-empty path, or `none`.
 pub fn parse_cache_dir(spec: &OptionSpec, value: &str) -> Result<Option<CacheDir>, XcsError> {
     if is_none_word(value) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::list::lookup_expected;
 use super::list::{OptionSpec, lookup, suggest};
-use super::parse::rate_limit_from;
+use super::parse::{cost_budget_from, rate_limit_from};
 use super::{ExecutionOptions, OptionsPatch};
 use crate::error::XcsError;
 
@@ -55,14 +55,48 @@ impl OptionsPatch {
         Ok(())
     }
 
+    /// The budgets this patch sets, if any: `Some(limit)` (the limit may be `None`) for each
+    /// of `token_budget` and `cost_budget` it names.
+    pub(crate) fn budgets(&self) -> (Option<Option<u64>>, Option<Option<f64>>) {
+        (self.token_budget, self.cost_budget)
+    }
+
+    /// Checks that a `token_budget` in this patch is not 0.
+    pub(super) fn check_token_budget(&self) -> Result<(), XcsError> {
+        if self.token_budget == Some(Some(0)) {
+            return Err(XcsError::InvalidValue {
+                option: "token_budget".to_owned(),
+                value: "0".to_owned(),
+                expected: lookup_expected("token_budget"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that a `cost_budget` in this patch is a finite number greater than 0.
+    pub(super) fn check_cost_budget(&self) -> Result<(), XcsError> {
+        if let Some(Some(cost)) = self.cost_budget {
+            if cost_budget_from(cost).is_none() {
+                return Err(XcsError::InvalidValue {
+                    option: "cost_budget".to_owned(),
+                    value: cost.to_string(),
+                    expected: lookup_expected("cost_budget"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the patch sets nothing.
     pub fn is_empty(&self) -> bool {
         *self == OptionsPatch::new()
     }
 
-    /// This patch with `other` applied on top (`other` wins where both set an option).
+    /// This patch with `other` applied on top: `other` wins where both set an option, except
+    /// for the budgets (`token_budget`, `cost_budget`), where the narrower of the two wins, as
+    /// when a scope opens inside another. Applying the result is applying `self`, then `other`.
     pub fn merged(mut self, other: &OptionsPatch) -> OptionsPatch {
-        self.take_plain(other);
+        self.take_unlinked(other);
         // `use_parallel` and `scheduler` go together: the newer statement of either wins, and a
         // scheduler left over from below that contradicts a newer `use_parallel` is dropped.
         if other.use_parallel.is_some() || other.scheduler.is_some() {
@@ -86,10 +120,39 @@ impl OptionsPatch {
         self
     }
 
-    /// Applies this patch to `options`: what it sets replaces what was there.
+    /// Applies this patch to `options` as a scope does: what it sets replaces what was there,
+    /// except the budgets (`token_budget`, `cost_budget`), which it can only narrow: the smaller
+    /// of the two stays, `None` counting as no limit.
+    ///
+    /// ```
+    /// use xcs::{ExecutionOptions, OptionsPatch};
+    /// let outer = ExecutionOptions::default().patched(&OptionsPatch::new().token_budget(Some(100))?);
+    /// let wider = OptionsPatch::new().token_budget(Some(1000))?;
+    /// let unset = OptionsPatch::new().token_budget(None)?;
+    /// let narrower = OptionsPatch::new().token_budget(Some(10))?;
+    /// assert_eq!(outer.patched(&wider).token_budget, Some(100));
+    /// assert_eq!(outer.patched(&unset).token_budget, Some(100));
+    /// assert_eq!(outer.patched(&narrower).token_budget, Some(10));
+    /// # Ok::<(), xcs::XcsError>(())
+    /// ```
     #[inline]
     pub fn apply_to(&self, options: &mut ExecutionOptions) {
-        self.apply_plain(options);
+        self.apply_unlinked(options);
+        self.apply_linked(options);
+    }
+
+    /// Applies this patch to the global `options`, as `set_execution_options!` and
+    /// `set_global_options` do: what it sets replaces what was there, the budgets included (a
+    /// global update may widen or clear a global budget).
+    #[inline]
+    pub(crate) fn apply_as_global(&self, options: &mut ExecutionOptions) {
+        self.replace_unlinked(options);
+        self.apply_linked(options);
+    }
+
+    /// Applies `use_parallel` and `scheduler`, which go together.
+    #[inline]
+    fn apply_linked(&self, options: &mut ExecutionOptions) {
         if let Some(use_parallel) = self.use_parallel {
             options.use_parallel = use_parallel;
             // A newer `use_parallel` overrides an inherited legacy scheduler that says otherwise.
@@ -105,6 +168,35 @@ impl OptionsPatch {
             if let Some(s) = scheduler {
                 options.use_parallel = s.use_parallel();
             }
+        }
+    }
+}
+
+/// A limit that a nested scope can only narrow: `narrowed(outer, inner)` is the tighter of
+/// the two, `None` meaning no limit.
+pub(super) trait Narrow: Copy {
+    /// The narrower of `self` (in force) and `inner` (the newer setting).
+    fn narrowed(self, inner: Self) -> Self;
+}
+
+impl Narrow for Option<u64> {
+    #[inline]
+    fn narrowed(self, inner: Self) -> Self {
+        match (self, inner) {
+            (Some(outer), Some(inner)) => Some(outer.min(inner)),
+            (outer, None) => outer,
+            (None, inner) => inner,
+        }
+    }
+}
+
+impl Narrow for Option<f64> {
+    #[inline]
+    fn narrowed(self, inner: Self) -> Self {
+        match (self, inner) {
+            (Some(outer), Some(inner)) => Some(outer.min(inner)),
+            (outer, None) => outer,
+            (None, inner) => inner,
         }
     }
 }

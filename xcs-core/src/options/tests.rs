@@ -29,6 +29,8 @@ fn sample(kind: OptionKind) -> &'static str {
         OptionKind::Retries => "2",
         OptionKind::Rate => "0.5",
         OptionKind::Directory => "/tmp/xcs-cache",
+        OptionKind::Tokens => "1000",
+        OptionKind::Cost => "0.25",
     }
 }
 
@@ -48,7 +50,7 @@ fn defaults_are_the_table_defaults() {
         shown,
         [
             "true", "None", "\"auto\"", "false", "false", "None", "None", "0", "None", "None",
-            "false"
+            "false", "None", "None"
         ]
     );
 }
@@ -62,6 +64,8 @@ fn call_policy_is_caching_tracing_retries_or_a_rate_limit() {
     assert!(with(OptionsPatch::new().trace_execution(true)));
     assert!(with(OptionsPatch::new().max_retries(1)));
     assert!(with(OptionsPatch::new().rate_limit(Some(5.0)).unwrap()));
+    assert!(with(OptionsPatch::new().token_budget(Some(100)).unwrap()));
+    assert!(with(OptionsPatch::new().cost_budget(Some(0.5)).unwrap()));
     // The others are not per-call work (a deadline is checked apart).
     let dir = CacheDir::new("/tmp/xcs-policy").unwrap();
     assert!(!with(
@@ -76,6 +80,10 @@ fn call_policy_is_caching_tracing_retries_or_a_rate_limit() {
             .max_retries(0)
             .cache_dir(Some(dir))
             .show_progress(true)
+            .token_budget(None)
+            .unwrap()
+            .cost_budget(None)
+            .unwrap()
     ));
 }
 
@@ -111,7 +119,8 @@ fn macro_setters_check_what_the_builder_checks() {
 #[cfg(target_pointer_width = "64")]
 #[test]
 fn options_stay_small() {
-    assert!(std::mem::size_of::<ExecutionOptions>() <= 80);
+    // 80 bytes before the two budgets (an `Option<u64>` and an `Option<f64>`, 16 bytes each).
+    assert!(std::mem::size_of::<ExecutionOptions>() <= 112);
 }
 
 #[test]
@@ -127,6 +136,8 @@ fn parses_every_option() {
         ("rate_limit", "20"),
         ("cache_dir", " /tmp/xcs cache "),
         ("show_progress", "on"),
+        ("token_budget", "5000"),
+        ("cost_budget", "1.25"),
     ])
     .unwrap();
     let options = ExecutionOptions::default().patched(&patch);
@@ -142,6 +153,8 @@ fn parses_every_option() {
         Some(Path::new("/tmp/xcs cache"))
     );
     assert!(options.show_progress);
+    assert_eq!(options.token_budget, Some(5000));
+    assert_eq!(options.cost_budget, Some(1.25));
 }
 
 #[test]
@@ -242,6 +255,146 @@ fn rate_limit_parse() {
     }
     let unset = OptionsPatch::new().rate_limit(None).unwrap();
     assert!(!unset.is_empty());
+}
+
+#[test]
+fn budgets_parse() {
+    for (raw, tokens) in [
+        ("1", Some(1)),
+        (" 30000 ", Some(30_000)),
+        ("none", None),
+        ("18446744073709551616", Some(u64::MAX)),
+    ] {
+        let patch = OptionsPatch::from_pairs([("token_budget", raw)]).unwrap();
+        assert_eq!(
+            ExecutionOptions::default().patched(&patch).token_budget,
+            tokens,
+            "{raw:?}"
+        );
+    }
+    for bad in ["0", "-1", "1.5", "1e3", "lots", ""] {
+        assert!(value_err("token_budget", bad), "tokens {bad:?}");
+    }
+    for (raw, cost) in [("2", Some(2.0)), ("0.05", Some(0.05)), ("None", None)] {
+        let patch = OptionsPatch::from_pairs([("cost_budget", raw)]).unwrap();
+        assert_eq!(
+            ExecutionOptions::default().patched(&patch).cost_budget,
+            cost
+        );
+    }
+    for bad in ["0", "0.0", "-0.5", "NaN", "inf", "1e400", "cheap", ""] {
+        assert!(value_err("cost_budget", bad), "cost {bad:?}");
+    }
+    match OptionsPatch::new().token_budget(Some(0)) {
+        Err(XcsError::InvalidValue { option, .. }) => assert_eq!(option, "token_budget"),
+        other => panic!("{other:?}"),
+    }
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        match OptionsPatch::new().cost_budget(Some(bad)) {
+            Err(XcsError::InvalidValue { option, .. }) => assert_eq!(option, "cost_budget"),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    let vars = [("XCS_TOKEN_BUDGET", "800"), ("XCS_COST_BUDGET", "3")];
+    let options = ExecutionOptions::default().patched(&OptionsPatch::from_vars(vars).unwrap());
+    assert_eq!(options.token_budget, Some(800));
+    assert_eq!(options.cost_budget, Some(3.0));
+}
+
+/// A nested scope can only narrow a budget: the smaller of the two stays, and `None` (no
+/// limit) never widens one in force.
+#[test]
+fn budgets_narrow_in_scopes() {
+    let tokens = |budget: Option<u64>| OptionsPatch::new().token_budget(budget).unwrap();
+    let cost = |budget: Option<f64>| OptionsPatch::new().cost_budget(budget).unwrap();
+    let outer = ExecutionOptions::default()
+        .patched(&tokens(Some(100)))
+        .patched(&cost(Some(1.0)));
+    assert_eq!(outer.token_budget, Some(100));
+    assert_eq!(outer.cost_budget, Some(1.0));
+    for (inner, expected) in [
+        (Some(1000), Some(100)),
+        (None, Some(100)),
+        (Some(10), Some(10)),
+    ] {
+        assert_eq!(
+            outer.patched(&tokens(inner)).token_budget,
+            expected,
+            "{inner:?}"
+        );
+    }
+    for (inner, expected) in [
+        (Some(5.0), Some(1.0)),
+        (None, Some(1.0)),
+        (Some(0.5), Some(0.5)),
+    ] {
+        assert_eq!(
+            outer.patched(&cost(inner)).cost_budget,
+            expected,
+            "{inner:?}"
+        );
+    }
+    // Without a budget in force, a scope's budget is the budget.
+    assert_eq!(
+        ExecutionOptions::default()
+            .patched(&tokens(Some(1000)))
+            .token_budget,
+        Some(1000)
+    );
+    // Merging patches narrows the same way, so applying the merge is applying one after the
+    // other.
+    for (lower, upper) in [
+        (tokens(Some(100)), tokens(Some(1000))),
+        (tokens(Some(100)), tokens(None)),
+        (tokens(None), tokens(Some(10))),
+        (tokens(Some(100)).merged(&cost(Some(2.0))), cost(Some(3.0))),
+        (OptionsPatch::new(), cost(Some(3.0))),
+    ] {
+        let merged = lower.merged(&upper);
+        assert_eq!(
+            outer.patched(&merged),
+            outer.patched(&lower).patched(&upper)
+        );
+        assert_eq!(
+            ExecutionOptions::default().patched(&merged),
+            ExecutionOptions::default().patched(&lower).patched(&upper)
+        );
+    }
+    assert_eq!(
+        ExecutionOptions::default()
+            .patched(&tokens(Some(100)).merged(&tokens(Some(1000))))
+            .token_budget,
+        Some(100)
+    );
+    // Every other option still takes the newer setting.
+    let mut newer = outer;
+    OptionsPatch::new().max_retries(3).apply_to(&mut newer);
+    assert_eq!(newer.max_retries, 3);
+}
+
+/// A global update replaces a budget like any other option: it may widen or clear it.
+#[test]
+fn global_updates_replace_budgets() {
+    let mut global = ExecutionOptions::default();
+    let tokens = |budget: Option<u64>| OptionsPatch::new().token_budget(budget).unwrap();
+    tokens(Some(100)).apply_as_global(&mut global);
+    assert_eq!(global.token_budget, Some(100));
+    tokens(Some(1000)).apply_as_global(&mut global);
+    assert_eq!(global.token_budget, Some(1000));
+    OptionsPatch::new()
+        .cost_budget(Some(2.0))
+        .unwrap()
+        .apply_as_global(&mut global);
+    tokens(None).apply_as_global(&mut global);
+    assert_eq!(global.token_budget, None);
+    assert_eq!(global.cost_budget, Some(2.0));
+    // And a scope on top of it narrows it.
+    assert_eq!(
+        global
+            .patched(&OptionsPatch::new().cost_budget(Some(9.0)).unwrap())
+            .cost_budget,
+        Some(2.0)
+    );
 }
 
 #[test]

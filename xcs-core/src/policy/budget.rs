@@ -207,9 +207,7 @@ static GLOBAL: Mutex<Option<Arc<Budget>>> = Mutex::new(None);
 /// Whether calls under `options` are admitted against a budget.
 #[inline]
 pub(crate) fn applies(options: &crate::options::ExecutionOptions) -> bool {
-    // MERGE-TODO(h-mac): options.token_budget.is_some() || options.cost_budget.is_some()
-    let _ = options;
-    global().is_some()
+    options.token_budget.is_some() || options.cost_budget.is_some()
 }
 
 /// Whether a global budget is set (read before taking [`GLOBAL`]'s lock).
@@ -232,16 +230,15 @@ pub(crate) fn global() -> Option<Arc<Budget>> {
 pub(crate) fn opened_by(
     patch: &crate::options::OptionsPatch,
 ) -> Option<(Option<u64>, Option<f64>)> {
-    // MERGE-TODO(h-mac): read the patch's token_budget / cost_budget.
-    let _ = patch;
-    None
+    match patch.budgets() {
+        (None | Some(None), None | Some(None)) => None,
+        (tokens, cost) => Some((tokens.flatten(), cost.flatten())),
+    }
 }
 
 /// Keeps the global budget in step with the global options (after they changed).
 pub(crate) fn set_global_from(options: &crate::options::ExecutionOptions) {
-    // MERGE-TODO(h-mac): set_global(options.token_budget, options.cost_budget)
-    let _ = options;
-    set_global(None, None);
+    set_global(options.token_budget, options.cost_budget);
 }
 
 /// Replaces the global budget: a fresh account when the limits changed, none without limits.

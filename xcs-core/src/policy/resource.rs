@@ -48,7 +48,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::resource::ResourceLimits;
+use crate::resource_limits::ResourceLimits;
 
 /// The lowest factor repeated rate-limited answers can bring a resource's rates to.
 pub(crate) const MIN_FACTOR: f64 = 1.0 / 64.0;

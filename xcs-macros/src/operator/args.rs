@@ -1,14 +1,15 @@
-//! The arguments of `#[xcs::operator(…)]`: `name = "StructName"` and `version = N`.
+//! The arguments of `#[xcs::operator(…)]`: `name = "StructName"`, `version = N`,
+//! `resource = "name"` and `estimate = path`.
 
 use proc_macro2::{Ident, Span, TokenStream};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
-use syn::{Expr, ExprLit, Lit, LitInt, Meta, Token};
+use syn::{Expr, ExprLit, ExprPath, Lit, LitInt, LitStr, Meta, Token};
 
 use super::Errors;
 
 /// The arguments this attribute takes, for the "did you mean" hint.
-const ARGUMENTS: &[&str] = &["name", "version"];
+const ARGUMENTS: &[&str] = &["name", "version", "resource", "estimate"];
 
 /// What the attribute arguments say.
 #[derive(Default)]
@@ -21,6 +22,14 @@ pub(super) struct Args {
     pub(super) name_key: Option<Span>,
     /// Where `version` was written, even with a malformed value.
     pub(super) version_key: Option<Span>,
+    /// `resource = "openai"`: the resource the operator's calls use (a non-empty string).
+    pub(super) resource: Option<LitStr>,
+    /// `estimate = path`: a `fn(&Input) -> Usage` charged at admission.
+    pub(super) estimate: Option<ExprPath>,
+    /// Where `resource` was written, even with a malformed value.
+    pub(super) resource_key: Option<Span>,
+    /// Where `estimate` was written, even with a malformed value.
+    pub(super) estimate_key: Option<Span>,
 }
 
 impl Args {
@@ -34,44 +43,50 @@ impl Args {
                 return args;
             }
         };
-        let (mut seen_name, mut seen_version) = (false, false);
+        let mut seen: Vec<&str> = Vec::new();
         for meta in &metas {
             let path = meta.path();
             let Some(key) = path.get_ident() else {
                 errors.error(path, unknown_argument(&quote::quote!(#path).to_string()));
                 continue;
             };
-            let seen = if key == "name" {
-                &mut seen_name
-            } else if key == "version" {
-                &mut seen_version
-            } else {
+            let Some(&known) = ARGUMENTS.iter().find(|known| key == *known) else {
                 errors.error(key, unknown_argument(&key.to_string()));
                 continue;
             };
-            if *seen {
+            if seen.contains(&known) {
                 errors.error(key, format_args!("duplicate argument `{key}`"));
                 continue;
             }
-            *seen = true;
-            if key == "name" {
-                args.name_key = Some(key.span());
-            } else {
-                args.version_key = Some(key.span());
+            seen.push(known);
+            let span = Some(key.span());
+            match known {
+                "name" => args.name_key = span,
+                "version" => args.version_key = span,
+                "resource" => args.resource_key = span,
+                _ => args.estimate_key = span,
             }
             let Meta::NameValue(pair) = meta else {
-                let expected = if key == "name" {
-                    "expected `name = \"…\"` with the operator struct's name"
-                } else {
-                    "expected `version = N` with an integer N ≥ 0, like `version = 1`"
+                let expected = match known {
+                    "name" => "expected `name = \"…\"` with the operator struct's name",
+                    "version" => "expected `version = N` with an integer N ≥ 0, like `version = 1`",
+                    "resource" => {
+                        "expected `resource = \"…\"` with the name of the resource the calls use, \
+                         like `resource = \"openai\"`"
+                    }
+                    _ => {
+                        "expected `estimate = path` with the path of a function \
+                         `fn(&Input) -> xcs::Usage`, like `estimate = estimate_tokens`"
+                    }
                 };
                 errors.error(meta, expected);
                 continue;
             };
-            if key == "name" {
-                args.name = parse_name(&pair.value, errors);
-            } else {
-                args.version = parse_version(&pair.value, errors);
+            match known {
+                "name" => args.name = parse_name(&pair.value, errors),
+                "version" => args.version = parse_version(&pair.value, errors),
+                "resource" => args.resource = parse_resource(&pair.value, errors),
+                _ => args.estimate = parse_estimate(&pair.value, errors),
             }
         }
         args
@@ -103,6 +118,51 @@ fn parse_name(value: &Expr, errors: &mut Errors) -> Option<Ident> {
                 format_args!(
                     "`{value}` is not a valid struct name, give an identifier like `Generate`"
                 ),
+            );
+            None
+        }
+    }
+}
+
+/// `resource = "openai"`: a non-empty string literal.
+fn parse_resource(value: &Expr, errors: &mut Errors) -> Option<LitStr> {
+    match ungroup(value) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(literal),
+            ..
+        }) => {
+            if literal.value().is_empty() {
+                errors.error(
+                    literal,
+                    "`resource` may not be empty, name the resource like `resource = \"openai\"`",
+                );
+                None
+            } else if !literal.suffix().is_empty() {
+                errors.error(literal, "expected `resource` to be a plain string literal");
+                None
+            } else {
+                Some(literal.clone())
+            }
+        }
+        _ => {
+            errors.error(
+                value,
+                "expected `resource` to be a string literal, like `resource = \"openai\"`",
+            );
+            None
+        }
+    }
+}
+
+/// `estimate = path::to::function`: the path of a function `fn(&Input) -> Usage`.
+fn parse_estimate(value: &Expr, errors: &mut Errors) -> Option<ExprPath> {
+    match ungroup(value) {
+        Expr::Path(path) if path.attrs.is_empty() => Some(path.clone()),
+        _ => {
+            errors.error(
+                value,
+                "expected `estimate` to be the path of a function `fn(&Input) -> xcs::Usage`, \
+                 like `estimate = estimate_tokens`",
             );
             None
         }
@@ -179,7 +239,8 @@ fn unknown_argument(given: &str) -> String {
             format!("unknown argument `{given}` of `#[xcs::operator]`, did you mean `{known}`?")
         }
         None => format!(
-            "unknown argument `{given}` of `#[xcs::operator]`, expected `name = \"…\"` or `version = N`"
+            "unknown argument `{given}` of `#[xcs::operator]`, expected `name = \"…\"`, `version = N`, \
+             `resource = \"…\"` or `estimate = path`"
         ),
     }
 }
@@ -244,13 +305,52 @@ mod tests {
         assert_eq!((args.version, errors.mark()), (Some(1), 1));
     }
 
+    fn parsed(tokens: proc_macro2::TokenStream) -> (Args, usize) {
+        let mut errors = Errors::default();
+        let args = Args::parse(tokens, &mut errors);
+        let count = errors.mark();
+        (args, count)
+    }
+
+    #[test]
+    fn resources_and_estimates() {
+        let (args, count) = parsed(quote::quote!(resource = "openai", estimate = my::estimate));
+        assert_eq!(count, 0);
+        assert_eq!(args.resource.map(|r| r.value()).as_deref(), Some("openai"));
+        let path = args.estimate.unwrap();
+        assert_eq!(quote::quote!(#path).to_string(), "my :: estimate");
+        for rejected in [
+            quote::quote!(resource = ""),
+            quote::quote!(resource = 3),
+            quote::quote!(resource = openai),
+            quote::quote!(resource),
+            quote::quote!(resource = "a", resource = "b"),
+            quote::quote!(estimate = "f"),
+            quote::quote!(estimate = |x| x),
+            quote::quote!(estimate),
+            quote::quote!(estimate = f, estimate = g),
+        ] {
+            assert_eq!(parsed(rejected.clone()).1, 1, "{rejected}");
+        }
+    }
+
     #[test]
     fn hints() {
         assert_eq!(
             unknown_argument("nmae"),
             "unknown argument `nmae` of `#[xcs::operator]`, did you mean `name`?"
         );
-        assert!(unknown_argument("timeout").ends_with("expected `name = \"…\"` or `version = N`"));
+        assert!(unknown_argument("timeout").ends_with(
+            "expected `name = \"…\"`, `version = N`, `resource = \"…\"` or `estimate = path`"
+        ));
+        assert_eq!(
+            unknown_argument("resorce"),
+            "unknown argument `resorce` of `#[xcs::operator]`, did you mean `resource`?"
+        );
+        assert_eq!(
+            unknown_argument("estimates"),
+            "unknown argument `estimates` of `#[xcs::operator]`, did you mean `estimate`?"
+        );
         assert_eq!(
             unknown_argument("verison"),
             "unknown argument `verison` of `#[xcs::operator]`, did you mean `version`?"

@@ -77,7 +77,8 @@ fn pascal_case(snake: &str) -> String {
 }
 
 /// The operator struct, its `Operator` (or `AsyncOperator`) impl and the inputs struct.
-pub(super) fn operator(function: &OperatorFn<'_>, names: &Names, version: u32) -> TokenStream {
+pub(super) fn operator(function: &OperatorFn<'_>, names: &Names, args: &Args) -> TokenStream {
+    let version = args.version.unwrap_or(0);
     let fn_ident = function.ident;
     let vis = function.vis;
     let cfgs = &function.cfgs;
@@ -96,7 +97,9 @@ pub(super) fn operator(function: &OperatorFn<'_>, names: &Names, version: u32) -
         fn_name = function.name(),
         fn_link = fn_ident,
     );
-    let hidden = hidden_methods(function, inputs, version);
+    let mut hidden = hidden_methods(function, inputs, version);
+    hidden.extend(resource_method(args.resource.as_ref()));
+    hidden.extend(estimate_method(args.estimate.as_ref(), &quote!(#inputs)));
     let operator_impl = match function.asyncness {
         None => sync_impl(function, names, &output_ty, &hidden),
         Some(async_span) => async_impl(function, names, &output_ty, &hidden, async_span),
@@ -246,6 +249,40 @@ fn async_impl(
     quote! {
         #(#cfgs)*
         #invocation
+    }
+}
+
+/// `fn resource` returning the resource of `resource = "…"` (nothing without one: the trait's
+/// default, `None`).
+pub(super) fn resource_method(resource: Option<&LitStr>) -> TokenStream {
+    let Some(resource) = resource else {
+        return TokenStream::new();
+    };
+    quote! {
+        fn resource(&self) -> ::xcs::__private::Option<&::core::primitive::str> {
+            ::xcs::__private::Option::Some(#resource)
+        }
+    }
+}
+
+/// `fn estimate` calling the function of `estimate = path` (nothing without one: the trait's
+/// default, zero). The path is coerced to `fn(&Input) -> Usage` first, so a function of another
+/// signature is a type error on the path that names the expected one.
+pub(super) fn estimate_method(
+    estimate: Option<&syn::ExprPath>,
+    input: &TokenStream,
+) -> TokenStream {
+    let Some(path) = estimate else {
+        return TokenStream::new();
+    };
+    let checked = quote_spanned! {path.span()=>
+        let __xcs_estimate: fn(&#input) -> ::xcs::__private::Usage = #path;
+    };
+    quote! {
+        fn estimate(&self, __xcs_input: &#input) -> ::xcs::__private::Usage {
+            #checked
+            __xcs_estimate(__xcs_input)
+        }
     }
 }
 

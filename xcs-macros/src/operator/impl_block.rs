@@ -11,7 +11,7 @@ use syn::{ImplItem, ItemImpl, Path};
 
 use super::Errors;
 use super::args::Args;
-use super::expand::has_lifetime;
+use super::expand::{estimate_method, has_lifetime, resource_method};
 use super::fingerprint::fingerprint;
 
 const INHERENT_IMPL: &str = "expected `impl Operator for …` or `impl AsyncOperator for …`, `#[xcs::operator]` goes on a `fn` or on an operator's trait impl block";
@@ -23,6 +23,9 @@ const NAME_ON_IMPL: &str = "`name` does not apply to an impl block: the operator
 /// The hidden methods `#[xcs::operator]` adds to a block that has not written them.
 const PERSIST_SUPPORT: &str = "persist_support";
 const VERSION: &str = "__xcs_version";
+/// The methods `resource = "…"` and `estimate = path` write.
+const RESOURCE: &str = "resource";
+const ESTIMATE: &str = "estimate";
 
 /// The block with the hidden methods appended, or `None` (with the errors recorded) when it is
 /// not an operator's trait impl.
@@ -71,6 +74,21 @@ pub(super) fn expand(block: &ItemImpl, args: &Args, errors: &mut Errors) -> Opti
             }
         }
     }
+    for (given, key, method) in [
+        (args.resource_key, "resource", RESOURCE),
+        (args.estimate_key, "estimate", ESTIMATE),
+    ] {
+        let Some(span) = given else { continue };
+        if written.iter().any(|name| name == method) {
+            errors.error_at(
+                span,
+                format_args!(
+                    "`{key}` is given twice: by `{key} = …` here and by the block's `fn {method}`, \
+                     remove one of the two"
+                ),
+            );
+        }
+    }
     let trait_path = trait_path?;
     if errors.stops_since(mark) {
         return None;
@@ -98,6 +116,16 @@ pub(super) fn expand(block: &ItemImpl, args: &Args, errors: &mut Errors) -> Opti
     ];
     for (name, method) in methods {
         if missing(name) {
+            block.items.push(ImplItem::Verbatim(method));
+        }
+    }
+    // Checked above: the block writes neither method the attribute gives.
+    let input = hidden.input();
+    for method in [
+        resource_method(args.resource.as_ref()),
+        estimate_method(args.estimate.as_ref(), &input),
+    ] {
+        if !method.is_empty() {
             block.items.push(ImplItem::Verbatim(method));
         }
     }
@@ -328,6 +356,73 @@ mod tests {
         );
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("writes `persist_support`"), "{errors:?}");
+    }
+
+    #[test]
+    fn adds_resource_and_estimate_unless_written() {
+        let (output, errors) = expand_block(
+            quote!(resource = "openai", estimate = guess),
+            quote! {
+                impl AsyncOperator for Chat {
+                    type Input = Request;
+                    type Output = String;
+                    async fn forward(&self, input: Request) -> Result<String, XcsError> { todo!() }
+                    fn name(&self) -> &str { "chat" }
+                }
+            },
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(output.matches("fn resource").count(), 1, "{output}");
+        assert!(output.contains("Some (\"openai\")"), "{output}");
+        assert!(
+            output.contains(
+                "fn estimate (& self , __xcs_input : & < Self as AsyncOperator > :: Input)"
+            ),
+            "{output}"
+        );
+        for (args, written, key) in [
+            (
+                quote!(resource = "openai"),
+                quote!(
+                    fn resource(&self) -> Option<&str> {
+                        Some("x")
+                    }
+                ),
+                "resource",
+            ),
+            (
+                quote!(estimate = guess),
+                quote!(
+                    fn estimate(&self, input: &u8) -> Usage {
+                        Usage::ZERO
+                    }
+                ),
+                "estimate",
+            ),
+        ] {
+            let (output, errors) = expand_block(
+                args,
+                quote!(impl Operator for Chat { type Input = u8; #written }),
+            );
+            assert_eq!(
+                errors,
+                [format!(
+                    "`{key}` is given twice: by `{key} = …` here and by the block's `fn {key}`, remove one of the two"
+                )]
+            );
+            assert!(!output.contains("__xcs_"), "{output}");
+        }
+        // A method the block writes, without the argument, is simply kept.
+        let (output, errors) = expand_block(
+            quote!(estimate = guess),
+            quote!(impl Operator for Chat {
+                type Input = u8;
+                fn resource(&self) -> Option<&str> { Some("x") }
+            }),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(output.matches("fn resource").count(), 1, "{output}");
+        assert_eq!(output.matches("fn estimate").count(), 1, "{output}");
     }
 
     #[test]

@@ -20,6 +20,18 @@ pub(crate) enum MacroKind {
     Scoped,
     /// `set_execution_options!(…)`.
     Global,
+    /// The limits of `set_resource_limits!("name", …)`, after the name.
+    Limits,
+}
+
+impl MacroKind {
+    /// What the entries name, for messages.
+    fn entry_example(self) -> &'static str {
+        match self {
+            MacroKind::Scoped | MacroKind::Global => "an option name, e.g. `use_parallel = false`",
+            MacroKind::Limits => "a limit name, e.g. `max_in_flight = 8`",
+        }
+    }
 }
 
 /// One `name = value`.
@@ -67,7 +79,7 @@ fn at_separator(stream: ParseStream) -> bool {
 }
 
 /// Skips token trees up to the next `,` or `=>` (or the end).
-fn skip_to_separator(stream: ParseStream) {
+pub(crate) fn skip_to_separator(stream: ParseStream) {
     while !at_separator(stream) {
         if stream.parse::<TokenTree>().is_err() {
             return;
@@ -84,7 +96,14 @@ fn skip_rest(stream: ParseStream) {
     }
 }
 
-fn parse_stream(stream: ParseStream, kind: MacroKind, errors: &Errors, out: &mut OptionsInput) {
+/// Parses `name = value, …` (and, for `execution_options!`, `=> expr`) from `stream`, reporting
+/// every syntax error into `errors` and consuming everything.
+pub(crate) fn parse_stream(
+    stream: ParseStream,
+    kind: MacroKind,
+    errors: &Errors,
+    out: &mut OptionsInput,
+) {
     let mut saw_arrow = false;
     while !stream.is_empty() {
         if at_fat_arrow(stream) {
@@ -98,11 +117,15 @@ fn parse_stream(stream: ParseStream, kind: MacroKind, errors: &Errors, out: &mut
                 Ok(comma) => comma,
                 Err(_) => break,
             };
-            errors.at(comma.span, "expected an option name before `,`");
+            let what = match kind {
+                MacroKind::Limits => "a limit name",
+                _ => "an option name",
+            };
+            errors.at(comma.span, format_args!("expected {what} before `,`"));
             continue;
         }
         let fork = stream.fork();
-        match parse_entry(&fork) {
+        match parse_entry(&fork, kind) {
             Ok(entry) => {
                 stream.advance_to(&fork);
                 let key = entry.key.to_string();
@@ -110,7 +133,7 @@ fn parse_stream(stream: ParseStream, kind: MacroKind, errors: &Errors, out: &mut
                 if !at_separator(stream) {
                     let expected = match kind {
                         MacroKind::Scoped => "`,` or `=>`",
-                        MacroKind::Global => "`,`",
+                        MacroKind::Global | MacroKind::Limits => "`,`",
                     };
                     errors.at(
                         stream.span(),
@@ -138,9 +161,9 @@ fn parse_stream(stream: ParseStream, kind: MacroKind, errors: &Errors, out: &mut
 }
 
 /// `name = value`, where `value` ends at `,`, `=>` or the end of input.
-fn parse_entry(stream: ParseStream) -> syn::Result<Entry> {
+fn parse_entry(stream: ParseStream, kind: MacroKind) -> syn::Result<Entry> {
     if !stream.peek(Ident::peek_any) {
-        return Err(stream.error("expected an option name, e.g. `use_parallel = false`"));
+        return Err(stream.error(format_args!("expected {}", kind.entry_example())));
     }
     // `parse_any`: a keyword such as `type` is an unknown option, not a syntax error.
     let key = Ident::parse_any(stream)?;
@@ -170,15 +193,20 @@ fn parse_body(stream: ParseStream, kind: MacroKind, errors: &Errors, out: &mut O
     let Ok(arrow) = stream.parse::<Token![=>]>() else {
         return skip_rest(stream);
     };
-    if kind == MacroKind::Global {
+    if kind != MacroKind::Scoped {
         let rest: proc_macro2::TokenStream = stream.parse().unwrap_or_default();
         let mut whole = quote::quote!(#arrow);
         whole.extend(rest);
-        errors.spanned(
-            whole,
-            "`set_execution_options!` takes no `=> expr`: it changes the global options; \
-             use `execution_options!(… => expr)` to run an expression under options",
-        );
+        let message = match kind {
+            MacroKind::Limits => {
+                "`set_resource_limits!` takes no `=> expr`: it sets a resource's limits"
+            }
+            _ => {
+                "`set_execution_options!` takes no `=> expr`: it changes the global options; \
+                 use `execution_options!(… => expr)` to run an expression under options"
+            }
+        };
+        errors.spanned(whole, message);
         return;
     }
     if stream.is_empty() {

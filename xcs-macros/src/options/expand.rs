@@ -58,7 +58,9 @@ fn value_tokens(setting: &Setting) -> TokenStream {
         | Value::Timeout(None)
         | Value::Scheduler(None)
         | Value::Rate(None)
-        | Value::Directory(None) => none,
+        | Value::Directory(None)
+        | Value::Tokens(None)
+        | Value::Cost(None) => none,
         Value::Workers(Some(n)) if *n <= u128::from(u32::MAX) => {
             // Suffixed `usize`, which holds it on every target.
             let n = syn::LitInt::new(&format!("{n}usize"), Span::call_site());
@@ -80,6 +82,14 @@ fn value_tokens(setting: &Setting) -> TokenStream {
         Value::Rate(Some(rate)) => {
             let rate = Literal::f64_suffixed(*rate);
             quote!(::core::option::Option::Some(#rate))
+        }
+        Value::Tokens(Some(n)) => {
+            let n = Literal::u64_suffixed(*n);
+            quote!(::core::option::Option::Some(#n))
+        }
+        Value::Cost(Some(cost)) => {
+            let cost = Literal::f64_suffixed(*cost);
+            quote!(::core::option::Option::Some(#cost))
         }
         Value::Directory(Some(path)) => {
             // Checked non-empty: the conversion cannot panic.

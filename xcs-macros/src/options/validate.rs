@@ -9,8 +9,8 @@ use std::collections::HashSet;
 
 use syn::{Expr, ExprLit, Lit, UnOp};
 use xcs_core::options::{
-    CLUSTER_BACKEND, DeviceStrategy, OptionKind, OptionSpec, Scheduler, lookup, rate_limit_from,
-    suggest, timeout_from_secs, valid_names,
+    CLUSTER_BACKEND, DeviceStrategy, OptionKind, OptionSpec, Scheduler, cost_budget_from, lookup,
+    rate_limit_from, suggest, timeout_from_secs, valid_names,
 };
 
 use super::ast::Entry;
@@ -37,6 +37,11 @@ pub(crate) enum Value {
     Rate(Option<f64>),
     /// A `cache_dir` literal: `None` or a non-empty path.
     Directory(Option<String>),
+    /// A `token_budget` literal: `None` or a count of at least 1 (`u64::MAX` for one beyond
+    /// `u64`, as the run-time parser reads it).
+    Tokens(Option<u64>),
+    /// A `cost_budget` literal: `None` or a finite number > 0.
+    Cost(Option<f64>),
     /// Not a literal: converted at run time by `::xcs::__private::convert`.
     Runtime(Expr),
 }
@@ -134,7 +139,7 @@ pub(crate) fn unknown_option(name: &str) -> String {
 
 /// A literal as the macros see it, after peeling parentheses and invisible groups.
 #[derive(Debug)]
-enum Literal {
+pub(crate) enum Literal {
     Bool(bool),
     /// An integer; `None` if it does not fit in a `u128`.
     Int {
@@ -165,7 +170,7 @@ fn peel(mut expr: &Expr) -> &Expr {
 }
 
 /// `Some(literal)` classifies as the literal for the options that take `None` too.
-fn classify(expr: &Expr) -> Option<Literal> {
+pub(crate) fn classify(expr: &Expr) -> Option<Literal> {
     let expr = peel(expr);
     match expr {
         Expr::Lit(ExprLit { lit, attrs }) if attrs.is_empty() => Some(classify_lit(lit, false)),
@@ -345,8 +350,50 @@ fn check_value(spec: &'static OptionSpec, expr: &Expr, errors: &Errors) -> Optio
                 Some(Value::Directory(Some(path)))
             }
         }
+        (OptionKind::Tokens, Literal::None) => Some(Value::Tokens(None)),
+        (OptionKind::Tokens, Literal::Int { value, negative }) => match value {
+            Some(0) => {
+                errors.spanned(expr, format_args!("`{name}` may not be 0"));
+                None
+            }
+            _ if negative => {
+                errors.spanned(expr, format_args!("`{name}` may not be negative"));
+                None
+            }
+            n => Some(Value::Tokens(Some(
+                n.map_or(u64::MAX, |n| u64::try_from(n).unwrap_or(u64::MAX)),
+            ))),
+        },
+        (OptionKind::Cost, Literal::None) => Some(Value::Cost(None)),
+        (OptionKind::Cost, Literal::Int { value, negative }) => {
+            let cost = value.map_or(f64::INFINITY, |v| v as f64);
+            check_positive(name, expr, cost, negative, errors).map(|v| Value::Cost(Some(v)))
+        }
+        (OptionKind::Cost, Literal::Float { value, negative }) => {
+            check_positive(name, expr, value, negative, errors).map(|v| Value::Cost(Some(v)))
+        }
         _ => wrong_kind(),
     }
+}
+
+/// A finite number greater than 0 (a `cost_budget`, a rate of a resource), reported otherwise.
+pub(crate) fn check_positive(
+    name: &str,
+    expr: &Expr,
+    value: f64,
+    negative: bool,
+    errors: &Errors,
+) -> Option<f64> {
+    let problem = if negative || value == 0.0 {
+        "must be greater than 0"
+    } else {
+        match cost_budget_from(value) {
+            Some(value) => return Some(value),
+            None => "must be finite",
+        }
+    };
+    errors.spanned(expr, format_args!("`{name}` {problem}"));
+    None
 }
 
 fn check_rate(
@@ -788,6 +835,88 @@ mod tests {
             (
                 quote!(show_progress = 1),
                 "expected `show_progress` to be `true` or `false`",
+            ),
+        ];
+        for (tokens, expected) in cases {
+            assert_eq!(only_error(tokens), expected);
+        }
+    }
+
+    #[test]
+    fn budgets_take_their_literals() {
+        let (validated, messages) = check(quote!(token_budget = 30_000, cost_budget = 2,));
+        assert!(messages.is_empty(), "{messages:?}");
+        let values: Vec<String> = validated
+            .settings
+            .iter()
+            .map(|s| format!("{}={:?}", s.spec.name, s.value))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                "token_budget=Tokens(Some(30000))",
+                "cost_budget=Cost(Some(2.0))"
+            ]
+        );
+        let (validated, messages) = check(quote!(
+            token_budget = Some(99999999999999999999999),
+            cost_budget = 0.05,
+        ));
+        assert!(messages.is_empty(), "{messages:?}");
+        let values: Vec<String> = validated
+            .settings
+            .iter()
+            .map(|s| format!("{:?}", s.value))
+            .collect();
+        assert_eq!(
+            values,
+            ["Tokens(Some(18446744073709551615))", "Cost(Some(0.05))"]
+        );
+        let (validated, messages) = check(quote!(token_budget = None, cost_budget = None));
+        assert!(messages.is_empty(), "{messages:?}");
+        assert!(
+            validated
+                .settings
+                .iter()
+                .all(|s| matches!(s.value, Value::Tokens(None) | Value::Cost(None)))
+        );
+        let (validated, _) = check(quote!(token_budget = n, cost_budget = c));
+        assert!(
+            validated
+                .settings
+                .iter()
+                .all(|s| matches!(s.value, Value::Runtime(_)))
+        );
+        let cases = [
+            (quote!(token_budget = 0), "`token_budget` may not be 0"),
+            (
+                quote!(token_budget = -1),
+                "`token_budget` may not be negative",
+            ),
+            (
+                quote!(token_budget = 1.5),
+                "expected `token_budget` to be an integer of at least 1, or `None`",
+            ),
+            (
+                quote!(token_budget = "x"),
+                "expected `token_budget` to be an integer of at least 1, or `None`",
+            ),
+            (
+                quote!(cost_budget = 0),
+                "`cost_budget` must be greater than 0",
+            ),
+            (
+                quote!(cost_budget = -0.5),
+                "`cost_budget` must be greater than 0",
+            ),
+            (quote!(cost_budget = 1e400), "`cost_budget` must be finite"),
+            (
+                quote!(cost_budget = "x"),
+                "expected `cost_budget` to be a finite number greater than 0, or `None`",
+            ),
+            (
+                quote!(cost_budget = true),
+                "expected `cost_budget` to be a finite number greater than 0, or `None`",
             ),
         ];
         for (tokens, expected) in cases {

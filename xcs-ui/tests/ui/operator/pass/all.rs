@@ -15,6 +15,7 @@ fn main() {
     static_references::main();
     unused_items_do_not_warn::main();
     impl_blocks::main();
+    resources::main();
 }
 
 /// The generated items compile under strict lints and can be used from `main`.
@@ -439,5 +440,100 @@ pub mod impl_blocks {
             assert_eq!(identity.call("y".to_owned()).unwrap(), "y");
             assert_eq!(Operator::call(&Both, "ab".to_owned()).unwrap(), 2);
         });
+    }
+}
+
+/// `resource = "…"` and `estimate = path` on functions (sync and async) and impl blocks, with
+/// paths of every shape, next to the other arguments and without the prelude.
+mod resources {
+    use xcs::{Operator, Usage, XcsError};
+
+    fn guess(input: &TranslatorInputs) -> Usage {
+        Usage {
+            input_tokens: input.text.len() as u64,
+            ..Usage::default()
+        }
+    }
+
+    pub mod estimates {
+        pub fn of_request(request: &u32) -> xcs::Usage {
+            xcs::Usage {
+                output_tokens: u64::from(*request),
+                ..xcs::Usage::default()
+            }
+        }
+    }
+
+    #[xcs::operator(resource = "openai", estimate = guess, version = 2, name = "Translator")]
+    fn translate(text: String) -> String {
+        text
+    }
+
+    #[xcs::operator(resource = r"raw-name",)]
+    fn raw(text: String) -> String {
+        text
+    }
+
+    #[cfg(feature = "tokio")]
+    #[xcs::operator(resource = "http", estimate = self::fetch_estimate)]
+    async fn fetch(url: String) -> Result<usize, XcsError> {
+        Ok(url.len())
+    }
+
+    #[cfg(feature = "tokio")]
+    fn fetch_estimate(_: &FetchInputs) -> Usage {
+        Usage::ZERO
+    }
+
+    struct Counter;
+
+    #[xcs::operator(resource = "counter", estimate = estimates::of_request, version = 1)]
+    impl Operator for Counter {
+        type Input = u32;
+        type Output = u32;
+        fn forward(&self, n: u32) -> Result<u32, XcsError> {
+            Ok(n + 1)
+        }
+        fn name(&self) -> &str {
+            "counter"
+        }
+    }
+
+    mod no_prelude {
+        #![no_implicit_prelude]
+
+        fn zero(_: &LenInputs) -> ::xcs::Usage {
+            ::xcs::Usage::ZERO
+        }
+
+        #[::xcs::operator(resource = "local", estimate = zero)]
+        pub fn len(text: ::std::string::String) -> usize {
+            text.len()
+        }
+    }
+
+    pub fn main() {
+        assert_eq!(Translator.resource(), Some("openai"));
+        assert_eq!(
+            Translator
+                .estimate(&TranslatorInputs::new("abc".into()))
+                .input_tokens,
+            3
+        );
+        assert_eq!(Raw.resource(), Some("raw-name"));
+        assert_eq!(Raw.estimate(&RawInputs::new("x".into())), Usage::ZERO);
+        #[cfg(feature = "tokio")]
+        {
+            use xcs::AsyncOperator;
+            assert_eq!(AsyncOperator::resource(&Fetch), Some("http"));
+            assert_eq!(
+                AsyncOperator::estimate(&Fetch, &FetchInputs::new("u".into())),
+                Usage::ZERO
+            );
+        }
+        assert_eq!(Counter.resource(), Some("counter"));
+        assert_eq!(Counter.estimate(&7).output_tokens, 7);
+        assert_eq!(Counter.call(1).unwrap(), 2);
+        assert_eq!(no_prelude::Len.resource(), Some("local"));
     }
 }

@@ -93,6 +93,23 @@ mod literals {
         assert_eq!(seen.max_retries, u32::MAX);
         assert_eq!(seen.max_workers, NonZeroUsize::new(xcs::MAX_WORKERS));
         assert_eq!(seen.rate_limit, Some(1e9));
+        // Budgets: integers ≥ 1 and numbers > 0, `None`, `Some(…)`; a nested scope narrows.
+        let seen = execution_options!(token_budget = 30_000, cost_budget = 2 => {
+            execution_options!(token_budget = Some(100), cost_budget = None => get_execution_options())
+        });
+        assert_eq!(seen.token_budget, Some(100));
+        assert_eq!(seen.cost_budget, Some(2.0));
+        let seen = execution_options!(token_budget = 100, cost_budget = 0.5 => {
+            execution_options!(token_budget = 1000u64, cost_budget = Some(1.5) => get_execution_options())
+        });
+        assert_eq!(seen.token_budget, Some(100));
+        assert_eq!(seen.cost_budget, Some(0.5));
+        let global = set_execution_options!(token_budget = 10, cost_budget = 1.0);
+        assert_eq!((global.token_budget, global.cost_budget), (Some(10), Some(1.0)));
+        // A global update replaces the global budget.
+        let global = set_execution_options!(token_budget = None, cost_budget = 3);
+        assert_eq!((global.token_budget, global.cost_budget), (None, Some(3.0)));
+        reset_execution_options();
         // Any count of at least 1 compiles, above `MAX_WORKERS` too (it bounds a sync batch's
         // threads, not the option); beyond `usize`, as many as a `usize` says.
         assert_eq!(
@@ -269,6 +286,32 @@ mod non_literals {
         assert_eq!(
             execution_options!(rate_limit = if flag { 1.0 } else { 0.5 } => get_execution_options().rate_limit),
             Some(0.5)
+        );
+
+        let tokens: u64 = 500;
+        let small: u32 = 50;
+        let maybe_tokens: Option<usize> = Some(40);
+        assert_eq!(
+            execution_options!(token_budget = tokens => get_execution_options().token_budget),
+            Some(500)
+        );
+        assert_eq!(
+            execution_options!(token_budget = small => get_execution_options().token_budget),
+            Some(50)
+        );
+        assert_eq!(
+            execution_options!(token_budget = maybe_tokens => get_execution_options().token_budget),
+            Some(40)
+        );
+        let cost = 0.25_f64;
+        let maybe_cost: Option<f64> = None;
+        assert_eq!(
+            execution_options!(cost_budget = cost => get_execution_options().cost_budget),
+            Some(0.25)
+        );
+        assert_eq!(
+            execution_options!(cost_budget = maybe_cost => get_execution_options().cost_budget),
+            None
         );
 
         let dir = CacheDir::new("/tmp/xcs-ui").unwrap();

@@ -1,0 +1,6 @@
+#[xcs::operator(estimate = "guess")]
+fn generate(prompt: String) -> String {
+    prompt
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[xcs::operator(resource = openai)]
+fn generate(prompt: String) -> String {
+    prompt
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[xcs::operator(timeout = 3)]
+fn generate(prompt: String) -> String {
+    prompt
+}
+
+fn main() {}

@@ -1,0 +1,5 @@
+use xcs::execution_options;
+
+fn main() {
+    execution_options!(token_budget = 1.5 => ());
+}
