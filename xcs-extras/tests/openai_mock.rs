@@ -311,6 +311,18 @@ async fn usage_is_recorded_and_the_estimate_counts_characters_and_max_tokens() {
     let stats = xcs::resource_stats(&resource).unwrap();
     assert_eq!(stats.requests, 2);
     assert_eq!(stats.estimated_tokens, 7 + 3);
+
+    // Under a budget, what was recorded is what was spent; a request whose estimate does not fit
+    // in what is left is refused before it is sent (110 estimated, 120 − 22 left).
+    let spent = execution_options!(token_budget = 120 => async {
+        chat.call(request.clone().temperature(0.1)).await.unwrap();
+        let refused = chat.call(request.clone().temperature(0.2)).await.unwrap_err();
+        assert!(matches!(refused, XcsError::BudgetExceeded { .. }), "{refused}");
+        xcs::spent()
+    })
+    .await;
+    assert_eq!(spent, expected);
+    assert_eq!(xcs::resource_stats(&resource).unwrap().requests, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
