@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use xcs::{AsyncOperator, Operator, Usage, XcsError, execution_options, vmap};
+#[cfg(feature = "tokio")]
+use xcs::AsyncOperator;
+use xcs::{Operator, Usage, XcsError, execution_options, vmap};
 
 /// Records `input` tokens (or, with `Some(n)` as its second field, `n`), estimating `estimate`.
 struct Model {
@@ -164,6 +166,7 @@ fn a_batch_under_a_budget_is_never_over_it_and_fails_with_the_refused_item() {
     }
 }
 
+#[cfg(feature = "tokio")]
 #[test]
 fn async_calls_at_256_concurrency_never_exceed_a_budget() {
     struct Llm;

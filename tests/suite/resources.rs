@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use xcs::{
-    AsyncOperator, Operator, ResourceLimits, Usage, XcsError, execution_options, pmap, vmap,
-};
+#[cfg(feature = "tokio")]
+use xcs::AsyncOperator;
+use xcs::{Operator, ResourceLimits, Usage, XcsError, execution_options, pmap, vmap};
 
 /// Counts bodies running at once, and the most ever.
 #[derive(Default)]
@@ -223,6 +223,7 @@ fn waiting_for_a_resource_counts_against_the_deadline() {
     assert_eq!(gauge.runs.load(Ordering::SeqCst), 1);
 }
 
+#[cfg(feature = "tokio")]
 #[test]
 fn async_calls_wait_for_a_resource_without_blocking_a_thread() {
     let resource = "res_async";
