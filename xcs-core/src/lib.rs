@@ -3,7 +3,8 @@
 //!
 //! Use it through the facade crate `xcs`, which re-exports everything here together with the
 //! macros. Its API is the items at the crate root, [`options`] (the option table the macros
-//! read) and `cluster` (feature `nats`); `__private` holds what generated code needs, and
+//! read), `cluster` (feature `nats`) and `openai` (feature `openai`); `__private` holds what
+//! generated code needs, and
 //! [`convert`] stays public for it (compile errors name its traits through
 //! `xcs::__private::convert`); every other module is private. The modules are small and named
 //! for what they hold:
@@ -50,6 +51,9 @@ pub mod convert;
 mod deadline;
 mod device;
 mod error;
+#[cfg(feature = "openai")]
+#[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
+pub mod openai;
 mod operator;
 pub mod options;
 mod persist;

@@ -2,9 +2,11 @@
 //! personas) write an answer at once, a judge model picks the best, over a batch of questions,
 //! with `max_workers`, `timeout_seconds` and `enable_caching` in force.
 //!
-//! The operators are hand-written `AsyncOperator`s holding a shared chat client (one
-//! `reqwest::Client`, one connection pool) and a model name; the client is
-//! `examples/common/openai.rs`, an OpenAI-compatible chat-completions client.
+//! Every model call is an `xcs::openai::Chat` (feature `openai`): an async operator whose input
+//! is the whole chat request (the cache key) and whose output is the reply with its usage; 429s
+//! wait for their `Retry-After`, 5xx are retried, other 4xx fail at once. The drafters are
+//! `Chat`s with a model and a name each; the pipeline around them is a hand-written
+//! `AsyncOperator`.
 //!
 //! By default the example starts its own OpenAI-compatible server in-process
 //! (`examples/common/llm_server.rs`, on 127.0.0.1): answers take 60–200 ms, a few are very slow
@@ -18,26 +20,23 @@
 //! The variables are the ones the OpenAI SDKs read: `OPENAI_BASE_URL` is the API's base (vLLM:
 //! `http://localhost:8000/v1`, Ollama: `http://localhost:11434/v1`), `OPENAI_API_KEY` a bearer
 //! token if the server wants one, and `OPENAI_MODEL` one model, or several separated by commas
-//! (the drafters take them in turn; the judge uses the first). This build talks plain HTTP: see
-//! `openai.rs` for `https://`.
+//! (the drafters take them in turn; the judge uses the first). `https://` needs the
+//! `openai-tls` feature of xcs (`--features xcs/openai-tls`).
 //!
 //! Run with `cargo run --example llm_pipeline`.
 
 #[path = "common/llm_server.rs"]
 mod llm_server;
-#[path = "common/openai.rs"]
-mod openai;
 
 use std::error::Error;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use llm_server::{ChatRequest, Knobs, MockServer, stable_hash};
-use openai::{ChatClient, ChatError, Endpoint, Message};
-use xcs::{AsyncOperator, XcsError, cache_stats, execution_options};
+use llm_server::{ChatRequest as ServerRequest, Knobs, MockServer, stable_hash};
+use xcs::openai::{Chat, ChatError, ChatRequest, Message};
+use xcs::{AsyncOperator, Outcome, Usage, XcsError, cache_stats, execution_options};
 
 /// How a drafter answers: a name and its system prompt.
 const PERSONAS: [(&str, &str); 3] = [
@@ -64,136 +63,11 @@ const QUESTIONS: [&str; 12] = [
     "What does Rust's borrow checker prevent?",
 ];
 
-// ---------------------------------------------------------------------------------------------
-// The operators.
-
-/// Counts model calls on the client side: sent, in flight (with peak), and cancelled (the call's
-/// future was dropped, as at a deadline, before the answer came).
-#[derive(Default)]
-struct Meter {
-    sent: AtomicUsize,
-    in_flight: AtomicUsize,
-    peak: AtomicUsize,
-    cancelled: AtomicUsize,
-}
-
-/// Held while a call runs; dropped unfinished means cancelled.
-struct Sending<'a> {
-    meter: &'a Meter,
-    finished: bool,
-}
-
-impl Meter {
-    fn send(&self) -> Sending<'_> {
-        self.sent.fetch_add(1, Ordering::SeqCst);
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.peak.fetch_max(now, Ordering::SeqCst);
-        Sending {
-            meter: self,
-            finished: false,
-        }
-    }
-
-    fn take(&self) -> (usize, usize, usize) {
-        let peak = self.in_flight.load(Ordering::SeqCst);
-        (
-            self.sent.swap(0, Ordering::SeqCst),
-            self.peak.swap(peak, Ordering::SeqCst),
-            self.cancelled.swap(0, Ordering::SeqCst),
-        )
-    }
-}
-
-impl Drop for Sending<'_> {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.meter.cancelled.fetch_add(1, Ordering::SeqCst);
-        }
-        self.meter.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// What every operator shares: the client, the meter.
-struct Backend {
-    client: ChatClient,
-    meter: Meter,
-}
-
-impl Backend {
-    async fn ask(
-        &self,
-        operator: &str,
-        model: &str,
-        messages: &[Message],
-    ) -> Result<String, XcsError> {
-        let mut sending = self.meter.send();
-        let answer = self.client.complete(model, messages).await;
-        sending.finished = true;
-        // 429s wait for their `Retry-After`, 500s are retried, other 4xx are permanent.
-        answer.map_err(|error| error.into_xcs(operator))
-    }
-}
-
-/// One drafter: a model and a persona. `Input`/`Output` are `String`s, so under
-/// `enable_caching` xcs can key calls by the question (the name tells drafters apart).
-struct Draft {
-    backend: Arc<Backend>,
-    model: String,
-    system: &'static str,
-    name: String,
-}
-
-impl AsyncOperator for Draft {
-    type Input = String;
-    type Output = String;
-
-    async fn forward(&self, question: String) -> Result<String, XcsError> {
-        let messages = [Message::system(self.system), Message::user(question)];
-        self.backend.ask(&self.name, &self.model, &messages).await
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-/// The judge: `[question, answer 1, answer 2, …]` in, the index of the best answer out.
-struct Judge {
-    backend: Arc<Backend>,
-    model: String,
-}
-
 const JUDGE_SYSTEM: &str = "You are a strict judge of answers. Reply with the number of the best \
                             answer and nothing else.";
 
-impl AsyncOperator for Judge {
-    type Input = Vec<String>;
-    type Output = usize;
-
-    async fn forward(&self, input: Vec<String>) -> Result<usize, XcsError> {
-        let Some((question, answers)) = input.split_first() else {
-            return Err(XcsError::operator("judge", "nothing to judge"));
-        };
-        let mut prompt = format!("Question: {question}\n\nAnswers:\n");
-        for (i, answer) in answers.iter().enumerate() {
-            prompt.push_str(&format!("{}. {}\n", i + 1, answer.replace('\n', " ")));
-        }
-        prompt.push_str("\nWhich answer is best? Reply with its number only.");
-        let messages = [Message::system(JUDGE_SYSTEM), Message::user(prompt)];
-        let reply = self.backend.ask("judge", &self.model, &messages).await?;
-        // The first number in range; models sometimes add words around it.
-        reply
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|digits| digits.parse::<usize>().ok())
-            .find(|n| (1..=answers.len()).contains(n))
-            .map(|n| n - 1)
-            .ok_or_else(|| XcsError::operator("judge", format!("no answer number in {reply:?}")))
-    }
-
-    fn name(&self) -> &str {
-        "judge"
-    }
-}
+// ---------------------------------------------------------------------------------------------
+// The pipeline.
 
 /// What the pipeline returns for one question.
 struct Verdict {
@@ -208,8 +82,9 @@ struct Verdict {
 
 /// The whole pipeline for one question, itself an operator so `vmap` can run it over a batch.
 struct Pipeline {
-    drafts: Vec<Draft>,
-    judge: Judge,
+    /// One `Chat` per drafter (its name says persona and model), with its system prompt.
+    drafts: Vec<(Chat, &'static str)>,
+    judge: Chat,
     /// The deadline of each model call (the batch has its own, longer one).
     per_call: Duration,
 }
@@ -222,19 +97,20 @@ impl AsyncOperator for Pipeline {
         // Every drafter at once, each under its own deadline: a slow one is dropped (its request
         // cancelled) without holding the others up.
         let per_call = self.per_call;
-        let drafted = join_all(self.drafts.iter().map(|draft| {
-            let question = question.clone();
+        let drafted = join_all(self.drafts.iter().map(|(chat, system)| {
+            let request = ChatRequest::new([Message::system(*system), Message::user(&question)])
+                .max_tokens(200);
             execution_options!(timeout_seconds = per_call => async move {
-                draft.call(question).await
+                chat.call(request).await
             })
         }))
         .await;
         let mut candidates = Vec::new();
         let mut missing = Vec::new();
         let mut first_error = None;
-        for (draft, outcome) in self.drafts.iter().zip(drafted) {
+        for ((chat, _), outcome) in self.drafts.iter().zip(drafted) {
             match outcome {
-                Ok(answer) => candidates.push((draft.name.clone(), answer)),
+                Ok(reply) => candidates.push((chat.name().to_owned(), reply.text)),
                 Err(error) => {
                     missing.push(why(&error));
                     first_error.get_or_insert(error);
@@ -251,10 +127,9 @@ impl AsyncOperator for Pipeline {
             // One answer needs no judge.
             1 => 0,
             _ => {
-                let mut input = vec![question];
-                input.extend(candidates.iter().map(|(_, answer)| answer.clone()));
+                let answers: Vec<&str> = candidates.iter().map(|(_, a)| a.as_str()).collect();
                 execution_options!(timeout_seconds = per_call => async {
-                    self.judge.call(input).await
+                    self.judge(&question, &answers).await
                 })
                 .await?
             }
@@ -274,16 +149,38 @@ impl AsyncOperator for Pipeline {
     }
 }
 
+impl Pipeline {
+    /// Asks the judge which answer is best; its index.
+    async fn judge(&self, question: &str, answers: &[&str]) -> Result<usize, XcsError> {
+        let mut prompt = format!("Question: {question}\n\nAnswers:\n");
+        for (i, answer) in answers.iter().enumerate() {
+            prompt.push_str(&format!("{}. {}\n", i + 1, answer.replace('\n', " ")));
+        }
+        prompt.push_str("\nWhich answer is best? Reply with its number only.");
+        let request =
+            ChatRequest::new([Message::system(JUDGE_SYSTEM), Message::user(prompt)]).max_tokens(5);
+        let reply = self.judge.call(request).await?.text;
+        // The first number in range; models sometimes add words around it.
+        reply
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|digits| digits.parse::<usize>().ok())
+            .find(|n| (1..=answers.len()).contains(n))
+            .map(|n| n - 1)
+            .ok_or_else(|| XcsError::operator("judge", format!("no answer number in {reply:?}")))
+    }
+}
+
 /// Why a call failed, in a few words: `concise/mock-small timed out`, `judge: HTTP 500`.
 fn why(error: &XcsError) -> String {
     match error {
         XcsError::Timeout { operator, .. } => format!("{operator} timed out"),
         XcsError::Operator {
             operator, source, ..
+        } if error.is_rate_limited() => format!("{operator}: HTTP 429"),
+        XcsError::Operator {
+            operator, source, ..
         } => match source.downcast_ref::<ChatError>() {
-            Some(ChatError::Status { status, .. }) => {
-                format!("{operator}: HTTP {}", status.as_u16())
-            }
+            Some(ChatError::Status { status, .. }) => format!("{operator}: HTTP {status}"),
             _ => format!("{operator}: {source}"),
         },
         other => other.to_string(),
@@ -316,7 +213,7 @@ const FACTS: [(&str, &str); 12] = [
 
 /// A mock model: drafts in the persona's style, or plays the judge (a pick that depends only on
 /// the prompt, so runs are reproducible).
-fn mock_reply(request: &ChatRequest) -> String {
+fn mock_reply(request: &ServerRequest) -> String {
     let prompt = request.prompt();
     let system = request.system().unwrap_or_default();
     if system == JUDGE_SYSTEM {
@@ -347,18 +244,24 @@ fn mock_reply(request: &ChatRequest) -> String {
 
 /// Where the models are: the in-process mock, or a real server from the environment.
 struct Target {
-    base_url: String,
-    api_key: Option<String>,
+    /// A client of the server (no default model: each operator sets its own).
+    chat: Chat,
     models: Vec<String>,
     mock: Option<MockServer>,
 }
 
 async fn target() -> Result<Target, Box<dyn Error>> {
-    if let Some(endpoint) = Endpoint::from_env() {
+    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if set("OPENAI_BASE_URL").is_some() {
+        let models: Vec<String> = set("OPENAI_MODEL")
+            .unwrap_or_else(|| "gpt-4o-mini".to_owned())
+            .split(',')
+            .map(|model| model.trim().to_owned())
+            .filter(|model| !model.is_empty())
+            .collect();
         return Ok(Target {
-            base_url: endpoint.base_url,
-            api_key: endpoint.api_key,
-            models: endpoint.models,
+            chat: Chat::from_env(),
+            models,
             mock: None,
         });
     }
@@ -373,16 +276,14 @@ async fn target() -> Result<Target, Box<dyn Error>> {
         rate_limited_rate: 0.06,
         retry_after: Duration::from_secs(1),
         reply: Arc::new(mock_reply),
+        ..Knobs::default()
     })
     .await?;
     Ok(Target {
-        base_url: mock.base_url().to_owned(),
-        api_key: None,
-        models: vec![
-            "mock-small".into(),
-            "mock-medium".into(),
-            "mock-large".into(),
-        ],
+        chat: Chat::new().base_url(mock.base_url()),
+        models: ["mock-small", "mock-medium", "mock-large"]
+            .map(String::from)
+            .to_vec(),
         mock: Some(mock),
     })
 }
@@ -400,10 +301,10 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn Error>> {
     let target = target().await?;
-    let backend = Arc::new(Backend {
-        client: ChatClient::new(&target.base_url, target.api_key.clone())?,
-        meter: Meter::default(),
-    });
+    let models = &target.models;
+    if models.is_empty() {
+        return Err("OPENAI_MODEL names no model".into());
+    }
     // A mock answers in milliseconds; real models take seconds. (Long enough for a 429's
     // one-second `Retry-After` and a retry: `max_retries` never waits past the deadline.)
     let (per_call, whole_batch) = if target.mock.is_some() {
@@ -411,24 +312,22 @@ async fn run() -> Result<(), Box<dyn Error>> {
     } else {
         (Duration::from_secs(60), Duration::from_secs(600))
     };
+    // Clones of one `Chat` share its connection pool (and, by default, its resource).
     let pipeline = Arc::new(Pipeline {
         drafts: PERSONAS
             .iter()
             .enumerate()
             .map(|(i, (persona, system))| {
-                let model = target.models[i % target.models.len()].clone();
-                Draft {
-                    backend: Arc::clone(&backend),
-                    name: format!("{persona}/{model}"),
-                    model,
-                    system,
-                }
+                let model = &models[i % models.len()];
+                let chat = target
+                    .chat
+                    .clone()
+                    .model(model)
+                    .named(format!("{persona}/{model}"));
+                (chat, *system)
             })
             .collect(),
-        judge: Judge {
-            backend: Arc::clone(&backend),
-            model: target.models[0].clone(),
-        },
+        judge: target.chat.clone().model(&models[0]).named("judge"),
         per_call,
     });
     let questions: Vec<String> = QUESTIONS.iter().map(|q| q.to_string()).collect();
@@ -439,11 +338,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
              failing; set OPENAI_BASE_URL for a real one)",
             mock.base_url()
         ),
-        None => println!(
-            "models: {} at {}",
-            target.models.join(", "),
-            target.base_url
-        ),
+        None => println!("models: {} at {}", models.join(", "), target.chat.base()),
     }
     println!(
         "pipeline: {} drafters + 1 judge per question, {} questions; max_workers = 4 questions \
@@ -476,8 +371,21 @@ async fn run() -> Result<(), Box<dyn Error>> {
             }
         )
         .await;
-        let retries: usize = xcs::take_trace().summary().iter().map(|s| s.retries).sum();
         let wall = start.elapsed();
+        // The model calls, from the trace: every attempt of every `Chat` (cache hits are not
+        // calls), its retries, those cut at their deadline, and the tokens the replies reported.
+        let summary = xcs::take_trace().summary();
+        let models: Vec<_> = summary
+            .iter()
+            .filter(|s| s.operator != "pipeline")
+            .collect();
+        let calls: usize = models
+            .iter()
+            .map(|s| s.count - s.count_of(Outcome::CacheHit))
+            .sum();
+        let retries: usize = summary.iter().map(|s| s.retries).sum();
+        let timed_out: usize = models.iter().map(|s| s.count_of(Outcome::Timeout)).sum();
+        let tokens = models.iter().fold(Usage::ZERO, |sum, s| sum + s.usage);
 
         println!("== {pass}");
         if pass == "first pass" {
@@ -499,11 +407,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
             }
         }
         let answered = outcomes.iter().filter(|o| o.is_ok()).count();
-        let (sent, peak, cancelled) = backend.meter.take();
         let cache = cache_stats();
         println!(
-            "{answered}/{} answered in {:.2} s; {sent} model calls, peak {peak} in flight, \
-             {cancelled} cancelled at their deadline",
+            "{answered}/{} answered in {:.2} s; {calls} model calls, {timed_out} cancelled at \
+             their deadline; {tokens}",
             questions.len(),
             wall.as_secs_f64(),
         );

@@ -13,7 +13,16 @@
 //! - requests whose client went away first: axum drops a handler's future when its connection
 //!   closes, and a drop guard in the handler counts a drop before the end as a disconnect. That
 //!   is how a test proves that a cancelled client call is really gone, not left running;
-//! - 500s and 429s sent.
+//! - 500s and 429s sent, and the tokens admitted by its rate limiter.
+//!
+//! With [`Limits`] (off by default) it rate-limits as OpenAI does: a requests-per-minute and a
+//! tokens-per-minute bucket per API key (the bearer token), refilled continuously, holding about
+//! one second of each; a request needs one request and its tokens (the prompt's characters / 4
+//! plus `max_tokens`, counted at admission as OpenAI does), and one that does not fit is a 429
+//! with `Retry-After` (seconds, rounded up), `retry-after-ms`, and — on every answer — the
+//! `x-ratelimit-limit-*`, `x-ratelimit-remaining-*` and `x-ratelimit-reset-*` headers for
+//! `requests` and `tokens`. Every reply carries `usage` (prompt, completion, total tokens, four
+//! characters a token).
 //!
 //! What each request gets is decided by [`Knobs`]: a latency (plus a jitter), some slow answers,
 //! some 500s, optionally some 429s with `Retry-After` (off by default), and a reply. Chance is
@@ -21,17 +30,19 @@
 //! server has seen exactly that request before, so a run is reproducible and a retried request
 //! gets a fresh roll. Markers in the prompt force a behaviour: `[[hang]]` never answers (until
 //! the server shuts down), `[[fail]]` is a 500, `[[slow]]` takes `slow_latency`, `[[429]]` is a
-//! 429.
+//! 429, `[[status:404]]` that status with an OpenAI-style JSON error, `[[garbage]]` a 200 whose
+//! body is not JSON, `[[fail-first:N]]` a 500 to the first `N` sendings of the request, `[[huge]]` a 200 of 9 MiB, `[[no-usage]]` a reply without `usage`, and
+//! `[[header:name=value]]` (any number) adds that header to the answer.
 #![allow(dead_code)] // Each includer uses only part of it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::http::header::RETRY_AFTER;
+use axum::http::header::{AUTHORIZATION, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::serve::ListenerExt;
@@ -55,6 +66,9 @@ pub struct ChatRequest {
     pub model: String,
     /// The conversation.
     pub messages: Vec<Message>,
+    /// The most tokens the reply may have.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
 }
 
 impl ChatRequest {
@@ -65,6 +79,16 @@ impl ChatRequest {
             .rev()
             .find(|m| m.role == "user")
             .map_or("", |m| m.content.as_str())
+    }
+
+    /// Tokens of the prompt: every message's characters / 4, rounded up.
+    pub fn prompt_tokens(&self) -> u64 {
+        self.messages.iter().map(|m| tokens_of(&m.content)).sum()
+    }
+
+    /// What admission charges: the prompt's tokens plus `max_tokens`.
+    pub fn admission_tokens(&self) -> u64 {
+        self.prompt_tokens() + self.max_tokens.unwrap_or(0)
     }
 
     /// The content of the first `system` message, if any.
@@ -105,6 +129,8 @@ pub struct Knobs {
     pub retry_after: Duration,
     /// The reply to a request that succeeds.
     pub reply: Reply,
+    /// Provider-like rate limits per API key; `None` (the default): none.
+    pub limits: Option<Limits>,
 }
 
 impl Default for Knobs {
@@ -118,6 +144,7 @@ impl Default for Knobs {
             rate_limited_rate: 0.0,
             retry_after: Duration::from_secs(1),
             reply: echo_reply(),
+            limits: None,
         }
     }
 }
@@ -132,6 +159,7 @@ pub struct Stats {
     disconnected: AtomicUsize,
     failed: AtomicUsize,
     rate_limited: AtomicUsize,
+    tokens: AtomicU64,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -151,6 +179,9 @@ pub struct Snapshot {
     pub failed: usize,
     /// 429s sent.
     pub rate_limited: usize,
+    /// Tokens the rate limiter admitted (prompt + `max_tokens` of every admitted request; 0
+    /// without [`Limits`]).
+    pub tokens: u64,
 }
 
 impl Snapshot {
@@ -164,6 +195,7 @@ impl Snapshot {
             disconnected: self.disconnected - earlier.disconnected,
             failed: self.failed - earlier.failed,
             rate_limited: self.rate_limited - earlier.rate_limited,
+            tokens: self.tokens - earlier.tokens,
         }
     }
 }
@@ -179,6 +211,7 @@ impl Stats {
             disconnected: self.disconnected.load(Ordering::SeqCst),
             failed: self.failed.load(Ordering::SeqCst),
             rate_limited: self.rate_limited.load(Ordering::SeqCst),
+            tokens: self.tokens.load(Ordering::SeqCst),
         }
     }
 
@@ -238,6 +271,7 @@ struct Shared {
     stats: Arc<Stats>,
     /// How many times each request (by hash) has been seen.
     seen: Mutex<HashMap<u64, u64>>,
+    limiter: Option<Limiter>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -248,8 +282,10 @@ impl MockServer {
         let addr = listener.local_addr()?;
         let stats = Arc::new(Stats::default());
         let (shutdown, receiver) = watch::channel(false);
+        let limiter = knobs.limits.map(Limiter::new);
         let shared = Arc::new(Shared {
             knobs,
+            limiter,
             stats: Arc::clone(&stats),
             seen: Mutex::default(),
             shutdown: receiver.clone(),
@@ -328,6 +364,12 @@ enum Fate {
     Fail(Duration),
     RateLimited,
     Hang,
+    /// `[[status:NNN]]`: that status, with an OpenAI-style JSON error.
+    Status(StatusCode),
+    /// `[[garbage]]`: a 200 whose body is not JSON.
+    Garbage,
+    /// `[[huge]]`: a 200 of 9 MiB.
+    Huge,
 }
 
 impl Shared {
@@ -357,6 +399,24 @@ impl Shared {
         if prompt.contains("[[hang]]") {
             return Fate::Hang;
         }
+        if let Some(status) = marker_value(prompt, "status")
+            .and_then(|code| code.parse::<u16>().ok())
+            .and_then(|code| StatusCode::from_u16(code).ok())
+        {
+            return Fate::Status(status);
+        }
+        if prompt.contains("[[garbage]]") {
+            return Fate::Garbage;
+        }
+        if marker_value(prompt, "fail-first")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| attempt <= n)
+        {
+            return Fate::Fail(Duration::ZERO);
+        }
+        if prompt.contains("[[huge]]") {
+            return Fate::Huge;
+        }
         if prompt.contains("[[429]]") || roll(1) < knobs.rate_limited_rate {
             return Fate::RateLimited;
         }
@@ -380,7 +440,8 @@ struct Completion {
     created: u64,
     model: String,
     choices: [Choice; 1],
-    usage: Usage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
 }
 
 #[derive(Serialize)]
@@ -398,18 +459,99 @@ struct AssistantMessage {
 
 #[derive(Serialize)]
 struct Usage {
-    prompt_tokens: usize,
-    completion_tokens: usize,
-    total_tokens: usize,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
 }
 
 fn error_body(message: &str, kind: &str) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "error": { "message": message, "type": kind } }))
 }
 
-async fn chat(State(shared): State<Arc<Shared>>, Json(request): Json<ChatRequest>) -> Response {
+/// The value of the first `[[name:value]]` marker in `text`.
+fn marker_value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("[[{name}:");
+    let start = text.find(&open)? + open.len();
+    let len = text[start..].find("]]")?;
+    Some(&text[start..start + len])
+}
+
+/// Every `[[header:name=value]]` marker of `text`, as a header.
+fn marker_headers(text: &str) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers = Vec::new();
+    let mut rest = text;
+    while let Some(value) = marker_value(rest, "header") {
+        if let Some((name, value)) = value.split_once('=')
+            && let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.trim().as_bytes()),
+                HeaderValue::from_str(value.trim()),
+            )
+        {
+            headers.push((name, value));
+        }
+        let Some(next) = rest.find("[[header:") else {
+            break;
+        };
+        rest = &rest[next + 2..];
+    }
+    headers
+}
+
+/// The API key of a request: its bearer token (empty without one).
+fn api_key(headers: &HeaderMap) -> String {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn chat(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Json(request): Json<ChatRequest>,
+) -> Response {
     let guard = shared.stats.enter();
-    let response = match shared.fate(&request) {
+    let mut limit_headers = Vec::new();
+    if let Some(limiter) = &shared.limiter {
+        let tokens = request.admission_tokens();
+        let admission = limiter.admit(&api_key(&headers), tokens, Instant::now());
+        limit_headers = admission.headers;
+        match admission.refused {
+            None => {
+                shared.stats.tokens.fetch_add(tokens, Ordering::SeqCst);
+            }
+            Some(wait) => {
+                shared.stats.rate_limited.fetch_add(1, Ordering::SeqCst);
+                let millis = (wait.as_secs_f64() * 1000.0).ceil() as u64;
+                let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+                let mut response = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [
+                        (RETRY_AFTER, seconds.to_string()),
+                        (
+                            HeaderName::from_static("retry-after-ms"),
+                            millis.to_string(),
+                        ),
+                    ],
+                    error_body(
+                        &format!(
+                            "Rate limit reached for requests or tokens: please try again in \
+                             {millis}ms."
+                        ),
+                        "rate_limit_error",
+                    ),
+                )
+                    .into_response();
+                response.headers_mut().extend(limit_headers);
+                guard.answered();
+                return response;
+            }
+        }
+    }
+    let prompt = request.prompt().to_owned();
+    let mut response = match shared.fate(&request) {
         Fate::Hang => {
             // Never answers: only the client's disconnect (which drops this future) or the
             // server's shutdown ends it.
@@ -424,12 +566,20 @@ async fn chat(State(shared): State<Arc<Shared>>, Json(request): Json<ChatRequest
         Fate::RateLimited => {
             shared.stats.rate_limited.fetch_add(1, Ordering::SeqCst);
             let seconds = shared.knobs.retry_after.as_secs_f64().ceil() as u64;
-            (
+            let mut response = (
                 StatusCode::TOO_MANY_REQUESTS,
-                [(RETRY_AFTER, seconds.to_string())],
                 error_body("rate limit reached, retry later", "rate_limit_error"),
             )
-                .into_response()
+                .into_response();
+            // Markers name the headers of this 429; without any, `Retry-After`.
+            if !prompt.contains("[[header:") {
+                response.headers_mut().insert(
+                    RETRY_AFTER,
+                    HeaderValue::from_str(&seconds.to_string())
+                        .unwrap_or(HeaderValue::from_static("1")),
+                );
+            }
+            response
         }
         Fate::Fail(latency) => {
             tokio::time::sleep(latency).await;
@@ -440,15 +590,36 @@ async fn chat(State(shared): State<Arc<Shared>>, Json(request): Json<ChatRequest
             )
                 .into_response()
         }
+        Fate::Status(status) => {
+            if status.is_server_error() {
+                shared.stats.failed.fetch_add(1, Ordering::SeqCst);
+            }
+            (
+                status,
+                error_body(
+                    &format!("mock error {} for model {}", status.as_u16(), request.model),
+                    "invalid_request_error",
+                ),
+            )
+                .into_response()
+        }
+        Fate::Garbage => (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "text/html")],
+            "<html><body>502 Bad Gateway (not JSON)</body></html>",
+        )
+            .into_response(),
+        Fate::Huge => (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            vec![b' '; 9 << 20],
+        )
+            .into_response(),
         Fate::Answer(latency) => {
             tokio::time::sleep(latency).await;
             let content = (shared.knobs.reply)(&request);
-            let prompt_tokens = request
-                .messages
-                .iter()
-                .map(|m| m.content.split_whitespace().count())
-                .sum();
-            let completion_tokens = content.split_whitespace().count();
+            let prompt_tokens = request.prompt_tokens();
+            let completion_tokens = tokens_of(&content);
             let id = shared.stats.started.load(Ordering::Relaxed);
             Json(Completion {
                 id: format!("chatcmpl-mock-{id}"),
@@ -463,17 +634,180 @@ async fn chat(State(shared): State<Arc<Shared>>, Json(request): Json<ChatRequest
                     },
                     finish_reason: "stop",
                 }],
-                usage: Usage {
+                usage: (!prompt.contains("[[no-usage]]")).then_some(Usage {
                     prompt_tokens,
                     completion_tokens,
                     total_tokens: prompt_tokens + completion_tokens,
-                },
+                }),
             })
             .into_response()
         }
     };
+    response.headers_mut().extend(limit_headers);
+    response.headers_mut().extend(marker_headers(&prompt));
     guard.answered();
     response
+}
+
+/// Tokens of a text: its characters / 4, rounded up (what OpenAI's guidance approximates).
+pub fn tokens_of(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rate limiter.
+
+/// Rate limits as a provider sets them, per API key. `None` limits nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Requests per minute.
+    pub requests_per_minute: Option<u64>,
+    /// Tokens (prompt + `max_tokens`) per minute.
+    pub tokens_per_minute: Option<u64>,
+    /// How much of each limit a bucket holds: a burst of `limit × burst / 60 s` (OpenAI's is
+    /// about a second's worth).
+    pub burst: Duration,
+}
+
+impl Limits {
+    /// `rpm` requests and `tpm` tokens a minute, with a one-second burst.
+    pub fn new(rpm: u64, tpm: u64) -> Limits {
+        Limits {
+            requests_per_minute: Some(rpm),
+            tokens_per_minute: Some(tpm),
+            burst: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A token bucket with continuous refill.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    limit_per_minute: u64,
+    /// Refill per second.
+    rate: f64,
+    capacity: f64,
+    level: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(limit_per_minute: u64, burst: Duration, now: Instant) -> Bucket {
+        let rate = limit_per_minute as f64 / 60.0;
+        let capacity = (rate * burst.as_secs_f64()).max(1.0);
+        Bucket {
+            limit_per_minute,
+            rate,
+            capacity,
+            level: capacity,
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.level = (self.level + elapsed * self.rate).min(self.capacity);
+        self.at = now;
+    }
+
+    /// How long until `need` fits (a need above the capacity fits a full bucket).
+    fn wait_for(&self, need: f64) -> Duration {
+        let need = need.min(self.capacity);
+        if self.level >= need || self.rate <= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((need - self.level) / self.rate)
+        }
+    }
+
+    /// `x-ratelimit-limit-*`, `-remaining-*`, `-reset-*` for `kind`.
+    fn headers(&self, kind: &str, out: &mut Vec<(HeaderName, HeaderValue)>) {
+        let reset = Duration::from_secs_f64(((self.capacity - self.level) / self.rate).max(0.0));
+        for (name, value) in [
+            ("limit", self.limit_per_minute.to_string()),
+            (
+                "remaining",
+                (self.level.max(0.0).floor() as u64).to_string(),
+            ),
+            ("reset", go_duration(reset)),
+        ] {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(format!("x-ratelimit-{name}-{kind}").as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                out.push((name, value));
+            }
+        }
+    }
+}
+
+/// A duration as Go prints it, as OpenAI's reset headers do: `20ms`, `1.5s`, `6m0s`.
+pub fn go_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 1.0 {
+        format!("{}ms", (secs * 1000.0).ceil() as u64)
+    } else if secs < 60.0 {
+        let text = format!("{secs:.3}");
+        format!("{}s", text.trim_end_matches('0').trim_end_matches('.'))
+    } else {
+        let whole = secs.ceil() as u64;
+        format!("{}m{}s", whole / 60, whole % 60)
+    }
+}
+
+/// The buckets of every API key.
+struct Limiter {
+    limits: Limits,
+    keys: Mutex<HashMap<String, [Option<Bucket>; 2]>>,
+}
+
+/// What the limiter said about one request.
+struct Admission {
+    /// `None`: admitted; `Some(wait)`: refused, fits after `wait`.
+    refused: Option<Duration>,
+    /// The rate-limit headers of the answer.
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Limiter {
+    fn new(limits: Limits) -> Limiter {
+        Limiter {
+            limits,
+            keys: Mutex::default(),
+        }
+    }
+
+    fn admit(&self, key: &str, tokens: u64, now: Instant) -> Admission {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let limits = self.limits;
+        let buckets = keys.entry(key.to_owned()).or_insert_with(|| {
+            [limits.requests_per_minute, limits.tokens_per_minute]
+                .map(|limit| limit.map(|limit| Bucket::new(limit, limits.burst, now)))
+        });
+        let needs = [1.0, tokens as f64];
+        let mut wait = Duration::ZERO;
+        for (bucket, need) in buckets.iter_mut().zip(needs) {
+            if let Some(bucket) = bucket {
+                bucket.refill(now);
+                wait = wait.max(bucket.wait_for(need));
+            }
+        }
+        let refused = (!wait.is_zero()).then_some(wait);
+        if refused.is_none() {
+            for (bucket, need) in buckets.iter_mut().zip(needs) {
+                if let Some(bucket) = bucket {
+                    bucket.level -= need;
+                }
+            }
+        }
+        let mut headers = Vec::new();
+        for (bucket, kind) in buckets.iter().zip(["requests", "tokens"]) {
+            if let Some(bucket) = bucket {
+                bucket.headers(kind, &mut headers);
+            }
+        }
+        Admission { refused, headers }
+    }
 }
 
 /// 64-bit FNV-1a: a stable hash (the standard library's may change between releases), so the
