@@ -9,7 +9,9 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use xcs::{AsyncOperator, Operator, OptionsPatch, Outcome, TraceEvent, XcsError, with_options};
+use xcs::{
+    AsyncOperator, Operator, OptionsPatch, Outcome, TraceEvent, Usage, XcsError, with_options,
+};
 
 /// What the body does.
 #[derive(Clone, Copy, Debug)]
@@ -42,6 +44,12 @@ impl Body {
 
     fn answer(&self, input: u64) -> Result<u64, XcsError> {
         let attempt = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
+        // Each attempt records what it used: the input, in tokens.
+        xcs::record_usage(Usage {
+            input_tokens: input,
+            output_tokens: 1,
+            cost: 0.0,
+        });
         match self.act {
             Act::Double => Ok(input * 2),
             Act::FailFirst(n) if attempt <= n => Err(XcsError::operator(self.name, "flaky")),
@@ -62,6 +70,9 @@ impl Operator for SyncOp {
     fn name(&self) -> &str {
         self.0.name
     }
+    fn estimate(&self, input: &u64) -> Usage {
+        estimate(*input)
+    }
 }
 
 struct AsyncOp(Body);
@@ -75,10 +86,30 @@ impl AsyncOperator for AsyncOp {
     fn name(&self) -> &str {
         self.0.name
     }
+    fn estimate(&self, input: &u64) -> Usage {
+        estimate(*input)
+    }
+}
+
+/// What a call with `input` is expected to use: what it records.
+fn estimate(input: u64) -> Usage {
+    Usage {
+        input_tokens: input,
+        output_tokens: 1,
+        cost: 0.0,
+    }
 }
 
 /// An event with what differs by nature (ids, threads, times) left out.
-type Shape = (String, Option<usize>, usize, Outcome, u32, bool);
+type Shape = (
+    String,
+    Option<usize>,
+    usize,
+    Outcome,
+    u32,
+    bool,
+    Option<Usage>,
+);
 
 fn shape(events: &[TraceEvent], name: &str) -> Vec<Shape> {
     events
@@ -92,6 +123,7 @@ fn shape(events: &[TraceEvent], name: &str) -> Vec<Shape> {
                 e.outcome,
                 e.attempt,
                 e.parent.is_some(),
+                e.usage,
             )
         })
         .collect()
@@ -211,4 +243,14 @@ fn a_deadline_too_short_for_any_body_is_a_timeout() {
     let events = agree("agree_deadline", Act::Double, &patch, &[1]);
     assert_eq!(outcomes(&events).len(), 1);
     assert_eq!(outcomes(&events)[0].0, Outcome::Timeout);
+}
+
+#[test]
+fn a_budget_refuses_a_call_whose_estimate_does_not_fit() {
+    let patch = OptionsPatch::new().token_budget(Some(15)).unwrap();
+    // Each call runs in a scope of its own: 10 (+1) fits, 20 (+1) does not.
+    let events = agree("agree_budget", Act::Double, &patch, &[10, 20]);
+    assert_eq!(outcomes(&events), [(Outcome::Ok, 1), (Outcome::Error, 1)]);
+    assert_eq!(events[0].6.map(|u| u.input_tokens), Some(10));
+    assert_eq!(events[1].6, None);
 }
