@@ -10,8 +10,12 @@
 //!   one. So in any window of `t` seconds at most `limit × t / 60 + limit / 60` calls start
 //!   (`limit × t / 60 + 1` for a limit under 60 a minute: one call can always start).
 //! - **Tokens**: the same, weighted by the call's estimate (its input and output tokens). The
-//!   estimate is reserved at admission and settled when the call ends: what the call recorded
-//!   replaces it (the difference is charged or refunded). A call estimated at more than the
+//!   estimate is reserved at admission, as providers count a request's tokens (its prompt and
+//!   its `max_tokens`) when they admit it; when the call ends, what it recorded beyond its
+//!   estimate is charged too, but a call that used less gets nothing back: a provider does not
+//!   refund its window either, and a client that did would run ahead of it into 429s (measured:
+//!   refunding the unused `max_tokens` of every reply turned 0 429s into several a minute, each
+//!   halving the rates). Stats and budgets do count what was recorded. A call estimated at more than the
 //!   bucket holds is admitted when the bucket is full and leaves it in debt: the calls after it
 //!   wait until the debt is repaid (refusing it would make it impossible forever).
 //! - **Committed reservations**: admission takes from the buckets at once, even for a start in
@@ -43,7 +47,7 @@
 //! first-come reservation of a future start that a deadline can refuse up front. `check_n`
 //! rejects an `n` above the burst size outright (`InsufficientCapacity`), where a large token
 //! estimate must still be admitted; its quota is fixed when the limiter is built, so there is no
-//! pause, no halved rate recovering over time and no refund of an over-estimate. The whole rule
+//! pause and no halved rate recovering over time. The whole rule
 //! fits in this file.
 
 use std::time::{Duration, Instant};
@@ -444,14 +448,19 @@ impl Limiter {
         }
     }
 
-    /// A call admitted with an estimate of `estimate` tokens ended having used `actual`: the
-    /// token bucket is charged the difference (or refunded it), at `now`.
+    /// A call admitted with an estimate of `estimate` tokens ended having used `actual`, at
+    /// `now`: the token bucket is charged what it used beyond its estimate (nothing comes back
+    /// for less; see the module docs).
     pub(crate) fn settle(&mut self, estimate: u64, actual: u64, now: Instant) {
+        let over = actual.saturating_sub(estimate);
+        if over == 0 {
+            return;
+        }
         let adapt = self.adapt;
         if let Some(bucket) = &mut self.tokens {
             bucket.refill(now, adapt.as_ref());
             let factor = adapt.map_or(1.0, |a| a.factor(now.max(bucket.at)));
-            let level = bucket.level + estimate as f64 - actual as f64;
+            let level = bucket.level - over as f64;
             bucket.level = level.min(capacity(bucket.per_minute, factor));
         }
     }
@@ -736,22 +745,17 @@ mod tests {
     }
 
     #[test]
-    fn settling_charges_or_refunds_the_difference() {
+    fn settling_charges_an_overrun_and_refunds_nothing() {
         let t0 = Instant::now();
         let mut limiter = Limiter::new(limits(None, Some(6_000.0), None), t0);
         assert_eq!(start(limiter.admit(100, 0, t0, None)), t0);
-        // Used only 30 of the 100 reserved: 70 come back, so 70 more start at once.
+        // Used only 30 of the 100 reserved: nothing comes back (the provider keeps counting
+        // the 100), so the next 10 wait for the refill.
         limiter.settle(100, 30, t0);
-        assert_eq!(start(limiter.admit(70, 0, t0, None)), t0);
         near(start(limiter.admit(10, 0, t0, None)), t0 + secs(0.1));
         // A call that used 200 more than estimated puts the bucket 2 s further in debt.
         limiter.settle(0, 200, t0);
         near(start(limiter.admit(0, 0, t0, None)), t0 + secs(2.1));
-        // A refund never fills the bucket past its capacity.
-        let mut limiter = Limiter::new(limits(None, Some(6_000.0), None), t0);
-        limiter.settle(1_000, 0, t0);
-        assert_eq!(start(limiter.admit(100, 0, t0, None)), t0);
-        near(start(limiter.admit(1, 0, t0, None)), t0 + secs(0.01));
     }
 
     #[test]
