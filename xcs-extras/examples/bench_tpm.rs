@@ -24,6 +24,7 @@
 //!
 //! `cargo run --release -p xcs-extras --example bench_tpm` (about a minute a strategy);
 //! `-- --quick` for a smoke run of a few seconds (a small batch, the cookbook's pause cut to 2 s).
+//! `-- a`, `-- b`, `-- c` run only those rows.
 
 #[path = "common/llm_server.rs"]
 mod llm_server;
@@ -212,58 +213,72 @@ async fn main() -> Result<(), Box<dyn Error>> {
         limit.as_secs_f64()
     );
 
+    // `-- a`, `-- b`, `-- c`: only those rows (each takes a minute or two).
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    let runs = |row: &str| only.is_empty() || only.iter().any(|o| o == row);
     let mut rows = Vec::new();
-    rows.push(
-        run_row(
-            format!("(a) cookbook by hand, {} s pause", pause.as_secs()),
-            &requests,
-            async |chat, requests| cookbook(chat, requests, pause, Instant::now() + limit).await,
-        )
-        .await?,
-    );
-    rows.push(
-        run_row(
-            format!("(b) rate_limit = {rate:.2}/s"),
-            &requests,
-            async |chat, requests| {
-                let outcomes = execution_options!(
-                    max_workers = MAX_WORKERS, rate_limit = rate, max_retries = 8,
-                    timeout_seconds = limit => async {
-                        vmap(chat).call_settled_async(requests).await
+    if runs("a") {
+        rows.push(
+            run_row(
+                format!("(a) cookbook by hand, {} s pause", pause.as_secs()),
+                &requests,
+                async |chat, requests| {
+                    cookbook(chat, requests, pause, Instant::now() + limit).await
+                },
+            )
+            .await?,
+        );
+    }
+    if runs("b") {
+        rows.push(
+            run_row(
+                format!("(b) rate_limit = {rate:.2}/s"),
+                &requests,
+                async |chat, requests| {
+                    let outcomes = execution_options!(
+                        max_workers = MAX_WORKERS, rate_limit = rate, max_retries = 8,
+                        timeout_seconds = limit => async {
+                            vmap(chat).call_settled_async(requests).await
+                        }
+                    )
+                    .await;
+                    outcomes.iter().filter(|o| o.is_ok()).count()
+                },
+            )
+            .await?,
+        );
+    }
+    if runs("c") {
+        rows.push(
+            run_row(
+                "(c) resource limits".to_owned(),
+                &requests,
+                async |chat, requests| {
+                    let limits = ResourceLimits::new()
+                        .requests_per_minute(RPM as f64)
+                        .tokens_per_minute(TPM as f64)
+                        .max_in_flight(MAX_WORKERS);
+                    if let Some(resource) = AsyncOperator::resource(&chat)
+                        && let Err(error) = set_resource_limits(resource, &limits)
+                    {
+                        eprintln!("set_resource_limits: {error}");
+                        return 0;
                     }
-                )
-                .await;
-                outcomes.iter().filter(|o| o.is_ok()).count()
-            },
-        )
-        .await?,
-    );
-    rows.push(
-        run_row(
-            "(c) resource limits".to_owned(),
-            &requests,
-            async |chat, requests| {
-                let limits = ResourceLimits::new()
-                    .requests_per_minute(RPM as f64)
-                    .tokens_per_minute(TPM as f64)
-                    .max_in_flight(MAX_WORKERS);
-                if let Some(resource) = AsyncOperator::resource(&chat)
-                    && let Err(error) = set_resource_limits(resource, &limits)
-                {
-                    eprintln!("set_resource_limits: {error}");
-                    return 0;
-                }
-                let outcomes = execution_options!(
+                    let outcomes = execution_options!(
                     max_workers = MAX_WORKERS, max_retries = 8, timeout_seconds = limit => async {
                         vmap(chat).call_settled_async(requests).await
                     }
                 )
                 .await;
-                outcomes.iter().filter(|o| o.is_ok()).count()
-            },
-        )
-        .await?,
-    );
+                    outcomes.iter().filter(|o| o.is_ok()).count()
+                },
+            )
+            .await?,
+        );
+    }
 
     println!(
         "\n| strategy | wall | answered | tokens/s | % of the token limit | 429s | % of requests 429 |"
