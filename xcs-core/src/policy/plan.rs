@@ -162,6 +162,8 @@ pub(crate) struct CallPlan<'a, I, O> {
     reservation: Option<Reservation>,
     /// What the attempts so far recorded, if any did.
     recorded: Option<Usage>,
+    /// Whether a body has run (a call that never ran spends nothing of its budget).
+    ran_body: bool,
     /// What the step asked for needs: the instant of [`Step::Sleep`], the listener of
     /// [`Step::Wait`], the write of [`Step::Write`].
     until: Option<Instant>,
@@ -217,6 +219,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
             estimate: None,
             reservation: None,
             recorded: None,
+            ran_body: false,
             until: None,
             listener: None,
             write: None,
@@ -633,6 +636,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
         };
         // An attempt that is charged for its usage (a resource, a budget, a trace) records it
         // on a meter of its own.
+        self.ran_body = true;
         if self.resource_name.is_some()
             || self.reservation.is_some()
             || self.options.trace_execution
@@ -649,7 +653,13 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     fn finish(&mut self, result: Result<O, XcsError>) -> Step<I> {
         drop_quietly(self.kept.take());
         if let Some(reservation) = self.reservation.take() {
-            reservation.settle(self.recorded);
+            // A call that never ran (its deadline came while it waited for a rate slot or its
+            // resource) used nothing.
+            reservation.settle(if self.ran_body {
+                self.recorded
+            } else {
+                Some(Usage::ZERO)
+            });
         }
         if let Some(recorded) = self.recorded {
             crate::progress::charge_current(recorded);
@@ -1031,5 +1041,55 @@ mod tests {
         let (result, ..) = drive(make(70), now, |x, _| Ok(x));
         assert!(result.is_ok());
         assert_eq!(budget.spent().tokens(), 100);
+    }
+
+    #[test]
+    fn a_call_that_never_runs_spends_nothing_of_its_budget() {
+        use crate::policy::budget::Budget;
+        let budget = Budget::new(Some(100), None, None);
+        let estimate = |_: &u64| Usage {
+            input_tokens: 40,
+            ..Usage::ZERO
+        };
+        let charge = Charge {
+            resource: None,
+            estimate: Some(&estimate),
+        };
+        let context = CallContext {
+            budget: Some(std::sync::Arc::clone(&budget)),
+            ..CallContext::default()
+        };
+        let name = "plan_budget_too_late";
+        let now = Instant::now();
+        let options = ExecutionOptions {
+            rate_limit: Some(1.0),
+            ..ExecutionOptions::DEFAULT
+        };
+        let first = CallPlan::new(
+            name,
+            None,
+            &options,
+            None,
+            &supports,
+            charge,
+            context.clone(),
+            1,
+            now,
+        );
+        assert!(drive(first, now, |x, _| Ok(x)).0.is_ok());
+        assert_eq!(budget.spent().tokens(), 40);
+        // The next slot is a second away, past a 10 ms deadline: a timeout that never ran.
+        let tight = ExecutionOptions {
+            timeout_seconds: Some(Duration::from_millis(10)),
+            ..options
+        };
+        let second = CallPlan::new(name, None, &tight, None, &supports, charge, context, 2, now);
+        let (result, attempts, ..) = drive(second, now, |x, _| Ok(x));
+        assert!(
+            matches!(result, Err(XcsError::Timeout { .. })),
+            "{result:?}"
+        );
+        assert_eq!(attempts, 0);
+        assert_eq!(budget.spent().tokens(), 40);
     }
 }
