@@ -371,16 +371,20 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     /// The instant of [`Step::Sleep`] has come (`now`).
     pub(crate) fn woke(&mut self, now: impl Into<Now>) -> Step<I> {
         let mut now = now.into();
+        // No attempt starts past the deadline, however late a wait ended (a loaded machine
+        // oversleeps).
+        if let Some((at, timeout)) = self.deadline {
+            if now.get() >= at {
+                return self.finish(Err(self.timeout(timeout)));
+            }
+        }
         match self.state {
             State::RateSlot => self.confirm_slot(&mut now),
             State::ResourceStart => match self.permit.as_ref().and_then(|p| p.confirm(now.get())) {
                 Some(later) => self.sleep(later),
                 None => self.start_attempt(&mut now),
             },
-            State::ResourceFull => match self.deadline {
-                Some((at, timeout)) if now.get() >= at => self.finish(Err(self.timeout(timeout))),
-                _ => self.admit(&mut now),
-            },
+            State::ResourceFull => self.admit(&mut now),
             State::Backoff => {
                 self.attempt += 1;
                 self.next_attempt(&mut now)
@@ -652,6 +656,8 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     #[inline]
     fn finish(&mut self, result: Result<O, XcsError>) -> Step<I> {
         drop_quietly(self.kept.take());
+        // A place admitted for an attempt that will not run goes back to the resource.
+        drop(self.permit.take());
         if let Some(reservation) = self.reservation.take() {
             // A call that never ran (its deadline came while it waited for a rate slot or its
             // resource) used nothing.
@@ -1091,5 +1097,32 @@ mod tests {
         );
         assert_eq!(attempts, 0);
         assert_eq!(budget.spent().tokens(), 40);
+    }
+
+    #[test]
+    fn a_wait_that_ends_past_the_deadline_starts_no_attempt() {
+        let options = ExecutionOptions {
+            max_retries: 3,
+            timeout_seconds: Some(Duration::from_millis(500)),
+            ..ExecutionOptions::DEFAULT
+        };
+        let now = Instant::now();
+        let mut plan = plan(&options, "plan_overslept", now);
+        let Step::Run(input) = plan.start(now) else {
+            panic!("the first attempt runs")
+        };
+        let step = plan.ran(Err(XcsError::operator("plan_overslept", "flaky")), now);
+        assert!(matches!(step, Step::Sleep));
+        // The backoff ended a second late, past the deadline: a timeout, no second attempt.
+        assert!(matches!(
+            plan.woke(now + Duration::from_secs(1)),
+            Step::Done
+        ));
+        let (result, _) = plan.outcome();
+        assert!(
+            matches!(result, Err(XcsError::Timeout { .. })),
+            "{result:?}"
+        );
+        assert_eq!(input, 7);
     }
 }
