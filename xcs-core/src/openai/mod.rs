@@ -364,6 +364,12 @@ fn build_client(base_url: &str) -> Result<reqwest::Client, String> {
         )
     })?;
     let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+    // With TLS compiled in, reqwest builds its TLS configuration for every client, `http://`
+    // ones included: the crypto provider must be there first.
+    #[cfg(feature = "openai-tls")]
+    {
+        builder = tls::configure(builder);
+    }
     match url.scheme() {
         "http" => {}
         "https" => {
@@ -372,10 +378,6 @@ fn build_client(base_url: &str) -> Result<reqwest::Client, String> {
                 "base URL `{base_url}` needs TLS, which this build leaves out: enable the \
                  `openai-tls` feature of xcs, or use an `http://` endpoint"
             ));
-            #[cfg(feature = "openai-tls")]
-            {
-                builder = tls::configure(builder);
-            }
         }
         other => return Err(format!("base URL `{base_url}`: unknown scheme `{other}`")),
     }
