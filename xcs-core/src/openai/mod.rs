@@ -24,7 +24,7 @@
 //! ([`AsyncOperator::estimate`]) is the prompt's characters / 4 as input tokens and
 //! `max_tokens` as output tokens, costed with [`Chat::price`] when one is set.
 //!
-//! HTTPS needs the feature `openai-tls` (rustls, with the operating system's certificate
+//! HTTPS needs the feature `openai-tls` (reqwest's rustls, with the operating system's certificate
 //! store); plain `http://` (a local server) works without it.
 
 mod errors;
@@ -364,12 +364,6 @@ fn build_client(base_url: &str) -> Result<reqwest::Client, String> {
         )
     })?;
     let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
-    // With TLS compiled in, reqwest builds its TLS configuration for every client, `http://`
-    // ones included: the crypto provider must be there first.
-    #[cfg(feature = "openai-tls")]
-    {
-        builder = tls::configure(builder);
-    }
     match url.scheme() {
         "http" => {}
         "https" => {
@@ -388,19 +382,6 @@ fn build_client(base_url: &str) -> Result<reqwest::Client, String> {
     builder
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
-}
-
-#[cfg(feature = "openai-tls")]
-mod tls {
-    /// rustls with the *ring* provider (installed as the process default when there is none:
-    /// reqwest builds its TLS configuration from it).
-    pub(super) fn configure(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            // Another thread may install one first: either is fine.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-        builder
-    }
 }
 
 impl AsyncOperator for Chat {
