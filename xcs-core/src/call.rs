@@ -110,7 +110,8 @@ fn invoke_with<O: Callee + ?Sized>(
     timed: bool,
 ) -> Result<O::Output, XcsError> {
     let name = op.name();
-    // Only calls under a deadline (or caching: the claims held up the chain) read the context.
+    // Only calls under a deadline, caching (the claims held up the chain) or a budget (the
+    // account of the scope) read the context.
     let context = if timed || options.enable_caching || policy::budget::applies(options) {
         deadline::current()
     } else {

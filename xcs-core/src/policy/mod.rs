@@ -3,15 +3,20 @@
 //! 1. **deadline** — a call that cannot start before its deadline is a timeout;
 //! 2. **cache** ([`memo`]) — an input seen before is answered without running the body (memory,
 //!    then the `cache_dir` store, holding the single-flight claim);
-//! 3. **rate limit** ([`rate`]) — each attempt waits for its start slot (the wait counts
+//! 3. **budget** ([`budget`]) — the call is admitted only if its estimate fits in what its
+//!    budget scopes have left, and is charged what it recorded when it ends;
+//! 4. **rate limit** ([`rate`]) — each attempt waits for its start slot (the wait counts
 //!    against the deadline);
-//! 4. **trace** — each attempt is an event carrying its attempt number;
-//! 5. **body**, with panics caught;
-//! 6. **retry** ([`retry`]) — a retryable failure runs again after a backoff, up to
-//!    `max_retries` more times, never past the deadline.
+//! 5. **resource** ([`resource`]) — each attempt waits for its operator's resource (a place in
+//!    flight, its share of the request and token rates), charged by the call's estimate;
+//! 6. **trace** — each attempt is an event carrying its attempt number, its usage and its wait;
+//! 7. **body**, with panics caught, recording its usage on a meter of its own;
+//! 8. **retry** ([`retry`]) — a retryable failure runs again after a backoff, up to
+//!    `max_retries` more times, never past the deadline (no wait that ends past it starts an
+//!    attempt).
 //!
 //! The modules here hold the rules; `call` (threads) and `call_async` (futures) only differ in
-//! how they wait.
+//! how they wait, and the cluster caller's side runs the same plan up to the body.
 
 pub(crate) mod budget;
 pub(crate) mod deadline;

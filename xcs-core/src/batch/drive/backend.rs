@@ -216,7 +216,7 @@ impl<O: Operator> Remote<O> {
                     self.settle(index, result);
                     return None;
                 }
-                // Neither happens before the body runs without a rate limit; handled anyway.
+                // Waits happen before the body only with a rate limit or a resource.
                 Step::Sleep => {
                     let until = call.until();
                     crate::policy::rate::sleep_until(until);
