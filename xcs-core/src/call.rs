@@ -23,6 +23,7 @@ use crate::options::ExecutionOptions;
 use crate::policy::deadline::Now;
 use crate::policy::{
     self,
+    memo::{self, AtOnce},
     plan::{CallPlan, Charge, Step, Supports, outcome_of},
 };
 use crate::pool::{self, Crew, Job};
@@ -110,6 +111,21 @@ fn invoke_with<O: Callee + ?Sized>(
     timed: bool,
 ) -> Result<O::Output, XcsError> {
     let name = op.name();
+    let cache = op.cache_support();
+    // A cached call with no deadline is answered from the memory cache before a plan is made.
+    let mut key = None;
+    if let (Some(support), false, true) = (&cache, timed, options.enable_caching) {
+        match memo::at_once(support, name, index, &input) {
+            AtOnce::Answered(result, outcome) => {
+                drop_quietly(input);
+                if options.trace_execution {
+                    trace::begin(name, index).finish(outcome);
+                }
+                return result;
+            }
+            AtOnce::Keyed(made) => key = Some(made),
+        }
+    }
     // Only calls under a deadline, caching (the claims held up the chain) or a budget (the
     // account of the scope) read the context.
     let context = if timed || options.enable_caching || policy::budget::applies(options) {
@@ -125,16 +141,11 @@ fn invoke_with<O: Callee + ?Sized>(
         estimate: Some(&estimate),
     };
     let mut plan = CallPlan::new(
-        name,
-        index,
-        options,
-        op.cache_support(),
-        &more,
-        charge,
-        context,
-        input,
-        now,
+        name, index, options, cache, &more, charge, context, input, now,
     );
+    if let Some(key) = key {
+        plan.keyed(key);
+    }
     let mut step = plan.start(now);
     // The claim of a cached call is this thread's while its body runs.
     let mut claims = None;

@@ -18,10 +18,11 @@ use crate::cache;
 use crate::deadline::{CallContext, CancelFlag};
 use crate::error::XcsError;
 use crate::policy::deadline::Now;
+use crate::policy::memo::{self, AtOnce};
 use crate::policy::plan::{self, CallPlan, Charge, Step, Supports, outcome_of};
 use crate::scoped::WithOptions;
 use crate::trace;
-use crate::util;
+use crate::util::{self, drop_quietly};
 
 /// What the async driver needs of an operator. Every [`AsyncOperator`](crate::AsyncOperator)
 /// is one (a blanket impl beside the trait), so the driver does not depend on the trait that
@@ -120,13 +121,29 @@ async fn invoke_with<O: AsyncCallee + ?Sized>(
     index: Option<usize>,
     ambient: Arc<Ambient>,
 ) -> Result<O::Output, XcsError> {
+    let name = op.name();
+    let cache = op.cache_support();
+    // A cached call with no deadline is answered from the memory cache before a plan is made.
+    let mut key = None;
+    let timed = ambient.context.deadline.is_some() || ambient.options.timeout_seconds.is_some();
+    if let (Some(support), false, true) = (&cache, timed, ambient.options.enable_caching) {
+        match memo::at_once(support, name, index, &input) {
+            AtOnce::Answered(result, outcome) => {
+                drop_quietly(input);
+                if ambient.options.trace_execution {
+                    trace::begin_async(name, index, ambient.parent.as_ref()).finish(outcome);
+                }
+                return result;
+            }
+            AtOnce::Keyed(made) => key = Some(made),
+        }
+    }
     let Ambient {
         options,
         context,
         parent,
         progress,
     } = (*ambient).clone();
-    let name = op.name();
     let now = Now::LAZY;
     let more = || op.supports();
     let estimate = |input: &O::Input| op.estimate(input);
@@ -135,16 +152,11 @@ async fn invoke_with<O: AsyncCallee + ?Sized>(
         estimate: Some(&estimate),
     };
     let mut plan = CallPlan::new(
-        name,
-        index,
-        &options,
-        op.cache_support(),
-        &more,
-        charge,
-        context,
-        input,
-        now,
+        name, index, &options, cache, &more, charge, context, input, now,
     );
+    if let Some(key) = key {
+        plan.keyed(key);
+    }
     let mut step = plan.start(now);
     loop {
         step = match step {

@@ -264,6 +264,17 @@ pub(crate) async fn lookup_async<I, O: Send + 'static>(
     }
 }
 
+/// A look at `key` that never waits and never claims: the answer when the memory cache holds
+/// one (a hit, or the panic of the output's `Clone`), `None` otherwise (stored nowhere, or in
+/// flight: [`lookup`] decides then).
+#[inline]
+pub(crate) fn peek<I, O: Send + 'static>(
+    support: &CacheSupport<I, O>,
+    key: &CacheKey,
+) -> Option<Lookup<O>> {
+    stored(key).map(|found| hit(support, found))
+}
+
 /// One look at `key`: an answer, or the flight to wait for (and the registration that lets
 /// other callers see this one waiting).
 fn find<I, O: Send + 'static>(

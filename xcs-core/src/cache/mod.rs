@@ -48,7 +48,7 @@ use lru::LruCache;
 
 #[cfg(feature = "tokio")]
 pub(crate) use flight::lookup_async;
-pub(crate) use flight::{Claim, ClaimChain, Lookup, lookup};
+pub(crate) use flight::{Claim, ClaimChain, Lookup, lookup, peek};
 pub use key::CacheSupport;
 pub(crate) use key::{CacheKey, std_cloner, std_types};
 use memory::{HITS, MISSES, drop_entries, with_store};

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::cache::{self, CacheSupport, Claim, Lookup};
+use crate::cache::{self, CacheKey, CacheSupport, Claim, Lookup};
 use crate::deadline::CallContext;
 use crate::error::XcsError;
 use crate::options::ExecutionOptions;
@@ -19,6 +19,50 @@ pub(crate) enum Claimed<I, O> {
     Answered(Result<O, XcsError>, Outcome),
     /// The body runs with the input, holding the claim on it when the cache gave one.
     Run(I, Option<Held<I, O>>),
+}
+
+/// What [`at_once`] found.
+pub(crate) enum AtOnce<O> {
+    /// The call is answered without a plan: its result, and how the trace records it.
+    Answered(Result<O, XcsError>, Outcome),
+    /// Not answered at once: the plan goes on from the lookup, with this key already made.
+    Keyed(CacheKey),
+}
+
+/// The cache step of a cached call that nothing comes before (no deadline applies, so
+/// admission has nothing to refuse), taken before a plan is made: an output the memory cache
+/// holds answers the call at once, as the plan's lookup would (a hit, or the panic of the
+/// input's `Hash` or the output's `Clone`). Anything else — nothing stored, the key in flight
+/// — is the plan's, given the key (see `CallPlan::keyed`). The input stays the caller's.
+#[inline]
+pub(crate) fn at_once<I: 'static, O: Send + 'static>(
+    support: &CacheSupport<I, O>,
+    operator: &str,
+    index: Option<usize>,
+    input: &I,
+) -> AtOnce<O> {
+    let key = match support.key(operator, input) {
+        Ok(key) => key,
+        Err(message) => {
+            return AtOnce::Answered(Err(panicked(operator, index, message)), Outcome::Panicked);
+        }
+    };
+    match cache::peek(support, &key) {
+        Some(Lookup::Hit(output)) => AtOnce::Answered(Ok(output), Outcome::CacheHit),
+        Some(Lookup::Panicked(message)) => {
+            AtOnce::Answered(Err(panicked(operator, index, message)), Outcome::Panicked)
+        }
+        _ => AtOnce::Keyed(key),
+    }
+}
+
+/// A panic in user code the cache step ran (the input's `Hash`, the output's `Clone`).
+fn panicked(operator: &str, index: Option<usize>, message: String) -> XcsError {
+    XcsError::Panicked {
+        operator: operator.to_owned(),
+        index,
+        message,
+    }
 }
 
 /// The cache step after the lookup, the same for sync calls, async calls and items sent to
@@ -68,14 +112,7 @@ pub(crate) fn after_lookup<I: 'static, O: Send + 'static>(
         }
         Lookup::Panicked(message) => {
             drop_quietly(input);
-            Claimed::Answered(
-                Err(XcsError::Panicked {
-                    operator: operator.to_owned(),
-                    index,
-                    message,
-                }),
-                Outcome::Panicked,
-            )
+            Claimed::Answered(Err(panicked(operator, index, message)), Outcome::Panicked)
         }
     }
 }

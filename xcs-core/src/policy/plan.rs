@@ -227,6 +227,14 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
         }
     }
 
+    /// The plan of a call whose cache key is made already (by
+    /// [`memo::at_once`](crate::policy::memo::at_once)): its lookup uses `key`.
+    #[inline]
+    pub(crate) fn keyed(&mut self, key: CacheKey) {
+        debug_assert!(matches!(self.state, State::Admit));
+        self.key = Some(key);
+    }
+
     /// The deadline the call must meet, and the timeout it comes from.
     #[inline]
     pub(crate) fn deadline(&self) -> Option<(Instant, Duration)> {
@@ -311,6 +319,11 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
         let Some(support) = &self.cache else {
             return self.first_attempt(&mut now);
         };
+        if self.key.is_some() {
+            // Made already (see `keyed`).
+            self.state = State::Looking;
+            return Step::Lookup;
+        }
         let Some(input) = &self.kept else {
             unreachable!("the input is kept until the first attempt");
         };
@@ -983,6 +996,66 @@ mod tests {
         assert_eq!(
             (second.unwrap(), attempts, event),
             (input + 1, 0, Some(Outcome::CacheHit))
+        );
+    }
+
+    #[test]
+    fn the_cache_step_taken_before_a_plan_answers_as_the_plan_would() {
+        use crate::policy::memo::{AtOnce, at_once};
+        let options = ExecutionOptions {
+            enable_caching: true,
+            ..ExecutionOptions::DEFAULT
+        };
+        let now = Instant::now();
+        let input = 0xa70_u64 ^ now.elapsed().as_nanos() as u64;
+        let Some(support) = keyed() else {
+            unreachable!("u64 keys")
+        };
+        // Nothing stored: the plan goes on from the lookup with the key made, runs the body
+        // and stores its output under that key.
+        let AtOnce::Keyed(key) = at_once(&support, "plan_at_once", None, &input) else {
+            panic!("nothing is stored yet");
+        };
+        let mut plan = CallPlan::new(
+            "plan_at_once",
+            None,
+            &options,
+            keyed(),
+            &supports,
+            Charge::NONE,
+            CallContext::default(),
+            input,
+            now,
+        );
+        plan.keyed(key);
+        let (first, attempts, _, _) = drive(plan, now, |x, _| Ok(x * 3));
+        assert_eq!((first.unwrap(), attempts), (input * 3, 1));
+        // Stored: answered at once, as the plan's own lookup answers.
+        match at_once(&support, "plan_at_once", None, &input) {
+            AtOnce::Answered(result, outcome) => {
+                assert_eq!((result.unwrap(), outcome), (input * 3, Outcome::CacheHit));
+            }
+            AtOnce::Keyed(_) => panic!("the output is stored"),
+        }
+        let traced = ExecutionOptions {
+            trace_execution: true,
+            ..options
+        };
+        let plan = CallPlan::new(
+            "plan_at_once",
+            None,
+            &traced,
+            keyed(),
+            &supports,
+            Charge::NONE,
+            CallContext::default(),
+            input,
+            now,
+        );
+        let (second, attempts, _, event) = drive(plan, now, |_, _| unreachable!("cached"));
+        assert_eq!(
+            (second.unwrap(), attempts, event),
+            (input * 3, 0, Some(Outcome::CacheHit))
         );
     }
 
