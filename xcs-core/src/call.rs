@@ -71,7 +71,7 @@ pub(crate) fn invoke<O: Callee + ?Sized>(
     detach: Option<Detach<'_, O::Input, O::Output>>,
 ) -> Result<O::Output, XcsError> {
     // The common case reads one flag, not the whole options.
-    if !scope::per_call_work() && op.resource().is_none() {
+    if policy::lean(!scope::per_call_work(), op.resource()) {
         return guarded(op.name(), index, || op.forward(input));
     }
     // A sync body on a thread that drives async tasks: said once per operator.
@@ -95,7 +95,7 @@ pub(crate) fn invoke_under<O: Callee + ?Sized>(
     options: &ExecutionOptions,
     timed: bool,
 ) -> Result<O::Output, XcsError> {
-    if !policy::needs_plan(options, timed) && op.resource().is_none() {
+    if policy::lean(!policy::needs_plan(options, timed), op.resource()) {
         return guarded(op.name(), index, || op.forward(input));
     }
     invoke_with(op, input, index, detach, options, timed)

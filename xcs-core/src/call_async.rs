@@ -65,7 +65,7 @@ pub(crate) fn invoke<'a, O: AsyncCallee + ?Sized>(
     index: Option<usize>,
     ambient: Arc<Ambient>,
 ) -> impl Future<Output = Result<O::Output, XcsError>> + Send + 'a {
-    if is_lean(&ambient) && op.resource().is_none() && !ambient.context.is_cancelled() {
+    if crate::policy::lean(is_lean(&ambient), op.resource()) && !ambient.context.is_cancelled() {
         Either::Left(WithOptions::adopt(ambient, lean(op, input, index)))
     } else {
         Either::Right(Box::pin(invoke_with(op, input, index, ambient)))
@@ -89,7 +89,7 @@ pub(crate) fn invoke_item<'a, O: AsyncCallee + ?Sized>(
     ambient: &Arc<Ambient>,
     lean: bool,
 ) -> impl Future<Output = Result<O::Output, XcsError>> + Send + use<'a, O> {
-    if lean && op.resource().is_none() {
+    if crate::policy::lean(lean, op.resource()) {
         Either::Left(self::lean(op, input, Some(index)))
     } else {
         Either::Right(Box::pin(invoke_with(

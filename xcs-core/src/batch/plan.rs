@@ -489,11 +489,9 @@ impl<O: Operator> Plan<O> {
         let len = inputs.len();
         // In place only when dropping the unstarted inputs cannot run user code: `collect`
         // drops them itself, where a panicking `Drop` would not be caught.
-        // Items of an operator with a resource wait for it: never the lean loop.
-        if self.lean
+        if policy::lean(self.lean, self.op.resource())
             && !self.settled
             && !std::mem::needs_drop::<O::Input>()
-            && self.op.resource().is_none()
         {
             return self.run_lean_items(start, inputs);
         }

@@ -35,3 +35,12 @@ use crate::options::ExecutionOptions;
 pub(crate) fn needs_plan(options: &ExecutionOptions, under_deadline: bool) -> bool {
     under_deadline || options.has_call_policy() || options.timeout_seconds.is_some()
 }
+
+/// Whether a call of an operator that uses `resource` takes the fast path, given whether the
+/// options in force leave it lean (`options_lean`: not [`needs_plan`], or the thread's cached
+/// answer to it): an operator with a resource always goes through the plan, which waits for
+/// it. The one rule that the sync fast path, the async lean path and a batch's lean loop read.
+#[inline(always)]
+pub(crate) fn lean(options_lean: bool, resource: Option<&str>) -> bool {
+    options_lean && resource.is_none()
+}
