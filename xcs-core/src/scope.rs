@@ -148,6 +148,16 @@ impl ThreadScopes {
         }
     }
 
+    /// [`current`](Self::current), written straight into `out`.
+    #[inline(always)]
+    fn read_into(&self, out: &mut ExecutionOptions) {
+        if self.is_current() {
+            *out = self.effective.get();
+        } else {
+            *out = self.refresh();
+        }
+    }
+
     #[inline]
     fn push(&self, frame: Frame) -> FrameGuard {
         let mut frames = self.frames.borrow_mut();
@@ -178,8 +188,11 @@ pub fn get_execution_options() -> ExecutionOptions {
     // Written through a place rather than returned from the closure: a 56-byte value returned
     // through the thread-local accessor's `Result` was re-packed through the stack with loads
     // that stalled on the stores just made (store-forwarding), tripling the cost of this read.
+    // The cell is copied straight into that place too (`read_into`): through `current`'s
+    // return value it went through one more stack copy (7.8-8.2 ns -> 6.6-7.3 ns, measured
+    // side by side).
     let mut options = ExecutionOptions::DEFAULT;
-    SCOPES.with(|scopes| options = scopes.current());
+    SCOPES.with(|scopes| scopes.read_into(&mut options));
     options
 }
 
