@@ -70,7 +70,9 @@ pub use xcs_core::{
 };
 
 #[doc(inline)]
-pub use xcs_core::{ResourceLimits, ResourceStats, resource_stats, set_resource_limits};
+pub use xcs_core::{
+    CircuitState, ResourceLimits, ResourceStats, resource_stats, set_resource_limits,
+};
 
 #[doc(inline)]
 pub use xcs_core::{

@@ -101,7 +101,9 @@ pub use pool::{
 pub use progress::{
     MAX_BARS, ProgressEvent, ProgressOutcome, clear_progress_hook, set_progress_hook,
 };
-pub use resource::{ResourceLimits, ResourceStats, resource_stats, set_resource_limits};
+pub use resource::{
+    CircuitState, ResourceLimits, ResourceStats, resource_stats, set_resource_limits,
+};
 pub use resource_table::{LIMITS, LimitKind, LimitSpec};
 pub use scope::{
     get_execution_options, get_global_options, reset_execution_options, set_global_options,

@@ -415,7 +415,8 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
         if let Some(used) = used {
             self.recorded = Some(self.recorded.unwrap_or_default() + used);
         }
-        if let Some(permit) = self.permit.take() {
+        if let Some(mut permit) = self.permit.take() {
+            permit.report(crate::policy::breaker::Report::of(&result), now.get());
             if let Err(error) = &result {
                 if error.is_rate_limited() {
                     let wait = error
@@ -579,7 +580,27 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
                 let timeout = self.deadline.map_or(Duration::ZERO, |(_, t)| t);
                 self.finish(Err(self.timeout(timeout)))
             }
+            Admission::Open { resource, until } => self.circuit_open(resource, until),
         }
+    }
+
+    /// The resource's circuit is open: the call fails at once (after a failed attempt too: the
+    /// open circuit is the news). A call refused before any body ran is one trace event.
+    #[cold]
+    fn circuit_open(&mut self, resource: std::sync::Arc<str>, until: Option<Instant>) -> Step<I> {
+        let error = XcsError::CircuitOpen {
+            operator: self.name.to_owned(),
+            index: self.index,
+            resource,
+            until,
+        };
+        let step = self.finish(Err(error));
+        if let State::Over(Some((_, event))) = &mut self.state {
+            if self.options.trace_execution && !self.ran_body {
+                *event = Some(Outcome::Error);
+            }
+        }
+        step
     }
 
     /// The resource has admitted the attempt and its start has come.
