@@ -517,7 +517,9 @@ pub fn limit_seconds(value: impl IntoLimitSeconds, limit: &str) -> f64 {
     match crate::resource_table::per_minute_from(value) {
         Some(value) => value,
         None => {
-            panic!("resource limit `{limit}` must be a finite number of seconds greater than 0, got {value}")
+            panic!(
+                "resource limit `{limit}` must be a finite number of seconds greater than 0, got {value}"
+            )
         }
     }
 }
@@ -691,7 +693,10 @@ mod tests {
         assert_eq!(limit_count(NonZeroUsize::MIN, "max_in_flight"), 1);
         assert_eq!(limit_count_literal(u128::MAX), usize::MAX);
         assert_eq!(limit_seconds(30u32, "cooldown_seconds"), 30.0);
-        assert_eq!(limit_seconds(Duration::from_millis(250), "cooldown_seconds"), 0.25);
+        assert_eq!(
+            limit_seconds(Duration::from_millis(250), "cooldown_seconds"),
+            0.25
+        );
         assert_eq!(limit_count(5usize, "open_after_failures"), 5);
         assert_eq!(resource_name("openai"), "openai");
     }

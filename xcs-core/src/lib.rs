@@ -51,6 +51,7 @@ pub mod convert;
 mod deadline;
 mod device;
 mod error;
+mod fallback;
 #[cfg(feature = "openai")]
 #[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
 pub mod openai;
@@ -85,6 +86,7 @@ pub use device::{
     unregister_backend,
 };
 pub use error::{BoxError, XcsError};
+pub use fallback::{Fallback, fallback};
 pub use operator::Operator;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]

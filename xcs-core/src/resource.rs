@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 use event_listener::{Event, EventListener, Listener as _};
 
 use crate::error::XcsError;
-use crate::policy::breaker::{Breaker, Report, Ticket, Verdict};
 pub use crate::policy::breaker::CircuitState;
+use crate::policy::breaker::{Breaker, Report, Ticket, Verdict};
 use crate::policy::resource::{Decision, Limiter};
 pub use crate::resource_limits::ResourceLimits;
 use crate::usage::Usage;
@@ -204,9 +204,10 @@ impl std::fmt::Debug for Admission {
                 .finish_non_exhaustive(),
             Admission::Full(_) => f.write_str("Full"),
             Admission::TooLate => f.write_str("TooLate"),
-            Admission::Open { until, .. } => {
-                f.debug_struct("Open").field("until", until).finish_non_exhaustive()
-            }
+            Admission::Open { until, .. } => f
+                .debug_struct("Open")
+                .field("until", until)
+                .finish_non_exhaustive(),
         }
     }
 }

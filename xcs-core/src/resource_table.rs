@@ -182,7 +182,10 @@ mod tests {
             "`requests_per_minute`, `tokens_per_minute`, `max_in_flight`, \
              `open_after_failures`, `cooldown_seconds`"
         );
-        assert_eq!(LimitSpec::nearest("open_after_failure"), Some("open_after_failures"));
+        assert_eq!(
+            LimitSpec::nearest("open_after_failure"),
+            Some("open_after_failures")
+        );
         assert_eq!(LimitSpec::nearest("cooldown"), Some("cooldown_seconds"));
     }
 

@@ -336,11 +336,19 @@ mod tests {
             cooldown_seconds = 30,
             cooldown_seconds = 1
         )));
-        assert!(out.contains("open_after_failures (__xcs_limits , 5usize)"), "{out}");
-        assert!(out.contains("cooldown_seconds (__xcs_limits , 30f64)"), "{out}");
+        assert!(
+            out.contains("open_after_failures (__xcs_limits , 5usize)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("cooldown_seconds (__xcs_limits , 30f64)"),
+            "{out}"
+        );
         let out = normalized(expand(quote!("m", cooldown_seconds = pause)));
         assert!(
-            out.contains(":: xcs :: __private :: convert :: limit_seconds (pause , \"cooldown_seconds\")"),
+            out.contains(
+                ":: xcs :: __private :: convert :: limit_seconds (pause , \"cooldown_seconds\")"
+            ),
             "{out}"
         );
         let out = normalized(expand(quote!("m", max_in_flight = 99999999999999999999)));
