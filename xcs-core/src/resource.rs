@@ -247,6 +247,16 @@ impl Resource {
         self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether the circuit breaker would refuse a call at `now` (without taking a trial), and
+    /// the error's fields if so.
+    pub(crate) fn refusal(&self, now: Instant) -> Option<(std::sync::Arc<str>, Option<Instant>)> {
+        if !self.guarded.load(Ordering::SeqCst) {
+            return None;
+        }
+        let until = self.breaker().refuses(now)?;
+        Some((std::sync::Arc::clone(&self.shared_name), until))
+    }
+
     /// Asks the circuit breaker (when one is set) whether a call may go on at `now`.
     fn pass_breaker(&self, now: Instant) -> Result<Option<Ticket>, Admission> {
         if !self.guarded.load(Ordering::SeqCst) {

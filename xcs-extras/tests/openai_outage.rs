@@ -85,8 +85,14 @@ async fn a_fallback_batch_outlasts_an_outage_and_the_breaker_closes_after_it() {
     // The primary recovers; after the cooldown, the next call is the trial and closes it.
     primary_server.set_outage(false);
     let waiting = Instant::now();
-    while matches!(resource_stats(PRIMARY).unwrap().circuit, CircuitState::Open { .. }) {
-        assert!(waiting.elapsed() < Duration::from_secs(30), "never half-open");
+    while matches!(
+        resource_stats(PRIMARY).unwrap().circuit,
+        CircuitState::Open { .. }
+    ) {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(30),
+            "never half-open"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let before = primary_server.snapshot();
@@ -115,7 +121,12 @@ async fn a_fallback_batch_outlasts_an_outage_and_the_breaker_closes_after_it() {
 async fn without_a_breaker_every_item_asks_the_primary_first() {
     let primary_server = MockServer::start(Knobs::default()).await.unwrap();
     let secondary_server = MockServer::start(Knobs::default()).await.unwrap();
-    let primary = client(&primary_server, "primary", "primary-model", "outage-test-nobreaker");
+    let primary = client(
+        &primary_server,
+        "primary",
+        "primary-model",
+        "outage-test-nobreaker",
+    );
     let secondary = client(&secondary_server, "secondary", "secondary-model", SECONDARY);
     primary_server.set_outage(true);
     let op = fallback(primary, secondary);

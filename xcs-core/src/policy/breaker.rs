@@ -175,6 +175,16 @@ impl Breaker {
         }
     }
 
+    /// Whether a call would be refused at `now` (as [`admit`](Breaker::admit) would, without
+    /// taking the trial): `Some(until)` if so.
+    pub(crate) fn refuses(&self, now: Instant) -> Option<Option<Instant>> {
+        match self.state {
+            State::Open { until } if self.is_on() && now < until => Some(Some(until)),
+            State::HalfOpen { trial: true } if self.is_on() => Some(None),
+            _ => None,
+        }
+    }
+
     /// The call admitted with `ticket` ended with `report` at `now`.
     pub(crate) fn report(&mut self, ticket: Ticket, report: Report, now: Instant) {
         let Some(open_after) = self.open_after else {
@@ -304,6 +314,7 @@ mod tests {
         let until = t1 + COOLDOWN;
         assert_eq!(b.state(t1), CircuitState::Open { until });
         assert_eq!(b.failures(), 3);
+        assert_eq!(b.refuses(t1), Some(Some(until)));
         assert_eq!(b.admit(t1), Verdict::Refuse(Some(until)));
         assert_eq!(
             b.admit(until - Duration::from_nanos(1)),
@@ -386,6 +397,7 @@ mod tests {
         let next = admitted(b.admit(half));
         assert!(next.is_trial());
         b.release(trial);
+        assert_eq!(b.refuses(half), Some(None));
         assert_eq!(b.admit(half), Verdict::Refuse(None));
         b.report(next, Report::Success, half);
         assert_eq!(b.state(half), CircuitState::Closed);

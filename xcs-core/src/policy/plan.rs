@@ -429,6 +429,15 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
         }
         match result {
             Err(error) if self.kept.is_some() => {
+                // A retry that its resource's open circuit would refuse is not waited for.
+                if error.is_retryable() && self.attempt <= self.options.max_retries {
+                    if let Some((resource, until)) =
+                        self.resource.and_then(|r| r.refusal(now.get()))
+                    {
+                        drop_quietly(error);
+                        return self.circuit_open(resource, until);
+                    }
+                }
                 let wait = retry::backoff(self.attempt, &error);
                 let at = self.deadline.map(|(at, _)| at);
                 if retry::should_retry(&error, self.attempt, self.options.max_retries, wait, at) {
@@ -1118,6 +1127,58 @@ mod tests {
         );
         assert_eq!(attempts, 0);
         assert_eq!(budget.spent().tokens(), 40);
+    }
+
+    #[test]
+    fn an_open_circuit_refuses_at_once_and_is_one_event() {
+        let name = "plan_breaker_test";
+        crate::resource::set_resource_limits(
+            name,
+            &crate::ResourceLimits::new().open_after_failures(2),
+        )
+        .unwrap();
+        let options = ExecutionOptions {
+            max_retries: 5,
+            trace_execution: true,
+            ..ExecutionOptions::DEFAULT
+        };
+        let now = Instant::now();
+        let make = || {
+            CallPlan::new(
+                name,
+                Some(4),
+                &options,
+                None,
+                &supports,
+                Charge {
+                    resource: Some(name),
+                    estimate: None,
+                },
+                CallContext::default(),
+                7,
+                now,
+            )
+        };
+        // The second failure opens the circuit: no third attempt is waited for.
+        let (result, attempts, sleeps, _) =
+            drive(make(), now, |_, _| Err(XcsError::operator(name, "503")));
+        assert_eq!((attempts, sleeps.len()), (2, 1));
+        match result {
+            Err(XcsError::CircuitOpen {
+                resource,
+                index,
+                until,
+                ..
+            }) => {
+                assert_eq!((&*resource, index), (name, Some(4)));
+                assert!(until.is_some_and(|at| at > now));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The next call never runs: one event, an error.
+        let (result, attempts, _, event) = drive(make(), now, |_, _| unreachable!("refused"));
+        assert!(matches!(result, Err(XcsError::CircuitOpen { .. })));
+        assert_eq!((attempts, event), (0, Some(Outcome::Error)));
     }
 
     #[test]
