@@ -39,7 +39,8 @@ pub struct ResourceLimits {
     /// whose success closes the circuit. At least 1; unset: no breaker.
     pub open_after_failures: Option<usize>,
     /// How long an open circuit stays open before a trial call is admitted, in seconds: a
-    /// finite number > 0. Unset: 30 s (only used when `open_after_failures` is set).
+    /// finite number > 0 (at most a year is kept). Unset: 30 s (only used when
+    /// `open_after_failures` is set).
     pub cooldown_seconds: Option<f64>,
 }
 
@@ -126,8 +127,8 @@ impl ResourceLimits {
         self
     }
 
-    /// The cooldown of the circuit breaker: `cooldown_seconds`, or 30 s when unset (or not
-    /// representable).
+    /// The cooldown of the circuit breaker: `cooldown_seconds` (at most a year), or 30 s when
+    /// unset.
     ///
     /// ```
     /// use std::time::Duration;
@@ -136,9 +137,12 @@ impl ResourceLimits {
     /// assert_eq!(xcs::ResourceLimits::new().cooldown(), Duration::from_secs(30));
     /// ```
     pub fn cooldown(&self) -> std::time::Duration {
-        self.cooldown_seconds
-            .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
-            .unwrap_or(DEFAULT_COOLDOWN)
+        match self.cooldown_seconds {
+            Some(seconds) => std::time::Duration::try_from_secs_f64(seconds)
+                .unwrap_or(MAX_COOLDOWN)
+                .min(MAX_COOLDOWN),
+            None => DEFAULT_COOLDOWN,
+        }
     }
 
     /// Limits from `(name, value)` pairs (a configuration file, the environment), checked.
@@ -244,6 +248,10 @@ impl ResourceLimits {
 /// The cooldown of a circuit breaker whose `cooldown_seconds` is not set.
 pub(crate) const DEFAULT_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The longest cooldown: a year (any longer one is as good as forever, and stays representable
+/// as an instant).
+const MAX_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
 /// The error for `value` of the limit `name`.
 fn invalid(name: &str, value: &str) -> XcsError {
     let expected = if name == NAMES[2] {
@@ -291,4 +299,45 @@ fn without_digit_separators(value: &str) -> String {
         })
         .map(|(_, c)| c)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_parser_reads_the_macro_table() {
+        let table: Vec<&str> = crate::resource_table::LIMITS
+            .iter()
+            .map(|spec| spec.name)
+            .collect();
+        assert_eq!(NAMES.to_vec(), table);
+        for name in NAMES {
+            let limits = ResourceLimits::from_pairs([(name, "5")]).unwrap();
+            assert_ne!(limits, ResourceLimits::new(), "{name}");
+        }
+        assert_eq!(
+            ResourceLimits::from_pairs([("open_after_failures", "5"), ("cooldown_seconds", "1.5")])
+                .unwrap(),
+            ResourceLimits::new()
+                .open_after_failures(5)
+                .cooldown_seconds(1.5)
+        );
+        for (name, value) in [
+            ("open_after_failures", "0"),
+            ("open_after_failures", "2.5"),
+            ("cooldown_seconds", "0"),
+            ("cooldown_seconds", "-3"),
+            ("cooldown_seconds", "inf"),
+        ] {
+            match ResourceLimits::from_pairs([(name, value)]) {
+                Err(XcsError::InvalidValue { option, .. }) => assert_eq!(option, name),
+                other => panic!("{name} = {value}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            ResourceLimits::new().cooldown_seconds(1e300).cooldown(),
+            MAX_COOLDOWN
+        );
+    }
 }
