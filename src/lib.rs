@@ -70,7 +70,12 @@ pub use xcs_core::{
 };
 
 #[doc(inline)]
-pub use xcs_core::{ResourceLimits, ResourceStats, resource_stats, set_resource_limits};
+pub use xcs_core::{Fallback, fallback};
+
+#[doc(inline)]
+pub use xcs_core::{
+    CircuitState, ResourceLimits, ResourceStats, resource_stats, set_resource_limits,
+};
 
 #[doc(inline)]
 pub use xcs_core::{
@@ -110,12 +115,13 @@ pub use xcs_core::openai;
 
 pub use xcs_macros::{execution_options, operator, set_execution_options, set_resource_limits};
 
-/// The macros, [`Operator`] (and `AsyncOperator`), [`vmap`], [`pmap`], the option functions and
-/// the cache and trace readers.
+/// The macros, [`Operator`] (and `AsyncOperator`), [`vmap`], [`pmap`], the option functions,
+/// the cache and trace readers, and [`fallback`].
 pub mod prelude {
     #[cfg(feature = "tokio")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub use crate::AsyncOperator;
+    pub use crate::fallback;
     pub use crate::{
         ExecutionOptions, Operator, OptionsPatch, XcsError, execution_options,
         get_execution_options, pmap, reset_execution_options, set_execution_options,

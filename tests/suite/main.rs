@@ -16,7 +16,8 @@
 //!   `rate_limit`; `trace`: `trace_execution` and the `tracing` spans; `progress`:
 //!   `show_progress`; `warnings`: where the once-per-operator warnings go.
 //! - `resources`: resources shared by operators (`set_resource_limits`, rate-limited answers,
-//!   `resource_stats`); `budgets`: usage, estimates, `token_budget` and `cost_budget`.
+//!   `resource_stats`); `budgets`: usage, estimates, `token_budget` and `cost_budget`;
+//!   `resilience`: circuit breakers (`open_after_failures`, `cooldown_seconds`) and `fallback`.
 //!
 //! Tests that use process-wide state — the memory cache (its entries, bounds and counters), the
 //! trace buffer, the backend registry, the global `tracing` subscriber's records — hold
@@ -43,6 +44,7 @@ mod operator_async;
 mod operator_impl;
 mod operator_resource;
 mod progress;
+mod resilience;
 mod resources;
 mod retries;
 mod timeouts;

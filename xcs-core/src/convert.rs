@@ -468,6 +468,62 @@ pub fn limit_count(value: impl IntoLimitCount, limit: &str) -> usize {
     }
 }
 
+/// A value a resource limit in seconds (`cooldown_seconds`) can be set from.
+#[diagnostic::on_unimplemented(
+    message = "a resource limit in seconds takes an `f64`, `f32`, `u32`, `u64` or `Duration`, not `{Self}`",
+    label = "expected a number of seconds",
+    note = "convert other numbers with `f64::from(value)`; parse configuration with `ResourceLimits::from_pairs`"
+)]
+pub trait IntoLimitSeconds {
+    /// The number of seconds, as given (checked by [`limit_seconds`]).
+    fn into_limit_seconds(self) -> f64;
+}
+
+impl IntoLimitSeconds for f64 {
+    fn into_limit_seconds(self) -> f64 {
+        self
+    }
+}
+
+impl IntoLimitSeconds for f32 {
+    fn into_limit_seconds(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+impl IntoLimitSeconds for u32 {
+    fn into_limit_seconds(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+impl IntoLimitSeconds for u64 {
+    fn into_limit_seconds(self) -> f64 {
+        self as f64
+    }
+}
+
+impl IntoLimitSeconds for Duration {
+    fn into_limit_seconds(self) -> f64 {
+        self.as_secs_f64()
+    }
+}
+
+/// The resource limit `limit` (a number of seconds) from a non-literal value. Panics on a value
+/// that is not > 0 and finite.
+#[track_caller]
+pub fn limit_seconds(value: impl IntoLimitSeconds, limit: &str) -> f64 {
+    let value = value.into_limit_seconds();
+    match crate::resource_table::per_minute_from(value) {
+        Some(value) => value,
+        None => {
+            panic!(
+                "resource limit `{limit}` must be a finite number of seconds greater than 0, got {value}"
+            )
+        }
+    }
+}
+
 /// A counting resource limit from a literal the macro has checked to be at least 1 but that
 /// may not fit a `usize` of the target: a larger count reads as `usize::MAX`.
 pub const fn limit_count_literal(value: u128) -> usize {
@@ -636,6 +692,12 @@ mod tests {
         assert_eq!(limit_count(9u64, "max_in_flight"), 9);
         assert_eq!(limit_count(NonZeroUsize::MIN, "max_in_flight"), 1);
         assert_eq!(limit_count_literal(u128::MAX), usize::MAX);
+        assert_eq!(limit_seconds(30u32, "cooldown_seconds"), 30.0);
+        assert_eq!(
+            limit_seconds(Duration::from_millis(250), "cooldown_seconds"),
+            0.25
+        );
+        assert_eq!(limit_count(5usize, "open_after_failures"), 5);
         assert_eq!(resource_name("openai"), "openai");
     }
 

@@ -201,6 +201,28 @@ pub enum XcsError {
         /// What the scope had spent when the call was refused (in the budget's unit).
         spent: f64,
     },
+
+    /// A call was refused without running because the circuit breaker of its operator's
+    /// resource is open: its last `open_after_failures` calls failed with retryable errors (see
+    /// [`ResourceLimits::open_after_failures`](crate::ResourceLimits::open_after_failures)).
+    /// Never retried by `max_retries`; [`fallback`](crate::fallback) runs its second operator
+    /// on it.
+    #[error(
+        "operator `{operator}` was not run{}: the circuit of resource `{resource}` is open{}",
+        AtItem(*index),
+        Closes(*until)
+    )]
+    CircuitOpen {
+        /// The operator whose call was refused.
+        operator: String,
+        /// The batch item it was, when it ran as part of a batch.
+        index: Option<usize>,
+        /// The resource whose circuit is open.
+        resource: std::sync::Arc<str>,
+        /// When the cooldown ends and one trial call will be admitted; `None` when it has ended
+        /// and a trial call is in flight (its success closes the circuit).
+        until: Option<std::time::Instant>,
+    },
 }
 
 impl XcsError {
@@ -324,7 +346,8 @@ impl XcsError {
             | XcsError::Timeout { index, .. }
             | XcsError::Cancelled { index, .. }
             | XcsError::Cluster { index, .. }
-            | XcsError::BudgetExceeded { index, .. } => *index,
+            | XcsError::BudgetExceeded { index, .. }
+            | XcsError::CircuitOpen { index, .. } => *index,
             _ => None,
         }
     }
@@ -338,7 +361,8 @@ impl XcsError {
             | XcsError::Timeout { index, .. }
             | XcsError::Cancelled { index, .. }
             | XcsError::Cluster { index, .. }
-            | XcsError::BudgetExceeded { index, .. } => *index = Some(item),
+            | XcsError::BudgetExceeded { index, .. }
+            | XcsError::CircuitOpen { index, .. } => *index = Some(item),
             _ => {}
         }
         self
@@ -458,6 +482,17 @@ impl XcsError {
                 limit: *limit,
                 spent: *spent,
             },
+            XcsError::CircuitOpen {
+                operator,
+                index,
+                resource,
+                until,
+            } => XcsError::CircuitOpen {
+                operator: operator.clone(),
+                index: *index,
+                resource: resource.clone(),
+                until: *until,
+            },
         }
     }
 
@@ -542,6 +577,23 @@ impl fmt::Display for AtItem {
         match self.0 {
             Some(index) => write!(f, " on batch item {index}"),
             None => Ok(()),
+        }
+    }
+}
+
+/// When an open circuit admits its trial call, as the rest of a sentence.
+struct Closes(Option<std::time::Instant>);
+
+impl fmt::Display for Closes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(at) => {
+                let left = at.saturating_duration_since(std::time::Instant::now());
+                // Whole milliseconds: the time left, not the clock's noise.
+                let left = Duration::from_millis(left.as_millis().try_into().unwrap_or(u64::MAX));
+                write!(f, " for another {}", Seconds(left))
+            }
+            None => f.write_str(" until its trial call succeeds"),
         }
     }
 }
@@ -654,6 +706,42 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "cannot use the persistent cache in `/tmp/cache`: the disk is full"
+        );
+    }
+
+    #[test]
+    fn a_circuit_open_error_names_its_resource_and_is_not_retried() {
+        let err = XcsError::CircuitOpen {
+            operator: "chat".into(),
+            index: None,
+            resource: "openai".into(),
+            until: Some(std::time::Instant::now() + Duration::from_secs(60)),
+        }
+        .at_index(2);
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "operator `chat` was not run on batch item 2: the circuit of resource `openai` \
+                 is open for another "
+            ),
+            "{text}"
+        );
+        assert!(!err.is_retryable());
+        assert_eq!(err.index(), Some(2));
+        assert!(matches!(
+            err.describe_again(),
+            XcsError::CircuitOpen { resource, index: Some(2), .. } if &*resource == "openai"
+        ));
+        let err = XcsError::CircuitOpen {
+            operator: "chat".into(),
+            index: None,
+            resource: "openai".into(),
+            until: None,
+        };
+        assert_eq!(
+            err.to_string(),
+            "operator `chat` was not run: the circuit of resource `openai` is open until its \
+             trial call succeeds"
         );
     }
 

@@ -51,6 +51,7 @@ pub mod convert;
 mod deadline;
 mod device;
 mod error;
+mod fallback;
 #[cfg(feature = "openai")]
 #[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
 pub mod openai;
@@ -85,6 +86,7 @@ pub use device::{
     unregister_backend,
 };
 pub use error::{BoxError, XcsError};
+pub use fallback::{Fallback, fallback};
 pub use operator::Operator;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
@@ -101,7 +103,9 @@ pub use pool::{
 pub use progress::{
     MAX_BARS, ProgressEvent, ProgressOutcome, clear_progress_hook, set_progress_hook,
 };
-pub use resource::{ResourceLimits, ResourceStats, resource_stats, set_resource_limits};
+pub use resource::{
+    CircuitState, ResourceLimits, ResourceStats, resource_stats, set_resource_limits,
+};
 pub use resource_table::{LIMITS, LimitKind, LimitSpec};
 pub use scope::{
     get_execution_options, get_global_options, reset_execution_options, set_global_options,

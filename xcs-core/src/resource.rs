@@ -17,6 +17,12 @@
 //! between the refusal and the wait. It is an `event-listener` listener: the one primitive that
 //! both blocks a thread until a deadline and is a future on any runtime.
 //!
+//! The resource's circuit breaker (the rules are in `policy/breaker.rs`) sits before the
+//! limiter: while it is open, [`Resource::admit`] answers [`Admission::Open`] and the call fails
+//! at once. An admitted call's permit carries its breaker ticket: the plan reports the
+//! attempt's outcome with [`Permit::report`]; a permit dropped or settled unreported (the
+//! attempt never ran) gives a trial's place back.
+//!
 //! [`ResourceStats::waiting`] counts itself: a permit whose start is in the future counts until
 //! [`Permit::confirm`] says go (or it is settled or dropped), and a [`Listener`] counts while it
 //! lives. The plan has nothing to add.
@@ -33,6 +39,8 @@ use std::time::{Duration, Instant};
 use event_listener::{Event, EventListener, Listener as _};
 
 use crate::error::XcsError;
+pub use crate::policy::breaker::CircuitState;
+use crate::policy::breaker::{Breaker, Report, Ticket, Verdict};
 use crate::policy::resource::{Decision, Limiter};
 pub use crate::resource_limits::ResourceLimits;
 use crate::usage::Usage;
@@ -124,6 +132,13 @@ pub struct ResourceStats {
     /// Until when every call of the resource pauses after a rate-limited answer, if that is
     /// still ahead.
     pub paused_until: Option<Instant>,
+    /// Where its circuit breaker stands (`Closed` without one).
+    pub circuit: CircuitState,
+    /// The consecutive retryable failures its circuit breaker has counted (kept while the
+    /// circuit is open; 0 without a breaker).
+    pub consecutive_failures: u64,
+    /// Calls refused at once because the circuit was open.
+    pub refused_open: u64,
 }
 
 /// One named resource: its limiter and its counters.
@@ -141,6 +156,12 @@ pub(crate) struct Resource {
     /// The bits of an `f64`.
     cost: AtomicU64,
     limiter: Mutex<Limiter>,
+    /// Whether the breaker can refuse (`open_after_failures` set): read before its lock.
+    guarded: AtomicBool,
+    breaker: Mutex<Breaker>,
+    refused_open: AtomicU64,
+    /// The name, shared by the errors of refused calls.
+    shared_name: std::sync::Arc<str>,
     /// Notified when an admitted call finishes (a slot frees) or the limits change.
     freed: Event,
 }
@@ -161,6 +182,14 @@ pub(crate) enum Admission {
     /// `max_in_flight` calls are admitted and not finished: wait on the listener (until the
     /// deadline), then ask again. The call counts as waiting while the listener lives.
     Full(Listener),
+    /// The circuit breaker is open: the call fails at once. `until`: when a trial is admitted
+    /// (`None`: a trial is in flight).
+    Open {
+        /// The resource's name.
+        resource: std::sync::Arc<str>,
+        /// When the cooldown ends.
+        until: Option<Instant>,
+    },
     /// The call cannot start before its deadline (its turn comes later, or no slot is free and
     /// the deadline has come): a timeout. Nothing was reserved.
     TooLate,
@@ -175,6 +204,10 @@ impl std::fmt::Debug for Admission {
                 .finish_non_exhaustive(),
             Admission::Full(_) => f.write_str("Full"),
             Admission::TooLate => f.write_str("TooLate"),
+            Admission::Open { until, .. } => f
+                .debug_struct("Open")
+                .field("until", until)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -193,6 +226,10 @@ impl Resource {
             estimated_tokens: AtomicU64::new(0),
             cost: AtomicU64::new(0.0_f64.to_bits()),
             limiter: Mutex::new(Limiter::new(ResourceLimits::new(), Instant::now())),
+            guarded: AtomicBool::new(false),
+            breaker: Mutex::new(Breaker::new(None, ResourceLimits::new().cooldown())),
+            refused_open: AtomicU64::new(0),
+            shared_name: name.into(),
             freed: Event::new(),
         }
     }
@@ -204,6 +241,37 @@ impl Resource {
 
     fn lock(&self) -> MutexGuard<'_, Limiter> {
         self.limiter.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn breaker(&self) -> MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the circuit breaker would refuse a call at `now` (without taking a trial), and
+    /// the error's fields if so.
+    pub(crate) fn refusal(&self, now: Instant) -> Option<(std::sync::Arc<str>, Option<Instant>)> {
+        if !self.guarded.load(Ordering::SeqCst) {
+            return None;
+        }
+        let until = self.breaker().refuses(now)?;
+        Some((std::sync::Arc::clone(&self.shared_name), until))
+    }
+
+    /// Asks the circuit breaker (when one is set) whether a call may go on at `now`.
+    fn pass_breaker(&self, now: Instant) -> Result<Option<Ticket>, Admission> {
+        if !self.guarded.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        match self.breaker().admit(now) {
+            Verdict::Admit(ticket) => Ok(Some(ticket)),
+            Verdict::Refuse(until) => {
+                self.refused_open.fetch_add(1, Ordering::Relaxed);
+                Err(Admission::Open {
+                    resource: std::sync::Arc::clone(&self.shared_name),
+                    until,
+                })
+            }
+        }
     }
 
     /// Decides the admission of one body start estimated at `tokens` (input and output), at
@@ -229,6 +297,16 @@ impl Resource {
             drop(limiter);
             self.freed.notify_additional(1);
         }
+        let ticket = match self.pass_breaker(now) {
+            Ok(ticket) => ticket,
+            Err(open) => return open,
+        };
+        // A trial refused by the limiter gives its place back (it asks again after its wait).
+        let give_back = |ticket: Option<Ticket>| {
+            if let Some(ticket) = ticket {
+                self.breaker().release(ticket);
+            }
+        };
         let mut limiter = self.lock();
         let in_flight = self.in_flight.load(Ordering::SeqCst);
         match limiter.admit(tokens, in_flight, now, deadline) {
@@ -241,13 +319,15 @@ impl Resource {
                 if waiting {
                     self.waiting.fetch_add(1, Ordering::Relaxed);
                 }
-                let permit = Permit::new(self, tokens, start, Some(shift), waiting);
+                let mut permit = Permit::new(self, tokens, start, Some(shift), waiting);
+                permit.ticket = ticket;
                 Admission::Admitted { permit, start }
             }
             Decision::Full => {
                 // Registered before the lock is released: a release after this notifies it.
                 let inner = self.freed.listen();
                 drop(limiter);
+                give_back(ticket);
                 self.waiting.fetch_add(1, Ordering::Relaxed);
                 Admission::Full(Listener {
                     inner,
@@ -257,6 +337,7 @@ impl Resource {
             Decision::TooLate => {
                 let counted = limiter.limits().max_in_flight.is_some();
                 drop(limiter);
+                give_back(ticket);
                 // This caller may have been woken for a free slot it will not take: pass the
                 // wake-up on.
                 if counted {
@@ -271,6 +352,12 @@ impl Resource {
     fn merge(&self, limits: &ResourceLimits, now: Instant) {
         let mut limiter = self.lock();
         limiter.merge(limits, now);
+        let merged = limiter.limits();
+        {
+            let mut breaker = self.breaker();
+            breaker.configure(merged.open_after_failures, merged.cooldown());
+            self.guarded.store(breaker.is_on(), Ordering::SeqCst);
+        }
         self.fast.store(!limiter.restricts(), Ordering::SeqCst);
         drop(limiter);
         // Waiters ask again under the new limits (a larger `max_in_flight` lets some in).
@@ -285,6 +372,10 @@ impl Resource {
             limiter.paused_until(now),
         );
         drop(limiter);
+        let (circuit, consecutive_failures) = {
+            let breaker = self.breaker();
+            (breaker.state(now), breaker.failures())
+        };
         ResourceStats {
             requests: self.requests.load(Ordering::Relaxed),
             input_tokens: self.input_tokens.load(Ordering::Relaxed),
@@ -297,6 +388,9 @@ impl Resource {
             limits,
             rate_factor,
             paused_until,
+            circuit,
+            consecutive_failures,
+            refused_open: self.refused_open.load(Ordering::Relaxed),
         }
     }
 
@@ -345,6 +439,8 @@ pub(crate) struct Permit {
     waiting: AtomicBool,
     /// Settled: the drop has nothing left to do.
     settled: bool,
+    /// Its place in the circuit breaker, until its outcome is reported.
+    ticket: Option<Ticket>,
 }
 
 impl std::fmt::Debug for Permit {
@@ -372,6 +468,22 @@ impl Permit {
             shift,
             waiting: AtomicBool::new(waiting),
             settled: false,
+            ticket: None,
+        }
+    }
+
+    /// The attempt's body ended with `report` at `now`: the circuit breaker counts it (a
+    /// success closes, a retryable failure counts, a trial that does not succeed re-opens).
+    pub(crate) fn report(&mut self, report: Report, now: Instant) {
+        if let Some(ticket) = self.ticket.take() {
+            self.resource.breaker().report(ticket, report, now);
+        }
+    }
+
+    /// A permit whose outcome was never reported: a trial gives its place back.
+    fn give_back(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.resource.breaker().release(ticket);
         }
     }
 
@@ -420,6 +532,7 @@ impl Permit {
     /// keeps the estimate.
     pub(crate) fn settle(mut self, actual: Option<Usage>) {
         self.settled = true;
+        self.give_back();
         self.release(actual);
     }
 
@@ -453,6 +566,7 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
+        self.give_back();
         if !self.settled {
             self.release(None);
         }
@@ -568,7 +682,7 @@ pub fn bench_round_trip(name: &str, now: Instant) -> bool {
             permit.settle(None);
             true
         }
-        Admission::Full(_) | Admission::TooLate => false,
+        Admission::Full(_) | Admission::TooLate | Admission::Open { .. } => false,
     }
 }
 
@@ -849,7 +963,9 @@ mod tests {
                         match r.admit(0, Instant::now(), None) {
                             Admission::Admitted { permit, .. } => break permit,
                             Admission::Full(listener) => listener.wait(None),
-                            Admission::TooLate => unreachable!("no deadline"),
+                            Admission::TooLate | Admission::Open { .. } => {
+                                unreachable!("no deadline, no breaker")
+                            }
                         }
                     };
                     let now = running.fetch_add(1, Ordering::SeqCst) + 1;

@@ -14,6 +14,8 @@ pub enum LimitKind {
     PerMinute,
     /// A count: an integer ≥ 1.
     Count,
+    /// A duration in seconds: a finite number > 0 (integer or float), or a `Duration`.
+    Seconds,
 }
 
 impl LimitKind {
@@ -24,6 +26,7 @@ impl LimitKind {
         match self {
             LimitKind::PerMinute => "limit_per_minute",
             LimitKind::Count => "limit_count",
+            LimitKind::Seconds => "limit_seconds",
         }
     }
 }
@@ -46,7 +49,16 @@ pub struct LimitSpec {
 ///
 /// ```
 /// let names: Vec<&str> = xcs::LIMITS.iter().map(|limit| limit.name).collect();
-/// assert_eq!(names, ["requests_per_minute", "tokens_per_minute", "max_in_flight"]);
+/// assert_eq!(
+///     names,
+///     [
+///         "requests_per_minute",
+///         "tokens_per_minute",
+///         "max_in_flight",
+///         "open_after_failures",
+///         "cooldown_seconds",
+///     ]
+/// );
 /// ```
 pub const LIMITS: &[LimitSpec] = &[
     LimitSpec {
@@ -66,6 +78,18 @@ pub const LIMITS: &[LimitSpec] = &[
         kind: LimitKind::Count,
         expected: "an integer of at least 1",
         doc: "the most bodies of the resource's calls running at once",
+    },
+    LimitSpec {
+        name: "open_after_failures",
+        kind: LimitKind::Count,
+        expected: "an integer of at least 1",
+        doc: "the consecutive retryable failures after which the resource's circuit opens",
+    },
+    LimitSpec {
+        name: "cooldown_seconds",
+        kind: LimitKind::Seconds,
+        expected: "a finite number of seconds greater than 0",
+        doc: "how long an open circuit refuses calls before it admits one trial call",
     },
 ];
 
@@ -155,8 +179,14 @@ mod tests {
         assert_eq!(LimitSpec::nearest("timeout_seconds"), None);
         assert_eq!(
             LimitSpec::valid_names(),
-            "`requests_per_minute`, `tokens_per_minute`, `max_in_flight`"
+            "`requests_per_minute`, `tokens_per_minute`, `max_in_flight`, \
+             `open_after_failures`, `cooldown_seconds`"
         );
+        assert_eq!(
+            LimitSpec::nearest("open_after_failure"),
+            Some("open_after_failures")
+        );
+        assert_eq!(LimitSpec::nearest("cooldown"), Some("cooldown_seconds"));
     }
 
     #[test]

@@ -29,6 +29,8 @@ enum Value {
     PerMinute(f64),
     /// A literal count ≥ 1 (`u128::MAX` for one beyond `u128`).
     Count(u128),
+    /// A literal number of seconds: finite and > 0.
+    Seconds(f64),
     /// Not a literal: converted at run time.
     Runtime(Expr),
 }
@@ -214,6 +216,13 @@ fn check_value(spec: &'static LimitSpec, expr: &Expr, errors: &Errors) -> Option
         (LimitKind::PerMinute, Literal::Float { value, negative }) => {
             check_positive(name, expr, value, negative, errors).map(Value::PerMinute)
         }
+        (LimitKind::Seconds, Literal::Int { value, negative }) => {
+            let seconds = value.map_or(f64::INFINITY, |v| v as f64);
+            check_positive(name, expr, seconds, negative, errors).map(Value::Seconds)
+        }
+        (LimitKind::Seconds, Literal::Float { value, negative }) => {
+            check_positive(name, expr, value, negative, errors).map(Value::Seconds)
+        }
         (LimitKind::Count, Literal::Int { value, negative }) => match value {
             Some(0) => {
                 errors.spanned(expr, format_args!("`{name}` may not be 0"));
@@ -238,7 +247,7 @@ fn check_value(spec: &'static LimitSpec, expr: &Expr, errors: &Errors) -> Option
 /// The value passed to the limit's builder method.
 fn value_tokens(setting: &Setting) -> TokenStream {
     match &setting.value {
-        Value::PerMinute(rate) => {
+        Value::PerMinute(rate) | Value::Seconds(rate) => {
             let rate = TokenLiteral::f64_suffixed(*rate);
             quote!(#rate)
         }
@@ -321,6 +330,27 @@ mod tests {
         ] {
             assert!(out.contains(expected), "{out}");
         }
+        let out = normalized(expand(quote!(
+            "m",
+            open_after_failures = 5,
+            cooldown_seconds = 30,
+            cooldown_seconds = 1
+        )));
+        assert!(
+            out.contains("open_after_failures (__xcs_limits , 5usize)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("cooldown_seconds (__xcs_limits , 30f64)"),
+            "{out}"
+        );
+        let out = normalized(expand(quote!("m", cooldown_seconds = pause)));
+        assert!(
+            out.contains(
+                ":: xcs :: __private :: convert :: limit_seconds (pause , \"cooldown_seconds\")"
+            ),
+            "{out}"
+        );
         let out = normalized(expand(quote!("m", max_in_flight = 99999999999999999999)));
         assert!(
             out.contains("limit_count_literal (99999999999999999999u128)"),
@@ -336,7 +366,8 @@ mod tests {
             (
                 quote!("m", reqests_per_minute = 1),
                 "Invalid resource limit: reqests_per_minute; did you mean `requests_per_minute`? \
-                 (valid limits: `requests_per_minute`, `tokens_per_minute`, `max_in_flight`)",
+                 (valid limits: `requests_per_minute`, `tokens_per_minute`, `max_in_flight`, \
+                 `open_after_failures`, `cooldown_seconds`)",
             ),
             (
                 quote!("m", max_in_flight = 1, max_in_flight = 2),
@@ -369,6 +400,26 @@ mod tests {
             (
                 quote!("m", max_in_flight = 0),
                 "`max_in_flight` may not be 0",
+            ),
+            (
+                quote!("m", open_after_failures = 0),
+                "`open_after_failures` may not be 0",
+            ),
+            (
+                quote!("m", open_after_failures = 2.5),
+                "expected `open_after_failures` to be an integer of at least 1",
+            ),
+            (
+                quote!("m", cooldown_seconds = 0),
+                "`cooldown_seconds` must be greater than 0",
+            ),
+            (
+                quote!("m", cooldown_seconds = -1.5),
+                "`cooldown_seconds` must be greater than 0",
+            ),
+            (
+                quote!("m", cooldown_seconds = "30"),
+                "expected `cooldown_seconds` to be a finite number of seconds greater than 0",
             ),
             (
                 quote!("m", max_in_flight = -2),

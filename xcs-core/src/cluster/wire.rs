@@ -492,6 +492,7 @@ impl WireEvent {
             // Usage recorded on workers does not travel yet.
             usage: None,
             resource_wait: Duration::ZERO,
+            answered_by: None,
         }
     }
 

@@ -8,7 +8,9 @@
 //! 4. **rate limit** ([`rate`]) — each attempt waits for its start slot (the wait counts
 //!    against the deadline);
 //! 5. **resource** ([`resource`]) — each attempt waits for its operator's resource (a place in
-//!    flight, its share of the request and token rates), charged by the call's estimate;
+//!    flight, its share of the request and token rates), charged by the call's estimate; the
+//!    resource's circuit breaker ([`breaker`]) refuses it at once while open, and hears how it
+//!    ended;
 //! 6. **trace** — each attempt is an event carrying its attempt number, its usage and its wait;
 //! 7. **body**, with panics caught, recording its usage on a meter of its own;
 //! 8. **retry** ([`retry`]) — a retryable failure runs again after a backoff, up to
@@ -18,6 +20,7 @@
 //! The modules here hold the rules; `call` (threads) and `call_async` (futures) only differ in
 //! how they wait, and the cluster caller's side runs the same plan up to the body.
 
+pub(crate) mod breaker;
 pub(crate) mod budget;
 pub(crate) mod deadline;
 pub(crate) mod memo;

@@ -428,7 +428,8 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
         if let Some(used) = used {
             self.recorded = Some(self.recorded.unwrap_or_default() + used);
         }
-        if let Some(permit) = self.permit.take() {
+        if let Some(mut permit) = self.permit.take() {
+            permit.report(crate::policy::breaker::Report::of(&result), now.get());
             if let Err(error) = &result {
                 if error.is_rate_limited() {
                     let wait = error
@@ -441,6 +442,15 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
         }
         match result {
             Err(error) if self.kept.is_some() => {
+                // A retry that its resource's open circuit would refuse is not waited for.
+                if error.is_retryable() && self.attempt <= self.options.max_retries {
+                    if let Some((resource, until)) =
+                        self.resource.and_then(|r| r.refusal(now.get()))
+                    {
+                        drop_quietly(error);
+                        return self.circuit_open(resource, until);
+                    }
+                }
                 let wait = retry::backoff(self.attempt, &error);
                 let at = self.deadline.map(|(at, _)| at);
                 if retry::should_retry(&error, self.attempt, self.options.max_retries, wait, at) {
@@ -592,7 +602,27 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
                 let timeout = self.deadline.map_or(Duration::ZERO, |(_, t)| t);
                 self.finish(Err(self.timeout(timeout)))
             }
+            Admission::Open { resource, until } => self.circuit_open(resource, until),
         }
+    }
+
+    /// The resource's circuit is open: the call fails at once (after a failed attempt too: the
+    /// open circuit is the news). A call refused before any body ran is one trace event.
+    #[cold]
+    fn circuit_open(&mut self, resource: std::sync::Arc<str>, until: Option<Instant>) -> Step<I> {
+        let error = XcsError::CircuitOpen {
+            operator: self.name.to_owned(),
+            index: self.index,
+            resource,
+            until,
+        };
+        let step = self.finish(Err(error));
+        if let State::Over(Some((_, event))) = &mut self.state {
+            if self.options.trace_execution && !self.ran_body {
+                *event = Some(Outcome::Error);
+            }
+        }
+        step
     }
 
     /// The resource has admitted the attempt and its start has come.
@@ -1170,6 +1200,58 @@ mod tests {
         );
         assert_eq!(attempts, 0);
         assert_eq!(budget.spent().tokens(), 40);
+    }
+
+    #[test]
+    fn an_open_circuit_refuses_at_once_and_is_one_event() {
+        let name = "plan_breaker_test";
+        crate::resource::set_resource_limits(
+            name,
+            &crate::ResourceLimits::new().open_after_failures(2),
+        )
+        .unwrap();
+        let options = ExecutionOptions {
+            max_retries: 5,
+            trace_execution: true,
+            ..ExecutionOptions::DEFAULT
+        };
+        let now = Instant::now();
+        let make = || {
+            CallPlan::new(
+                name,
+                Some(4),
+                &options,
+                None,
+                &supports,
+                Charge {
+                    resource: Some(name),
+                    estimate: None,
+                },
+                CallContext::default(),
+                7,
+                now,
+            )
+        };
+        // The second failure opens the circuit: no third attempt is waited for.
+        let (result, attempts, sleeps, _) =
+            drive(make(), now, |_, _| Err(XcsError::operator(name, "503")));
+        assert_eq!((attempts, sleeps.len()), (2, 1));
+        match result {
+            Err(XcsError::CircuitOpen {
+                resource,
+                index,
+                until,
+                ..
+            }) => {
+                assert_eq!((&*resource, index), (name, Some(4)));
+                assert!(until.is_some_and(|at| at > now));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The next call never runs: one event, an error.
+        let (result, attempts, _, event) = drive(make(), now, |_, _| unreachable!("refused"));
+        assert!(matches!(result, Err(XcsError::CircuitOpen { .. })));
+        assert_eq!((attempts, event), (0, Some(Outcome::Error)));
     }
 
     #[test]

@@ -343,6 +343,13 @@ impl Limiter {
         if let Some(v) = limits.max_in_flight {
             self.limits.max_in_flight = Some(v);
         }
+        // The breaker's limits are kept here too (the registry's breaker follows them).
+        if let Some(v) = limits.open_after_failures {
+            self.limits.open_after_failures = Some(v);
+        }
+        if let Some(v) = limits.cooldown_seconds {
+            self.limits.cooldown_seconds = Some(v);
+        }
     }
 
     /// Decides the admission of one call estimated at `tokens`, with `in_flight` calls admitted

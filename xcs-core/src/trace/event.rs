@@ -105,6 +105,10 @@ pub struct TraceEvent {
     /// How long the attempt waited for its operator's resource before its body started (zero
     /// without a resource).
     pub resource_wait: Duration,
+    /// For a [`fallback`](crate::fallback) call: the name of the operator that answered (its
+    /// primary, or its secondary after the primary failed); `None` for other events and for a
+    /// fallback that neither answered.
+    pub answered_by: Option<String>,
 }
 
 // Every cost a trace holds is finite (usage is sanitized when recorded), so equality is an

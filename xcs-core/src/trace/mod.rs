@@ -46,7 +46,7 @@ pub use event::{Outcome, Trace, TraceEvent};
 pub use record::take_trace;
 #[cfg(feature = "tokio")]
 pub(crate) use record::{AsyncEvent, begin_async};
-pub(crate) use record::{InheritGuard, Parent, begin, current_parent, inherit};
+pub(crate) use record::{InheritGuard, Parent, begin, current_parent, inherit, note_answer};
 #[cfg(feature = "nats")]
 pub(crate) use remote::{adopt_remote, detached_root, root_id, since_epoch, take_under};
 pub use summary::{OperatorStats, TraceSummary};
@@ -103,6 +103,7 @@ mod test_support {
             attempt: 1,
             usage: None,
             resource_wait: Duration::ZERO,
+            answered_by: None,
         }
     }
 }

@@ -299,6 +299,7 @@ impl Drop for Recorder {
             attempt: self.attempt,
             usage: self.usage,
             resource_wait: self.resource_wait,
+            answered_by: take_answer(id),
         };
         buffer().push(event, TRACE_CAPACITY);
         // The span is exited when `self.span` drops, after the event is recorded.
@@ -415,9 +416,52 @@ impl Drop for AsyncEvent {
             attempt: self.attempt,
             usage: self.usage,
             resource_wait: self.resource_wait,
+            answered_by: take_answer(self.id),
         };
         buffer().push(event, TRACE_CAPACITY);
     }
+}
+
+/// Which operator answered the call of an open event (noted by a fallback's body), until the
+/// event is recorded: `(event id, operator)`.
+static ANSWERS: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
+
+/// How many notes [`ANSWERS`] holds: events read it before taking the lock.
+static ANSWERS_HELD: AtomicU64 = AtomicU64::new(0);
+
+/// The most notes kept: a note whose event was recorded first (a body abandoned at its
+/// deadline) is never taken, so the oldest go.
+const MAX_ANSWERS: usize = 1024;
+
+fn answers() -> MutexGuard<'static, Vec<(u64, String)>> {
+    ANSWERS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Notes that `operator` answered the call whose event is the innermost one open here (the
+/// running body's own event): it becomes that event's [`TraceEvent::answered_by`]. Nothing
+/// when no event is open.
+pub(crate) fn note_answer(operator: &str) {
+    let Some(parent) = current_parent() else {
+        return;
+    };
+    let mut answers = answers();
+    if answers.len() >= MAX_ANSWERS {
+        answers.remove(0);
+    } else {
+        ANSWERS_HELD.fetch_add(1, Ordering::SeqCst);
+    }
+    answers.push((parent.id, operator.to_owned()));
+}
+
+/// The answer noted for event `id`, if any (taken).
+fn take_answer(id: u64) -> Option<String> {
+    if ANSWERS_HELD.load(Ordering::SeqCst) == 0 {
+        return None;
+    }
+    let mut answers = answers();
+    let at = answers.iter().rposition(|(event, _)| *event == id)?;
+    ANSWERS_HELD.fetch_sub(1, Ordering::SeqCst);
+    Some(answers.remove(at).1)
 }
 
 #[cfg(test)]

@@ -33,10 +33,14 @@
 //! 429, `[[status:404]]` that status with an OpenAI-style JSON error, `[[garbage]]` a 200 whose
 //! body is not JSON, `[[fail-first:N]]` a 500 to the first `N` sendings of the request, `[[huge]]` a 200 of 9 MiB, `[[no-usage]]` a reply without `usage`, and
 //! `[[header:name=value]]` (any number) adds that header to the answer.
+//!
+//! An *outage* ([`MockServer::set_outage`], switchable while the server runs) answers every chat
+//! request with a 503 after the usual latency, whatever its markers, as a provider that is down
+//! does; the rate limiter is not consulted and the 503s count in `failed` and `outage`.
 #![allow(dead_code)] // Each includer uses only part of it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -160,6 +164,9 @@ pub struct Stats {
     failed: AtomicUsize,
     rate_limited: AtomicUsize,
     tokens: AtomicU64,
+    outage: AtomicUsize,
+    /// Whether the server is in an outage now.
+    down: AtomicBool,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -182,6 +189,8 @@ pub struct Snapshot {
     /// Tokens the rate limiter admitted (prompt + `max_tokens` of every admitted request; 0
     /// without [`Limits`]).
     pub tokens: u64,
+    /// 503s sent because of an outage ([`MockServer::set_outage`]; also counted in `failed`).
+    pub outage: usize,
 }
 
 impl Snapshot {
@@ -196,6 +205,7 @@ impl Snapshot {
             failed: self.failed - earlier.failed,
             rate_limited: self.rate_limited - earlier.rate_limited,
             tokens: self.tokens - earlier.tokens,
+            outage: self.outage - earlier.outage,
         }
     }
 }
@@ -212,6 +222,7 @@ impl Stats {
             failed: self.failed.load(Ordering::SeqCst),
             rate_limited: self.rate_limited.load(Ordering::SeqCst),
             tokens: self.tokens.load(Ordering::SeqCst),
+            outage: self.outage.load(Ordering::SeqCst),
         }
     }
 
@@ -327,6 +338,18 @@ impl MockServer {
     /// The counters now.
     pub fn snapshot(&self) -> Snapshot {
         self.stats.snapshot()
+    }
+
+    /// Starts (`true`) or ends (`false`) an outage: while it lasts, every chat request is
+    /// answered with a 503 (after the usual latency). Takes effect for requests that start from
+    /// now on.
+    pub fn set_outage(&self, down: bool) {
+        self.stats.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Whether the server is in an outage.
+    pub fn in_outage(&self) -> bool {
+        self.stats.down.load(Ordering::SeqCst)
     }
 
     /// Polls (every millisecond, for at most `limit`) until no request is in flight; returns the
@@ -513,6 +536,18 @@ async fn chat(
     Json(request): Json<ChatRequest>,
 ) -> Response {
     let guard = shared.stats.enter();
+    if shared.stats.down.load(Ordering::SeqCst) {
+        tokio::time::sleep(shared.knobs.latency).await;
+        shared.stats.failed.fetch_add(1, Ordering::SeqCst);
+        shared.stats.outage.fetch_add(1, Ordering::SeqCst);
+        let response = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            error_body("the model is down (mock outage)", "server_error"),
+        )
+            .into_response();
+        guard.answered();
+        return response;
+    }
     let mut limit_headers = Vec::new();
     if let Some(limiter) = &shared.limiter {
         let tokens = request.admission_tokens();

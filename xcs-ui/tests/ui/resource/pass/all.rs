@@ -60,6 +60,16 @@ fn main() {
     set_resource_limits!("openai", max_in_flight = count_non_zero);
     set_resource_limits!("openai", max_in_flight = if rate_f64 > 1.0 { 3usize } else { 1 });
 
+    // The circuit breaker: every literal form and the types a limit in seconds takes.
+    set_resource_limits!("openai", open_after_failures = 5, cooldown_seconds = 30);
+    set_resource_limits!("openai", open_after_failures = 1usize, cooldown_seconds = 0.25);
+    let seconds_f64: f64 = 2.5;
+    let seconds_u64: u64 = 10;
+    let pause = std::time::Duration::from_millis(1500);
+    set_resource_limits!("openai", cooldown_seconds = seconds_f64);
+    set_resource_limits!("openai", cooldown_seconds = seconds_u64);
+    set_resource_limits!("openai", cooldown_seconds = pause, open_after_failures = count_u32);
+
     // Forwarded through `macro_rules!`: literals are still literals.
     limit_in_flight!("openai", 5);
     limit_in_flight!(&name, count_usize);
@@ -77,6 +87,10 @@ fn main() {
         (
             catch_unwind(|| set_resource_limits!("openai", max_in_flight = count_usize - 8)),
             "resource limit `max_in_flight` may not be 0",
+        ),
+        (
+            catch_unwind(|| set_resource_limits!("openai", cooldown_seconds = -seconds_f64)),
+            "resource limit `cooldown_seconds` must be a finite number of seconds greater than 0",
         ),
         (
             catch_unwind(|| set_resource_limits!(&String::new(), max_in_flight = 1)),

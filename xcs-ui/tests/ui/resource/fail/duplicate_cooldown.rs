@@ -1,0 +1,5 @@
+use xcs::set_resource_limits;
+
+fn main() {
+    set_resource_limits!("openai", cooldown_seconds = 30, open_after_failures = 5, cooldown_seconds = 10);
+}
