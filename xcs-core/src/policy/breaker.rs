@@ -26,6 +26,10 @@
 //!   calls admitted before the circuit opened, finishing while it is open or half-open, neither
 //!   close nor re-open it; only the trial decides.
 //!
+//! Items sent to a cluster's workers are admitted here (an open circuit refuses them before they
+//! are sent) but run in the workers' processes, whose own resources hear how they ended: the
+//! caller's breaker counts only the calls that run in its process.
+//!
 //! # Invariants
 //!
 //! - At most one trial is in flight at a time, and only while half-open.
