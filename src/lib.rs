@@ -28,7 +28,7 @@
 //!
 //! - **Options** ([`ExecutionOptions`]): `use_parallel`, `max_workers`, `device_strategy`,
 //!   `enable_caching`, `trace_execution`, `timeout_seconds`, `max_retries`, `rate_limit`,
-//!   `cache_dir`, `show_progress`, `token_budget`, `cost_budget` and the legacy `scheduler`. Scope them
+//!   `cache_dir`, `show_progress`, `token_budget`, `cost_budget`, `hedge_after` and the legacy `scheduler`. Scope them
 //!   with [`execution_options!`], set process-wide defaults with [`set_execution_options!`], read
 //!   them with [`get_execution_options`]; from configuration, build an [`OptionsPatch`] and use
 //!   [`with_options`] or [`set_global_options`].
@@ -60,7 +60,7 @@ extern crate self as xcs;
 #[doc(inline)]
 pub use xcs_core::{
     Axis, Backend, BatchJob, BoxError, CacheDir, CacheSize, CacheStats, DEFAULT_CACHE_CAPACITY,
-    DEFAULT_CACHE_MAX_BYTES, DeviceStrategy, ExecutionOptions, MAX_WORKERS, Operator,
+    DEFAULT_CACHE_MAX_BYTES, DeviceStrategy, ExecutionOptions, Hedge, HedgeMark, MAX_WORKERS, Operator,
     OperatorStats, OptionsPatch, Outcome, PMap, PersistSupport, Scheduler, TRACE_CAPACITY, Trace,
     TraceEvent, TraceSummary, Usage, VMap, XcsError, cache_stats, cancelled, clear_cache,
     clear_cache_dir, deadline, get_execution_options, get_global_options, pmap, record_usage,

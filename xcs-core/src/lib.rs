@@ -90,7 +90,7 @@ pub use operator::Operator;
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use operator::{AsyncOperator, Blocking, blocking};
 pub use options::{
-    CacheDir, DeviceStrategy, ExecutionOptions, MAX_WORKERS, OptionsPatch, Scheduler,
+    CacheDir, DeviceStrategy, ExecutionOptions, Hedge, MAX_WORKERS, OptionsPatch, Scheduler,
 };
 pub use persist::PersistSupport;
 pub use persist::clear_cache_dir;
@@ -110,7 +110,8 @@ pub use scope::{
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use scoped::{WithOptions, with_options_async};
 pub use trace::{
-    OperatorStats, Outcome, TRACE_CAPACITY, Trace, TraceEvent, TraceSummary, take_trace,
+    HedgeMark, OperatorStats, Outcome, TRACE_CAPACITY, Trace, TraceEvent, TraceSummary,
+    take_trace,
 };
 pub use usage::Usage;
 

@@ -492,6 +492,8 @@ impl WireEvent {
             // Usage recorded on workers does not travel yet.
             usage: None,
             resource_wait: Duration::ZERO,
+            // Workers do not hedge: hedging is the caller's decision.
+            hedge: None,
         }
     }
 

@@ -34,6 +34,7 @@ use crate::options::ExecutionOptions;
 use crate::persist::{PersistSupport, Write};
 use crate::policy::budget::Reservation;
 use crate::policy::deadline::Now;
+use crate::policy::hedge;
 use crate::policy::memo::{self, Claimed, Held};
 use crate::policy::rate;
 use crate::policy::retry::{self, CloneInput};
@@ -172,6 +173,8 @@ pub(crate) struct CallPlan<'a, I, O> {
     /// When the plan was made, if the clock was read then (for its deadline): admission reuses
     /// it rather than reading the clock again.
     made: Now,
+    /// Hedging (`hedge_after`), once a driver has asked [`CallPlan::hedge_at`].
+    race: Option<Box<Race>>,
 }
 
 impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
@@ -224,6 +227,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
             listener: None,
             write: None,
             made,
+            race: None,
         }
     }
 
@@ -411,6 +415,9 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     pub(crate) fn ran(&mut self, result: Result<O, XcsError>, now: impl Into<Now>) -> Step<I> {
         let mut now = now.into();
         debug_assert!(matches!(self.state, State::Running));
+        if let (Ok(_), Some(race)) = (&result, &self.race) {
+            hedge::observe(self.name, now.get().saturating_duration_since(race.since));
+        }
         let used = self.context.meter.take().and_then(|meter| meter.recorded());
         if let Some(used) = used {
             self.recorded = Some(self.recorded.unwrap_or_default() + used);
@@ -629,10 +636,12 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     #[inline]
     fn run(&mut self) -> Step<I> {
         self.supports();
-        let input = match (self.clone_input, &self.kept) {
-            (Some(clone), Some(original)) if self.attempt <= self.options.max_retries => {
-                clone(original)
-            }
+        let clone = match self.clone_input {
+            Some(clone) if self.attempt <= self.options.max_retries => Some(clone),
+            _ => self.hedge_cloner(),
+        };
+        let input = match (clone, &self.kept) {
+            (Some(clone), Some(original)) => clone(original),
             _ => match self.kept.take() {
                 Some(input) => input,
                 None => return self.finish(Err(self.timeout(Duration::ZERO))),
@@ -723,6 +732,390 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     /// comes back (after [`Step::Run`] for attempt 1 of a plan made without retries).
     pub(crate) fn into_held(self) -> Option<Held<I, O>> {
         self.held
+    }
+}
+
+/// Which of a hedged call's two attempts (see [`CallPlan::hedge_at`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Racer {
+    /// The attempt [`Step::Run`] started.
+    First,
+    /// Its hedge, started by [`HedgeStep::Run`].
+    Hedge,
+}
+
+/// What to do about a hedge whose delay has come ([`CallPlan::hedge`]).
+pub(crate) enum HedgeStep<I> {
+    /// Start the hedge with this input, under [`CallPlan::hedge_context`], racing the first
+    /// attempt.
+    Run(I),
+    /// Admission goes on at this instant (a rate slot, a resource's start): wait for it or for
+    /// the first attempt, whichever comes first, then ask [`CallPlan::hedge`] again.
+    Later(Instant),
+    /// No hedge for this call.
+    Never,
+}
+
+/// What a racing attempt's end means ([`CallPlan::raced`]).
+pub(crate) enum Raced<I> {
+    /// The other attempt goes on: wait for it.
+    Wait,
+    /// The race is over: cancel the attempt still running, if any, and go on with the step.
+    Over(Step<I>),
+}
+
+/// Where a hedge's admission stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HedgeStage {
+    /// Not asked yet.
+    Idle,
+    /// Waiting for its rate slot.
+    RateSlot,
+    /// Admitted by its resource, waiting for the start it was given.
+    ResourceStart,
+    /// Running.
+    Running,
+    /// Over, or never to be: no more hedges for this call.
+    Spent,
+}
+
+/// A call's hedging state (see `policy::hedge`).
+struct Race {
+    /// When the current attempt started (its latency is measured from there).
+    since: Instant,
+    stage: HedgeStage,
+    /// The hedge's own budget reservation, resource permit and body context (its own meter).
+    reservation: Option<Reservation>,
+    permit: Option<Permit>,
+    context: Option<CallContext>,
+    /// When the hedge began its admission, and how long it waited for its resource.
+    asked: Option<Instant>,
+    waited: Duration,
+    /// The first attempt's error, kept while the hedge runs.
+    first_error: Option<XcsError>,
+    /// What the hedge recorded, once it is over.
+    recorded: Option<Usage>,
+}
+
+impl Race {
+    fn new(since: Instant) -> Self {
+        Race {
+            since,
+            stage: HedgeStage::Idle,
+            reservation: None,
+            permit: None,
+            context: None,
+            asked: None,
+            waited: Duration::ZERO,
+            first_error: None,
+            recorded: None,
+        }
+    }
+
+    /// No hedge after all (or no more): what admission held goes back unspent.
+    fn give_up(&mut self) -> HedgeStage {
+        drop(self.permit.take());
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(Some(Usage::ZERO));
+        }
+        self.stage = HedgeStage::Spent;
+        self.stage
+    }
+
+    /// The hedge is over (`failure`: how it failed, if it did): its permit and reservation are
+    /// settled by what it recorded (nothing: its estimate stays charged).
+    fn settle(&mut self, failure: Option<&XcsError>, now: Instant) {
+        let used = self
+            .context
+            .take()
+            .and_then(|context| context.meter)
+            .and_then(|meter| meter.recorded());
+        self.recorded = used;
+        // Charged on its own: the call's reservation settles by what its attempts recorded.
+        if let Some(used) = used {
+            crate::progress::charge_current(used);
+        }
+        if let Some(permit) = self.permit.take() {
+            note_rate_limited(&permit, failure, now);
+            permit.settle(used);
+        }
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(used);
+        }
+        self.stage = HedgeStage::Spent;
+    }
+}
+
+/// A body that answered "rate limited" pauses its resource.
+fn note_rate_limited(permit: &Permit, failure: Option<&XcsError>, now: Instant) {
+    if let Some(error) = failure.filter(|e| e.is_rate_limited()) {
+        let wait = error
+            .retry_hint()
+            .unwrap_or(crate::error::DEFAULT_RATE_LIMITED_WAIT);
+        permit.rate_limited(wait, now);
+    }
+}
+
+/// Hedging (`hedge_after`): a second attempt racing the current one; the rules are in
+/// `policy::hedge`. A driver that can cancel an attempt asks [`hedge_at`](CallPlan::hedge_at)
+/// after each [`Step::Run`]; at that instant it asks [`hedge`](CallPlan::hedge), and it reports
+/// the end of each racing attempt to [`raced`](CallPlan::raced) (of an attempt that raced
+/// nothing too, instead of [`ran`](CallPlan::ran)).
+impl<I: 'static, O: Send + 'static> CallPlan<'_, I, O> {
+    /// After [`Step::Run`] (whose attempt started at `now`): when to start a hedge of it, if one
+    /// may start. Only asked by a driver that can cancel an attempt.
+    pub(crate) fn hedge_at(&mut self, now: Instant) -> Option<Instant> {
+        let rule = self.options.hedge_after?;
+        let race = self.race.get_or_insert_with(|| Box::new(Race::new(now)));
+        race.since = now;
+        if race.stage != HedgeStage::Idle || self.kept.is_none() {
+            return None;
+        }
+        let supports = self.supports.as_ref()?;
+        // A batch hedges its items, not itself.
+        if supports.retried_by_items {
+            race.stage = HedgeStage::Spent;
+            return None;
+        }
+        if supports.clone_input.is_none() {
+            race.stage = HedgeStage::Spent;
+            crate::warn::warn_not_hedged(self.name, std::any::type_name::<I>());
+            return None;
+        }
+        let at = now.checked_add(hedge::delay(self.name, rule)?)?;
+        match self.deadline {
+            Some((deadline, _)) if at >= deadline => None,
+            _ => Some(at),
+        }
+    }
+
+    /// How to copy the input for a hedge that may still come.
+    fn hedge_cloner(&self) -> Option<CloneInput<I>> {
+        self.options.hedge_after?;
+        let open = self
+            .race
+            .as_ref()
+            .is_none_or(|race| race.stage == HedgeStage::Idle);
+        let supports = self.supports.as_ref()?;
+        (open && !supports.retried_by_items)
+            .then_some(supports.clone_input)
+            .flatten()
+    }
+
+    /// The instant of [`hedge_at`](Self::hedge_at) (or of [`HedgeStep::Later`]) has come
+    /// (`now`) and the first attempt still runs: the hedge's admission, as an attempt's.
+    pub(crate) fn hedge(&mut self, now: Instant) -> HedgeStep<I> {
+        let Some(race) = self.race.as_deref_mut() else {
+            return HedgeStep::Never;
+        };
+        if !matches!(self.state, State::Running)
+            || self.deadline.is_some_and(|(at, _)| now >= at)
+            || matches!(race.stage, HedgeStage::Running | HedgeStage::Spent)
+        {
+            race.give_up();
+            return HedgeStep::Never;
+        }
+        let deadline = self.deadline.map(|(at, _)| at);
+        let mut stage = race.stage;
+        if stage == HedgeStage::Idle {
+            race.asked = Some(now);
+            // Its own estimate against the budget.
+            let budget = self
+                .context
+                .budget
+                .clone()
+                .or_else(crate::policy::budget::global);
+            if let Some(budget) = budget {
+                let estimate = self.estimate.unwrap_or(Usage::ZERO);
+                match budget.admit(estimate) {
+                    Ok(reservation) => race.reservation = Some(reservation),
+                    Err(_) => {
+                        race.give_up();
+                        return HedgeStep::Never;
+                    }
+                }
+            }
+            // Its rate slot.
+            if let Some(rate) = self.options.rate_limit {
+                match rate::reserve(self.name, rate, deadline) {
+                    Ok(start) if start > now => {
+                        race.stage = HedgeStage::RateSlot;
+                        return HedgeStep::Later(start);
+                    }
+                    Ok(_) => stage = HedgeStage::RateSlot,
+                    Err(rate::TooLate) => {
+                        race.give_up();
+                        return HedgeStep::Never;
+                    }
+                }
+            }
+        }
+        if stage == HedgeStage::RateSlot {
+            let rate = self.options.rate_limit.unwrap_or(f64::INFINITY);
+            if let Some(wait) = rate::confirm(self.name, rate) {
+                race.stage = HedgeStage::RateSlot;
+                return HedgeStep::Later(now + wait);
+            }
+            stage = HedgeStage::Idle;
+        }
+        if stage == HedgeStage::Idle {
+            // Its resource: a start now or later, never a wait for a place.
+            if let Some(name) = self.resource_name {
+                let tokens = self.estimate.unwrap_or(Usage::ZERO).tokens();
+                let resource = *self
+                    .resource
+                    .get_or_insert_with(|| resource::resource(name));
+                match resource.admit(tokens, now, deadline) {
+                    Admission::Admitted { permit, start } => {
+                        race.permit = Some(permit);
+                        if start > now {
+                            race.stage = HedgeStage::ResourceStart;
+                            return HedgeStep::Later(start);
+                        }
+                    }
+                    Admission::Full(_) | Admission::TooLate => {
+                        race.give_up();
+                        return HedgeStep::Never;
+                    }
+                }
+            }
+        } else if stage == HedgeStage::ResourceStart {
+            if let Some(later) = race.permit.as_ref().and_then(|p| p.confirm(now)) {
+                return HedgeStep::Later(later);
+            }
+        }
+        // Admitted: the hedge runs on a copy of the input, recording on a meter of its own.
+        let clone = self.supports.as_ref().and_then(|s| s.clone_input);
+        let (Some(clone), Some(original)) = (clone, &self.kept) else {
+            race.give_up();
+            return HedgeStep::Never;
+        };
+        let input = clone(original);
+        let mut context = self.context.clone();
+        if self.context.meter.is_some() {
+            context.meter = Some(Meter::new());
+        }
+        race.context = Some(context);
+        race.waited = race
+            .asked
+            .map_or(Duration::ZERO, |asked| now.saturating_duration_since(asked));
+        race.stage = HedgeStage::Running;
+        HedgeStep::Run(input)
+    }
+
+    /// The context the hedge's body runs in (the call's, with a meter of its own).
+    pub(crate) fn hedge_context(&self) -> &CallContext {
+        match self.race.as_ref().and_then(|race| race.context.as_ref()) {
+            Some(context) => context,
+            None => &self.context,
+        }
+    }
+
+    /// How long the hedge waited for its resource.
+    pub(crate) fn hedge_wait(&self) -> Duration {
+        self.race.as_ref().map_or(Duration::ZERO, |race| race.waited)
+    }
+
+    /// What the hedge has recorded so far (for its trace event).
+    pub(crate) fn hedge_usage(&self) -> Option<Usage> {
+        let race = self.race.as_ref()?;
+        match &race.context {
+            Some(context) => context.meter.as_ref().and_then(|meter| meter.recorded()),
+            None => race.recorded,
+        }
+    }
+
+    /// Whether a hedge races the first attempt now.
+    pub(crate) fn hedge_running(&self) -> bool {
+        self.race
+            .as_ref()
+            .is_some_and(|race| race.stage == HedgeStage::Running)
+    }
+
+    /// Attempt `which` of the race is over with `result`, at `now`. The first success answers
+    /// the call (the other attempt is then the driver's to cancel: what it recorded so far is
+    /// charged); a failure waits for the other attempt while it runs; two failures go on with
+    /// the first attempt's error (retried as any failure, unhedged). Without a hedge running, the
+    /// first attempt's result is [`ran`](Self::ran)'s.
+    pub(crate) fn raced(
+        &mut self,
+        which: Racer,
+        result: Result<O, XcsError>,
+        now: impl Into<Now>,
+    ) -> Raced<I> {
+        let mut now = now.into();
+        let running = self.hedge_running();
+        let Some(race) = self.race.as_deref_mut().filter(|_| running) else {
+            // No hedge runs: a hedge still being admitted is given up.
+            if let Some(race) = self.race.as_deref_mut() {
+                if race.stage != HedgeStage::Spent && race.stage != HedgeStage::Idle {
+                    race.give_up();
+                }
+            }
+            let result = match (which, result, self.race.as_deref_mut()) {
+                (Racer::First, result, _) => result,
+                // The hedge ended after the first attempt had failed: its error stands for the
+                // call's only if the first left none.
+                (Racer::Hedge, Ok(output), _) => Ok(output),
+                (Racer::Hedge, Err(error), race) => match race.and_then(|r| r.first_error.take()) {
+                    Some(first) => {
+                        drop_quietly(error);
+                        Err(first)
+                    }
+                    None => Err(error),
+                },
+            };
+            return Raced::Over(self.ran(result, now));
+        };
+        match (which, result) {
+            (Racer::First, Ok(output)) => {
+                race.settle(None, now.get());
+                Raced::Over(self.ran(Ok(output), now))
+            }
+            (Racer::Hedge, Ok(output)) => {
+                race.settle(None, now.get());
+                let first_over = race.first_error.take().is_some();
+                if !first_over {
+                    // The first attempt loses: it is over, charged what it recorded so far.
+                    self.end_first_attempt(None, &mut now);
+                }
+                Raced::Over(self.ran(Ok(output), now))
+            }
+            (Racer::First, Err(error)) => {
+                self.end_first_attempt(Some(&error), &mut now);
+                if let Some(race) = self.race.as_deref_mut() {
+                    race.first_error = Some(error);
+                }
+                Raced::Wait
+            }
+            (Racer::Hedge, Err(error)) => {
+                race.settle(Some(&error), now.get());
+                match self.race.as_deref_mut().and_then(|r| r.first_error.take()) {
+                    // Both failed: the call goes on with the first attempt's error.
+                    Some(first) => {
+                        drop_quietly(error);
+                        Raced::Over(self.ran(Err(first), now))
+                    }
+                    None => {
+                        drop_quietly(error);
+                        Raced::Wait
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first attempt of a race is over before the race (it failed, or lost): its usage and
+    /// its permit are settled now, so [`ran`](Self::ran) finds nothing left of them.
+    fn end_first_attempt(&mut self, failure: Option<&XcsError>, now: &mut Now) {
+        let used = self.context.meter.take().and_then(|meter| meter.recorded());
+        if let Some(used) = used {
+            self.recorded = Some(self.recorded.unwrap_or_default() + used);
+        }
+        if let Some(permit) = self.permit.take() {
+            note_rate_limited(&permit, failure, now.get());
+            permit.settle(used);
+        }
     }
 }
 

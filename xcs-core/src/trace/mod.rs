@@ -42,10 +42,10 @@ mod record;
 mod remote;
 mod summary;
 
-pub use event::{Outcome, Trace, TraceEvent};
+pub use event::{HedgeMark, Outcome, Trace, TraceEvent};
 pub use record::take_trace;
 #[cfg(feature = "tokio")]
-pub(crate) use record::{AsyncEvent, begin_async};
+pub(crate) use record::{AsyncEvent, RaceMarks, begin_async};
 pub(crate) use record::{InheritGuard, Parent, begin, current_parent, inherit};
 #[cfg(feature = "nats")]
 pub(crate) use remote::{adopt_remote, detached_root, root_id, since_epoch, take_under};
@@ -103,6 +103,7 @@ mod test_support {
             attempt: 1,
             usage: None,
             resource_wait: Duration::ZERO,
+            hedge: None,
         }
     }
 }
