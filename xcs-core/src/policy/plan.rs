@@ -1518,4 +1518,187 @@ mod tests {
         );
         assert_eq!(input, 7);
     }
+    fn hedged(after: Duration) -> ExecutionOptions {
+        ExecutionOptions {
+            hedge_after: crate::options::Hedge::after(after),
+            ..ExecutionOptions::DEFAULT
+        }
+    }
+
+    fn done(raced: Raced<u64>, plan: &mut CallPlan<'_, u64, u64>) -> Result<u64, XcsError> {
+        match raced {
+            Raced::Over(Step::Done) => plan.outcome().0,
+            Raced::Over(_) => panic!("the call goes on"),
+            Raced::Wait => panic!("the race goes on"),
+        }
+    }
+
+    #[test]
+    fn a_hedge_starts_after_its_delay_and_the_first_success_answers() {
+        let options = hedged(Duration::from_millis(50));
+        let now = Instant::now();
+        let mut plan = plan(&options, "plan_hedge_fixed", now);
+        assert!(matches!(plan.start(now), Step::Run(7)));
+        assert_eq!(plan.hedge_at(now), Some(now + Duration::from_millis(50)));
+        let later = now + Duration::from_millis(50);
+        assert!(matches!(plan.hedge(later), HedgeStep::Run(7)));
+        assert!(plan.hedge_running());
+        // The hedge answers first: the call's result.
+        let raced = plan.raced(Racer::Hedge, Ok(70), later + Duration::from_millis(5));
+        assert_eq!(done(raced, &mut plan).unwrap(), 70);
+
+        // The first attempt answers before the delay: no hedge ever starts.
+        let mut plan = super::tests::plan(&options, "plan_hedge_fixed", now);
+        assert!(matches!(plan.start(now), Step::Run(7)));
+        assert!(plan.hedge_at(now).is_some());
+        let raced = plan.raced(Racer::First, Ok(1), now + Duration::from_millis(10));
+        assert_eq!(done(raced, &mut plan).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_failure_waits_for_the_other_attempt_and_a_call_is_hedged_once() {
+        let options = ExecutionOptions {
+            max_retries: 1,
+            ..hedged(Duration::from_millis(20))
+        };
+        let now = Instant::now();
+        let mut plan = plan(&options, "plan_hedge_once", now);
+        assert!(matches!(plan.start(now), Step::Run(7)));
+        let at = plan.hedge_at(now).unwrap();
+        assert!(matches!(plan.hedge(at), HedgeStep::Run(7)));
+        // The first attempt fails: the hedge may still answer.
+        let flaky = || Err(XcsError::operator("plan_hedge_once", "flaky"));
+        assert!(matches!(plan.raced(Racer::First, flaky(), at), Raced::Wait));
+        // It fails too: the call retries, after a backoff, unhedged.
+        let Raced::Over(Step::Sleep) = plan.raced(Racer::Hedge, flaky(), at) else {
+            panic!("a retry follows")
+        };
+        let woke = plan.until();
+        assert!(matches!(plan.woke(woke), Step::Run(7)));
+        assert_eq!(plan.attempt(), 2);
+        assert_eq!(plan.hedge_at(woke), None);
+        let raced = plan.raced(Racer::First, Ok(3), woke);
+        assert_eq!(done(raced, &mut plan).unwrap(), 3);
+
+        // A hedge that fails while the first attempt runs leaves the first to answer.
+        let mut plan = super::tests::plan(&options, "plan_hedge_once", now);
+        assert!(matches!(plan.start(now), Step::Run(7)));
+        let at = plan.hedge_at(now).unwrap();
+        assert!(matches!(plan.hedge(at), HedgeStep::Run(7)));
+        assert!(matches!(plan.raced(Racer::Hedge, flaky(), at), Raced::Wait));
+        let raced = plan.raced(Racer::First, Ok(5), at);
+        assert_eq!(done(raced, &mut plan).unwrap(), 5);
+    }
+
+    #[test]
+    fn a_quantile_hedges_only_after_twenty_successes() {
+        let options = ExecutionOptions {
+            hedge_after: crate::options::Hedge::quantile(95),
+            ..ExecutionOptions::DEFAULT
+        };
+        let name = "plan_hedge_quantile";
+        let now = Instant::now();
+        for n in 0..hedge::MIN_OBSERVATIONS {
+            let mut plan = plan(&options, name, now);
+            assert!(matches!(plan.start(now), Step::Run(7)));
+            assert_eq!(plan.hedge_at(now), None, "call {n}");
+            let raced = plan.raced(Racer::First, Ok(7), now + Duration::from_millis(10));
+            assert!(done(raced, &mut plan).is_ok());
+        }
+        let mut plan = plan(&options, name, now);
+        assert!(matches!(plan.start(now), Step::Run(7)));
+        assert_eq!(plan.hedge_at(now), Some(now + Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn no_hedge_without_a_copy_or_past_the_deadline() {
+        fn uncopied() -> Supports<u64, u64> {
+            Supports {
+                persist: None,
+                clone_input: None,
+                retried_by_items: false,
+            }
+        }
+        let options = hedged(Duration::from_millis(5));
+        let now = Instant::now();
+        let mut plan = CallPlan::new(
+            "plan_hedge_uncopied",
+            None,
+            &options,
+            None,
+            &uncopied,
+            Charge::NONE,
+            CallContext::default(),
+            7,
+            now,
+        );
+        assert!(matches!(plan.start(now), Step::Run(7)));
+        assert_eq!(plan.hedge_at(now), None);
+        // A delay that ends past the deadline hedges nothing.
+        let tight = ExecutionOptions {
+            timeout_seconds: Some(Duration::from_millis(5)),
+            ..hedged(Duration::from_millis(50))
+        };
+        let mut plan = super::tests::plan(&tight, "plan_hedge_tight", now);
+        assert!(matches!(plan.start(now), Step::Run(7)));
+        assert_eq!(plan.hedge_at(now), None);
+    }
+
+    #[test]
+    fn a_hedge_is_admitted_and_charged_by_the_budget() {
+        use crate::policy::budget::Budget;
+        let options = hedged(Duration::from_millis(10));
+        let budget = Budget::new(Some(100), None, None);
+        let estimate = |x: &u64| Usage {
+            input_tokens: *x,
+            ..Usage::ZERO
+        };
+        let charge = Charge {
+            resource: None,
+            estimate: Some(&estimate),
+        };
+        let context = CallContext {
+            budget: Some(std::sync::Arc::clone(&budget)),
+            ..CallContext::default()
+        };
+        let now = Instant::now();
+        let at = now + Duration::from_millis(10);
+        let make = |input: u64| {
+            CallPlan::new(
+                "plan_hedge_budget",
+                None,
+                &options,
+                None,
+                &supports,
+                charge,
+                context.clone(),
+                input,
+                now,
+            )
+        };
+        // Estimated 40 each: the hedge fits (80 of 100 reserved). It records 10 and wins; the
+        // first attempt recorded nothing: its estimate is spent.
+        let mut plan = make(40);
+        assert!(matches!(plan.start(now), Step::Run(40)));
+        assert_eq!(plan.hedge_at(now), Some(at));
+        assert!(matches!(plan.hedge(at), HedgeStep::Run(40)));
+        {
+            let _in = crate::deadline::enter(plan.hedge_context().clone());
+            crate::deadline::record_usage(Usage {
+                input_tokens: 10,
+                ..Usage::ZERO
+            });
+        }
+        let raced = plan.raced(Racer::Hedge, Ok(1), at);
+        assert!(done(raced, &mut plan).is_ok());
+        assert_eq!(budget.spent().tokens(), 50);
+        // Estimated 30 with 50 left: the call fits, a hedge would not: none starts.
+        let mut plan = make(30);
+        assert!(matches!(plan.start(now), Step::Run(30)));
+        assert!(plan.hedge_at(now).is_some());
+        assert!(matches!(plan.hedge(at), HedgeStep::Never));
+        let raced = plan.raced(Racer::First, Ok(2), at);
+        assert!(done(raced, &mut plan).is_ok());
+        assert_eq!(budget.spent().tokens(), 80);
+    }
 }

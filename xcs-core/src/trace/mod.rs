@@ -46,7 +46,7 @@ pub use event::{HedgeMark, Outcome, Trace, TraceEvent};
 pub use record::take_trace;
 #[cfg(feature = "tokio")]
 pub(crate) use record::{AsyncEvent, RaceMarks, begin_async};
-pub(crate) use record::{InheritGuard, Parent, begin, current_parent, inherit};
+pub(crate) use record::{InheritGuard, Parent, Recorder, begin, current_parent, inherit};
 #[cfg(feature = "nats")]
 pub(crate) use remote::{adopt_remote, detached_root, root_id, since_epoch, take_under};
 pub use summary::{OperatorStats, TraceSummary};
