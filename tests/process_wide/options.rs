@@ -84,6 +84,7 @@ fn macros_and_run_time_parser_agree_on_names() {
         show_progress = true,
         token_budget = 1000,
         cost_budget = 0.25,
+        hedge_after = "p95",
         => get_execution_options()
     );
     let pairs = [
@@ -100,6 +101,7 @@ fn macros_and_run_time_parser_agree_on_names() {
         ("show_progress", "true"),
         ("token_budget", "1000"),
         ("cost_budget", "0.25"),
+        ("hedge_after", "p95"),
     ];
     let named: Vec<&str> = pairs.iter().map(|(name, _)| *name).collect();
     assert_eq!(
