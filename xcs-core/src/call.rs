@@ -396,7 +396,16 @@ fn race<I: Send + 'static, O: Send + 'static>(
 ) -> Step<I> {
     let (results, received) = mpsc::channel();
     let context = plan.body_context().clone();
-    let first = match spawn_attempt(name, index, make(), input, plan, &context, Racer::First, &results) {
+    let first = match spawn_attempt(
+        name,
+        index,
+        make(),
+        input,
+        plan,
+        &context,
+        Racer::First,
+        &results,
+    ) {
         Ok(running) => running,
         Err(error) => return settled(plan.raced(Racer::First, Err(error), Now::LAZY)),
     };
@@ -472,11 +481,22 @@ fn race<I: Send + 'static, O: Send + 'static>(
                     HedgeStep::Run(copy) => {
                         hedge_at = None;
                         let context = plan.hedge_context().clone();
-                        match spawn_attempt(name, index, make(), copy, plan, &context, Racer::Hedge, &results) {
+                        match spawn_attempt(
+                            name,
+                            index,
+                            make(),
+                            copy,
+                            plan,
+                            &context,
+                            Racer::Hedge,
+                            &results,
+                        ) {
                             Ok(running) => attempts[1] = Some(running),
                             Err(error) => {
                                 // Not started: it failed at once, and the first goes on.
-                                if let Raced::Over(step) = plan.raced(Racer::Hedge, Err(error), Now::LAZY) {
+                                if let Raced::Over(step) =
+                                    plan.raced(Racer::Hedge, Err(error), Now::LAZY)
+                                {
                                     abandon_running(name, &mut attempts, plan, Outcome::Cancelled);
                                     return step;
                                 }

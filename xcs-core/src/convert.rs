@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::options::{
-    CacheDir, DeviceStrategy, Hedge, Scheduler, cost_budget_from, rate_limit_from, timeout_from_secs,
+    CacheDir, DeviceStrategy, Hedge, Scheduler, cost_budget_from, rate_limit_from,
+    timeout_from_secs,
 };
 
 /// A value `max_workers` can be set from.

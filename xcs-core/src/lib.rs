@@ -110,8 +110,7 @@ pub use scope::{
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use scoped::{WithOptions, with_options_async};
 pub use trace::{
-    HedgeMark, OperatorStats, Outcome, TRACE_CAPACITY, Trace, TraceEvent, TraceSummary,
-    take_trace,
+    HedgeMark, OperatorStats, Outcome, TRACE_CAPACITY, Trace, TraceEvent, TraceSummary, take_trace,
 };
 pub use usage::Usage;
 

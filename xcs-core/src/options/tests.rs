@@ -672,5 +672,9 @@ fn hedge_after_parses_its_forms() {
     let inner = OptionsPatch::new().hedge_after(None);
     let options = ExecutionOptions::default().patched(&outer).patched(&inner);
     assert_eq!(options.hedge_after, None);
-    assert!(ExecutionOptions::default().patched(&outer).has_call_policy());
+    assert!(
+        ExecutionOptions::default()
+            .patched(&outer)
+            .has_call_policy()
+    );
 }

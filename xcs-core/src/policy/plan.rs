@@ -868,7 +868,7 @@ impl<I: 'static, O: Send + 'static> CallPlan<'_, I, O> {
         let rule = self.options.hedge_after?;
         let race = self.race.get_or_insert_with(|| Box::new(Race::new(now)));
         race.since = now;
-        if race.stage != HedgeStage::Idle || self.kept.is_none() {
+        if race.stage != HedgeStage::Idle {
             return None;
         }
         let supports = self.supports.as_ref()?;
@@ -882,6 +882,7 @@ impl<I: 'static, O: Send + 'static> CallPlan<'_, I, O> {
             crate::warn::warn_not_hedged(self.name, std::any::type_name::<I>());
             return None;
         }
+        self.kept.as_ref()?;
         let at = now.checked_add(hedge::delay(self.name, rule)?)?;
         match self.deadline {
             Some((deadline, _)) if at >= deadline => None,
@@ -1013,7 +1014,9 @@ impl<I: 'static, O: Send + 'static> CallPlan<'_, I, O> {
 
     /// How long the hedge waited for its resource.
     pub(crate) fn hedge_wait(&self) -> Duration {
-        self.race.as_ref().map_or(Duration::ZERO, |race| race.waited)
+        self.race
+            .as_ref()
+            .map_or(Duration::ZERO, |race| race.waited)
     }
 
     /// What the hedge has recorded so far (for its trace event).

@@ -9,8 +9,8 @@ use std::collections::HashSet;
 
 use syn::{Expr, ExprLit, Lit, UnOp};
 use xcs_core::options::{
-    CLUSTER_BACKEND, DeviceStrategy, Hedge, OptionKind, OptionSpec, Scheduler, cost_budget_from, lookup,
-    rate_limit_from, suggest, timeout_from_secs, valid_names,
+    CLUSTER_BACKEND, DeviceStrategy, Hedge, OptionKind, OptionSpec, Scheduler, cost_budget_from,
+    lookup, rate_limit_from, suggest, timeout_from_secs, valid_names,
 };
 
 use super::ast::Entry;
@@ -413,10 +413,7 @@ fn check_value(spec: &'static OptionSpec, expr: &Expr, errors: &Errors) -> Optio
             } else {
                 errors.spanned(
                     expr,
-                    format_args!(
-                        "unknown `{name}` {text:?} (expected {})",
-                        spec.expected
-                    ),
+                    format_args!("unknown `{name}` {text:?} (expected {})", spec.expected),
                 );
             }
             None
@@ -981,13 +978,24 @@ mod tests {
             format!("{:?}", validated.settings[0].value),
             "Hedge(Some(Seconds(0.25)))"
         );
-        for ok in [quote!(hedge_after = "p50"), quote!(hedge_after = Some("p99")), quote!(hedge_after = 2), quote!(hedge_after = None)] {
+        for ok in [
+            quote!(hedge_after = "p50"),
+            quote!(hedge_after = Some("p99")),
+            quote!(hedge_after = 2),
+            quote!(hedge_after = None),
+        ] {
             let (_, messages) = check(ok);
             assert!(messages.is_empty(), "{messages:?}");
         }
         let cases = [
-            (quote!(hedge_after = 0), "`hedge_after` must be greater than 0"),
-            (quote!(hedge_after = -1.5), "`hedge_after` must be greater than 0"),
+            (
+                quote!(hedge_after = 0),
+                "`hedge_after` must be greater than 0",
+            ),
+            (
+                quote!(hedge_after = -1.5),
+                "`hedge_after` must be greater than 0",
+            ),
             (
                 quote!(hedge_after = "p100"),
                 "`hedge_after` takes a quantile from \"p50\" to \"p99\", not \"p100\"",
