@@ -11,7 +11,8 @@
 //! - without hedging;
 //! - with `hedge_after = "p95"` (after 40 warm-up calls, so that the quantile is known).
 //!
-//! Reported for each: the items' p50, p99 and max latency; the requests the server saw beyond
+//! Reported for each: the items' p50, p99 and max latency, how many items took over 100 ms
+//! (five times the server's latency); the requests the server saw beyond
 //! one per item (hedges); and, for hedged items, how long after the winner's answer the loser's
 //! connection closed (seen at the server: the handler's future dropped).
 //!
@@ -81,6 +82,8 @@ struct Run {
     p50: Duration,
     p99: Duration,
     max: Duration,
+    /// Items that took more than five times the server's latency.
+    slow: usize,
     extra: f64,
     closes: Vec<Duration>,
     wall: Duration,
@@ -131,6 +134,7 @@ async fn run(items: usize, rule: Option<Hedge>) -> Result<Run, Box<dyn Error>> {
         p50: quantile(&latencies, 0.50),
         p99: quantile(&latencies, 0.99),
         max: latencies.last().copied().unwrap_or_default(),
+        slow: latencies.iter().filter(|l| **l > LATENCY * 5).count(),
         extra: (seen.started as f64 - items as f64) / items as f64,
         closes,
         wall,
@@ -147,17 +151,21 @@ async fn main() -> Result<(), Box<dyn Error>> {
         SLOW_FRACTION * 100.0
     );
     println!(
-        "{:<22} {:>10} {:>10} {:>10} {:>8} {:>10}",
-        "run", "p50", "p99", "max", "extra", "wall"
+        "{:<22} {:>10} {:>10} {:>10} {:>6} {:>8} {:>10}",
+        "run", "p50", "p99", "max", "slow", "extra", "wall"
     );
     let mut rows = Vec::new();
-    for (label, rule) in [("no hedging", None), ("hedge_after = \"p95\"", Hedge::quantile(95))] {
+    for (label, rule) in [
+        ("no hedging", None),
+        ("hedge_after = \"p95\"", Hedge::quantile(95)),
+    ] {
         let r = run(items, rule).await?;
         println!(
-            "{label:<22} {:>10} {:>10} {:>10} {:>7.1}% {:>10}",
+            "{label:<22} {:>10} {:>10} {:>10} {:>6} {:>7.1}% {:>10}",
             ms(r.p50),
             ms(r.p99),
             ms(r.max),
+            r.slow,
             r.extra * 100.0,
             ms(r.wall)
         );
