@@ -50,6 +50,7 @@ fn macros_and_run_time_parser_agree_on_names() {
             OptionKind::Directory => "/tmp/xcs-cache",
             OptionKind::Tokens => "1000",
             OptionKind::Cost => "0.25",
+            OptionKind::Hedge => "p95",
         };
         OptionsPatch::from_pairs([(spec.name, sample)])
             .unwrap_or_else(|err| panic!("`{}` rejected at run time: {err}", spec.name));
