@@ -120,8 +120,10 @@ fn macro_setters_check_what_the_builder_checks() {
 #[cfg(target_pointer_width = "64")]
 #[test]
 fn options_stay_small() {
-    // 80 bytes before the two budgets (an `Option<u64>` and an `Option<f64>`, 16 bytes each).
+    // 80 bytes before the two budgets (an `Option<u64>` and an `Option<f64>`, 16 bytes each);
+    // `hedge_after` is 4 bytes.
     assert!(std::mem::size_of::<ExecutionOptions>() <= 112);
+    assert_eq!(std::mem::size_of::<Option<crate::options::Hedge>>(), 4);
 }
 
 #[test]

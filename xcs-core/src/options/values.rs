@@ -256,7 +256,9 @@ impl fmt::Display for Scheduler {
 ///
 /// Every `Hedge` is valid: the delay is never zero, the quantile is from 50 to 99. Build one
 /// with [`Hedge::after`], [`Hedge::quantile`] or [`Hedge::parse`] (the forms `from_pairs`
-/// reads: a number of seconds, `"p50"` … `"p99"`).
+/// reads: a number of seconds, `"p50"` … `"p99"`). A delay is kept to the microsecond (rounded
+/// up) and at most [`Hedge::MAX_DELAY`] (about 35 minutes; a longer one is that): a `Hedge` is
+/// four bytes, so that the options, copied on every scope entry, stay small.
 ///
 /// ```
 /// use std::time::Duration;
@@ -266,40 +268,51 @@ impl fmt::Display for Scheduler {
 /// let p95 = Hedge::parse("p95").unwrap();
 /// assert_eq!((p95.quantile_percent(), p95.to_string()), (Some(95), "p95".to_owned()));
 /// assert_eq!(Hedge::parse("0.5"), Hedge::after(Duration::from_millis(500)));
+/// assert_eq!(fixed.to_string(), "0.25");
 /// assert!(Hedge::quantile(100).is_none() && Hedge::after(Duration::ZERO).is_none());
 /// assert!(Hedge::parse("p5").is_none() && Hedge::parse("fast").is_none());
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Hedge(HedgeRule);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum HedgeRule {
-    After(std::time::Duration),
-    Quantile(u8),
-}
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Hedge(std::num::NonZeroU32);
 
 impl Hedge {
     /// The lowest quantile `hedge_after` takes (`"p50"`).
     pub const MIN_QUANTILE: u8 = 50;
     /// The highest quantile `hedge_after` takes (`"p99"`).
     pub const MAX_QUANTILE: u8 = 99;
+    /// The longest fixed delay (2³¹ − 1 µs, about 35 minutes 47 seconds).
+    pub const MAX_DELAY: std::time::Duration =
+        std::time::Duration::from_micros(Self::QUANTILE as u64 - 1);
+
+    /// The bit that marks a quantile; below it, a delay in microseconds.
+    const QUANTILE: u32 = 1 << 31;
 
     /// Hedge a call once it has run for `delay`; `None` for a zero delay.
     pub const fn after(delay: std::time::Duration) -> Option<Hedge> {
         if delay.is_zero() {
-            None
+            return None;
+        }
+        let micros = delay.as_nanos().div_ceil(1_000);
+        let micros = if micros >= Self::QUANTILE as u128 {
+            Self::QUANTILE - 1
         } else {
-            Some(Hedge(HedgeRule::After(delay)))
+            micros as u32
+        };
+        match std::num::NonZeroU32::new(micros) {
+            Some(micros) => Some(Hedge(micros)),
+            None => None,
         }
     }
 
     /// Hedge a call once it has run longer than `percent` % of its operator's recent successful
     /// calls did; `None` unless `percent` is from 50 to 99.
     pub const fn quantile(percent: u8) -> Option<Hedge> {
-        if percent >= Self::MIN_QUANTILE && percent <= Self::MAX_QUANTILE {
-            Some(Hedge(HedgeRule::Quantile(percent)))
-        } else {
-            None
+        if percent < Self::MIN_QUANTILE || percent > Self::MAX_QUANTILE {
+            return None;
+        }
+        match std::num::NonZeroU32::new(Self::QUANTILE | percent as u32) {
+            Some(bits) => Some(Hedge(bits)),
+            None => None,
         }
     }
 
@@ -319,17 +332,19 @@ impl Hedge {
 
     /// The fixed delay, if it is one.
     pub const fn delay(self) -> Option<std::time::Duration> {
-        match self.0 {
-            HedgeRule::After(delay) => Some(delay),
-            HedgeRule::Quantile(_) => None,
+        if self.0.get() & Self::QUANTILE == 0 {
+            Some(std::time::Duration::from_micros(self.0.get() as u64))
+        } else {
+            None
         }
     }
 
     /// The quantile (50 to 99), if it is one.
     pub const fn quantile_percent(self) -> Option<u8> {
-        match self.0 {
-            HedgeRule::Quantile(percent) => Some(percent),
-            HedgeRule::After(_) => None,
+        if self.0.get() & Self::QUANTILE != 0 {
+            Some((self.0.get() & 0xff) as u8)
+        } else {
+            None
         }
     }
 }
@@ -337,9 +352,20 @@ impl Hedge {
 /// `p95`, or the delay in seconds (`0.25`): a form [`Hedge::parse`] reads back.
 impl fmt::Display for Hedge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            HedgeRule::After(delay) => write!(f, "{}", delay.as_secs_f64()),
-            HedgeRule::Quantile(percent) => write!(f, "p{percent}"),
+        match (self.delay(), self.quantile_percent()) {
+            (Some(delay), _) => write!(f, "{}", delay.as_secs_f64()),
+            (None, Some(percent)) => write!(f, "p{percent}"),
+            (None, None) => unreachable!("a hedge is a delay or a quantile"),
+        }
+    }
+}
+
+/// `Hedge("p95")`, `Hedge(250ms)`.
+impl fmt::Debug for Hedge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.delay(), self.quantile_percent()) {
+            (Some(delay), _) => write!(f, "Hedge({delay:?})"),
+            (_, percent) => write!(f, "Hedge(\"p{}\")", percent.unwrap_or_default()),
         }
     }
 }

@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(lines.len(), 4, "{table}");
         assert!(lines[0].starts_with("operator"));
         assert!(lines[0].contains("  count  retries  "), "{table}");
-        assert!(lines[0].ends_with("ok  error  timeout  cache_hit  panicked"));
+        assert!(lines[0].ends_with("ok  error  timeout  cache_hit  panicked  cancelled"));
         assert!(lines[1].starts_with("sum_b   "));
         assert!(lines[2].contains("20.000ms") && lines[2].contains("60.000ms"));
         // Aligned: every row as wide as the header (chars, `µ` included).
