@@ -156,8 +156,13 @@ fn invoke_with<O: Callee + ?Sized>(
                 plan.woke(Now::LAZY)
             }
             // Hedging races a second attempt against this one, both on threads of their own
-            // (the call can abandon its body: it owns the operator).
-            Step::Run(input) if options.hedge_after.is_some() && detach.is_some() => {
+            // (the call can abandon its body: it owns the operator); an attempt that will not be
+            // hedged runs as any other.
+            Step::Run(input)
+                if options.hedge_after.is_some()
+                    && detach.is_some()
+                    && plan.hedge_at(Instant::now()).is_some() =>
+            {
                 if claims.is_none() && plan.holds_claim() {
                     claims = Some(deadline::enter(plan.body_context().clone()));
                 }
