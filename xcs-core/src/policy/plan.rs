@@ -22,6 +22,12 @@
 //! meter of its own ([`record_usage`](crate::record_usage)); the attempt's usage settles its
 //! resource permit, the call's total settles its budget reservation.
 //!
+//! Hedging (`hedge_after`, rules in `policy::hedge`) races a second attempt against a running
+//! one: a driver that can cancel an attempt asks [`CallPlan::hedge_at`] after [`Step::Run`], asks
+//! [`CallPlan::hedge`] for the hedge's admission (the budget, rate and resource steps again, for
+//! that attempt) when that instant comes, and reports each racing attempt's end to
+//! [`CallPlan::raced`], which decides the winner and goes on as [`CallPlan::ran`] does.
+//!
 //! Adding a policy means one module in `policy/` with its rule, one state here, and one row in
 //! the option list.
 
