@@ -176,9 +176,10 @@ async fn invoke_with<O: AsyncCallee + ?Sized>(
                 }
                 plan.woke(Now::LAZY)
             }
-            // Hedging races a second attempt against this one (the call's own path).
+            // Hedging races a second attempt against this one (the call's own path, boxed so
+            // that the future of a call without it stays as small as it was).
             Step::Run(input) if options.hedge_after.is_some() => {
-                race(
+                Box::pin(race(
                     op,
                     input,
                     index,
@@ -186,7 +187,7 @@ async fn invoke_with<O: AsyncCallee + ?Sized>(
                     &mut plan,
                     parent.clone(),
                     progress.clone(),
-                )
+                ))
                 .await
             }
             Step::Run(input) => {
