@@ -60,17 +60,20 @@ extern crate self as xcs;
 #[doc(inline)]
 pub use xcs_core::{
     Axis, Backend, BatchJob, BoxError, CacheDir, CacheSize, CacheStats, DEFAULT_CACHE_CAPACITY,
-    DEFAULT_CACHE_MAX_BYTES, DeviceStrategy, ExecutionOptions, Hedge, HedgeMark, MAX_WORKERS,
-    Operator, OperatorStats, OptionsPatch, Outcome, PMap, PersistSupport, Scheduler,
-    TRACE_CAPACITY, Trace, TraceEvent, TraceSummary, Usage, VMap, XcsError, cache_stats, cancelled,
-    clear_cache, clear_cache_dir, deadline, get_execution_options, get_global_options, pmap,
-    record_usage, register_backend, registered_backends, reset_execution_options,
-    set_cache_capacity, set_cache_max_bytes, set_global_options, spent, take_trace,
-    unregister_backend, vmap, with_options,
+    DEFAULT_CACHE_MAX_BYTES, DeviceStrategy, ExecutionOptions, MAX_WORKERS, Operator,
+    OperatorStats, OptionsPatch, Outcome, PMap, PersistSupport, Scheduler, TRACE_CAPACITY, Trace,
+    TraceEvent, TraceSummary, Usage, VMap, XcsError, cache_stats, cancelled, clear_cache,
+    clear_cache_dir, deadline, get_execution_options, get_global_options, pmap, record_usage,
+    register_backend, registered_backends, reset_execution_options, set_cache_capacity,
+    set_cache_max_bytes, set_global_options, spent, take_trace, unregister_backend, vmap,
+    with_options,
 };
 
 #[doc(inline)]
 pub use xcs_core::{ResourceLimits, ResourceStats, resource_stats, set_resource_limits};
+
+#[doc(inline)]
+pub use xcs_core::{Hedge, HedgeMark};
 
 #[doc(inline)]
 pub use xcs_core::{

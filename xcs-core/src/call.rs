@@ -21,13 +21,15 @@ use crate::deadline::{self, CallContext, CancelFlag};
 use crate::error::XcsError;
 use crate::options::ExecutionOptions;
 use crate::policy::deadline::Now;
+use crate::policy::plan::{HedgeStep, Raced, Racer};
 use crate::policy::{
     self,
-    plan::{CallPlan, Charge, HedgeStep, Raced, Racer, Step, Supports, outcome_of},
+    plan::{CallPlan, Charge, Step, Supports, outcome_of},
 };
 use crate::pool::{self, Crew, Job};
 use crate::scope::{self, get_execution_options};
-use crate::trace::{self, HedgeMark, Outcome};
+use crate::trace;
+use crate::trace::{HedgeMark, Outcome};
 use crate::util::{drop_quietly, guarded, timeout_error};
 
 /// A body that can be moved to another thread: the owned half of a detachable call.

@@ -19,9 +19,8 @@ use crate::cache;
 use crate::deadline::{CallContext, CancelFlag};
 use crate::error::XcsError;
 use crate::policy::deadline::Now;
-use crate::policy::plan::{
-    self, CallPlan, Charge, HedgeStep, Raced, Racer, Step, Supports, outcome_of,
-};
+use crate::policy::plan::{self, CallPlan, Charge, Step, Supports, outcome_of};
+use crate::policy::plan::{HedgeStep, Raced, Racer};
 use crate::scoped::WithOptions;
 use crate::trace;
 use crate::util;

@@ -89,8 +89,9 @@ pub use operator::Operator;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use operator::{AsyncOperator, Blocking, blocking};
+pub use options::Hedge;
 pub use options::{
-    CacheDir, DeviceStrategy, ExecutionOptions, Hedge, MAX_WORKERS, OptionsPatch, Scheduler,
+    CacheDir, DeviceStrategy, ExecutionOptions, MAX_WORKERS, OptionsPatch, Scheduler,
 };
 pub use persist::PersistSupport;
 pub use persist::clear_cache_dir;
@@ -109,8 +110,9 @@ pub use scope::{
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use scoped::{WithOptions, with_options_async};
+pub use trace::HedgeMark;
 pub use trace::{
-    HedgeMark, OperatorStats, Outcome, TRACE_CAPACITY, Trace, TraceEvent, TraceSummary, take_trace,
+    OperatorStats, Outcome, TRACE_CAPACITY, Trace, TraceEvent, TraceSummary, take_trace,
 };
 pub use usage::Usage;
 
