@@ -6,8 +6,9 @@
 //! - **When.** A fixed delay, or a quantile of the operator's own latency: each operator (by
 //!   name) keeps the latencies of its last [`WINDOW`] successful calls made under
 //!   `hedge_after` (from the start of the attempt that succeeded, or of the attempt its hedge
-//!   raced, to the answer), and no quantile hedges before [`MIN_OBSERVATIONS`] of them. A delay
-//!   that ends at or past the deadline hedges nothing.
+//!   raced, to the answer), and no quantile hedges before [`MIN_OBSERVATIONS`] of them. The
+//!   delay is set when an attempt starts (an attempt that starts before the quantile is known is
+//!   not hedged); one that ends at or past the deadline hedges nothing.
 //! - **At most one hedge per call** (per batch item), retries included: once a hedge has
 //!   started (or its admission has been refused), no later attempt of the call is hedged.
 //! - **Admission.** A hedge is an attempt like any other: it reserves its own estimate against
