@@ -156,7 +156,7 @@ fn a_call_that_answers_before_the_delay_is_not_hedged() {
 #[test]
 fn at_most_one_hedge_per_call_and_per_batch_item() {
     // Every start is slow: each call is hedged once, never more.
-    let op = Body::new("hedge_once_each", Shape::Every(80));
+    let op = Body::new("hedge_once_each", Shape::Every(300));
     let out = execution_options!(hedge_after = 0.01, max_workers = 8 => {
         vmap(Arc::clone(&op)).call((0..8).collect())
     })
@@ -165,7 +165,7 @@ fn at_most_one_hedge_per_call_and_per_batch_item() {
     assert_eq!(op.starts(), 16);
 
     // Retries included: attempt 1 and its hedge fail, then two retries run unhedged.
-    let flaky = Body::new("hedge_once_with_retries", Shape::Fails(40));
+    let flaky = Body::new("hedge_once_with_retries", Shape::Fails(150));
     let result = execution_options!(hedge_after = 0.005, max_retries = 2 => {
         Arc::clone(&flaky).call(1)
     });
