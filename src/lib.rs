@@ -28,7 +28,7 @@
 //!
 //! - **Options** ([`ExecutionOptions`]): `use_parallel`, `max_workers`, `device_strategy`,
 //!   `enable_caching`, `trace_execution`, `timeout_seconds`, `max_retries`, `rate_limit`,
-//!   `cache_dir`, `show_progress`, `token_budget`, `cost_budget` and the legacy `scheduler`. Scope them
+//!   `cache_dir`, `show_progress`, `token_budget`, `cost_budget`, `hedge_after` and the legacy `scheduler`. Scope them
 //!   with [`execution_options!`], set process-wide defaults with [`set_execution_options!`], read
 //!   them with [`get_execution_options`]; from configuration, build an [`OptionsPatch`] and use
 //!   [`with_options`] or [`set_global_options`].
@@ -76,6 +76,9 @@ pub use xcs_core::{Fallback, fallback};
 pub use xcs_core::{
     CircuitState, ResourceLimits, ResourceStats, resource_stats, set_resource_limits,
 };
+
+#[doc(inline)]
+pub use xcs_core::{Hedge, HedgeMark};
 
 #[doc(inline)]
 pub use xcs_core::{

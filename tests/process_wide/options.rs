@@ -50,6 +50,7 @@ fn macros_and_run_time_parser_agree_on_names() {
             OptionKind::Directory => "/tmp/xcs-cache",
             OptionKind::Tokens => "1000",
             OptionKind::Cost => "0.25",
+            OptionKind::Hedge => "p95",
         };
         OptionsPatch::from_pairs([(spec.name, sample)])
             .unwrap_or_else(|err| panic!("`{}` rejected at run time: {err}", spec.name));
@@ -84,6 +85,7 @@ fn macros_and_run_time_parser_agree_on_names() {
         show_progress = true,
         token_budget = 1000,
         cost_budget = 0.25,
+        hedge_after = "p95",
         => get_execution_options()
     );
     let pairs = [
@@ -100,6 +102,7 @@ fn macros_and_run_time_parser_agree_on_names() {
         ("show_progress", "true"),
         ("token_budget", "1000"),
         ("cost_budget", "0.25"),
+        ("hedge_after", "p95"),
     ];
     let named: Vec<&str> = pairs.iter().map(|(name, _)| *name).collect();
     assert_eq!(

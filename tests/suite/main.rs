@@ -13,7 +13,7 @@
 //! - `cache`: `enable_caching` and the memory cache; `cache_persistent`: `cache_dir`, the store
 //!   shared by processes; `cache_store_trust`: what the store refuses to trust.
 //! - `timeouts`: `timeout_seconds`, `deadline()` and `cancelled()`; `retries`: `max_retries` and
-//!   `rate_limit`; `trace`: `trace_execution` and the `tracing` spans; `progress`:
+//!   `rate_limit`; `hedging`: `hedge_after`; `trace`: `trace_execution` and the `tracing` spans; `progress`:
 //!   `show_progress`; `warnings`: where the once-per-operator warnings go.
 //! - `resources`: resources shared by operators (`set_resource_limits`, rate-limited answers,
 //!   `resource_stats`); `budgets`: usage, estimates, `token_budget` and `cost_budget`;
@@ -38,6 +38,7 @@ mod cache;
 mod cache_persistent;
 mod cache_store_trust;
 mod drivers_agree;
+mod hedging;
 mod macros_operator_rename;
 mod operator;
 mod operator_async;

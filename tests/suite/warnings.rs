@@ -69,6 +69,25 @@ fn without_a_subscriber_a_warning_goes_to_standard_error_once() {
     assert!(lines[0].contains("enable_caching"), "{stderr}");
 }
 
+#[test]
+fn child_uncacheable_without_caching() {
+    if is_child("child_uncacheable_without_caching") {
+        // Per-call options other than caching (the call goes through the plan): nothing is
+        // cached, so nothing is said about caching.
+        execution_options!(max_retries = 1, timeout_seconds = 30 => {
+            assert_eq!(Uncacheable.call(Opaque(1)).unwrap(), 2);
+        });
+    }
+}
+
+#[test]
+fn without_caching_an_unkeyable_input_is_not_warned_about() {
+    let stderr = stderr_of("child_uncacheable_without_caching");
+    assert!(warnings(&stderr, "runs uncached").is_empty(), "{stderr}");
+    // The retries it cannot make are said (its input cannot be copied either).
+    assert_eq!(warnings(&stderr, "runs without retries").len(), 1, "{stderr}");
+}
+
 /// Counts WARN events of target `xcs`.
 struct CountWarnings(Arc<AtomicUsize>);
 

@@ -21,6 +21,7 @@ use crate::deadline::{self, CallContext, CancelFlag};
 use crate::error::XcsError;
 use crate::options::ExecutionOptions;
 use crate::policy::deadline::Now;
+use crate::policy::plan::{HedgeStep, Raced, Racer};
 use crate::policy::{
     self,
     memo::{self, AtOnce},
@@ -29,6 +30,7 @@ use crate::policy::{
 use crate::pool::{self, Crew, Job};
 use crate::scope::{self, get_execution_options};
 use crate::trace;
+use crate::trace::{HedgeMark, Outcome};
 use crate::util::{drop_quietly, guarded, timeout_error};
 
 /// A body that can be moved to another thread: the owned half of a detachable call.
@@ -111,7 +113,9 @@ fn invoke_with<O: Callee + ?Sized>(
     timed: bool,
 ) -> Result<O::Output, XcsError> {
     let name = op.name();
-    let cache = op.cache_support();
+    // Asked only when caching is on: an operator whose input cannot be keyed is warned about
+    // then, and only then.
+    let cache = options.enable_caching.then(|| op.cache_support()).flatten();
     // A cached call with no deadline is answered from the memory cache before a plan is made.
     let mut key = None;
     if let (Some(support), false, true) = (&cache, timed, options.enable_caching) {
@@ -165,6 +169,22 @@ fn invoke_with<O: Callee + ?Sized>(
                 let listener = plan.take_listener();
                 listener.wait(plan.deadline().map(|(at, _)| at));
                 plan.woke(Now::LAZY)
+            }
+            // Hedging races a second attempt against this one, both on threads of their own
+            // (the call can abandon its body: it owns the operator); an attempt that will not be
+            // hedged runs as any other.
+            Step::Run(input)
+                if options.hedge_after.is_some()
+                    && detach.is_some()
+                    && plan.hedge_at(Instant::now()).is_some() =>
+            {
+                if claims.is_none() && plan.holds_claim() {
+                    claims = Some(deadline::enter(plan.body_context().clone()));
+                }
+                match detach {
+                    Some(make) => race(name, index, make, input, &mut plan),
+                    None => unreachable!("guarded above"),
+                }
             }
             Step::Run(input) => {
                 if claims.is_none() && plan.holds_claim() {
@@ -306,5 +326,251 @@ fn run_detached<I: Send + 'static, O: Send + 'static>(
             crew.abandon(name);
             Err(timeout_error(name, index, timeout))
         }
+    }
+}
+
+/// One attempt of a body running on a job of its own, for a race.
+struct Running {
+    cancel: Arc<CancelFlag>,
+    crew: Arc<Crew>,
+    recorder: Option<trace::Recorder>,
+    over: bool,
+}
+
+/// Starts `body` on a job (as [`run_detached`] does) under `context` and the call's deadline;
+/// its result comes back on `results`, tagged `which`. `Err`: too many abandoned bodies already.
+#[allow(clippy::too_many_arguments)]
+fn spawn_attempt<I: Send + 'static, O: Send + 'static>(
+    name: &str,
+    index: Option<usize>,
+    body: DetachedBody<I, O>,
+    input: I,
+    plan: &CallPlan<'_, I, O>,
+    context: &CallContext,
+    which: Racer,
+    results: &mpsc::Sender<(Racer, Result<O, XcsError>)>,
+) -> Result<Running, XcsError> {
+    if let Err((abandoned, limit)) = pool::check_abandoned() {
+        drop_quietly(input);
+        return Err(XcsError::AbandonedLimit {
+            operator: name.to_owned(),
+            abandoned,
+            limit,
+        });
+    }
+    let recorder = plan
+        .traced()
+        .then(|| trace::begin(name, index).attempt(plan.attempt()));
+    let cancel = CancelFlag::child_of(context.cancel.clone());
+    let ambient = Ambient {
+        options: *plan.options(),
+        context: CallContext {
+            deadline: plan.deadline().map(|(at, _)| at),
+            timeout: plan.deadline().map(|(_, timeout)| timeout),
+            cancel: Some(cancel.clone()),
+            claims: context.claims.clone(),
+            meter: context.meter.clone(),
+            budget: context.budget.clone(),
+        },
+        parent: plan.traced().then(trace::current_parent).flatten(),
+        progress: None,
+    };
+    let crew = Arc::new(Crew::default());
+    let sender = results.clone();
+    let owned_name = name.to_owned();
+    crew.enlist_job();
+    let done = Arc::clone(&crew);
+    let job = Job::new(move || {
+        let entered = ambient.enter();
+        let result = guarded(&owned_name, index, || body(input));
+        drop(entered);
+        // The caller may have moved on already; then nobody wants the result.
+        if let Err(mpsc::SendError((_, unwanted))) = sender.send((which, result)) {
+            drop_quietly(unwanted);
+        }
+    })
+    .then(move || {
+        done.leave(false);
+    });
+    if let Err(job) = pool::spawn(job) {
+        job.run_here();
+    }
+    Ok(Running {
+        cancel,
+        crew,
+        recorder,
+        over: false,
+    })
+}
+
+/// One attempt under `hedge_after` with an owned body: the attempt on a job of its own, and
+/// from the instant the plan names, its hedge on another; the first success answers, and the
+/// other attempt is abandoned with `cancelled()` set (recorded as cancelled). Returns at the
+/// deadline, abandoning both, as [`run_detached`] does. Returns the plan's next step.
+fn race<I: Send + 'static, O: Send + 'static>(
+    name: &str,
+    index: Option<usize>,
+    make: Detach<'_, I, O>,
+    input: I,
+    plan: &mut CallPlan<'_, I, O>,
+) -> Step<I> {
+    let (results, received) = mpsc::channel();
+    let context = plan.body_context().clone();
+    let first = match spawn_attempt(
+        name,
+        index,
+        make(),
+        input,
+        plan,
+        &context,
+        Racer::First,
+        &results,
+    ) {
+        Ok(running) => running,
+        Err(error) => return settled(plan.raced(Racer::First, Err(error), Now::LAZY)),
+    };
+    let mut attempts = [Some(first), None];
+    let mut hedge_at = plan.hedge_at(Instant::now());
+    let deadline = plan.deadline();
+    loop {
+        let wake = match (hedge_at, deadline) {
+            (Some(a), Some((b, _))) => Some(a.min(b)),
+            (a, b) => a.or(b.map(|(at, _)| at)),
+        };
+        let message = match wake {
+            Some(at) => received.recv_timeout(at.saturating_duration_since(Instant::now())),
+            None => received
+                .recv()
+                .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        };
+        match message {
+            Ok((which, result)) => {
+                let result = plan.on_time(result, Now::LAZY);
+                let raced = attempts[1].is_some();
+                let slot = usize::from(which == Racer::Hedge);
+                if let Some(running) = attempts[slot].as_mut() {
+                    running.over = true;
+                    if let Some(recorder) = running.recorder.take() {
+                        let usage = match which {
+                            Racer::First => plan.attempt_usage(),
+                            Racer::Hedge => plan.hedge_usage(),
+                        };
+                        let wait = match which {
+                            Racer::First => plan.resource_wait(),
+                            Racer::Hedge => plan.hedge_wait(),
+                        };
+                        recorder
+                            .charged(usage, wait)
+                            .hedged(raced.then_some(HedgeMark {
+                                is_hedge: which == Racer::Hedge,
+                                won: result.is_ok(),
+                            }))
+                            .finish(outcome_of(&result));
+                    }
+                }
+                if let Raced::Over(step) = plan.raced(which, result, Now::LAZY) {
+                    abandon_running(name, &mut attempts, plan, Outcome::Cancelled);
+                    return step;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout)
+                if deadline.is_some_and(|(at, _)| Instant::now() >= at) =>
+            {
+                // The deadline: the attempts still running are abandoned and time out.
+                let timeout = deadline.map_or(Duration::ZERO, |(_, t)| t);
+                let pending: Vec<Racer> = [Racer::First, Racer::Hedge]
+                    .into_iter()
+                    .zip(&attempts)
+                    .filter(|(_, running)| running.as_ref().is_some_and(|r| !r.over))
+                    .map(|(which, _)| which)
+                    .collect();
+                abandon_running(name, &mut attempts, plan, Outcome::Timeout);
+                for which in pending {
+                    let error = timeout_error(name, index, timeout);
+                    if let Raced::Over(step) = plan.raced(which, Err(error), Now::LAZY) {
+                        return step;
+                    }
+                }
+                unreachable!("a race with nothing running is over");
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if attempts[1].is_some() || hedge_at.is_none_or(|at| Instant::now() < at) {
+                    continue;
+                }
+                match plan.hedge(Instant::now()) {
+                    HedgeStep::Run(copy) => {
+                        hedge_at = None;
+                        let context = plan.hedge_context().clone();
+                        match spawn_attempt(
+                            name,
+                            index,
+                            make(),
+                            copy,
+                            plan,
+                            &context,
+                            Racer::Hedge,
+                            &results,
+                        ) {
+                            Ok(running) => attempts[1] = Some(running),
+                            Err(error) => {
+                                // Not started: it failed at once, and the first goes on.
+                                if let Raced::Over(step) =
+                                    plan.raced(Racer::Hedge, Err(error), Now::LAZY)
+                                {
+                                    abandon_running(name, &mut attempts, plan, Outcome::Cancelled);
+                                    return step;
+                                }
+                            }
+                        }
+                    }
+                    HedgeStep::Later(at) => hedge_at = Some(at),
+                    HedgeStep::Never => hedge_at = None,
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                unreachable!("the race keeps a sender of its own")
+            }
+        }
+    }
+}
+
+/// Abandons the attempts of a race still running (`cancelled()` set, their threads counted as
+/// abandoned), recording them with `outcome`.
+fn abandon_running<I: 'static, O: Send + 'static>(
+    name: &str,
+    attempts: &mut [Option<Running>; 2],
+    plan: &CallPlan<'_, I, O>,
+    outcome: Outcome,
+) {
+    let raced = attempts[1].is_some();
+    for (slot, attempt) in attempts.iter_mut().enumerate() {
+        let Some(running) = attempt.as_mut().filter(|r| !r.over) else {
+            continue;
+        };
+        running.over = true;
+        running.cancel.cancel();
+        running.crew.abandon(name);
+        if let Some(recorder) = running.recorder.take() {
+            let usage = if slot == 0 {
+                plan.attempt_usage()
+            } else {
+                plan.hedge_usage()
+            };
+            recorder
+                .charged(usage, Duration::ZERO)
+                .hedged(raced.then_some(HedgeMark {
+                    is_hedge: slot == 1,
+                    won: false,
+                }))
+                .finish(outcome);
+        }
+    }
+}
+
+/// The step after a race that is over.
+fn settled<I>(raced: Raced<I>) -> Step<I> {
+    match raced {
+        Raced::Over(step) => step,
+        Raced::Wait => unreachable!("an attempt that raced nothing ends the race"),
     }
 }

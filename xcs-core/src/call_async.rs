@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use futures_util::FutureExt;
@@ -20,6 +21,7 @@ use crate::error::XcsError;
 use crate::policy::deadline::Now;
 use crate::policy::memo::{self, AtOnce};
 use crate::policy::plan::{self, CallPlan, Charge, Step, Supports, outcome_of};
+use crate::policy::plan::{HedgeStep, Raced, Racer};
 use crate::scoped::WithOptions;
 use crate::trace;
 use crate::util::{self, drop_quietly};
@@ -122,7 +124,13 @@ async fn invoke_with<O: AsyncCallee + ?Sized>(
     ambient: Arc<Ambient>,
 ) -> Result<O::Output, XcsError> {
     let name = op.name();
-    let cache = op.cache_support();
+    // Asked only when caching is on: an operator whose input cannot be keyed is warned about
+    // then, and only then.
+    let cache = ambient
+        .options
+        .enable_caching
+        .then(|| op.cache_support())
+        .flatten();
     // A cached call with no deadline is answered from the memory cache before a plan is made.
     let mut key = None;
     let timed = ambient.context.deadline.is_some() || ambient.options.timeout_seconds.is_some();
@@ -185,12 +193,27 @@ async fn invoke_with<O: AsyncCallee + ?Sized>(
                 }
                 plan.woke(Now::LAZY)
             }
+            // Hedging races a second attempt against this one (the call's own path, boxed so
+            // that the future of a call without it stays as small as it was).
+            Step::Run(input) if options.hedge_after.is_some() => {
+                Box::pin(race(
+                    op,
+                    input,
+                    index,
+                    &options,
+                    &mut plan,
+                    parent.clone(),
+                    progress.clone(),
+                ))
+                .await
+            }
             Step::Run(input) => {
                 let attempt = Attempt {
                     deadline: plan.deadline(),
                     traced: plan.traced().then_some(plan.attempt()),
                     context: plan.body_context().clone(),
                     waited: plan.resource_wait(),
+                    race: None,
                 };
                 let result = attempt_once(
                     op,
@@ -229,6 +252,120 @@ struct Attempt {
     context: CallContext,
     /// How long the attempt waited for its resource.
     waited: std::time::Duration,
+    /// For an attempt that may race a hedge: whether it is the hedge, and the marks the two
+    /// attempts' trace events share.
+    race: Option<(bool, Arc<trace::RaceMarks>)>,
+}
+
+/// One attempt under `hedge_after` ([`Step::Run`] with hedging on): the attempt, and from the
+/// instant the plan names, its hedge; the first success answers, and the other attempt's future
+/// is dropped (recorded as cancelled). Returns the plan's next step.
+async fn race<O: AsyncCallee + ?Sized>(
+    op: &O,
+    input: O::Input,
+    index: Option<usize>,
+    options: &crate::options::ExecutionOptions,
+    plan: &mut CallPlan<'_, O::Input, O::Output>,
+    parent: Option<trace::Parent>,
+    progress: Option<Arc<crate::progress::BatchProgress>>,
+) -> Step<O::Input> {
+    let marks = Arc::new(trace::RaceMarks::default());
+    let attempt = Attempt {
+        deadline: plan.deadline(),
+        traced: plan.traced().then_some(plan.attempt()),
+        context: plan.body_context().clone(),
+        waited: plan.resource_wait(),
+        race: Some((false, Arc::clone(&marks))),
+    };
+    let mut first = Box::pin(attempt_once(
+        op,
+        input,
+        index,
+        options,
+        attempt,
+        parent.clone(),
+        progress.clone(),
+    ));
+    let mut hedge_at = plan.hedge_at(Instant::now());
+    // Until the hedge starts: the first attempt against the hedge's instant.
+    let hedge_input = loop {
+        let Some(at) = hedge_at else {
+            let result = first.as_mut().await;
+            return over(plan.raced(Racer::First, result, Now::LAZY));
+        };
+        let mut sleep = std::pin::pin!(tokio::time::sleep_until(at.into()));
+        let finished = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = first.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
+            }
+            sleep.as_mut().poll(cx).map(|()| None)
+        })
+        .await;
+        if let Some(result) = finished {
+            return over(plan.raced(Racer::First, result, Now::LAZY));
+        }
+        match plan.hedge(Instant::now()) {
+            HedgeStep::Run(input) => break input,
+            HedgeStep::Later(at) => hedge_at = Some(at),
+            HedgeStep::Never => hedge_at = None,
+        }
+    };
+    marks.raced();
+    let attempt = Attempt {
+        deadline: plan.deadline(),
+        traced: plan.traced().then_some(plan.attempt()),
+        context: plan.hedge_context().clone(),
+        waited: plan.hedge_wait(),
+        race: Some((true, Arc::clone(&marks))),
+    };
+    let mut second = Box::pin(attempt_once(
+        op,
+        hedge_input,
+        index,
+        options,
+        attempt,
+        parent,
+        progress,
+    ));
+    let (mut first_over, mut second_over) = (false, false);
+    loop {
+        let (which, result) = std::future::poll_fn(|cx| {
+            if !first_over {
+                if let Poll::Ready(result) = first.as_mut().poll(cx) {
+                    return Poll::Ready((Racer::First, result));
+                }
+            }
+            if !second_over {
+                if let Poll::Ready(result) = second.as_mut().poll(cx) {
+                    return Poll::Ready((Racer::Hedge, result));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match which {
+            Racer::First => first_over = true,
+            Racer::Hedge => second_over = true,
+        }
+        if let Raced::Over(step) = plan.raced(which, result, Now::LAZY) {
+            // The attempt still running lost: its future is dropped on return.
+            if !first_over {
+                marks.lost(false);
+            }
+            if !second_over {
+                marks.lost(true);
+            }
+            return step;
+        }
+    }
+}
+
+/// The step after a race that is over.
+fn over<I>(raced: Raced<I>) -> Step<I> {
+    match raced {
+        Raced::Over(step) => step,
+        Raced::Wait => unreachable!("an attempt that raced nothing ends the race"),
+    }
 }
 
 /// One attempt of the body: a future dropped at the deadline, recorded as one event.
@@ -247,9 +384,16 @@ async fn attempt_once<O: AsyncCallee + ?Sized>(
         traced,
         context,
         waited,
+        race,
     } = attempt;
     let meter = context.meter.clone();
-    let event = traced.map(|n| trace::begin_async(name, index, parent.as_ref()).attempt(n));
+    let event = traced.map(|n| {
+        let event = trace::begin_async(name, index, parent.as_ref()).attempt(n);
+        match race {
+            Some((is_hedge, marks)) => event.racing(is_hedge, marks),
+            None => event,
+        }
+    });
     let cancel = CancelFlag::child_of(context.cancel.clone());
     let inner = CallContext {
         deadline: deadline.map(|(at, _)| at),

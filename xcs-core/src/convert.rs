@@ -5,7 +5,9 @@
 //! `f64`, `f32`, `u64`, `Duration` or an `Option` of them; for `max_retries` a `u32`; for
 //! `rate_limit` an `f64` or `Option<f64>`; for `cache_dir` a `&str`, `String`, `&Path`, `PathBuf`,
 //! [`CacheDir`] or an `Option` of them; for `token_budget` a `u64`, `u32`, `usize`, `NonZeroU64`
-//! or an `Option` of them; for `cost_budget` an `f64`, `f32` or an `Option` of either. Literals are checked by the macro at compile time; these
+//! or an `Option` of them; for `cost_budget` an `f64`, `f32` or an `Option` of either; for
+//! `hedge_after` a [`Hedge`], `Duration`, `f64` (seconds), `&str` (`"p95"`) or an `Option` of
+//! them. Literals are checked by the macro at compile time; these
 //! traits check the rest at run time and panic with a message naming the option, as the macros
 //! document under `# Panics`. Untrusted values should go through
 //! [`OptionsPatch::from_pairs`](crate::OptionsPatch::from_pairs) instead, which returns errors.
@@ -22,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::options::{
-    CacheDir, DeviceStrategy, Scheduler, cost_budget_from, rate_limit_from, timeout_from_secs,
+    CacheDir, DeviceStrategy, Hedge, Scheduler, cost_budget_from, rate_limit_from,
+    timeout_from_secs,
 };
 
 /// A value `max_workers` can be set from.
@@ -367,6 +370,76 @@ pub fn token_budget(value: impl IntoTokenBudget) -> Option<u64> {
 #[track_caller]
 pub fn cost_budget(value: impl IntoCostBudget) -> Option<f64> {
     value.into_cost_budget()
+}
+
+/// A value `hedge_after` can be set from.
+#[diagnostic::on_unimplemented(
+    message = "`hedge_after` takes a `Hedge`, `Duration`, `f64` (seconds), `&str` (\"p95\") or `Option` of them, not `{Self}`",
+    label = "expected a hedging delay or quantile",
+    note = "build one with `xcs::Hedge::after` or `xcs::Hedge::quantile`; parse configuration with `OptionsPatch::from_pairs`"
+)]
+pub trait IntoHedge {
+    /// The hedging rule, or `None` for no hedging. Panics on a zero, negative or non-finite
+    /// delay and on a quantile outside `"p50"` … `"p99"`.
+    fn into_hedge(self) -> Option<Hedge>;
+}
+
+#[track_caller]
+fn bad_hedge(shown: &dyn std::fmt::Display) -> ! {
+    panic!(
+        "execution option `hedge_after` must be a number of seconds greater than 0 or a quantile from \"p50\" to \"p99\", got {shown}"
+    )
+}
+
+impl IntoHedge for Hedge {
+    fn into_hedge(self) -> Option<Hedge> {
+        Some(self)
+    }
+}
+
+impl IntoHedge for Duration {
+    #[track_caller]
+    fn into_hedge(self) -> Option<Hedge> {
+        match Hedge::after(self) {
+            Some(hedge) => Some(hedge),
+            None => bad_hedge(&"0s"),
+        }
+    }
+}
+
+impl IntoHedge for f64 {
+    #[track_caller]
+    fn into_hedge(self) -> Option<Hedge> {
+        match timeout_from_secs(self).and_then(Hedge::after) {
+            Some(hedge) => Some(hedge),
+            None => bad_hedge(&self),
+        }
+    }
+}
+
+impl IntoHedge for &str {
+    #[track_caller]
+    fn into_hedge(self) -> Option<Hedge> {
+        match Hedge::parse(self) {
+            Some(hedge) => Some(hedge),
+            None => bad_hedge(&format_args!("{self:?}")),
+        }
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: IntoHedge> IntoHedge for Option<T> {
+    #[track_caller]
+    fn into_hedge(self) -> Option<Hedge> {
+        self.and_then(IntoHedge::into_hedge)
+    }
+}
+
+/// `hedge_after` from a value (the macros pass literals through here too, checked already).
+/// Panics on an invalid one.
+#[track_caller]
+pub fn hedge_after(value: impl IntoHedge) -> Option<Hedge> {
+    value.into_hedge()
 }
 
 /// A value a per-minute resource limit (`requests_per_minute`, `tokens_per_minute`) can be set
@@ -727,6 +800,22 @@ mod tests {
     #[should_panic(expected = "`set_resource_limits!` needs a non-empty resource name")]
     fn empty_resource_name_panics() {
         let _ = resource_name("");
+    }
+
+    #[test]
+    fn hedge_after_takes_its_forms() {
+        let quarter = Hedge::after(Duration::from_millis(250));
+        assert_eq!(hedge_after(0.25), quarter);
+        assert_eq!(hedge_after(Duration::from_millis(250)), quarter);
+        assert_eq!(hedge_after(Some("p95")), Hedge::quantile(95));
+        assert_eq!(hedge_after(quarter), quarter);
+        assert_eq!(hedge_after(None::<f64>), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "execution option `hedge_after` must be a number of seconds")]
+    fn a_bad_hedge_panics() {
+        let _ = hedge_after("p100");
     }
 
     #[test]

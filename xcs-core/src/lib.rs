@@ -91,6 +91,7 @@ pub use operator::Operator;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use operator::{AsyncOperator, Blocking, blocking};
+pub use options::Hedge;
 pub use options::{
     CacheDir, DeviceStrategy, ExecutionOptions, MAX_WORKERS, OptionsPatch, Scheduler,
 };
@@ -113,6 +114,7 @@ pub use scope::{
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use scoped::{WithOptions, with_options_async};
+pub use trace::HedgeMark;
 pub use trace::{
     OperatorStats, Outcome, TRACE_CAPACITY, Trace, TraceEvent, TraceSummary, take_trace,
 };

@@ -183,3 +183,18 @@ pub(crate) fn warn_not_retried(name: &str, input_type: &str) {
         )
     });
 }
+
+/// Warns once per operator name that `hedge_after` cannot apply: its input (of type
+/// `input_type`) cannot be copied for a second attempt.
+pub(crate) fn warn_not_hedged(name: &str, input_type: &str) {
+    crate::warn::warn_once("hedging", name, || {
+        format!(
+            "`{name}` runs without hedging although `hedge_after` is set: a hedge needs a copy \
+             of its input `{input_type}`, and xcs cannot copy it. A hand-written operator's \
+             input is copied only when it is a common standard type (integers, `bool`, `char`, \
+             `String`, `()` or `Vec`s of them): put `#[xcs::operator]` on its `impl Operator`/\
+             `impl AsyncOperator` block to copy any `Clone` input. A generated operator needs \
+             every parameter to be `Clone`"
+        )
+    });
+}

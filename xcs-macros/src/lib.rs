@@ -73,6 +73,7 @@ mod resource;
 /// | `show_progress` | `true`, `false` | `bool` |
 /// | `token_budget` | an integer ≥ 1, `None` | `u64`, `u32`, `usize`, `NonZeroU64`, `Option` of them |
 /// | `cost_budget` | a number > 0 (integer or float), `None` | `f64`, `f32`, `Option` of either |
+/// | `hedge_after` | a number of seconds > 0, `"p50"` … `"p99"`, `None` | `Hedge`, `Duration`, `f64`, `&str`, `Option` of them |
 ///
 /// - `use_parallel`: run batch items in parallel where possible (default `true`).
 /// - `max_workers`: the most items of a batch running at once, at every level; `None`: one per
@@ -93,6 +94,9 @@ mod resource;
 ///   and the outer one, so `None` or a larger value there keeps the outer budget.
 /// - `cost_budget`: the most the calls of the scope may cost together; narrowed like
 ///   `token_budget` (default `None`).
+/// - `hedge_after`: start a second attempt of a call still running after this many seconds, or
+///   after that quantile of its operator's recent latency (`"p95"`); the first success answers
+///   (default `None`).
 ///
 /// The expression may be an `async` block: the macro then yields a future with the options in
 /// force whenever it is polled (`execution_options!(… => async { … }).await`). An `.await` in
@@ -155,7 +159,8 @@ mod resource;
 /// A non-literal value is checked when the scope is entered, and an invalid one panics with a
 /// message naming the option: a `max_workers` or `token_budget` of `0`, a `timeout_seconds`
 /// that is not a finite number greater than 0 (or a zero `Duration`), a `rate_limit` or
-/// `cost_budget` that is not a finite number greater than 0, an empty `cache_dir`, or a
+/// `cost_budget` that is not a finite number greater than 0, a `hedge_after` that is neither a
+/// delay greater than 0 nor a quantile from `"p50"` to `"p99"`, an empty `cache_dir`, or a
 /// `scheduler` that contradicts a `use_parallel` of the same call. The options are unchanged then. For values from
 /// configuration or users, use the fallible route instead:
 /// [`OptionsPatch::from_pairs`](xcs_core::OptionsPatch::from_pairs) and

@@ -493,6 +493,8 @@ impl WireEvent {
             usage: None,
             resource_wait: Duration::ZERO,
             answered_by: None,
+            // Workers do not hedge: hedging is the caller's decision.
+            hedge: None,
         }
     }
 

@@ -25,6 +25,8 @@ pub enum OptionKind {
     Tokens,
     /// An amount of money: a finite number > 0 (integer or float), or none.
     Cost,
+    /// A [`Hedge`](super::Hedge): a number of seconds > 0, `"p50"` … `"p99"`, or none.
+    Hedge,
 }
 
 impl OptionKind {
@@ -41,6 +43,7 @@ impl OptionKind {
                 | OptionKind::Directory
                 | OptionKind::Tokens
                 | OptionKind::Cost
+                | OptionKind::Hedge
         )
     }
 
@@ -59,6 +62,7 @@ impl OptionKind {
             OptionKind::Directory => "cache_dir",
             OptionKind::Tokens => "token_budget",
             OptionKind::Cost => "cost_budget",
+            OptionKind::Hedge => "hedge_after",
         }
     }
 }
@@ -355,6 +359,34 @@ macro_rules! option_list {
                 macro_setter: __set_cost_budget,
                 merge: narrow,
                 call_policy: |budget: &Option<f64>| budget.is_some(),
+                wire: worker(None),
+            },
+            /// Hedged calls: when a call (each item of a batch on its own) has not finished after
+            /// this delay — a fixed time, or a quantile of its operator's own latency over its
+            /// recent successful calls (no hedging before 20 of them) — a second attempt on a copy
+            /// of the same input starts, and the first success answers the call (the other
+            /// attempt is cancelled: an async body is dropped, a sync body abandoned with
+            /// [`cancelled`](crate::cancelled) set). At most one hedge per call, retries
+            /// included. `None`: no hedging. Default `None`.
+            ///
+            /// It applies to async operators and to sync operators the call can abandon (an owned
+            /// handle: generated operators, `Arc<O>`, `&'static O`, batch items), with inputs
+            /// that can be copied (otherwise the call runs unhedged, warned once). A hedge is an
+            /// attempt like any other: it waits for its rate slot and its resource and is charged
+            /// to budgets. Hedging is the caller's decision: cluster workers run their items
+            /// without it.
+            hedge_after: Option<Hedge> = None => {
+                kind: Hedge,
+                default: "None",
+                expected: "a number of seconds greater than 0, \"p50\" … \"p99\", or `None`",
+                doc: "start a second attempt of a call still running after this delay (seconds) or quantile of its recent latency (\"p95\")",
+                parse: parse_hedge,
+                /// Sets `hedge_after` (`None`: no hedging); build the value with [`Hedge::after`],
+                /// [`Hedge::quantile`] or [`Hedge::parse`].
+                setter: hedge_after,
+                macro_setter: __set_hedge_after,
+                merge: plain,
+                call_policy: |hedge: &Option<Hedge>| hedge.is_some(),
                 wire: worker(None),
             },
         }

@@ -4,7 +4,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use super::list::OptionSpec;
-use super::values::{CacheDir, DeviceStrategy, Scheduler};
+use super::values::{CacheDir, DeviceStrategy, Hedge, Scheduler};
 use crate::error::XcsError;
 
 pub(super) fn invalid(spec: &OptionSpec, value: &str) -> XcsError {
@@ -133,6 +133,17 @@ pub fn parse_cost_budget(spec: &OptionSpec, value: &str) -> Result<Option<f64>, 
 /// `cost`, if it is a valid `cost_budget` (finite and greater than 0).
 pub fn cost_budget_from(cost: f64) -> Option<f64> {
     (cost.is_finite() && cost > 0.0).then_some(cost)
+}
+
+/// Parses a hedging rule: `p50` … `p99` (any case), a finite number of seconds > 0, or `none`
+/// (see [`Hedge::parse`]).
+pub fn parse_hedge(spec: &OptionSpec, value: &str) -> Result<Option<Hedge>, XcsError> {
+    if is_none_word(value) {
+        return Ok(None);
+    }
+    Hedge::parse(value)
+        .map(Some)
+        .ok_or_else(|| invalid(spec, value))
 }
 
 /// Parses a cache directory: a non-empty path, or `none`.

@@ -31,6 +31,7 @@ fn sample(kind: OptionKind) -> &'static str {
         OptionKind::Directory => "/tmp/xcs-cache",
         OptionKind::Tokens => "1000",
         OptionKind::Cost => "0.25",
+        OptionKind::Hedge => "p95",
     }
 }
 
@@ -50,7 +51,7 @@ fn defaults_are_the_table_defaults() {
         shown,
         [
             "true", "None", "\"auto\"", "false", "false", "None", "None", "0", "None", "None",
-            "false", "None", "None"
+            "false", "None", "None", "None"
         ]
     );
 }
@@ -119,8 +120,10 @@ fn macro_setters_check_what_the_builder_checks() {
 #[cfg(target_pointer_width = "64")]
 #[test]
 fn options_stay_small() {
-    // 80 bytes before the two budgets (an `Option<u64>` and an `Option<f64>`, 16 bytes each).
+    // 80 bytes before the two budgets (an `Option<u64>` and an `Option<f64>`, 16 bytes each);
+    // `hedge_after` is 4 bytes.
     assert!(std::mem::size_of::<ExecutionOptions>() <= 112);
+    assert_eq!(std::mem::size_of::<Option<crate::options::Hedge>>(), 4);
 }
 
 #[test]
@@ -642,4 +645,38 @@ fn device_names_intern() {
     assert_eq!(a, b);
     assert_eq!(a.to_string(), "tpu-x");
     assert_eq!(DeviceStrategy::named("GPU"), DeviceStrategy::Gpu);
+}
+
+#[test]
+fn hedge_after_parses_its_forms() {
+    use std::time::Duration;
+    let patch = OptionsPatch::from_pairs([("hedge_after", "p95")]).unwrap();
+    let options = ExecutionOptions::default().patched(&patch);
+    assert_eq!(options.hedge_after, crate::options::Hedge::quantile(95));
+    let patch = OptionsPatch::from_pairs([("hedge_after", " 0.25 ")]).unwrap();
+    let options = options.patched(&patch);
+    assert_eq!(
+        options.hedge_after,
+        crate::options::Hedge::after(Duration::from_millis(250))
+    );
+    let patch = OptionsPatch::from_pairs([("hedge_after", "none")]).unwrap();
+    assert_eq!(options.patched(&patch).hedge_after, None);
+    for bad in ["p100", "p5", "fast", "0", "-1", "p", "p9x", "inf"] {
+        match OptionsPatch::from_pairs([("hedge_after", bad)]) {
+            Err(XcsError::InvalidValue { option, value, .. }) => {
+                assert_eq!((option.as_str(), value.as_str()), ("hedge_after", bad));
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    // A scope overrides it like any plain option.
+    let outer = OptionsPatch::new().hedge_after(crate::options::Hedge::quantile(50));
+    let inner = OptionsPatch::new().hedge_after(None);
+    let options = ExecutionOptions::default().patched(&outer).patched(&inner);
+    assert_eq!(options.hedge_after, None);
+    assert!(
+        ExecutionOptions::default()
+            .patched(&outer)
+            .has_call_policy()
+    );
 }

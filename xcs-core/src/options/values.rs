@@ -1,5 +1,5 @@
 //! The values of options that are more than a number or a flag: device strategies, cache
-//! directories and the legacy scheduler.
+//! directories, the legacy scheduler and hedging rules.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -248,5 +248,124 @@ impl Scheduler {
 impl fmt::Display for Scheduler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// When a call is hedged (the `hedge_after` option): once it has run for a fixed time, or for a
+/// quantile of its operator's own recent latency.
+///
+/// Every `Hedge` is valid: the delay is never zero, the quantile is from 50 to 99. Build one
+/// with [`Hedge::after`], [`Hedge::quantile`] or [`Hedge::parse`] (the forms `from_pairs`
+/// reads: a number of seconds, `"p50"` … `"p99"`). A delay is kept to the microsecond (rounded
+/// up) and at most [`Hedge::MAX_DELAY`] (about 35 minutes; a longer one is that): a `Hedge` is
+/// four bytes, so that the options, copied on every scope entry, stay small.
+///
+/// ```
+/// use std::time::Duration;
+/// use xcs::Hedge;
+/// let fixed = Hedge::after(Duration::from_millis(250)).unwrap();
+/// assert_eq!(fixed.delay(), Some(Duration::from_millis(250)));
+/// let p95 = Hedge::parse("p95").unwrap();
+/// assert_eq!((p95.quantile_percent(), p95.to_string()), (Some(95), "p95".to_owned()));
+/// assert_eq!(Hedge::parse("0.5"), Hedge::after(Duration::from_millis(500)));
+/// assert_eq!(fixed.to_string(), "0.25");
+/// assert!(Hedge::quantile(100).is_none() && Hedge::after(Duration::ZERO).is_none());
+/// assert!(Hedge::parse("p5").is_none() && Hedge::parse("fast").is_none());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Hedge(std::num::NonZeroU32);
+
+impl Hedge {
+    /// The lowest quantile `hedge_after` takes (`"p50"`).
+    pub const MIN_QUANTILE: u8 = 50;
+    /// The highest quantile `hedge_after` takes (`"p99"`).
+    pub const MAX_QUANTILE: u8 = 99;
+    /// The longest fixed delay (2³¹ − 1 µs, about 35 minutes 47 seconds).
+    pub const MAX_DELAY: std::time::Duration =
+        std::time::Duration::from_micros(Self::QUANTILE as u64 - 1);
+
+    /// The bit that marks a quantile; below it, a delay in microseconds.
+    const QUANTILE: u32 = 1 << 31;
+
+    /// Hedge a call once it has run for `delay`; `None` for a zero delay.
+    pub const fn after(delay: std::time::Duration) -> Option<Hedge> {
+        if delay.is_zero() {
+            return None;
+        }
+        let micros = delay.as_nanos().div_ceil(1_000);
+        let micros = if micros >= Self::QUANTILE as u128 {
+            Self::QUANTILE - 1
+        } else {
+            micros as u32
+        };
+        match std::num::NonZeroU32::new(micros) {
+            Some(micros) => Some(Hedge(micros)),
+            None => None,
+        }
+    }
+
+    /// Hedge a call once it has run longer than `percent` % of its operator's recent successful
+    /// calls did; `None` unless `percent` is from 50 to 99.
+    pub const fn quantile(percent: u8) -> Option<Hedge> {
+        if percent < Self::MIN_QUANTILE || percent > Self::MAX_QUANTILE {
+            return None;
+        }
+        match std::num::NonZeroU32::new(Self::QUANTILE | percent as u32) {
+            Some(bits) => Some(Hedge(bits)),
+            None => None,
+        }
+    }
+
+    /// Reads the forms the option takes in configuration: `"p50"` … `"p99"` (any case), or a
+    /// finite number of seconds greater than 0. Surrounding whitespace is ignored.
+    pub fn parse(text: &str) -> Option<Hedge> {
+        let text = text.trim();
+        if let Some(digits) = text.strip_prefix(['p', 'P']) {
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            return digits.parse::<u8>().ok().and_then(Hedge::quantile);
+        }
+        let seconds: f64 = text.parse().ok()?;
+        super::timeout_from_secs(seconds).and_then(Hedge::after)
+    }
+
+    /// The fixed delay, if it is one.
+    pub const fn delay(self) -> Option<std::time::Duration> {
+        if self.0.get() & Self::QUANTILE == 0 {
+            Some(std::time::Duration::from_micros(self.0.get() as u64))
+        } else {
+            None
+        }
+    }
+
+    /// The quantile (50 to 99), if it is one.
+    pub const fn quantile_percent(self) -> Option<u8> {
+        if self.0.get() & Self::QUANTILE != 0 {
+            Some((self.0.get() & 0xff) as u8)
+        } else {
+            None
+        }
+    }
+}
+
+/// `p95`, or the delay in seconds (`0.25`): a form [`Hedge::parse`] reads back.
+impl fmt::Display for Hedge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.delay(), self.quantile_percent()) {
+            (Some(delay), _) => write!(f, "{}", delay.as_secs_f64()),
+            (None, Some(percent)) => write!(f, "p{percent}"),
+            (None, None) => unreachable!("a hedge is a delay or a quantile"),
+        }
+    }
+}
+
+/// `Hedge("p95")`, `Hedge(250ms)`.
+impl fmt::Debug for Hedge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.delay(), self.quantile_percent()) {
+            (Some(delay), _) => write!(f, "Hedge({delay:?})"),
+            (_, percent) => write!(f, "Hedge(\"p{}\")", percent.unwrap_or_default()),
+        }
     }
 }

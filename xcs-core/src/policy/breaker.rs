@@ -86,8 +86,16 @@ impl Report {
     pub(crate) fn of<T>(result: &Result<T, XcsError>) -> Report {
         match result {
             Ok(_) => Report::Success,
-            Err(error) if error.is_retryable() && !error.is_rate_limited() => Report::Failure,
-            Err(_) => Report::Other,
+            Err(error) => Report::of_error(error),
+        }
+    }
+
+    /// How the breaker counts a failure with `error`.
+    pub(crate) fn of_error(error: &XcsError) -> Report {
+        if error.is_retryable() && !error.is_rate_limited() {
+            Report::Failure
+        } else {
+            Report::Other
         }
     }
 }

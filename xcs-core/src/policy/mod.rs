@@ -13,7 +13,9 @@
 //!    ended;
 //! 6. **trace** — each attempt is an event carrying its attempt number, its usage and its wait;
 //! 7. **body**, with panics caught, recording its usage on a meter of its own;
-//! 8. **retry** ([`retry`]) — a retryable failure runs again after a backoff, up to
+//! 8. **hedge** ([`hedge`]) — an attempt still running after `hedge_after` is raced by a second
+//!    one on a copy of its input (admitted as in 3–5), once per call; the first success answers;
+//! 9. **retry** ([`retry`]) — a retryable failure runs again after a backoff, up to
 //!    `max_retries` more times, never past the deadline (no wait that ends past it starts an
 //!    attempt).
 //!
@@ -23,6 +25,7 @@
 pub(crate) mod breaker;
 pub(crate) mod budget;
 pub(crate) mod deadline;
+pub(crate) mod hedge;
 pub(crate) mod memo;
 pub(crate) mod plan;
 pub(crate) mod rate;

@@ -22,6 +22,12 @@
 //! meter of its own ([`record_usage`](crate::record_usage)); the attempt's usage settles its
 //! resource permit, the call's total settles its budget reservation.
 //!
+//! Hedging (`hedge_after`, rules in `policy::hedge`) races a second attempt against a running
+//! one: a driver that can cancel an attempt asks [`CallPlan::hedge_at`] after [`Step::Run`], asks
+//! [`CallPlan::hedge`] for the hedge's admission (the budget, rate and resource steps again, for
+//! that attempt) when that instant comes, and reports each racing attempt's end to
+//! [`CallPlan::raced`], which decides the winner and goes on as [`CallPlan::ran`] does.
+//!
 //! Adding a policy means one module in `policy/` with its rule, one state here, and one row in
 //! the option list.
 
@@ -34,6 +40,7 @@ use crate::options::ExecutionOptions;
 use crate::persist::{PersistSupport, Write};
 use crate::policy::budget::Reservation;
 use crate::policy::deadline::Now;
+use crate::policy::hedge;
 use crate::policy::memo::{self, Claimed, Held};
 use crate::policy::rate;
 use crate::policy::retry::{self, CloneInput};
@@ -172,6 +179,8 @@ pub(crate) struct CallPlan<'a, I, O> {
     /// When the plan was made, if the clock was read then (for its deadline): admission reuses
     /// it rather than reading the clock again.
     made: Now,
+    /// Hedging (`hedge_after`), once a driver has asked [`CallPlan::hedge_at`].
+    race: Option<Box<Race>>,
 }
 
 impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
@@ -224,6 +233,7 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
             listener: None,
             write: None,
             made,
+            race: None,
         }
     }
 
@@ -424,6 +434,9 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     pub(crate) fn ran(&mut self, result: Result<O, XcsError>, now: impl Into<Now>) -> Step<I> {
         let mut now = now.into();
         debug_assert!(matches!(self.state, State::Running));
+        if let (Ok(_), Some(race)) = (&result, &self.race) {
+            hedge::observe(self.name, now.get().saturating_duration_since(race.since));
+        }
         let used = self.context.meter.take().and_then(|meter| meter.recorded());
         if let Some(used) = used {
             self.recorded = Some(self.recorded.unwrap_or_default() + used);
@@ -672,10 +685,12 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     #[inline]
     fn run(&mut self) -> Step<I> {
         self.supports();
-        let input = match (self.clone_input, &self.kept) {
-            (Some(clone), Some(original)) if self.attempt <= self.options.max_retries => {
-                clone(original)
-            }
+        let clone = match self.clone_input {
+            Some(clone) if self.attempt <= self.options.max_retries => Some(clone),
+            _ => self.hedge_cloner(),
+        };
+        let input = match (clone, &self.kept) {
+            (Some(clone), Some(original)) => clone(original),
             _ => match self.kept.take() {
                 Some(input) => input,
                 None => return self.finish(Err(self.timeout(Duration::ZERO))),
@@ -766,6 +781,400 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
     /// comes back (after [`Step::Run`] for attempt 1 of a plan made without retries).
     pub(crate) fn into_held(self) -> Option<Held<I, O>> {
         self.held
+    }
+}
+
+/// Which of a hedged call's two attempts (see [`CallPlan::hedge_at`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Racer {
+    /// The attempt [`Step::Run`] started.
+    First,
+    /// Its hedge, started by [`HedgeStep::Run`].
+    Hedge,
+}
+
+/// What to do about a hedge whose delay has come ([`CallPlan::hedge`]).
+pub(crate) enum HedgeStep<I> {
+    /// Start the hedge with this input, under [`CallPlan::hedge_context`], racing the first
+    /// attempt.
+    Run(I),
+    /// Admission goes on at this instant (a rate slot, a resource's start): wait for it or for
+    /// the first attempt, whichever comes first, then ask [`CallPlan::hedge`] again.
+    Later(Instant),
+    /// No hedge for this call.
+    Never,
+}
+
+/// What a racing attempt's end means ([`CallPlan::raced`]).
+pub(crate) enum Raced<I> {
+    /// The other attempt goes on: wait for it.
+    Wait,
+    /// The race is over: cancel the attempt still running, if any, and go on with the step.
+    Over(Step<I>),
+}
+
+/// Where a hedge's admission stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HedgeStage {
+    /// Not asked yet.
+    Idle,
+    /// Waiting for its rate slot.
+    RateSlot,
+    /// Admitted by its resource, waiting for the start it was given.
+    ResourceStart,
+    /// Running.
+    Running,
+    /// Over, or never to be: no more hedges for this call.
+    Spent,
+}
+
+/// A call's hedging state (see `policy::hedge`).
+struct Race {
+    /// When the current attempt started (its latency is measured from there).
+    since: Instant,
+    stage: HedgeStage,
+    /// The hedge's own budget reservation, resource permit and body context (its own meter).
+    reservation: Option<Reservation>,
+    permit: Option<Permit>,
+    context: Option<CallContext>,
+    /// When the hedge began its admission, and how long it waited for its resource.
+    asked: Option<Instant>,
+    waited: Duration,
+    /// The first attempt's error, kept while the hedge runs.
+    first_error: Option<XcsError>,
+    /// What the hedge recorded, once it is over.
+    recorded: Option<Usage>,
+}
+
+impl Race {
+    fn new(since: Instant) -> Self {
+        Race {
+            since,
+            stage: HedgeStage::Idle,
+            reservation: None,
+            permit: None,
+            context: None,
+            asked: None,
+            waited: Duration::ZERO,
+            first_error: None,
+            recorded: None,
+        }
+    }
+
+    /// No hedge after all (or no more): what admission held goes back unspent.
+    fn give_up(&mut self) -> HedgeStage {
+        drop(self.permit.take());
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(Some(Usage::ZERO));
+        }
+        self.stage = HedgeStage::Spent;
+        self.stage
+    }
+
+    /// The hedge is over (`failure`: how it failed, if it did): its permit and reservation are
+    /// settled by what it recorded (nothing: its estimate stays charged).
+    fn settle(&mut self, failure: Option<&XcsError>, now: Instant) {
+        let used = self
+            .context
+            .take()
+            .and_then(|context| context.meter)
+            .and_then(|meter| meter.recorded());
+        self.recorded = used;
+        // Charged on its own: the call's reservation settles by what its attempts recorded.
+        if let Some(used) = used {
+            crate::progress::charge_current(used);
+        }
+        if let Some(mut permit) = self.permit.take() {
+            note_failure(&mut permit, failure, now);
+            permit.settle(used);
+        }
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(used);
+        }
+        self.stage = HedgeStage::Spent;
+    }
+}
+
+/// A racing attempt that failed: counted by its resource's breaker, and a "rate limited" answer
+/// pauses the resource.
+fn note_failure(permit: &mut Permit, failure: Option<&XcsError>, now: Instant) {
+    // A racing attempt's failure counts for the resource's breaker as any attempt's does (one
+    // that lost, cancelled, says nothing of the provider: its place goes back unreported).
+    if let Some(error) = failure {
+        permit.report(crate::policy::breaker::Report::of_error(error), now);
+    }
+    if let Some(error) = failure.filter(|e| e.is_rate_limited()) {
+        let wait = error
+            .retry_hint()
+            .unwrap_or(crate::error::DEFAULT_RATE_LIMITED_WAIT);
+        permit.rate_limited(wait, now);
+    }
+}
+
+/// Hedging (`hedge_after`): a second attempt racing the current one; the rules are in
+/// `policy::hedge`. A driver that can cancel an attempt asks [`hedge_at`](CallPlan::hedge_at)
+/// after each [`Step::Run`]; at that instant it asks [`hedge`](CallPlan::hedge), and it reports
+/// the end of each racing attempt to [`raced`](CallPlan::raced) (of an attempt that raced
+/// nothing too, instead of [`ran`](CallPlan::ran)).
+impl<I: 'static, O: Send + 'static> CallPlan<'_, I, O> {
+    /// After [`Step::Run`] (whose attempt started at `now`): when to start a hedge of it, if one
+    /// may start. Only asked by a driver that can cancel an attempt.
+    pub(crate) fn hedge_at(&mut self, now: Instant) -> Option<Instant> {
+        let rule = self.options.hedge_after?;
+        let race = self.race.get_or_insert_with(|| Box::new(Race::new(now)));
+        race.since = now;
+        if race.stage != HedgeStage::Idle {
+            return None;
+        }
+        let supports = self.supports.as_ref()?;
+        // A batch hedges its items, not itself.
+        if supports.retried_by_items {
+            race.stage = HedgeStage::Spent;
+            return None;
+        }
+        if supports.clone_input.is_none() {
+            race.stage = HedgeStage::Spent;
+            crate::warn::warn_not_hedged(self.name, std::any::type_name::<I>());
+            return None;
+        }
+        self.kept.as_ref()?;
+        let at = now.checked_add(hedge::delay(self.name, rule)?)?;
+        match self.deadline {
+            Some((deadline, _)) if at >= deadline => None,
+            _ => Some(at),
+        }
+    }
+
+    /// How to copy the input for a hedge that may still come.
+    fn hedge_cloner(&self) -> Option<CloneInput<I>> {
+        self.options.hedge_after?;
+        let open = self
+            .race
+            .as_ref()
+            .is_none_or(|race| race.stage == HedgeStage::Idle);
+        let supports = self.supports.as_ref()?;
+        (open && !supports.retried_by_items)
+            .then_some(supports.clone_input)
+            .flatten()
+    }
+
+    /// The instant of [`hedge_at`](Self::hedge_at) (or of [`HedgeStep::Later`]) has come
+    /// (`now`) and the first attempt still runs: the hedge's admission, as an attempt's.
+    pub(crate) fn hedge(&mut self, now: Instant) -> HedgeStep<I> {
+        let Some(race) = self.race.as_deref_mut() else {
+            return HedgeStep::Never;
+        };
+        if !matches!(self.state, State::Running)
+            || self.deadline.is_some_and(|(at, _)| now >= at)
+            || matches!(race.stage, HedgeStage::Running | HedgeStage::Spent)
+        {
+            race.give_up();
+            return HedgeStep::Never;
+        }
+        let deadline = self.deadline.map(|(at, _)| at);
+        let mut stage = race.stage;
+        if stage == HedgeStage::Idle {
+            race.asked = Some(now);
+            // Its own estimate against the budget.
+            let budget = self
+                .context
+                .budget
+                .clone()
+                .or_else(crate::policy::budget::global);
+            if let Some(budget) = budget {
+                let estimate = self.estimate.unwrap_or(Usage::ZERO);
+                match budget.admit(estimate) {
+                    Ok(reservation) => race.reservation = Some(reservation),
+                    Err(_) => {
+                        race.give_up();
+                        return HedgeStep::Never;
+                    }
+                }
+            }
+            // Its rate slot.
+            if let Some(rate) = self.options.rate_limit {
+                match rate::reserve(self.name, rate, deadline) {
+                    Ok(start) if start > now => {
+                        race.stage = HedgeStage::RateSlot;
+                        return HedgeStep::Later(start);
+                    }
+                    Ok(_) => stage = HedgeStage::RateSlot,
+                    Err(rate::TooLate) => {
+                        race.give_up();
+                        return HedgeStep::Never;
+                    }
+                }
+            }
+        }
+        if stage == HedgeStage::RateSlot {
+            let rate = self.options.rate_limit.unwrap_or(f64::INFINITY);
+            if let Some(wait) = rate::confirm(self.name, rate) {
+                race.stage = HedgeStage::RateSlot;
+                return HedgeStep::Later(now + wait);
+            }
+            stage = HedgeStage::Idle;
+        }
+        if stage == HedgeStage::Idle {
+            // Its resource: a start now or later, never a wait for a place.
+            if let Some(name) = self.resource_name {
+                let tokens = self.estimate.unwrap_or(Usage::ZERO).tokens();
+                let resource = *self
+                    .resource
+                    .get_or_insert_with(|| resource::resource(name));
+                match resource.admit(tokens, now, deadline) {
+                    Admission::Admitted { permit, start } => {
+                        race.permit = Some(permit);
+                        if start > now {
+                            race.stage = HedgeStage::ResourceStart;
+                            return HedgeStep::Later(start);
+                        }
+                    }
+                    // No place, too late, or an open circuit: no hedge.
+                    Admission::Full(_) | Admission::TooLate | Admission::Open { .. } => {
+                        race.give_up();
+                        return HedgeStep::Never;
+                    }
+                }
+            }
+        } else if stage == HedgeStage::ResourceStart {
+            if let Some(later) = race.permit.as_ref().and_then(|p| p.confirm(now)) {
+                return HedgeStep::Later(later);
+            }
+        }
+        // Admitted: the hedge runs on a copy of the input, recording on a meter of its own.
+        let clone = self.supports.as_ref().and_then(|s| s.clone_input);
+        let (Some(clone), Some(original)) = (clone, &self.kept) else {
+            race.give_up();
+            return HedgeStep::Never;
+        };
+        let input = clone(original);
+        let mut context = self.context.clone();
+        if self.context.meter.is_some() {
+            context.meter = Some(Meter::new());
+        }
+        race.context = Some(context);
+        race.waited = race
+            .asked
+            .map_or(Duration::ZERO, |asked| now.saturating_duration_since(asked));
+        race.stage = HedgeStage::Running;
+        HedgeStep::Run(input)
+    }
+
+    /// The context the hedge's body runs in (the call's, with a meter of its own).
+    pub(crate) fn hedge_context(&self) -> &CallContext {
+        match self.race.as_ref().and_then(|race| race.context.as_ref()) {
+            Some(context) => context,
+            None => &self.context,
+        }
+    }
+
+    /// How long the hedge waited for its resource.
+    pub(crate) fn hedge_wait(&self) -> Duration {
+        self.race
+            .as_ref()
+            .map_or(Duration::ZERO, |race| race.waited)
+    }
+
+    /// What the hedge has recorded so far (for its trace event).
+    pub(crate) fn hedge_usage(&self) -> Option<Usage> {
+        let race = self.race.as_ref()?;
+        match &race.context {
+            Some(context) => context.meter.as_ref().and_then(|meter| meter.recorded()),
+            None => race.recorded,
+        }
+    }
+
+    /// Whether a hedge races the first attempt now.
+    pub(crate) fn hedge_running(&self) -> bool {
+        self.race
+            .as_ref()
+            .is_some_and(|race| race.stage == HedgeStage::Running)
+    }
+
+    /// Attempt `which` of the race is over with `result`, at `now`. The first success answers
+    /// the call (the other attempt is then the driver's to cancel: what it recorded so far is
+    /// charged); a failure waits for the other attempt while it runs; two failures go on with
+    /// the first attempt's error (retried as any failure, unhedged). Without a hedge running, the
+    /// first attempt's result is [`ran`](Self::ran)'s.
+    pub(crate) fn raced(
+        &mut self,
+        which: Racer,
+        result: Result<O, XcsError>,
+        now: impl Into<Now>,
+    ) -> Raced<I> {
+        let mut now = now.into();
+        let running = self.hedge_running();
+        let Some(race) = self.race.as_deref_mut().filter(|_| running) else {
+            // No hedge runs: a hedge still being admitted is given up.
+            if let Some(race) = self.race.as_deref_mut() {
+                if race.stage != HedgeStage::Spent && race.stage != HedgeStage::Idle {
+                    race.give_up();
+                }
+            }
+            let result = match (which, result, self.race.as_deref_mut()) {
+                (Racer::First, result, _) => result,
+                // The hedge ended after the first attempt had failed: its error stands for the
+                // call's only if the first left none.
+                (Racer::Hedge, Ok(output), _) => Ok(output),
+                (Racer::Hedge, Err(error), race) => match race.and_then(|r| r.first_error.take()) {
+                    Some(first) => {
+                        drop_quietly(error);
+                        Err(first)
+                    }
+                    None => Err(error),
+                },
+            };
+            return Raced::Over(self.ran(result, now));
+        };
+        match (which, result) {
+            (Racer::First, Ok(output)) => {
+                race.settle(None, now.get());
+                Raced::Over(self.ran(Ok(output), now))
+            }
+            (Racer::Hedge, Ok(output)) => {
+                race.settle(None, now.get());
+                let first_over = race.first_error.take().is_some();
+                if !first_over {
+                    // The first attempt loses: it is over, charged what it recorded so far.
+                    self.end_first_attempt(None, &mut now);
+                }
+                Raced::Over(self.ran(Ok(output), now))
+            }
+            (Racer::First, Err(error)) => {
+                self.end_first_attempt(Some(&error), &mut now);
+                if let Some(race) = self.race.as_deref_mut() {
+                    race.first_error = Some(error);
+                }
+                Raced::Wait
+            }
+            (Racer::Hedge, Err(error)) => {
+                race.settle(Some(&error), now.get());
+                match self.race.as_deref_mut().and_then(|r| r.first_error.take()) {
+                    // Both failed: the call goes on with the first attempt's error.
+                    Some(first) => {
+                        drop_quietly(error);
+                        Raced::Over(self.ran(Err(first), now))
+                    }
+                    None => {
+                        drop_quietly(error);
+                        Raced::Wait
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first attempt of a race is over before the race (it failed, or lost): its usage and
+    /// its permit are settled now, so [`ran`](Self::ran) finds nothing left of them.
+    fn end_first_attempt(&mut self, failure: Option<&XcsError>, now: &mut Now) {
+        let used = self.context.meter.take().and_then(|meter| meter.recorded());
+        if let Some(used) = used {
+            self.recorded = Some(self.recorded.unwrap_or_default() + used);
+        }
+        if let Some(mut permit) = self.permit.take() {
+            note_failure(&mut permit, failure, now.get());
+            permit.settle(used);
+        }
     }
 }
 
@@ -1279,5 +1688,188 @@ mod tests {
             "{result:?}"
         );
         assert_eq!(input, 7);
+    }
+    fn hedged(after: Duration) -> ExecutionOptions {
+        ExecutionOptions {
+            hedge_after: crate::options::Hedge::after(after),
+            ..ExecutionOptions::DEFAULT
+        }
+    }
+
+    fn done(raced: Raced<u64>, plan: &mut CallPlan<'_, u64, u64>) -> Result<u64, XcsError> {
+        match raced {
+            Raced::Over(Step::Done) => plan.outcome().0,
+            Raced::Over(_) => panic!("the call goes on"),
+            Raced::Wait => panic!("the race goes on"),
+        }
+    }
+
+    #[test]
+    fn a_hedge_starts_after_its_delay_and_the_first_success_answers() {
+        let options = hedged(Duration::from_millis(50));
+        let now = Instant::now();
+        let mut plan = plan(&options, "plan_hedge_fixed", now);
+        assert!(matches!(plan.start(now), Step::Run(7)));
+        assert_eq!(plan.hedge_at(now), Some(now + Duration::from_millis(50)));
+        let later = now + Duration::from_millis(50);
+        assert!(matches!(plan.hedge(later), HedgeStep::Run(7)));
+        assert!(plan.hedge_running());
+        // The hedge answers first: the call's result.
+        let raced = plan.raced(Racer::Hedge, Ok(70), later + Duration::from_millis(5));
+        assert_eq!(done(raced, &mut plan).unwrap(), 70);
+
+        // The first attempt answers before the delay: no hedge ever starts.
+        let mut plan = super::tests::plan(&options, "plan_hedge_fixed", now);
+        assert!(matches!(plan.start(now), Step::Run(7)));
+        assert!(plan.hedge_at(now).is_some());
+        let raced = plan.raced(Racer::First, Ok(1), now + Duration::from_millis(10));
+        assert_eq!(done(raced, &mut plan).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_failure_waits_for_the_other_attempt_and_a_call_is_hedged_once() {
+        let options = ExecutionOptions {
+            max_retries: 1,
+            ..hedged(Duration::from_millis(20))
+        };
+        let now = Instant::now();
+        let mut plan = plan(&options, "plan_hedge_once", now);
+        assert!(matches!(plan.start(now), Step::Run(7)));
+        let at = plan.hedge_at(now).unwrap();
+        assert!(matches!(plan.hedge(at), HedgeStep::Run(7)));
+        // The first attempt fails: the hedge may still answer.
+        let flaky = || Err(XcsError::operator("plan_hedge_once", "flaky"));
+        assert!(matches!(plan.raced(Racer::First, flaky(), at), Raced::Wait));
+        // It fails too: the call retries, after a backoff, unhedged.
+        let Raced::Over(Step::Sleep) = plan.raced(Racer::Hedge, flaky(), at) else {
+            panic!("a retry follows")
+        };
+        let woke = plan.until();
+        assert!(matches!(plan.woke(woke), Step::Run(7)));
+        assert_eq!(plan.attempt(), 2);
+        assert_eq!(plan.hedge_at(woke), None);
+        let raced = plan.raced(Racer::First, Ok(3), woke);
+        assert_eq!(done(raced, &mut plan).unwrap(), 3);
+
+        // A hedge that fails while the first attempt runs leaves the first to answer.
+        let mut plan = super::tests::plan(&options, "plan_hedge_once", now);
+        assert!(matches!(plan.start(now), Step::Run(7)));
+        let at = plan.hedge_at(now).unwrap();
+        assert!(matches!(plan.hedge(at), HedgeStep::Run(7)));
+        assert!(matches!(plan.raced(Racer::Hedge, flaky(), at), Raced::Wait));
+        let raced = plan.raced(Racer::First, Ok(5), at);
+        assert_eq!(done(raced, &mut plan).unwrap(), 5);
+    }
+
+    #[test]
+    fn a_quantile_hedges_only_after_twenty_successes() {
+        let options = ExecutionOptions {
+            hedge_after: crate::options::Hedge::quantile(95),
+            ..ExecutionOptions::DEFAULT
+        };
+        let name = "plan_hedge_quantile";
+        let now = Instant::now();
+        for n in 0..hedge::MIN_OBSERVATIONS {
+            let mut plan = plan(&options, name, now);
+            assert!(matches!(plan.start(now), Step::Run(7)));
+            assert_eq!(plan.hedge_at(now), None, "call {n}");
+            let raced = plan.raced(Racer::First, Ok(7), now + Duration::from_millis(10));
+            assert!(done(raced, &mut plan).is_ok());
+        }
+        let mut plan = plan(&options, name, now);
+        assert!(matches!(plan.start(now), Step::Run(7)));
+        assert_eq!(plan.hedge_at(now), Some(now + Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn no_hedge_without_a_copy_or_past_the_deadline() {
+        fn uncopied() -> Supports<u64, u64> {
+            Supports {
+                persist: None,
+                clone_input: None,
+                retried_by_items: false,
+            }
+        }
+        let options = hedged(Duration::from_millis(5));
+        let now = Instant::now();
+        let mut plan = CallPlan::new(
+            "plan_hedge_uncopied",
+            None,
+            &options,
+            None,
+            &uncopied,
+            Charge::NONE,
+            CallContext::default(),
+            7,
+            now,
+        );
+        assert!(matches!(plan.start(now), Step::Run(7)));
+        assert_eq!(plan.hedge_at(now), None);
+        // A delay that ends past the deadline hedges nothing.
+        let tight = ExecutionOptions {
+            timeout_seconds: Some(Duration::from_millis(5)),
+            ..hedged(Duration::from_millis(50))
+        };
+        let mut plan = super::tests::plan(&tight, "plan_hedge_tight", now);
+        assert!(matches!(plan.start(now), Step::Run(7)));
+        assert_eq!(plan.hedge_at(now), None);
+    }
+
+    #[test]
+    fn a_hedge_is_admitted_and_charged_by_the_budget() {
+        use crate::policy::budget::Budget;
+        let options = hedged(Duration::from_millis(10));
+        let budget = Budget::new(Some(100), None, None);
+        let estimate = |x: &u64| Usage {
+            input_tokens: *x,
+            ..Usage::ZERO
+        };
+        let charge = Charge {
+            resource: None,
+            estimate: Some(&estimate),
+        };
+        let context = CallContext {
+            budget: Some(std::sync::Arc::clone(&budget)),
+            ..CallContext::default()
+        };
+        let now = Instant::now();
+        let at = now + Duration::from_millis(10);
+        let make = |input: u64| {
+            CallPlan::new(
+                "plan_hedge_budget",
+                None,
+                &options,
+                None,
+                &supports,
+                charge,
+                context.clone(),
+                input,
+                now,
+            )
+        };
+        // Estimated 40 each: the hedge fits (80 of 100 reserved). It records 10 and wins; the
+        // first attempt recorded nothing: its estimate is spent.
+        let mut plan = make(40);
+        assert!(matches!(plan.start(now), Step::Run(40)));
+        assert_eq!(plan.hedge_at(now), Some(at));
+        assert!(matches!(plan.hedge(at), HedgeStep::Run(40)));
+        {
+            let _in = crate::deadline::enter(plan.hedge_context().clone());
+            crate::deadline::record_usage(Usage {
+                input_tokens: 10,
+                ..Usage::ZERO
+            });
+        }
+        let raced = plan.raced(Racer::Hedge, Ok(1), at);
+        assert!(done(raced, &mut plan).is_ok());
+        assert_eq!(budget.spent().tokens(), 50);
+        // Estimated 30 with 50 left: the call fits, a hedge would not: none starts.
+        let mut plan = make(30);
+        assert!(matches!(plan.start(now), Step::Run(30)));
+        assert!(plan.hedge_at(now).is_some());
+        assert!(matches!(plan.hedge(at), HedgeStep::Never));
+        let raced = plan.raced(Racer::First, Ok(2), at);
+        assert!(done(raced, &mut plan).is_ok());
+        assert_eq!(budget.spent().tokens(), 80);
     }
 }

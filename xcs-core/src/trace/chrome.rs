@@ -15,8 +15,9 @@ impl Trace {
     /// The object form, `{"traceEvents": […], "displayTimeUnit": "ms"}`: one complete event
     /// (`"ph": "X"`) per recorded event, with `name` = [`TraceEvent::label`](crate::TraceEvent::label), `cat` = `"xcs"`,
     /// `ts`/`dur` in microseconds, `pid` 1, `tid` = [`TraceEvent::thread_id`](crate::TraceEvent::thread_id) and `args` holding
-    /// the operator, index, outcome, id, parent, depth, attempt and (for a fallback) the operator
-    /// that answered; plus one `thread_name` metadata event
+    /// the operator, index, outcome, id, parent, depth, attempt, (for a fallback) the operator
+    /// that answered and, for the attempts of a hedged call, `hedge` (`"first"` or `"hedge"`)
+    /// and `won`; plus one `thread_name` metadata event
     /// (`"ph": "M"`) per thread so the timeline's rows carry the thread names. `otherData`
     /// records the number of [dropped](Trace::dropped) events.
     ///
@@ -67,6 +68,8 @@ impl Trace {
                     "depth": event.depth,
                     "attempt": event.attempt,
                     "answered_by": event.answered_by,
+                    "hedge": event.hedge.map(|mark| if mark.is_hedge { "hedge" } else { "first" }),
+                    "won": event.hedge.map(|mark| mark.won),
                 },
             }));
         }

@@ -8,7 +8,8 @@ use super::TraceSummary;
 /// How a recorded call or batch item ended.
 ///
 /// [`as_str`](Outcome::as_str) and `Display` give the lowercase, machine-friendly names used in
-/// the summary table and the Chrome trace: `ok`, `error`, `timeout`, `cache_hit`, `panicked`.
+/// the summary table and the Chrome trace: `ok`, `error`, `timeout`, `cache_hit`, `panicked`,
+/// `cancelled`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Outcome {
@@ -22,19 +23,24 @@ pub enum Outcome {
     CacheHit,
     /// Panicked, or was abandoned while unwinding.
     Panicked,
+    /// Stopped because another attempt of the same call answered first: the attempt that lost
+    /// a hedged call's race (`hedge_after`; see [`TraceEvent::hedge`]).
+    Cancelled,
 }
 
 impl Outcome {
     /// Every outcome, in the order the summary table lists them.
-    pub const ALL: [Outcome; 5] = [
+    pub const ALL: [Outcome; 6] = [
         Outcome::Ok,
         Outcome::Error,
         Outcome::Timeout,
         Outcome::CacheHit,
         Outcome::Panicked,
+        Outcome::Cancelled,
     ];
 
-    /// The lowercase name: `"ok"`, `"error"`, `"timeout"`, `"cache_hit"` or `"panicked"`.
+    /// The lowercase name: `"ok"`, `"error"`, `"timeout"`, `"cache_hit"`, `"panicked"` or
+    /// `"cancelled"`.
     ///
     /// ```
     /// assert_eq!(xcs::Outcome::CacheHit.as_str(), "cache_hit");
@@ -47,6 +53,7 @@ impl Outcome {
             Outcome::Timeout => "timeout",
             Outcome::CacheHit => "cache_hit",
             Outcome::Panicked => "panicked",
+            Outcome::Cancelled => "cancelled",
         }
     }
 
@@ -57,6 +64,7 @@ impl Outcome {
             Outcome::Timeout => 2,
             Outcome::CacheHit => 3,
             Outcome::Panicked => 4,
+            Outcome::Cancelled => 5,
         }
     }
 }
@@ -109,6 +117,21 @@ pub struct TraceEvent {
     /// primary, or its secondary after the primary failed); `None` for other events and for a
     /// fallback that neither answered.
     pub answered_by: Option<String>,
+    /// For the two attempts of a hedged call (`hedge_after`), which one this is and whether it
+    /// answered the call; `None` for an attempt that raced no other.
+    pub hedge: Option<HedgeMark>,
+}
+
+/// An attempt's part in a hedged call (`hedge_after`): the call's attempt and its hedge race,
+/// and the first success answers the call; the other ends [`Outcome::Cancelled`] (or with its
+/// own failure).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct HedgeMark {
+    /// Whether this attempt is the hedge (the second one, started after the delay).
+    pub is_hedge: bool,
+    /// Whether this attempt's answer is the call's.
+    pub won: bool,
 }
 
 // Every cost a trace holds is finite (usage is sanitized when recorded), so equality is an

@@ -42,11 +42,13 @@ mod record;
 mod remote;
 mod summary;
 
-pub use event::{Outcome, Trace, TraceEvent};
+pub use event::{HedgeMark, Outcome, Trace, TraceEvent};
 pub use record::take_trace;
 #[cfg(feature = "tokio")]
-pub(crate) use record::{AsyncEvent, begin_async};
-pub(crate) use record::{InheritGuard, Parent, begin, current_parent, inherit, note_answer};
+pub(crate) use record::{AsyncEvent, RaceMarks, begin_async};
+pub(crate) use record::{
+    InheritGuard, Parent, Recorder, begin, current_parent, inherit, note_answer,
+};
 #[cfg(feature = "nats")]
 pub(crate) use remote::{adopt_remote, detached_root, root_id, since_epoch, take_under};
 pub use summary::{OperatorStats, TraceSummary};
@@ -104,6 +106,7 @@ mod test_support {
             usage: None,
             resource_wait: Duration::ZERO,
             answered_by: None,
+            hedge: None,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{Outcome, TRACE_CAPACITY, Trace, TraceEvent};
+use super::{HedgeMark, Outcome, TRACE_CAPACITY, Trace, TraceEvent};
 
 /// The process-wide buffer: events in the order they finished, bounded by a capacity.
 #[derive(Default)]
@@ -180,6 +180,7 @@ pub(crate) struct Recorder {
     attempt: u32,
     usage: Option<crate::Usage>,
     resource_wait: Duration,
+    hedge: Option<HedgeMark>,
     span: tracing::span::EnteredSpan,
     /// Begun and finished on one thread (the open-event stack is thread-local).
     _not_send: PhantomData<*const ()>,
@@ -241,6 +242,7 @@ pub(crate) fn begin(operator: &str, index: Option<usize>) -> Recorder {
         attempt: 1,
         usage: None,
         resource_wait: Duration::ZERO,
+        hedge: None,
         span: span.entered(),
         _not_send: PhantomData,
     }
@@ -260,6 +262,12 @@ impl Recorder {
     pub(crate) fn charged(mut self, usage: Option<crate::Usage>, resource_wait: Duration) -> Self {
         self.usage = usage;
         self.resource_wait = resource_wait;
+        self
+    }
+
+    /// Marks the event as one of the two attempts of a hedged call.
+    pub(crate) fn hedged(mut self, mark: Option<HedgeMark>) -> Self {
+        self.hedge = mark;
         self
     }
 
@@ -300,6 +308,7 @@ impl Drop for Recorder {
             usage: self.usage,
             resource_wait: self.resource_wait,
             answered_by: take_answer(id),
+            hedge: self.hedge,
         };
         buffer().push(event, TRACE_CAPACITY);
         // The span is exited when `self.span` drops, after the event is recorded.
@@ -323,6 +332,48 @@ pub(crate) struct AsyncEvent {
     attempt: u32,
     usage: Option<crate::Usage>,
     resource_wait: Duration,
+    /// For an attempt that may race a hedge: whether it is the hedge, and the marks the two
+    /// attempts share.
+    race: Option<(bool, std::sync::Arc<RaceMarks>)>,
+}
+
+/// What the two attempts of a hedged async call share, so that each one's event says, when it
+/// ends (finished or dropped), whether the call was raced and whether it lost.
+#[cfg(feature = "tokio")]
+#[derive(Debug, Default)]
+pub(crate) struct RaceMarks(std::sync::atomic::AtomicU8);
+
+#[cfg(feature = "tokio")]
+impl RaceMarks {
+    const RACED: u8 = 1;
+    const FIRST_LOST: u8 = 2;
+    const HEDGE_LOST: u8 = 4;
+
+    /// The hedge has started: both attempts are marked.
+    pub(crate) fn raced(&self) {
+        self.0.fetch_or(Self::RACED, Ordering::SeqCst);
+    }
+
+    /// The attempt (`is_hedge`) lost: it is about to be dropped.
+    pub(crate) fn lost(&self, is_hedge: bool) {
+        let bit = if is_hedge {
+            Self::HEDGE_LOST
+        } else {
+            Self::FIRST_LOST
+        };
+        self.0.fetch_or(bit, Ordering::SeqCst);
+    }
+
+    /// Whether the call was raced, and whether the attempt `is_hedge` lost.
+    fn read(&self, is_hedge: bool) -> (bool, bool) {
+        let marks = self.0.load(Ordering::SeqCst);
+        let bit = if is_hedge {
+            Self::HEDGE_LOST
+        } else {
+            Self::FIRST_LOST
+        };
+        (marks & Self::RACED != 0, marks & bit != 0)
+    }
 }
 
 /// Starts recording an async call (`index: None`) or item under `parent` (the event open where
@@ -352,11 +403,18 @@ pub(crate) fn begin_async(
         attempt: 1,
         usage: None,
         resource_wait: Duration::ZERO,
+        race: None,
     }
 }
 
 #[cfg(feature = "tokio")]
 impl AsyncEvent {
+    /// Marks the event as an attempt that may race a hedge (`is_hedge`: it is the hedge).
+    pub(crate) fn racing(mut self, is_hedge: bool, marks: std::sync::Arc<RaceMarks>) -> Self {
+        self.race = Some((is_hedge, marks));
+        self
+    }
+
     /// Marks the event as attempt `attempt` of its call.
     pub(crate) fn attempt(mut self, attempt: u32) -> Self {
         if attempt > 1 {
@@ -393,11 +451,24 @@ impl Drop for AsyncEvent {
     /// Records the event; one dropped unfinished (its future was dropped at a deadline, or
     /// panicked) is recorded as a timeout or a panic.
     fn drop(&mut self) {
+        let race = self
+            .race
+            .as_ref()
+            .map(|(is_hedge, marks)| (*is_hedge, marks.read(*is_hedge)));
+        let lost = race.is_some_and(|(_, (_, lost))| lost);
         let outcome = self.outcome.unwrap_or(if std::thread::panicking() {
             Outcome::Panicked
+        } else if lost {
+            Outcome::Cancelled
         } else {
             Outcome::Timeout
         });
+        let hedge = race
+            .filter(|(_, (raced, _))| *raced)
+            .map(|(is_hedge, _)| HedgeMark {
+                is_hedge,
+                won: outcome == Outcome::Ok,
+            });
         self.span.record("outcome", outcome.as_str());
         let (thread, thread_id) = THREAD
             .try_with(|thread| (thread.name.clone(), thread.id))
@@ -417,6 +488,7 @@ impl Drop for AsyncEvent {
             usage: self.usage,
             resource_wait: self.resource_wait,
             answered_by: take_answer(self.id),
+            hedge,
         };
         buffer().push(event, TRACE_CAPACITY);
     }

@@ -28,6 +28,9 @@ pub struct OperatorStats {
     pub usage: crate::Usage,
     /// How long its events waited for their resource, added up.
     pub resource_wait: Duration,
+    /// How many of them were hedges (`hedge_after`): second attempts of a call, counted in
+    /// `count` too.
+    pub hedges: usize,
     outcomes: [usize; Outcome::ALL.len()],
 }
 
@@ -46,6 +49,7 @@ impl OperatorStats {
             max: Duration::ZERO,
             usage: crate::Usage::ZERO,
             resource_wait: Duration::ZERO,
+            hedges: 0,
             outcomes: [0; Outcome::ALL.len()],
         }
     }
@@ -67,13 +71,14 @@ impl OperatorStats {
 /// `Display` prints an aligned table, one row per operator:
 ///
 /// ```text
-/// operator         count  retries     total      mean       max  ok  error  timeout  cache_hit  panicked
-/// vmap(generate)       1        0  40.112ms  40.112ms  40.112ms   1      0        0          0         0
-/// generate            10        2  38.901ms   3.890ms   7.003ms   8      2        0          0         0
+/// operator         count  retries     total      mean       max  ok  error  timeout  cache_hit  panicked  cancelled
+/// vmap(generate)       1        0  40.112ms  40.112ms  40.112ms   1      0        0          0         0          0
+/// generate            10        2  38.901ms   3.890ms   7.003ms   8      2        0          0         0          0
 /// ```
 ///
 /// `count` counts every attempt; `retries` how many of them were attempts after the first
-/// (under `max_retries`), so `count - retries` is the number of calls and items. When any
+/// (under `max_retries`), so `count - retries` is the number of calls and items (less the
+/// [`hedges`](OperatorStats::hedges) of hedged calls, whose losers end `cancelled`). When any
 /// event recorded usage ([`record_usage`](crate::record_usage)), two more columns show each
 /// operator's `tokens` (input + output) and `cost`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -97,6 +102,7 @@ impl TraceSummary {
                 stats.usage += usage;
             }
             stats.resource_wait += event.resource_wait;
+            stats.hedges += usize::from(event.hedge.is_some_and(|mark| mark.is_hedge));
             stats.outcomes[event.outcome.slot()] += 1;
         }
         let mut operators: Vec<OperatorStats> = by_name.into_values().collect();
@@ -307,7 +313,7 @@ mod tests {
         assert_eq!(lines.len(), 4, "{table}");
         assert!(lines[0].starts_with("operator"));
         assert!(lines[0].contains("  count  retries  "), "{table}");
-        assert!(lines[0].ends_with("ok  error  timeout  cache_hit  panicked"));
+        assert!(lines[0].ends_with("ok  error  timeout  cache_hit  panicked  cancelled"));
         assert!(lines[1].starts_with("sum_b   "));
         assert!(lines[2].contains("20.000ms") && lines[2].contains("60.000ms"));
         // Aligned: every row as wide as the header (chars, `µ` included).

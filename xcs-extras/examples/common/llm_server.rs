@@ -13,7 +13,10 @@
 //! - requests whose client went away first: axum drops a handler's future when its connection
 //!   closes, and a drop guard in the handler counts a drop before the end as a disconnect. That
 //!   is how a test proves that a cancelled client call is really gone, not left running;
-//! - 500s and 429s sent, and the tokens admitted by its rate limiter.
+//! - 500s and 429s sent, and the tokens admitted by its rate limiter;
+//! - when each request ended and how ([`Stats::timeline`]), so that a hedged call's loser can be
+//!   seen to close its connection, and how soon after the winner's answer
+//!   ([`Stats::loser_close_delays`]). [`Knobs::heavy_tail`] makes a few requests ten times slower.
 //!
 //! With [`Limits`] (off by default) it rate-limits as OpenAI does: a requests-per-minute and a
 //! tokens-per-minute bucket per API key (the bearer token), refilled continuously, holding about
@@ -29,7 +32,8 @@
 //! deterministic: a request's roll is a hash of its model, its messages and how many times the
 //! server has seen exactly that request before, so a run is reproducible and a retried request
 //! gets a fresh roll. Markers in the prompt force a behaviour: `[[hang]]` never answers (until
-//! the server shuts down), `[[fail]]` is a 500, `[[slow]]` takes `slow_latency`, `[[429]]` is a
+//! the server shuts down), `[[fail]]` is a 500, `[[slow]]` takes `slow_latency` (`[[slow-first]]`:
+//! only the first sending does), `[[429]]` is a
 //! 429, `[[status:404]]` that status with an OpenAI-style JSON error, `[[garbage]]` a 200 whose
 //! body is not JSON, `[[fail-first:N]]` a 500 to the first `N` sendings of the request, `[[huge]]` a 200 of 9 MiB, `[[no-usage]]` a reply without `usage`, and
 //! `[[header:name=value]]` (any number) adds that header to the answer.
@@ -167,6 +171,8 @@ pub struct Stats {
     outage: AtomicUsize,
     /// Whether the server is in an outage now.
     down: AtomicBool,
+    /// When each request ended, and how (see [`Stats::timeline`]).
+    ends: Mutex<Vec<End>>,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -232,13 +238,14 @@ impl Stats {
             .store(self.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
     }
 
-    fn enter(self: &Arc<Self>) -> InFlight {
+    fn enter(self: &Arc<Self>, key: u64) -> InFlight {
         self.started.fetch_add(1, Ordering::SeqCst);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
         InFlight {
             stats: Arc::clone(self),
             answered: false,
+            key,
         }
     }
 }
@@ -248,6 +255,8 @@ impl Stats {
 struct InFlight {
     stats: Arc<Stats>,
     answered: bool,
+    /// The request's [`request_key`].
+    key: u64,
 }
 
 impl InFlight {
@@ -265,6 +274,7 @@ impl Drop for InFlight {
         };
         counter.fetch_add(1, Ordering::SeqCst);
         self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.stats.record_end(self.key, self.answered);
     }
 }
 
@@ -443,7 +453,8 @@ impl Shared {
         if prompt.contains("[[429]]") || roll(1) < knobs.rate_limited_rate {
             return Fate::RateLimited;
         }
-        let latency = if prompt.contains("[[slow]]") || roll(2) < knobs.slow_rate {
+        let slow_first = attempt == 1 && prompt.contains("[[slow-first]]");
+        let latency = if prompt.contains("[[slow]]") || slow_first || roll(2) < knobs.slow_rate {
             knobs.slow_latency
         } else {
             knobs.latency + knobs.jitter.mul_f64(roll(3))
@@ -535,7 +546,7 @@ async fn chat(
     headers: HeaderMap,
     Json(request): Json<ChatRequest>,
 ) -> Response {
-    let guard = shared.stats.enter();
+    let guard = shared.stats.enter(request_key(&request));
     if shared.stats.down.load(Ordering::SeqCst) {
         tokio::time::sleep(shared.knobs.latency).await;
         shared.stats.failed.fetch_add(1, Ordering::SeqCst);
@@ -883,4 +894,89 @@ pub fn stable_hash(text: &str) -> u64 {
 /// `n` prompts `prefix 0`, `prefix 1`, … (handy for tests and benchmarks).
 pub fn prompts(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix} {i}")).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heavy tails and hedged requests: when each request ended, and how.
+
+/// How one request ended, as the server saw it: answered, or its client went away first (the
+/// handler's future was dropped: its connection closed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct End {
+    /// The request's [`request_key`]: the same for every sending of one request (a retry, a
+    /// hedge).
+    pub key: u64,
+    /// `true`: answered; `false`: the client disconnected first.
+    pub answered: bool,
+    /// When.
+    pub at: Instant,
+}
+
+/// A stable key of a request's content (model and messages): every sending of it has the same.
+pub fn request_key(request: &ChatRequest) -> u64 {
+    let mut hash = Fnv::default();
+    hash.write(request.model.as_bytes());
+    for message in &request.messages {
+        hash.write(message.role.as_bytes());
+        hash.write(message.content.as_bytes());
+    }
+    hash.finish_mixed()
+}
+
+impl Stats {
+    fn record_end(&self, key: u64, answered: bool) {
+        self.ends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(End {
+                key,
+                answered,
+                at: Instant::now(),
+            });
+    }
+
+    /// Every request that has ended, in the order they ended.
+    pub fn timeline(&self) -> Vec<End> {
+        self.ends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// For each request sent twice at once whose second sending was cut off (a hedged call's
+    /// loser): how long after the winning answer its connection closed (zero when it closed
+    /// first).
+    pub fn loser_close_delays(&self) -> Vec<Duration> {
+        let mut answered: HashMap<u64, Instant> = HashMap::new();
+        let mut dropped: Vec<End> = Vec::new();
+        for end in self.timeline() {
+            if end.answered {
+                answered.entry(end.key).or_insert(end.at);
+            } else {
+                dropped.push(end);
+            }
+        }
+        dropped
+            .iter()
+            .filter_map(|end| {
+                let won = answered.get(&end.key)?;
+                Some(end.at.saturating_duration_since(*won))
+            })
+            .collect()
+    }
+}
+
+impl Knobs {
+    /// A heavy tail: every answer takes `latency`, except a `fraction` of requests (say 0.05)
+    /// that take ten times as long. Which ones is decided by each request's content and how many
+    /// times it has been sent (see [`Knobs`]): the same requests are slow on every run against a
+    /// fresh server, and a request sent again (a retry, a hedge) gets a fresh roll.
+    pub fn heavy_tail(latency: Duration, fraction: f64) -> Knobs {
+        Knobs {
+            latency,
+            slow_rate: fraction,
+            slow_latency: latency * 10,
+            ..Knobs::default()
+        }
+    }
 }

@@ -11,7 +11,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, Ident};
 use xcs_core::options::{DeviceStrategy, OptionKind, Scheduler};
 
-use super::validate::{Setting, Value};
+use super::validate::{HedgeLiteral, Setting, Value};
 
 fn local(name: &str) -> Ident {
     Ident::new(name, Span::mixed_site())
@@ -60,7 +60,8 @@ fn value_tokens(setting: &Setting) -> TokenStream {
         | Value::Rate(None)
         | Value::Directory(None)
         | Value::Tokens(None)
-        | Value::Cost(None) => none,
+        | Value::Cost(None)
+        | Value::Hedge(None) => none,
         Value::Workers(Some(n)) if *n <= u128::from(u32::MAX) => {
             // Suffixed `usize`, which holds it on every target.
             let n = syn::LitInt::new(&format!("{n}usize"), Span::call_site());
@@ -90,6 +91,14 @@ fn value_tokens(setting: &Setting) -> TokenStream {
         Value::Cost(Some(cost)) => {
             let cost = Literal::f64_suffixed(*cost);
             quote!(::core::option::Option::Some(#cost))
+        }
+        Value::Hedge(Some(HedgeLiteral::Seconds(seconds))) => {
+            // Checked finite and > 0: the conversion cannot panic.
+            let seconds = Literal::f64_suffixed(*seconds);
+            quote!(::xcs::__private::convert::hedge_after(#seconds))
+        }
+        Value::Hedge(Some(HedgeLiteral::Quantile(text))) => {
+            quote!(::xcs::__private::convert::hedge_after(#text))
         }
         Value::Directory(Some(path)) => {
             // Checked non-empty: the conversion cannot panic.

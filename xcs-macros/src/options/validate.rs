@@ -9,8 +9,8 @@ use std::collections::HashSet;
 
 use syn::{Expr, ExprLit, Lit, UnOp};
 use xcs_core::options::{
-    CLUSTER_BACKEND, DeviceStrategy, OptionKind, OptionSpec, Scheduler, cost_budget_from, lookup,
-    rate_limit_from, suggest, timeout_from_secs, valid_names,
+    CLUSTER_BACKEND, DeviceStrategy, Hedge, OptionKind, OptionSpec, Scheduler, cost_budget_from,
+    lookup, rate_limit_from, suggest, timeout_from_secs, valid_names,
 };
 
 use super::ast::Entry;
@@ -42,8 +42,20 @@ pub(crate) enum Value {
     Tokens(Option<u64>),
     /// A `cost_budget` literal: `None` or a finite number > 0.
     Cost(Option<f64>),
+    /// A `hedge_after` literal: `None`, a delay in seconds (finite, > 0) or a quantile
+    /// (`"p50"` … `"p99"`, kept as written).
+    Hedge(Option<HedgeLiteral>),
     /// Not a literal: converted at run time by `::xcs::__private::convert`.
     Runtime(Expr),
+}
+
+/// A checked `hedge_after` literal.
+#[derive(Clone, Debug)]
+pub(crate) enum HedgeLiteral {
+    /// A delay in seconds.
+    Seconds(f64),
+    /// A quantile, as written (`"p95"`).
+    Quantile(String),
 }
 
 /// One entry that passed validation.
@@ -371,6 +383,40 @@ fn check_value(spec: &'static OptionSpec, expr: &Expr, errors: &Errors) -> Optio
         }
         (OptionKind::Cost, Literal::Float { value, negative }) => {
             check_positive(name, expr, value, negative, errors).map(|v| Value::Cost(Some(v)))
+        }
+        (OptionKind::Hedge, Literal::None) => Some(Value::Hedge(None)),
+        (OptionKind::Hedge, Literal::Int { value, negative }) => {
+            let seconds = value.map_or(f64::INFINITY, |v| v as f64);
+            check_timeout(name, expr, seconds, negative, errors)
+                .map(|_| Value::Hedge(Some(HedgeLiteral::Seconds(seconds))))
+        }
+        (OptionKind::Hedge, Literal::Float { value, negative }) => {
+            check_timeout(name, expr, value, negative, errors)
+                .map(|_| Value::Hedge(Some(HedgeLiteral::Seconds(value))))
+        }
+        (OptionKind::Hedge, Literal::Str(text)) => {
+            if Hedge::parse(&text).is_some_and(|h| h.quantile_percent().is_some()) {
+                return Some(Value::Hedge(Some(HedgeLiteral::Quantile(text))));
+            }
+            let quantile = text
+                .strip_prefix(['p', 'P'])
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+            if quantile {
+                errors.spanned(
+                    expr,
+                    format_args!(
+                        "`{name}` takes a quantile from \"p{}\" to \"p{}\", not {text:?}",
+                        Hedge::MIN_QUANTILE,
+                        Hedge::MAX_QUANTILE
+                    ),
+                );
+            } else {
+                errors.spanned(
+                    expr,
+                    format_args!("unknown `{name}` {text:?} (expected {})", spec.expected),
+                );
+            }
+            None
         }
         _ => wrong_kind(),
     }
@@ -917,6 +963,54 @@ mod tests {
             (
                 quote!(cost_budget = true),
                 "expected `cost_budget` to be a finite number greater than 0, or `None`",
+            ),
+        ];
+        for (tokens, expected) in cases {
+            assert_eq!(only_error(tokens), expected);
+        }
+    }
+
+    #[test]
+    fn hedge_after_takes_its_literals() {
+        let (validated, messages) = check(quote!(hedge_after = 0.25));
+        assert!(messages.is_empty(), "{messages:?}");
+        assert_eq!(
+            format!("{:?}", validated.settings[0].value),
+            "Hedge(Some(Seconds(0.25)))"
+        );
+        for ok in [
+            quote!(hedge_after = "p50"),
+            quote!(hedge_after = Some("p99")),
+            quote!(hedge_after = 2),
+            quote!(hedge_after = None),
+        ] {
+            let (_, messages) = check(ok);
+            assert!(messages.is_empty(), "{messages:?}");
+        }
+        let cases = [
+            (
+                quote!(hedge_after = 0),
+                "`hedge_after` must be greater than 0",
+            ),
+            (
+                quote!(hedge_after = -1.5),
+                "`hedge_after` must be greater than 0",
+            ),
+            (
+                quote!(hedge_after = "p100"),
+                "`hedge_after` takes a quantile from \"p50\" to \"p99\", not \"p100\"",
+            ),
+            (
+                quote!(hedge_after = "p5"),
+                "`hedge_after` takes a quantile from \"p50\" to \"p99\", not \"p5\"",
+            ),
+            (
+                quote!(hedge_after = "fast"),
+                "unknown `hedge_after` \"fast\" (expected a number of seconds greater than 0, \"p50\" … \"p99\", or `None`)",
+            ),
+            (
+                quote!(hedge_after = true),
+                "expected `hedge_after` to be a number of seconds greater than 0, \"p50\" … \"p99\", or `None`",
             ),
         ];
         for (tokens, expected) in cases {

@@ -110,6 +110,20 @@ mod literals {
         let global = set_execution_options!(token_budget = None, cost_budget = 3);
         assert_eq!((global.token_budget, global.cost_budget), (None, Some(3.0)));
         reset_execution_options();
+        // Hedging: seconds > 0, "p50" … "p99", `None`, `Some(…)`; a scope overrides.
+        let seen = execution_options!(hedge_after = "p95" => {
+            execution_options!(hedge_after = 0.25 => get_execution_options())
+        });
+        assert_eq!(seen.hedge_after, xcs::Hedge::after(Duration::from_millis(250)));
+        let seen = execution_options!(hedge_after = Some("p50") => get_execution_options());
+        assert_eq!(seen.hedge_after, xcs::Hedge::quantile(50));
+        let seen = execution_options!(hedge_after = 2 => {
+            execution_options!(hedge_after = None => get_execution_options())
+        });
+        assert_eq!(seen.hedge_after, None);
+        let global = set_execution_options!(hedge_after = "P99");
+        assert_eq!(global.hedge_after, xcs::Hedge::quantile(99));
+        reset_execution_options();
         // Any count of at least 1 compiles, above `MAX_WORKERS` too (it bounds a sync batch's
         // threads, not the option); beyond `usize`, as many as a `usize` says.
         assert_eq!(
@@ -200,6 +214,26 @@ mod non_literals {
         assert_eq!(
             execution_options!(max_workers = if flag { 2 } else { 6 } => get_execution_options().max_workers),
             NonZeroUsize::new(6)
+        );
+
+        let rule = xcs::Hedge::quantile(90);
+        let text = "p75";
+        let wait = Duration::from_millis(40);
+        assert_eq!(
+            execution_options!(hedge_after = rule => get_execution_options().hedge_after),
+            rule
+        );
+        assert_eq!(
+            execution_options!(hedge_after = text => get_execution_options().hedge_after),
+            xcs::Hedge::quantile(75)
+        );
+        assert_eq!(
+            execution_options!(hedge_after = wait => get_execution_options().hedge_after),
+            xcs::Hedge::after(wait)
+        );
+        assert_eq!(
+            execution_options!(hedge_after = Some(0.5_f64) => get_execution_options().hedge_after),
+            xcs::Hedge::after(Duration::from_millis(500))
         );
 
         let secs = 1.5_f64;

@@ -1,0 +1,5 @@
+use xcs::execution_options;
+
+fn main() {
+    execution_options!(hedge_after = "p5" => ());
+}
