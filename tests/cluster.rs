@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use xcs::cluster::{ClusterOptions, NatsBackend, Registry, WorkerLimits};
-use xcs::{Operator, OptionsPatch, PersistSupport, XcsError, vmap, with_options};
+use xcs::{
+    AsyncOperator, Operator, OptionsPatch, PersistSupport, XcsError, vmap, with_options,
+    with_options_async,
+};
 
 // ---------------------------------------------------------------------------------------------
 // The operators workers serve.
@@ -200,6 +203,63 @@ fn cube(x: u64) -> u64 {
     x * x * x
 }
 
+/// How many `AsyncSlow` items are running in this process now.
+static ASYNC_RUNNING: AtomicU64 = AtomicU64::new(0);
+
+/// Counts an `AsyncSlow` item as running until it is dropped (finished or cancelled).
+struct Running;
+impl Running {
+    fn start() -> Running {
+        ASYNC_RUNNING.fetch_add(1, Ordering::SeqCst);
+        Running
+    }
+}
+impl Drop for Running {
+    fn drop(&mut self) {
+        ASYNC_RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Awaits `ms` milliseconds of simulated I/O, records `x` input tokens, then returns the input
+/// and the id of the process that ran it; fails for input 1000003.
+struct AsyncSlow;
+impl AsyncOperator for AsyncSlow {
+    type Input = (u64, u64);
+    type Output = (u64, u32);
+    async fn forward(&self, (x, ms): (u64, u64)) -> Result<(u64, u32), XcsError> {
+        let _running = Running::start();
+        if x == 1_000_003 {
+            return Err(XcsError::operator("async_slow", "refused input 1000003"));
+        }
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        xcs::record_usage(xcs::Usage {
+            input_tokens: x,
+            output_tokens: 1,
+            cost: 0.0,
+        });
+        Ok((x, std::process::id()))
+    }
+    fn name(&self) -> &str {
+        "async_slow"
+    }
+    fn persist_support(&self) -> Option<PersistSupport<(u64, u64), (u64, u32)>> {
+        Some(PersistSupport::serde())
+    }
+}
+
+/// The worker-side gauge: how many `AsyncSlow` items run in the worker that answers.
+struct RunningNow;
+impl Operator for RunningNow {
+    type Input = u64;
+    type Output = u64;
+    fn forward(&self, _: u64) -> Result<u64, XcsError> {
+        Ok(ASYNC_RUNNING.load(Ordering::SeqCst))
+    }
+    fn name(&self) -> &str {
+        "running_now"
+    }
+}
+
 /// The worker side: runs only when this binary is started as a worker.
 #[test]
 fn worker_process() {
@@ -215,7 +275,9 @@ fn worker_process() {
             .with(SeesOptions)
             .with(Echo)
             .with(Depth)
-            .with(Cube),
+            .with(Cube)
+            .with_async(AsyncSlow)
+            .with(RunningNow),
     };
     let mut options = ClusterOptions::new();
     if let Ok(key) = std::env::var("CLUSTER_TEST_KEY") {
@@ -424,7 +486,208 @@ fn on_cluster<R>(
     result
 }
 
+/// [`on_cluster`] for async code: `f`'s future runs with the cluster selected.
+async fn on_cluster_async<F: std::future::Future>(
+    name: &str,
+    backend: &NatsBackend,
+    extra: &[(&str, &str)],
+    f: impl FnOnce() -> F,
+) -> F::Output {
+    xcs::register_backend(name, backend.clone()).unwrap();
+    let patch = OptionsPatch::from_pairs(
+        [("device_strategy", name)]
+            .into_iter()
+            .chain(extra.iter().copied()),
+    )
+    .unwrap();
+    let result = with_options_async(&patch, async { f().await }).await;
+    xcs::unregister_backend(name);
+    result
+}
+
+/// A runtime of one thread: a batch that blocked it would stop everything else on it.
+fn one_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// How many `AsyncSlow` items run on the (one) worker now, asked through the cluster.
+fn running_on_worker(backend: &NatsBackend) -> u64 {
+    on_cluster("cluster-gauge", backend, &[], || {
+        vmap(RunningNow).call(vec![0])
+    })
+    .unwrap()[0]
+}
+
 // ---------------------------------------------------------------------------------------------
+
+#[test]
+fn async_batches_run_on_workers_and_are_awaited_without_blocking_a_thread() {
+    common::watchdog("cluster: async", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let workers = Workers::start(2, &server.url(), "all", &backend);
+        one_thread_runtime().block_on(async {
+            // A ticker on the same one thread: it ticks only while the batch awaits.
+            let ticks = std::sync::Arc::new(AtomicU64::new(0));
+            let ticker = tokio::spawn({
+                let ticks = std::sync::Arc::clone(&ticks);
+                async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        ticks.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            });
+            let inputs: Vec<(u64, u64)> = (0..400).map(|x| (x, 200)).collect();
+            let outputs = on_cluster_async("cluster-async", &backend, &[], || {
+                vmap(AsyncSlow).call(inputs.clone())
+            })
+            .await
+            .unwrap();
+            ticker.abort();
+            let mut ran_on = HashSet::new();
+            for (i, (x, pid)) in outputs.iter().enumerate() {
+                assert_eq!(*x, i as u64, "item {i} kept its place");
+                assert!(workers.pids().contains(pid), "item {i} ran on {pid}");
+                ran_on.insert(*pid);
+            }
+            assert_eq!(ran_on, workers.pids(), "both workers took chunks");
+            // 400 items of 200 ms took at least 200 ms, all of it awaited.
+            assert!(ticks.load(Ordering::SeqCst) >= 5, "the thread was blocked");
+
+            // Errors as in a local batch: the lowest failing index; settled: every outcome.
+            let mut inputs: Vec<(u64, u64)> = (0..20).map(|x| (x, 20)).collect();
+            inputs[7] = (1_000_003, 0);
+            inputs[12] = (1_000_003, 0);
+            let error = on_cluster_async("cluster-async", &backend, &[], || {
+                vmap(AsyncSlow).call(inputs.clone())
+            })
+            .await
+            .unwrap_err();
+            assert_eq!(error.index(), Some(7), "{error}");
+            assert!(
+                error.to_string().contains("refused input 1000003"),
+                "{error}"
+            );
+            let settled = on_cluster_async("cluster-async", &backend, &[], || {
+                vmap(AsyncSlow).call_settled_async(inputs.clone())
+            })
+            .await;
+            for (i, outcome) in settled.iter().enumerate() {
+                assert_eq!(outcome.is_err(), i == 7 || i == 12, "{i}: {outcome:?}");
+            }
+            // `pmap` and `use_parallel = false` go the same way.
+            let out = on_cluster_async(
+                "cluster-async",
+                &backend,
+                &[("use_parallel", "false")],
+                || xcs::pmap(AsyncSlow, 3).call((0..5).map(|x| (x, 1)).collect()),
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                out.iter().map(|(x, _)| *x).collect::<Vec<_>>(),
+                [0, 1, 2, 3, 4]
+            );
+        });
+    });
+}
+
+#[test]
+fn an_async_batch_under_a_sync_only_backend_fails_naming_why() {
+    struct SyncOnly;
+    impl xcs::Backend for SyncOnly {
+        fn run(&self, job: &xcs::BatchJob) {
+            for index in 0..job.len() {
+                job.run_item(index);
+            }
+        }
+    }
+    xcs::register_backend("sync-only-cluster-test", SyncOnly).unwrap();
+    let patch = OptionsPatch::from_pairs([("device_strategy", "sync-only-cluster-test")]).unwrap();
+    let error = one_thread_runtime()
+        .block_on(with_options_async(&patch, async {
+            vmap(AsyncSlow).call(vec![(1, 1)]).await
+        }))
+        .unwrap_err();
+    xcs::unregister_backend("sync-only-cluster-test");
+    assert!(
+        matches!(&error, XcsError::DeviceUnsupported { reason, .. } if reason.contains("sync batches only")),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn dropping_an_async_batch_its_deadline_or_a_failure_cancels_its_chunks_on_the_workers() {
+    common::watchdog("cluster: cancel", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let _workers = Workers::start(1, &server.url(), "all", &backend);
+        let runtime = one_thread_runtime();
+        let long: Vec<(u64, u64)> = (0..64).map(|x| (x, 30_000)).collect();
+        let wait_running = || {
+            let until = Instant::now() + Duration::from_secs(20);
+            while running_on_worker(&backend) == 0 {
+                assert!(Instant::now() < until, "the items never started");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        let settled_after_cancel = || {
+            std::thread::sleep(Duration::from_millis(100));
+            running_on_worker(&backend)
+        };
+
+        // 1. The caller's future dropped.
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let batch = scope.spawn(|| {
+                runtime.block_on(async {
+                    let batch = on_cluster_async("cluster-cancel", &backend, &[], || {
+                        vmap(AsyncSlow).call(long.clone())
+                    });
+                    tokio::select! {
+                        _ = batch => panic!("the batch finished"),
+                        _ = tokio::task::spawn_blocking(move || rx.recv()) => {}
+                    }
+                });
+            });
+            wait_running();
+            tx.send(()).unwrap();
+            batch.join().unwrap();
+        });
+        assert_eq!(settled_after_cancel(), 0, "items still run after the drop");
+
+        // 2. The batch's deadline.
+        let error = runtime
+            .block_on(on_cluster_async(
+                "cluster-cancel",
+                &backend,
+                &[("timeout_seconds", "1")],
+                || vmap(AsyncSlow).call(long.clone()),
+            ))
+            .unwrap_err();
+        assert!(error.is_timeout(), "{error:?}");
+        assert_eq!(
+            settled_after_cancel(),
+            0,
+            "items still run after the deadline"
+        );
+
+        // 3. An earlier item failed: the later items' chunks stop.
+        let mut failing = long.clone();
+        failing[0] = (1_000_003, 0);
+        let error = runtime
+            .block_on(on_cluster_async("cluster-cancel", &backend, &[], || {
+                vmap(AsyncSlow).call(failing.clone())
+            }))
+            .unwrap_err();
+        assert_eq!(error.index(), Some(0), "{error}");
+        assert_eq!(settled_after_cancel(), 0, "items still run after a failure");
+    });
+}
 
 #[test]
 fn items_run_in_other_processes_and_keep_their_index() {
@@ -968,6 +1231,7 @@ mod wire {
     pub struct ItemResult {
         pub index: u64,
         pub result: Result<Bytes, Error>,
+        pub usage: Option<(u64, u64, f64)>,
     }
 
     #[derive(Serialize, Deserialize, Debug)]
@@ -1027,7 +1291,7 @@ mod wire {
         rate_limit: Option<f64>,
     ) -> Vec<u8> {
         postcard::to_stdvec(&Request {
-            protocol: 2,
+            protocol: 3,
             nonce,
             signed: false,
             signature: Signature {
@@ -1063,6 +1327,7 @@ mod wire {
             .map(|&index| ItemResult {
                 index,
                 result: Ok(Bytes(postcard::to_stdvec(output).unwrap())),
+                usage: None,
             })
             .collect();
         [
@@ -1444,14 +1709,14 @@ const PERMISSIONS: &str = r#"
 authorization {
   users = [
     { user: alice, password: a, permissions: {
-        publish: { allow: ["xcs.hello", "xcs.run.>"] },
+        publish: { allow: ["xcs.hello", "xcs.run.>", "xcs.cancel"] },
         subscribe: { allow: ["_INBOX_alice.>"] } } }
     { user: mallory, password: m, permissions: {
-        publish: { allow: ["xcs.hello", "xcs.run.>"] },
+        publish: { allow: ["xcs.hello", "xcs.run.>", "xcs.cancel"] },
         subscribe: { allow: ["_INBOX_mallory.>"] } } }
     { user: worker, password: w, permissions: {
         publish: { deny: [">"] },
-        subscribe: { allow: ["xcs.hello", "xcs.run.> xcs.workers"] },
+        subscribe: { allow: ["xcs.hello", "xcs.cancel", "xcs.run.> xcs.workers"] },
         allow_responses: { max: 1000000, expires: "15m" } } }
     { user: auditor, password: x, permissions: {
         publish: { deny: [">"] },
@@ -1812,7 +2077,7 @@ fn a_deeply_nested_result_fails_its_item_not_the_caller() {
                         let answer = wire::HelloAnswer {
                             nonce: hello.nonce,
                             info: wire::WorkerInfo {
-                                protocol: 2,
+                                protocol: 3,
                                 id: "hostile".into(),
                                 pid: 1,
                                 slots: 1,
@@ -1829,6 +2094,7 @@ fn a_deeply_nested_result_fails_its_item_not_the_caller() {
                             .map(|item| wire::ItemResult {
                                 index: item.index,
                                 result: Ok(wire::Bytes(deep_expr_bytes(100_000))),
+                                usage: None,
                             })
                             .collect();
                         for reply_body in [

@@ -46,6 +46,14 @@ pub trait Backend: Send + Sync + 'static {
     /// skipped because the batch was given up). Items that are never run are reported as
     /// cancelled.
     fn run(&self, job: &BatchJob);
+
+    /// How this backend runs async batches, if it can (the cluster's does); `None`: an async
+    /// batch under its strategy fails with [`XcsError::DeviceUnsupported`]. Not part of the
+    /// stable API.
+    #[doc(hidden)]
+    fn __xcs_async(&self) -> Option<AsyncBackend> {
+        None
+    }
 }
 
 /// A batch handed to a [`Backend`]: `len` items, each run by [`run_item`](BatchJob::run_item)
@@ -346,6 +354,10 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     fn run(&self, job: &BatchJob) {
         (**self).run(job);
     }
+
+    fn __xcs_async(&self) -> Option<AsyncBackend> {
+        (**self).__xcs_async()
+    }
 }
 
 /// Removes the backend registered under `name`, returning it.
@@ -373,27 +385,44 @@ pub(crate) fn is_registered(name: &str) -> bool {
         .contains_key(&key)
 }
 
-/// Where an async batch of `batch` (`vmap(…)`/`pmap(…)`) may run under `strategy`: on the
-/// caller's runtime, which is the built-in backend's place. A strategy naming a backend fails:
-/// backends receive sync batches ([`BatchJob`] items run on threads), and running the batch
-/// locally instead would silently ignore the strategy.
+/// Where an async batch of `batch` (`vmap(…)`/`pmap(…)`) runs under `strategy`: `Ok(None)` on
+/// the caller's runtime, which is the built-in backend's place; otherwise on the registered
+/// backend, when it runs async batches. A backend that runs sync batches only fails the batch
+/// with the reason: running it locally instead would silently ignore the strategy.
 #[cfg(feature = "tokio")]
-pub(crate) fn check_async(
+pub(crate) fn async_backend(
     strategy: DeviceStrategy,
     batch: impl FnOnce() -> String,
-) -> Result<(), XcsError> {
-    if resolve(strategy)?.is_none() {
-        return Ok(());
+) -> Result<Option<AsyncBackend>, XcsError> {
+    let Some(backend) = resolve(strategy)? else {
+        return Ok(None);
+    };
+    match backend.__xcs_async() {
+        Some(remote) => Ok(Some(remote)),
+        None => Err(XcsError::DeviceUnsupported {
+            strategy: strategy.as_str().to_owned(),
+            operator: batch(),
+            reason: "it is an async batch, and the backend registered for the strategy runs \
+                     sync batches only; run it under `device_strategy = \"auto\"` to await \
+                     its items on this runtime (a sync operator's batch reaches the backend \
+                     from async code as `xcs::blocking(vmap(op))`)"
+                .to_owned(),
+        }),
     }
-    Err(XcsError::DeviceUnsupported {
-        strategy: strategy.as_str().to_owned(),
-        operator: batch(),
-        reason: "it is an async batch, and the backend registered for the strategy runs sync \
-                 batches only; run it under `device_strategy = \"auto\"` to await its items \
-                 on this runtime (a sync operator's batch reaches the backend from async code \
-                 as `xcs::blocking(vmap(op))`)"
-            .to_owned(),
-    })
+}
+
+/// How a backend runs async batches (see [`Backend::__xcs_async`]). Not part of the stable API.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct AsyncBackend {
+    #[cfg(feature = "tokio")]
+    pub(crate) open: Arc<dyn crate::batch::drive::remote::OpenRemote>,
+}
+
+impl fmt::Debug for AsyncBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncBackend").finish_non_exhaustive()
+    }
 }
 
 /// The backend a strategy selects: `Ok(None)` for the built-in CPU backend.

@@ -33,6 +33,7 @@
 //! | subject | who publishes | who subscribes |
 //! |---|---|---|
 //! | `<prefix>.hello` | callers (discovery) | every worker |
+//! | `<prefix>.cancel` | callers (chunks they gave up) | every worker |
 //! | `<prefix>.run.<operator>` | callers (chunks) | workers, queue group `<prefix>.workers` only |
 //! | `<inbox prefix>.>` | workers, only as replies (`allow_responses`) | the one caller whose prefix it is ([`ClusterOptions::inbox_prefix`]) |
 //!
@@ -89,9 +90,25 @@
 //! none listens (every item fails with [`XcsError::DeviceUnavailable`](crate::XcsError) at
 //! once), or none serves the operator ([`XcsError::Cluster`](crate::XcsError)).
 //!
-//! A cluster batch is a sync call: an async batch (`vmap(op).call(inputs).await`) under the
-//! cluster's strategy fails with [`XcsError::DeviceUnsupported`](crate::XcsError) rather than
-//! run elsewhere; from async code, send a sync operator's batch with `blocking(vmap(op))`.
+//! # Async batches and cancellation
+//!
+//! Workers serve async operators too ([`Registry::with_async`]): a chunk of them runs as an
+//! async batch on the worker's tokio runtime, with no thread per item. An async batch
+//! (`vmap(op).call(inputs).await`) under the cluster's strategy sends its items to the workers
+//! and is awaited without blocking a thread: each item goes through the caller's call path —
+//! cache, budget, resource, rate limit, retries, deadline, trace — whose body is the trip to a
+//! worker, so its rate limit and retries are applied by the caller (a chunk carries neither), and
+//! what the body recorded with [`record_usage`](crate::record_usage) on the worker comes back
+//! with its outcome and is charged here. The items are gathered into chunks (of the same size as
+//! a sync batch's) by a task on the backend's runtime.
+//!
+//! Dropping the caller's future, its deadline (the batch's or an item's), or an earlier item's
+//! failure (outside `call_settled_async`) cancels the chunks already sent whose items nobody
+//! awaits any more: a message on `<prefix>.cancel` names them by their nonces (a secret of the
+//! caller and the worker, and signed under a cluster key), and the worker drops the async chunk
+//! — every item future in it — or sets [`cancelled()`](crate::cancelled) for a sync chunk's
+//! items. Items not sent yet are not started. A sync batch cancels what is still out when it
+//! gives up (its deadline, or the call it belongs to).
 
 mod backend;
 mod connect;

@@ -1,0 +1,180 @@
+//! Async batch items run in another process: what the async driver ([`super::future`]) and a
+//! backend that runs async batches (the cluster's) agree on.
+//!
+//! Each item goes through the async call path as a local item does — the caller's cache,
+//! budget, resource, rate limit, retries, deadline and trace (see `policy::plan`) — and only its
+//! body differs: it sends the serialized input to the backend's [`RemoteSink`] and awaits the
+//! outcome, without blocking a thread. So the caller is the one place where an item is admitted
+//! to its operator's resource and budget, each attempt once, and what the item's body recorded
+//! where it ran comes back with its outcome and is recorded here, where it settles the permit,
+//! the reservation and the trace event. Dropping an item's future (its deadline, the batch's
+//! deadline, the batch future dropped) tells the backend that nobody waits for it any more.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::ambient::Ambient;
+use crate::cache::CacheSupport;
+use crate::call_async::{self, AsyncCallee};
+use crate::device::Signature;
+use crate::error::XcsError;
+use crate::operator::AsyncOperator;
+use crate::options::ExecutionOptions;
+use crate::persist::PersistSupport;
+use crate::policy::plan::Supports;
+use crate::usage::Usage;
+use crate::util::{self, drop_quietly};
+
+/// What a backend learns about an async batch it is to run.
+pub(crate) struct RemoteBatch {
+    pub(crate) signature: Signature,
+    /// The strategy that selected the backend.
+    pub(crate) strategy: String,
+    /// The caller's options, read when the batch was called.
+    pub(crate) options: ExecutionOptions,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) len: usize,
+    /// Where the workers' trace events go, when tracing.
+    pub(crate) trace_parent: Option<crate::trace::Parent>,
+    /// Whether nobody needs item `index` any more (an earlier item failed, the batch gave up):
+    /// its chunk may be cancelled.
+    pub(crate) unwanted: Arc<dyn Fn(usize) -> bool + Send + Sync>,
+}
+
+/// An item's outcome, from where it ran.
+pub(crate) struct RemoteOutcome {
+    /// The serialized output, or the item's error.
+    pub(crate) result: Result<Vec<u8>, XcsError>,
+    /// What its body recorded with `xcs::record_usage`.
+    pub(crate) usage: Option<Usage>,
+}
+
+/// Where an async batch's items go: one per batch, made by [`OpenRemote::open`].
+pub(crate) trait RemoteSink: Send + Sync {
+    /// Sends item `index` (its serialized input) out; its outcome comes on the receiver.
+    /// Dropping the receiver says that nobody waits for it any more.
+    fn submit(&self, index: usize, input: Vec<u8>)
+    -> tokio::sync::oneshot::Receiver<RemoteOutcome>;
+    /// The batch has submitted everything it can for now: items held back to fill a chunk go.
+    fn flush(&self);
+}
+
+/// What [`OpenRemote::open`] returns: the sink, once the backend found where items run.
+pub(crate) type Opening =
+    Pin<Box<dyn Future<Output = Result<Arc<dyn RemoteSink>, XcsError>> + Send>>;
+
+/// A backend's way of running async batches.
+pub(crate) trait OpenRemote: Send + Sync {
+    /// Opens `batch`: finds where its items can run (failing at once when nowhere) and returns
+    /// the sink they go to.
+    fn open(&self, batch: RemoteBatch) -> Opening;
+}
+
+/// An item of an async batch run through `sink`: the async call path, whose body is the trip to
+/// where the item runs.
+pub(crate) fn item<'a, O: AsyncOperator>(
+    op: &'a O,
+    input: O::Input,
+    index: usize,
+    ambient: &Arc<Ambient>,
+    sink: &'a Arc<dyn RemoteSink>,
+    persist: PersistSupport<O::Input, O::Output>,
+) -> Pin<Box<dyn Future<Output = Result<O::Output, XcsError>> + Send + 'a>> {
+    let ambient = Arc::clone(ambient);
+    Box::pin(async move {
+        let callee = Remoted {
+            op,
+            index,
+            sink,
+            persist,
+            caching: ambient.options.enable_caching,
+        };
+        call_async::invoke_with(&callee, input, Some(index), ambient).await
+    })
+}
+
+/// An operator whose body runs elsewhere; everything else is the operator's.
+struct Remoted<'a, O: AsyncOperator> {
+    op: &'a O,
+    index: usize,
+    sink: &'a Arc<dyn RemoteSink>,
+    persist: PersistSupport<O::Input, O::Output>,
+    /// Whether the batch caches (the operator is asked how only then).
+    caching: bool,
+}
+
+impl<O: AsyncOperator> Remoted<'_, O> {
+    fn cluster_error(&self, reason: &str) -> XcsError {
+        XcsError::Cluster {
+            operator: AsyncOperator::name(self.op).to_owned(),
+            index: Some(self.index),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+impl<O: AsyncOperator> AsyncCallee for Remoted<'_, O> {
+    type Input = O::Input;
+    type Output = O::Output;
+
+    fn name(&self) -> &str {
+        AsyncOperator::name(self.op)
+    }
+
+    fn forward(
+        &self,
+        input: Self::Input,
+    ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send {
+        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.persist.encode_input(&input)
+        }));
+        drop_quietly(input);
+        let sent = match encoded {
+            Ok(Some(bytes)) => Ok(self.sink.submit(self.index, bytes)),
+            Ok(None) => Err(self.cluster_error("its input cannot be serialized")),
+            Err(payload) => Err(util::panicked(self.name(), Some(self.index), payload)),
+        };
+        let persist = self.persist;
+        let stopped = self.cluster_error("the backend stopped before the item's outcome came");
+        let undecodable =
+            self.cluster_error("the worker's output does not decode as its output type");
+        async move {
+            let outcome = sent?.await.map_err(|_| stopped)?;
+            if let Some(usage) = outcome.usage {
+                crate::record_usage(usage);
+            }
+            let bytes = outcome.result?;
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                persist.decode_output(&bytes)
+            }))
+            .ok()
+            .flatten()
+            .ok_or(undecodable)
+        }
+    }
+
+    fn cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
+        if !self.caching {
+            return None;
+        }
+        self.op.__xcs_cache_support()
+    }
+
+    fn supports(&self) -> Supports<Self::Input, Self::Output> {
+        Supports {
+            persist: Some(self.persist),
+            clone_input: self.op.__xcs_clone_input(),
+            retried_by_items: self.op.__xcs_retried_by_items(),
+        }
+    }
+
+    fn resource(&self) -> Option<&str> {
+        AsyncOperator::resource(self.op)
+    }
+
+    fn estimate(&self, input: &Self::Input) -> Usage {
+        AsyncOperator::estimate(self.op, input)
+    }
+}
