@@ -25,7 +25,7 @@ use std::error::Error;
 use std::time::{Duration, Instant};
 
 use xcs::DeviceStrategy;
-use xcs::cluster::{NatsBackend, Registry};
+use xcs::cluster::{LocalWorkers, NatsBackend, Registry};
 use xcs::prelude::*;
 
 /// The tiny item.
@@ -41,10 +41,8 @@ fn spin(seed: u64, rounds: u32) -> u64 {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    if let Some(url) = local_cluster::worker_url() {
-        xcs::cluster::serve(&url, Registry::new().with(Bump).with(Spin))?;
-        return Ok(());
-    }
+    // Started as a worker (by `LocalWorkers` below): serve, never return.
+    xcs::cluster::serve_if_worker(Registry::new().with(Bump).with(Spin));
     let quick = std::env::args().any(|a| a == "--quick");
     // (tiny items, samples; CPU-bound items, item time, samples)
     let (tiny, tiny_samples, heavy, item_time, heavy_samples) = if quick {
@@ -57,8 +55,9 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let server = local_cluster::Server::start_or_join()?;
     let backend = NatsBackend::connect(server.url())?;
-    let mut workers = local_cluster::Workers::new();
-    workers.add(1, server.url(), &backend)?;
+    let mut workers = LocalWorkers::new(server.url());
+    workers.spawn(1)?;
+    workers.wait_for(&backend, Duration::from_secs(20))?;
     xcs::register_backend("cluster", backend.clone())?;
     let (cpu, cluster) = (DeviceStrategy::Cpu, DeviceStrategy::named("cluster"));
 
@@ -83,7 +82,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     let tiny_figures = alternate(tiny_samples, || run_tiny(cpu), || run_tiny(cluster));
     eprint!("throughput, 1 worker… ");
     let one_worker = alternate(heavy_samples, || run_heavy(cpu), || run_heavy(cluster));
-    workers.add(1, server.url(), &backend)?;
+    workers.spawn(1)?;
+    workers.wait_for(&backend, Duration::from_secs(20))?;
     eprintln!("2 workers…");
     let two_workers = alternate(heavy_samples, || run_heavy(cpu), || run_heavy(cluster));
 

@@ -298,6 +298,13 @@ fn worker_process() {
     std::process::exit(1);
 }
 
+/// One binary, two roles: a worker when `LocalWorkers` started this binary with this test
+/// selected; nothing otherwise.
+#[test]
+fn local_worker_process() {
+    xcs::cluster::serve_if_worker(Registry::new().with(WhoRuns).with_async(AsyncSlow));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The harness: a real server and real worker processes, stopped when the test ends.
 
@@ -686,6 +693,37 @@ fn dropping_an_async_batch_its_deadline_or_a_failure_cancels_its_chunks_on_the_w
             .unwrap_err();
         assert_eq!(error.index(), Some(0), "{error}");
         assert_eq!(settled_after_cancel(), 0, "items still run after a failure");
+    });
+}
+
+#[test]
+fn one_binary_serves_as_its_own_workers_which_stop_with_their_handle() {
+    common::watchdog("cluster: local workers", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let mut workers = xcs::cluster::LocalWorkers::new(&server.url())
+            .arg("--exact")
+            .arg("local_worker_process")
+            .arg("--test-threads=1");
+        workers.spawn(2).unwrap();
+        workers.wait_for(&backend, Duration::from_secs(30)).unwrap();
+        let pids: HashSet<u32> = workers.pids().into_iter().collect();
+        assert_eq!(pids.len(), 2);
+        let outputs = on_cluster("cluster-local", &backend, &[], || {
+            vmap(WhoRuns).call((0..64).collect())
+        })
+        .unwrap();
+        let ran_on: HashSet<u32> = outputs.iter().map(|(_, pid)| *pid).collect();
+        assert!(ran_on.is_subset(&pids) && !ran_on.is_empty(), "{ran_on:?}");
+        drop(workers);
+        // Killed and reaped: not even a zombie is left.
+        for pid in &pids {
+            assert!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "worker {pid} is still there"
+            );
+        }
+        assert!(backend.workers().unwrap().is_empty());
     });
 }
 

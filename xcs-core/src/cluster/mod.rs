@@ -8,6 +8,10 @@
 //! - **Workers** are the user's own binary: [`serve`]`(url, `[`Registry`]`::new().with(op))` runs
 //!   the operators it lists by name, and nothing else. Any number of workers may join or leave
 //!   at any time; NATS queue groups share the chunks among them.
+//! - **One binary, two roles**: [`serve_if_worker`]`(registry)` at the top of `main` serves (and
+//!   exits) when the process was started as a worker by [`LocalWorkers`], which starts N workers
+//!   of the current executable and stops them when dropped — scaling out on one machine needs no
+//!   second program.
 //!
 //! What travels: the items, in chunks, each with its index in the batch; the caller's options
 //! that matter on the worker (what is left of the deadline, `trace_execution` — the worker's
@@ -113,6 +117,7 @@
 mod backend;
 mod connect;
 mod limits;
+mod local;
 mod registry;
 mod wire;
 mod worker;
@@ -120,6 +125,7 @@ mod worker;
 pub use backend::{NatsBackend, WorkerSummary};
 pub use connect::{ClusterOptions, DEFAULT_PREFIX, KEY_VARIABLE};
 pub use limits::WorkerLimits;
+pub use local::{LocalWorkers, WORKER_VARIABLE, serve_if_worker};
 pub use registry::Registry;
 pub use wire::RemoteFailure;
 pub use worker::{serve, serve_async};

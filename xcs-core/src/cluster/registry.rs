@@ -359,6 +359,11 @@ impl<O: Operator> Operator for Metered<O> {
         self.0.name()
     }
 
+    fn __xcs_cache_support(&self) -> Option<crate::cache::CacheSupport<Self::Input, Self::Output>> {
+        // A worker never caches (the caller does).
+        None
+    }
+
     fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<O::Input>> {
         self.0.__xcs_clone_input()
     }
@@ -397,6 +402,11 @@ impl<O: AsyncOperator> AsyncOperator for AsyncMetered<O> {
 
     fn name(&self) -> &str {
         AsyncOperator::name(&*self.op)
+    }
+
+    fn __xcs_cache_support(&self) -> Option<crate::cache::CacheSupport<Self::Input, Self::Output>> {
+        // A worker never caches (the caller does).
+        None
     }
 
     fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<O::Input>> {
@@ -463,6 +473,11 @@ impl<O: Operator> Operator for PrivateRate<O> {
 
     fn name(&self) -> &str {
         self.op.name()
+    }
+
+    fn __xcs_cache_support(&self) -> Option<crate::cache::CacheSupport<Self::Input, Self::Output>> {
+        // A worker never caches (the caller does).
+        None
     }
 
     fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<O::Input>> {
