@@ -52,6 +52,11 @@ impl Operator for Slow {
     type Output = (u64, u32);
     fn forward(&self, (x, ms): (u64, u64)) -> Result<(u64, u32), XcsError> {
         std::thread::sleep(Duration::from_millis(ms));
+        xcs::record_usage(xcs::Usage {
+            input_tokens: x,
+            output_tokens: 1,
+            cost: 0.0,
+        });
         Ok((x, std::process::id()))
     }
     fn name(&self) -> &str {
@@ -247,6 +252,28 @@ impl AsyncOperator for AsyncSlow {
     }
 }
 
+/// Tells the counting server at port `input` that it is called (one connection per call), and
+/// returns the id of the process that called it. Its calls use the resource `counted`.
+struct Counted;
+impl Operator for Counted {
+    type Input = u16;
+    type Output = u32;
+    fn forward(&self, port: u16) -> Result<u32, XcsError> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))
+            .map_err(|e| XcsError::operator("counted", e))?;
+        stream
+            .write_all(b"x")
+            .map_err(|e| XcsError::operator("counted", e))?;
+        Ok(std::process::id())
+    }
+    fn name(&self) -> &str {
+        "counted"
+    }
+    fn resource(&self) -> Option<&str> {
+        Some("counted")
+    }
+}
+
 /// The worker-side gauge: how many `AsyncSlow` items run in the worker that answers.
 struct RunningNow;
 impl Operator for RunningNow {
@@ -277,7 +304,8 @@ fn worker_process() {
             .with(Depth)
             .with(Cube)
             .with_async(AsyncSlow)
-            .with(RunningNow),
+            .with(RunningNow)
+            .with(Counted),
     };
     let mut options = ClusterOptions::new();
     if let Ok(key) = std::env::var("CLUSTER_TEST_KEY") {
@@ -724,6 +752,116 @@ fn one_binary_serves_as_its_own_workers_which_stop_with_their_handle() {
             );
         }
         assert!(backend.workers().unwrap().is_empty());
+    });
+}
+
+#[test]
+fn usage_recorded_on_workers_settles_the_callers_budget_and_trace() {
+    common::watchdog("cluster: usage", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let _workers = Workers::start(2, &server.url(), "all", &backend);
+        let _ = xcs::take_trace();
+        // Each item records x input tokens and 1 output token on the worker.
+        let expected: u64 = (0..20).sum::<u64>() + 20;
+        let item_usage = |operator: &str| -> u64 {
+            xcs::take_trace()
+                .iter()
+                .filter(|e| e.operator == operator && e.index.is_some())
+                .filter_map(|e| e.usage)
+                .map(|u| u.tokens())
+                .sum()
+        };
+        let (outputs, spent) = on_cluster(
+            "cluster-usage",
+            &backend,
+            &[("token_budget", "100000"), ("trace_execution", "true")],
+            || {
+                (
+                    vmap(Slow).call((0..20).map(|x| (x, 1)).collect()),
+                    xcs::spent(),
+                )
+            },
+        );
+        assert_eq!(outputs.unwrap().len(), 20);
+        assert_eq!(spent.tokens(), expected, "{spent:?}");
+        assert_eq!(
+            item_usage("slow"),
+            expected,
+            "the trace shows the workers' usage"
+        );
+        let (outputs, spent) = one_thread_runtime().block_on(on_cluster_async(
+            "cluster-usage",
+            &backend,
+            &[("token_budget", "100000"), ("trace_execution", "true")],
+            || async {
+                let outputs = vmap(AsyncSlow)
+                    .call((0..20).map(|x| (x, 1)).collect())
+                    .await;
+                (outputs, xcs::spent())
+            },
+        ));
+        assert_eq!(outputs.unwrap().len(), 20);
+        assert_eq!(spent.tokens(), expected, "{spent:?}");
+        assert_eq!(item_usage("async_slow"), expected);
+    });
+}
+
+#[test]
+fn a_resource_limit_holds_across_the_caller_and_its_workers() {
+    common::watchdog("cluster: shared resource", Duration::from_secs(180), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let workers = Workers::start(2, &server.url(), "all", &backend);
+        // The counting server: when each call reached it.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+        std::thread::spawn({
+            let calls = std::sync::Arc::clone(&calls);
+            move || {
+                for stream in listener.incoming() {
+                    let Ok(mut stream) = stream else { break };
+                    let mut byte = [0u8; 1];
+                    if stream.read_exact(&mut byte).is_ok() {
+                        calls.lock().unwrap().push(Instant::now());
+                    }
+                }
+            }
+        });
+        // 600 requests a minute, set on the caller only: the workers admit nothing themselves.
+        let limits = xcs::ResourceLimits::from_pairs([("requests_per_minute", "600")]).unwrap();
+        xcs::set_resource_limits("counted", &limits).unwrap();
+        let (cluster, local) = std::thread::scope(|scope| {
+            let cluster = scope.spawn(|| {
+                on_cluster("cluster-counted", &backend, &[], || {
+                    vmap(Counted).call(vec![port; 60])
+                })
+            });
+            let local = scope.spawn(|| {
+                let patch = OptionsPatch::from_pairs([("max_workers", "8")]).unwrap();
+                with_options(&patch, || vmap(Counted).call(vec![port; 60]))
+            });
+            (cluster.join().unwrap(), local.join().unwrap())
+        });
+        let (cluster, local) = (cluster.unwrap(), local.unwrap());
+        let pids: HashSet<u32> = cluster.iter().copied().collect();
+        assert!(pids.is_subset(&workers.pids()), "{pids:?}");
+        assert!(local.iter().all(|pid| *pid == std::process::id()));
+        let mut calls = calls.lock().unwrap().clone();
+        calls.sort();
+        assert_eq!(calls.len(), 120);
+        // In any window of 10 s: at most 600 × 10 / 60 + 600 / 60 = 110 calls.
+        let window = Duration::from_secs(10);
+        for (i, start) in calls.iter().enumerate() {
+            let within = calls[i..]
+                .iter()
+                .take_while(|t| **t - *start < window)
+                .count();
+            assert!(within <= 110, "{within} calls in 10 s from call {i}");
+        }
+        let stats = xcs::resource_stats("counted").unwrap();
+        assert_eq!(stats.requests, 120, "every call was admitted here, once");
     });
 }
 

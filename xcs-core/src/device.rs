@@ -228,7 +228,16 @@ pub struct RemoteItems {
 pub(crate) trait RemoteSide: Send + Sync {
     fn signature(&self) -> &Signature;
     fn take(&self, index: usize) -> Outgoing;
-    fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>);
+    fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>) {
+        self.complete_with_usage(index, result, None);
+    }
+    /// [`complete`](RemoteSide::complete), with what the item's body recorded where it ran.
+    fn complete_with_usage(
+        &self,
+        index: usize,
+        result: Result<Vec<u8>, XcsError>,
+        usage: Option<crate::Usage>,
+    );
     fn is_settled(&self, index: usize) -> bool;
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     fn trace_parent(&self) -> Option<crate::trace::Parent>;
@@ -291,6 +300,19 @@ impl RemoteItems {
     /// the same item (a chunk that ran twice) is ignored.
     pub fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>) {
         self.side.complete(index, result);
+    }
+
+    /// [`complete`](RemoteItems::complete), with what the item's body recorded where it ran:
+    /// it settles the item's resource permit and budget reservation, taken here when the item
+    /// was taken.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn complete_with_usage(
+        &self,
+        index: usize,
+        result: Result<Vec<u8>, XcsError>,
+        usage: Option<crate::Usage>,
+    ) {
+        self.side.complete_with_usage(index, result, usage);
     }
 
     /// Whether item `index` has its outcome already.

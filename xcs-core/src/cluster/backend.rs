@@ -513,8 +513,8 @@ impl Side for AsyncSide {
         self.batch.deadline
     }
 
-    /// The caller applies the rate limit and the retries (each attempt admitted here): a chunk
-    /// carries neither.
+    /// The caller applies the rate limit and the retries (each attempt admitted here) and
+    /// records the items' trace events: a chunk carries none of them.
     fn wire_options(
         &self,
         timeout: Option<Duration>,
@@ -524,6 +524,8 @@ impl Side for AsyncSide {
         let options = ExecutionOptions {
             max_retries: 0,
             rate_limit: None,
+            // Each item's event is recorded here, with its usage and its wait for the resource.
+            trace_execution: false,
             ..self.batch.options
         };
         WireOptions::from_caller(&options, timeout, workers, per_chunk)
@@ -665,6 +667,7 @@ async fn dispatch_async(
                     heard: Instant::now(),
                     sent_at: Duration::ZERO,
                     worker: String::new(),
+                    usage: HashMap::new(),
                 },
             );
             dispatch.send(id);
@@ -873,6 +876,8 @@ struct Flight {
     /// When the last attempt was sent, on the trace clock.
     sent_at: Duration,
     worker: String,
+    /// What the items reported recording, for their trace events.
+    usage: HashMap<usize, Usage>,
 }
 
 /// The caller's side of a batch on the cluster: where outcomes go. A sync batch's is its
@@ -924,8 +929,8 @@ impl Side for SyncSide<'_> {
         WireOptions::from_caller(&self.job.options(), timeout, workers, per_chunk)
     }
 
-    fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>, _usage: Option<Usage>) {
-        self.remote.complete(index, result);
+    fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>, usage: Option<Usage>) {
+        self.remote.complete_with_usage(index, result, usage);
     }
 
     fn is_settled(&self, index: usize) -> bool {
@@ -1086,6 +1091,7 @@ impl<'a> Dispatch<'a> {
                     heard: Instant::now(),
                     sent_at: Duration::ZERO,
                     worker: String::new(),
+                    usage: HashMap::new(),
                 };
                 self.flights.insert(id, flight);
                 self.send(id);
@@ -1367,11 +1373,11 @@ impl<'a> Dispatch<'a> {
                         .result
                         .map(|bytes| bytes.0)
                         .map_err(|e| e.into_error(&operator, index, &flight.worker));
-                    side.complete(
-                        index,
-                        outcome,
-                        result.usage.map(wire::WireUsage::into_usage),
-                    );
+                    let usage = result.usage.map(wire::WireUsage::into_usage);
+                    if let Some(usage) = usage {
+                        flight.usage.insert(index, usage);
+                    }
+                    side.complete(index, outcome, usage);
                 }
             }
             Reply::Finished {
@@ -1389,6 +1395,7 @@ impl<'a> Dispatch<'a> {
                         root,
                         shift,
                         trace,
+                        &flight.usage,
                     );
                 }
                 // Items the worker did not report (it should report all) are not waited for.
@@ -1477,6 +1484,7 @@ impl<'a> Dispatch<'a> {
 }
 
 /// Records a worker's trace events under the batch: item events get their index in the batch.
+/// Each item event carries the usage its item reported (`usage`, by index in the batch).
 fn adopt_trace(
     parent: Option<trace::Parent>,
     worker: &str,
@@ -1484,22 +1492,36 @@ fn adopt_trace(
     root: u64,
     shift: i128,
     mut events: Vec<WireEvent>,
+    usage: &HashMap<usize, Usage>,
 ) {
-    remap_items(&mut events, root, sent);
+    let batches = remap_items(&mut events, root, sent);
     let number = worker.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     }) >> 33
         | 1;
     let events = events
         .into_iter()
-        .map(|e| e.into_event(worker, number, shift))
+        .map(|e| {
+            let used = e
+                .parent()
+                .filter(|p| batches.contains(p))
+                .and(e.index())
+                .and_then(|i| usage.get(&usize::try_from(i).ok()?))
+                .copied();
+            e.into_event(worker, number, shift, used)
+        })
         .collect();
     trace::adopt_remote(parent.as_ref(), root, events);
 }
 
 /// The worker's batch events hang from its root; their items' indices are positions in the
 /// chunk, made indices in the caller's batch (`sent`: the chunk's items, in order).
-fn remap_items(events: &mut [WireEvent], root: u64, sent: &[usize]) {
+/// Returns the ids of the batch events (those whose children are the chunk's items).
+fn remap_items(
+    events: &mut [WireEvent],
+    root: u64,
+    sent: &[usize],
+) -> std::collections::HashSet<u64> {
     // A set: the merge is linear in the events.
     let batches: std::collections::HashSet<u64> = events
         .iter()
@@ -1516,6 +1538,7 @@ fn remap_items(events: &mut [WireEvent], root: u64, sent: &[usize]) {
             });
         }
     }
+    batches
 }
 
 #[cfg(test)]

@@ -94,6 +94,25 @@
 //! none listens (every item fails with [`XcsError::DeviceUnavailable`](crate::XcsError) at
 //! once), or none serves the operator ([`XcsError::Cluster`](crate::XcsError)).
 //!
+//! # Resources and budgets across the cluster
+//!
+//! A resource's limits (`set_resource_limits!`) and a scope's budgets hold for the caller and
+//! all its workers together, never multiplied by the number of workers. The design: **the caller
+//! is the single admitter.** Each item is admitted to its operator's resource (and charged its
+//! estimate against the budget) on the caller before it is sent, exactly as a local call is;
+//! the permit and the reservation are held until the item's result comes back, and settled then
+//! with what the body recorded on the worker ([`record_usage`](crate::record_usage) there),
+//! which travels back with the item's outcome — fixed-size, and checked when read. Workers run
+//! items without their operator's resource (they came admitted) and hold no budget. The usage
+//! shows in the caller's [`spent`](crate::spent), [`resource_stats`](crate::resource_stats) and
+//! trace events. Why this design: the caller already holds every item's place in the batch and
+//! its deadline, so admitting there needs no shared state between processes — each item is one
+//! NATS request/reply, and no worker has to agree with another (no home-made consensus, no
+//! lease to expire when a worker dies: a dead worker's chunk is sent again under the permits
+//! already held). The cost: a worker's calls beyond the caller's items (another program using
+//! the same provider) are not counted, and a sync chunk is formed as fast as its items are
+//! admitted.
+//!
 //! # Async batches and cancellation
 //!
 //! Workers serve async operators too ([`Registry::with_async`]): a chunk of them runs as an

@@ -519,7 +519,14 @@ impl WireEvent {
 
     /// The event as recorded by the caller: on its clock (`shift` added to `start`), on a
     /// thread named after the worker.
-    pub(crate) fn into_event(self, worker: &str, worker_number: u64, shift: i128) -> TraceEvent {
+    /// `usage`: what the item reported recording, for an item event.
+    pub(crate) fn into_event(
+        self,
+        worker: &str,
+        worker_number: u64,
+        shift: i128,
+        usage: Option<crate::Usage>,
+    ) -> TraceEvent {
         let start = (self.start.as_nanos() as i128 + shift).max(0);
         TraceEvent {
             id: self.id,
@@ -536,8 +543,7 @@ impl WireEvent {
                 .copied()
                 .unwrap_or(Outcome::Error),
             attempt: self.attempt,
-            // Usage recorded on workers does not travel yet.
-            usage: None,
+            usage,
             resource_wait: Duration::ZERO,
         }
     }
@@ -563,7 +569,6 @@ impl WireEvent {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn index(&self) -> Option<u64> {
         self.index
     }
