@@ -274,7 +274,30 @@ impl Operator for Counted {
     }
 }
 
-/// The worker-side gauge: how many `AsyncSlow` items run in the worker that answers.
+/// Runs for `input` milliseconds, or until its call is cancelled (`xcs::cancelled()`, checked
+/// every 10 ms); counted in the gauge while it runs.
+struct Cooperative;
+impl Operator for Cooperative {
+    type Input = u64;
+    type Output = bool;
+    fn forward(&self, ms: u64) -> Result<bool, XcsError> {
+        let _running = Running::start();
+        let until = Instant::now() + Duration::from_millis(ms);
+        while Instant::now() < until {
+            if xcs::cancelled() {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(true)
+    }
+    fn name(&self) -> &str {
+        "cooperative"
+    }
+}
+
+/// The worker-side gauge: how many `AsyncSlow` and `Cooperative` items run in the worker that
+/// answers.
 struct RunningNow;
 impl Operator for RunningNow {
     type Input = u64;
@@ -305,7 +328,8 @@ fn worker_process() {
             .with(Cube)
             .with_async(AsyncSlow)
             .with(RunningNow)
-            .with(Counted),
+            .with(Counted)
+            .with(Cooperative),
     };
     let mut options = ClusterOptions::new();
     if let Ok(key) = std::env::var("CLUSTER_TEST_KEY") {
@@ -740,6 +764,21 @@ fn dropping_an_async_batch_its_deadline_or_a_failure_cancels_its_chunks_on_the_w
             .unwrap_err();
         assert_eq!(error.index(), Some(0), "{error}");
         assert_eq!(settled_after_cancel(), 0, "items still run after a failure");
+
+        // 4. A sync batch's deadline: its items on the worker see `xcs::cancelled()`.
+        let error = on_cluster(
+            "cluster-cancel",
+            &backend,
+            &[("timeout_seconds", "1")],
+            || vmap(Cooperative).call(vec![30_000; 4]),
+        )
+        .unwrap_err();
+        assert!(error.is_timeout(), "{error:?}");
+        assert_eq!(
+            settled_after_cancel(),
+            0,
+            "sync items still run after the deadline"
+        );
     });
 }
 

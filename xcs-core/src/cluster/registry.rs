@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -175,7 +176,12 @@ pub(crate) enum Work {
     /// Work for a blocking thread (a sync operator), run with the caller's options in force.
     Sync(Box<dyn FnOnce() -> Vec<ItemResult> + Send>),
     /// A future for the worker's runtime (an async operator): dropping it drops every item.
-    Async(Pin<Box<dyn Future<Output = Vec<ItemResult>> + Send>>),
+    /// Items' outcomes come on the receiver as they finish; the future gives those that did not
+    /// come that way (inputs that did not decode, items that panicked or timed out).
+    Async(
+        Pin<Box<dyn Future<Output = Vec<ItemResult>> + Send>>,
+        tokio::sync::mpsc::UnboundedReceiver<ItemResult>,
+    ),
 }
 
 /// A served operator, with its types erased.
@@ -324,15 +330,49 @@ where
             positions,
             results,
         } = Decoded::<O::Input>::read(items, &self.signature.input_type);
+        let (stream, streamed) = tokio::sync::mpsc::unbounded_channel();
+        let reported: Arc<Vec<AtomicBool>> =
+            Arc::new(positions.iter().map(|_| AtomicBool::new(false)).collect());
+        let index_of: Arc<Vec<u64>> = Arc::new(positions.iter().map(|&p| indices[p]).collect());
         // Made here, where the caller's options are in force: the batch reads them now.
         let batch = vmap(AsyncMetered {
             op: Arc::clone(&self.op),
             clock: rate.map(RateClock::new),
+            stream,
+            reported: Arc::clone(&reported),
+            index_of,
         })
-        .call_settled_async(inputs);
-        Work::Async(Box::pin(async move {
-            finish(indices, positions, results, batch.await)
-        }))
+        .call_settled_async(inputs.into_iter().enumerate().collect());
+        Work::Async(
+            Box::pin(async move {
+                let outcomes = batch.await;
+                // What the items did not report themselves (they panicked, timed out, or were
+                // cancelled by the chunk's deadline), and the inputs that did not decode.
+                let mut results = results;
+                for (position, (&at, outcome)) in positions.iter().zip(outcomes).enumerate() {
+                    if reported[position].load(AtomicOrdering::Acquire) {
+                        continue;
+                    }
+                    results[at] = Some(match outcome {
+                        Err(error) => (Err(WireError::from_error(&error)), None),
+                        // Every item that ends without an error reported itself.
+                        Ok(()) => (Err(WireError::Cancelled), None),
+                    });
+                }
+                indices
+                    .into_iter()
+                    .zip(results)
+                    .filter_map(|(index, result)| {
+                        result.map(|(result, usage)| ItemResult {
+                            index,
+                            result,
+                            usage,
+                        })
+                    })
+                    .collect()
+            }),
+            streamed,
+        )
     }
 }
 
@@ -379,16 +419,23 @@ impl<O: Operator> Operator for Metered<O> {
 
 /// [`Metered`] for an async operator, with the request's rate limit (if any) on a clock of the
 /// chunk's own.
+/// Each item reports its outcome as soon as it has one (on `stream`, marked in `reported`), so
+/// the caller hears of a failure, and the chunk's other results, without waiting for the chunk.
 struct AsyncMetered<O> {
     op: Arc<O>,
     clock: Option<RateClock>,
+    stream: tokio::sync::mpsc::UnboundedSender<ItemResult>,
+    /// Whether the item at each position reported its outcome.
+    reported: Arc<Vec<AtomicBool>>,
+    /// The caller's index of the item at each position.
+    index_of: Arc<Vec<u64>>,
 }
 
-impl<O: AsyncOperator> AsyncOperator for AsyncMetered<O> {
-    type Input = O::Input;
-    type Output = (O::Output, Option<Usage>);
-
-    async fn forward(&self, input: O::Input) -> Result<Self::Output, XcsError> {
+impl<O: AsyncOperator> AsyncMetered<O>
+where
+    O::Output: Serialize,
+{
+    async fn run(&self, input: O::Input) -> Result<(O::Output, Option<Usage>), XcsError> {
         if let Some(clock) = &self.clock {
             let start = clock.slot(AsyncOperator::name(&*self.op))?;
             tokio::time::sleep_until(start.into()).await;
@@ -398,6 +445,40 @@ impl<O: AsyncOperator> AsyncOperator for AsyncMetered<O> {
         ambient.context.meter = Some(Arc::clone(&meter));
         let output = WithOptions::adopt(Arc::new(ambient), self.op.forward(input)).await?;
         Ok((output, meter.recorded()))
+    }
+}
+
+impl<O: AsyncOperator> AsyncOperator for AsyncMetered<O>
+where
+    O::Output: Serialize,
+{
+    type Input = (usize, O::Input);
+    type Output = ();
+
+    async fn forward(&self, (position, input): (usize, O::Input)) -> Result<(), XcsError> {
+        let (result, usage) = match self.run(input).await {
+            Ok((output, usage)) => (
+                match codec::encode(&output) {
+                    Some(bytes) => Ok(ByteBuf(bytes)),
+                    None => Err(WireError::Cluster {
+                        reason: "the worker could not serialize the item's output".into(),
+                    }),
+                },
+                usage.map(WireUsage::from_usage),
+            ),
+            Err(error) => (Err(WireError::from_error(&error)), None),
+        };
+        if let (Some(reported), Some(&index)) =
+            (self.reported.get(position), self.index_of.get(position))
+        {
+            reported.store(true, AtomicOrdering::Release);
+            let _ = self.stream.send(ItemResult {
+                index,
+                result,
+                usage,
+            });
+        }
+        Ok(())
     }
 
     fn name(&self) -> &str {
@@ -409,8 +490,9 @@ impl<O: AsyncOperator> AsyncOperator for AsyncMetered<O> {
         None
     }
 
-    fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<O::Input>> {
-        self.op.__xcs_clone_input()
+    fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<Self::Input>> {
+        // The caller retries async items (a chunk carries no retries).
+        None
     }
 
     fn __xcs_version(&self) -> u32 {

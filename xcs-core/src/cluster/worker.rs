@@ -491,13 +491,28 @@ impl Chunk {
             let _in = ambient.enter();
             entry.prepare(items, rate)
         };
+        let budget = wire::budget(client.server_info().max_payload);
         let ran = match work {
-            Work::Async(future) => {
-                // Cancelled: the future, and every item future in it, is dropped here.
-                let results = tokio::select! {
-                    results = future => results,
-                    () = notify.notified() => return,
+            Work::Async(mut future, mut streamed) => {
+                // Outcomes go back as items finish; cancelled, the future — and every item
+                // future in it — is dropped here.
+                let mut results = loop {
+                    tokio::select! {
+                        biased;
+                        () = notify.notified() => return,
+                        Some(first) = streamed.recv() => {
+                            let mut ready = vec![first];
+                            while let Ok(more) = streamed.try_recv() {
+                                ready.push(more);
+                            }
+                            send_results(&replier, budget, ready).await;
+                        }
+                        results = &mut future => break results,
+                    }
                 };
+                while let Ok(more) = streamed.try_recv() {
+                    results.push(more);
+                }
                 let events = if options.trace_execution {
                     trace::take_under(trace::root_id(&root))
                 } else {
@@ -538,35 +553,7 @@ impl Chunk {
                 .await;
             }
         };
-        // Outcomes in messages under the server's limit; an output too large for any message fails
-        // its item.
-        let budget = wire::budget(client.server_info().max_payload);
-        let mut batch: Vec<ItemResult> = Vec::new();
-        let mut size = 0;
-        for mut result in results {
-            // The index and the usage take at most 48 bytes.
-            let mut len = match &result.result {
-                Ok(bytes) => bytes.0.len(),
-                Err(_) => 256,
-            } + 48;
-            if len > budget {
-                result.result = Err(WireError::Cluster {
-                    reason: format!(
-                        "its output ({len} bytes) is larger than the server's message limit"
-                    ),
-                });
-                len = 256;
-            }
-            if size + len > budget && !batch.is_empty() {
-                send(Reply::Results(std::mem::take(&mut batch))).await;
-                size = 0;
-            }
-            size += len;
-            batch.push(result);
-        }
-        if !batch.is_empty() {
-            send(Reply::Results(batch)).await;
-        }
+        send_results(&replier, budget, results).await;
         let mut trace = Vec::new();
         let mut size = 0;
         for event in &events {
@@ -583,6 +570,39 @@ impl Chunk {
         })
         .await;
         let _ = client.flush().await;
+    }
+}
+
+/// Sends `results` in messages under the server's limit (`budget`); an output too large for any
+/// message fails its item.
+async fn send_results(replier: &Replier, budget: usize, results: Vec<ItemResult>) {
+    let mut batch: Vec<ItemResult> = Vec::new();
+    let mut size = 0;
+    for mut result in results {
+        // The index and the usage take at most 48 bytes.
+        let mut len = match &result.result {
+            Ok(bytes) => bytes.0.len(),
+            Err(_) => 256,
+        } + 48;
+        if len > budget {
+            result.result = Err(WireError::Cluster {
+                reason: format!(
+                    "its output ({len} bytes) is larger than the server's message limit"
+                ),
+            });
+            len = 256;
+        }
+        if size + len > budget && !batch.is_empty() {
+            replier
+                .send(Reply::Results(std::mem::take(&mut batch)))
+                .await;
+            size = 0;
+        }
+        size += len;
+        batch.push(result);
+    }
+    if !batch.is_empty() {
+        replier.send(Reply::Results(batch)).await;
     }
 }
 

@@ -157,9 +157,9 @@ pub(crate) async fn run<O: AsyncOperator>(
                         None => {
                             Either::Left(call_async::invoke_item(op, input, index, ambient, lean))
                         }
-                        Some((sink, persist)) => {
-                            Either::Right(remote::item(op, input, index, ambient, sink, *persist))
-                        }
+                        Some((sink, persist)) => Either::Right(remote::item(
+                            op, input, index, ambient, sink, *persist, lean,
+                        )),
                     }));
                     match poll_item(current.as_mut(), &mut Context::from_waker(&waker)) {
                         Poll::Ready(result) => {

@@ -73,7 +73,9 @@ pub(crate) trait OpenRemote: Send + Sync {
 }
 
 /// An item of an async batch run through `sink`: the async call path, whose body is the trip to
-/// where the item runs.
+/// where the item runs. `lean`: no policy applies to the batch's items (see
+/// [`call_async::is_lean`]); then an item without a resource is its trip alone, as a local lean
+/// item is its body alone.
 pub(crate) fn item<'a, O: AsyncOperator>(
     op: &'a O,
     input: O::Input,
@@ -81,18 +83,21 @@ pub(crate) fn item<'a, O: AsyncOperator>(
     ambient: &Arc<Ambient>,
     sink: &'a Arc<dyn RemoteSink>,
     persist: PersistSupport<O::Input, O::Output>,
+    lean: bool,
 ) -> Pin<Box<dyn Future<Output = Result<O::Output, XcsError>> + Send + 'a>> {
+    let callee = Remoted {
+        op,
+        index,
+        sink,
+        persist,
+        caching: ambient.options.enable_caching,
+    };
+    if lean && AsyncOperator::resource(op).is_none() {
+        // Submitted now, as the lean local item's body starts at its first poll.
+        return Box::pin(callee.trip(input));
+    }
     let ambient = Arc::clone(ambient);
-    Box::pin(async move {
-        let callee = Remoted {
-            op,
-            index,
-            sink,
-            persist,
-            caching: ambient.options.enable_caching,
-        };
-        call_async::invoke_with(&callee, input, Some(index), ambient).await
-    })
+    Box::pin(async move { call_async::invoke_with(&callee, input, Some(index), ambient).await })
 }
 
 /// An operator whose body runs elsewhere; everything else is the operator's.
@@ -105,13 +110,65 @@ struct Remoted<'a, O: AsyncOperator> {
     caching: bool,
 }
 
-impl<O: AsyncOperator> Remoted<'_, O> {
-    fn cluster_error(&self, reason: &str) -> XcsError {
-        XcsError::Cluster {
-            operator: AsyncOperator::name(self.op).to_owned(),
-            index: Some(self.index),
-            reason: reason.to_owned(),
+impl<'a, O: AsyncOperator> Remoted<'a, O> {
+    /// The body: sends the input now and awaits the outcome (a future that borrows nothing).
+    fn trip(
+        &self,
+        input: O::Input,
+    ) -> impl Future<Output = Result<O::Output, XcsError>> + Send + use<'a, O> {
+        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.persist.encode_input(&input)
+        }));
+        drop_quietly(input);
+        let sent = match encoded {
+            Ok(Some(bytes)) => Ok(self.sink.submit(self.index, bytes)),
+            Ok(None) => Err(self.cluster_error("its input cannot be serialized")),
+            Err(payload) => Err(util::panicked(
+                AsyncOperator::name(self.op),
+                Some(self.index),
+                payload,
+            )),
+        };
+        let persist = self.persist;
+        let (operator, index) = (self.op, self.index);
+        async move {
+            let outcome = sent?.await.map_err(|_| {
+                cluster_error(
+                    operator,
+                    index,
+                    "the backend stopped before the item's outcome came",
+                )
+            })?;
+            if let Some(usage) = outcome.usage {
+                crate::record_usage(usage);
+            }
+            let bytes = outcome.result?;
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                persist.decode_output(&bytes)
+            }))
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                cluster_error(
+                    operator,
+                    index,
+                    "the worker's output does not decode as its output type",
+                )
+            })
         }
+    }
+
+    fn cluster_error(&self, reason: &str) -> XcsError {
+        cluster_error(self.op, self.index, reason)
+    }
+}
+
+/// Item `index` of `op` failed on its way: `reason`.
+fn cluster_error<O: AsyncOperator>(op: &O, index: usize, reason: &str) -> XcsError {
+    XcsError::Cluster {
+        operator: AsyncOperator::name(op).to_owned(),
+        index: Some(index),
+        reason: reason.to_owned(),
     }
 }
 
@@ -127,32 +184,7 @@ impl<O: AsyncOperator> AsyncCallee for Remoted<'_, O> {
         &self,
         input: Self::Input,
     ) -> impl Future<Output = Result<Self::Output, XcsError>> + Send {
-        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.persist.encode_input(&input)
-        }));
-        drop_quietly(input);
-        let sent = match encoded {
-            Ok(Some(bytes)) => Ok(self.sink.submit(self.index, bytes)),
-            Ok(None) => Err(self.cluster_error("its input cannot be serialized")),
-            Err(payload) => Err(util::panicked(self.name(), Some(self.index), payload)),
-        };
-        let persist = self.persist;
-        let stopped = self.cluster_error("the backend stopped before the item's outcome came");
-        let undecodable =
-            self.cluster_error("the worker's output does not decode as its output type");
-        async move {
-            let outcome = sent?.await.map_err(|_| stopped)?;
-            if let Some(usage) = outcome.usage {
-                crate::record_usage(usage);
-            }
-            let bytes = outcome.result?;
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                persist.decode_output(&bytes)
-            }))
-            .ok()
-            .flatten()
-            .ok_or(undecodable)
-        }
+        self.trip(input)
     }
 
     fn cache_support(&self) -> Option<CacheSupport<Self::Input, Self::Output>> {
