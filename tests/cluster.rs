@@ -1595,6 +1595,12 @@ mod wire {
     }
 
     #[derive(Serialize, Deserialize, Debug)]
+    pub struct Cancel {
+        pub protocol: u32,
+        pub nonces: Vec<Nonce>,
+    }
+
+    #[derive(Serialize, Deserialize, Debug)]
     pub struct Hello {
         pub protocol: u32,
         pub nonce: Nonce,
@@ -2047,6 +2053,61 @@ fn with_a_cluster_key_an_eavesdropper_cannot_forge_outcomes() {
                 "not at the deadline"
             );
         }
+
+        // Cancellations are signed too: a client that reads every chunk's nonce cannot stop
+        // one (unsigned, or signed with a key of its own); the caller can.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut canceller = Raw::connect(server.port, None);
+        canceller.sub("xcs.run.>", None, 1);
+        canceller.sync().unwrap();
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let Some(Got::Msg { payload, .. }) = canceller.next(Duration::from_millis(100))
+                    else {
+                        continue;
+                    };
+                    let Ok((request, _)) = postcard::take_from_bytes::<wire::Request>(&payload)
+                    else {
+                        continue;
+                    };
+                    let cancel = postcard::to_stdvec(&wire::Cancel {
+                        protocol: 3,
+                        nonces: vec![request.nonce],
+                    })
+                    .unwrap();
+                    canceller.publish("xcs.cancel", None, &cancel);
+                    let mut signed = cancel.clone();
+                    signed.extend([0x5a; 32]);
+                    canceller.publish("xcs.cancel", None, &signed);
+                    canceller.sync().unwrap();
+                }
+            })
+        };
+        let runtime = one_thread_runtime();
+        let outputs = runtime
+            .block_on(on_cluster_async("cluster-key", &backend, &[], || {
+                vmap(AsyncSlow).call((0..8).map(|x| (x, 500)).collect())
+            }))
+            .unwrap();
+        assert_eq!(outputs.len(), 8, "forged cancellations stopped nothing");
+        stop.store(true, Ordering::SeqCst);
+        thread.join().unwrap();
+        // Dropped after a second (no deadline of its own: only the cancellation stops them).
+        let dropped = runtime.block_on(async {
+            let batch = on_cluster_async("cluster-key", &backend, &[], || {
+                vmap(AsyncSlow).call((0..8).map(|x| (x, 30_000)).collect())
+            });
+            tokio::time::timeout(Duration::from_secs(1), batch).await
+        });
+        assert!(dropped.is_err(), "the batch finished");
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            running_on_worker(&backend),
+            0,
+            "the signed cancellation stopped them"
+        );
     });
 }
 
