@@ -578,9 +578,11 @@ async fn dispatch_async(
     };
     let mut dispatch = Dispatch::new(&backend, &side, &options, signature, serving);
     // Async items hold no CPU while they wait: every chunk of the batch may be out at once
-    // (four per worker slot), within what a worker holds by default (eight per CPU).
-    if options.use_parallel && options.max_workers.is_none() {
+    // (four per worker slot), within what a worker holds by default (eight per CPU). The
+    // caller keeps at most `max_workers` items in flight itself: a chunk runs all it carries.
+    if options.use_parallel {
         dispatch.in_flight = dispatch.slots.max(1) * 4;
+        dispatch.per_chunk = None;
     }
     let inner = &backend.inner;
     let lost = backend.lost();

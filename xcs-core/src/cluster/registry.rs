@@ -187,6 +187,10 @@ pub(crate) enum Work {
 /// A served operator, with its types erased.
 pub(crate) trait Entry: Send + Sync {
     fn signature(&self) -> &WireSignature;
+    /// Whether its [`Work`] is a future (an async operator).
+    fn is_async(&self) -> bool {
+        false
+    }
     /// The chunk's items as [`Work`], each item's outcome settled: one item's failure does not
     /// stop the others. Called with the caller's options in force (an async batch reads them
     /// now). `rate`: the request's rate limit, applied to this chunk alone. Items run without
@@ -321,6 +325,10 @@ where
 {
     fn signature(&self) -> &WireSignature {
         &self.signature
+    }
+
+    fn is_async(&self) -> bool {
+        true
     }
 
     fn prepare(&self, items: Vec<Item>, rate: Option<f64>) -> Work {

@@ -441,10 +441,16 @@ impl Chunk {
             .await;
         }
         let max_time = registry.worker_limits().chunk_time();
-        let (options, rate) = match request.options.apply(get_execution_options(), max_time) {
+        let (mut options, rate) = match request.options.apply(get_execution_options(), max_time) {
             Ok(applied) => applied,
             Err(reason) => return send(Reply::Refused { reason }).await,
         };
+        // An async chunk without a deadline of the caller's is capped as a whole (below), not
+        // item by item: its items then take the lean path when nothing else applies.
+        let capped = entry.is_async() && request.options.timeout.is_none();
+        if capped {
+            options.timeout_seconds = None;
+        }
         let stop = Stop {
             flag: CancelFlag::child_of(None),
             notify: Arc::new(Notify::new()),
@@ -496,10 +502,20 @@ impl Chunk {
             Work::Async(mut future, mut streamed) => {
                 // Outcomes go back as items finish; cancelled, the future — and every item
                 // future in it — is dropped here.
+                let cap = tokio::time::sleep(max_time);
+                tokio::pin!(cap);
                 let mut results = loop {
                     tokio::select! {
                         biased;
                         () = notify.notified() => return,
+                        () = &mut cap, if capped => {
+                            return send(Reply::Refused {
+                                reason: format!(
+                                    "the chunk ran longer than the worker allows ({max_time:?})"
+                                ),
+                            })
+                            .await;
+                        }
                         Some(first) = streamed.recv() => {
                             let mut ready = vec![first];
                             while let Ok(more) = streamed.try_recv() {
