@@ -559,6 +559,9 @@ impl Side for AsyncSide {
     }
 }
 
+/// How often an async batch's dispatch task looks for chunks nobody awaits any more.
+const SWEEP: Duration = Duration::from_millis(20);
+
 /// An async batch's dispatch task, on the backend's runtime: items come from the batch, go out
 /// in chunks (full ones at once, the rest when the batch flushes), and their outcomes go back to
 /// the items' futures. Chunks whose items nobody awaits any more are cancelled; when the batch is
@@ -614,6 +617,7 @@ async fn dispatch_async(
     // Why items that come now fail at once: no worker listens, or the connection is gone.
     let mut failing: Option<Box<dyn Fn(usize) -> XcsError + Send>> = None;
     let mut next_chunk = 0u64;
+    let mut swept = Instant::now();
     loop {
         // Chunks while there is room: full ones, or what is there once the batch flushed.
         while dispatch.flights.len() < dispatch.in_flight
@@ -691,28 +695,40 @@ async fn dispatch_async(
             break;
         }
         tokio::select! {
-            submission = submissions.recv(), if open => match submission {
-                Some(Submission::Item(index, input, sender)) => match &failing {
-                    Some(error) => {
-                        let _ = sender.send(RemoteOutcome {
-                            result: Err(error(index)),
-                            usage: None,
-                        });
+            submission = submissions.recv(), if open => {
+                // Everything the batch submitted so far, at once.
+                let mut next = Some(submission);
+                while let Some(submission) = next.take() {
+                    match submission {
+                        Some(Submission::Item(index, input, sender)) => match &failing {
+                            Some(error) => {
+                                let _ = sender.send(RemoteOutcome {
+                                    result: Err(error(index)),
+                                    usage: None,
+                                });
+                            }
+                            None => {
+                                side.waiting
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .insert(index, sender);
+                                pending.push_back((index, input));
+                            }
+                        },
+                        Some(Submission::Flush) => flush = true,
+                        None => {
+                            // The batch is gone (done, dropped, or past its deadline).
+                            open = false;
+                            pending.clear();
+                            dispatch.cancel_all();
+                            break;
+                        }
                     }
-                    None => {
-                        side.waiting
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .insert(index, sender);
-                        pending.push_back((index, input));
-                    }
-                },
-                Some(Submission::Flush) => flush = true,
-                None => {
-                    // The batch is gone (done, dropped, or past its deadline).
-                    open = false;
-                    pending.clear();
-                    dispatch.cancel_all();
+                    next = match submissions.try_recv() {
+                        Ok(submission) => Some(Some(submission)),
+                        Err(tokio::sync::mpsc::error::TryRecvError::Empty) => None,
+                        Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => Some(None),
+                    };
                 }
             },
             message = subscription.next() => match message {
@@ -739,7 +755,11 @@ async fn dispatch_async(
             dispatch.flights.clear();
             side.fail_waiting(&**error);
         }
-        dispatch.cancel_unwanted(&|index| side.unwanted(index));
+        // Swept now and then, not on every message: it looks at every item out.
+        if swept.elapsed() >= SWEEP {
+            swept = Instant::now();
+            dispatch.cancel_unwanted(&|index| side.unwanted(index));
+        }
         dispatch.check_heartbeats(heartbeat);
     }
     let _ = subscription.unsubscribe().await;
