@@ -28,6 +28,7 @@ use crate::usage::Usage;
 use crate::util::{self, drop_quietly};
 
 /// What a backend learns about an async batch it is to run.
+#[cfg_attr(not(feature = "nats"), allow(dead_code))] // Read by the cluster's backend.
 pub(crate) struct RemoteBatch {
     pub(crate) signature: Signature,
     /// The strategy that selected the backend.
