@@ -438,7 +438,61 @@ pub(crate) fn async_backend(
 #[derive(Clone)]
 pub struct AsyncBackend {
     #[cfg(feature = "tokio")]
-    pub(crate) open: Arc<dyn crate::batch::drive::remote::OpenRemote>,
+    pub(crate) open: Arc<dyn OpenRemote>,
+}
+
+// What the async driver (`batch::drive::remote`) and a backend that runs async batches (the
+// cluster's) agree on.
+
+/// What a backend learns about an async batch it is to run.
+#[cfg_attr(not(feature = "nats"), allow(dead_code))] // Read by the cluster's backend.
+#[cfg(feature = "tokio")]
+pub(crate) struct RemoteBatch {
+    pub(crate) signature: Signature,
+    /// The strategy that selected the backend.
+    pub(crate) strategy: String,
+    /// The caller's options, read when the batch was called.
+    pub(crate) options: ExecutionOptions,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) len: usize,
+    /// Where the workers' trace events go, when tracing.
+    pub(crate) trace_parent: Option<crate::trace::Parent>,
+    /// Whether nobody needs item `index` any more (an earlier item failed, the batch gave up):
+    /// its chunk may be cancelled.
+    pub(crate) unwanted: Arc<dyn Fn(usize) -> bool + Send + Sync>,
+}
+
+/// An item's outcome, from where it ran.
+#[cfg(feature = "tokio")]
+pub(crate) struct RemoteOutcome {
+    /// The serialized output, or the item's error.
+    pub(crate) result: Result<Vec<u8>, XcsError>,
+    /// What its body recorded with `xcs::record_usage`.
+    pub(crate) usage: Option<crate::Usage>,
+}
+
+/// Where an async batch's items go: one per batch, made by [`OpenRemote::open`].
+#[cfg(feature = "tokio")]
+pub(crate) trait RemoteSink: Send + Sync {
+    /// Sends item `index` (its serialized input) out; its outcome comes on the receiver.
+    /// Dropping the receiver says that nobody waits for it any more.
+    fn submit(&self, index: usize, input: Vec<u8>)
+    -> tokio::sync::oneshot::Receiver<RemoteOutcome>;
+    /// The batch has submitted everything it can for now: items held back to fill a chunk go.
+    fn flush(&self);
+}
+
+/// What [`OpenRemote::open`] returns: the sink, once the backend found where items run.
+#[cfg(feature = "tokio")]
+pub(crate) type Opening =
+    std::pin::Pin<Box<dyn Future<Output = Result<Arc<dyn RemoteSink>, XcsError>> + Send>>;
+
+/// A backend's way of running async batches.
+#[cfg(feature = "tokio")]
+pub(crate) trait OpenRemote: Send + Sync {
+    /// Opens `batch`: finds where its items can run (failing at once when nowhere) and returns
+    /// the sink they go to.
+    fn open(&self, batch: RemoteBatch) -> Opening;
 }
 
 impl fmt::Debug for AsyncBackend {

@@ -47,8 +47,10 @@ use super::wire::{
     self, Cancel, Context, Hello, HelloAnswer, Item, Nonce, Reply, ReplyMessage, Request,
     WireEvent, WireOptions, WireSignature, WorkerInfo,
 };
-use crate::batch::drive::remote::{OpenRemote, Opening, RemoteBatch, RemoteOutcome, RemoteSink};
-use crate::device::{self, AsyncBackend, Backend, BatchJob, Outgoing, RemoteItems};
+use crate::device::{
+    self, AsyncBackend, Backend, BatchJob, OpenRemote, Opening, Outgoing, RemoteBatch, RemoteItems,
+    RemoteOutcome, RemoteSink,
+};
 use crate::error::XcsError;
 use crate::options::ExecutionOptions;
 use crate::trace;
@@ -618,6 +620,7 @@ async fn dispatch_async(
     let mut failing: Option<Box<dyn Fn(usize) -> XcsError + Send>> = None;
     let mut next_chunk = 0u64;
     let mut swept = Instant::now();
+    let mut listening = true;
     loop {
         // Chunks while there is room: full ones, or what is there once the batch flushed.
         while dispatch.flights.len() < dispatch.in_flight
@@ -731,7 +734,7 @@ async fn dispatch_async(
                     };
                 }
             },
-            message = subscription.next() => match message {
+            message = subscription.next(), if listening => match message {
                 Some(message) => {
                     let mut no_workers = dispatch.receive(message);
                     while !no_workers {
@@ -745,7 +748,11 @@ async fn dispatch_async(
                         failing = Some(Box::new(move |_| unavailable_in(strategy.clone())));
                     }
                 }
-                None => failing = Some(Box::new(backend.lost())),
+                None => {
+                    // The connection closed for good: nothing more will come.
+                    listening = false;
+                    failing = Some(Box::new(backend.lost()));
+                }
             },
             () = tokio::time::sleep(Duration::from_millis(100)) => {}
         }

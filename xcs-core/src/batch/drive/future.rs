@@ -100,7 +100,7 @@ pub(crate) async fn run<O: AsyncOperator>(
             };
             let sink = backend
                 .open
-                .open(remote::RemoteBatch {
+                .open(device::RemoteBatch {
                     signature: device::Signature {
                         operator: op.name().to_owned(),
                         version: persist.version_number(),

@@ -1,5 +1,6 @@
-//! Async batch items run in another process: what the async driver ([`super::future`]) and a
-//! backend that runs async batches (the cluster's) agree on.
+//! Async batch items run in another process: the async driver's ([`super::future`]) side of a
+//! backend that runs async batches (the cluster's), whose side is `device`'s `OpenRemote` and
+//! [`RemoteSink`].
 //!
 //! Each item goes through the async call path as a local item does — the caller's cache,
 //! budget, resource, rate limit, retries, deadline and trace (see `policy::plan`) — and only its
@@ -13,65 +14,17 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::ambient::Ambient;
 use crate::cache::CacheSupport;
 use crate::call_async::{self, AsyncCallee};
-use crate::device::Signature;
+use crate::device::RemoteSink;
 use crate::error::XcsError;
 use crate::operator::AsyncOperator;
-use crate::options::ExecutionOptions;
 use crate::persist::PersistSupport;
 use crate::policy::plan::Supports;
 use crate::usage::Usage;
 use crate::util::{self, drop_quietly};
-
-/// What a backend learns about an async batch it is to run.
-#[cfg_attr(not(feature = "nats"), allow(dead_code))] // Read by the cluster's backend.
-pub(crate) struct RemoteBatch {
-    pub(crate) signature: Signature,
-    /// The strategy that selected the backend.
-    pub(crate) strategy: String,
-    /// The caller's options, read when the batch was called.
-    pub(crate) options: ExecutionOptions,
-    pub(crate) deadline: Option<Instant>,
-    pub(crate) len: usize,
-    /// Where the workers' trace events go, when tracing.
-    pub(crate) trace_parent: Option<crate::trace::Parent>,
-    /// Whether nobody needs item `index` any more (an earlier item failed, the batch gave up):
-    /// its chunk may be cancelled.
-    pub(crate) unwanted: Arc<dyn Fn(usize) -> bool + Send + Sync>,
-}
-
-/// An item's outcome, from where it ran.
-pub(crate) struct RemoteOutcome {
-    /// The serialized output, or the item's error.
-    pub(crate) result: Result<Vec<u8>, XcsError>,
-    /// What its body recorded with `xcs::record_usage`.
-    pub(crate) usage: Option<Usage>,
-}
-
-/// Where an async batch's items go: one per batch, made by [`OpenRemote::open`].
-pub(crate) trait RemoteSink: Send + Sync {
-    /// Sends item `index` (its serialized input) out; its outcome comes on the receiver.
-    /// Dropping the receiver says that nobody waits for it any more.
-    fn submit(&self, index: usize, input: Vec<u8>)
-    -> tokio::sync::oneshot::Receiver<RemoteOutcome>;
-    /// The batch has submitted everything it can for now: items held back to fill a chunk go.
-    fn flush(&self);
-}
-
-/// What [`OpenRemote::open`] returns: the sink, once the backend found where items run.
-pub(crate) type Opening =
-    Pin<Box<dyn Future<Output = Result<Arc<dyn RemoteSink>, XcsError>> + Send>>;
-
-/// A backend's way of running async batches.
-pub(crate) trait OpenRemote: Send + Sync {
-    /// Opens `batch`: finds where its items can run (failing at once when nowhere) and returns
-    /// the sink they go to.
-    fn open(&self, batch: RemoteBatch) -> Opening;
-}
 
 /// An item of an async batch run through `sink`: the async call path, whose body is the trip to
 /// where the item runs. `lean`: no policy applies to the batch's items (see
