@@ -6,6 +6,10 @@
 //! - **throughput**: CPU-bound items (~20 ms each), items/s with 1 and 2 worker processes vs
 //!   local. Workers on the same machine share its cores, so this measures what the cluster path
 //!   loses, not what more machines gain.
+//! - **async**: the async cluster path (an async `vmap` awaited on the caller, its items futures
+//!   on the workers' runtimes): tiny async items, ns per item vs a local async `vmap`; and
+//!   10 000 items of 20 ms simulated I/O (a timer) on 2 workers vs local, items/s, with every
+//!   item in flight at once and under `max_workers = 200`.
 //!
 //! ```text
 //! cargo run --release --features nats --example bench_cluster            # the real figures
@@ -25,13 +29,26 @@ use std::error::Error;
 use std::time::{Duration, Instant};
 
 use xcs::DeviceStrategy;
-use xcs::cluster::{NatsBackend, Registry};
+use xcs::cluster::{LocalWorkers, NatsBackend, Registry};
 use xcs::prelude::*;
 
 /// The tiny item.
 #[xcs::operator]
 fn bump(x: u64) -> u64 {
     x.wrapping_add(1)
+}
+
+/// The tiny async item.
+#[xcs::operator]
+async fn bump_async(x: u64) -> u64 {
+    x.wrapping_add(1)
+}
+
+/// Simulated I/O: a timer of `ms` milliseconds, no thread held.
+#[xcs::operator]
+async fn wait_io(x: u64, ms: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    x
 }
 
 /// The CPU-bound item: `rounds` steps of the benches' arithmetic loop.
@@ -41,10 +58,14 @@ fn spin(seed: u64, rounds: u32) -> u64 {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    if let Some(url) = local_cluster::worker_url() {
-        xcs::cluster::serve(&url, Registry::new().with(Bump).with(Spin))?;
-        return Ok(());
-    }
+    // Started as a worker (by `LocalWorkers` below): serve, never return.
+    xcs::cluster::serve_if_worker(
+        Registry::new()
+            .with(Bump)
+            .with(Spin)
+            .with_async(BumpAsync)
+            .with_async(WaitIo),
+    );
     let quick = std::env::args().any(|a| a == "--quick");
     // (tiny items, samples; CPU-bound items, item time, samples)
     let (tiny, tiny_samples, heavy, item_time, heavy_samples) = if quick {
@@ -57,8 +78,9 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let server = local_cluster::Server::start_or_join()?;
     let backend = NatsBackend::connect(server.url())?;
-    let mut workers = local_cluster::Workers::new();
-    workers.add(1, server.url(), &backend)?;
+    let mut workers = LocalWorkers::new(server.url());
+    workers.spawn(1)?;
+    workers.wait_for(&backend, Duration::from_secs(20))?;
     xcs::register_backend("cluster", backend.clone())?;
     let (cpu, cluster) = (DeviceStrategy::Cpu, DeviceStrategy::named("cluster"));
 
@@ -83,9 +105,58 @@ fn main() -> Result<(), Box<dyn Error>> {
     let tiny_figures = alternate(tiny_samples, || run_tiny(cpu), || run_tiny(cluster));
     eprint!("throughput, 1 worker… ");
     let one_worker = alternate(heavy_samples, || run_heavy(cpu), || run_heavy(cluster));
-    workers.add(1, server.url(), &backend)?;
+    workers.spawn(1)?;
+    workers.wait_for(&backend, Duration::from_secs(20))?;
     eprintln!("2 workers…");
     let two_workers = alternate(heavy_samples, || run_heavy(cpu), || run_heavy(cluster));
+
+    // The async path, awaited on a runtime of the caller's own.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (io_items, io_ms) = if quick { (1_000, 20) } else { (10_000, 20) };
+    let tiny_async_inputs = BumpAsyncInputs::batch((0..tiny).collect::<Vec<u64>>())?;
+    let run_tiny_async = |strategy: DeviceStrategy| {
+        let inputs = tiny_async_inputs.clone();
+        let start = Instant::now();
+        let out = runtime.block_on(execution_options!(device_strategy = strategy => async {
+            vmap(BumpAsync).call(inputs).await
+        }));
+        assert_eq!(out.expect("the tiny async batch runs").len(), tiny as usize);
+        start.elapsed().as_nanos() as f64 / tiny as f64
+    };
+    let io_inputs = WaitIoInputs::batch((0..io_items).collect::<Vec<u64>>(), io_ms)?;
+    let run_io = |strategy: DeviceStrategy, max_workers: Option<usize>| {
+        let inputs = io_inputs.clone();
+        let start = Instant::now();
+        let out = runtime.block_on(async {
+            let patch = xcs::OptionsPatch::new()
+                .device_strategy(strategy)
+                .max_workers(max_workers.and_then(std::num::NonZeroUsize::new));
+            xcs::with_options_async(&patch, async { vmap(WaitIo).call(inputs).await }).await
+        });
+        assert_eq!(out.expect("the I/O batch runs").len(), io_items as usize);
+        io_items as f64 / start.elapsed().as_secs_f64()
+    };
+    eprint!("async: overhead… ");
+    let tiny_async = alternate(
+        tiny_samples,
+        || run_tiny_async(cpu),
+        || run_tiny_async(cluster),
+    );
+    eprint!("I/O, all in flight… ");
+    let io_all = alternate(
+        heavy_samples,
+        || run_io(cpu, None),
+        || run_io(cluster, None),
+    );
+    eprintln!("I/O, max_workers = 200…");
+    let io_200 = alternate(
+        heavy_samples,
+        || run_io(cpu, Some(200)),
+        || run_io(cluster, Some(200)),
+    );
 
     println!(
         "xcs bench_cluster{}: {cores} CPUs, {} build",
@@ -139,6 +210,21 @@ fn main() -> Result<(), Box<dyn Error>> {
     row(
         format!("throughput: {heavy} × {item} items, 2 workers"),
         two_workers,
+        per_second,
+    );
+    row(
+        format!("async overhead: {tiny} tiny items, 2 workers"),
+        tiny_async,
+        per_item,
+    );
+    row(
+        format!("async I/O: {io_items} × {io_ms} ms, all in flight"),
+        io_all,
+        per_second,
+    );
+    row(
+        format!("async I/O: {io_items} × {io_ms} ms, max_workers 200"),
+        io_200,
         per_second,
     );
     println!(

@@ -7,19 +7,20 @@
 //! NATS_URL=nats://127.0.0.1:4222 cargo run --features nats --example cluster  # joins one
 //! ```
 //!
-//! What to take away: a worker is your own binary calling `xcs::cluster::serve` with the
-//! operators it may run; the caller registers a `NatsBackend` and selects it with
-//! `device_strategy` — the `vmap` call itself does not change, outputs come back in input
-//! order, and errors name the item they belong to.
+//! What to take away: one binary, two roles — `xcs::cluster::serve_if_worker` at the top of
+//! `main` makes the processes `LocalWorkers` starts serve the operators they may run; the caller
+//! registers a `NatsBackend` and selects it with `device_strategy` — the `vmap` call itself does
+//! not change (sync or async), outputs come back in input order, and errors name the item they
+//! belong to.
 
 #[path = "common/cluster.rs"]
 mod local_cluster;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use xcs::cluster::{NatsBackend, Registry};
+use xcs::cluster::{LocalWorkers, NatsBackend, Registry};
 use xcs::prelude::*;
 
 /// CPU-bound work: counts the primes below `n` by trial division, and says which process ran
@@ -45,18 +46,25 @@ fn digit_sum(n: u64) -> u64 {
     n.to_string().bytes().map(|b| u64::from(b - b'0')).sum()
 }
 
+/// Simulated I/O: waits `ms` milliseconds without holding a thread, then says which process
+/// waited. An async operator: workers run its items as futures, no thread per item.
+#[xcs::operator]
+async fn fetch(id: u64, ms: u64) -> (u64, u32) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    (id, std::process::id())
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
-    // Started as a worker: serve `count_primes` (and nothing else) until killed.
-    if let Some(url) = local_cluster::worker_url() {
-        xcs::cluster::serve(&url, Registry::new().with(CountPrimes))?;
-        return Ok(());
-    }
+    // Started as a worker (by `LocalWorkers` below): serve `count_primes` and `fetch` (and
+    // nothing else) until this example ends; never returns.
+    xcs::cluster::serve_if_worker(Registry::new().with(CountPrimes).with_async(Fetch));
 
     // Dropped in reverse order: the workers stop before the server.
     let server = local_cluster::Server::start_or_join()?;
     let backend = NatsBackend::connect(server.url())?;
-    let mut workers = local_cluster::Workers::new();
-    workers.add(2, server.url(), &backend)?;
+    // Two workers of this very executable, killed and reaped when `workers` is dropped.
+    let workers = LocalWorkers::start(2, server.url())?;
+    workers.wait_for(&backend, Duration::from_secs(20))?;
     let how = if server.is_local() {
         "started here"
     } else {
@@ -139,6 +147,25 @@ fn main() -> Result<(), Box<dyn Error>> {
             threads.len()
         );
     }
+
+    // Async operators travel too: 1 000 items of 50 ms of simulated I/O, awaited on this
+    // runtime without blocking it; the workers run them as futures.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let start = Instant::now();
+    let fetched = runtime.block_on(execution_options!(device_strategy = "cluster" => async {
+        vmap(Fetch).call(FetchInputs::batch((0..1_000u64).collect::<Vec<u64>>(), 50u64)?).await
+    }))?;
+    let pids: BTreeSet<u32> = fetched.iter().map(|(_, pid)| *pid).collect();
+    println!(
+        "\n1 000 async items of 50 ms on the cluster: {:.2?} (on pids {pids:?}; in input order: {})",
+        start.elapsed(),
+        fetched
+            .iter()
+            .enumerate()
+            .all(|(i, (id, _))| *id == i as u64)
+    );
 
     // An operator no worker serves fails clearly, at once: no silent local fallback.
     let error = execution_options!(device_strategy = "cluster" => {

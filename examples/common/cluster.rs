@@ -1,6 +1,6 @@
-//! A throwaway local cluster for the cluster examples: a `nats-server` on a free port (or the
-//! server at `NATS_URL`) and worker processes that are the running example started again. Both
-//! are stopped when dropped, also when the example fails on the way.
+//! A throwaway NATS server for the cluster examples: a `nats-server` on a free port (or the
+//! server at `NATS_URL`), stopped when dropped, also when the example fails on the way. The
+//! worker processes are the running example started again by `xcs::cluster::LocalWorkers`.
 //!
 //! Shared by `examples/cluster.rs` and `examples/bench_cluster.rs`, which include this file with
 //! `#[path = "common/cluster.rs"] mod local_cluster;`.
@@ -14,24 +14,6 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use xcs::cluster::NatsBackend;
-
-/// Set in a worker's environment to the server's URL: `main` checks it first. (Not an `XCS_`
-/// name: those are execution options, and `OptionsPatch::from_env` rejects unknown ones.)
-pub const WORKER_URL: &str = "CLUSTER_WORKER_URL";
-
-/// The URL to serve, when this process was started as a worker.
-pub fn worker_url() -> Option<String> {
-    let url = std::env::var(WORKER_URL).ok()?;
-    // Workers read their stdin, a pipe from the example, and exit when it closes: they never
-    // outlive the example, however it ends.
-    std::thread::spawn(|| {
-        let _ = std::io::stdin().read_to_end(&mut Vec::new());
-        std::process::exit(0);
-    });
-    Some(url)
-}
 
 /// A NATS server: one started here (stopped on drop), or the one at `NATS_URL`.
 pub struct Server {
@@ -106,57 +88,6 @@ impl Drop for Server {
         }
         if let Some(dir) = &self.store_dir {
             let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-/// Worker processes: this example's binary, started with `WORKER_URL` set. Killed on drop.
-pub struct Workers(Vec<Child>);
-
-impl Workers {
-    /// An empty set, to [`add`](Workers::add) to.
-    pub fn new() -> Workers {
-        Workers(Vec::new())
-    }
-
-    /// Starts `n` more workers serving at `url`, and waits until `backend` sees them.
-    pub fn add(
-        &mut self,
-        n: usize,
-        url: &str,
-        backend: &NatsBackend,
-    ) -> Result<(), Box<dyn Error>> {
-        for _ in 0..n {
-            let child = Command::new(std::env::current_exe()?)
-                .env(WORKER_URL, url)
-                .stdin(Stdio::piped()) // closed when this process ends: see `worker_url`
-                .stdout(Stdio::null())
-                .spawn()?;
-            self.0.push(child);
-        }
-        let until = Instant::now() + Duration::from_secs(20);
-        loop {
-            let live: Vec<u32> = backend.workers()?.iter().map(|w| w.pid).collect();
-            if self.pids().iter().all(|pid| live.contains(pid)) {
-                return Ok(());
-            }
-            if Instant::now() > until {
-                return Err("the worker processes did not come up within 20 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    pub fn pids(&self) -> Vec<u32> {
-        self.0.iter().map(Child::id).collect()
-    }
-}
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }

@@ -85,7 +85,11 @@ fn without_caching_an_unkeyable_input_is_not_warned_about() {
     let stderr = stderr_of("child_uncacheable_without_caching");
     assert!(warnings(&stderr, "runs uncached").is_empty(), "{stderr}");
     // The retries it cannot make are said (its input cannot be copied either).
-    assert_eq!(warnings(&stderr, "runs without retries").len(), 1, "{stderr}");
+    assert_eq!(
+        warnings(&stderr, "runs without retries").len(),
+        1,
+        "{stderr}"
+    );
 }
 
 /// Counts WARN events of target `xcs`.

@@ -117,7 +117,7 @@ fn lean<'a, O: AsyncCallee + ?Sized>(
 }
 
 /// [`invoke`] with policies: the call plan, awaited.
-async fn invoke_with<O: AsyncCallee + ?Sized>(
+pub(crate) async fn invoke_with<O: AsyncCallee + ?Sized>(
     op: &O,
     input: O::Input,
     index: Option<usize>,

@@ -46,6 +46,14 @@ pub trait Backend: Send + Sync + 'static {
     /// skipped because the batch was given up). Items that are never run are reported as
     /// cancelled.
     fn run(&self, job: &BatchJob);
+
+    /// How this backend runs async batches, if it can (the cluster's does); `None`: an async
+    /// batch under its strategy fails with [`XcsError::DeviceUnsupported`]. Not part of the
+    /// stable API.
+    #[doc(hidden)]
+    fn __xcs_async(&self) -> Option<AsyncBackend> {
+        None
+    }
 }
 
 /// A batch handed to a [`Backend`]: `len` items, each run by [`run_item`](BatchJob::run_item)
@@ -220,7 +228,16 @@ pub struct RemoteItems {
 pub(crate) trait RemoteSide: Send + Sync {
     fn signature(&self) -> &Signature;
     fn take(&self, index: usize) -> Outgoing;
-    fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>);
+    fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>) {
+        self.complete_with_usage(index, result, None);
+    }
+    /// [`complete`](RemoteSide::complete), with what the item's body recorded where it ran.
+    fn complete_with_usage(
+        &self,
+        index: usize,
+        result: Result<Vec<u8>, XcsError>,
+        usage: Option<crate::Usage>,
+    );
     fn is_settled(&self, index: usize) -> bool;
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     fn trace_parent(&self) -> Option<crate::trace::Parent>;
@@ -285,6 +302,19 @@ impl RemoteItems {
         self.side.complete(index, result);
     }
 
+    /// [`complete`](RemoteItems::complete), with what the item's body recorded where it ran:
+    /// it settles the item's resource permit and budget reservation, taken here when the item
+    /// was taken.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn complete_with_usage(
+        &self,
+        index: usize,
+        result: Result<Vec<u8>, XcsError>,
+        usage: Option<crate::Usage>,
+    ) {
+        self.side.complete_with_usage(index, result, usage);
+    }
+
     /// Whether item `index` has its outcome already.
     pub fn is_settled(&self, index: usize) -> bool {
         self.side.is_settled(index)
@@ -346,6 +376,10 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     fn run(&self, job: &BatchJob) {
         (**self).run(job);
     }
+
+    fn __xcs_async(&self) -> Option<AsyncBackend> {
+        (**self).__xcs_async()
+    }
 }
 
 /// Removes the backend registered under `name`, returning it.
@@ -373,27 +407,98 @@ pub(crate) fn is_registered(name: &str) -> bool {
         .contains_key(&key)
 }
 
-/// Where an async batch of `batch` (`vmap(…)`/`pmap(…)`) may run under `strategy`: on the
-/// caller's runtime, which is the built-in backend's place. A strategy naming a backend fails:
-/// backends receive sync batches ([`BatchJob`] items run on threads), and running the batch
-/// locally instead would silently ignore the strategy.
+/// Where an async batch of `batch` (`vmap(…)`/`pmap(…)`) runs under `strategy`: `Ok(None)` on
+/// the caller's runtime, which is the built-in backend's place; otherwise on the registered
+/// backend, when it runs async batches. A backend that runs sync batches only fails the batch
+/// with the reason: running it locally instead would silently ignore the strategy.
 #[cfg(feature = "tokio")]
-pub(crate) fn check_async(
+pub(crate) fn async_backend(
     strategy: DeviceStrategy,
     batch: impl FnOnce() -> String,
-) -> Result<(), XcsError> {
-    if resolve(strategy)?.is_none() {
-        return Ok(());
+) -> Result<Option<AsyncBackend>, XcsError> {
+    let Some(backend) = resolve(strategy)? else {
+        return Ok(None);
+    };
+    match backend.__xcs_async() {
+        Some(remote) => Ok(Some(remote)),
+        None => Err(XcsError::DeviceUnsupported {
+            strategy: strategy.as_str().to_owned(),
+            operator: batch(),
+            reason: "it is an async batch, and the backend registered for the strategy runs \
+                     sync batches only; run it under `device_strategy = \"auto\"` to await \
+                     its items on this runtime (a sync operator's batch reaches the backend \
+                     from async code as `xcs::blocking(vmap(op))`)"
+                .to_owned(),
+        }),
     }
-    Err(XcsError::DeviceUnsupported {
-        strategy: strategy.as_str().to_owned(),
-        operator: batch(),
-        reason: "it is an async batch, and the backend registered for the strategy runs sync \
-                 batches only; run it under `device_strategy = \"auto\"` to await its items \
-                 on this runtime (a sync operator's batch reaches the backend from async code \
-                 as `xcs::blocking(vmap(op))`)"
-            .to_owned(),
-    })
+}
+
+/// How a backend runs async batches (see [`Backend::__xcs_async`]). Not part of the stable API.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct AsyncBackend {
+    #[cfg(feature = "tokio")]
+    pub(crate) open: Arc<dyn OpenRemote>,
+}
+
+// What the async driver (`batch::drive::remote`) and a backend that runs async batches (the
+// cluster's) agree on.
+
+/// What a backend learns about an async batch it is to run.
+#[cfg_attr(not(feature = "nats"), allow(dead_code))] // Read by the cluster's backend.
+#[cfg(feature = "tokio")]
+pub(crate) struct RemoteBatch {
+    pub(crate) signature: Signature,
+    /// The strategy that selected the backend.
+    pub(crate) strategy: String,
+    /// The caller's options, read when the batch was called.
+    pub(crate) options: ExecutionOptions,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) len: usize,
+    /// Where the workers' trace events go, when tracing.
+    pub(crate) trace_parent: Option<crate::trace::Parent>,
+    /// Whether nobody needs item `index` any more (an earlier item failed, the batch gave up):
+    /// its chunk may be cancelled.
+    pub(crate) unwanted: Arc<dyn Fn(usize) -> bool + Send + Sync>,
+}
+
+/// An item's outcome, from where it ran.
+#[cfg(feature = "tokio")]
+pub(crate) struct RemoteOutcome {
+    /// The serialized output, or the item's error.
+    pub(crate) result: Result<Vec<u8>, XcsError>,
+    /// What its body recorded with `xcs::record_usage`.
+    pub(crate) usage: Option<crate::Usage>,
+}
+
+/// Where an async batch's items go: one per batch, made by [`OpenRemote::open`].
+#[cfg(feature = "tokio")]
+pub(crate) trait RemoteSink: Send + Sync {
+    /// Sends item `index` (its serialized input) out; its outcome comes on the receiver.
+    /// Dropping the receiver says that nobody waits for it any more.
+    fn submit(&self, index: usize, input: Vec<u8>)
+    -> tokio::sync::oneshot::Receiver<RemoteOutcome>;
+    /// The batch has submitted everything it can for now: items held back to fill a chunk go.
+    fn flush(&self);
+}
+
+/// What [`OpenRemote::open`] returns: the sink, once the backend found where items run.
+#[cfg(feature = "tokio")]
+pub(crate) type Opening =
+    std::pin::Pin<Box<dyn Future<Output = Result<Arc<dyn RemoteSink>, XcsError>> + Send>>;
+
+/// A backend's way of running async batches.
+#[cfg(feature = "tokio")]
+pub(crate) trait OpenRemote: Send + Sync {
+    /// Opens `batch`: finds where its items can run (failing at once when nowhere) and returns
+    /// the sink they go to.
+    fn open(&self, batch: RemoteBatch) -> Opening;
+}
+
+impl fmt::Debug for AsyncBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncBackend").finish_non_exhaustive()
+    }
 }
 
 /// The backend a strategy selects: `Ok(None)` for the built-in CPU backend.

@@ -13,7 +13,7 @@
 //!   settled outcomes, trace events), written once.
 //! - [`drive`]: who runs the items, and why no composition of batches can deadlock.
 
-mod drive;
+pub(crate) mod drive;
 pub(crate) mod plan;
 
 use std::sync::{Arc, OnceLock};

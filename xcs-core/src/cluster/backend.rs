@@ -21,8 +21,12 @@
 //!    chunk not heard of within the heartbeat timeout went to a worker that died: it is sent
 //!    again (its unsettled items only) for another worker to take, up to
 //!    [`ClusterOptions::max_attempts`] times, always within the caller's deadline. "No
-//!    responders" on a chunk (the last worker left) fails what is left with
-//!    `DeviceUnavailable`. A worker whose queue is full answers `Busy`: the chunk is sent again
+//!    responders" on a chunk's first attempt (the last worker left) fails what is left with
+//!    `DeviceUnavailable`; on a chunk sent again (the server restarted, the workers may be
+//!    reconnecting) it is sent once more after a pause, as another attempt, and fails with
+//!    `DeviceUnavailable` only when the attempts run out. A hung worker (stopped, not dead)
+//!    goes silent like a dead one: its chunks go to another worker, and its late answers
+//!    settle nothing twice. A worker whose queue is full answers `Busy`: the chunk is sent again
 //!    after a pause (100 ms, doubling), as another attempt. Replies that are not authentic
 //!    answers (see the [module docs](super)) are dropped.
 //! 4. At the deadline (or when the caller gives up) the loop ends; items without an outcome are
@@ -30,21 +34,27 @@
 //!    deadline with the chunk and stop on their own.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
 use super::connect::{self, ClusterOptions};
 use super::wire::{
-    self, Context, Hello, HelloAnswer, Item, Nonce, Reply, ReplyMessage, Request, WireEvent,
-    WireOptions, WireSignature, WorkerInfo,
+    self, Cancel, Context, Hello, HelloAnswer, Item, Nonce, Reply, ReplyMessage, Request,
+    WireEvent, WireOptions, WireSignature, WorkerInfo,
 };
-use crate::device::{self, Backend, BatchJob, Outgoing, RemoteItems};
+use crate::device::{
+    self, AsyncBackend, Backend, BatchJob, OpenRemote, Opening, Outgoing, RemoteBatch, RemoteItems,
+    RemoteOutcome, RemoteSink,
+};
 use crate::error::XcsError;
+use crate::options::ExecutionOptions;
 use crate::trace;
+use crate::usage::Usage;
 
 /// A device backend that runs batches on the worker processes of a NATS cluster (see the
 /// [module docs](super)). Register it under a name and select it with `device_strategy`:
@@ -200,21 +210,67 @@ impl NatsBackend {
         }
     }
 
+    /// The last discovery, if it is fresh (and found some).
+    fn cached(&self) -> Option<Arc<Found>> {
+        let cached = self
+            .inner
+            .workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &*cached {
+            Some((at, found)) if at.elapsed() < DISCOVERY_TTL && !found.workers.is_empty() => {
+                Some(Arc::clone(found))
+            }
+            _ => None,
+        }
+    }
+
+    /// Keeps `found` as the last discovery.
+    fn keep(&self, found: Result<Found, String>) -> Result<Arc<Found>, XcsError> {
+        let found = Arc::new(found.map_err(|reason| XcsError::Connect {
+            url: self.inner.url.clone(),
+            reason,
+        })?);
+        *self
+            .inner
+            .workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), Arc::clone(&found)));
+        Ok(found)
+    }
+
     /// The workers, from the last discovery if it is fresh (and found some).
     fn discover(&self, fresh: bool) -> Result<Arc<Found>, XcsError> {
-        let inner = &self.inner;
-        if !fresh {
-            let cached = inner.workers.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some((at, found)) = &*cached {
-                if at.elapsed() < DISCOVERY_TTL && !found.workers.is_empty() {
-                    return Ok(Arc::clone(found));
-                }
-            }
+        if let Some(found) = self.cached().filter(|_| !fresh) {
+            return Ok(found);
         }
+        let found = on(&self.inner.handle, self.ask())
+            .unwrap_or_else(|| Err("the client's runtime stopped".into()));
+        self.keep(found)
+    }
+
+    /// [`discover`](Self::discover) from async code: the question is asked on the backend's
+    /// runtime and awaited.
+    async fn discover_async(&self) -> Result<Arc<Found>, XcsError> {
+        if let Some(found) = self.cached() {
+            return Ok(found);
+        }
+        let found = self
+            .inner
+            .handle
+            .spawn(self.ask())
+            .await
+            .unwrap_or_else(|_| Err("the client's runtime stopped".into()));
+        self.keep(found)
+    }
+
+    /// Asks the workers who they are (run on the backend's runtime).
+    fn ask(&self) -> impl Future<Output = Result<Found, String>> + Send + 'static + use<> {
+        let inner = &self.inner;
         let client = inner.client.clone();
         let subject = inner.options.hello_subject();
         let key: Option<Arc<[u8]>> = inner.options.key().map(Into::into);
-        let found = on(&inner.handle, async move {
+        async move {
             let nonce = wire::nonce().ok_or("the operating system gave no random bytes")?;
             let inbox = client.new_inbox();
             let mut answers = client
@@ -275,16 +331,7 @@ impl NatsBackend {
             }
             let _ = answers.unsubscribe().await;
             Ok::<_, String>(found)
-        })
-        .unwrap_or_else(|| Err("the client's runtime stopped".into()))
-        .map_err(|reason| XcsError::Connect {
-            url: inner.url.clone(),
-            reason,
-        })?;
-        let found = Arc::new(found);
-        *inner.workers.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((Instant::now(), Arc::clone(&found)));
-        Ok(found)
+        }
     }
 }
 
@@ -341,49 +388,431 @@ impl Backend for NatsBackend {
             Ok(workers) => workers,
             Err(error) => return fail_all(job, remote, &|_| error.describe_again()),
         };
-        let serving = match serving(&workers.workers, &signature) {
+        let serving = match serving_in(&workers, &signature, job.operator(), || {
+            job.strategy().as_str().to_owned()
+        }) {
             Ok(serving) => serving,
-            Err(Unavailable::NoWorkers) if workers.unsigned + workers.keyed > 0 => {
-                let reason = if workers.keyed > 0 {
-                    format!(
-                        "{} workers answered, but they take only requests signed with a \
-                         cluster key and this caller has none (`ClusterOptions::cluster_key`, \
-                         or `{}`)",
-                        workers.keyed,
-                        connect::KEY_VARIABLE
-                    )
-                } else {
-                    format!(
-                        "{} workers answered, but none with this caller's cluster key: give \
-                         the callers and the workers the same key",
-                        workers.unsigned
-                    )
-                };
-                return fail_all(job, remote, &|index| XcsError::Cluster {
-                    operator: job.operator().to_owned(),
-                    index: Some(index),
-                    reason: reason.clone(),
-                });
-            }
-            Err(Unavailable::NoWorkers) => {
-                return fail_all(job, remote, &|_| unavailable(job));
-            }
-            Err(Unavailable::Refused(reason)) => {
-                return fail_all(job, remote, &|index| XcsError::Cluster {
-                    operator: job.operator().to_owned(),
-                    index: Some(index),
-                    reason: reason.clone(),
-                });
+            Err(error) => {
+                return fail_all(job, remote, &|index| error.describe_again().at_index(index));
             }
         };
-        Dispatch::new(self, job, remote, signature, serving).run();
+        let side = SyncSide { job, remote };
+        Dispatch::new(self, &side, &job.options(), signature, serving).run(job, remote);
+    }
+
+    fn __xcs_async(&self) -> Option<AsyncBackend> {
+        Some(AsyncBackend {
+            open: Arc::new(self.clone()),
+        })
+    }
+}
+
+impl OpenRemote for NatsBackend {
+    fn open(&self, batch: RemoteBatch) -> Opening {
+        let backend = self.clone();
+        Box::pin(async move { backend.open_async(batch).await })
+    }
+}
+
+impl NatsBackend {
+    /// Starts an async batch: discovery (failing at once as a sync batch's items do), then a
+    /// dispatch task on the backend's runtime that the batch's items are submitted to.
+    async fn open_async(&self, batch: RemoteBatch) -> Result<Arc<dyn RemoteSink>, XcsError> {
+        let signature = WireSignature::from(&batch.signature);
+        let found = self.discover_async().await?;
+        let serving = serving_in(&found, &signature, &batch.signature.operator, || {
+            batch.strategy.clone()
+        })?;
+        let (sender, submissions) = tokio::sync::mpsc::unbounded_channel();
+        let backend = self.clone();
+        self.inner.handle.spawn(async move {
+            dispatch_async(backend, batch, signature, serving, submissions).await;
+        });
+        Ok(Arc::new(Sink {
+            sender,
+            dirty: AtomicBool::new(false),
+        }))
+    }
+}
+
+/// What an async batch sends its dispatch task.
+enum Submission {
+    /// An item to run, and where its outcome goes.
+    Item(usize, Vec<u8>, tokio::sync::oneshot::Sender<RemoteOutcome>),
+    /// Everything the batch can submit for now is there: partial chunks may go.
+    Flush,
+}
+
+/// An async batch's way to its dispatch task. Dropped with the batch: the task then cancels
+/// what is still out and ends.
+struct Sink {
+    sender: tokio::sync::mpsc::UnboundedSender<Submission>,
+    /// Whether items came since the last flush.
+    dirty: AtomicBool,
+}
+
+impl RemoteSink for Sink {
+    fn submit(
+        &self,
+        index: usize,
+        input: Vec<u8>,
+    ) -> tokio::sync::oneshot::Receiver<RemoteOutcome> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        // A task that is gone drops the sender: the item sees it.
+        let _ = self.sender.send(Submission::Item(index, input, sender));
+        self.dirty.store(true, AtomicOrdering::Release);
+        receiver
+    }
+
+    fn flush(&self) {
+        if self.dirty.swap(false, AtomicOrdering::AcqRel) {
+            let _ = self.sender.send(Submission::Flush);
+        }
+    }
+}
+
+/// An async batch's side: the items' futures, waiting for their outcomes.
+struct AsyncSide {
+    batch: RemoteBatch,
+    waiting: Mutex<HashMap<usize, tokio::sync::oneshot::Sender<RemoteOutcome>>>,
+}
+
+impl AsyncSide {
+    /// Whether nobody waits for item `index`: its future was dropped, or the batch says so.
+    fn unwanted(&self, index: usize) -> bool {
+        (self.batch.unwanted)(index)
+            || self
+                .waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&index)
+                .is_none_or(tokio::sync::oneshot::Sender::is_closed)
+    }
+
+    /// Settles every item waiting with `error(index)`.
+    fn fail_waiting(&self, error: &dyn Fn(usize) -> XcsError) {
+        let waiting: Vec<_> = self
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .collect();
+        for (index, sender) in waiting {
+            let _ = sender.send(RemoteOutcome {
+                result: Err(error(index)),
+                usage: None,
+            });
+        }
+    }
+}
+
+impl Side for AsyncSide {
+    fn operator(&self) -> &str {
+        &self.batch.signature.operator
+    }
+
+    fn strategy(&self) -> String {
+        self.batch.strategy.clone()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.batch.deadline
+    }
+
+    /// The caller applies the rate limit and the retries (each attempt admitted here) and
+    /// records the items' trace events: a chunk carries none of them.
+    fn wire_options(
+        &self,
+        timeout: Option<Duration>,
+        workers: usize,
+        per_chunk: Option<usize>,
+    ) -> WireOptions {
+        let options = ExecutionOptions {
+            max_retries: 0,
+            rate_limit: None,
+            // Each item's event is recorded here, with its usage and its wait for the resource.
+            trace_execution: false,
+            ..self.batch.options
+        };
+        WireOptions::from_caller(&options, timeout, workers, per_chunk)
+    }
+
+    fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>, usage: Option<Usage>) {
+        let sender = self
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&index);
+        if let Some(sender) = sender {
+            let _ = sender.send(RemoteOutcome { result, usage });
+        }
+    }
+
+    fn is_settled(&self, index: usize) -> bool {
+        !self
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&index)
+    }
+
+    fn trace_parent(&self) -> Option<trace::Parent> {
+        self.batch.trace_parent.clone()
+    }
+}
+
+/// How often an async batch's dispatch task looks for chunks nobody awaits any more.
+const SWEEP: Duration = Duration::from_millis(20);
+
+/// An async batch's dispatch task, on the backend's runtime: items come from the batch, go out
+/// in chunks (full ones at once, the rest when the batch flushes), and their outcomes go back to
+/// the items' futures. Chunks whose items nobody awaits any more are cancelled; when the batch is
+/// dropped, everything still out is.
+async fn dispatch_async(
+    backend: NatsBackend,
+    batch: RemoteBatch,
+    signature: WireSignature,
+    serving: (usize, usize),
+    mut submissions: tokio::sync::mpsc::UnboundedReceiver<Submission>,
+) {
+    let len = batch.len;
+    let options = batch.options;
+    let side = AsyncSide {
+        batch,
+        waiting: Mutex::new(HashMap::new()),
+    };
+    let mut dispatch = Dispatch::new(&backend, &side, &options, signature, serving);
+    // Async items hold no CPU while they wait: every chunk of the batch may be out at once
+    // (four per worker slot), within what a worker holds by default (eight per CPU). The
+    // caller keeps at most `max_workers` items in flight itself: a chunk runs all it carries.
+    if options.use_parallel {
+        dispatch.in_flight = dispatch.slots.max(1) * 4;
+        dispatch.per_chunk = None;
+    }
+    let inner = &backend.inner;
+    let lost = backend.lost();
+    let mut subscription = match inner
+        .client
+        .subscribe(format!("{}.>", dispatch.inbox))
+        .await
+    {
+        Ok(subscription) => subscription,
+        Err(_) => {
+            // Every item that comes fails: the connection is gone.
+            while let Some(submission) = submissions.recv().await {
+                if let Submission::Item(index, _, sender) = submission {
+                    let _ = sender.send(RemoteOutcome {
+                        result: Err(lost(index)),
+                        usage: None,
+                    });
+                }
+            }
+            return;
+        }
+    };
+    let chunk_len = (len / (4 * dispatch.slots.max(1))).clamp(1, wire::MAX_ITEMS);
+    let budget = wire::budget(inner.client.server_info().max_payload);
+    let heartbeat = inner.options.heartbeat();
+    let mut pending: std::collections::VecDeque<(usize, Vec<u8>)> = Default::default();
+    let mut flush = false;
+    let mut open = true;
+    // Why items that come now fail at once: no worker listens, or the connection is gone.
+    let mut failing: Option<Box<dyn Fn(usize) -> XcsError + Send>> = None;
+    let mut next_chunk = 0u64;
+    let mut swept = Instant::now();
+    let mut listening = true;
+    loop {
+        // Chunks while there is room: full ones, or what is there once the batch flushed.
+        while dispatch.flights.len() < dispatch.in_flight
+            && !pending.is_empty()
+            && (flush || pending.len() >= chunk_len)
+        {
+            let mut items = HashMap::new();
+            let mut bytes = 0;
+            while items.len() < chunk_len {
+                let Some((index, input)) = pending.pop_front() else {
+                    break;
+                };
+                // Not sent when nobody waits for it (an earlier item failed): not started.
+                if side.unwanted(index) {
+                    side.complete(
+                        index,
+                        Err(XcsError::Cancelled {
+                            operator: side.operator().to_owned(),
+                            index: Some(index),
+                        }),
+                        None,
+                    );
+                    continue;
+                }
+                let size = input.len() + 16;
+                if size > budget {
+                    side.complete(
+                        index,
+                        Err(XcsError::Cluster {
+                            operator: side.operator().to_owned(),
+                            index: Some(index),
+                            reason: format!(
+                                "its input ({size} bytes) is larger than the server's message \
+                                 limit"
+                            ),
+                        }),
+                        None,
+                    );
+                    continue;
+                }
+                if bytes + size > budget && !items.is_empty() {
+                    pending.push_front((index, input));
+                    break;
+                }
+                bytes += size;
+                items.insert(index, input);
+            }
+            if items.is_empty() {
+                continue;
+            }
+            let id = next_chunk;
+            next_chunk += 1;
+            dispatch.flights.insert(
+                id,
+                Flight {
+                    attempts: Vec::new(),
+                    nonces: Vec::new(),
+                    answered: false,
+                    retry_at: None,
+                    note: None,
+                    inputs: items,
+                    heard: Instant::now(),
+                    sent_at: Duration::ZERO,
+                    worker: String::new(),
+                    usage: HashMap::new(),
+                    unheard: false,
+                },
+            );
+            dispatch.send(id);
+        }
+        if pending.is_empty() {
+            flush = false;
+        }
+        if !open && dispatch.flights.is_empty() {
+            break;
+        }
+        tokio::select! {
+            submission = submissions.recv(), if open => {
+                // Everything the batch submitted so far, at once.
+                let mut next = Some(submission);
+                while let Some(submission) = next.take() {
+                    match submission {
+                        Some(Submission::Item(index, input, sender)) => match &failing {
+                            Some(error) => {
+                                let _ = sender.send(RemoteOutcome {
+                                    result: Err(error(index)),
+                                    usage: None,
+                                });
+                            }
+                            None => {
+                                side.waiting
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .insert(index, sender);
+                                pending.push_back((index, input));
+                            }
+                        },
+                        Some(Submission::Flush) => flush = true,
+                        None => {
+                            // The batch is gone (done, dropped, or past its deadline).
+                            open = false;
+                            pending.clear();
+                            dispatch.cancel_all();
+                            break;
+                        }
+                    }
+                    next = match submissions.try_recv() {
+                        Ok(submission) => Some(Some(submission)),
+                        Err(tokio::sync::mpsc::error::TryRecvError::Empty) => None,
+                        Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => Some(None),
+                    };
+                }
+            },
+            message = subscription.next(), if listening => match message {
+                Some(message) => {
+                    let mut no_workers = dispatch.receive(message);
+                    while !no_workers {
+                        match subscription.next().now_or_never() {
+                            Some(Some(message)) => no_workers = dispatch.receive(message),
+                            _ => break,
+                        }
+                    }
+                    if no_workers {
+                        let strategy = side.strategy();
+                        failing = Some(Box::new(move |_| unavailable_in(strategy.clone())));
+                    }
+                }
+                None => {
+                    // The connection closed for good: nothing more will come.
+                    listening = false;
+                    failing = Some(Box::new(backend.lost()));
+                }
+            },
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        if let Some(error) = &failing {
+            // What is out or held back will not be answered either.
+            pending.clear();
+            dispatch.flights.clear();
+            side.fail_waiting(&**error);
+        }
+        // Swept now and then, not on every message: it looks at every item out.
+        if swept.elapsed() >= SWEEP {
+            swept = Instant::now();
+            dispatch.cancel_unwanted(&|index| side.unwanted(index));
+        }
+        dispatch.check_heartbeats(heartbeat);
+    }
+    let _ = subscription.unsubscribe().await;
+}
+
+/// The workers of `found` that serve `signature` (their number and slots), or why none does:
+/// [`XcsError::DeviceUnavailable`] (under `strategy`) when no worker answered,
+/// [`XcsError::Cluster`] with the reason otherwise.
+fn serving_in(
+    found: &Found,
+    signature: &WireSignature,
+    operator: &str,
+    strategy: impl FnOnce() -> String,
+) -> Result<(usize, usize), XcsError> {
+    let refused = |reason: String| XcsError::Cluster {
+        operator: operator.to_owned(),
+        index: None,
+        reason,
+    };
+    match serving(&found.workers, signature) {
+        Ok(serving) => Ok(serving),
+        Err(Unavailable::NoWorkers) if found.keyed > 0 => Err(refused(format!(
+            "{} workers answered, but they take only requests signed with a cluster key and \
+             this caller has none (`ClusterOptions::cluster_key`, or `{}`)",
+            found.keyed,
+            connect::KEY_VARIABLE
+        ))),
+        Err(Unavailable::NoWorkers) if found.unsigned > 0 => Err(refused(format!(
+            "{} workers answered, but none with this caller's cluster key: give the callers \
+             and the workers the same key",
+            found.unsigned
+        ))),
+        Err(Unavailable::NoWorkers) => Err(unavailable_in(strategy())),
+        Err(Unavailable::Refused(reason)) => Err(refused(reason)),
     }
 }
 
 /// The error of an item that found no worker.
 fn unavailable(job: &BatchJob) -> XcsError {
+    unavailable_in(job.strategy().as_str().to_owned())
+}
+
+/// The error of an item of a batch under `strategy` that found no worker.
+fn unavailable_in(strategy: String) -> XcsError {
     XcsError::DeviceUnavailable {
-        strategy: job.strategy().as_str().to_owned(),
+        strategy,
         registered: device::registered_backends(),
     }
 }
@@ -486,13 +915,78 @@ struct Flight {
     /// When the last attempt was sent, on the trace clock.
     sent_at: Duration,
     worker: String,
+    /// What the items reported recording, for their trace events.
+    usage: HashMap<usize, Usage>,
+    /// Whether the last attempt found no worker listening.
+    unheard: bool,
+}
+
+/// The caller's side of a batch on the cluster: where outcomes go. A sync batch's is its
+/// [`BatchJob`] and [`RemoteItems`]; an async batch's is the items' futures waiting for them.
+trait Side: Sync {
+    fn operator(&self) -> &str;
+    /// The strategy that selected the backend (for `DeviceUnavailable`).
+    fn strategy(&self) -> String;
+    fn deadline(&self) -> Option<Instant>;
+    /// The options a chunk carries, with `timeout` left, shared by `workers` workers, `per_chunk`
+    /// items at once at most.
+    fn wire_options(
+        &self,
+        timeout: Option<Duration>,
+        workers: usize,
+        per_chunk: Option<usize>,
+    ) -> WireOptions;
+    /// Item `index`'s outcome, with what its body recorded on the worker.
+    fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>, usage: Option<Usage>);
+    fn is_settled(&self, index: usize) -> bool;
+    fn trace_parent(&self) -> Option<trace::Parent>;
+}
+
+/// A sync batch's side.
+struct SyncSide<'a> {
+    job: &'a BatchJob,
+    remote: &'a RemoteItems,
+}
+
+impl Side for SyncSide<'_> {
+    fn operator(&self) -> &str {
+        self.job.operator()
+    }
+
+    fn strategy(&self) -> String {
+        self.job.strategy().as_str().to_owned()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.job.deadline()
+    }
+
+    fn wire_options(
+        &self,
+        timeout: Option<Duration>,
+        workers: usize,
+        per_chunk: Option<usize>,
+    ) -> WireOptions {
+        WireOptions::from_caller(&self.job.options(), timeout, workers, per_chunk)
+    }
+
+    fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>, usage: Option<Usage>) {
+        self.remote.complete_with_usage(index, result, usage);
+    }
+
+    fn is_settled(&self, index: usize) -> bool {
+        self.remote.is_settled(index)
+    }
+
+    fn trace_parent(&self) -> Option<trace::Parent> {
+        self.remote.trace_parent()
+    }
 }
 
 /// One batch on the cluster.
 struct Dispatch<'a> {
     backend: &'a NatsBackend,
-    job: &'a BatchJob,
-    remote: &'a RemoteItems,
+    side: &'a dyn Side,
     signature: WireSignature,
     workers: usize,
     slots: usize,
@@ -506,15 +1000,14 @@ struct Dispatch<'a> {
 impl<'a> Dispatch<'a> {
     fn new(
         backend: &'a NatsBackend,
-        job: &'a BatchJob,
-        remote: &'a RemoteItems,
+        side: &'a dyn Side,
+        options: &ExecutionOptions,
         signature: WireSignature,
         (workers, slots): (usize, usize),
     ) -> Self {
         // `max_workers`, when set, bounds the items running at once across the cluster: that
         // many chunks out at most, each running its share at once. Unset, every worker slot
         // takes a chunk and runs it on all its CPUs.
-        let options = job.options();
         let (in_flight, per_chunk) = match options.max_workers {
             _ if !options.use_parallel => (1, Some(1)),
             Some(n) => {
@@ -525,8 +1018,7 @@ impl<'a> Dispatch<'a> {
         };
         Dispatch {
             backend,
-            job,
-            remote,
+            side,
             signature,
             workers,
             slots,
@@ -537,7 +1029,7 @@ impl<'a> Dispatch<'a> {
         }
     }
 
-    fn run(mut self) {
+    fn run(mut self, job: &BatchJob, remote: &RemoteItems) {
         let inner = &self.backend.inner;
         let (sender, replies) = mpsc::channel::<async_nats::Message>();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -550,7 +1042,7 @@ impl<'a> Dispatch<'a> {
                 async move { client.subscribe(subject).await },
             )
         else {
-            return fail_all(self.job, self.remote, &self.backend.lost());
+            return fail_all(job, remote, &self.backend.lost());
         };
         inner.handle.spawn(async move {
             let mut stopped = stopped;
@@ -565,12 +1057,18 @@ impl<'a> Dispatch<'a> {
             }
             let _ = subscription.unsubscribe().await;
         });
-        self.dispatch(&replies);
+        self.dispatch(job, remote, &replies);
+        // Given up (the deadline, or the call it belongs to): the workers stop what is out.
+        self.cancel_all();
         let _ = stop.send(());
     }
 
-    fn dispatch(&mut self, replies: &mpsc::Receiver<async_nats::Message>) {
-        let job = self.job;
+    fn dispatch(
+        &mut self,
+        job: &BatchJob,
+        remote: &RemoteItems,
+        replies: &mpsc::Receiver<async_nats::Message>,
+    ) {
         let len = job.len();
         let in_flight_limit = self.in_flight;
         let chunk_len = (len / (4 * self.slots.max(1))).clamp(1, wire::MAX_ITEMS);
@@ -594,12 +1092,12 @@ impl<'a> Dispatch<'a> {
                 while cursor < len && items.len() < chunk_len {
                     let index = cursor;
                     cursor += 1;
-                    let Outgoing::Input(input) = self.remote.take(index) else {
+                    let Outgoing::Input(input) = remote.take(index) else {
                         continue;
                     };
                     let size = input.len() + 16;
                     if size > budget {
-                        self.remote.complete(
+                        remote.complete(
                             index,
                             Err(XcsError::Cluster {
                                 operator: job.operator().to_owned(),
@@ -634,6 +1132,8 @@ impl<'a> Dispatch<'a> {
                     heard: Instant::now(),
                     sent_at: Duration::ZERO,
                     worker: String::new(),
+                    usage: HashMap::new(),
+                    unheard: false,
                 };
                 self.flights.insert(id, flight);
                 self.send(id);
@@ -642,7 +1142,7 @@ impl<'a> Dispatch<'a> {
                 return;
             }
             if no_workers && self.flights.is_empty() {
-                self.fail_rest(&mut cursor, &mut carry, &|_| unavailable(job));
+                self.fail_rest(job, remote, &mut cursor, &mut carry, &|_| unavailable(job));
                 return;
             }
             let now = Instant::now();
@@ -666,16 +1166,16 @@ impl<'a> Dispatch<'a> {
                     let lost = self.backend.lost();
                     for flight in self.flights.values() {
                         for &index in flight.inputs.keys() {
-                            self.remote.complete(index, Err(lost(index)));
+                            remote.complete(index, Err(lost(index)));
                         }
                     }
                     self.flights.clear();
-                    self.fail_rest(&mut cursor, &mut carry, &lost);
+                    self.fail_rest(job, remote, &mut cursor, &mut carry, &lost);
                     return;
                 }
             }
             if no_workers {
-                self.fail_rest(&mut cursor, &mut carry, &|_| unavailable(job));
+                self.fail_rest(job, remote, &mut cursor, &mut carry, &|_| unavailable(job));
             }
             self.check_heartbeats(heartbeat);
         }
@@ -684,20 +1184,93 @@ impl<'a> Dispatch<'a> {
     /// Fails the items not sent yet with `error`.
     fn fail_rest(
         &mut self,
+        job: &BatchJob,
+        remote: &RemoteItems,
         cursor: &mut usize,
         carry: &mut Option<(usize, Vec<u8>)>,
         error: &dyn Fn(usize) -> XcsError,
     ) {
         if let Some((index, _)) = carry.take() {
-            self.remote.complete(index, Err(error(index)));
+            remote.complete(index, Err(error(index)));
         }
-        fail_from(self.job, self.remote, *cursor, error);
-        *cursor = self.job.len();
+        fail_from(job, remote, *cursor, error);
+        *cursor = job.len();
+    }
+
+    /// Tells the workers to stop the chunks sent with `nonces` (signed under a cluster key). A
+    /// worker that holds none of them ignores the message.
+    fn cancel_nonces(&self, nonces: Vec<Nonce>) {
+        let inner = &self.backend.inner;
+        let subject = inner.options.cancel_subject();
+        let key = inner.options.key();
+        for part in nonces.chunks(wire::MAX_CANCEL) {
+            let body = wire::encode(&Cancel {
+                protocol: wire::PROTOCOL,
+                nonces: part.to_vec(),
+            });
+            let payload = wire::seal(key, &Context::Cancel { subject: &subject }, body);
+            let client = inner.client.clone();
+            let subject = subject.clone();
+            inner.handle.spawn(async move {
+                let _ = client.publish(subject, Bytes::from(payload)).await;
+                let _ = client.flush().await;
+            });
+        }
+    }
+
+    /// Cancels every chunk still out (each attempt of it): nobody waits for them any more.
+    fn cancel_all(&mut self) {
+        let nonces: Vec<Nonce> = self
+            .flights
+            .drain()
+            .flat_map(|(_, flight)| flight.nonces)
+            .collect();
+        if !nonces.is_empty() {
+            self.cancel_nonces(nonces);
+        }
+    }
+
+    /// Cancels the chunks whose items nobody waits for any more: every item of the chunk still
+    /// without an outcome is `unwanted`. Those items are settled as cancelled.
+    fn cancel_unwanted(&mut self, unwanted: &dyn Fn(usize) -> bool) {
+        let side = self.side;
+        let ids: Vec<u64> = self
+            .flights
+            .iter()
+            .filter(|(_, flight)| {
+                let mut open = flight
+                    .inputs
+                    .keys()
+                    .filter(|&&index| !side.is_settled(index))
+                    .peekable();
+                open.peek().is_some() && open.all(|&index| unwanted(index))
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        let mut nonces = Vec::new();
+        for id in ids {
+            if let Some(flight) = self.flights.remove(&id) {
+                for &index in flight.inputs.keys() {
+                    side.complete(
+                        index,
+                        Err(XcsError::Cancelled {
+                            operator: side.operator().to_owned(),
+                            index: Some(index),
+                        }),
+                        None,
+                    );
+                }
+                nonces.extend(flight.nonces);
+            }
+        }
+        if !nonces.is_empty() {
+            self.cancel_nonces(nonces);
+        }
     }
 
     /// Sends (again) the unsettled items of chunk `id`.
     fn send(&mut self, id: u64) {
-        let job = self.job;
+        let side = self.side;
         let Some(flight) = self.flights.get_mut(&id) else {
             return;
         };
@@ -705,7 +1278,7 @@ impl<'a> Dispatch<'a> {
             .inputs
             .keys()
             .copied()
-            .filter(|&index| !self.remote.is_settled(index))
+            .filter(|&index| !side.is_settled(index))
             .collect();
         indices.sort_unstable();
         if indices.is_empty() {
@@ -713,19 +1286,20 @@ impl<'a> Dispatch<'a> {
             return;
         }
         let attempt = flight.attempts.len();
-        let timeout = job
+        let timeout = side
             .deadline()
             .map(|at| at.saturating_duration_since(Instant::now()));
         let Some(nonce) = wire::nonce() else {
             for index in indices {
-                self.remote.complete(
+                side.complete(
                     index,
                     Err(XcsError::Cluster {
-                        operator: job.operator().to_owned(),
+                        operator: side.operator().to_owned(),
                         index: Some(index),
                         reason: "the operating system gave no random bytes for the chunk's nonce"
                             .into(),
                     }),
+                    None,
                 );
             }
             self.flights.remove(&id);
@@ -737,12 +1311,7 @@ impl<'a> Dispatch<'a> {
             nonce,
             signed: key.is_some(),
             signature: self.signature.clone(),
-            options: WireOptions::from_caller(
-                &job.options(),
-                timeout,
-                self.workers,
-                self.per_chunk,
-            ),
+            options: side.wire_options(timeout, self.workers, self.per_chunk),
             items: indices
                 .iter()
                 .map(|&index| Item {
@@ -754,6 +1323,7 @@ impl<'a> Dispatch<'a> {
         flight.attempts.push(indices);
         flight.nonces.push(nonce);
         flight.answered = false;
+        flight.unheard = false;
         flight.retry_at = None;
         flight.heard = Instant::now();
         flight.sent_at = trace::since_epoch();
@@ -782,7 +1352,8 @@ impl<'a> Dispatch<'a> {
         let (Some(id), Some(attempt)) = (id, attempt) else {
             return false;
         };
-        let operator = self.job.operator().to_owned();
+        let side = self.side;
+        let operator = side.operator().to_owned();
         let Some(flight) = self.flights.get_mut(&id) else {
             return false;
         };
@@ -794,9 +1365,21 @@ impl<'a> Dispatch<'a> {
             if attempt + 1 != flight.nonces.len() || flight.answered {
                 return false;
             }
+            if attempt > 0 {
+                // A chunk sent again (its worker went silent: it died, hung, or the server
+                // restarted): the workers may be reconnecting. Sent again after a pause, as
+                // another attempt; when the attempts run out, no worker listens.
+                let tries = u32::try_from(flight.attempts.len()).unwrap_or(u32::MAX);
+                let pause = (BUSY_PAUSE * 2u32.saturating_pow(tries.saturating_sub(1)).min(16))
+                    .min(self.backend.inner.options.heartbeat() / 2);
+                flight.retry_at = Some(Instant::now() + pause);
+                flight.unheard = true;
+                flight.note = Some("no worker was listening".into());
+                return false;
+            }
             let pending: Vec<usize> = flight.inputs.keys().copied().collect();
             for index in pending {
-                self.remote.complete(index, Err(unavailable(self.job)));
+                side.complete(index, Err(unavailable_in(side.strategy())), None);
             }
             self.flights.remove(&id);
             return true;
@@ -845,7 +1428,11 @@ impl<'a> Dispatch<'a> {
                         .result
                         .map(|bytes| bytes.0)
                         .map_err(|e| e.into_error(&operator, index, &flight.worker));
-                    self.remote.complete(index, outcome);
+                    let usage = result.usage.map(wire::WireUsage::into_usage);
+                    if let Some(usage) = usage {
+                        flight.usage.insert(index, usage);
+                    }
+                    side.complete(index, outcome, usage);
                 }
             }
             Reply::Finished {
@@ -856,7 +1443,15 @@ impl<'a> Dispatch<'a> {
                 if !trace.is_empty() {
                     let sent = flight.attempts.get(attempt).cloned().unwrap_or_default();
                     let shift = flight.sent_at.as_nanos() as i128 - received_at.as_nanos() as i128;
-                    adopt_trace(self.remote, &flight.worker, &sent, root, shift, trace);
+                    adopt_trace(
+                        side.trace_parent(),
+                        &flight.worker,
+                        &sent,
+                        root,
+                        shift,
+                        trace,
+                        &flight.usage,
+                    );
                 }
                 // Items the worker did not report (it should report all) are not waited for.
                 self.flights.remove(&id);
@@ -872,13 +1467,14 @@ impl<'a> Dispatch<'a> {
             Reply::Refused { reason } => {
                 let pending: Vec<usize> = flight.inputs.keys().copied().collect();
                 for index in pending {
-                    self.remote.complete(
+                    side.complete(
                         index,
                         Err(XcsError::Cluster {
                             operator: operator.clone(),
                             index: Some(index),
                             reason: reason.clone(),
                         }),
+                        None,
                     );
                 }
                 self.flights.remove(&id);
@@ -904,7 +1500,15 @@ impl<'a> Dispatch<'a> {
             let Some(flight) = self.flights.get(&id) else {
                 continue;
             };
-            if flight.attempts.len() >= max {
+            if flight.attempts.len() >= max && flight.unheard {
+                // The last attempts found no worker listening.
+                let pending: Vec<usize> = flight.inputs.keys().copied().collect();
+                for index in pending {
+                    self.side
+                        .complete(index, Err(unavailable_in(self.side.strategy())), None);
+                }
+                self.flights.remove(&id);
+            } else if flight.attempts.len() >= max {
                 let pending: Vec<usize> = flight.inputs.keys().copied().collect();
                 let attempts = flight.attempts.len();
                 let reason = match (&flight.note, flight.retry_at) {
@@ -916,13 +1520,14 @@ impl<'a> Dispatch<'a> {
                     ),
                 };
                 for index in pending {
-                    self.remote.complete(
+                    self.side.complete(
                         index,
                         Err(XcsError::Cluster {
-                            operator: self.job.operator().to_owned(),
+                            operator: self.side.operator().to_owned(),
                             index: Some(index),
                             reason: reason.clone(),
                         }),
+                        None,
                     );
                 }
                 self.flights.remove(&id);
@@ -931,7 +1536,7 @@ impl<'a> Dispatch<'a> {
             } else {
                 tracing::warn!(
                     target: "xcs",
-                    operator = self.job.operator(),
+                    operator = self.side.operator(),
                     chunk = id,
                     "a cluster worker stopped answering; sending its chunk to another worker"
                 );
@@ -942,29 +1547,44 @@ impl<'a> Dispatch<'a> {
 }
 
 /// Records a worker's trace events under the batch: item events get their index in the batch.
+/// Each item event carries the usage its item reported (`usage`, by index in the batch).
 fn adopt_trace(
-    remote: &RemoteItems,
+    parent: Option<trace::Parent>,
     worker: &str,
     sent: &[usize],
     root: u64,
     shift: i128,
     mut events: Vec<WireEvent>,
+    usage: &HashMap<usize, Usage>,
 ) {
-    remap_items(&mut events, root, sent);
+    let batches = remap_items(&mut events, root, sent);
     let number = worker.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     }) >> 33
         | 1;
     let events = events
         .into_iter()
-        .map(|e| e.into_event(worker, number, shift))
+        .map(|e| {
+            let used = e
+                .parent()
+                .filter(|p| batches.contains(p))
+                .and(e.index())
+                .and_then(|i| usage.get(&usize::try_from(i).ok()?))
+                .copied();
+            e.into_event(worker, number, shift, used)
+        })
         .collect();
-    trace::adopt_remote(remote.trace_parent().as_ref(), root, events);
+    trace::adopt_remote(parent.as_ref(), root, events);
 }
 
 /// The worker's batch events hang from its root; their items' indices are positions in the
 /// chunk, made indices in the caller's batch (`sent`: the chunk's items, in order).
-fn remap_items(events: &mut [WireEvent], root: u64, sent: &[usize]) {
+/// Returns the ids of the batch events (those whose children are the chunk's items).
+fn remap_items(
+    events: &mut [WireEvent],
+    root: u64,
+    sent: &[usize],
+) -> std::collections::HashSet<u64> {
     // A set: the merge is linear in the events.
     let batches: std::collections::HashSet<u64> = events
         .iter()
@@ -981,6 +1601,7 @@ fn remap_items(events: &mut [WireEvent], root: u64, sent: &[usize]) {
             });
         }
     }
+    batches
 }
 
 #[cfg(test)]

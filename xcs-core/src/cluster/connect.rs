@@ -206,6 +206,11 @@ impl ClusterOptions {
     pub(crate) fn queue_group(&self) -> String {
         format!("{}.workers", self.prefix)
     }
+
+    /// The subject callers cancel chunks on (every worker reads it).
+    pub(crate) fn cancel_subject(&self) -> String {
+        format!("{}.cancel", self.prefix)
+    }
 }
 
 fn valid_subject(subject: &str) -> bool {

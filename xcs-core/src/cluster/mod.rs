@@ -8,6 +8,10 @@
 //! - **Workers** are the user's own binary: [`serve`]`(url, `[`Registry`]`::new().with(op))` runs
 //!   the operators it lists by name, and nothing else. Any number of workers may join or leave
 //!   at any time; NATS queue groups share the chunks among them.
+//! - **One binary, two roles**: [`serve_if_worker`]`(registry)` at the top of `main` serves (and
+//!   exits) when the process was started as a worker by [`LocalWorkers`], which starts N workers
+//!   of the current executable and stops them when dropped — scaling out on one machine needs no
+//!   second program.
 //!
 //! What travels: the items, in chunks, each with its index in the batch; the caller's options
 //! that matter on the worker (what is left of the deadline, `trace_execution` — the worker's
@@ -33,6 +37,7 @@
 //! | subject | who publishes | who subscribes |
 //! |---|---|---|
 //! | `<prefix>.hello` | callers (discovery) | every worker |
+//! | `<prefix>.cancel` | callers (chunks they gave up) | every worker |
 //! | `<prefix>.run.<operator>` | callers (chunks) | workers, queue group `<prefix>.workers` only |
 //! | `<inbox prefix>.>` | workers, only as replies (`allow_responses`) | the one caller whose prefix it is ([`ClusterOptions::inbox_prefix`]) |
 //!
@@ -89,13 +94,49 @@
 //! none listens (every item fails with [`XcsError::DeviceUnavailable`](crate::XcsError) at
 //! once), or none serves the operator ([`XcsError::Cluster`](crate::XcsError)).
 //!
-//! A cluster batch is a sync call: an async batch (`vmap(op).call(inputs).await`) under the
-//! cluster's strategy fails with [`XcsError::DeviceUnsupported`](crate::XcsError) rather than
-//! run elsewhere; from async code, send a sync operator's batch with `blocking(vmap(op))`.
+//! # Resources and budgets across the cluster
+//!
+//! A resource's limits (`set_resource_limits!`) and a scope's budgets hold for the caller and
+//! all its workers together, never multiplied by the number of workers. The design: **the caller
+//! is the single admitter.** Each item is admitted to its operator's resource (and charged its
+//! estimate against the budget) on the caller before it is sent, exactly as a local call is;
+//! the permit and the reservation are held until the item's result comes back, and settled then
+//! with what the body recorded on the worker ([`record_usage`](crate::record_usage) there),
+//! which travels back with the item's outcome — fixed-size, and checked when read. Workers run
+//! items without their operator's resource (they came admitted) and hold no budget. The usage
+//! shows in the caller's [`spent`](crate::spent), [`resource_stats`](crate::resource_stats) and
+//! trace events. Why this design: the caller already holds every item's place in the batch and
+//! its deadline, so admitting there needs no shared state between processes — each item is one
+//! NATS request/reply, and no worker has to agree with another (no home-made consensus, no
+//! lease to expire when a worker dies: a dead worker's chunk is sent again under the permits
+//! already held). The cost: a worker's calls beyond the caller's items (another program using
+//! the same provider) are not counted, and a sync chunk is formed as fast as its items are
+//! admitted.
+//!
+//! # Async batches and cancellation
+//!
+//! Workers serve async operators too ([`Registry::with_async`]): a chunk of them runs as an
+//! async batch on the worker's tokio runtime, with no thread per item. An async batch
+//! (`vmap(op).call(inputs).await`) under the cluster's strategy sends its items to the workers
+//! and is awaited without blocking a thread: each item goes through the caller's call path —
+//! cache, budget, resource, rate limit, retries, deadline, trace — whose body is the trip to a
+//! worker, so its rate limit and retries are applied by the caller (a chunk carries neither), and
+//! what the body recorded with [`record_usage`](crate::record_usage) on the worker comes back
+//! with its outcome and is charged here. The items are gathered into chunks (of the same size as
+//! a sync batch's) by a task on the backend's runtime.
+//!
+//! Dropping the caller's future, its deadline (the batch's or an item's), or an earlier item's
+//! failure (outside `call_settled_async`) cancels the chunks already sent whose items nobody
+//! awaits any more: a message on `<prefix>.cancel` names them by their nonces (a secret of the
+//! caller and the worker, and signed under a cluster key), and the worker drops the async chunk
+//! — every item future in it — or sets [`cancelled()`](crate::cancelled) for a sync chunk's
+//! items. Items not sent yet are not started. A sync batch cancels what is still out when it
+//! gives up (its deadline, or the call it belongs to).
 
 mod backend;
 mod connect;
 mod limits;
+mod local;
 mod registry;
 mod wire;
 mod worker;
@@ -103,6 +144,7 @@ mod worker;
 pub use backend::{NatsBackend, WorkerSummary};
 pub use connect::{ClusterOptions, DEFAULT_PREFIX, KEY_VARIABLE};
 pub use limits::WorkerLimits;
+pub use local::{LocalWorkers, WORKER_VARIABLE, serve_if_worker};
 pub use registry::Registry;
 pub use wire::RemoteFailure;
 pub use worker::{serve, serve_async};

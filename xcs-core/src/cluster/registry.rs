@@ -1,6 +1,9 @@
 //! The operators a worker serves, by name, and how one chunk of a caller's batch runs on it.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -9,13 +12,18 @@ use serde::de::DeserializeOwned;
 
 use super::connect::ClusterOptions;
 use super::limits::WorkerLimits;
-use super::wire::{ByteBuf, Item, ItemResult, WireError, WireSignature};
+use super::wire::{ByteBuf, Item, ItemResult, WireError, WireSignature, WireUsage};
+use crate::ambient::Ambient;
 use crate::batch::vmap;
 use crate::codec;
 use crate::error::XcsError;
-use crate::operator::Operator;
+use crate::operator::{AsyncOperator, Operator};
+use crate::scoped::WithOptions;
+use crate::usage::{Meter, Usage};
 
 /// The operators a worker process serves, by name: a worker runs these and nothing else.
+/// Sync operators ([`with`](Registry::with)) run on the worker's blocking threads, async ones
+/// ([`with_async`](Registry::with_async)) as futures on its tokio runtime (no thread per item).
 ///
 /// ```
 /// use xcs::cluster::Registry;
@@ -79,6 +87,46 @@ impl Registry {
         self
     }
 
+    /// Serves the async operator `op` under its name (replacing an operator registered under
+    /// the same name): a chunk of its items runs as an async `vmap` on the worker's tokio
+    /// runtime, with no thread per item, and is dropped — every item future with it — when the
+    /// caller cancels the chunk. Its input must deserialize and its output serialize (serde).
+    ///
+    /// ```
+    /// use xcs::cluster::Registry;
+    ///
+    /// #[xcs::operator]
+    /// async fn fetch(id: u64) -> String {
+    ///     format!("page {id}")
+    /// }
+    ///
+    /// let registry = Registry::new().with_async(Fetch);
+    /// assert_eq!(registry.names().collect::<Vec<_>>(), ["fetch"]);
+    /// ```
+    #[must_use]
+    pub fn with_async<O>(mut self, op: O) -> Self
+    where
+        O: AsyncOperator,
+        O::Input: DeserializeOwned,
+        O::Output: Serialize,
+    {
+        let version = op.persist_support().map_or(0, |p| p.version_number());
+        let signature = WireSignature {
+            operator: AsyncOperator::name(&op).to_owned(),
+            version,
+            input_type: std::any::type_name::<O::Input>().to_owned(),
+            output_type: std::any::type_name::<O::Output>().to_owned(),
+        };
+        self.entries.insert(
+            signature.operator.clone(),
+            Arc::new(AsyncServed {
+                op: Arc::new(op),
+                signature,
+            }),
+        );
+        self
+    }
+
     /// The same, with `options` (the subject prefix, which must match the callers').
     #[must_use]
     pub fn options(mut self, options: ClusterOptions) -> Self {
@@ -123,13 +171,106 @@ impl Registry {
     }
 }
 
+/// What a chunk's items run as.
+pub(crate) enum Work {
+    /// Work for a blocking thread (a sync operator), run with the caller's options in force.
+    Sync(Box<dyn FnOnce() -> Vec<ItemResult> + Send>),
+    /// A future for the worker's runtime (an async operator): dropping it drops every item.
+    /// Items' outcomes come on the receiver as they finish; the future gives those that did not
+    /// come that way (inputs that did not decode, items that panicked or timed out).
+    Async(
+        Pin<Box<dyn Future<Output = Vec<ItemResult>> + Send>>,
+        tokio::sync::mpsc::UnboundedReceiver<ItemResult>,
+    ),
+}
+
 /// A served operator, with its types erased.
 pub(crate) trait Entry: Send + Sync {
     fn signature(&self) -> &WireSignature;
-    /// Runs the chunk's items under the options in force (on this thread and the pool's: the
-    /// worker enters the caller's), each item's outcome settled: one item's failure does not
-    /// stop the others. `rate`: the request's rate limit, applied to this chunk alone.
-    fn run(&self, items: Vec<Item>, rate: Option<f64>) -> Vec<ItemResult>;
+    /// Whether its [`Work`] is a future (an async operator).
+    fn is_async(&self) -> bool {
+        false
+    }
+    /// The chunk's items as [`Work`], each item's outcome settled: one item's failure does not
+    /// stop the others. Called with the caller's options in force (an async batch reads them
+    /// now). `rate`: the request's rate limit, applied to this chunk alone. Items run without
+    /// their operator's resource: the caller admitted them (see the module docs of `cluster`).
+    fn prepare(&self, items: Vec<Item>, rate: Option<f64>) -> Work;
+}
+
+/// A chunk's items, read: the inputs that decoded, and the outcomes of those that did not.
+struct Decoded<I> {
+    indices: Vec<u64>,
+    inputs: Vec<I>,
+    /// The position in the chunk of each input in `inputs`.
+    positions: Vec<usize>,
+    results: Vec<Option<Outcome>>,
+}
+
+type Outcome = (Result<ByteBuf, WireError>, Option<WireUsage>);
+
+impl<I: DeserializeOwned> Decoded<I> {
+    fn read(items: Vec<Item>, input_type: &str) -> Self {
+        let mut decoded = Decoded {
+            indices: items.iter().map(|item| item.index).collect(),
+            inputs: Vec::with_capacity(items.len()),
+            positions: Vec::with_capacity(items.len()),
+            results: Vec::with_capacity(items.len()),
+        };
+        for (position, item) in items.into_iter().enumerate() {
+            match codec::decode_owned::<I>(&item.input) {
+                Some(input) => {
+                    decoded.inputs.push(input);
+                    decoded.positions.push(position);
+                    decoded.results.push(None);
+                }
+                None => decoded.results.push(Some((
+                    Err(WireError::Cluster {
+                        reason: format!(
+                            "the worker could not read the item's input as `{input_type}`"
+                        ),
+                    }),
+                    None,
+                ))),
+            }
+        }
+        decoded
+    }
+}
+
+/// The items' outcomes, with what each recorded.
+fn finish<T: Serialize>(
+    indices: Vec<u64>,
+    positions: Vec<usize>,
+    mut results: Vec<Option<Outcome>>,
+    outcomes: Vec<Result<(T, Option<Usage>), XcsError>>,
+) -> Vec<ItemResult> {
+    for (position, outcome) in positions.into_iter().zip(outcomes) {
+        results[position] = Some(match outcome {
+            Ok((output, usage)) => (
+                match codec::encode(&output) {
+                    Some(bytes) => Ok(ByteBuf(bytes)),
+                    None => Err(WireError::Cluster {
+                        reason: "the worker could not serialize the item's output".into(),
+                    }),
+                },
+                usage.map(WireUsage::from_usage),
+            ),
+            Err(error) => (Err(WireError::from_error(&error)), None),
+        });
+    }
+    indices
+        .into_iter()
+        .zip(results)
+        .map(|(index, result)| {
+            let (result, usage) = result.unwrap_or((Err(WireError::Cancelled), None));
+            ItemResult {
+                index,
+                result,
+                usage,
+            }
+        })
+        .collect()
 }
 
 struct Served<O> {
@@ -147,69 +288,267 @@ where
         &self.signature
     }
 
-    fn run(&self, items: Vec<Item>, rate: Option<f64>) -> Vec<ItemResult> {
-        let mut results: Vec<Option<Result<ByteBuf, WireError>>> = Vec::with_capacity(items.len());
-        let mut inputs = Vec::with_capacity(items.len());
-        let mut positions = Vec::with_capacity(items.len());
-        let indices: Vec<u64> = items.iter().map(|item| item.index).collect();
-        for (position, item) in items.into_iter().enumerate() {
-            match codec::decode_owned::<O::Input>(&item.input) {
-                Some(input) => {
-                    inputs.push(input);
-                    positions.push(position);
-                    results.push(None);
-                }
-                None => results.push(Some(Err(WireError::Cluster {
-                    reason: format!(
-                        "the worker could not read the item's input as `{}`",
-                        self.signature.input_type
-                    ),
-                }))),
-            }
-        }
-        let outcomes = {
+    fn prepare(&self, items: Vec<Item>, rate: Option<f64>) -> Work {
+        let op = Arc::clone(&self.op);
+        let input_type = self.signature.input_type.clone();
+        Work::Sync(Box::new(move || {
+            let Decoded {
+                indices,
+                inputs,
+                positions,
+                results,
+            } = Decoded::<O::Input>::read(items, &input_type);
             // The caller's options are in force already: the worker entered them.
-            match rate {
-                Some(rate) => vmap(PrivateRate {
-                    op: Arc::clone(&self.op),
-                    interval: crate::policy::rate::interval(rate),
-                    next: Mutex::new(None),
-                })
+            let outcomes = match rate {
+                Some(rate) => vmap(Metered(PrivateRate {
+                    op,
+                    clock: RateClock::new(rate),
+                }))
                 .call_settled(inputs),
-                None => vmap(Arc::clone(&self.op)).call_settled(inputs),
-            }
-        };
-        for (position, outcome) in positions.into_iter().zip(outcomes) {
-            results[position] = Some(match outcome {
-                Ok(output) => match codec::encode(&output) {
+                None => vmap(Metered(op)).call_settled(inputs),
+            };
+            finish(indices, positions, results, outcomes)
+        }))
+    }
+}
+
+struct AsyncServed<O> {
+    op: Arc<O>,
+    signature: WireSignature,
+}
+
+impl<O> Entry for AsyncServed<O>
+where
+    O: AsyncOperator,
+    O::Input: DeserializeOwned,
+    O::Output: Serialize,
+{
+    fn signature(&self) -> &WireSignature {
+        &self.signature
+    }
+
+    fn is_async(&self) -> bool {
+        true
+    }
+
+    fn prepare(&self, items: Vec<Item>, rate: Option<f64>) -> Work {
+        let Decoded {
+            indices,
+            inputs,
+            positions,
+            results,
+        } = Decoded::<O::Input>::read(items, &self.signature.input_type);
+        let (stream, streamed) = tokio::sync::mpsc::unbounded_channel();
+        let reported: Arc<Vec<AtomicBool>> =
+            Arc::new(positions.iter().map(|_| AtomicBool::new(false)).collect());
+        let index_of: Arc<Vec<u64>> = Arc::new(positions.iter().map(|&p| indices[p]).collect());
+        // Made here, where the caller's options are in force: the batch reads them now.
+        let batch = vmap(AsyncMetered {
+            op: Arc::clone(&self.op),
+            clock: rate.map(RateClock::new),
+            stream,
+            reported: Arc::clone(&reported),
+            index_of,
+        })
+        .call_settled_async(inputs.into_iter().enumerate().collect());
+        Work::Async(
+            Box::pin(async move {
+                let outcomes = batch.await;
+                // What the items did not report themselves (they panicked, timed out, or were
+                // cancelled by the chunk's deadline), and the inputs that did not decode.
+                let mut results = results;
+                for (position, (&at, outcome)) in positions.iter().zip(outcomes).enumerate() {
+                    if reported[position].load(AtomicOrdering::Acquire) {
+                        continue;
+                    }
+                    results[at] = Some(match outcome {
+                        Err(error) => (Err(WireError::from_error(&error)), None),
+                        // Every item that ends without an error reported itself.
+                        Ok(()) => (Err(WireError::Cancelled), None),
+                    });
+                }
+                indices
+                    .into_iter()
+                    .zip(results)
+                    .filter_map(|(index, result)| {
+                        result.map(|(result, usage)| ItemResult {
+                            index,
+                            result,
+                            usage,
+                        })
+                    })
+                    .collect()
+            }),
+            streamed,
+        )
+    }
+}
+
+/// `op` on a worker: no resource of its own (the caller admitted the item), and what its body
+/// records with [`record_usage`](crate::record_usage) returned with its output, to travel back.
+struct Metered<O>(O);
+
+impl<O: Operator> Operator for Metered<O> {
+    type Input = O::Input;
+    type Output = (O::Output, Option<Usage>);
+
+    fn forward(&self, input: O::Input) -> Result<Self::Output, XcsError> {
+        let meter = Meter::new();
+        let mut context = crate::deadline::current();
+        context.meter = Some(Arc::clone(&meter));
+        let output = {
+            let _in = crate::deadline::enter(context);
+            self.0.forward(input)
+        }?;
+        Ok((output, meter.recorded()))
+    }
+
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn __xcs_cache_support(&self) -> Option<crate::cache::CacheSupport<Self::Input, Self::Output>> {
+        // A worker never caches (the caller does).
+        None
+    }
+
+    fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<O::Input>> {
+        self.0.__xcs_clone_input()
+    }
+
+    fn __xcs_retried_by_items(&self) -> bool {
+        self.0.__xcs_retried_by_items()
+    }
+
+    fn __xcs_version(&self) -> u32 {
+        self.0.__xcs_version()
+    }
+}
+
+/// [`Metered`] for an async operator, with the request's rate limit (if any) on a clock of the
+/// chunk's own.
+/// Each item reports its outcome as soon as it has one (on `stream`, marked in `reported`), so
+/// the caller hears of a failure, and the chunk's other results, without waiting for the chunk.
+struct AsyncMetered<O> {
+    op: Arc<O>,
+    clock: Option<RateClock>,
+    stream: tokio::sync::mpsc::UnboundedSender<ItemResult>,
+    /// Whether the item at each position reported its outcome.
+    reported: Arc<Vec<AtomicBool>>,
+    /// The caller's index of the item at each position.
+    index_of: Arc<Vec<u64>>,
+}
+
+impl<O: AsyncOperator> AsyncMetered<O>
+where
+    O::Output: Serialize,
+{
+    async fn run(&self, input: O::Input) -> Result<(O::Output, Option<Usage>), XcsError> {
+        if let Some(clock) = &self.clock {
+            let start = clock.slot(AsyncOperator::name(&*self.op))?;
+            tokio::time::sleep_until(start.into()).await;
+        }
+        let meter = Meter::new();
+        let mut ambient = Ambient::capture();
+        ambient.context.meter = Some(Arc::clone(&meter));
+        let output = WithOptions::adopt(Arc::new(ambient), self.op.forward(input)).await?;
+        Ok((output, meter.recorded()))
+    }
+}
+
+impl<O: AsyncOperator> AsyncOperator for AsyncMetered<O>
+where
+    O::Output: Serialize,
+{
+    type Input = (usize, O::Input);
+    type Output = ();
+
+    async fn forward(&self, (position, input): (usize, O::Input)) -> Result<(), XcsError> {
+        let (result, usage) = match self.run(input).await {
+            Ok((output, usage)) => (
+                match codec::encode(&output) {
                     Some(bytes) => Ok(ByteBuf(bytes)),
                     None => Err(WireError::Cluster {
                         reason: "the worker could not serialize the item's output".into(),
                     }),
                 },
-                Err(error) => Err(WireError::from_error(&error)),
+                usage.map(WireUsage::from_usage),
+            ),
+            Err(error) => (Err(WireError::from_error(&error)), None),
+        };
+        if let (Some(reported), Some(&index)) =
+            (self.reported.get(position), self.index_of.get(position))
+        {
+            reported.store(true, AtomicOrdering::Release);
+            let _ = self.stream.send(ItemResult {
+                index,
+                result,
+                usage,
             });
         }
-        indices
-            .into_iter()
-            .zip(results)
-            .map(|(index, result)| ItemResult {
-                index,
-                result: result.unwrap_or(Err(WireError::Cancelled)),
-            })
-            .collect()
+        Ok(())
+    }
+
+    fn name(&self) -> &str {
+        AsyncOperator::name(&*self.op)
+    }
+
+    fn __xcs_cache_support(&self) -> Option<crate::cache::CacheSupport<Self::Input, Self::Output>> {
+        // A worker never caches (the caller does).
+        None
+    }
+
+    fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<Self::Input>> {
+        // The caller retries async items (a chunk carries no retries).
+        None
+    }
+
+    fn __xcs_version(&self) -> u32 {
+        AsyncOperator::__xcs_version(&*self.op)
     }
 }
 
-/// `op` with a request's rate limit: its attempts start at least `interval` apart, by a clock of
-/// this chunk's own. The options' `rate_limit` would reserve starts in the process-wide,
-/// per-operator limiter every caller of this worker shares: a request asking for one call a
-/// year would hold the operator for everyone.
-struct PrivateRate<O> {
-    op: Arc<O>,
+/// A request's rate limit on a clock of one chunk's own: the options' `rate_limit` would reserve
+/// starts in the process-wide, per-operator limiter every caller of this worker shares: a
+/// request asking for one call a year would hold the operator for everyone.
+struct RateClock {
     interval: Duration,
     /// When the next attempt may start.
     next: Mutex<Option<Instant>>,
+}
+
+impl RateClock {
+    fn new(rate: f64) -> Self {
+        RateClock {
+            interval: crate::policy::rate::interval(rate),
+            next: Mutex::new(None),
+        }
+    }
+
+    /// When the next attempt of `operator` may start: the process-wide limiter's rule, on this
+    /// clock — a start past the deadline is refused at once, without taking the slot.
+    fn slot(&self, operator: &str) -> Result<Instant, XcsError> {
+        let now = Instant::now();
+        let deadline = crate::deadline::deadline();
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        match crate::policy::rate::take_slot(*next, self.interval, now, deadline) {
+            Ok((start, after)) => {
+                *next = Some(after);
+                Ok(start)
+            }
+            Err(_) => Err(XcsError::Timeout {
+                operator: operator.to_owned(),
+                index: None,
+                timeout: deadline.map_or(Duration::ZERO, |at| at.saturating_duration_since(now)),
+            }),
+        }
+    }
+}
+
+/// A sync `op` with a request's rate limit: its attempts start at least an interval apart.
+struct PrivateRate<O> {
+    op: Arc<O>,
+    clock: RateClock,
 }
 
 impl<O: Operator> Operator for PrivateRate<O> {
@@ -217,33 +556,18 @@ impl<O: Operator> Operator for PrivateRate<O> {
     type Output = O::Output;
 
     fn forward(&self, input: O::Input) -> Result<O::Output, XcsError> {
-        let now = Instant::now();
-        let deadline = crate::deadline::deadline();
-        let start = {
-            let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
-            // The process-wide limiter's rule, on this chunk's clock: a start past the deadline
-            // is refused at once, without taking the slot.
-            match crate::policy::rate::take_slot(*next, self.interval, now, deadline) {
-                Ok((start, after)) => {
-                    *next = Some(after);
-                    start
-                }
-                Err(_) => {
-                    return Err(XcsError::Timeout {
-                        operator: self.op.name().to_owned(),
-                        index: None,
-                        timeout: deadline
-                            .map_or(Duration::ZERO, |at| at.saturating_duration_since(now)),
-                    });
-                }
-            }
-        };
+        let start = self.clock.slot(self.op.name())?;
         crate::policy::rate::sleep_until(start);
         self.op.forward(input)
     }
 
     fn name(&self) -> &str {
         self.op.name()
+    }
+
+    fn __xcs_cache_support(&self) -> Option<crate::cache::CacheSupport<Self::Input, Self::Output>> {
+        // A worker never caches (the caller does).
+        None
     }
 
     fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<O::Input>> {

@@ -15,7 +15,8 @@ use crate::trace::{Outcome, TraceEvent};
 /// The protocol version: a caller and a worker that speak different ones refuse each other's
 /// messages with a clear reason.
 /// Version 2: per-chunk nonces echoed in every reply, optional signatures, `Busy`.
-pub(crate) const PROTOCOL: u32 = 2;
+/// Version 3: each item's recorded usage travels with its outcome; callers cancel chunks.
+pub(crate) const PROTOCOL: u32 = 3;
 
 /// An unguessable per-chunk (and per-attempt, per-discovery) value: 128 random bits.
 pub(crate) type Nonce = [u8; 16];
@@ -41,6 +42,8 @@ pub(crate) enum Context<'a> {
     Hello { reply: &'a str },
     /// A worker's answer to discovery, published to `reply`.
     HelloAnswer { reply: &'a str },
+    /// A caller's cancellation of chunks it sent, published to `subject`.
+    Cancel { subject: &'a str },
 }
 
 fn mac(key: &[u8], context: &Context<'_>, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
@@ -50,6 +53,7 @@ fn mac(key: &[u8], context: &Context<'_>, body: &[u8]) -> hmac::Hmac<sha2::Sha25
         Context::Reply { reply } => (2, ["", reply]),
         Context::Hello { reply } => (3, ["", reply]),
         Context::HelloAnswer { reply } => (4, ["", reply]),
+        Context::Cancel { subject } => (5, [subject, ""]),
     };
     // HMAC takes keys of any length.
     let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
@@ -337,6 +341,49 @@ pub(crate) enum Reply {
 pub(crate) struct ItemResult {
     pub(crate) index: u64,
     pub(crate) result: Result<ByteBuf, WireError>,
+    /// What the item's body recorded with `xcs::record_usage`, if anything.
+    pub(crate) usage: Option<WireUsage>,
+}
+
+/// [`Usage`](crate::Usage) on the wire: fixed-size, and checked when read (a cost that is
+/// negative or not finite counts as 0, as a body's own record would).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub(crate) struct WireUsage {
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) cost: f64,
+}
+
+impl WireUsage {
+    pub(crate) fn from_usage(usage: crate::Usage) -> Self {
+        WireUsage {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cost: usage.cost,
+        }
+    }
+
+    /// The usage it reports, sanitized.
+    pub(crate) fn into_usage(self) -> crate::Usage {
+        crate::Usage {
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost: self.cost,
+        }
+        .sanitized()
+    }
+}
+
+/// The most chunks one cancellation may name.
+pub(crate) const MAX_CANCEL: usize = 4096;
+
+/// A caller's cancellation of chunks it sent (published to `<prefix>.cancel`, which every
+/// worker reads): each chunk is named by the nonce of its attempt, which only the caller and the
+/// worker that took it know, so nobody else can cancel it.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct Cancel {
+    pub(crate) protocol: u32,
+    pub(crate) nonces: Vec<Nonce>,
 }
 
 /// Bytes on the wire.
@@ -472,7 +519,14 @@ impl WireEvent {
 
     /// The event as recorded by the caller: on its clock (`shift` added to `start`), on a
     /// thread named after the worker.
-    pub(crate) fn into_event(self, worker: &str, worker_number: u64, shift: i128) -> TraceEvent {
+    /// `usage`: what the item reported recording, for an item event.
+    pub(crate) fn into_event(
+        self,
+        worker: &str,
+        worker_number: u64,
+        shift: i128,
+        usage: Option<crate::Usage>,
+    ) -> TraceEvent {
         let start = (self.start.as_nanos() as i128 + shift).max(0);
         TraceEvent {
             id: self.id,
@@ -489,8 +543,7 @@ impl WireEvent {
                 .copied()
                 .unwrap_or(Outcome::Error),
             attempt: self.attempt,
-            // Usage recorded on workers does not travel yet.
-            usage: None,
+            usage,
             resource_wait: Duration::ZERO,
             answered_by: None,
             // Workers do not hedge: hedging is the caller's decision.
@@ -519,7 +572,6 @@ impl WireEvent {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn index(&self) -> Option<u64> {
         self.index
     }

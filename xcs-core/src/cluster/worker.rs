@@ -2,8 +2,14 @@
 //! the queue group, runs them under the caller's options and sends the outcomes back.
 //!
 //! A chunk is acknowledged at once and a heartbeat follows every 200 ms until its outcomes are
-//! sent, so a caller tells a busy worker from a dead one. At most one chunk per CPU runs at a
-//! time (the others wait, heartbeating); each runs as a settled `vmap` on the worker's pool.
+//! sent, so a caller tells a busy worker from a dead one. At most one chunk of a sync operator
+//! per CPU runs at a time (the others wait, heartbeating); each runs as a settled `vmap` on the
+//! worker's pool. A chunk of an async operator runs as a settled async `vmap` on the worker's
+//! tokio runtime: no thread per item, and no CPU slot held while its items wait.
+//!
+//! A caller cancels chunks on `<prefix>.cancel`, naming each by its nonce (which only it and
+//! the worker know; signed too under a cluster key): an async chunk is dropped at once — every
+//! item future with it — and a sync chunk's items see [`cancelled()`](crate::cancelled).
 //!
 //! A request only narrows what the worker allows ([`WorkerLimits`]): the chunks (and bytes)
 //! it holds are bounded, and one more is answered `Busy` (the caller sends it again later or to
@@ -12,22 +18,23 @@
 //! Every reply echoes the request's nonce, and is signed when the worker has a cluster key; a
 //! worker with a key ignores requests not signed with it, without answering.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use super::connect::{self, HEARTBEAT};
 use super::limits::WorkerLimits;
-use super::registry::Registry;
+use super::registry::{Registry, Work};
 use super::wire::{
-    self, Context, HelloAnswer, ItemResult, Nonce, Reply, ReplyMessage, Request, WireError,
+    self, Cancel, Context, HelloAnswer, ItemResult, Nonce, Reply, ReplyMessage, Request, WireError,
     WireEvent, WorkerInfo,
 };
 use crate::ambient::Ambient;
+use crate::deadline::{CallContext, CancelFlag};
 use crate::error::XcsError;
 use crate::pool;
 use crate::scope::get_execution_options;
@@ -38,6 +45,55 @@ struct Queue {
     limits: WorkerLimits,
     chunks: AtomicUsize,
     bytes: AtomicUsize,
+}
+
+/// How a running chunk is stopped when its caller cancels it.
+struct Stop {
+    /// Seen by the chunk's sync items through `xcs::cancelled()`.
+    flag: Arc<CancelFlag>,
+    /// Wakes the task of an async chunk, which then drops its items.
+    notify: Arc<Notify>,
+}
+
+/// The chunks running on this worker, by nonce.
+type Running = Arc<Mutex<HashMap<Nonce, Stop>>>;
+
+/// A chunk's entry in [`Running`], removed when dropped.
+struct Registered {
+    running: Running,
+    nonce: Nonce,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.nonce);
+    }
+}
+
+/// Stops the chunks a cancellation names (those running here; others are ignored).
+fn cancel(key: Option<&[u8]>, running: &Running, message: &async_nats::Message) {
+    let context = Context::Cancel {
+        subject: message.subject.as_str(),
+    };
+    let Some(body) = wire::open(key, &context, &message.payload) else {
+        return;
+    };
+    let Ok(cancel) = wire::decode::<Cancel>(body) else {
+        return;
+    };
+    if cancel.protocol != wire::PROTOCOL || cancel.nonces.len() > wire::MAX_CANCEL {
+        return;
+    }
+    let running = running.lock().unwrap_or_else(PoisonError::into_inner);
+    for nonce in &cancel.nonces {
+        if let Some(stop) = running.get(nonce) {
+            stop.flag.cancel();
+            stop.notify.notify_one();
+        }
+    }
 }
 
 /// A chunk's place in the [`Queue`], given back when dropped.
@@ -142,6 +198,12 @@ pub async fn serve_async(url: &str, registry: Registry) -> Result<(), XcsError> 
         .subscribe(options.hello_subject())
         .await
         .map_err(|e| closed(e.to_string()))?;
+    let mut cancels = client
+        .subscribe(options.cancel_subject())
+        .await
+        .map_err(|e| closed(e.to_string()))?;
+    let running: Running = Arc::default();
+    let mut cancels_open = true;
     let subjects: BTreeSet<String> = registry.names().map(|n| options.run_subject(n)).collect();
     let mut subscriptions = Vec::new();
     for subject in subjects {
@@ -173,12 +235,18 @@ pub async fn serve_async(url: &str, registry: Registry) -> Result<(), XcsError> 
                 }
                 None => break,
             },
+            message = cancels.next(), if cancels_open => match message {
+                Some(message) => cancel(key.as_deref(), &running, &message),
+                // Not allowed to read cancellations: chunks run to their end.
+                None => cancels_open = false,
+            },
             message = work.next(), if !registry.is_empty() => match message {
                 Some(message) => {
                     let chunk = Chunk {
                         client: client.clone(),
                         key: key.clone(),
                         worker: info.id.clone(),
+                        running: Arc::clone(&running),
                     };
                     match Queue::admit(&queue, message.payload.len()) {
                         Ok(ticket) => {
@@ -230,6 +298,7 @@ struct Chunk {
     client: async_nats::Client,
     key: Option<Arc<[u8]>>,
     worker: String,
+    running: Running,
 }
 
 /// A request that is authentic (signed with the worker's key, when it has one): its reply
@@ -372,9 +441,28 @@ impl Chunk {
             .await;
         }
         let max_time = registry.worker_limits().chunk_time();
-        let (options, rate) = match request.options.apply(get_execution_options(), max_time) {
+        let (mut options, rate) = match request.options.apply(get_execution_options(), max_time) {
             Ok(applied) => applied,
             Err(reason) => return send(Reply::Refused { reason }).await,
+        };
+        // An async chunk without a deadline of the caller's is capped as a whole (below), not
+        // item by item: its items then take the lean path when nothing else applies.
+        let capped = entry.is_async() && request.options.timeout.is_none();
+        if capped {
+            options.timeout_seconds = None;
+        }
+        let stop = Stop {
+            flag: CancelFlag::child_of(None),
+            notify: Arc::new(Notify::new()),
+        };
+        let (flag, notify) = (Arc::clone(&stop.flag), Arc::clone(&stop.notify));
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(head.nonce, stop);
+        let _registered = Registered {
+            running: Arc::clone(&self.running),
+            nonce: head.nonce,
         };
         send(Reply::Accepted {
             worker: worker.clone(),
@@ -389,36 +477,87 @@ impl Chunk {
                 }
             }
         });
-        let Ok(_permit) = slots.acquire_owned().await else {
-            heartbeat.abort();
-            return;
-        };
+        let _heartbeat = AbortOnDrop(heartbeat);
         let items = request.items;
         let count = items.len();
-        let ran = tokio::task::spawn_blocking(move || {
-            let root = trace::detached_root();
-            let results = {
-                // Exactly the caller's options, under the chunk's trace root; no deadline or
-                // progress of this process (the options' timeout is the chunk's).
-                let _in = Ambient {
-                    options,
-                    parent: Some(root.clone()),
-                    ..Ambient::default()
+        // Exactly the caller's options, under the chunk's trace root, with the chunk's
+        // cancellation; no deadline or progress of this process (the options' timeout is the
+        // chunk's).
+        let root = trace::detached_root();
+        let ambient = Ambient {
+            options,
+            context: CallContext {
+                cancel: Some(flag),
+                ..CallContext::default()
+            },
+            parent: Some(root.clone()),
+            ..Ambient::default()
+        };
+        let work = {
+            let _in = ambient.enter();
+            entry.prepare(items, rate)
+        };
+        let budget = wire::budget(client.server_info().max_payload);
+        let ran = match work {
+            Work::Async(mut future, mut streamed) => {
+                // Outcomes go back as items finish; cancelled, the future — and every item
+                // future in it — is dropped here.
+                let cap = tokio::time::sleep(max_time);
+                tokio::pin!(cap);
+                let mut results = loop {
+                    tokio::select! {
+                        biased;
+                        () = notify.notified() => return,
+                        () = &mut cap, if capped => {
+                            return send(Reply::Refused {
+                                reason: format!(
+                                    "the chunk ran longer than the worker allows ({max_time:?})"
+                                ),
+                            })
+                            .await;
+                        }
+                        Some(first) = streamed.recv() => {
+                            let mut ready = vec![first];
+                            while let Ok(more) = streamed.try_recv() {
+                                ready.push(more);
+                            }
+                            send_results(&replier, budget, ready).await;
+                        }
+                        results = &mut future => break results,
+                    }
+                };
+                while let Ok(more) = streamed.try_recv() {
+                    results.push(more);
                 }
-                .enter();
-                // The worker's blocking threads are where sync items belong: not a sync call
-                // made from async code.
-                crate::warn::runtime_thread::sanctioned(|| entry.run(items, rate))
-            };
-            let events = if options.trace_execution {
-                trace::take_under(trace::root_id(&root))
-            } else {
-                Vec::new()
-            };
-            (results, events, trace::root_id(&root))
-        })
-        .await;
-        heartbeat.abort();
+                let events = if options.trace_execution {
+                    trace::take_under(trace::root_id(&root))
+                } else {
+                    Vec::new()
+                };
+                Ok((results, events, trace::root_id(&root)))
+            }
+            Work::Sync(run) => {
+                let Ok(_permit) = slots.acquire_owned().await else {
+                    return;
+                };
+                tokio::task::spawn_blocking(move || {
+                    let results = {
+                        let _in = ambient.enter();
+                        // The worker's blocking threads are where sync items belong: not a sync
+                        // call made from async code.
+                        crate::warn::runtime_thread::sanctioned(run)
+                    };
+                    let events = if options.trace_execution {
+                        trace::take_under(trace::root_id(&root))
+                    } else {
+                        Vec::new()
+                    };
+                    (results, events, trace::root_id(&root))
+                })
+                .await
+            }
+        };
+        drop(_heartbeat);
         let (results, events, root) = match ran {
             Ok(ran) => ran,
             Err(error) => {
@@ -430,34 +569,7 @@ impl Chunk {
                 .await;
             }
         };
-        // Outcomes in messages under the server's limit; an output too large for any message fails
-        // its item.
-        let budget = wire::budget(client.server_info().max_payload);
-        let mut batch: Vec<ItemResult> = Vec::new();
-        let mut size = 0;
-        for mut result in results {
-            let mut len = match &result.result {
-                Ok(bytes) => bytes.0.len(),
-                Err(_) => 256,
-            } + 16;
-            if len > budget {
-                result.result = Err(WireError::Cluster {
-                    reason: format!(
-                        "its output ({len} bytes) is larger than the server's message limit"
-                    ),
-                });
-                len = 256;
-            }
-            if size + len > budget && !batch.is_empty() {
-                send(Reply::Results(std::mem::take(&mut batch))).await;
-                size = 0;
-            }
-            size += len;
-            batch.push(result);
-        }
-        if !batch.is_empty() {
-            send(Reply::Results(batch)).await;
-        }
+        send_results(&replier, budget, results).await;
         let mut trace = Vec::new();
         let mut size = 0;
         for event in &events {
@@ -474,6 +586,48 @@ impl Chunk {
         })
         .await;
         let _ = client.flush().await;
+    }
+}
+
+/// Sends `results` in messages under the server's limit (`budget`); an output too large for any
+/// message fails its item.
+async fn send_results(replier: &Replier, budget: usize, results: Vec<ItemResult>) {
+    let mut batch: Vec<ItemResult> = Vec::new();
+    let mut size = 0;
+    for mut result in results {
+        // The index and the usage take at most 48 bytes.
+        let mut len = match &result.result {
+            Ok(bytes) => bytes.0.len(),
+            Err(_) => 256,
+        } + 48;
+        if len > budget {
+            result.result = Err(WireError::Cluster {
+                reason: format!(
+                    "its output ({len} bytes) is larger than the server's message limit"
+                ),
+            });
+            len = 256;
+        }
+        if size + len > budget && !batch.is_empty() {
+            replier
+                .send(Reply::Results(std::mem::take(&mut batch)))
+                .await;
+            size = 0;
+        }
+        size += len;
+        batch.push(result);
+    }
+    if !batch.is_empty() {
+        replier.send(Reply::Results(batch)).await;
+    }
+}
+
+/// Aborts a task when dropped (a chunk's heartbeat, on every way out of the chunk).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -26,9 +26,9 @@
 //!   calls admitted before the circuit opened, finishing while it is open or half-open, neither
 //!   close nor re-open it; only the trial decides.
 //!
-//! Items sent to a cluster's workers are admitted here (an open circuit refuses them before they
-//! are sent) but run in the workers' processes, whose own resources hear how they ended: the
-//! caller's breaker counts only the calls that run in its process.
+//! Items sent to a cluster's workers are admitted here too (an open circuit refuses them before
+//! they are sent; workers run them without admitting them again), and how each ended is counted
+//! here when its result comes back: the caller's breaker decides for the whole cluster.
 //!
 //! # Invariants
 //!

@@ -777,10 +777,39 @@ impl<'a, I: 'static, O: Send + 'static> CallPlan<'a, I, O> {
         timeout_error(self.name, self.index, timeout)
     }
 
-    /// The remote side's way out: the input to send and the claim to hold until its result
-    /// comes back (after [`Step::Run`] for attempt 1 of a plan made without retries).
-    pub(crate) fn into_held(self) -> Option<Held<I, O>> {
-        self.held
+    /// The remote side's way out (after [`Step::Run`] for attempt 1 of a plan made without
+    /// retries): what to hold until the result comes back from where the body runs — the cache
+    /// claim, the attempt's resource permit and the call's budget reservation.
+    pub(crate) fn into_sent(mut self) -> Sent<I, O> {
+        Sent {
+            held: self.held.take(),
+            permit: self.permit.take(),
+            reservation: self.reservation.take(),
+        }
+    }
+}
+
+/// What a call whose body runs in another process holds until its result comes back: its cache
+/// claim, its resource permit and its budget reservation (made by [`CallPlan::into_sent`]).
+/// Dropped unsettled, the permit goes back and the estimate is spent.
+pub(crate) struct Sent<I, O> {
+    pub(crate) held: Option<Held<I, O>>,
+    permit: Option<Permit>,
+    reservation: Option<Reservation>,
+}
+
+impl<I, O> Sent<I, O> {
+    /// The body ran elsewhere, ended with `result` and recorded `usage` there (`None`:
+    /// nothing, so the estimate stands): the resource's breaker counts the outcome as a local
+    /// attempt's, and the permit and the reservation are settled.
+    pub(crate) fn settle(&mut self, result: &Result<O, XcsError>, usage: Option<Usage>) {
+        if let Some(mut permit) = self.permit.take() {
+            permit.report(crate::policy::breaker::Report::of(result), Instant::now());
+            permit.settle(usage);
+        }
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(usage);
+        }
     }
 }
 

@@ -18,8 +18,7 @@ use crate::operator::Operator;
 use crate::options::ExecutionOptions;
 use crate::persist::PersistSupport;
 use crate::policy::deadline::Now;
-use crate::policy::memo::Held;
-use crate::policy::plan::{CallPlan, Charge, Step, Supports};
+use crate::policy::plan::{CallPlan, Charge, Sent, Step, Supports};
 use crate::trace;
 use crate::util::{self, drop_quietly, panic_message};
 
@@ -138,14 +137,16 @@ fn remote<O: Operator>(run: &Arc<Run<O>>) -> Option<RemoteItems> {
     })
 }
 
-/// Where the cache claim of an item sent out waits for its result.
-type HeldSlot<O> = Mutex<Option<Held<<O as Operator>::Input, <O as Operator>::Output>>>;
+/// Where the cache claim, resource permit and budget reservation of an item sent out wait for
+/// its result.
+type HeldSlot<O> = Mutex<Option<Sent<<O as Operator>::Input, <O as Operator>::Output>>>;
 
 /// The caller's side of items run in another process.
 struct Remote<O: Operator> {
     run: Arc<Run<O>>,
     persist: PersistSupport<O::Input, O::Output>,
-    /// The cache claims of items sent out, released when their result comes back.
+    /// What items sent out hold (cache claims, resource permits, budget reservations), settled
+    /// when their result comes back.
     held: Vec<HeldSlot<O>>,
     signature: Signature,
 }
@@ -187,7 +188,11 @@ impl<O: Operator> Remote<O> {
             name,
             Some(index),
             &options,
-            plan.op.__xcs_cache_support(),
+            // Asked only when caching (an operator that cannot be cached warns when asked).
+            plan.options
+                .enable_caching
+                .then(|| plan.op.__xcs_cache_support())
+                .flatten(),
             &supports,
             charge,
             plan.context.clone(),
@@ -205,7 +210,7 @@ impl<O: Operator> Remote<O> {
                 Step::Run(input) => {
                     *self.held[index]
                         .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = call.into_held();
+                        .unwrap_or_else(PoisonError::into_inner) = Some(call.into_sent());
                     return Some(input);
                 }
                 Step::Done => {
@@ -253,7 +258,13 @@ impl<O: Operator> RemoteSide for Remote<O> {
         let Some(input) = inputs.pop() else {
             return Outgoing::Settled;
         };
-        let input = if plan.options.enable_caching {
+        // The caller admits the item (its resource, its budget) and answers it from the cache
+        // if it can; the worker runs it without admitting it again.
+        let input = if plan.options.enable_caching
+            || plan.op.resource().is_some()
+            || plan.context.budget.is_some()
+            || crate::policy::budget::global().is_some()
+        {
             match self.cached(index, input) {
                 Some(input) => input,
                 None => return Outgoing::Settled,
@@ -282,7 +293,12 @@ impl<O: Operator> RemoteSide for Remote<O> {
         }
     }
 
-    fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>) {
+    fn complete_with_usage(
+        &self,
+        index: usize,
+        result: Result<Vec<u8>, XcsError>,
+        usage: Option<crate::Usage>,
+    ) {
         if index >= self.held.len() || self.run.is_settled(index) {
             return;
         }
@@ -299,7 +315,7 @@ impl<O: Operator> RemoteSide for Remote<O> {
                 )
             })
         });
-        self.complete_with(index, output);
+        self.complete_charged(index, output, usage);
     }
 
     fn is_settled(&self, index: usize) -> bool {
@@ -314,13 +330,30 @@ impl<O: Operator> RemoteSide for Remote<O> {
 impl<O: Operator> Remote<O> {
     /// Settles item `index` with `result`, storing a success in the cache it was claimed in.
     fn complete_with(&self, index: usize, result: Result<O::Output, XcsError>) {
-        let held = self
+        self.complete_charged(index, result, None);
+    }
+
+    /// [`complete_with`](Self::complete_with) for an item whose body ran elsewhere and recorded
+    /// `usage` there: its resource permit and budget reservation are settled with it.
+    fn complete_charged(
+        &self,
+        index: usize,
+        result: Result<O::Output, XcsError>,
+        usage: Option<crate::Usage>,
+    ) {
+        let sent = self
             .held
             .get(index)
             .and_then(|held| held.lock().unwrap_or_else(PoisonError::into_inner).take());
         let name = self.run.plan().op.name();
-        let result = match held {
-            Some(held) => held.write_and_finish(result, name, Some(index)),
+        let result = match sent {
+            Some(mut sent) => {
+                sent.settle(&result, usage);
+                match sent.held.take() {
+                    Some(held) => held.write_and_finish(result, name, Some(index)),
+                    None => result,
+                }
+            }
             None => result,
         };
         self.settle(index, result);

@@ -24,9 +24,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::StreamExt;
+use futures_util::future::Either;
 use futures_util::stream::FuturesUnordered;
 use futures_util::task::AtomicWaker;
 
+use super::remote;
 use crate::ambient::Ambient;
 use crate::batch::plan::{Kind, NOT_RUN, Part, Plan, Ran, Slot, Timing};
 use crate::call_async;
@@ -47,12 +49,14 @@ pub(crate) async fn run<O: AsyncOperator>(
 ) -> Result<Ran<O::Output>, XcsError> {
     let options = ambient.options;
     let timing = Timing::with_parent(op.name(), &options, ambient.context.clone())?;
-    // Async batches run as futures on the caller's runtime, never silently there under a
-    // strategy that names a backend (see the module docs of `device`).
-    device::check_async(options.device_strategy, || match kind {
+    // Async batches run as futures on the caller's runtime, or on a backend that runs async
+    // batches; never silently here under a strategy that names a backend (see the module docs
+    // of `device`).
+    let batch_name = || match kind {
         Kind::VMap => format!("vmap({})", op.name()),
         Kind::PMap(_) => format!("pmap({})", op.name()),
-    })?;
+    };
+    let backend = device::async_backend(options.device_strategy, batch_name)?;
     let len = inputs.len();
     let limit = if options.use_parallel {
         match kind {
@@ -76,10 +80,49 @@ pub(crate) async fn run<O: AsyncOperator>(
         parent: plan.trace_parent().cloned(),
         progress: plan.progress.clone(),
     });
+    // Items run elsewhere: each goes through the call path here, its body a trip to the backend.
+    let remote = match backend {
+        None => None,
+        Some(backend) => {
+            let Some(persist) = op.persist_support() else {
+                return Err(XcsError::DeviceUnsupported {
+                    strategy: options.device_strategy.as_str().to_owned(),
+                    operator: batch_name(),
+                    reason: "its items run in another process, and its input and output are \
+                             not serializable: give the operator serde types (or implement \
+                             `persist_support`)"
+                        .to_owned(),
+                });
+            };
+            let unwanted = {
+                let plan = Arc::clone(&plan);
+                Arc::new(move |index: usize| plan.skips(index))
+            };
+            let sink = backend
+                .open
+                .open(device::RemoteBatch {
+                    signature: device::Signature {
+                        operator: op.name().to_owned(),
+                        version: persist.version_number(),
+                        input_type: std::any::type_name::<O::Input>().to_owned(),
+                        output_type: std::any::type_name::<O::Output>().to_owned(),
+                    },
+                    strategy: options.device_strategy.as_str().to_owned(),
+                    options: plan.options,
+                    deadline: plan.deadline(),
+                    len,
+                    trace_parent: plan.trace_parent().cloned(),
+                    unwanted,
+                })
+                .await?;
+            Some((sink, persist))
+        }
+    };
     let mut outcomes = Outcomes::new(len);
     let mut pending = inputs.into_iter().enumerate();
     let work = {
         let (plan, op, ambient) = (&plan, &*plan.op, &items);
+        let remote = remote.as_ref();
         let lean = call_async::is_lean(ambient);
         let (outcomes, pending) = (&mut outcomes, &mut pending);
         let mut in_flight = FuturesUnordered::new();
@@ -110,9 +153,14 @@ pub(crate) async fn run<O: AsyncOperator>(
                         stopped = true;
                         break;
                     }
-                    current.set(Some(call_async::invoke_item(
-                        op, input, index, ambient, lean,
-                    )));
+                    current.set(Some(match remote {
+                        None => {
+                            Either::Left(call_async::invoke_item(op, input, index, ambient, lean))
+                        }
+                        Some((sink, persist)) => Either::Right(remote::item(
+                            op, input, index, ambient, sink, *persist, lean,
+                        )),
+                    }));
                     match poll_item(current.as_mut(), &mut Context::from_waker(&waker)) {
                         Poll::Ready(result) => {
                             current.set(None);
@@ -130,6 +178,10 @@ pub(crate) async fn run<O: AsyncOperator>(
                             });
                         }
                     }
+                }
+                // Items held back to fill a chunk go now.
+                if let Some((sink, _)) = remote {
+                    sink.flush();
                 }
                 match in_flight.poll_next_unpin(cx) {
                     Poll::Ready(Some((index, result))) => finish(index, result),

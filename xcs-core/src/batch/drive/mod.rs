@@ -74,6 +74,8 @@ mod backend;
 #[cfg(feature = "tokio")]
 pub(crate) mod future;
 mod lanes;
+#[cfg(feature = "tokio")]
+pub(crate) mod remote;
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
