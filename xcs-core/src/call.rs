@@ -281,19 +281,7 @@ fn run_detached<I: Send + 'static, O: Send + 'static>(
     let cancel = CancelFlag::child_of(context.cancel.clone());
     // The body's thread runs under the caller's options, this call's deadline and the trace
     // event of this attempt.
-    let ambient = Ambient {
-        options: *plan.options(),
-        context: CallContext {
-            deadline: Some(at),
-            timeout: Some(timeout),
-            cancel: Some(cancel.clone()),
-            claims: context.claims.clone(),
-            meter: context.meter.clone(),
-            budget: context.budget.clone(),
-        },
-        parent: plan.traced().then(trace::current_parent).flatten(),
-        progress: None,
-    };
+    let ambient = detached_ambient(plan, context, Some((at, timeout)), &cancel);
     let crew = Arc::new(Crew::default());
     let (sender, receiver) = mpsc::sync_channel(1);
     let owned_name = name.to_owned();
@@ -337,6 +325,29 @@ struct Running {
     over: bool,
 }
 
+/// What a body run on a job of its own runs under: the caller's options, `context` with the
+/// call's `deadline` and the attempt's own `cancel` flag, and the trace event of this attempt.
+fn detached_ambient<I: 'static, O: Send + 'static>(
+    plan: &CallPlan<'_, I, O>,
+    context: &CallContext,
+    deadline: Option<(Instant, Duration)>,
+    cancel: &Arc<CancelFlag>,
+) -> Ambient {
+    Ambient {
+        options: *plan.options(),
+        context: CallContext {
+            deadline: deadline.map(|(at, _)| at),
+            timeout: deadline.map(|(_, timeout)| timeout),
+            cancel: Some(cancel.clone()),
+            claims: context.claims.clone(),
+            meter: context.meter.clone(),
+            budget: context.budget.clone(),
+        },
+        parent: plan.traced().then(trace::current_parent).flatten(),
+        progress: None,
+    }
+}
+
 /// Starts `body` on a job (as [`run_detached`] does) under `context` and the call's deadline;
 /// its result comes back on `results`, tagged `which`. `Err`: too many abandoned bodies already.
 #[allow(clippy::too_many_arguments)]
@@ -362,19 +373,7 @@ fn spawn_attempt<I: Send + 'static, O: Send + 'static>(
         .traced()
         .then(|| trace::begin(name, index).attempt(plan.attempt()));
     let cancel = CancelFlag::child_of(context.cancel.clone());
-    let ambient = Ambient {
-        options: *plan.options(),
-        context: CallContext {
-            deadline: plan.deadline().map(|(at, _)| at),
-            timeout: plan.deadline().map(|(_, timeout)| timeout),
-            cancel: Some(cancel.clone()),
-            claims: context.claims.clone(),
-            meter: context.meter.clone(),
-            budget: context.budget.clone(),
-        },
-        parent: plan.traced().then(trace::current_parent).flatten(),
-        progress: None,
-    };
+    let ambient = detached_ambient(plan, context, plan.deadline(), &cancel);
     let crew = Arc::new(Crew::default());
     let sender = results.clone();
     let owned_name = name.to_owned();
