@@ -50,7 +50,16 @@ pub(crate) fn item<'a, O: AsyncOperator>(
         // Submitted now, as the lean local item's body starts at its first poll.
         return Box::pin(callee.trip(input));
     }
-    let ambient = Arc::clone(ambient);
+    // Not hedged: the backend keeps one outcome per item in flight, so a second trip of the
+    // same item while the first is out would take the first one's place.
+    let ambient = match ambient.options.hedge_after {
+        Some(_) => {
+            let mut unhedged = Ambient::clone(ambient);
+            unhedged.options.hedge_after = None;
+            Arc::new(unhedged)
+        }
+        None => Arc::clone(ambient),
+    };
     Box::pin(async move { call_async::invoke_with(&callee, input, Some(index), ambient).await })
 }
 
