@@ -209,6 +209,23 @@ struct Decoded<I> {
 
 type Outcome = (Result<ByteBuf, WireError>, Option<WireUsage>);
 
+/// An item's outcome as it goes back on the wire: its serialized output and what it recorded,
+/// or its error.
+fn wire_outcome<T: Serialize>(outcome: Result<(T, Option<Usage>), XcsError>) -> Outcome {
+    match outcome {
+        Ok((output, usage)) => (
+            match codec::encode(&output) {
+                Some(bytes) => Ok(ByteBuf(bytes)),
+                None => Err(WireError::Cluster {
+                    reason: "the worker could not serialize the item's output".into(),
+                }),
+            },
+            usage.map(WireUsage::from_usage),
+        ),
+        Err(error) => (Err(WireError::from_error(&error)), None),
+    }
+}
+
 impl<I: DeserializeOwned> Decoded<I> {
     fn read(items: Vec<Item>, input_type: &str) -> Self {
         let mut decoded = Decoded {
@@ -246,18 +263,7 @@ fn finish<T: Serialize>(
     outcomes: Vec<Result<(T, Option<Usage>), XcsError>>,
 ) -> Vec<ItemResult> {
     for (position, outcome) in positions.into_iter().zip(outcomes) {
-        results[position] = Some(match outcome {
-            Ok((output, usage)) => (
-                match codec::encode(&output) {
-                    Some(bytes) => Ok(ByteBuf(bytes)),
-                    None => Err(WireError::Cluster {
-                        reason: "the worker could not serialize the item's output".into(),
-                    }),
-                },
-                usage.map(WireUsage::from_usage),
-            ),
-            Err(error) => (Err(WireError::from_error(&error)), None),
-        });
+        results[position] = Some(wire_outcome(outcome));
     }
     indices
         .into_iter()
@@ -464,18 +470,7 @@ where
     type Output = ();
 
     async fn forward(&self, (position, input): (usize, O::Input)) -> Result<(), XcsError> {
-        let (result, usage) = match self.run(input).await {
-            Ok((output, usage)) => (
-                match codec::encode(&output) {
-                    Some(bytes) => Ok(ByteBuf(bytes)),
-                    None => Err(WireError::Cluster {
-                        reason: "the worker could not serialize the item's output".into(),
-                    }),
-                },
-                usage.map(WireUsage::from_usage),
-            ),
-            Err(error) => (Err(WireError::from_error(&error)), None),
-        };
+        let (result, usage) = wire_outcome(self.run(input).await);
         if let (Some(reported), Some(&index)) =
             (self.reported.get(position), self.index_of.get(position))
         {

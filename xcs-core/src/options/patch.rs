@@ -32,11 +32,7 @@ impl OptionsPatch {
     /// before the call starts is always a mistake.
     pub(super) fn check_timeout(&self) -> Result<(), XcsError> {
         if self.timeout_seconds == Some(Some(Duration::ZERO)) {
-            return Err(XcsError::InvalidValue {
-                option: "timeout_seconds".to_owned(),
-                value: "0".to_owned(),
-                expected: lookup_expected("timeout_seconds"),
-            });
+            return Err(rejected("timeout_seconds", "0".to_owned()));
         }
         Ok(())
     }
@@ -45,11 +41,7 @@ impl OptionsPatch {
     pub(super) fn check_rate_limit(&self) -> Result<(), XcsError> {
         if let Some(Some(rate)) = self.rate_limit {
             if rate_limit_from(rate).is_none() {
-                return Err(XcsError::InvalidValue {
-                    option: "rate_limit".to_owned(),
-                    value: rate.to_string(),
-                    expected: lookup_expected("rate_limit"),
-                });
+                return Err(rejected("rate_limit", rate.to_string()));
             }
         }
         Ok(())
@@ -64,11 +56,7 @@ impl OptionsPatch {
     /// Checks that a `token_budget` in this patch is not 0.
     pub(super) fn check_token_budget(&self) -> Result<(), XcsError> {
         if self.token_budget == Some(Some(0)) {
-            return Err(XcsError::InvalidValue {
-                option: "token_budget".to_owned(),
-                value: "0".to_owned(),
-                expected: lookup_expected("token_budget"),
-            });
+            return Err(rejected("token_budget", "0".to_owned()));
         }
         Ok(())
     }
@@ -77,11 +65,7 @@ impl OptionsPatch {
     pub(super) fn check_cost_budget(&self) -> Result<(), XcsError> {
         if let Some(Some(cost)) = self.cost_budget {
             if cost_budget_from(cost).is_none() {
-                return Err(XcsError::InvalidValue {
-                    option: "cost_budget".to_owned(),
-                    value: cost.to_string(),
-                    expected: lookup_expected("cost_budget"),
-                });
+                return Err(rejected("cost_budget", cost.to_string()));
             }
         }
         Ok(())
@@ -309,4 +293,13 @@ where
         }
     }
     Ok(valid)
+}
+
+/// `value` is not what `option` accepts: the error names what it expects.
+fn rejected(option: &'static str, value: String) -> XcsError {
+    XcsError::InvalidValue {
+        option: option.to_owned(),
+        value,
+        expected: lookup_expected(option),
+    }
 }
