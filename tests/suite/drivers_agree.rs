@@ -30,6 +30,8 @@ enum Act {
 struct Body {
     name: &'static str,
     act: Act,
+    /// The resource its calls use, if any.
+    resource: Option<&'static str>,
     attempts: AtomicU32,
 }
 
@@ -38,6 +40,7 @@ impl Body {
         Body {
             name,
             act,
+            resource: None,
             attempts: AtomicU32::new(0),
         }
     }
@@ -73,6 +76,9 @@ impl Operator for SyncOp {
     fn estimate(&self, input: &u64) -> Usage {
         estimate(*input)
     }
+    fn resource(&self) -> Option<&str> {
+        self.0.resource
+    }
 }
 
 struct AsyncOp(Body);
@@ -88,6 +94,9 @@ impl AsyncOperator for AsyncOp {
     }
     fn estimate(&self, input: &u64) -> Usage {
         estimate(*input)
+    }
+    fn resource(&self) -> Option<&str> {
+        self.0.resource
     }
 }
 
@@ -139,6 +148,10 @@ fn result_shape(result: &Result<u64, XcsError>) -> String {
         Err(XcsError::Panicked {
             operator, index, ..
         }) => format!("panicked {operator} {index:?}"),
+        // The resource differs by design (see `agree_on`), and the time left is measured.
+        Err(XcsError::CircuitOpen {
+            operator, index, ..
+        }) => format!("circuit open {operator} {index:?}"),
         Err(other) => format!("{other}"),
     }
 }
@@ -147,11 +160,27 @@ fn result_shape(result: &Result<u64, XcsError>) -> String {
 /// through the sync driver, then through the async one, and checks that both return the same
 /// results, run the same number of bodies and record the same events.
 fn agree(name: &'static str, act: Act, patch: &OptionsPatch, calls: &[u64]) -> Vec<Shape> {
+    agree_on(name, act, None, patch, calls)
+}
+
+/// [`agree`] with the sync operator's calls using resource `resources.0`, the async one's
+/// `resources.1` (two resources, so that what the first run leaves in one does not reach the
+/// second).
+fn agree_on(
+    name: &'static str,
+    act: Act,
+    resources: Option<(&'static str, &'static str)>,
+    patch: &OptionsPatch,
+    calls: &[u64],
+) -> Vec<Shape> {
     let _guard = crate::common::global_lock();
     let patch = patch.trace_execution(true);
     let _ = xcs::take_trace();
 
-    let sync = SyncOp(Body::new(name, act));
+    let sync = SyncOp(Body {
+        resource: resources.map(|(sync, _)| sync),
+        ..Body::new(name, act)
+    });
     let sync_results: Vec<String> = calls
         .iter()
         .map(|&input| result_shape(&with_options(&patch, || sync.call(input))))
@@ -163,7 +192,10 @@ fn agree(name: &'static str, act: Act, patch: &OptionsPatch, calls: &[u64]) -> V
         .enable_all()
         .build()
         .unwrap();
-    let op = AsyncOp(Body::new(name, act));
+    let op = AsyncOp(Body {
+        resource: resources.map(|(_, async_resource)| async_resource),
+        ..Body::new(name, act)
+    });
     let async_results: Vec<String> = runtime.block_on(async {
         let mut results = Vec::new();
         for &input in calls {
@@ -253,4 +285,39 @@ fn a_budget_refuses_a_call_whose_estimate_does_not_fit() {
     assert_eq!(outcomes(&events), [(Outcome::Ok, 1), (Outcome::Error, 1)]);
     assert_eq!(events[0].6.map(|u| u.input_tokens), Some(10));
     assert_eq!(events[1].6, None);
+}
+
+#[test]
+fn an_open_circuit_refuses_calls_without_running_them() {
+    let breaker = xcs::ResourceLimits::new()
+        .open_after_failures(2)
+        .cooldown_seconds(600.0);
+    let resources = ("agree_breaker_sync", "agree_breaker_async");
+    for resource in [resources.0, resources.1] {
+        xcs::set_resource_limits(resource, &breaker).unwrap();
+    }
+    // Every body fails retryably: two failures open the circuit, the next calls are refused.
+    let events = agree_on(
+        "agree_breaker",
+        Act::FailFirst(u32::MAX),
+        Some(resources),
+        &OptionsPatch::new(),
+        &[1, 2, 3, 4],
+    );
+    assert_eq!(
+        outcomes(&events),
+        [
+            (Outcome::Error, 1),
+            (Outcome::Error, 1),
+            (Outcome::Error, 1),
+            (Outcome::Error, 1)
+        ]
+    );
+    // The refused calls ran no body and used nothing.
+    assert!(events[2].6.is_none() && events[3].6.is_none(), "{events:?}");
+    for resource in [resources.0, resources.1] {
+        let stats = xcs::resource_stats(resource).unwrap();
+        assert_eq!(stats.requests, 2, "{resource}: {stats:?}");
+        assert!(matches!(stats.circuit, xcs::CircuitState::Open { .. }));
+    }
 }
