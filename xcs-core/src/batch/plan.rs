@@ -166,11 +166,14 @@ pub(crate) fn collect<T>(
 ) -> Result<Vec<T>, XcsError> {
     let ran = ran?;
     if ran.all_ok() {
+        let len = ran.len();
         let mut parts = ran.parts.into_iter().map(|part| match part {
             Part::Ok(v) => v,
             _ => unreachable!("checked by all_ok"),
         });
         let mut outputs = parts.next().unwrap_or_default();
+        // Grown once (not at all when the first part kept the batch's allocation).
+        outputs.reserve_exact(len - outputs.len());
         for mut part in parts {
             outputs.append(&mut part);
         }

@@ -70,23 +70,30 @@ impl Blocks {
 }
 
 impl<O: Operator> Run<O> {
+    /// The blocks are cut off the end of `inputs`, so each later block's items are moved once
+    /// and the first block keeps the inputs' own allocation (the whole batch's capacity): a
+    /// lean item's outputs are collected in place there, and the batch's outputs are gathered
+    /// into it without growing it.
     pub(super) fn new(plan: Arc<Plan<O>>, inputs: Vec<O::Input>, blocks: Blocks) -> Arc<Self> {
-        let mut items = inputs.into_iter();
-        let mut start = 0;
-        let blocks = blocks
-            .sizes(items.len())
-            .into_iter()
-            .map(|len| {
-                let block = Block {
-                    start,
-                    len,
-                    inputs: Mutex::new(Some(items.by_ref().take(len).collect())),
-                    outcome: Mutex::new(None),
-                };
-                start += len;
-                block
-            })
-            .collect();
+        let sizes = blocks.sizes(inputs.len());
+        let mut head = inputs;
+        let mut end = head.len();
+        let mut blocks: Vec<Block<O>> = Vec::with_capacity(sizes.len());
+        for &len in sizes.iter().rev() {
+            end -= len;
+            let items = if end == 0 {
+                std::mem::take(&mut head)
+            } else {
+                head.split_off(end)
+            };
+            blocks.push(Block {
+                start: end,
+                len,
+                inputs: Mutex::new(Some(items)),
+                outcome: Mutex::new(None),
+            });
+        }
+        blocks.reverse();
         Arc::new(Run {
             plan,
             blocks,
