@@ -900,9 +900,9 @@ impl Race {
         self.stage
     }
 
-    /// The hedge is over (`failure`: how it failed, if it did): its permit and reservation are
-    /// settled by what it recorded (nothing: its estimate stays charged).
-    fn settle(&mut self, failure: Option<&XcsError>, now: Instant) {
+    /// The hedge is over (`ending`: how): its permit and reservation are settled by what it
+    /// recorded (nothing: its estimate stays charged).
+    fn settle(&mut self, ending: Ending<'_>, now: Instant) {
         let used = self
             .context
             .take()
@@ -914,7 +914,7 @@ impl Race {
             crate::progress::charge_current(used);
         }
         if let Some(mut permit) = self.permit.take() {
-            note_failure(&mut permit, failure, now);
+            note_ending(&mut permit, ending, now);
             permit.settle(used);
         }
         if let Some(reservation) = self.reservation.take() {
@@ -924,15 +924,38 @@ impl Race {
     }
 }
 
-/// A racing attempt that failed: counted by its resource's breaker, and a "rate limited" answer
-/// pauses the resource.
-fn note_failure(permit: &mut Permit, failure: Option<&XcsError>, now: Instant) {
-    // A racing attempt's failure counts for the resource's breaker as any attempt's does (one
-    // that lost, cancelled, says nothing of the provider: its place goes back unreported).
-    if let Some(error) = failure {
-        permit.report(crate::policy::breaker::Report::of_error(error), now);
+/// How a racing attempt ended, for its resource's breaker.
+#[derive(Clone, Copy)]
+enum Ending<'e> {
+    /// It answered the call.
+    Won,
+    /// The other attempt answered first: cancelled, it says nothing of the provider.
+    Lost,
+    /// It failed with this error.
+    Failed(&'e XcsError),
+}
+
+impl<'e> Ending<'e> {
+    /// `Some(error)`: failed; `None`: lost.
+    fn of(failure: Option<&'e XcsError>) -> Self {
+        failure.map_or(Ending::Lost, Ending::Failed)
     }
-    if let Some(error) = failure.filter(|e| e.is_rate_limited()) {
+}
+
+/// A racing attempt is over: its success or failure counts for its resource's breaker as any
+/// attempt's does (a loser's place goes back unreported), and a "rate limited" answer pauses
+/// the resource.
+fn note_ending(permit: &mut Permit, ending: Ending<'_>, now: Instant) {
+    let error = match ending {
+        Ending::Won => {
+            permit.report(crate::policy::breaker::Report::Success, now);
+            return;
+        }
+        Ending::Lost => return,
+        Ending::Failed(error) => error,
+    };
+    permit.report(crate::policy::breaker::Report::of_error(error), now);
+    if error.is_rate_limited() {
         let wait = error
             .retry_hint()
             .unwrap_or(crate::error::DEFAULT_RATE_LIMITED_WAIT);
@@ -1157,11 +1180,11 @@ impl<I: 'static, O: Send + 'static> CallPlan<'_, I, O> {
         };
         match (which, result) {
             (Racer::First, Ok(output)) => {
-                race.settle(None, now.get());
+                race.settle(Ending::Lost, now.get());
                 Raced::Over(self.ran(Ok(output), now))
             }
             (Racer::Hedge, Ok(output)) => {
-                race.settle(None, now.get());
+                race.settle(Ending::Won, now.get());
                 let first_over = race.first_error.take().is_some();
                 if !first_over {
                     // The first attempt loses: it is over, charged what it recorded so far.
@@ -1177,7 +1200,7 @@ impl<I: 'static, O: Send + 'static> CallPlan<'_, I, O> {
                 Raced::Wait
             }
             (Racer::Hedge, Err(error)) => {
-                race.settle(Some(&error), now.get());
+                race.settle(Ending::Failed(&error), now.get());
                 match self.race.as_deref_mut().and_then(|r| r.first_error.take()) {
                     // Both failed: the call goes on with the first attempt's error.
                     Some(first) => {
@@ -1201,7 +1224,7 @@ impl<I: 'static, O: Send + 'static> CallPlan<'_, I, O> {
             self.recorded = Some(self.recorded.unwrap_or_default() + used);
         }
         if let Some(mut permit) = self.permit.take() {
-            note_failure(&mut permit, failure, now.get());
+            note_ending(&mut permit, Ending::of(failure), now.get());
             permit.settle(used);
         }
     }
@@ -1690,6 +1713,61 @@ mod tests {
         let (result, attempts, _, event) = drive(make(), now, |_, _| unreachable!("refused"));
         assert!(matches!(result, Err(XcsError::CircuitOpen { .. })));
         assert_eq!((attempts, event), (0, Some(Outcome::Error)));
+    }
+
+    #[test]
+    fn a_winning_hedge_is_a_success_for_the_breaker() {
+        let name = "plan_hedge_breaker_test";
+        crate::resource::set_resource_limits(
+            name,
+            &crate::ResourceLimits::new().open_after_failures(4),
+        )
+        .unwrap();
+        let options = hedged(Duration::from_millis(20));
+        let now = Instant::now();
+        let make = || {
+            CallPlan::new(
+                name,
+                None,
+                &options,
+                None,
+                &supports,
+                Charge {
+                    resource: Some(name),
+                    estimate: None,
+                },
+                CallContext::default(),
+                7,
+                now,
+            )
+        };
+        let failures = || crate::resource_stats(name).unwrap().consecutive_failures;
+        let fail = |_, _| Err(XcsError::operator(name, "503"));
+        for _ in 0..2 {
+            assert!(drive(make(), now, fail).0.is_err());
+        }
+        assert_eq!(failures(), 2);
+        // The first attempt hangs; the hedge answers: a success, so the count starts again.
+        let mut plan = make();
+        assert!(matches!(plan.start(now), Step::Run(7)));
+        let at = plan.hedge_at(now).unwrap();
+        assert!(matches!(plan.hedge(at), HedgeStep::Run(7)));
+        let raced = plan.raced(Racer::Hedge, Ok(1), at);
+        assert_eq!(done(raced, &mut plan).unwrap(), 1);
+        assert_eq!(failures(), 0);
+        // The first attempt fails, then the hedge answers: one failure, then a success.
+        for _ in 0..2 {
+            assert!(drive(make(), now, fail).0.is_err());
+        }
+        let mut plan = make();
+        assert!(matches!(plan.start(now), Step::Run(7)));
+        let at = plan.hedge_at(now).unwrap();
+        assert!(matches!(plan.hedge(at), HedgeStep::Run(7)));
+        assert!(matches!(plan.raced(Racer::First, fail(7, 1), at), Raced::Wait));
+        assert_eq!(failures(), 3, "two calls, and the first attempt");
+        let raced = plan.raced(Racer::Hedge, Ok(1), at);
+        assert_eq!(done(raced, &mut plan).unwrap(), 1);
+        assert_eq!(failures(), 0);
     }
 
     #[test]
