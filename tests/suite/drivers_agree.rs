@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use xcs::{
-    AsyncOperator, Operator, OptionsPatch, Outcome, TraceEvent, Usage, XcsError, with_options,
+    AsyncOperator, HedgeMark, Operator, OptionsPatch, Outcome, TraceEvent, Usage, XcsError,
+    with_options,
 };
 
 /// What the body does.
@@ -24,6 +25,9 @@ enum Act {
     Permanent,
     /// Panics.
     Panic,
+    /// Hangs on its first start (until cancelled: the sync body polls `cancelled()`, the async
+    /// one sleeps until dropped; at most 10 s), then doubles.
+    FirstHangs,
 }
 
 /// One operator, written once for each driver: `attempts` counts the bodies that ran.
@@ -45,8 +49,17 @@ impl Body {
         }
     }
 
-    fn answer(&self, input: u64) -> Result<u64, XcsError> {
-        let attempt = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
+    /// A body starts: its attempt number (counted over the operator's life).
+    fn begin(&self) -> u32 {
+        self.attempts.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Whether the body of `attempt` hangs.
+    fn hangs(&self, attempt: u32) -> bool {
+        matches!(self.act, Act::FirstHangs) && attempt == 1
+    }
+
+    fn answer(&self, attempt: u32, input: u64) -> Result<u64, XcsError> {
         // Each attempt records what it used: the input, in tokens.
         xcs::record_usage(Usage {
             input_tokens: input,
@@ -54,7 +67,7 @@ impl Body {
             cost: 0.0,
         });
         match self.act {
-            Act::Double => Ok(input * 2),
+            Act::Double | Act::FirstHangs => Ok(input * 2),
             Act::FailFirst(n) if attempt <= n => Err(XcsError::operator(self.name, "flaky")),
             Act::FailFirst(_) => Ok(input * 2),
             Act::Permanent => Err(XcsError::permanent(self.name, "bad request")),
@@ -68,7 +81,15 @@ impl Operator for SyncOp {
     type Input = u64;
     type Output = u64;
     fn forward(&self, input: u64) -> Result<u64, XcsError> {
-        self.0.answer(input)
+        let attempt = self.0.begin();
+        if self.0.hangs(attempt) {
+            let start = std::time::Instant::now();
+            while !xcs::cancelled() && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            return Err(XcsError::operator(self.0.name, "hung"));
+        }
+        self.0.answer(attempt, input)
     }
     fn name(&self) -> &str {
         self.0.name
@@ -87,7 +108,12 @@ impl AsyncOperator for AsyncOp {
     type Output = u64;
     async fn forward(&self, input: u64) -> Result<u64, XcsError> {
         tokio::task::yield_now().await;
-        self.0.answer(input)
+        let attempt = self.0.begin();
+        if self.0.hangs(attempt) {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            return Err(XcsError::operator(self.0.name, "hung"));
+        }
+        self.0.answer(attempt, input)
     }
     fn name(&self) -> &str {
         self.0.name
@@ -118,6 +144,7 @@ type Shape = (
     u32,
     bool,
     Option<Usage>,
+    Option<HedgeMark>,
 );
 
 fn shape(events: &[TraceEvent], name: &str) -> Vec<Shape> {
@@ -133,6 +160,7 @@ fn shape(events: &[TraceEvent], name: &str) -> Vec<Shape> {
                 e.attempt,
                 e.parent.is_some(),
                 e.usage,
+                e.hedge,
             )
         })
         .collect()
@@ -177,13 +205,23 @@ fn agree_on(
     let patch = patch.trace_execution(true);
     let _ = xcs::take_trace();
 
-    let sync = SyncOp(Body {
+    let sync = std::sync::Arc::new(SyncOp(Body {
         resource: resources.map(|(sync, _)| sync),
         ..Body::new(name, act)
-    });
+    }));
     let sync_results: Vec<String> = calls
         .iter()
-        .map(|&input| result_shape(&with_options(&patch, || sync.call(input))))
+        .map(|&input| {
+            result_shape(&with_options(&patch, || {
+                if matches!(act, Act::FirstHangs) {
+                    // Through an `Arc`: a sync call that can be abandoned (by a hedge that
+                    // answered first), as an async one can be dropped.
+                    std::sync::Arc::clone(&sync).call(input)
+                } else {
+                    Operator::call(&*sync, input)
+                }
+            }))
+        })
         .collect();
     let sync_events = shape(&xcs::take_trace().into_events(), name);
 
@@ -320,4 +358,26 @@ fn an_open_circuit_refuses_calls_without_running_them() {
         assert_eq!(stats.requests, 2, "{resource}: {stats:?}");
         assert!(matches!(stats.circuit, xcs::CircuitState::Open { .. }));
     }
+}
+
+#[test]
+fn a_hung_call_is_answered_by_its_hedge() {
+    let patch = OptionsPatch::from_pairs([("hedge_after", "0.02")]).unwrap();
+    let events = agree("agree_hedge", Act::FirstHangs, &patch, &[3, 4]);
+    let marks: Vec<_> = events
+        .iter()
+        .map(|e| (e.3, e.4, e.7.map(|m| (m.is_hedge, m.won))))
+        .collect();
+    let (first, hedge) = (Some((false, false)), Some((true, true)));
+    // The first call's first attempt hangs: the hedge answers and the first is cancelled. The
+    // second call answers before the delay: not hedged.
+    assert_eq!(
+        marks,
+        [
+            (Outcome::Cancelled, 1, first),
+            (Outcome::Ok, 1, hedge),
+            (Outcome::Ok, 1, None)
+        ],
+        "{events:?}"
+    );
 }

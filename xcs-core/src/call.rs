@@ -321,7 +321,9 @@ fn run_detached<I: Send + 'static, O: Send + 'static>(
 struct Running {
     cancel: Arc<CancelFlag>,
     crew: Arc<Crew>,
-    recorder: Option<trace::Recorder>,
+    /// Its event: the two attempts' events are siblings, children of what the call runs in,
+    /// so neither is kept open on the caller's thread (where the other would nest in it).
+    recorder: Option<trace::AsyncEvent>,
     over: bool,
 }
 
@@ -349,7 +351,8 @@ fn detached_ambient<I: 'static, O: Send + 'static>(
 }
 
 /// Starts `body` on a job (as [`run_detached`] does) under `context` and the call's deadline;
-/// its result comes back on `results`, tagged `which`. `Err`: too many abandoned bodies already.
+/// its result comes back on `results`, tagged `which`; its event (when tracing) is a child of
+/// `parent`. `Err`: too many abandoned bodies already.
 #[allow(clippy::too_many_arguments)]
 fn spawn_attempt<I: Send + 'static, O: Send + 'static>(
     name: &str,
@@ -357,7 +360,7 @@ fn spawn_attempt<I: Send + 'static, O: Send + 'static>(
     body: DetachedBody<I, O>,
     input: I,
     plan: &CallPlan<'_, I, O>,
-    context: &CallContext,
+    (context, parent): (&CallContext, Option<&trace::Parent>),
     which: Racer,
     results: &mpsc::Sender<(Racer, Result<O, XcsError>)>,
 ) -> Result<Running, XcsError> {
@@ -371,9 +374,10 @@ fn spawn_attempt<I: Send + 'static, O: Send + 'static>(
     }
     let recorder = plan
         .traced()
-        .then(|| trace::begin(name, index).attempt(plan.attempt()));
+        .then(|| trace::begin_async(name, index, parent).attempt(plan.attempt()));
     let cancel = CancelFlag::child_of(context.cancel.clone());
-    let ambient = detached_ambient(plan, context, plan.deadline(), &cancel);
+    let mut ambient = detached_ambient(plan, context, plan.deadline(), &cancel);
+    ambient.parent = recorder.as_ref().map(trace::AsyncEvent::parent);
     let crew = Arc::new(Crew::default());
     let sender = results.clone();
     let owned_name = name.to_owned();
@@ -415,13 +419,14 @@ fn race<I: Send + 'static, O: Send + 'static>(
 ) -> Step<I> {
     let (results, received) = mpsc::channel();
     let context = plan.body_context().clone();
+    let parent = plan.traced().then(trace::current_parent).flatten();
     let first = match spawn_attempt(
         name,
         index,
         make(),
         input,
         plan,
-        &context,
+        (&context, parent.as_ref()),
         Racer::First,
         &results,
     ) {
@@ -506,7 +511,7 @@ fn race<I: Send + 'static, O: Send + 'static>(
                             make(),
                             copy,
                             plan,
-                            &context,
+                            (&context, parent.as_ref()),
                             Racer::Hedge,
                             &results,
                         ) {

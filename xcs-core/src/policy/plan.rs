@@ -1763,7 +1763,10 @@ mod tests {
         assert!(matches!(plan.start(now), Step::Run(7)));
         let at = plan.hedge_at(now).unwrap();
         assert!(matches!(plan.hedge(at), HedgeStep::Run(7)));
-        assert!(matches!(plan.raced(Racer::First, fail(7, 1), at), Raced::Wait));
+        assert!(matches!(
+            plan.raced(Racer::First, fail(7, 1), at),
+            Raced::Wait
+        ));
         assert_eq!(failures(), 3, "two calls, and the first attempt");
         let raced = plan.raced(Racer::Hedge, Ok(1), at);
         assert_eq!(done(raced, &mut plan).unwrap(), 1);

@@ -43,11 +43,11 @@ mod remote;
 mod summary;
 
 pub use event::{HedgeMark, Outcome, Trace, TraceEvent};
-pub use record::take_trace;
 #[cfg(feature = "tokio")]
-pub(crate) use record::{AsyncEvent, RaceMarks, begin_async};
+pub(crate) use record::RaceMarks;
+pub use record::take_trace;
 pub(crate) use record::{
-    InheritGuard, Parent, Recorder, begin, current_parent, inherit, note_answer,
+    AsyncEvent, InheritGuard, Parent, begin, begin_async, current_parent, inherit, note_answer,
 };
 #[cfg(feature = "nats")]
 pub(crate) use remote::{adopt_remote, detached_root, root_id, since_epoch, take_under};

@@ -180,7 +180,6 @@ pub(crate) struct Recorder {
     attempt: u32,
     usage: Option<crate::Usage>,
     resource_wait: Duration,
-    hedge: Option<HedgeMark>,
     span: tracing::span::EnteredSpan,
     /// Begun and finished on one thread (the open-event stack is thread-local).
     _not_send: PhantomData<*const ()>,
@@ -242,7 +241,6 @@ pub(crate) fn begin(operator: &str, index: Option<usize>) -> Recorder {
         attempt: 1,
         usage: None,
         resource_wait: Duration::ZERO,
-        hedge: None,
         span: span.entered(),
         _not_send: PhantomData,
     }
@@ -262,12 +260,6 @@ impl Recorder {
     pub(crate) fn charged(mut self, usage: Option<crate::Usage>, resource_wait: Duration) -> Self {
         self.usage = usage;
         self.resource_wait = resource_wait;
-        self
-    }
-
-    /// Marks the event as one of the two attempts of a hedged call.
-    pub(crate) fn hedged(mut self, mark: Option<HedgeMark>) -> Self {
-        self.hedge = mark;
         self
     }
 
@@ -308,17 +300,18 @@ impl Drop for Recorder {
             usage: self.usage,
             resource_wait: self.resource_wait,
             answered_by: take_answer(id),
-            hedge: self.hedge,
+            // The attempts of a hedged call are recorded as `AsyncEvent`s.
+            hedge: None,
         };
         buffer().push(event, TRACE_CAPACITY);
         // The span is exited when `self.span` drops, after the event is recorded.
     }
 }
 
-/// An event of an async call or item: begun on one thread, possibly finished on another, so it
-/// keeps no place on any thread's open-event stack. While its future is polled, the poll-scoped
+/// An event of an async call or item, or of one of the two racing attempts of a hedged sync
+/// call: begun on one thread, possibly finished on another, or beside another open event of
+/// the same call, so it keeps no place on any thread's open-event stack. While its future is polled, the poll-scoped
 /// wrapper makes it the parent of what is recorded on the polling thread ([`AsyncEvent::parent`]).
-#[cfg(feature = "tokio")]
 pub(crate) struct AsyncEvent {
     id: u64,
     parent: Option<u64>,
@@ -335,15 +328,17 @@ pub(crate) struct AsyncEvent {
     /// For an attempt that may race a hedge: whether it is the hedge, and the marks the two
     /// attempts share.
     race: Option<(bool, std::sync::Arc<RaceMarks>)>,
+    /// Without `race`: the mark set by [`AsyncEvent::hedged`].
+    hedge: Option<HedgeMark>,
 }
 
 /// What the two attempts of a hedged async call share, so that each one's event says, when it
 /// ends (finished or dropped), whether the call was raced and whether it lost.
-#[cfg(feature = "tokio")]
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 #[derive(Debug, Default)]
 pub(crate) struct RaceMarks(std::sync::atomic::AtomicU8);
 
-#[cfg(feature = "tokio")]
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 impl RaceMarks {
     const RACED: u8 = 1;
     const FIRST_LOST: u8 = 2;
@@ -378,7 +373,6 @@ impl RaceMarks {
 
 /// Starts recording an async call (`index: None`) or item under `parent` (the event open where
 /// the call was made, if any).
-#[cfg(feature = "tokio")]
 pub(crate) fn begin_async(
     operator: &str,
     index: Option<usize>,
@@ -404,12 +398,20 @@ pub(crate) fn begin_async(
         usage: None,
         resource_wait: Duration::ZERO,
         race: None,
+        hedge: None,
     }
 }
 
-#[cfg(feature = "tokio")]
 impl AsyncEvent {
+    /// Marks the event as one of the two attempts of a hedged call, known when it ends (the
+    /// sync driver's race); see [`racing`](Self::racing) for a mark known only then.
+    pub(crate) fn hedged(mut self, mark: Option<HedgeMark>) -> Self {
+        self.hedge = mark;
+        self
+    }
+
     /// Marks the event as an attempt that may race a hedge (`is_hedge`: it is the hedge).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn racing(mut self, is_hedge: bool, marks: std::sync::Arc<RaceMarks>) -> Self {
         self.race = Some((is_hedge, marks));
         self
@@ -446,7 +448,6 @@ impl AsyncEvent {
     }
 }
 
-#[cfg(feature = "tokio")]
 impl Drop for AsyncEvent {
     /// Records the event; one dropped unfinished (its future was dropped at a deadline, or
     /// panicked) is recorded as a timeout or a panic.
@@ -463,12 +464,15 @@ impl Drop for AsyncEvent {
         } else {
             Outcome::Timeout
         });
-        let hedge = race
-            .filter(|(_, (raced, _))| *raced)
-            .map(|(is_hedge, _)| HedgeMark {
-                is_hedge,
-                won: outcome == Outcome::Ok,
-            });
+        let hedge = match race {
+            Some(race) => Some(race)
+                .filter(|(_, (raced, _))| *raced)
+                .map(|(is_hedge, _)| HedgeMark {
+                    is_hedge,
+                    won: outcome == Outcome::Ok,
+                }),
+            None => self.hedge,
+        };
         self.span.record("outcome", outcome.as_str());
         let (thread, thread_id) = THREAD
             .try_with(|thread| (thread.name.clone(), thread.id))
