@@ -26,7 +26,7 @@ use crate::operator::Operator;
 /// error are returned as they are.
 ///
 /// The result is an [`Operator`] when both are operators, and an
-/// [`AsyncOperator`](crate::AsyncOperator) when both are async operators, with their common
+/// `AsyncOperator` (feature `tokio`) when both are async operators, with their common
 /// `Input` (which must be `Clone`: the secondary gets a copy) and `Output`. It nests:
 /// `fallback(a, fallback(b, c))` tries `a`, then `b`, then `c`. Its name is
 /// `fallback(<primary>, <secondary>)`; under `trace_execution`, its event's

@@ -49,7 +49,7 @@ use crate::operator::Operator;
 /// # Ok::<(), XcsError>(())
 /// ```
 ///
-/// `vmap` of an [`AsyncOperator`](crate::AsyncOperator) is an `AsyncOperator` too: its items
+/// `vmap` of an `AsyncOperator` (feature `tokio`) is an `AsyncOperator` too: its items
 /// are futures polled in the caller's task, at most `max_workers` in flight (unset: the whole
 /// batch).
 pub fn vmap<O>(op: O) -> VMap<O> {
@@ -86,7 +86,7 @@ pub fn vmap<O>(op: O) -> VMap<O> {
 /// # Ok::<(), XcsError>(())
 /// ```
 ///
-/// `pmap` of an [`AsyncOperator`](crate::AsyncOperator) is an `AsyncOperator` too, with exactly
+/// `pmap` of an `AsyncOperator` (feature `tokio`) is an `AsyncOperator` too, with exactly
 /// `num_workers` item futures in flight.
 pub fn pmap<O>(op: O, num_workers: usize) -> PMap<O> {
     PMap {
