@@ -241,6 +241,10 @@ pub(crate) trait RemoteSide: Send + Sync {
     fn is_settled(&self, index: usize) -> bool;
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     fn trace_parent(&self) -> Option<crate::trace::Parent>;
+    /// Whether item `index` is no longer needed: an earlier item failed (see
+    /// [`RemoteItems::unwanted`]).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    fn unwanted(&self, index: usize) -> bool;
 }
 
 /// What [`RemoteItems::take`] gives for an item.
@@ -324,6 +328,14 @@ impl RemoteItems {
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(crate) fn trace_parent(&self) -> Option<crate::trace::Parent> {
         self.side.trace_parent()
+    }
+
+    /// Whether item `index` is no longer needed, started or not: an item before it failed, so
+    /// the batch's answer is that error (never in a settled batch). A backend stops such items
+    /// where they run.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn unwanted(&self, index: usize) -> bool {
+        self.side.unwanted(index)
     }
 }
 

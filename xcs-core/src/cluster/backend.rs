@@ -34,7 +34,7 @@
 //!    deadline with the chunk and stop on their own.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -431,14 +431,16 @@ impl NatsBackend {
         Ok(Arc::new(Sink {
             sender,
             dirty: AtomicBool::new(false),
+            trips: AtomicUsize::new(0),
         }))
     }
 }
 
 /// What an async batch sends its dispatch task.
 enum Submission {
-    /// An item to run, and where its outcome goes.
-    Item(usize, Vec<u8>, tokio::sync::oneshot::Sender<RemoteOutcome>),
+    /// A trip of an item to run (its index, the trip's number: a hedged item makes two), and
+    /// where its outcome goes.
+    Item(usize, usize, Vec<u8>, tokio::sync::oneshot::Sender<RemoteOutcome>),
     /// Everything the batch can submit for now is there: partial chunks may go.
     Flush,
 }
@@ -449,6 +451,8 @@ struct Sink {
     sender: tokio::sync::mpsc::UnboundedSender<Submission>,
     /// Whether items came since the last flush.
     dirty: AtomicBool,
+    /// The number of the next trip: each submission is one, answered on its own.
+    trips: AtomicUsize,
 }
 
 impl RemoteSink for Sink {
@@ -458,8 +462,9 @@ impl RemoteSink for Sink {
         input: Vec<u8>,
     ) -> tokio::sync::oneshot::Receiver<RemoteOutcome> {
         let (sender, receiver) = tokio::sync::oneshot::channel();
+        let trip = self.trips.fetch_add(1, AtomicOrdering::Relaxed);
         // A task that is gone drops the sender: the item sees it.
-        let _ = self.sender.send(Submission::Item(index, input, sender));
+        let _ = self.sender.send(Submission::Item(index, trip, input, sender));
         self.dirty.store(true, AtomicOrdering::Release);
         receiver
     }
@@ -471,22 +476,26 @@ impl RemoteSink for Sink {
     }
 }
 
-/// An async batch's side: the items' futures, waiting for their outcomes.
+/// Where a trip's outcome goes: its item's index, and the item's future waiting for it.
+type Waiter = (usize, tokio::sync::oneshot::Sender<RemoteOutcome>);
+
+/// An async batch's side: the items' futures, waiting for their outcomes. Its items are
+/// trips, keyed by their number: a hedged item makes two, each answered (or cancelled) on its
+/// own.
 struct AsyncSide {
     batch: RemoteBatch,
-    waiting: Mutex<HashMap<usize, tokio::sync::oneshot::Sender<RemoteOutcome>>>,
+    waiting: Mutex<HashMap<usize, Waiter>>,
 }
 
 impl AsyncSide {
-    /// Whether nobody waits for item `index`: its future was dropped, or the batch says so.
-    fn unwanted(&self, index: usize) -> bool {
-        (self.batch.unwanted)(index)
-            || self
-                .waiting
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(&index)
-                .is_none_or(tokio::sync::oneshot::Sender::is_closed)
+    /// Whether nobody waits for trip `trip`: its future was dropped (the trip lost a hedge's
+    /// race, or the item is gone), or the batch says so of its item.
+    fn unwanted(&self, trip: usize) -> bool {
+        let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        match waiting.get(&trip) {
+            Some((index, sender)) => sender.is_closed() || (self.batch.unwanted)(*index),
+            None => true,
+        }
     }
 
     /// Settles every item waiting with `error(index)`.
@@ -497,7 +506,7 @@ impl AsyncSide {
             .unwrap_or_else(PoisonError::into_inner)
             .drain()
             .collect();
-        for (index, sender) in waiting {
+        for (_, (index, sender)) in waiting {
             let _ = sender.send(RemoteOutcome {
                 result: Err(error(index)),
                 usage: None,
@@ -537,13 +546,15 @@ impl Side for AsyncSide {
         WireOptions::from_caller(&options, timeout, workers, per_chunk)
     }
 
-    fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>, usage: Option<Usage>) {
-        let sender = self
+    /// Trip `trip`'s outcome; an error names the trip's item.
+    fn complete(&self, trip: usize, result: Result<Vec<u8>, XcsError>, usage: Option<Usage>) {
+        let waiter = self
             .waiting
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&index);
-        if let Some(sender) = sender {
+            .remove(&trip);
+        if let Some((index, sender)) = waiter {
+            let result = result.map_err(|error| error.at_index(index));
             let _ = sender.send(RemoteOutcome { result, usage });
         }
     }
@@ -561,7 +572,7 @@ impl Side for AsyncSide {
     }
 }
 
-/// How often an async batch's dispatch task looks for chunks nobody awaits any more.
+/// How often a batch's dispatch looks for items nobody awaits any more.
 const SWEEP: Duration = Duration::from_millis(20);
 
 /// An async batch's dispatch task, on the backend's runtime: items come from the batch, go out
@@ -600,7 +611,7 @@ async fn dispatch_async(
         Err(_) => {
             // Every item that comes fails: the connection is gone.
             while let Some(submission) = submissions.recv().await {
-                if let Submission::Item(index, _, sender) = submission {
+                if let Submission::Item(index, _, _, sender) = submission {
                     let _ = sender.send(RemoteOutcome {
                         result: Err(lost(index)),
                         usage: None,
@@ -703,7 +714,7 @@ async fn dispatch_async(
                 let mut next = Some(submission);
                 while let Some(submission) = next.take() {
                     match submission {
-                        Some(Submission::Item(index, input, sender)) => match &failing {
+                        Some(Submission::Item(index, trip, input, sender)) => match &failing {
                             Some(error) => {
                                 let _ = sender.send(RemoteOutcome {
                                     result: Err(error(index)),
@@ -714,8 +725,8 @@ async fn dispatch_async(
                                 side.waiting
                                     .lock()
                                     .unwrap_or_else(PoisonError::into_inner)
-                                    .insert(index, sender);
-                                pending.push_back((index, input));
+                                    .insert(trip, (index, sender));
+                                pending.push_back((trip, input));
                             }
                         },
                         Some(Submission::Flush) => flush = true,
@@ -1078,6 +1089,7 @@ impl<'a> Dispatch<'a> {
         let mut carry: Option<(usize, Vec<u8>)> = None;
         let mut next_chunk = 0u64;
         let mut no_workers = false;
+        let mut swept = Instant::now();
         loop {
             if job.is_given_up() {
                 return;
@@ -1177,6 +1189,13 @@ impl<'a> Dispatch<'a> {
             if no_workers {
                 self.fail_rest(job, remote, &mut cursor, &mut carry, &|_| unavailable(job));
             }
+            // After an item failed, what is out for the items after it is not needed (the
+            // batch's answer is that error, or an earlier one): the workers stop it. Items not
+            // sent yet stay unsent (`take` skips them).
+            if swept.elapsed() >= SWEEP && !job.is_given_up() {
+                swept = Instant::now();
+                self.cancel_unwanted(&|index| remote.unwanted(index));
+            }
             self.check_heartbeats(heartbeat);
         }
     }
@@ -1200,13 +1219,24 @@ impl<'a> Dispatch<'a> {
     /// Tells the workers to stop the chunks sent with `nonces` (signed under a cluster key). A
     /// worker that holds none of them ignores the message.
     fn cancel_nonces(&self, nonces: Vec<Nonce>) {
+        self.cancel(nonces, Vec::new());
+    }
+
+    /// Tells the workers to stop the chunks sent with `nonces`, and the `items` of chunks that
+    /// go on (each named by its chunk's nonce and its index in the chunk).
+    fn cancel(&self, nonces: Vec<Nonce>, items: Vec<(Nonce, u64)>) {
         let inner = &self.backend.inner;
         let subject = inner.options.cancel_subject();
         let key = inner.options.key();
-        for part in nonces.chunks(wire::MAX_CANCEL) {
+        let chunks = nonces.chunks(wire::MAX_CANCEL).map(|part| (part.to_vec(), Vec::new()));
+        let items = items
+            .chunks(wire::MAX_CANCEL)
+            .map(|part| (Vec::new(), part.to_vec()));
+        for (nonces, items) in chunks.chain(items) {
             let body = wire::encode(&Cancel {
                 protocol: wire::PROTOCOL,
-                nonces: part.to_vec(),
+                nonces,
+                items,
             });
             let payload = wire::seal(key, &Context::Cancel { subject: &subject }, body);
             let client = inner.client.clone();
@@ -1230,41 +1260,54 @@ impl<'a> Dispatch<'a> {
         }
     }
 
-    /// Cancels the chunks whose items nobody waits for any more: every item of the chunk still
-    /// without an outcome is `unwanted`. Those items are settled as cancelled.
+    /// Cancels the items nobody waits for any more (`unwanted`), settling them as cancelled: a
+    /// chunk whose items still without an outcome are all unwanted is cancelled whole; in a
+    /// chunk that goes on, the unwanted items are cancelled one by one (a hedged item's losing
+    /// trip; a worker drops such async items, and runs a sync chunk's to their end).
     fn cancel_unwanted(&mut self, unwanted: &dyn Fn(usize) -> bool) {
         let side = self.side;
-        let ids: Vec<u64> = self
-            .flights
-            .iter()
-            .filter(|(_, flight)| {
-                let mut open = flight
-                    .inputs
-                    .keys()
-                    .filter(|&&index| !side.is_settled(index))
-                    .peekable();
-                open.peek().is_some() && open.all(|&index| unwanted(index))
-            })
-            .map(|(&id, _)| id)
-            .collect();
-        let mut nonces = Vec::new();
-        for id in ids {
-            if let Some(flight) = self.flights.remove(&id) {
-                for &index in flight.inputs.keys() {
-                    side.complete(
-                        index,
-                        Err(XcsError::Cancelled {
-                            operator: side.operator().to_owned(),
-                            index: Some(index),
-                        }),
-                        None,
-                    );
+        let mut whole = Vec::new();
+        let mut items = Vec::new();
+        let mut stopped = Vec::new();
+        for (&id, flight) in &self.flights {
+            let mut open = 0;
+            for &key in flight.inputs.keys() {
+                if !side.is_settled(key) {
+                    open += 1;
+                    if unwanted(key) {
+                        stopped.push(key);
+                    }
                 }
+            }
+            if stopped.is_empty() {
+                continue;
+            }
+            if stopped.len() == open {
+                whole.push(id);
+            } else {
+                for nonce in &flight.nonces {
+                    items.extend(stopped.iter().map(|&key| (*nonce, key as u64)));
+                }
+            }
+            for key in stopped.drain(..) {
+                side.complete(
+                    key,
+                    Err(XcsError::Cancelled {
+                        operator: side.operator().to_owned(),
+                        index: Some(key),
+                    }),
+                    None,
+                );
+            }
+        }
+        let mut nonces = Vec::new();
+        for id in whole {
+            if let Some(flight) = self.flights.remove(&id) {
                 nonces.extend(flight.nonces);
             }
         }
-        if !nonces.is_empty() {
-            self.cancel_nonces(nonces);
+        if !nonces.is_empty() || !items.is_empty() {
+            self.cancel(nonces, items);
         }
     }
 

@@ -138,6 +138,7 @@ mod connect;
 mod limits;
 mod local;
 mod registry;
+mod stops;
 mod wire;
 mod worker;
 

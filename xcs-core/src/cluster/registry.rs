@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::connect::ClusterOptions;
 use super::limits::WorkerLimits;
+use super::stops::ItemStops;
 use super::wire::{ByteBuf, Item, ItemResult, WireError, WireSignature, WireUsage};
 use crate::ambient::Ambient;
 use crate::batch::vmap;
@@ -195,7 +196,8 @@ pub(crate) trait Entry: Send + Sync {
     /// stop the others. Called with the caller's options in force (an async batch reads them
     /// now). `rate`: the request's rate limit, applied to this chunk alone. Items run without
     /// their operator's resource: the caller admitted them (see the module docs of `cluster`).
-    fn prepare(&self, items: Vec<Item>, rate: Option<f64>) -> Work;
+    /// `stops`: the items the caller cancels one by one (an async item's future is dropped).
+    fn prepare(&self, items: Vec<Item>, rate: Option<f64>, stops: Arc<ItemStops>) -> Work;
 }
 
 /// A chunk's items, read: the inputs that decoded, and the outcomes of those that did not.
@@ -294,7 +296,7 @@ where
         &self.signature
     }
 
-    fn prepare(&self, items: Vec<Item>, rate: Option<f64>) -> Work {
+    fn prepare(&self, items: Vec<Item>, rate: Option<f64>, _: Arc<ItemStops>) -> Work {
         let op = Arc::clone(&self.op);
         let input_type = self.signature.input_type.clone();
         Work::Sync(Box::new(move || {
@@ -337,7 +339,7 @@ where
         true
     }
 
-    fn prepare(&self, items: Vec<Item>, rate: Option<f64>) -> Work {
+    fn prepare(&self, items: Vec<Item>, rate: Option<f64>, stops: Arc<ItemStops>) -> Work {
         let Decoded {
             indices,
             inputs,
@@ -355,6 +357,7 @@ where
             stream,
             reported: Arc::clone(&reported),
             index_of,
+            stops,
         })
         .call_settled_async(inputs.into_iter().enumerate().collect());
         Work::Async(
@@ -443,6 +446,8 @@ struct AsyncMetered<O> {
     reported: Arc<Vec<AtomicBool>>,
     /// The caller's index of the item at each position.
     index_of: Arc<Vec<u64>>,
+    /// The items the caller cancelled one by one: their futures are dropped.
+    stops: Arc<ItemStops>,
 }
 
 impl<O: AsyncOperator> AsyncMetered<O>
@@ -470,10 +475,20 @@ where
     type Output = ();
 
     async fn forward(&self, (position, input): (usize, O::Input)) -> Result<(), XcsError> {
-        let (result, usage) = wire_outcome(self.run(input).await);
-        if let (Some(reported), Some(&index)) =
-            (self.reported.get(position), self.index_of.get(position))
-        {
+        let index = self.index_of.get(position).copied();
+        // Cancelled on its own (a hedge's losing trip): the body's future is dropped.
+        let outcome = match index {
+            Some(index) => {
+                tokio::select! {
+                    biased;
+                    () = self.stops.stopped(index) => (Err(WireError::Cancelled), None),
+                    ran = self.run(input) => wire_outcome(ran),
+                }
+            }
+            None => wire_outcome(self.run(input).await),
+        };
+        let (result, usage) = outcome;
+        if let (Some(reported), Some(index)) = (self.reported.get(position), index) {
             reported.store(true, AtomicOrdering::Release);
             let _ = self.stream.send(ItemResult {
                 index,

@@ -325,6 +325,10 @@ impl<O: Operator> RemoteSide for Remote<O> {
     fn trace_parent(&self) -> Option<trace::Parent> {
         self.run.plan().trace_parent().cloned()
     }
+
+    fn unwanted(&self, index: usize) -> bool {
+        self.run.plan().failed_before(index)
+    }
 }
 
 impl<O: Operator> Remote<O> {
