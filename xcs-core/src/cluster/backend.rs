@@ -440,7 +440,12 @@ impl NatsBackend {
 enum Submission {
     /// A trip of an item to run (its index, the trip's number: a hedged item makes two), and
     /// where its outcome goes.
-    Item(usize, usize, Vec<u8>, tokio::sync::oneshot::Sender<RemoteOutcome>),
+    Item(
+        usize,
+        usize,
+        Vec<u8>,
+        tokio::sync::oneshot::Sender<RemoteOutcome>,
+    ),
     /// Everything the batch can submit for now is there: partial chunks may go.
     Flush,
 }
@@ -464,7 +469,9 @@ impl RemoteSink for Sink {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let trip = self.trips.fetch_add(1, AtomicOrdering::Relaxed);
         // A task that is gone drops the sender: the item sees it.
-        let _ = self.sender.send(Submission::Item(index, trip, input, sender));
+        let _ = self
+            .sender
+            .send(Submission::Item(index, trip, input, sender));
         self.dirty.store(true, AtomicOrdering::Release);
         receiver
     }
@@ -632,11 +639,17 @@ async fn dispatch_async(
     let mut next_chunk = 0u64;
     let mut swept = Instant::now();
     let mut listening = true;
+    // Which items made a trip already: a later trip of one (its hedge, or a retry) goes out at
+    // once, first in line and even when every chunk's place is taken (its first trip's chunk
+    // may hold that place until the hedge has won). `urgent`: how many such trips lead `pending`.
+    let mut seen = vec![false; len];
+    let mut urgent = 0usize;
     loop {
         // Chunks while there is room: full ones, or what is there once the batch flushed.
-        while dispatch.flights.len() < dispatch.in_flight
-            && !pending.is_empty()
-            && (flush || pending.len() >= chunk_len)
+        while !pending.is_empty()
+            && (urgent > 0
+                || (dispatch.flights.len() < dispatch.in_flight
+                    && (flush || pending.len() >= chunk_len)))
         {
             let mut items = HashMap::new();
             let mut bytes = 0;
@@ -644,6 +657,8 @@ async fn dispatch_async(
                 let Some((index, input)) = pending.pop_front() else {
                     break;
                 };
+                let was_urgent = urgent > 0;
+                urgent = urgent.saturating_sub(1);
                 // Not sent when nobody waits for it (an earlier item failed): not started.
                 if side.unwanted(index) {
                     side.complete(
@@ -674,6 +689,7 @@ async fn dispatch_async(
                 }
                 if bytes + size > budget && !items.is_empty() {
                     pending.push_front((index, input));
+                    urgent += usize::from(was_urgent);
                     break;
                 }
                 bytes += size;
@@ -726,7 +742,16 @@ async fn dispatch_async(
                                     .lock()
                                     .unwrap_or_else(PoisonError::into_inner)
                                     .insert(trip, (index, sender));
-                                pending.push_back((trip, input));
+                                match seen.get_mut(index) {
+                                    Some(seen) if !*seen => {
+                                        *seen = true;
+                                        pending.push_back((trip, input));
+                                    }
+                                    _ => {
+                                        pending.push_front((trip, input));
+                                        urgent += 1;
+                                    }
+                                }
                             }
                         },
                         Some(Submission::Flush) => flush = true,
@@ -734,6 +759,7 @@ async fn dispatch_async(
                             // The batch is gone (done, dropped, or past its deadline).
                             open = false;
                             pending.clear();
+                            urgent = 0;
                             dispatch.cancel_all();
                             break;
                         }
@@ -770,6 +796,7 @@ async fn dispatch_async(
         if let Some(error) = &failing {
             // What is out or held back will not be answered either.
             pending.clear();
+            urgent = 0;
             dispatch.flights.clear();
             side.fail_waiting(&**error);
         }
@@ -1228,7 +1255,9 @@ impl<'a> Dispatch<'a> {
         let inner = &self.backend.inner;
         let subject = inner.options.cancel_subject();
         let key = inner.options.key();
-        let chunks = nonces.chunks(wire::MAX_CANCEL).map(|part| (part.to_vec(), Vec::new()));
+        let chunks = nonces
+            .chunks(wire::MAX_CANCEL)
+            .map(|part| (part.to_vec(), Vec::new()));
         let items = items
             .chunks(wire::MAX_CANCEL)
             .map(|part| (Vec::new(), part.to_vec()));

@@ -885,12 +885,20 @@ mod tests {
             nonces: vec![[1; 16]; 2],
             items: vec![([2; 16], 0); MAX_CANCEL - 1],
         };
-        assert!(Cancel::read(&encode(&too_many)).unwrap_err().contains("at most"));
+        assert!(
+            Cancel::read(&encode(&too_many))
+                .unwrap_err()
+                .contains("at most")
+        );
         let older = Cancel {
             protocol: 3,
             ..cancel
         };
-        assert!(Cancel::read(&encode(&older)).unwrap_err().contains("protocol"));
+        assert!(
+            Cancel::read(&encode(&older))
+                .unwrap_err()
+                .contains("protocol")
+        );
         // A length that claims more items than the message holds, and noise: errors, never a
         // panic or a large allocation.
         let mut huge = encode(&Cancel {
