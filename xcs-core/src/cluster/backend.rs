@@ -32,6 +32,14 @@
 //! 4. At the deadline (or when the caller gives up) the loop ends; items without an outcome are
 //!    reported by the batch rules (timed out or cancelled). The workers got the remaining
 //!    deadline with the chunk and stop on their own.
+//!
+//! Items nobody needs any more are cancelled on the workers as soon as that is known: a chunk
+//! whose items still out are all unwanted by name (its nonce), single items of a chunk that goes
+//! on by its nonce and their index in it. A sync batch's items after one that failed are
+//! unwanted (the batch's answer is that error); an async batch's items are its trips, and a
+//! trip is unwanted once nobody awaits it — a hedge's loser, an item whose future was dropped —
+//! or its item is. An async item's hedge (or retry) is another trip, sent at once: first in the
+//! next chunk, which goes out even when every chunk's place is taken.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
@@ -961,6 +969,8 @@ struct Flight {
 
 /// The caller's side of a batch on the cluster: where outcomes go. A sync batch's is its
 /// [`BatchJob`] and [`RemoteItems`]; an async batch's is the items' futures waiting for them.
+/// What it settles are keys: a sync batch's item indices, an async batch's trips (a hedged item
+/// makes two). A chunk names its items by their keys.
 trait Side: Sync {
     fn operator(&self) -> &str;
     /// The strategy that selected the backend (for `DeviceUnavailable`).
@@ -974,7 +984,7 @@ trait Side: Sync {
         workers: usize,
         per_chunk: Option<usize>,
     ) -> WireOptions;
-    /// Item `index`'s outcome, with what its body recorded on the worker.
+    /// The outcome of item (or trip) `index`, with what its body recorded on the worker.
     fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>, usage: Option<Usage>);
     fn is_settled(&self, index: usize) -> bool;
     fn trace_parent(&self) -> Option<trace::Parent>;
@@ -1127,6 +1137,19 @@ impl<'a> Dispatch<'a> {
                 && (cursor < len || carry.is_some())
             {
                 let mut items: Vec<(usize, Vec<u8>)> = carry.take().into_iter().collect();
+                // Held back for the message size, and not needed since: an earlier item failed.
+                if items.first().is_some_and(|&(index, _)| remote.unwanted(index)) {
+                    for (index, _) in items.drain(..) {
+                        self.side.complete(
+                            index,
+                            Err(XcsError::Cancelled {
+                                operator: job.operator().to_owned(),
+                                index: Some(index),
+                            }),
+                            None,
+                        );
+                    }
+                }
                 let mut bytes: usize = items.iter().map(|(_, b)| b.len() + 16).sum();
                 while cursor < len && items.len() < chunk_len {
                     let index = cursor;

@@ -131,7 +131,15 @@
 //! caller and the worker, and signed under a cluster key), and the worker drops the async chunk
 //! — every item future in it — or sets [`cancelled()`](crate::cancelled) for a sync chunk's
 //! items. Items not sent yet are not started. A sync batch cancels what is still out when it
-//! gives up (its deadline, or the call it belongs to).
+//! gives up (its deadline, or the call it belongs to), and, after an item failed (outside
+//! `call_settled`), the chunks whose items still out all come after it.
+//!
+//! Under `hedge_after`, an async batch's items are hedged as local ones are, by the same call
+//! path on the caller (the hedge's delay, its admission — an open circuit means no hedge — and
+//! its charge, its trace marks): the hedge is a second trip to the cluster, sent at once (first
+//! in the next chunk); the first success answers, and the losing trip is cancelled on its worker
+//! on its own (the cancellation names that item of its chunk; its future is dropped there) while
+//! the chunk's other items go on. Sync batches on the cluster are not hedged.
 
 mod backend;
 mod connect;
