@@ -1315,7 +1315,7 @@ impl<'a> Dispatch<'a> {
     /// Cancels the items nobody waits for any more (`unwanted`), settling them as cancelled: a
     /// chunk whose items still without an outcome are all unwanted is cancelled whole; in a
     /// chunk that goes on, the unwanted items are cancelled one by one (a hedged item's losing
-    /// trip; a worker drops such async items, and runs a sync chunk's to their end).
+    /// trip: a worker drops such an async item; a sync one sees `cancelled()`).
     fn cancel_unwanted(&mut self, unwanted: &dyn Fn(usize) -> bool) {
         let side = self.side;
         let mut whole = Vec::new();

@@ -1,13 +1,18 @@
 //! Items of a running chunk that its caller cancelled one by one: a hedge's loser, while the
 //! chunk's other items go on. A worker keeps one [`ItemStops`] per chunk; a cancellation that
-//! names items of the chunk (by the index the request gave them) marks them here, and each
-//! async item of the chunk races its body against [`ItemStops::stopped`], so a marked item's
-//! future is dropped at once.
+//! names items of the chunk (by the index the request gave them) marks them here. Each async
+//! item of the chunk races its body against [`ItemStops::stopped`], so a marked item's future
+//! is dropped at once; each sync item runs with a cancellation flag of its own, [`watch`]ed
+//! here, which a mark sets (its body sees [`cancelled()`](crate::cancelled)).
+//!
+//! [`watch`]: ItemStops::watch
 
-use std::collections::HashSet;
-use std::sync::{Mutex, PoisonError};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
+
+use crate::deadline::CancelFlag;
 
 /// The items of one chunk cancelled so far, by their index in the request.
 #[derive(Debug, Default)]
@@ -15,6 +20,24 @@ pub(crate) struct ItemStops {
     cancelled: Mutex<HashSet<u64>>,
     /// Wakes the items waiting in [`stopped`](ItemStops::stopped) to look again.
     notify: Notify,
+    /// The flags of the sync items running now, by index.
+    flags: Mutex<HashMap<u64, Arc<CancelFlag>>>,
+}
+
+/// A sync item's flag, watched by its chunk's [`ItemStops`] until dropped.
+pub(crate) struct Watched<'a> {
+    stops: &'a ItemStops,
+    index: u64,
+}
+
+impl Drop for Watched<'_> {
+    fn drop(&mut self) {
+        self.stops
+            .flags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.index);
+    }
 }
 
 impl ItemStops {
@@ -32,8 +55,33 @@ impl ItemStops {
                 }
                 cancelled.insert(index);
             }
+            // Under the lock of `cancelled`: a sync item that starts now sees its mark in
+            // `watch`, one running has its flag set here.
+            let flags = self.flags.lock().unwrap_or_else(PoisonError::into_inner);
+            for (index, flag) in flags.iter() {
+                if cancelled.contains(index) {
+                    flag.cancel();
+                }
+            }
         }
         self.notify.notify_waiters();
+    }
+
+    /// Watches `flag`, the cancellation flag sync item `index` runs with, until the guard
+    /// drops: a cancellation of the item sets it (at once, if the item was cancelled already).
+    pub(crate) fn watch(&self, index: u64, flag: &Arc<CancelFlag>) -> Watched<'_> {
+        let cancelled = self
+            .cancelled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cancelled.contains(&index) {
+            flag.cancel();
+        }
+        self.flags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(index, Arc::clone(flag));
+        Watched { stops: self, index }
     }
 
     /// Whether item `index` was cancelled.
@@ -92,6 +140,21 @@ mod tests {
                 .expect("item 9 was cancelled already");
             four.abort();
         });
+    }
+
+    #[test]
+    fn a_sync_items_flag_is_set_when_it_is_cancelled() {
+        let stops = ItemStops::default();
+        let (running, other) = (CancelFlag::child_of(None), CancelFlag::child_of(None));
+        let watched = stops.watch(2, &running);
+        let _other = stops.watch(5, &other);
+        stops.cancel([2], 8);
+        assert!(running.is_cancelled() && !other.is_cancelled());
+        drop(watched);
+        // An item cancelled before it starts (a retry of it, say) starts cancelled.
+        let later = CancelFlag::child_of(None);
+        let _later = stops.watch(2, &later);
+        assert!(later.is_cancelled());
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //! A caller cancels chunks on `<prefix>.cancel`, naming each by its nonce (which only it and
 //! the worker know; signed too under a cluster key): an async chunk is dropped at once — every
 //! item future with it — and a sync chunk's items see [`cancelled()`](crate::cancelled). A
-//! cancellation may also name single items of a chunk (its nonce and their index): such an
-//! async item's future is dropped while the chunk's others go on (a sync chunk's items run on).
+//! cancellation may also name single items of a chunk (its nonce and their index), which stop
+//! while the chunk's others go on: an async item's future is dropped, a sync item sees
+//! `cancelled()` (each runs with a cancellation flag of its own).
 //!
 //! A request only narrows what the worker allows ([`WorkerLimits`]): the chunks (and bytes)
 //! it holds are bounded, and one more is answered `Busy` (the caller sends it again later or to
