@@ -432,6 +432,53 @@ impl AsyncOperator for FlakyTail {
     }
 }
 
+/// How many of `SyncTail`'s slow first trips saw `xcs::cancelled()`.
+static SYNC_LOSERS_CANCELLED: AtomicU64 = AtomicU64::new(0);
+
+/// `HeavyTail` for a sync operator: the first trip of every input divisible by 4 runs until its
+/// call is cancelled (at most 10 s, counted as a slow trip while it runs); any other trip
+/// answers at once. Returns the input and which of its trips answered.
+struct SyncTail;
+impl Operator for SyncTail {
+    type Input = u64;
+    type Output = (u64, u64);
+    fn forward(&self, x: u64) -> Result<(u64, u64), XcsError> {
+        let trip = tail_trip(x);
+        let _running = Running::start();
+        if x % 4 == 0 && trip == 1 {
+            let _slow = SlowTrip::start();
+            let until = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < until {
+                if xcs::cancelled() {
+                    SYNC_LOSERS_CANCELLED.fetch_add(1, Ordering::SeqCst);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        Ok((x, trip))
+    }
+    fn name(&self) -> &str {
+        "sync_tail"
+    }
+    fn persist_support(&self) -> Option<PersistSupport<u64, (u64, u64)>> {
+        Some(PersistSupport::serde())
+    }
+}
+
+/// How many `SyncTail` losers saw `xcs::cancelled()` in this worker.
+struct SyncLosers;
+impl Operator for SyncLosers {
+    type Input = u64;
+    type Output = u64;
+    fn forward(&self, _: u64) -> Result<u64, XcsError> {
+        Ok(SYNC_LOSERS_CANCELLED.load(Ordering::SeqCst))
+    }
+    fn name(&self) -> &str {
+        "sync_losers"
+    }
+}
+
 /// The worker's trip counts for inputs `from..to`: how many trips they made in all, and the
 /// most one of them made.
 struct TailTrips;
@@ -527,7 +574,9 @@ fn worker_process() {
             .with_async(FlakyTail)
             .with(TailTrips)
             .with(FailOrLoop)
-            .with(LoopCounts),
+            .with(LoopCounts)
+            .with(SyncTail)
+            .with(SyncLosers),
     };
     let mut options = ClusterOptions::new();
     if let Ok(key) = std::env::var("CLUSTER_TEST_KEY") {
@@ -2953,6 +3002,70 @@ fn a_sync_batch_stops_its_items_on_the_workers_after_an_earlier_failure() {
         assert!(
             started < slots,
             "items after the failure were not sent: {started} started"
+        );
+    });
+}
+
+#[test]
+fn hedged_sync_items_race_a_second_trip_and_the_loser_sees_cancelled_on_the_worker() {
+    common::watchdog("cluster: sync hedge", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let _workers = Workers::start(1, &server.url(), "all", &backend);
+        let slots = backend.workers().unwrap()[0].slots as u64;
+        let _ = xcs::take_trace();
+        // One item per chunk (four per worker slot); item 0's first trip runs until cancelled,
+        // and its hedge finds a slot of the worker free (the other items are quick).
+        let inputs: Vec<u64> = (0..4 * slots)
+            .map(|x| 5000 + 4 * x + u64::from(x > 0))
+            .collect();
+        let outputs = on_cluster(
+            "cluster-sync-hedge",
+            &backend,
+            &[("hedge_after", "0.2"), ("trace_execution", "true")],
+            || vmap(SyncTail).call(inputs.clone()),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            running_on_worker(&backend),
+            0,
+            "the loser still runs on the worker"
+        );
+        let trace = xcs::take_trace();
+        assert_eq!(outputs[0], (5000, 2), "item 0 was answered by its hedge");
+        for (i, &(x, _)) in outputs.iter().enumerate() {
+            assert_eq!(x, inputs[i], "item {i} kept its place");
+        }
+        assert_eq!(trips_on_worker(&backend, 5000, 5001), (2, 2), "one hedge");
+        let losers = on_cluster("cluster-sync-losers", &backend, &[], || {
+            vmap(SyncLosers).call(vec![0])
+        })
+        .unwrap()[0];
+        assert_eq!(losers, 1, "the losing trip saw `cancelled()` on the worker");
+        let marked = |hedge: bool| {
+            trace
+                .iter()
+                .find(|e| {
+                    e.operator == "sync_tail"
+                        && e.index == Some(0)
+                        && e.hedge.is_some_and(|m| m.is_hedge == hedge)
+                })
+                .unwrap_or_else(|| panic!("no event marks item 0's {hedge} trip: {trace:#?}"))
+        };
+        let (first, hedge) = (marked(false), marked(true));
+        assert!(
+            hedge.hedge.unwrap().won && hedge.outcome == Outcome::Ok,
+            "{hedge:?}"
+        );
+        assert!(!first.hedge.unwrap().won, "{first:?}");
+        assert_eq!(first.outcome, Outcome::Cancelled, "{first:?}");
+        assert!(
+            trace
+                .iter()
+                .filter(|e| e.index.is_some_and(|i| i > 0))
+                .all(|e| e.hedge.is_none()),
+            "only item 0 was hedged"
         );
     });
 }

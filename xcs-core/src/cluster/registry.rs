@@ -437,7 +437,9 @@ impl<O: Operator> Operator for Metered<O> {
         let (index, input) = match Arc::try_unwrap(item) {
             Ok(item) => (
                 item.index,
-                item.input.into_inner().unwrap_or_else(PoisonError::into_inner),
+                item.input
+                    .into_inner()
+                    .unwrap_or_else(PoisonError::into_inner),
             ),
             // Another attempt may follow: this one runs on a copy (offered only when the
             // operator can copy its input).
