@@ -466,6 +466,33 @@ impl Operator for SyncTail {
     }
 }
 
+/// `FlakyTail` for a sync operator (its first trip of an input that does not fail takes 3 s);
+/// its calls use the resource `cluster-hedge-breaker-sync`.
+struct FlakySync;
+impl Operator for FlakySync {
+    type Input = u64;
+    type Output = (u64, u64);
+    fn forward(&self, x: u64) -> Result<(u64, u64), XcsError> {
+        let trip = tail_trip(x);
+        if x % 10 < 3 {
+            return Err(XcsError::operator("flaky_sync", "503 Service Unavailable"));
+        }
+        if trip == 1 {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        Ok((x, trip))
+    }
+    fn name(&self) -> &str {
+        "flaky_sync"
+    }
+    fn resource(&self) -> Option<&str> {
+        Some("cluster-hedge-breaker-sync")
+    }
+    fn persist_support(&self) -> Option<PersistSupport<u64, (u64, u64)>> {
+        Some(PersistSupport::serde())
+    }
+}
+
 /// How many `SyncTail` losers saw `xcs::cancelled()` in this worker.
 struct SyncLosers;
 impl Operator for SyncLosers {
@@ -576,7 +603,8 @@ fn worker_process() {
             .with(FailOrLoop)
             .with(LoopCounts)
             .with(SyncTail)
-            .with(SyncLosers),
+            .with(SyncLosers)
+            .with(FlakySync),
     };
     let mut options = ClusterOptions::new();
     if let Ok(key) = std::env::var("CLUSTER_TEST_KEY") {
@@ -2963,6 +2991,35 @@ fn an_open_circuit_sends_no_hedge_to_the_cluster() {
         );
         assert_eq!(stats.requests, 4, "one request per item, no hedge");
         assert_eq!(trips_on_worker(&backend, 3000, 3004), (4, 1));
+        assert!(
+            xcs::take_trace().iter().all(|e| e.hedge.is_none()),
+            "no hedge in the trace"
+        );
+
+        // The same for a sync batch: its items' outcomes open the circuit before item 4003's
+        // hedge is due (one item per chunk: each comes back as its item ends).
+        xcs::set_resource_limits("cluster-hedge-breaker-sync", &limits).unwrap();
+        let settled = on_cluster(
+            "cluster-hedge-breaker",
+            &backend,
+            &[("hedge_after", "1"), ("trace_execution", "true")],
+            || vmap(FlakySync).call_settled(vec![4000, 4001, 4002, 4003]),
+        );
+        for outcome in &settled[..3] {
+            assert!(outcome.is_err(), "{outcome:?}");
+        }
+        assert_eq!(
+            settled[3].as_ref().unwrap(),
+            &(4003, 1),
+            "the first trip answered"
+        );
+        let stats = xcs::resource_stats("cluster-hedge-breaker-sync").unwrap();
+        assert!(
+            matches!(stats.circuit, xcs::CircuitState::Open { .. }),
+            "{stats:?}"
+        );
+        assert_eq!(stats.requests, 4, "one request per item, no hedge");
+        assert_eq!(trips_on_worker(&backend, 4000, 4004), (4, 1));
         assert!(
             xcs::take_trace().iter().all(|e| e.hedge.is_none()),
             "no hedge in the trace"

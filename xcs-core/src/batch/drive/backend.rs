@@ -150,8 +150,12 @@ fn frame<O: Operator>(
     persist: PersistSupport<O::Input, O::Output>,
 ) -> Option<Frame<O>> {
     plan.options.hedge_after?;
-    plan.op.__xcs_clone_input()?;
+    // A batch hedges its items, not itself.
     if plan.op.__xcs_retried_by_items() {
+        return None;
+    }
+    if plan.op.__xcs_clone_input().is_none() {
+        crate::warn::warn_not_hedged(plan.op.name(), std::any::type_name::<O::Input>());
         return None;
     }
     let more = {
