@@ -972,7 +972,7 @@ impl Flight {
 
 /// A chunk sent out and not finished.
 struct Flight {
-    /// The item indices of each attempt, in the order they were sent.
+    /// The keys of each attempt's items (see [`Side`]), in the order they were sent.
     attempts: Vec<Vec<usize>>,
     /// The nonce of each attempt: a reply about the attempt must carry it.
     nonces: Vec<Nonce>,
@@ -983,7 +983,7 @@ struct Flight {
     /// Why the chunk may go unanswered: an unsigned refusal (under a cluster key), or the
     /// reason of the last `Busy`.
     note: Option<String>,
-    /// The serialized inputs, kept to send the chunk again.
+    /// The serialized inputs, by key, kept to send the chunk again.
     inputs: HashMap<usize, Vec<u8>>,
     heard: Instant,
     /// When the last attempt was sent, on the trace clock.

@@ -8,6 +8,7 @@
 //! [`watch`]: ItemStops::watch
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
@@ -17,6 +18,8 @@ use crate::deadline::CancelFlag;
 /// The items of one chunk cancelled so far, by their index in the request.
 #[derive(Debug, Default)]
 pub(crate) struct ItemStops {
+    /// Whether any item was cancelled: until then, no item looks at `cancelled`.
+    any: AtomicBool,
     cancelled: Mutex<HashSet<u64>>,
     /// Wakes the items waiting in [`stopped`](ItemStops::stopped) to look again.
     notify: Notify,
@@ -55,6 +58,7 @@ impl ItemStops {
                 }
                 cancelled.insert(index);
             }
+            self.any.store(!cancelled.is_empty(), Ordering::Release);
             // Under the lock of `cancelled`: a sync item that starts now sees its mark in
             // `watch`, one running has its flag set here.
             let flags = self.flags.lock().unwrap_or_else(PoisonError::into_inner);
@@ -86,10 +90,12 @@ impl ItemStops {
 
     /// Whether item `index` was cancelled.
     pub(crate) fn is_cancelled(&self, index: u64) -> bool {
-        self.cancelled
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&index)
+        self.any.load(Ordering::Acquire)
+            && self
+                .cancelled
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&index)
     }
 
     /// Resolves once item `index` is cancelled (never, if it is not).
