@@ -188,8 +188,11 @@ fn frame<O: Operator>(
 struct Frame<O: Operator> {
     options: ExecutionOptions,
     more: Box<dyn Fn() -> Supports<O::Input, O::Output> + Send + Sync>,
-    estimate: Box<dyn Fn(&O::Input) -> crate::Usage + Send + Sync>,
+    estimate: Box<Estimate<O>>,
 }
+
+/// How an operator estimates a call's usage.
+type Estimate<O> = dyn Fn(&<O as Operator>::Input) -> crate::Usage + Send + Sync;
 
 /// Where the cache claim, resource permit and budget reservation of an item sent out wait for
 /// its result.
@@ -496,7 +499,7 @@ struct Hedged<'r, O: Operator> {
     remote: &'r Remote<O>,
     frame: &'r Frame<O>,
     /// The plans of the items out, by index.
-    plans: Vec<Mutex<Option<CallPlan<'r, O::Input, O::Output>>>>,
+    plans: Vec<Mutex<Option<PlanOf<'r, O>>>>,
     /// Whether an item's hedge answered it.
     hedge_won: Vec<AtomicBool>,
 }
