@@ -3070,6 +3070,12 @@ fn hedged_sync_items_race_a_second_trip_and_the_loser_sees_cancelled_on_the_work
         let backend = NatsBackend::connect(&server.url()).unwrap();
         let _workers = Workers::start(1, &server.url(), "all", &backend);
         let slots = backend.workers().unwrap()[0].slots as u64;
+        if slots < 2 {
+            // A sync hedge's chunk waits for a free slot like any chunk: with one, it would
+            // wait for the item it hedges.
+            eprintln!("skipped: the worker runs one sync chunk at a time");
+            return;
+        }
         let _ = xcs::take_trace();
         // One item per chunk (four per worker slot); item 0's first trip runs until cancelled,
         // and its hedge finds a slot of the worker free (the other items are quick).
