@@ -292,6 +292,8 @@ pub(crate) struct Request {
 /// One item of a chunk.
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) struct Item {
+    /// What the caller knows the item by: its index in the batch, or the number of its trip
+    /// (a hedged item makes two); a cancellation of the item names it so.
     pub(crate) index: u64,
     #[serde(with = "serde_bytes")]
     pub(crate) input: Vec<u8>,
