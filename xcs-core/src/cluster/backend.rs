@@ -1114,6 +1114,13 @@ impl SyncSide<'_> {
         hedge
     }
 
+    /// Whether trip `key` lost its race while out (it was cancelled).
+    fn lost(&self, key: usize) -> bool {
+        self.hedging
+            .as_ref()
+            .is_some_and(|hedging| Hedging::flag(&hedging.lost, key))
+    }
+
     /// The trips that lost a race since last asked (still out: to cancel).
     fn losers(&self) -> Vec<usize> {
         match &self.hedging {
@@ -1410,16 +1417,15 @@ impl<'a> Dispatch<'a> {
             if self.flights.is_empty() && cursor >= len && carry.is_none() {
                 return;
             }
-            // Hedging: once every trip out has its outcome, the chunks still out hold only
-            // losers (cancelled, and soon done) and finished items whose trace events are on
-            // their way; they are waited for a moment, not for a loser that ignores its
+            // Hedging: once every trip out has its outcome and each chunk still out holds a
+            // loser (cancelled, and soon done; its finished items' trace events come with it),
+            // those chunks are waited for a moment, not for a loser that ignores its
             // cancellation.
             if side.hedging.is_some() && cursor >= len && carry.is_none() {
-                let side = self.side;
-                let over = self
-                    .flights
-                    .values()
-                    .all(|flight| flight.inputs.keys().all(|&key| side.is_settled(key)));
+                let over = self.flights.values().all(|flight| {
+                    flight.inputs.keys().all(|&key| side.is_settled(key))
+                        && flight.inputs.keys().any(|&key| side.lost(key))
+                });
                 if !over {
                     settled_since = None;
                 } else if settled_since.get_or_insert(now).elapsed() >= LOSERS_GRACE {
