@@ -505,11 +505,11 @@ struct Hedged<'r, O: Operator> {
 }
 
 impl<'r, O: Operator> Hedged<'r, O> {
-    fn plan(&self, index: usize) -> std::sync::MutexGuard<'_, Option<PlanOf<'r, O>>> {
-        match self.plans.get(index) {
-            Some(slot) => slot.lock().unwrap_or_else(PoisonError::into_inner),
-            None => unreachable!("asked only for the batch's items"),
-        }
+    /// Item `index`'s plan, while it is out (`None` for an index outside the batch).
+    fn plan(&self, index: usize) -> Option<std::sync::MutexGuard<'_, Option<PlanOf<'r, O>>>> {
+        self.plans
+            .get(index)
+            .map(|slot| slot.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -543,16 +543,22 @@ impl<O: Operator> RemoteHedging for Hedged<'_, O> {
                 input,
                 Now::LAZY,
             );
-            remote.admit(index, call, |call| *self.plan(index) = Some(call))
+            remote.admit(index, call, |call| {
+                if let Some(mut slot) = self.plan(index) {
+                    *slot = Some(call);
+                }
+            })
         })
     }
 
     fn hedge_at(&self, index: usize) -> Option<Instant> {
-        self.plan(index).as_mut()?.hedge_at(Instant::now())
+        self.plan(index)?.as_mut()?.hedge_at(Instant::now())
     }
 
     fn hedge(&self, index: usize) -> RemoteHedge {
-        let mut slot = self.plan(index);
+        let Some(mut slot) = self.plan(index) else {
+            return RemoteHedge::Never;
+        };
         let Some(call) = slot.as_mut() else {
             return RemoteHedge::Never;
         };
@@ -588,7 +594,9 @@ impl<O: Operator> RemoteHedging for Hedged<'_, O> {
         usage: Option<crate::Usage>,
     ) -> bool {
         let remote = self.remote;
-        let mut slot = self.plan(index);
+        let Some(mut slot) = self.plan(index) else {
+            return true;
+        };
         let Some(call) = slot.as_mut() else {
             return remote.run.is_settled(index);
         };
@@ -614,8 +622,8 @@ impl<O: Operator> RemoteHedging for Hedged<'_, O> {
             Raced::Wait => return false,
             Raced::Over(step) => step,
         };
-        if hedge && won {
-            self.hedge_won[index].store(true, Ordering::Release);
+        if let (true, Some(hedge_won)) = (hedge && won, self.hedge_won.get(index)) {
+            hedge_won.store(true, Ordering::Release);
         }
         let name = remote.run.plan().op.name();
         loop {
