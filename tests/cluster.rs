@@ -6,17 +6,18 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use xcs::cluster::{ClusterOptions, NatsBackend, Registry, WorkerLimits};
 use xcs::{
-    AsyncOperator, Operator, OptionsPatch, PersistSupport, XcsError, vmap, with_options,
+    AsyncOperator, Operator, OptionsPatch, Outcome, PersistSupport, XcsError, vmap, with_options,
     with_options_async,
 };
 
@@ -327,6 +328,254 @@ impl Operator for RunningNow {
     }
 }
 
+/// How many trips each `HeavyTail`/`FlakyTail` input made to this worker.
+static TAIL_TRIPS: Mutex<BTreeMap<u64, u64>> = Mutex::new(BTreeMap::new());
+/// How many slow first trips started in this worker, and how many of them run now.
+static TAIL_SLOW_STARTED: AtomicU64 = AtomicU64::new(0);
+static TAIL_SLOW_RUNNING: AtomicU64 = AtomicU64::new(0);
+/// The input of `HeavyTail`'s straggler, and how many slow first trips it waits for.
+const STRAGGLER: u64 = 1_000_001;
+const SLOW_ITEMS: u64 = 10;
+
+/// Counts a slow first trip as running until it is dropped (finished or cancelled).
+struct SlowTrip;
+impl SlowTrip {
+    fn start() -> SlowTrip {
+        TAIL_SLOW_STARTED.fetch_add(1, Ordering::SeqCst);
+        TAIL_SLOW_RUNNING.fetch_add(1, Ordering::SeqCst);
+        SlowTrip
+    }
+}
+impl Drop for SlowTrip {
+    fn drop(&mut self) {
+        TAIL_SLOW_RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// This worker's trip number for input `x` (1 for its first trip).
+fn tail_trip(x: u64) -> u64 {
+    let mut trips = TAIL_TRIPS.lock().unwrap();
+    let n = trips.entry(x).or_default();
+    *n += 1;
+    *n
+}
+
+/// The first trip of input `x` waits 10 s (counted as a slow trip while it runs); any later one
+/// answers at once. Returns the trip that answered.
+async fn heavy_tail(x: u64, trip: u64, slow: bool) -> Result<(u64, u64), XcsError> {
+    let _running = Running::start();
+    if slow && trip == 1 {
+        let _slow = SlowTrip::start();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    Ok((x, trip))
+}
+
+/// A heavy tail: the first trip of every input divisible by 4 waits 10 s, any other trip
+/// answers at once; returns the input and which of its trips answered (counted on the worker).
+/// The straggler (`STRAGGLER`) answers once `SLOW_ITEMS` slow first trips have started here and
+/// none runs any more (or after 20 s): `(STRAGGLER, 1)` when they were all stopped by then.
+struct HeavyTail;
+impl AsyncOperator for HeavyTail {
+    type Input = u64;
+    type Output = (u64, u64);
+    async fn forward(&self, x: u64) -> Result<(u64, u64), XcsError> {
+        let trip = tail_trip(x);
+        if x == STRAGGLER {
+            let _running = Running::start();
+            let until = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < until {
+                if TAIL_SLOW_STARTED.load(Ordering::SeqCst) >= SLOW_ITEMS
+                    && TAIL_SLOW_RUNNING.load(Ordering::SeqCst) == 0
+                {
+                    return Ok((x, 1));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            return Ok((x, 0));
+        }
+        heavy_tail(x, trip, x % 4 == 0).await
+    }
+    fn name(&self) -> &str {
+        "heavy_tail"
+    }
+    fn resource(&self) -> Option<&str> {
+        Some("cluster-hedged")
+    }
+    fn persist_support(&self) -> Option<PersistSupport<u64, (u64, u64)>> {
+        Some(PersistSupport::serde())
+    }
+}
+
+/// Inputs ending in 0, 1 or 2 fail at once as a provider in an outage would (a retryable
+/// error); others make `HeavyTail`'s slow first trip. Its calls use the resource
+/// `cluster-hedge-breaker`.
+struct FlakyTail;
+impl AsyncOperator for FlakyTail {
+    type Input = u64;
+    type Output = (u64, u64);
+    async fn forward(&self, x: u64) -> Result<(u64, u64), XcsError> {
+        let trip = tail_trip(x);
+        if x % 10 < 3 {
+            return Err(XcsError::operator("flaky_tail", "503 Service Unavailable"));
+        }
+        heavy_tail(x, trip, true).await
+    }
+    fn name(&self) -> &str {
+        "flaky_tail"
+    }
+    fn resource(&self) -> Option<&str> {
+        Some("cluster-hedge-breaker")
+    }
+    fn persist_support(&self) -> Option<PersistSupport<u64, (u64, u64)>> {
+        Some(PersistSupport::serde())
+    }
+}
+
+/// How many of `SyncTail`'s slow first trips saw `xcs::cancelled()`.
+static SYNC_LOSERS_CANCELLED: AtomicU64 = AtomicU64::new(0);
+
+/// `HeavyTail` for a sync operator: the first trip of every input divisible by 4 runs until its
+/// call is cancelled (at most 10 s, counted as a slow trip while it runs); any other trip
+/// answers at once. Returns the input and which of its trips answered.
+struct SyncTail;
+impl Operator for SyncTail {
+    type Input = u64;
+    type Output = (u64, u64);
+    fn forward(&self, x: u64) -> Result<(u64, u64), XcsError> {
+        let trip = tail_trip(x);
+        let _running = Running::start();
+        if x % 4 == 0 && trip == 1 {
+            let _slow = SlowTrip::start();
+            let until = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < until {
+                if xcs::cancelled() {
+                    SYNC_LOSERS_CANCELLED.fetch_add(1, Ordering::SeqCst);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        Ok((x, trip))
+    }
+    fn name(&self) -> &str {
+        "sync_tail"
+    }
+    fn persist_support(&self) -> Option<PersistSupport<u64, (u64, u64)>> {
+        Some(PersistSupport::serde())
+    }
+}
+
+/// `FlakyTail` for a sync operator (its first trip of an input that does not fail takes 3 s);
+/// its calls use the resource `cluster-hedge-breaker-sync`.
+struct FlakySync;
+impl Operator for FlakySync {
+    type Input = u64;
+    type Output = (u64, u64);
+    fn forward(&self, x: u64) -> Result<(u64, u64), XcsError> {
+        let trip = tail_trip(x);
+        if x % 10 < 3 {
+            return Err(XcsError::operator("flaky_sync", "503 Service Unavailable"));
+        }
+        if trip == 1 {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        Ok((x, trip))
+    }
+    fn name(&self) -> &str {
+        "flaky_sync"
+    }
+    fn resource(&self) -> Option<&str> {
+        Some("cluster-hedge-breaker-sync")
+    }
+    fn persist_support(&self) -> Option<PersistSupport<u64, (u64, u64)>> {
+        Some(PersistSupport::serde())
+    }
+}
+
+/// How many `SyncTail` losers saw `xcs::cancelled()` in this worker.
+struct SyncLosers;
+impl Operator for SyncLosers {
+    type Input = u64;
+    type Output = u64;
+    fn forward(&self, _: u64) -> Result<u64, XcsError> {
+        Ok(SYNC_LOSERS_CANCELLED.load(Ordering::SeqCst))
+    }
+    fn name(&self) -> &str {
+        "sync_losers"
+    }
+}
+
+/// The worker's trip counts for inputs `from..to`: how many trips they made in all, and the
+/// most one of them made.
+struct TailTrips;
+impl Operator for TailTrips {
+    type Input = (u64, u64);
+    type Output = (u64, u64);
+    fn forward(&self, (from, to): (u64, u64)) -> Result<(u64, u64), XcsError> {
+        let trips = TAIL_TRIPS.lock().unwrap();
+        let counts = trips.range(from..to).map(|(_, n)| *n);
+        Ok((counts.clone().sum(), counts.max().unwrap_or(0)))
+    }
+    fn name(&self) -> &str {
+        "tail_trips"
+    }
+    fn persist_support(&self) -> Option<PersistSupport<(u64, u64), (u64, u64)>> {
+        Some(PersistSupport::serde())
+    }
+}
+
+/// How many `FailOrLoop` items started looping in this worker, and how many saw
+/// `xcs::cancelled()`.
+static LOOPS_STARTED: AtomicU64 = AtomicU64::new(0);
+static LOOPS_CANCELLED: AtomicU64 = AtomicU64::new(0);
+
+/// Input 0 fails at once; any other loops until its call is cancelled (at most 60 s), counted
+/// in the gauge while it runs.
+struct FailOrLoop;
+impl Operator for FailOrLoop {
+    type Input = u64;
+    type Output = bool;
+    fn forward(&self, x: u64) -> Result<bool, XcsError> {
+        if x == 0 {
+            return Err(XcsError::permanent("fail_or_loop", "item 0 fails at once"));
+        }
+        let _running = Running::start();
+        LOOPS_STARTED.fetch_add(1, Ordering::SeqCst);
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until {
+            if xcs::cancelled() {
+                LOOPS_CANCELLED.fetch_add(1, Ordering::SeqCst);
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(true)
+    }
+    fn name(&self) -> &str {
+        "fail_or_loop"
+    }
+}
+
+/// The worker's `FailOrLoop` counts: started, cancelled.
+struct LoopCounts;
+impl Operator for LoopCounts {
+    type Input = u64;
+    type Output = (u64, u64);
+    fn forward(&self, _: u64) -> Result<(u64, u64), XcsError> {
+        Ok((
+            LOOPS_STARTED.load(Ordering::SeqCst),
+            LOOPS_CANCELLED.load(Ordering::SeqCst),
+        ))
+    }
+    fn name(&self) -> &str {
+        "loop_counts"
+    }
+    fn persist_support(&self) -> Option<PersistSupport<u64, (u64, u64)>> {
+        Some(PersistSupport::serde())
+    }
+}
+
 /// The worker side: runs only when this binary is started as a worker.
 #[test]
 fn worker_process() {
@@ -347,7 +596,15 @@ fn worker_process() {
             .with(RunningNow)
             .with(Counted)
             .with(Refused)
-            .with(Cooperative),
+            .with(Cooperative)
+            .with_async(HeavyTail)
+            .with_async(FlakyTail)
+            .with(TailTrips)
+            .with(FailOrLoop)
+            .with(LoopCounts)
+            .with(SyncTail)
+            .with(SyncLosers)
+            .with(FlakySync),
     };
     let mut options = ClusterOptions::new();
     if let Ok(key) = std::env::var("CLUSTER_TEST_KEY") {
@@ -609,6 +866,14 @@ fn one_thread_runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Held by the tests that read the process's trace (`xcs::take_trace` takes every test's
+/// events): one at a time.
+fn trace_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// How many `AsyncSlow` items run on the (one) worker now, asked through the cluster.
 fn running_on_worker(backend: &NatsBackend) -> u64 {
     on_cluster("cluster-gauge", backend, &[], || {
@@ -837,6 +1102,7 @@ fn usage_recorded_on_workers_settles_the_callers_budget_and_trace() {
         let server = Server::start(&[]);
         let backend = NatsBackend::connect(&server.url()).unwrap();
         let _workers = Workers::start(2, &server.url(), "all", &backend);
+        let _trace = trace_lock();
         let _ = xcs::take_trace();
         // Each item records x input tokens and 1 output token on the worker.
         let expected: u64 = (0..20).sum::<u64>() + 20;
@@ -1174,6 +1440,7 @@ fn options_reach_the_workers_and_their_trace_comes_back() {
         let server = Server::start(&[]);
         let backend = NatsBackend::connect(&server.url()).unwrap();
         let workers = Workers::start(2, &server.url(), "all", &backend);
+        let _trace = trace_lock();
         let _ = xcs::take_trace();
         let seen = on_cluster(
             "cluster-options",
@@ -1650,10 +1917,14 @@ mod wire {
         Cluster { reason: String },
     }
 
+    /// The protocol version these messages are of.
+    pub const PROTOCOL: u32 = 4;
+
     #[derive(Serialize, Deserialize, Debug)]
     pub struct Cancel {
         pub protocol: u32,
         pub nonces: Vec<Nonce>,
+        pub items: Vec<(Nonce, u64)>,
     }
 
     #[derive(Serialize, Deserialize, Debug)]
@@ -1701,7 +1972,7 @@ mod wire {
         rate_limit: Option<f64>,
     ) -> Vec<u8> {
         postcard::to_stdvec(&Request {
-            protocol: 3,
+            protocol: PROTOCOL,
             nonce,
             signed: false,
             signature: Signature {
@@ -2129,8 +2400,9 @@ fn with_a_cluster_key_an_eavesdropper_cannot_forge_outcomes() {
                         continue;
                     };
                     let cancel = postcard::to_stdvec(&wire::Cancel {
-                        protocol: 3,
+                        protocol: wire::PROTOCOL,
                         nonces: vec![request.nonce],
+                        items: vec![(request.nonce, 0)],
                     })
                     .unwrap();
                     canceller.publish("xcs.cancel", None, &cancel);
@@ -2542,7 +2814,7 @@ fn a_deeply_nested_result_fails_its_item_not_the_caller() {
                         let answer = wire::HelloAnswer {
                             nonce: hello.nonce,
                             info: wire::WorkerInfo {
-                                protocol: 3,
+                                protocol: wire::PROTOCOL,
                                 id: "hostile".into(),
                                 pid: 1,
                                 slots: 1,
@@ -2605,5 +2877,277 @@ fn a_deeply_nested_result_fails_its_item_not_the_caller() {
                 other => panic!("item {index}: expected a decode error, got {other:?}"),
             }
         }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hedged items, and a sync batch that stops after a failure.
+
+/// The worker's trip counts for `HeavyTail`/`FlakyTail` inputs `from..to`: in all, and the most
+/// one input made.
+fn trips_on_worker(backend: &NatsBackend, from: u64, to: u64) -> (u64, u64) {
+    on_cluster("cluster-trips", backend, &[], || {
+        vmap(TailTrips).call(vec![(from, to)])
+    })
+    .unwrap()[0]
+}
+
+#[test]
+fn hedged_async_items_race_a_second_trip_and_the_losers_stop_on_the_worker() {
+    common::watchdog("cluster: hedge", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let _workers = Workers::start(1, &server.url(), "all", &backend);
+        let _trace = trace_lock();
+        let _ = xcs::take_trace();
+        // Items 0, 4, 8, ... make a first trip of 10 s; the straggler answers once all those
+        // first trips were stopped on the worker, while the batch still runs.
+        let slow: Vec<usize> = (0..40).filter(|x| x % 4 == 0).collect();
+        assert_eq!(slow.len() as u64, SLOW_ITEMS);
+        let mut inputs: Vec<u64> = (0..40).collect();
+        inputs.push(STRAGGLER);
+        let requests_before = xcs::resource_stats("cluster-hedged").map_or(0, |s| s.requests);
+        let started = Instant::now();
+        let outputs = one_thread_runtime()
+            .block_on(on_cluster_async(
+                "cluster-hedge",
+                &backend,
+                &[("hedge_after", "0.5"), ("trace_execution", "true")],
+                || vmap(HeavyTail).call(inputs.clone()),
+            ))
+            .unwrap();
+        let elapsed = started.elapsed();
+        std::thread::sleep(Duration::from_millis(100));
+        let still_running = running_on_worker(&backend);
+        let trace = xcs::take_trace();
+
+        // Every item answered, in its place; the slow ones by their hedge (the worker's second
+        // trip), after the delay.
+        for (i, &(x, trip)) in outputs.iter().enumerate().take(40) {
+            assert_eq!(x, i as u64, "item {i} kept its place");
+            if slow.contains(&i) {
+                assert_eq!(trip, 2, "item {i} was answered by its hedge");
+            }
+        }
+        assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
+        assert_eq!(
+            outputs[40],
+            (STRAGGLER, 1),
+            "the losing first trips were stopped on the worker while the batch ran"
+        );
+        assert_eq!(still_running, 0, "losers still run on the worker");
+
+        // At most one hedge per item: two trips at most, each marked in the trace.
+        let events = |hedge: bool| {
+            trace
+                .iter()
+                .filter(move |e| e.operator == "heavy_tail" && e.index.is_some())
+                .filter(move |e| e.hedge.is_some_and(|m| m.is_hedge == hedge))
+        };
+        let hedged: HashSet<usize> = events(true).filter_map(|e| e.index).collect();
+        assert_eq!(events(true).count(), hedged.len(), "one hedge per item");
+        let (trips, most) = trips_on_worker(&backend, 0, 40);
+        assert_eq!(most, 2, "two trips at most per item");
+        assert_eq!(
+            trips,
+            40 + hedged.iter().filter(|&&i| i < 40).count() as u64,
+            "one trip per item, and one per hedge"
+        );
+        for &i in &slow {
+            let first = events(false).find(|e| e.index == Some(i)).unwrap();
+            let hedge = events(true).find(|e| e.index == Some(i)).unwrap();
+            assert_eq!(first.outcome, Outcome::Cancelled, "item {i}: {first:?}");
+            assert!(!first.hedge.unwrap().won, "item {i}");
+            assert_eq!(hedge.outcome, Outcome::Ok, "item {i}: {hedge:?}");
+            assert!(hedge.hedge.unwrap().won, "item {i}");
+        }
+        // A hedge is an attempt admitted by the caller's resource, as locally.
+        let requests = xcs::resource_stats("cluster-hedged").unwrap().requests - requests_before;
+        assert_eq!(requests, 41 + hedged.len() as u64);
+    });
+}
+
+#[test]
+fn an_open_circuit_sends_no_hedge_to_the_cluster() {
+    common::watchdog("cluster: hedge breaker", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let _workers = Workers::start(1, &server.url(), "all", &backend);
+        let limits = xcs::ResourceLimits::new()
+            .open_after_failures(3)
+            .cooldown_seconds(600.0);
+        xcs::set_resource_limits("cluster-hedge-breaker", &limits).unwrap();
+        // Items 3000..3002 fail at once on the worker, and their outcomes open the caller's
+        // circuit; item 3003's first trip takes 10 s, and when its hedge is due the circuit is
+        // open: no hedge, and the first trip answers.
+        let _trace = trace_lock();
+        let _ = xcs::take_trace();
+        let settled = one_thread_runtime().block_on(on_cluster_async(
+            "cluster-hedge-breaker",
+            &backend,
+            &[("hedge_after", "1"), ("trace_execution", "true")],
+            || vmap(FlakyTail).call_settled_async(vec![3000, 3001, 3002, 3003]),
+        ));
+        for outcome in &settled[..3] {
+            assert!(outcome.is_err(), "{outcome:?}");
+        }
+        assert_eq!(
+            settled[3].as_ref().unwrap(),
+            &(3003, 1),
+            "the first trip answered"
+        );
+        let stats = xcs::resource_stats("cluster-hedge-breaker").unwrap();
+        assert!(
+            matches!(stats.circuit, xcs::CircuitState::Open { .. }),
+            "{stats:?}"
+        );
+        assert_eq!(stats.requests, 4, "one request per item, no hedge");
+        assert_eq!(trips_on_worker(&backend, 3000, 3004), (4, 1));
+        assert!(
+            xcs::take_trace()
+                .iter()
+                .filter(|e| e.operator == "flaky_tail")
+                .all(|e| e.hedge.is_none()),
+            "no hedge in the trace"
+        );
+
+        // The same for a sync batch: its items' outcomes open the circuit before item 4003's
+        // hedge is due (one item per chunk: each comes back as its item ends).
+        xcs::set_resource_limits("cluster-hedge-breaker-sync", &limits).unwrap();
+        let settled = on_cluster(
+            "cluster-hedge-breaker",
+            &backend,
+            &[("hedge_after", "1"), ("trace_execution", "true")],
+            || vmap(FlakySync).call_settled(vec![4000, 4001, 4002, 4003]),
+        );
+        for outcome in &settled[..3] {
+            assert!(outcome.is_err(), "{outcome:?}");
+        }
+        assert_eq!(
+            settled[3].as_ref().unwrap(),
+            &(4003, 1),
+            "the first trip answered"
+        );
+        let stats = xcs::resource_stats("cluster-hedge-breaker-sync").unwrap();
+        assert!(
+            matches!(stats.circuit, xcs::CircuitState::Open { .. }),
+            "{stats:?}"
+        );
+        assert_eq!(stats.requests, 4, "one request per item, no hedge");
+        assert_eq!(trips_on_worker(&backend, 4000, 4004), (4, 1));
+        assert!(
+            xcs::take_trace()
+                .iter()
+                .filter(|e| e.operator == "flaky_sync")
+                .all(|e| e.hedge.is_none()),
+            "no hedge in the trace"
+        );
+    });
+}
+
+#[test]
+fn a_sync_batch_stops_its_items_on_the_workers_after_an_earlier_failure() {
+    common::watchdog("cluster: sync failure", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let _workers = Workers::start(1, &server.url(), "all", &backend);
+        let slots = backend.workers().unwrap()[0].slots as u64;
+        // Item 0 fails at once; the others loop until cancelled (no deadline: only the
+        // cancellation stops them). Four items per worker slot: one per chunk, so item 0's
+        // chunk answers alone, and one chunk per slot goes out at first.
+        let error = on_cluster("cluster-sync-failure", &backend, &[], || {
+            vmap(FailOrLoop).call((0..4 * slots).collect())
+        })
+        .unwrap_err();
+        assert_eq!(error.index(), Some(0), "{error}");
+        assert!(error.to_string().contains("item 0 fails"), "{error}");
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(running_on_worker(&backend), 0, "items still run");
+        let (started, cancelled) = on_cluster("cluster-loop-counts", &backend, &[], || {
+            vmap(LoopCounts).call(vec![0])
+        })
+        .unwrap()[0];
+        assert_eq!(
+            started, cancelled,
+            "every item that started saw `cancelled()`"
+        );
+        if slots >= 2 {
+            assert!(started >= 1, "item 1 ran beside item 0");
+        }
+        assert!(
+            started < slots,
+            "items after the failure were not sent: {started} started"
+        );
+    });
+}
+
+#[test]
+fn hedged_sync_items_race_a_second_trip_and_the_loser_sees_cancelled_on_the_worker() {
+    common::watchdog("cluster: sync hedge", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let _workers = Workers::start(1, &server.url(), "all", &backend);
+        let slots = backend.workers().unwrap()[0].slots as u64;
+        if slots < 2 {
+            // A sync hedge's chunk waits for a free slot like any chunk: with one, it would
+            // wait for the item it hedges.
+            eprintln!("skipped: the worker runs one sync chunk at a time");
+            return;
+        }
+        let _trace = trace_lock();
+        let _ = xcs::take_trace();
+        // One item per chunk (four per worker slot); item 0's first trip runs until cancelled,
+        // and its hedge finds a slot of the worker free (the other items are quick).
+        let inputs: Vec<u64> = (0..4 * slots)
+            .map(|x| 5000 + 4 * x + u64::from(x > 0))
+            .collect();
+        let outputs = on_cluster(
+            "cluster-sync-hedge",
+            &backend,
+            &[("hedge_after", "0.5"), ("trace_execution", "true")],
+            || vmap(SyncTail).call(inputs.clone()),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            running_on_worker(&backend),
+            0,
+            "the loser still runs on the worker"
+        );
+        let trace = xcs::take_trace();
+        assert_eq!(outputs[0], (5000, 2), "item 0 was answered by its hedge");
+        for (i, &(x, _)) in outputs.iter().enumerate() {
+            assert_eq!(x, inputs[i], "item {i} kept its place");
+        }
+        assert_eq!(trips_on_worker(&backend, 5000, 5001), (2, 2), "one hedge");
+        let losers = on_cluster("cluster-sync-losers", &backend, &[], || {
+            vmap(SyncLosers).call(vec![0])
+        })
+        .unwrap()[0];
+        assert_eq!(losers, 1, "the losing trip saw `cancelled()` on the worker");
+        let marked = |hedge: bool| {
+            trace
+                .iter()
+                .find(|e| {
+                    e.operator == "sync_tail"
+                        && e.index == Some(0)
+                        && e.hedge.is_some_and(|m| m.is_hedge == hedge)
+                })
+                .unwrap_or_else(|| panic!("no event marks item 0's {hedge} trip: {trace:#?}"))
+        };
+        let (first, hedge) = (marked(false), marked(true));
+        assert!(
+            hedge.hedge.unwrap().won && hedge.outcome == Outcome::Ok,
+            "{hedge:?}"
+        );
+        assert!(!first.hedge.unwrap().won, "{first:?}");
+        assert_eq!(first.outcome, Outcome::Cancelled, "{first:?}");
+        assert!(
+            trace
+                .iter()
+                .filter(|e| e.operator == "sync_tail" && e.index.is_some_and(|i| i > 0))
+                .all(|e| e.hedge.is_none()),
+            "only item 0 was hedged"
+        );
     });
 }

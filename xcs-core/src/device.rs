@@ -241,6 +241,50 @@ pub(crate) trait RemoteSide: Send + Sync {
     fn is_settled(&self, index: usize) -> bool;
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     fn trace_parent(&self) -> Option<crate::trace::Parent>;
+    /// Whether item `index` is no longer needed: an earlier item failed (see
+    /// [`RemoteItems::unwanted`]).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    fn unwanted(&self, index: usize) -> bool;
+    /// The items' hedging, when the batch hedges them (see [`RemoteItems::hedging`]).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    fn hedging(&self) -> Option<Box<dyn RemoteHedging + '_>>;
+}
+
+/// A sync batch's items hedged by the caller (`hedge_after`) while they run elsewhere: each
+/// item's call plan is kept from its admission to its outcome, and decides its hedge as for a
+/// local item — the delay, the hedge's admission, the race. Items are taken through it instead
+/// of [`RemoteItems::take`], and their outcomes given to it instead of
+/// [`RemoteItems::complete`]: each attempt's (`hedge`: whether it is the hedge's).
+#[cfg_attr(not(feature = "nats"), allow(dead_code))]
+pub(crate) trait RemoteHedging: Send + Sync {
+    /// Item `index`, to send: as [`RemoteItems::take`].
+    fn take(&self, index: usize) -> Outgoing;
+    /// After item `index` was sent: when to ask for its hedge, if it may have one.
+    fn hedge_at(&self, index: usize) -> Option<Instant>;
+    /// That instant has come and item `index` is still out: its hedge's admission.
+    fn hedge(&self, index: usize) -> RemoteHedge;
+    /// An attempt of item `index` ended; `true` when the item is settled now (the other
+    /// attempt, if one is out, lost: cancel it).
+    fn complete(
+        &self,
+        index: usize,
+        hedge: bool,
+        result: Result<Vec<u8>, XcsError>,
+        usage: Option<crate::Usage>,
+    ) -> bool;
+    /// Whether the hedge of item `index` answered it.
+    fn hedge_won(&self, index: usize) -> bool;
+}
+
+/// What to do about an item's hedge ([`RemoteHedging::hedge`]).
+#[cfg_attr(not(feature = "nats"), allow(dead_code))]
+pub(crate) enum RemoteHedge {
+    /// Send this input again, as the hedge.
+    Send(Vec<u8>),
+    /// Ask again at this instant.
+    Later(Instant),
+    /// No hedge for this item.
+    Never,
 }
 
 /// What [`RemoteItems::take`] gives for an item.
@@ -324,6 +368,21 @@ impl RemoteItems {
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(crate) fn trace_parent(&self) -> Option<crate::trace::Parent> {
         self.side.trace_parent()
+    }
+
+    /// Whether item `index` is no longer needed, started or not: an item before it failed, so
+    /// the batch's answer is that error (never in a settled batch). A backend stops such items
+    /// where they run.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn unwanted(&self, index: usize) -> bool {
+        self.side.unwanted(index)
+    }
+
+    /// The items' hedging, when `hedge_after` applies to them (set, and the operator's input can
+    /// be copied); `None` otherwise.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn hedging(&self) -> Option<Box<dyn RemoteHedging + '_>> {
+        self.side.hedging()
     }
 }
 

@@ -373,7 +373,14 @@ impl<O> Plan<O> {
     /// Whether item `index`, not yet started, should stay unstarted.
     #[inline]
     pub(crate) fn skips(&self, index: usize) -> bool {
-        index > self.failed_at.load(Ordering::Acquire) || self.given_up()
+        self.failed_before(index) || self.given_up()
+    }
+
+    /// Whether an item before `index` has failed: the batch's answer is that error (or an
+    /// earlier one), so item `index` is not needed, whether or not it started.
+    #[inline]
+    pub(crate) fn failed_before(&self, index: usize) -> bool {
+        index > self.failed_at.load(Ordering::Acquire)
     }
 
     /// Carries the caller's options, deadline and (when tracing) trace parent to the current

@@ -32,9 +32,18 @@
 //! 4. At the deadline (or when the caller gives up) the loop ends; items without an outcome are
 //!    reported by the batch rules (timed out or cancelled). The workers got the remaining
 //!    deadline with the chunk and stop on their own.
+//!
+//! Items nobody needs any more are cancelled on the workers as soon as that is known: a chunk
+//! whose items still out are all unwanted by name (its nonce), single items of a chunk that goes
+//! on by its nonce and their index in it. A sync batch's items after one that failed are
+//! unwanted (the batch's answer is that error); an async batch's items are its trips, and a
+//! trip is unwanted once nobody awaits it — a hedge's loser, an item whose future was dropped —
+//! or its item is. An async item's hedge (or retry) is another trip, sent at once: first in the
+//! next chunk, which goes out even when every chunk's place is taken.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -48,12 +57,12 @@ use super::wire::{
     WireEvent, WireOptions, WireSignature, WorkerInfo,
 };
 use crate::device::{
-    self, AsyncBackend, Backend, BatchJob, OpenRemote, Opening, Outgoing, RemoteBatch, RemoteItems,
-    RemoteOutcome, RemoteSink,
+    self, AsyncBackend, Backend, BatchJob, OpenRemote, Opening, Outgoing, RemoteBatch, RemoteHedge,
+    RemoteHedging, RemoteItems, RemoteOutcome, RemoteSink,
 };
 use crate::error::XcsError;
 use crate::options::ExecutionOptions;
-use crate::trace;
+use crate::trace::{self, HedgeMark};
 use crate::usage::Usage;
 
 /// A device backend that runs batches on the worker processes of a NATS cluster (see the
@@ -396,8 +405,12 @@ impl Backend for NatsBackend {
                 return fail_all(job, remote, &|index| error.describe_again().at_index(index));
             }
         };
-        let side = SyncSide { job, remote };
-        Dispatch::new(self, &side, &job.options(), signature, serving).run(job, remote);
+        let side = SyncSide {
+            job,
+            remote,
+            hedging: remote.hedging().map(|items| Hedging::new(items, job.len())),
+        };
+        Dispatch::new(self, &side, &job.options(), signature, serving).run(&side);
     }
 
     fn __xcs_async(&self) -> Option<AsyncBackend> {
@@ -431,14 +444,21 @@ impl NatsBackend {
         Ok(Arc::new(Sink {
             sender,
             dirty: AtomicBool::new(false),
+            trips: AtomicUsize::new(0),
         }))
     }
 }
 
 /// What an async batch sends its dispatch task.
 enum Submission {
-    /// An item to run, and where its outcome goes.
-    Item(usize, Vec<u8>, tokio::sync::oneshot::Sender<RemoteOutcome>),
+    /// A trip of an item to run (its index, the trip's number: a hedged item makes two), and
+    /// where its outcome goes.
+    Item(
+        usize,
+        usize,
+        Vec<u8>,
+        tokio::sync::oneshot::Sender<RemoteOutcome>,
+    ),
     /// Everything the batch can submit for now is there: partial chunks may go.
     Flush,
 }
@@ -449,6 +469,8 @@ struct Sink {
     sender: tokio::sync::mpsc::UnboundedSender<Submission>,
     /// Whether items came since the last flush.
     dirty: AtomicBool,
+    /// The number of the next trip: each submission is one, answered on its own.
+    trips: AtomicUsize,
 }
 
 impl RemoteSink for Sink {
@@ -458,8 +480,11 @@ impl RemoteSink for Sink {
         input: Vec<u8>,
     ) -> tokio::sync::oneshot::Receiver<RemoteOutcome> {
         let (sender, receiver) = tokio::sync::oneshot::channel();
+        let trip = self.trips.fetch_add(1, AtomicOrdering::Relaxed);
         // A task that is gone drops the sender: the item sees it.
-        let _ = self.sender.send(Submission::Item(index, input, sender));
+        let _ = self
+            .sender
+            .send(Submission::Item(index, trip, input, sender));
         self.dirty.store(true, AtomicOrdering::Release);
         receiver
     }
@@ -471,22 +496,26 @@ impl RemoteSink for Sink {
     }
 }
 
-/// An async batch's side: the items' futures, waiting for their outcomes.
+/// Where a trip's outcome goes: its item's index, and the item's future waiting for it.
+type Waiter = (usize, tokio::sync::oneshot::Sender<RemoteOutcome>);
+
+/// An async batch's side: the items' futures, waiting for their outcomes. Its items are
+/// trips, keyed by their number: a hedged item makes two, each answered (or cancelled) on its
+/// own.
 struct AsyncSide {
     batch: RemoteBatch,
-    waiting: Mutex<HashMap<usize, tokio::sync::oneshot::Sender<RemoteOutcome>>>,
+    waiting: Mutex<HashMap<usize, Waiter>>,
 }
 
 impl AsyncSide {
-    /// Whether nobody waits for item `index`: its future was dropped, or the batch says so.
-    fn unwanted(&self, index: usize) -> bool {
-        (self.batch.unwanted)(index)
-            || self
-                .waiting
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(&index)
-                .is_none_or(tokio::sync::oneshot::Sender::is_closed)
+    /// Whether nobody waits for trip `trip`: its future was dropped (the trip lost a hedge's
+    /// race, or the item is gone), or the batch says so of its item.
+    fn unwanted(&self, trip: usize) -> bool {
+        let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        match waiting.get(&trip) {
+            Some((index, sender)) => sender.is_closed() || (self.batch.unwanted)(*index),
+            None => true,
+        }
     }
 
     /// Settles every item waiting with `error(index)`.
@@ -497,7 +526,7 @@ impl AsyncSide {
             .unwrap_or_else(PoisonError::into_inner)
             .drain()
             .collect();
-        for (index, sender) in waiting {
+        for (_, (index, sender)) in waiting {
             let _ = sender.send(RemoteOutcome {
                 result: Err(error(index)),
                 usage: None,
@@ -537,13 +566,15 @@ impl Side for AsyncSide {
         WireOptions::from_caller(&options, timeout, workers, per_chunk)
     }
 
-    fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>, usage: Option<Usage>) {
-        let sender = self
+    /// Trip `trip`'s outcome; an error names the trip's item.
+    fn complete(&self, trip: usize, result: Result<Vec<u8>, XcsError>, usage: Option<Usage>) {
+        let waiter = self
             .waiting
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&index);
-        if let Some(sender) = sender {
+            .remove(&trip);
+        if let Some((index, sender)) = waiter {
+            let result = result.map_err(|error| error.at_index(index));
             let _ = sender.send(RemoteOutcome { result, usage });
         }
     }
@@ -561,7 +592,7 @@ impl Side for AsyncSide {
     }
 }
 
-/// How often an async batch's dispatch task looks for chunks nobody awaits any more.
+/// How often a batch's dispatch looks for items nobody awaits any more.
 const SWEEP: Duration = Duration::from_millis(20);
 
 /// An async batch's dispatch task, on the backend's runtime: items come from the batch, go out
@@ -600,7 +631,7 @@ async fn dispatch_async(
         Err(_) => {
             // Every item that comes fails: the connection is gone.
             while let Some(submission) = submissions.recv().await {
-                if let Submission::Item(index, _, sender) = submission {
+                if let Submission::Item(index, _, _, sender) = submission {
                     let _ = sender.send(RemoteOutcome {
                         result: Err(lost(index)),
                         usage: None,
@@ -621,11 +652,17 @@ async fn dispatch_async(
     let mut next_chunk = 0u64;
     let mut swept = Instant::now();
     let mut listening = true;
+    // Which items made a trip already: a later trip of one (its hedge, or a retry) goes out at
+    // once, first in line and even when every chunk's place is taken (its first trip's chunk
+    // may hold that place until the hedge has won). `urgent`: how many such trips lead `pending`.
+    let mut seen = vec![false; len];
+    let mut urgent = 0usize;
     loop {
         // Chunks while there is room: full ones, or what is there once the batch flushed.
-        while dispatch.flights.len() < dispatch.in_flight
-            && !pending.is_empty()
-            && (flush || pending.len() >= chunk_len)
+        while !pending.is_empty()
+            && (urgent > 0
+                || (dispatch.flights.len() < dispatch.in_flight
+                    && (flush || pending.len() >= chunk_len)))
         {
             let mut items = HashMap::new();
             let mut bytes = 0;
@@ -633,6 +670,8 @@ async fn dispatch_async(
                 let Some((index, input)) = pending.pop_front() else {
                     break;
                 };
+                let was_urgent = urgent > 0;
+                urgent = urgent.saturating_sub(1);
                 // Not sent when nobody waits for it (an earlier item failed): not started.
                 if side.unwanted(index) {
                     side.complete(
@@ -663,6 +702,7 @@ async fn dispatch_async(
                 }
                 if bytes + size > budget && !items.is_empty() {
                     pending.push_front((index, input));
+                    urgent += usize::from(was_urgent);
                     break;
                 }
                 bytes += size;
@@ -703,7 +743,7 @@ async fn dispatch_async(
                 let mut next = Some(submission);
                 while let Some(submission) = next.take() {
                     match submission {
-                        Some(Submission::Item(index, input, sender)) => match &failing {
+                        Some(Submission::Item(index, trip, input, sender)) => match &failing {
                             Some(error) => {
                                 let _ = sender.send(RemoteOutcome {
                                     result: Err(error(index)),
@@ -714,8 +754,17 @@ async fn dispatch_async(
                                 side.waiting
                                     .lock()
                                     .unwrap_or_else(PoisonError::into_inner)
-                                    .insert(index, sender);
-                                pending.push_back((index, input));
+                                    .insert(trip, (index, sender));
+                                match seen.get_mut(index) {
+                                    Some(seen) if !*seen => {
+                                        *seen = true;
+                                        pending.push_back((trip, input));
+                                    }
+                                    _ => {
+                                        pending.push_front((trip, input));
+                                        urgent += 1;
+                                    }
+                                }
                             }
                         },
                         Some(Submission::Flush) => flush = true,
@@ -723,6 +772,7 @@ async fn dispatch_async(
                             // The batch is gone (done, dropped, or past its deadline).
                             open = false;
                             pending.clear();
+                            urgent = 0;
                             dispatch.cancel_all();
                             break;
                         }
@@ -759,6 +809,7 @@ async fn dispatch_async(
         if let Some(error) = &failing {
             // What is out or held back will not be answered either.
             pending.clear();
+            urgent = 0;
             dispatch.flights.clear();
             side.fail_waiting(&**error);
         }
@@ -896,9 +947,32 @@ fn serving(
 /// attempt, up to half the heartbeat timeout).
 const BUSY_PAUSE: Duration = Duration::from_millis(100);
 
+/// How long a sync batch whose hedged items all have their outcome waits for the chunks still
+/// out (their losers were cancelled; their finished items' trace events are on the way).
+const LOSERS_GRACE: Duration = Duration::from_millis(250);
+
+impl Flight {
+    /// A chunk of `inputs` (by key), not sent yet.
+    fn new(inputs: HashMap<usize, Vec<u8>>) -> Flight {
+        Flight {
+            attempts: Vec::new(),
+            nonces: Vec::new(),
+            answered: false,
+            retry_at: None,
+            note: None,
+            inputs,
+            heard: Instant::now(),
+            sent_at: Duration::ZERO,
+            worker: String::new(),
+            usage: HashMap::new(),
+            unheard: false,
+        }
+    }
+}
+
 /// A chunk sent out and not finished.
 struct Flight {
-    /// The item indices of each attempt, in the order they were sent.
+    /// The keys of each attempt's items (see [`Side`]), in the order they were sent.
     attempts: Vec<Vec<usize>>,
     /// The nonce of each attempt: a reply about the attempt must carry it.
     nonces: Vec<Nonce>,
@@ -909,7 +983,7 @@ struct Flight {
     /// Why the chunk may go unanswered: an unsigned refusal (under a cluster key), or the
     /// reason of the last `Busy`.
     note: Option<String>,
-    /// The serialized inputs, kept to send the chunk again.
+    /// The serialized inputs, by key, kept to send the chunk again.
     inputs: HashMap<usize, Vec<u8>>,
     heard: Instant,
     /// When the last attempt was sent, on the trace clock.
@@ -923,6 +997,8 @@ struct Flight {
 
 /// The caller's side of a batch on the cluster: where outcomes go. A sync batch's is its
 /// [`BatchJob`] and [`RemoteItems`]; an async batch's is the items' futures waiting for them.
+/// What it settles are keys: a sync batch's item indices, an async batch's trips (a hedged item
+/// makes two). A chunk names its items by their keys.
 trait Side: Sync {
     fn operator(&self) -> &str;
     /// The strategy that selected the backend (for `DeviceUnavailable`).
@@ -936,16 +1012,127 @@ trait Side: Sync {
         workers: usize,
         per_chunk: Option<usize>,
     ) -> WireOptions;
-    /// Item `index`'s outcome, with what its body recorded on the worker.
+    /// The outcome of item (or trip) `index`, with what its body recorded on the worker.
     fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>, usage: Option<Usage>);
     fn is_settled(&self, index: usize) -> bool;
     fn trace_parent(&self) -> Option<trace::Parent>;
+    /// The item in the batch a key names (the key itself unless trips are keyed apart).
+    fn item_of(&self, key: usize) -> usize {
+        key
+    }
+    /// For a trip of a hedged item: its part in the race, and whether it lost while out (then
+    /// it was cancelled).
+    fn race_of(&self, _key: usize) -> Option<(HedgeMark, bool)> {
+        None
+    }
 }
 
 /// A sync batch's side.
 struct SyncSide<'a> {
     job: &'a BatchJob,
     remote: &'a RemoteItems,
+    /// The items' hedging, when the batch hedges them: keys `0..len` are then the items' first
+    /// trips and `len..2 * len` their hedges.
+    hedging: Option<Hedging<'a>>,
+}
+
+/// A sync batch's hedged items (see [`RemoteHedging`]): which trips have their outcome, and
+/// which lost a race while still out.
+struct Hedging<'a> {
+    items: Box<dyn RemoteHedging + 'a>,
+    len: usize,
+    /// Whether each trip has its outcome (first trips, then hedges).
+    reported: Vec<AtomicBool>,
+    /// Whether each item's hedge was sent.
+    hedged: Vec<AtomicBool>,
+    /// Whether each trip lost its race while out (it is cancelled).
+    lost: Vec<AtomicBool>,
+    /// The trips that lost since the dispatch last looked: to cancel on their workers.
+    losers: Mutex<Vec<usize>>,
+}
+
+impl<'a> Hedging<'a> {
+    fn new(items: Box<dyn RemoteHedging + 'a>, len: usize) -> Self {
+        let flags = |n: usize| (0..n).map(|_| AtomicBool::new(false)).collect();
+        Hedging {
+            items,
+            len,
+            reported: flags(2 * len),
+            hedged: flags(len),
+            lost: flags(2 * len),
+            losers: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn flag(flags: &[AtomicBool], at: usize) -> bool {
+        flags
+            .get(at)
+            .is_some_and(|f| f.load(AtomicOrdering::Acquire))
+    }
+}
+
+impl SyncSide<'_> {
+    /// The item a key names.
+    fn item(&self, key: usize) -> usize {
+        match &self.hedging {
+            Some(hedging) if hedging.len > 0 => key % hedging.len,
+            _ => key,
+        }
+    }
+
+    /// Item `index`, to send (through its hedging, when the batch hedges).
+    fn take(&self, index: usize) -> Outgoing {
+        match &self.hedging {
+            Some(hedging) => hedging.items.take(index),
+            None => self.remote.take(index),
+        }
+    }
+
+    /// Whether the item of `key` is no longer needed: an earlier item failed.
+    fn unwanted(&self, key: usize) -> bool {
+        self.remote.unwanted(self.item(key))
+    }
+
+    /// After item `index`'s first trip went out: when to ask for its hedge.
+    fn hedge_at(&self, index: usize) -> Option<Instant> {
+        self.hedging.as_ref()?.items.hedge_at(index)
+    }
+
+    /// Item `index`'s hedge is due: its input to send (as trip `len + index`), a later instant
+    /// to ask again, or no hedge.
+    fn hedge(&self, index: usize) -> RemoteHedge {
+        let Some(hedging) = &self.hedging else {
+            return RemoteHedge::Never;
+        };
+        if self.remote.is_settled(index) {
+            return RemoteHedge::Never;
+        }
+        let hedge = hedging.items.hedge(index);
+        if let (RemoteHedge::Send(_), Some(sent)) = (&hedge, hedging.hedged.get(index)) {
+            sent.store(true, AtomicOrdering::Release);
+        }
+        hedge
+    }
+
+    /// Whether trip `key` lost its race while out (it was cancelled).
+    fn lost(&self, key: usize) -> bool {
+        self.hedging
+            .as_ref()
+            .is_some_and(|hedging| Hedging::flag(&hedging.lost, key))
+    }
+
+    /// The trips that lost a race since last asked (still out: to cancel).
+    fn losers(&self) -> Vec<usize> {
+        match &self.hedging {
+            Some(hedging) => std::mem::take(
+                &mut *hedging
+                    .losers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            ),
+            None => Vec::new(),
+        }
+    }
 }
 
 impl Side for SyncSide<'_> {
@@ -970,16 +1157,69 @@ impl Side for SyncSide<'_> {
         WireOptions::from_caller(&self.job.options(), timeout, workers, per_chunk)
     }
 
-    fn complete(&self, index: usize, result: Result<Vec<u8>, XcsError>, usage: Option<Usage>) {
-        self.remote.complete_with_usage(index, result, usage);
+    fn complete(&self, key: usize, result: Result<Vec<u8>, XcsError>, usage: Option<Usage>) {
+        let Some(hedging) = &self.hedging else {
+            return self.remote.complete_with_usage(key, result, usage);
+        };
+        // One outcome per trip (a chunk sent again may answer twice).
+        if hedging
+            .reported
+            .get(key)
+            .is_none_or(|reported| reported.swap(true, AtomicOrdering::AcqRel))
+        {
+            return;
+        }
+        let (index, hedge) = (self.item(key), key >= hedging.len);
+        let result = result.map_err(|error| error.at_index(index));
+        if hedging.items.complete(index, hedge, result, usage)
+            && Hedging::flag(&hedging.hedged, index)
+        {
+            // The race is over: the other trip, still out, lost.
+            let other = if hedge { index } else { hedging.len + index };
+            if !Hedging::flag(&hedging.reported, other) {
+                if let Some(lost) = hedging.lost.get(other) {
+                    lost.store(true, AtomicOrdering::Release);
+                }
+                hedging
+                    .losers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(other);
+            }
+        }
     }
 
-    fn is_settled(&self, index: usize) -> bool {
-        self.remote.is_settled(index)
+    fn is_settled(&self, key: usize) -> bool {
+        match &self.hedging {
+            Some(hedging) => {
+                Hedging::flag(&hedging.reported, key) || self.remote.is_settled(self.item(key))
+            }
+            None => self.remote.is_settled(key),
+        }
     }
 
     fn trace_parent(&self) -> Option<trace::Parent> {
         self.remote.trace_parent()
+    }
+
+    fn item_of(&self, key: usize) -> usize {
+        self.item(key)
+    }
+
+    fn race_of(&self, key: usize) -> Option<(HedgeMark, bool)> {
+        let hedging = self.hedging.as_ref()?;
+        let index = self.item(key);
+        if !Hedging::flag(&hedging.hedged, index) {
+            return None;
+        }
+        let is_hedge = key >= hedging.len;
+        let won = self.remote.is_settled(index)
+            && !Hedging::flag(&hedging.lost, key)
+            && hedging.items.hedge_won(index) == is_hedge;
+        Some((
+            HedgeMark { is_hedge, won },
+            Hedging::flag(&hedging.lost, key),
+        ))
     }
 }
 
@@ -1029,7 +1269,8 @@ impl<'a> Dispatch<'a> {
         }
     }
 
-    fn run(mut self, job: &BatchJob, remote: &RemoteItems) {
+    fn run(mut self, side: &SyncSide<'_>) {
+        let (job, remote) = (side.job, side.remote);
         let inner = &self.backend.inner;
         let (sender, replies) = mpsc::channel::<async_nats::Message>();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -1057,18 +1298,14 @@ impl<'a> Dispatch<'a> {
             }
             let _ = subscription.unsubscribe().await;
         });
-        self.dispatch(job, remote, &replies);
+        self.dispatch(side, &replies);
         // Given up (the deadline, or the call it belongs to): the workers stop what is out.
         self.cancel_all();
         let _ = stop.send(());
     }
 
-    fn dispatch(
-        &mut self,
-        job: &BatchJob,
-        remote: &RemoteItems,
-        replies: &mpsc::Receiver<async_nats::Message>,
-    ) {
+    fn dispatch(&mut self, side: &SyncSide<'_>, replies: &mpsc::Receiver<async_nats::Message>) {
+        let job = side.job;
         let len = job.len();
         let in_flight_limit = self.in_flight;
         let chunk_len = (len / (4 * self.slots.max(1))).clamp(1, wire::MAX_ITEMS);
@@ -1078,6 +1315,11 @@ impl<'a> Dispatch<'a> {
         let mut carry: Option<(usize, Vec<u8>)> = None;
         let mut next_chunk = 0u64;
         let mut no_workers = false;
+        let mut swept = Instant::now();
+        // Hedged items (`hedge_after`): when each item's hedge is due, and since when every trip
+        // out has its outcome (the losers' chunks are then waited for a moment at most).
+        let mut due: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+        let mut settled_since: Option<Instant> = None;
         loop {
             if job.is_given_up() {
                 return;
@@ -1088,16 +1330,32 @@ impl<'a> Dispatch<'a> {
                 && (cursor < len || carry.is_some())
             {
                 let mut items: Vec<(usize, Vec<u8>)> = carry.take().into_iter().collect();
+                // Held back for the message size, and not needed since: an earlier item failed.
+                if items
+                    .first()
+                    .is_some_and(|&(index, _)| side.unwanted(index))
+                {
+                    for (index, _) in items.drain(..) {
+                        self.side.complete(
+                            index,
+                            Err(XcsError::Cancelled {
+                                operator: job.operator().to_owned(),
+                                index: Some(index),
+                            }),
+                            None,
+                        );
+                    }
+                }
                 let mut bytes: usize = items.iter().map(|(_, b)| b.len() + 16).sum();
                 while cursor < len && items.len() < chunk_len {
                     let index = cursor;
                     cursor += 1;
-                    let Outgoing::Input(input) = remote.take(index) else {
+                    let Outgoing::Input(input) = side.take(index) else {
                         continue;
                     };
                     let size = input.len() + 16;
                     if size > budget {
-                        remote.complete(
+                        self.side.complete(
                             index,
                             Err(XcsError::Cluster {
                                 operator: job.operator().to_owned(),
@@ -1107,6 +1365,7 @@ impl<'a> Dispatch<'a> {
                                      message limit"
                                 ),
                             }),
+                            None,
                         );
                         continue;
                     }
@@ -1122,31 +1381,65 @@ impl<'a> Dispatch<'a> {
                 }
                 let id = next_chunk;
                 next_chunk += 1;
-                let flight = Flight {
-                    attempts: Vec::new(),
-                    nonces: Vec::new(),
-                    answered: false,
-                    retry_at: None,
-                    note: None,
-                    inputs: items.into_iter().collect(),
-                    heard: Instant::now(),
-                    sent_at: Duration::ZERO,
-                    worker: String::new(),
-                    usage: HashMap::new(),
-                    unheard: false,
+                let indices: Vec<usize> = match side.hedging {
+                    Some(_) => items.iter().map(|&(index, _)| index).collect(),
+                    None => Vec::new(),
                 };
-                self.flights.insert(id, flight);
+                self.flights
+                    .insert(id, Flight::new(items.into_iter().collect()));
                 self.send(id);
+                for index in indices {
+                    if let Some(at) = side.hedge_at(index) {
+                        due.push(Reverse((at, index)));
+                    }
+                }
+            }
+            // Hedges that are due: each a trip of its own, sent at once.
+            let now = Instant::now();
+            while let Some(&Reverse((at, index))) = due.peek() {
+                if at > now || no_workers {
+                    break;
+                }
+                due.pop();
+                match side.hedge(index) {
+                    RemoteHedge::Send(input) => {
+                        let id = next_chunk;
+                        next_chunk += 1;
+                        let key = len + index;
+                        self.flights
+                            .insert(id, Flight::new(HashMap::from([(key, input)])));
+                        self.send(id);
+                    }
+                    RemoteHedge::Later(at) => due.push(Reverse((at, index))),
+                    RemoteHedge::Never => {}
+                }
             }
             if self.flights.is_empty() && cursor >= len && carry.is_none() {
                 return;
             }
+            // Hedging: once every trip out has its outcome and each chunk still out holds a
+            // loser (cancelled, and soon done; its finished items' trace events come with it),
+            // those chunks are waited for a moment, not for a loser that ignores its
+            // cancellation.
+            if side.hedging.is_some() && cursor >= len && carry.is_none() {
+                let over = self.flights.values().all(|flight| {
+                    flight.inputs.keys().all(|&key| side.is_settled(key))
+                        && flight.inputs.keys().any(|&key| side.lost(key))
+                });
+                if !over {
+                    settled_since = None;
+                } else if settled_since.get_or_insert(now).elapsed() >= LOSERS_GRACE {
+                    return;
+                }
+            }
             if no_workers && self.flights.is_empty() {
-                self.fail_rest(job, remote, &mut cursor, &mut carry, &|_| unavailable(job));
+                self.fail_rest(side, &mut cursor, &mut carry, &|_| unavailable(job));
                 return;
             }
-            let now = Instant::now();
             let mut wait = Duration::from_millis(100);
+            if let Some(&Reverse((at, _))) = due.peek() {
+                wait = wait.min(at.saturating_duration_since(now));
+            }
             if let Some(deadline) = job.deadline() {
                 if now >= deadline {
                     return;
@@ -1165,17 +1458,29 @@ impl<'a> Dispatch<'a> {
                     // What is out will not come back either.
                     let lost = self.backend.lost();
                     for flight in self.flights.values() {
-                        for &index in flight.inputs.keys() {
-                            remote.complete(index, Err(lost(index)));
+                        for &key in flight.inputs.keys() {
+                            self.side.complete(key, Err(lost(key)), None);
                         }
                     }
                     self.flights.clear();
-                    self.fail_rest(job, remote, &mut cursor, &mut carry, &lost);
+                    self.fail_rest(side, &mut cursor, &mut carry, &lost);
                     return;
                 }
             }
             if no_workers {
-                self.fail_rest(job, remote, &mut cursor, &mut carry, &|_| unavailable(job));
+                self.fail_rest(side, &mut cursor, &mut carry, &|_| unavailable(job));
+            }
+            // A hedged item's race is over: the trip that lost, still out, stops on its worker.
+            let losers = side.losers();
+            if !losers.is_empty() {
+                self.cancel_trips(&losers);
+            }
+            // After an item failed, what is out for the items after it is not needed (the
+            // batch's answer is that error, or an earlier one): the workers stop it. Items not
+            // sent yet stay unsent (`take` skips them).
+            if swept.elapsed() >= SWEEP && !job.is_given_up() {
+                swept = Instant::now();
+                self.cancel_unwanted(&|key| side.unwanted(key));
             }
             self.check_heartbeats(heartbeat);
         }
@@ -1184,29 +1489,58 @@ impl<'a> Dispatch<'a> {
     /// Fails the items not sent yet with `error`.
     fn fail_rest(
         &mut self,
-        job: &BatchJob,
-        remote: &RemoteItems,
+        side: &SyncSide<'_>,
         cursor: &mut usize,
         carry: &mut Option<(usize, Vec<u8>)>,
         error: &dyn Fn(usize) -> XcsError,
     ) {
         if let Some((index, _)) = carry.take() {
-            remote.complete(index, Err(error(index)));
+            self.side.complete(index, Err(error(index)), None);
         }
-        fail_from(job, remote, *cursor, error);
-        *cursor = job.len();
+        for index in *cursor..side.job.len() {
+            if let Outgoing::Input(_) = side.take(index) {
+                self.side.complete(index, Err(error(index)), None);
+            }
+        }
+        *cursor = side.job.len();
+    }
+
+    /// Tells the workers to stop the trips `keys` (items of chunks that go on).
+    fn cancel_trips(&self, keys: &[usize]) {
+        let mut items = Vec::new();
+        for flight in self.flights.values() {
+            for &key in keys.iter().filter(|key| flight.inputs.contains_key(key)) {
+                items.extend(flight.nonces.iter().map(|&nonce| (nonce, key as u64)));
+            }
+        }
+        if !items.is_empty() {
+            self.cancel(Vec::new(), items);
+        }
     }
 
     /// Tells the workers to stop the chunks sent with `nonces` (signed under a cluster key). A
     /// worker that holds none of them ignores the message.
     fn cancel_nonces(&self, nonces: Vec<Nonce>) {
+        self.cancel(nonces, Vec::new());
+    }
+
+    /// Tells the workers to stop the chunks sent with `nonces`, and the `items` of chunks that
+    /// go on (each named by its chunk's nonce and its index in the chunk).
+    fn cancel(&self, nonces: Vec<Nonce>, items: Vec<(Nonce, u64)>) {
         let inner = &self.backend.inner;
         let subject = inner.options.cancel_subject();
         let key = inner.options.key();
-        for part in nonces.chunks(wire::MAX_CANCEL) {
+        let chunks = nonces
+            .chunks(wire::MAX_CANCEL)
+            .map(|part| (part.to_vec(), Vec::new()));
+        let items = items
+            .chunks(wire::MAX_CANCEL)
+            .map(|part| (Vec::new(), part.to_vec()));
+        for (nonces, items) in chunks.chain(items) {
             let body = wire::encode(&Cancel {
                 protocol: wire::PROTOCOL,
-                nonces: part.to_vec(),
+                nonces,
+                items,
             });
             let payload = wire::seal(key, &Context::Cancel { subject: &subject }, body);
             let client = inner.client.clone();
@@ -1230,41 +1564,54 @@ impl<'a> Dispatch<'a> {
         }
     }
 
-    /// Cancels the chunks whose items nobody waits for any more: every item of the chunk still
-    /// without an outcome is `unwanted`. Those items are settled as cancelled.
+    /// Cancels the items nobody waits for any more (`unwanted`), settling them as cancelled: a
+    /// chunk whose items still without an outcome are all unwanted is cancelled whole; in a
+    /// chunk that goes on, the unwanted items are cancelled one by one (a hedged item's losing
+    /// trip: a worker drops such an async item; a sync one sees `cancelled()`).
     fn cancel_unwanted(&mut self, unwanted: &dyn Fn(usize) -> bool) {
         let side = self.side;
-        let ids: Vec<u64> = self
-            .flights
-            .iter()
-            .filter(|(_, flight)| {
-                let mut open = flight
-                    .inputs
-                    .keys()
-                    .filter(|&&index| !side.is_settled(index))
-                    .peekable();
-                open.peek().is_some() && open.all(|&index| unwanted(index))
-            })
-            .map(|(&id, _)| id)
-            .collect();
-        let mut nonces = Vec::new();
-        for id in ids {
-            if let Some(flight) = self.flights.remove(&id) {
-                for &index in flight.inputs.keys() {
-                    side.complete(
-                        index,
-                        Err(XcsError::Cancelled {
-                            operator: side.operator().to_owned(),
-                            index: Some(index),
-                        }),
-                        None,
-                    );
+        let mut whole = Vec::new();
+        let mut items = Vec::new();
+        let mut stopped = Vec::new();
+        for (&id, flight) in &self.flights {
+            let mut open = 0;
+            for &key in flight.inputs.keys() {
+                if !side.is_settled(key) {
+                    open += 1;
+                    if unwanted(key) {
+                        stopped.push(key);
+                    }
                 }
+            }
+            if stopped.is_empty() {
+                continue;
+            }
+            if stopped.len() == open {
+                whole.push(id);
+            } else {
+                for nonce in &flight.nonces {
+                    items.extend(stopped.iter().map(|&key| (*nonce, key as u64)));
+                }
+            }
+            for key in stopped.drain(..) {
+                side.complete(
+                    key,
+                    Err(XcsError::Cancelled {
+                        operator: side.operator().to_owned(),
+                        index: Some(key),
+                    }),
+                    None,
+                );
+            }
+        }
+        let mut nonces = Vec::new();
+        for id in whole {
+            if let Some(flight) = self.flights.remove(&id) {
                 nonces.extend(flight.nonces);
             }
         }
-        if !nonces.is_empty() {
-            self.cancel_nonces(nonces);
+        if !nonces.is_empty() || !items.is_empty() {
+            self.cancel(nonces, items);
         }
     }
 
@@ -1444,6 +1791,7 @@ impl<'a> Dispatch<'a> {
                     let sent = flight.attempts.get(attempt).cloned().unwrap_or_default();
                     let shift = flight.sent_at.as_nanos() as i128 - received_at.as_nanos() as i128;
                     adopt_trace(
+                        side,
                         side.trace_parent(),
                         &flight.worker,
                         &sent,
@@ -1546,9 +1894,13 @@ impl<'a> Dispatch<'a> {
     }
 }
 
-/// Records a worker's trace events under the batch: item events get their index in the batch.
-/// Each item event carries the usage its item reported (`usage`, by index in the batch).
+/// Records a worker's trace events under the batch: item events get their index in the batch
+/// (`sent`: the chunk's keys, in order; `side` says which item each names). Each item event
+/// carries the usage its trip reported (`usage`, by key), and a hedged item's its part in the
+/// race (a trip that lost while out ends cancelled).
+#[allow(clippy::too_many_arguments)]
 fn adopt_trace(
+    side: &dyn Side,
     parent: Option<trace::Parent>,
     worker: &str,
     sent: &[usize],
@@ -1557,21 +1909,33 @@ fn adopt_trace(
     mut events: Vec<WireEvent>,
     usage: &HashMap<usize, Usage>,
 ) {
-    let batches = remap_items(&mut events, root, sent);
+    let positions: Vec<Option<u64>> = events.iter().map(WireEvent::index).collect();
+    let items: Vec<usize> = sent.iter().map(|&key| side.item_of(key)).collect();
+    let batches = remap_items(&mut events, root, &items);
     let number = worker.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     }) >> 33
         | 1;
     let events = events
         .into_iter()
-        .map(|e| {
-            let used = e
+        .zip(positions)
+        .map(|(e, position)| {
+            let key = e
                 .parent()
                 .filter(|p| batches.contains(p))
-                .and(e.index())
-                .and_then(|i| usage.get(&usize::try_from(i).ok()?))
+                .and(position)
+                .and_then(|p| sent.get(usize::try_from(p).ok()?))
                 .copied();
-            e.into_event(worker, number, shift, used)
+            let used = key.and_then(|key| usage.get(&key)).copied();
+            let mut event = e.into_event(worker, number, shift, used);
+            if let Some((mut mark, lost)) = key.and_then(|key| side.race_of(key)) {
+                mark.won &= event.outcome == trace::Outcome::Ok;
+                event.hedge = Some(mark);
+                if lost {
+                    event.outcome = trace::Outcome::Cancelled;
+                }
+            }
+            event
         })
         .collect();
     trace::adopt_remote(parent.as_ref(), root, events);

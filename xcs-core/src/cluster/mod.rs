@@ -131,13 +131,26 @@
 //! caller and the worker, and signed under a cluster key), and the worker drops the async chunk
 //! — every item future in it — or sets [`cancelled()`](crate::cancelled) for a sync chunk's
 //! items. Items not sent yet are not started. A sync batch cancels what is still out when it
-//! gives up (its deadline, or the call it belongs to).
+//! gives up (its deadline, or the call it belongs to), and, after an item failed (outside
+//! `call_settled`), the chunks whose items still out all come after it.
+//!
+//! Under `hedge_after`, a batch's items are hedged as local ones are, by the call plan on the
+//! caller (the hedge's delay, its admission — an open circuit means no hedge — its charge, its
+//! trace marks): the hedge is a second trip to the cluster, sent at once; the first success
+//! answers, and the losing trip is cancelled on its worker on its own (the cancellation names
+//! that item of its chunk) while the chunk's other items go on: an async item's future is
+//! dropped there, a sync item sees [`cancelled()`](crate::cancelled). An async item goes
+//! through the async call path, whose body is the trip; a sync item's plan is kept from its
+//! admission to its outcome, and its trips are the hedge's attempts (the workers' trace events
+//! of both carry the race's marks). A sync hedge's chunk waits for a free slot on a worker as
+//! any sync chunk does.
 
 mod backend;
 mod connect;
 mod limits;
 mod local;
 mod registry;
+mod stops;
 mod wire;
 mod worker;
 

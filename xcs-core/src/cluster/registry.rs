@@ -12,10 +12,12 @@ use serde::de::DeserializeOwned;
 
 use super::connect::ClusterOptions;
 use super::limits::WorkerLimits;
+use super::stops::ItemStops;
 use super::wire::{ByteBuf, Item, ItemResult, WireError, WireSignature, WireUsage};
 use crate::ambient::Ambient;
 use crate::batch::vmap;
 use crate::codec;
+use crate::deadline::CancelFlag;
 use crate::error::XcsError;
 use crate::operator::{AsyncOperator, Operator};
 use crate::scoped::WithOptions;
@@ -195,7 +197,8 @@ pub(crate) trait Entry: Send + Sync {
     /// stop the others. Called with the caller's options in force (an async batch reads them
     /// now). `rate`: the request's rate limit, applied to this chunk alone. Items run without
     /// their operator's resource: the caller admitted them (see the module docs of `cluster`).
-    fn prepare(&self, items: Vec<Item>, rate: Option<f64>) -> Work;
+    /// `stops`: the items the caller cancels one by one (an async item's future is dropped).
+    fn prepare(&self, items: Vec<Item>, rate: Option<f64>, stops: Arc<ItemStops>) -> Work;
 }
 
 /// A chunk's items, read: the inputs that decoded, and the outcomes of those that did not.
@@ -294,7 +297,7 @@ where
         &self.signature
     }
 
-    fn prepare(&self, items: Vec<Item>, rate: Option<f64>) -> Work {
+    fn prepare(&self, items: Vec<Item>, rate: Option<f64>, stops: Arc<ItemStops>) -> Work {
         let op = Arc::clone(&self.op);
         let input_type = self.signature.input_type.clone();
         Work::Sync(Box::new(move || {
@@ -304,14 +307,27 @@ where
                 positions,
                 results,
             } = Decoded::<O::Input>::read(items, &input_type);
+            let inputs: Vec<_> = inputs
+                .into_iter()
+                .zip(&positions)
+                .map(|(input, &position)| {
+                    Arc::new(Tagged {
+                        index: indices[position],
+                        input: Mutex::new(Some(input)),
+                    })
+                })
+                .collect();
             // The caller's options are in force already: the worker entered them.
             let outcomes = match rate {
-                Some(rate) => vmap(Metered(PrivateRate {
-                    op,
-                    clock: RateClock::new(rate),
-                }))
+                Some(rate) => vmap(Metered {
+                    op: PrivateRate {
+                        op,
+                        clock: RateClock::new(rate),
+                    },
+                    stops,
+                })
                 .call_settled(inputs),
-                None => vmap(Metered(op)).call_settled(inputs),
+                None => vmap(Metered { op, stops }).call_settled(inputs),
             };
             finish(indices, positions, results, outcomes)
         }))
@@ -337,7 +353,7 @@ where
         true
     }
 
-    fn prepare(&self, items: Vec<Item>, rate: Option<f64>) -> Work {
+    fn prepare(&self, items: Vec<Item>, rate: Option<f64>, stops: Arc<ItemStops>) -> Work {
         let Decoded {
             indices,
             inputs,
@@ -355,6 +371,7 @@ where
             stream,
             reported: Arc::clone(&reported),
             index_of,
+            stops,
         })
         .call_settled_async(inputs.into_iter().enumerate().collect());
         Work::Async(
@@ -390,27 +407,73 @@ where
     }
 }
 
+/// A sync chunk's item on a worker: its index in the request (which a cancellation of the item
+/// names) and its input, shared by the attempts the worker's retries make — each takes a copy,
+/// the last one the input.
+struct Tagged<I> {
+    index: u64,
+    input: Mutex<Option<I>>,
+}
+
+/// A copy of a shared item (the input's copies are made by [`Metered`], which knows how).
+fn share<T>(item: &Arc<T>) -> Arc<T> {
+    Arc::clone(item)
+}
+
 /// `op` on a worker: no resource of its own (the caller admitted the item), and what its body
 /// records with [`record_usage`](crate::record_usage) returned with its output, to travel back.
-struct Metered<O>(O);
+/// Each item runs with a cancellation flag of its own, set when the caller cancels the item
+/// alone (`stops`).
+struct Metered<O> {
+    op: O,
+    stops: Arc<ItemStops>,
+}
 
 impl<O: Operator> Operator for Metered<O> {
-    type Input = O::Input;
+    type Input = Arc<Tagged<O::Input>>;
     type Output = (O::Output, Option<Usage>);
 
-    fn forward(&self, input: O::Input) -> Result<Self::Output, XcsError> {
+    fn forward(&self, item: Self::Input) -> Result<Self::Output, XcsError> {
+        let (index, input) = match Arc::try_unwrap(item) {
+            Ok(item) => (
+                item.index,
+                item.input
+                    .into_inner()
+                    .unwrap_or_else(PoisonError::into_inner),
+            ),
+            // Another attempt may follow: this one runs on a copy (offered only when the
+            // operator can copy its input).
+            Err(shared) => {
+                let input = shared.input.lock().unwrap_or_else(PoisonError::into_inner);
+                let copy = self
+                    .op
+                    .__xcs_clone_input()
+                    .and_then(|clone| input.as_ref().map(clone));
+                (shared.index, copy)
+            }
+        };
+        let Some(input) = input else {
+            return Err(XcsError::Cluster {
+                operator: self.op.name().to_owned(),
+                index: None,
+                reason: "the worker has no copy of the item's input for another attempt".into(),
+            });
+        };
         let meter = Meter::new();
         let mut context = crate::deadline::current();
         context.meter = Some(Arc::clone(&meter));
+        let flag = CancelFlag::child_of(context.cancel.take());
+        let _watched = self.stops.watch(index, &flag);
+        context.cancel = Some(flag);
         let output = {
             let _in = crate::deadline::enter(context);
-            self.0.forward(input)
+            self.op.forward(input)
         }?;
         Ok((output, meter.recorded()))
     }
 
     fn name(&self) -> &str {
-        self.0.name()
+        self.op.name()
     }
 
     fn __xcs_cache_support(&self) -> Option<crate::cache::CacheSupport<Self::Input, Self::Output>> {
@@ -418,16 +481,18 @@ impl<O: Operator> Operator for Metered<O> {
         None
     }
 
-    fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<O::Input>> {
-        self.0.__xcs_clone_input()
+    fn __xcs_clone_input(&self) -> Option<crate::operator::CloneInput<Self::Input>> {
+        self.op
+            .__xcs_clone_input()
+            .map(|_| share::<Tagged<O::Input>> as crate::operator::CloneInput<Self::Input>)
     }
 
     fn __xcs_retried_by_items(&self) -> bool {
-        self.0.__xcs_retried_by_items()
+        self.op.__xcs_retried_by_items()
     }
 
     fn __xcs_version(&self) -> u32 {
-        self.0.__xcs_version()
+        self.op.__xcs_version()
     }
 }
 
@@ -443,6 +508,8 @@ struct AsyncMetered<O> {
     reported: Arc<Vec<AtomicBool>>,
     /// The caller's index of the item at each position.
     index_of: Arc<Vec<u64>>,
+    /// The items the caller cancelled one by one: their futures are dropped.
+    stops: Arc<ItemStops>,
 }
 
 impl<O: AsyncOperator> AsyncMetered<O>
@@ -470,10 +537,20 @@ where
     type Output = ();
 
     async fn forward(&self, (position, input): (usize, O::Input)) -> Result<(), XcsError> {
-        let (result, usage) = wire_outcome(self.run(input).await);
-        if let (Some(reported), Some(&index)) =
-            (self.reported.get(position), self.index_of.get(position))
-        {
+        let index = self.index_of.get(position).copied();
+        // Cancelled on its own (a hedge's losing trip): the body's future is dropped.
+        let outcome = match index {
+            Some(index) => {
+                tokio::select! {
+                    biased;
+                    () = self.stops.stopped(index) => (Err(WireError::Cancelled), None),
+                    ran = self.run(input) => wire_outcome(ran),
+                }
+            }
+            None => wire_outcome(self.run(input).await),
+        };
+        let (result, usage) = outcome;
+        if let (Some(reported), Some(index)) = (self.reported.get(position), index) {
             reported.store(true, AtomicOrdering::Release);
             let _ = self.stream.send(ItemResult {
                 index,

@@ -16,7 +16,8 @@ use crate::trace::{Outcome, TraceEvent};
 /// messages with a clear reason.
 /// Version 2: per-chunk nonces echoed in every reply, optional signatures, `Busy`.
 /// Version 3: each item's recorded usage travels with its outcome; callers cancel chunks.
-pub(crate) const PROTOCOL: u32 = 3;
+/// Version 4: a cancellation may name items of a chunk (a hedged item's losing trip).
+pub(crate) const PROTOCOL: u32 = 4;
 
 /// An unguessable per-chunk (and per-attempt, per-discovery) value: 128 random bits.
 pub(crate) type Nonce = [u8; 16];
@@ -291,6 +292,8 @@ pub(crate) struct Request {
 /// One item of a chunk.
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) struct Item {
+    /// What the caller knows the item by: its index in the batch, or the number of its trip
+    /// (a hedged item makes two); a cancellation of the item names it so.
     pub(crate) index: u64,
     #[serde(with = "serde_bytes")]
     pub(crate) input: Vec<u8>,
@@ -374,16 +377,38 @@ impl WireUsage {
     }
 }
 
-/// The most chunks one cancellation may name.
+/// The most chunks and items one cancellation may name, together.
 pub(crate) const MAX_CANCEL: usize = 4096;
 
 /// A caller's cancellation of chunks it sent (published to `<prefix>.cancel`, which every
 /// worker reads): each chunk is named by the nonce of its attempt, which only the caller and the
-/// worker that took it know, so nobody else can cancel it.
+/// worker that took it know, so nobody else can cancel it. `items` stops single items of a
+/// chunk (the chunk's nonce, and the item's index in it) while its other items go on.
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) struct Cancel {
     pub(crate) protocol: u32,
     pub(crate) nonces: Vec<Nonce>,
+    pub(crate) items: Vec<(Nonce, u64)>,
+}
+
+impl Cancel {
+    /// Reads a cancellation: of this protocol, naming at most [`MAX_CANCEL`] chunks and items.
+    pub(crate) fn read(body: &[u8]) -> Result<Cancel, String> {
+        let cancel = decode::<Cancel>(body)?;
+        if cancel.protocol != PROTOCOL {
+            return Err(format!(
+                "a cancellation of protocol {} (this worker speaks {PROTOCOL})",
+                cancel.protocol
+            ));
+        }
+        let named = cancel.nonces.len().saturating_add(cancel.items.len());
+        if named > MAX_CANCEL {
+            return Err(format!(
+                "a cancellation naming {named} chunks and items (at most {MAX_CANCEL})"
+            ));
+        }
+        Ok(cancel)
+    }
 }
 
 /// Bytes on the wire.
@@ -845,5 +870,52 @@ mod tests {
         let back = WireError::from_error(&failed).into_error("op", 3, "w1");
         assert!(back.to_string().contains("boom"), "{back}");
         assert!(back.is_retryable());
+    }
+
+    #[test]
+    fn cancellations_are_read_within_their_limits() {
+        let cancel = Cancel {
+            protocol: PROTOCOL,
+            nonces: vec![[1; 16]],
+            items: vec![([2; 16], 5), ([2; 16], 9)],
+        };
+        let read = Cancel::read(&encode(&cancel)).unwrap();
+        assert_eq!(read.nonces, cancel.nonces);
+        assert_eq!(read.items, cancel.items);
+        let too_many = Cancel {
+            protocol: PROTOCOL,
+            nonces: vec![[1; 16]; 2],
+            items: vec![([2; 16], 0); MAX_CANCEL - 1],
+        };
+        assert!(
+            Cancel::read(&encode(&too_many))
+                .unwrap_err()
+                .contains("at most")
+        );
+        let older = Cancel {
+            protocol: 3,
+            ..cancel
+        };
+        assert!(
+            Cancel::read(&encode(&older))
+                .unwrap_err()
+                .contains("protocol")
+        );
+        // A length that claims more items than the message holds, and noise: errors, never a
+        // panic or a large allocation.
+        let mut huge = encode(&Cancel {
+            protocol: PROTOCOL,
+            nonces: Vec::new(),
+            items: Vec::new(),
+        });
+        huge.pop();
+        huge.extend([0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(Cancel::read(&huge).is_err());
+        for seed in 0..200u32 {
+            let noise: Vec<u8> = (0..48u32)
+                .map(|i| (seed.wrapping_mul(2_654_435_761).wrapping_add(i * 40_503) >> 9) as u8)
+                .collect();
+            let _ = Cancel::read(&noise);
+        }
     }
 }

@@ -9,7 +9,10 @@
 //!
 //! A caller cancels chunks on `<prefix>.cancel`, naming each by its nonce (which only it and
 //! the worker know; signed too under a cluster key): an async chunk is dropped at once — every
-//! item future with it — and a sync chunk's items see [`cancelled()`](crate::cancelled).
+//! item future with it — and a sync chunk's items see [`cancelled()`](crate::cancelled). A
+//! cancellation may also name single items of a chunk (its nonce and their index), which stop
+//! while the chunk's others go on: an async item's future is dropped, a sync item sees
+//! `cancelled()` (each runs with a cancellation flag of its own).
 //!
 //! A request only narrows what the worker allows ([`WorkerLimits`]): the chunks (and bytes)
 //! it holds are bounded, and one more is answered `Busy` (the caller sends it again later or to
@@ -29,6 +32,7 @@ use tokio::sync::{Notify, Semaphore};
 use super::connect::{self, HEARTBEAT};
 use super::limits::WorkerLimits;
 use super::registry::{Registry, Work};
+use super::stops::ItemStops;
 use super::wire::{
     self, Cancel, Context, HelloAnswer, ItemResult, Nonce, Reply, ReplyMessage, Request, WireError,
     WireEvent, WorkerInfo,
@@ -53,6 +57,10 @@ struct Stop {
     flag: Arc<CancelFlag>,
     /// Wakes the task of an async chunk, which then drops its items.
     notify: Arc<Notify>,
+    /// The items cancelled one by one (an async chunk's item futures are dropped), and how
+    /// many the chunk has.
+    items: Arc<ItemStops>,
+    count: usize,
 }
 
 /// The chunks running on this worker, by nonce.
@@ -81,17 +89,19 @@ fn cancel(key: Option<&[u8]>, running: &Running, message: &async_nats::Message) 
     let Some(body) = wire::open(key, &context, &message.payload) else {
         return;
     };
-    let Ok(cancel) = wire::decode::<Cancel>(body) else {
+    let Ok(cancel) = Cancel::read(body) else {
         return;
     };
-    if cancel.protocol != wire::PROTOCOL || cancel.nonces.len() > wire::MAX_CANCEL {
-        return;
-    }
     let running = running.lock().unwrap_or_else(PoisonError::into_inner);
     for nonce in &cancel.nonces {
         if let Some(stop) = running.get(nonce) {
             stop.flag.cancel();
             stop.notify.notify_one();
+        }
+    }
+    for (nonce, index) in &cancel.items {
+        if let Some(stop) = running.get(nonce) {
+            stop.items.cancel([*index], stop.count);
         }
     }
 }
@@ -454,8 +464,11 @@ impl Chunk {
         let stop = Stop {
             flag: CancelFlag::child_of(None),
             notify: Arc::new(Notify::new()),
+            items: Arc::default(),
+            count: request.items.len(),
         };
         let (flag, notify) = (Arc::clone(&stop.flag), Arc::clone(&stop.notify));
+        let item_stops = Arc::clone(&stop.items);
         self.running
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -495,7 +508,7 @@ impl Chunk {
         };
         let work = {
             let _in = ambient.enter();
-            entry.prepare(items, rate)
+            entry.prepare(items, rate, item_stops)
         };
         let budget = wire::budget(client.server_info().max_payload);
         let ran = match work {

@@ -10,6 +10,8 @@
 //! where it ran comes back with its outcome and is recorded here, where it settles the permit,
 //! the reservation and the trace event. Dropping an item's future (its deadline, the batch's
 //! deadline, the batch future dropped) tells the backend that nobody waits for it any more.
+//! Under `hedge_after` an item is hedged as a local one is, by the same call path: each trip
+//! to the backend is a submission of its own, and the one that loses the race is dropped.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -50,16 +52,9 @@ pub(crate) fn item<'a, O: AsyncOperator>(
         // Submitted now, as the lean local item's body starts at its first poll.
         return Box::pin(callee.trip(input));
     }
-    // Not hedged: the backend keeps one outcome per item in flight, so a second trip of the
-    // same item while the first is out would take the first one's place.
-    let ambient = match ambient.options.hedge_after {
-        Some(_) => {
-            let mut unhedged = Ambient::clone(ambient);
-            unhedged.options.hedge_after = None;
-            Arc::new(unhedged)
-        }
-        None => Arc::clone(ambient),
-    };
+    // Hedged as a local item is (`hedge_after`): the hedge is a second trip, answered on its
+    // own, and the losing trip's future is dropped, which cancels it where it runs.
+    let ambient = Arc::clone(ambient);
     Box::pin(async move { call_async::invoke_with(&callee, input, Some(index), ambient).await })
 }
 
