@@ -362,7 +362,9 @@ fn an_open_circuit_refuses_calls_without_running_them() {
 
 #[test]
 fn a_hung_call_is_answered_by_its_hedge() {
-    let patch = OptionsPatch::from_pairs([("hedge_after", "0.02")]).unwrap();
+    // The body that starts first hangs: the hedge's delay is long enough for the first
+    // attempt's thread to have started by then, even on a loaded machine.
+    let patch = OptionsPatch::from_pairs([("hedge_after", "0.25")]).unwrap();
     let events = agree("agree_hedge", Act::FirstHangs, &patch, &[3, 4]);
     let marks: Vec<_> = events
         .iter()
