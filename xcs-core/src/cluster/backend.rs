@@ -33,7 +33,9 @@
 //!    reported by the batch rules (timed out or cancelled). The workers got the remaining
 //!    deadline with the chunk and stop on their own.
 
-use std::collections::HashMap;
+// Maps keyed by item index, touched several times per item: foldhash, not SipHash (the keys
+// are the caller's own indices; a worker's reply only looks them up).
+use foldhash::{HashMap, HashMapExt};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -87,6 +89,8 @@ struct Inner {
     url: String,
     /// The last discovery, and when.
     workers: Mutex<Option<(Instant, Arc<Found>)>>,
+    /// Whether a discovery is being asked in the background (see `discover_async`).
+    refreshing: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -113,6 +117,10 @@ pub struct WorkerSummary {
 
 /// How long a discovery stays fresh.
 const DISCOVERY_TTL: Duration = Duration::from_secs(1);
+
+/// How long an async batch may start on a discovery that is no longer fresh (one that found
+/// workers), while a fresh one is asked in the background.
+const DISCOVERY_STALE: Duration = Duration::from_secs(10);
 
 /// How long discovery waits for a first answer.
 const FIRST_ANSWER: Duration = Duration::from_secs(2);
@@ -179,6 +187,7 @@ impl NatsBackend {
                 options,
                 url: shown,
                 workers: Mutex::new(None),
+                refreshing: AtomicBool::new(false),
             }),
         })
     }
@@ -212,13 +221,18 @@ impl NatsBackend {
 
     /// The last discovery, if it is fresh (and found some).
     fn cached(&self) -> Option<Arc<Found>> {
+        self.cached_within(DISCOVERY_TTL)
+    }
+
+    /// The last discovery, if it is younger than `age` (and found some).
+    fn cached_within(&self, age: Duration) -> Option<Arc<Found>> {
         let cached = self
             .inner
             .workers
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match &*cached {
-            Some((at, found)) if at.elapsed() < DISCOVERY_TTL && !found.workers.is_empty() => {
+            Some((at, found)) if at.elapsed() < age && !found.workers.is_empty() => {
                 Some(Arc::clone(found))
             }
             _ => None,
@@ -251,8 +265,29 @@ impl NatsBackend {
 
     /// [`discover`](Self::discover) from async code: the question is asked on the backend's
     /// runtime and awaited.
+    ///
+    /// A discovery that is no longer fresh but found workers a short while ago
+    /// ([`DISCOVERY_STALE`]) serves at once while a fresh one is asked in the background: a batch
+    /// does not wait for the discovery's quiet period (tens of milliseconds) every second. Had
+    /// every worker gone since, the batch's first chunk learns it from the server and its items
+    /// fail with the same [`XcsError::DeviceUnavailable`].
     async fn discover_async(&self) -> Result<Arc<Found>, XcsError> {
         if let Some(found) = self.cached() {
+            return Ok(found);
+        }
+        if let Some(found) = self.cached_within(DISCOVERY_STALE) {
+            if !self.inner.refreshing.swap(true, AtomicOrdering::AcqRel) {
+                let backend = self.clone();
+                self.inner.handle.spawn(async move {
+                    let found = backend.ask().await;
+                    // A failed discovery keeps the last one until it is too old.
+                    let _ = backend.keep(found);
+                    backend
+                        .inner
+                        .refreshing
+                        .store(false, AtomicOrdering::Release);
+                });
+            }
             return Ok(found);
         }
         let found = self
@@ -424,29 +459,49 @@ impl NatsBackend {
             batch.strategy.clone()
         })?;
         let (sender, submissions) = tokio::sync::mpsc::unbounded_channel();
+        // Items go to the task a chunk's worth at a time (or at a flush).
+        let batch_len = chunk_len(batch.len, serving.1);
         let backend = self.clone();
         self.inner.handle.spawn(async move {
             dispatch_async(backend, batch, signature, serving, submissions).await;
         });
         Ok(Arc::new(Sink {
             sender,
+            held: Mutex::new(Vec::new()),
+            batch_len,
             dirty: AtomicBool::new(false),
         }))
     }
 }
 
+/// How many items of a batch of `len` go in one chunk, when its workers have `slots` slots in
+/// all: four chunks per slot.
+fn chunk_len(len: usize, slots: usize) -> usize {
+    (len / (4 * slots.max(1))).clamp(1, wire::MAX_ITEMS)
+}
+
+/// An item to run, and where its outcome goes.
+type Submitted = (usize, Vec<u8>, tokio::sync::oneshot::Sender<RemoteOutcome>);
+
 /// What an async batch sends its dispatch task.
 enum Submission {
-    /// An item to run, and where its outcome goes.
-    Item(usize, Vec<u8>, tokio::sync::oneshot::Sender<RemoteOutcome>),
+    /// Items to run, in the order they were submitted.
+    Items(Vec<Submitted>),
     /// Everything the batch can submit for now is there: partial chunks may go.
     Flush,
 }
 
 /// An async batch's way to its dispatch task. Dropped with the batch: the task then cancels
 /// what is still out and ends.
+///
+/// Items are held here and go to the task together, a chunk's worth at a time or when the batch
+/// flushes: one message and at most one wake-up of the task for many items, not one each.
 struct Sink {
     sender: tokio::sync::mpsc::UnboundedSender<Submission>,
+    /// Items submitted and not sent to the task yet.
+    held: Mutex<Vec<Submitted>>,
+    /// How many held items go to the task without waiting for a flush.
+    batch_len: usize,
     /// Whether items came since the last flush.
     dirty: AtomicBool,
 }
@@ -458,16 +513,27 @@ impl RemoteSink for Sink {
         input: Vec<u8>,
     ) -> tokio::sync::oneshot::Receiver<RemoteOutcome> {
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        // A task that is gone drops the sender: the item sees it.
-        let _ = self.sender.send(Submission::Item(index, input, sender));
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.push((index, input, sender));
         self.dirty.store(true, AtomicOrdering::Release);
+        if held.len() >= self.batch_len {
+            let items = std::mem::replace(&mut *held, Vec::with_capacity(self.batch_len));
+            drop(held);
+            // A task that is gone drops the senders: the items see it.
+            let _ = self.sender.send(Submission::Items(items));
+        }
         receiver
     }
 
     fn flush(&self) {
-        if self.dirty.swap(false, AtomicOrdering::AcqRel) {
-            let _ = self.sender.send(Submission::Flush);
+        if !self.dirty.swap(false, AtomicOrdering::AcqRel) {
+            return;
         }
+        let items = std::mem::take(&mut *self.held.lock().unwrap_or_else(PoisonError::into_inner));
+        if !items.is_empty() {
+            let _ = self.sender.send(Submission::Items(items));
+        }
+        let _ = self.sender.send(Submission::Flush);
     }
 }
 
@@ -561,8 +627,12 @@ impl Side for AsyncSide {
     }
 }
 
-/// How often an async batch's dispatch task looks for chunks nobody awaits any more.
+/// How often an async batch's dispatch task looks for chunks nobody awaits any more (and for
+/// workers gone silent).
 const SWEEP: Duration = Duration::from_millis(20);
+
+/// How long an async batch's dispatch task waits for something to happen before it sweeps.
+const TICK: Duration = Duration::from_millis(100);
 
 /// An async batch's dispatch task, on the backend's runtime: items come from the batch, go out
 /// in chunks (full ones at once, the rest when the batch flushes), and their outcomes go back to
@@ -600,17 +670,19 @@ async fn dispatch_async(
         Err(_) => {
             // Every item that comes fails: the connection is gone.
             while let Some(submission) = submissions.recv().await {
-                if let Submission::Item(index, _, sender) = submission {
-                    let _ = sender.send(RemoteOutcome {
-                        result: Err(lost(index)),
-                        usage: None,
-                    });
+                if let Submission::Items(items) = submission {
+                    for (index, _, sender) in items {
+                        let _ = sender.send(RemoteOutcome {
+                            result: Err(lost(index)),
+                            usage: None,
+                        });
+                    }
                 }
             }
             return;
         }
     };
-    let chunk_len = (len / (4 * dispatch.slots.max(1))).clamp(1, wire::MAX_ITEMS);
+    let chunk_len = chunk_len(len, dispatch.slots);
     let budget = wire::budget(inner.client.server_info().max_payload);
     let heartbeat = inner.options.heartbeat();
     let mut pending: std::collections::VecDeque<(usize, Vec<u8>)> = Default::default();
@@ -621,7 +693,11 @@ async fn dispatch_async(
     let mut next_chunk = 0u64;
     let mut swept = Instant::now();
     let mut listening = true;
+    // Wakes the task when nothing else does, for the sweeps; one timer for the whole batch.
+    let tick = tokio::time::sleep(TICK);
+    tokio::pin!(tick);
     loop {
+        let mut sent = false;
         // Chunks while there is room: full ones, or what is there once the batch flushed.
         while dispatch.flights.len() < dispatch.in_flight
             && !pending.is_empty()
@@ -690,6 +766,12 @@ async fn dispatch_async(
                 },
             );
             dispatch.send(id);
+            sent = true;
+        }
+        if sent {
+            // The chunks go out now, not once the batch stops submitting: the publications
+            // and the connection run on this runtime's thread too.
+            tokio::task::yield_now().await;
         }
         if pending.is_empty() {
             flush = false;
@@ -703,19 +785,24 @@ async fn dispatch_async(
                 let mut next = Some(submission);
                 while let Some(submission) = next.take() {
                     match submission {
-                        Some(Submission::Item(index, input, sender)) => match &failing {
+                        Some(Submission::Items(items)) => match &failing {
                             Some(error) => {
-                                let _ = sender.send(RemoteOutcome {
-                                    result: Err(error(index)),
-                                    usage: None,
-                                });
+                                for (index, _, sender) in items {
+                                    let _ = sender.send(RemoteOutcome {
+                                        result: Err(error(index)),
+                                        usage: None,
+                                    });
+                                }
                             }
                             None => {
-                                side.waiting
+                                let mut waiting = side
+                                    .waiting
                                     .lock()
-                                    .unwrap_or_else(PoisonError::into_inner)
-                                    .insert(index, sender);
-                                pending.push_back((index, input));
+                                    .unwrap_or_else(PoisonError::into_inner);
+                                for (index, input, sender) in items {
+                                    waiting.insert(index, sender);
+                                    pending.push_back((index, input));
+                                }
                             }
                         },
                         Some(Submission::Flush) => flush = true,
@@ -754,7 +841,9 @@ async fn dispatch_async(
                     failing = Some(Box::new(backend.lost()));
                 }
             },
-            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            () = &mut tick => {
+                tick.as_mut().reset(tokio::time::Instant::now() + TICK);
+            }
         }
         if let Some(error) = &failing {
             // What is out or held back will not be answered either.
@@ -762,12 +851,13 @@ async fn dispatch_async(
             dispatch.flights.clear();
             side.fail_waiting(&**error);
         }
-        // Swept now and then, not on every message: it looks at every item out.
+        // Swept now and then, not on every message: it looks at every item out. Silent
+        // workers are looked for as often (a heartbeat's timeout is far longer).
         if swept.elapsed() >= SWEEP {
             swept = Instant::now();
             dispatch.cancel_unwanted(&|index| side.unwanted(index));
+            dispatch.check_heartbeats(heartbeat);
         }
-        dispatch.check_heartbeats(heartbeat);
     }
     let _ = subscription.unsubscribe().await;
 }
