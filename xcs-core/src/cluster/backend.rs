@@ -1406,10 +1406,12 @@ impl<'a> Dispatch<'a> {
                 .iter()
                 .map(|&index| Item {
                     index: index as u64,
-                    input: flight.inputs[&index].clone(),
+                    input: &flight.inputs[&index],
                 })
                 .collect(),
         };
+        let body = wire::encode(&request);
+        drop(request);
         flight.attempts.push(indices);
         flight.nonces.push(nonce);
         flight.answered = false;
@@ -1425,7 +1427,7 @@ impl<'a> Dispatch<'a> {
             subject: &subject,
             reply: &reply,
         };
-        let payload = Bytes::from(wire::seal(key, &context, wire::encode(&request)));
+        let payload = Bytes::from(wire::seal(key, &context, body));
         inner.handle.spawn(async move {
             let _ = client.publish_with_reply(subject, reply, payload).await;
         });
