@@ -703,7 +703,7 @@ async fn dispatch_async(
             && !pending.is_empty()
             && (flush || pending.len() >= chunk_len)
         {
-            let mut items = HashMap::new();
+            let mut items = HashMap::with_capacity(chunk_len.min(pending.len()));
             let mut bytes = 0;
             while items.len() < chunk_len {
                 let Some((index, input)) = pending.pop_front() else {
