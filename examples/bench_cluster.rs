@@ -14,6 +14,7 @@
 //! ```text
 //! cargo run --release --features nats --example bench_cluster            # the real figures
 //! cargo run --release --features nats --example bench_cluster -- --quick # a smoke run (CI)
+//! cargo run --release --features nats --example bench_cluster -- --async # the async rows only
 //! ```
 //!
 //! `NATS_URL` joins a running server instead of starting one. Timings are reported, never
@@ -67,6 +68,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             .with_async(WaitIo),
     );
     let quick = std::env::args().any(|a| a == "--quick");
+    let only_async = std::env::args().any(|a| a == "--async");
     // (tiny items, samples; CPU-bound items, item time, samples)
     let (tiny, tiny_samples, heavy, item_time, heavy_samples) = if quick {
         (2_000, 3, 8, Duration::from_millis(2), 1)
@@ -101,14 +103,25 @@ fn main() -> Result<(), Box<dyn Error>> {
         heavy as f64 / start.elapsed().as_secs_f64()
     };
 
-    eprint!("measuring: overhead… ");
-    let tiny_figures = alternate(tiny_samples, || run_tiny(cpu), || run_tiny(cluster));
-    eprint!("throughput, 1 worker… ");
-    let one_worker = alternate(heavy_samples, || run_heavy(cpu), || run_heavy(cluster));
+    let mut sync_figures = None;
+    if !only_async {
+        eprint!("measuring: overhead… ");
+        let tiny_figures = alternate(tiny_samples, || run_tiny(cpu), || run_tiny(cluster));
+        eprint!("throughput, 1 worker… ");
+        let one_worker = alternate(heavy_samples, || run_heavy(cpu), || run_heavy(cluster));
+        sync_figures = Some((tiny_figures, one_worker));
+    }
     workers.spawn(1)?;
     workers.wait_for(&backend, Duration::from_secs(20))?;
-    eprintln!("2 workers…");
-    let two_workers = alternate(heavy_samples, || run_heavy(cpu), || run_heavy(cluster));
+    let mut two_workers = None;
+    if !only_async {
+        eprintln!("2 workers…");
+        two_workers = Some(alternate(
+            heavy_samples,
+            || run_heavy(cpu),
+            || run_heavy(cluster),
+        ));
+    }
 
     // The async path, awaited on a runtime of the caller's own.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -196,22 +209,24 @@ fn main() -> Result<(), Box<dyn Error>> {
         ns => format!("{:.2} µs/item", ns / 1e3),
     };
     let per_second = |rate: f64| format!("{rate:.1} items/s");
-    row(
-        format!("overhead: {tiny} tiny items, 1 worker"),
-        tiny_figures,
-        per_item,
-    );
     let item = format!("{:.0} ms", item_time.as_secs_f64() * 1e3);
-    row(
-        format!("throughput: {heavy} × {item} items, 1 worker"),
-        one_worker,
-        per_second,
-    );
-    row(
-        format!("throughput: {heavy} × {item} items, 2 workers"),
-        two_workers,
-        per_second,
-    );
+    if let (Some((tiny_figures, one_worker)), Some(two_workers)) = (sync_figures, two_workers) {
+        row(
+            format!("overhead: {tiny} tiny items, 1 worker"),
+            tiny_figures,
+            per_item,
+        );
+        row(
+            format!("throughput: {heavy} × {item} items, 1 worker"),
+            one_worker,
+            per_second,
+        );
+        row(
+            format!("throughput: {heavy} × {item} items, 2 workers"),
+            two_workers,
+            per_second,
+        );
+    }
     row(
         format!("async overhead: {tiny} tiny items, 2 workers"),
         tiny_async,

@@ -576,6 +576,32 @@ impl Operator for LoopCounts {
     }
 }
 
+/// The first trip of each input ending in 1023 (mod 1024) fails as a provider's hiccup would (a
+/// retryable error); any other trip answers with the input and its trip (counted on the
+/// worker).
+struct FailsFirstTrip;
+impl AsyncOperator for FailsFirstTrip {
+    type Input = u64;
+    type Output = (u64, u64);
+    async fn forward(&self, x: u64) -> Result<(u64, u64), XcsError> {
+        // Its own inputs: 1_000_000 and up (the trips are counted by input).
+        let trip = tail_trip(x);
+        if trip == 1 && x % 1024 == 1023 {
+            return Err(XcsError::operator(
+                "fails_first_trip",
+                "503 Service Unavailable",
+            ));
+        }
+        Ok((x, trip))
+    }
+    fn name(&self) -> &str {
+        "fails_first_trip"
+    }
+    fn persist_support(&self) -> Option<PersistSupport<u64, (u64, u64)>> {
+        Some(PersistSupport::serde())
+    }
+}
+
 /// The worker side: runs only when this binary is started as a worker.
 #[test]
 fn worker_process() {
@@ -599,6 +625,7 @@ fn worker_process() {
             .with(Cooperative)
             .with_async(HeavyTail)
             .with_async(FlakyTail)
+            .with_async(FailsFirstTrip)
             .with(TailTrips)
             .with(FailOrLoop)
             .with(LoopCounts)
@@ -3149,5 +3176,33 @@ fn hedged_sync_items_race_a_second_trip_and_the_loser_sees_cancelled_on_the_work
                 .all(|e| e.hedge.is_none()),
             "only item 0 was hedged"
         );
+    });
+}
+
+#[test]
+fn an_async_items_retry_is_sent_even_when_nothing_else_is_left_to_wake_the_batch() {
+    // A retry (or a hedge) is a trip submitted while the batch's items are polled, not while
+    // it starts them: it must go out then, or an item with nothing else in flight beside it
+    // waits for ever.
+    common::watchdog("cluster: lone retry", Duration::from_secs(120), || {
+        let server = Server::start(&[]);
+        let backend = NatsBackend::connect(&server.url()).unwrap();
+        let _workers = Workers::start(1, &server.url(), "all", &backend);
+        let rt = one_thread_runtime();
+        // One item alone; then the last of a batch large enough for its items to go in chunks
+        // of several (a lone trip is held until its chunk fills or the batch flushes).
+        for inputs in [vec![1_000_447], (1_000_448..1_001_472).collect()] {
+            let expected: Vec<(u64, u64)> = inputs
+                .iter()
+                .map(|&x| (x, if x % 1024 == 1023 { 2 } else { 1 }))
+                .collect();
+            let results = rt.block_on(on_cluster_async(
+                "cluster-lone-retry",
+                &backend,
+                &[("max_retries", "1")],
+                || async { xcs::vmap(FailsFirstTrip).call(inputs).await },
+            ));
+            assert_eq!(results.unwrap(), expected);
+        }
     });
 }

@@ -42,8 +42,12 @@
 //! next chunk, which goes out even when every chunk's place is taken.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
+
+// Maps keyed by item index, touched several times per item: foldhash, not SipHash (the keys
+// are the caller's own indices; a worker's reply only looks them up).
+use foldhash::{HashMap, HashMapExt};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -96,6 +100,8 @@ struct Inner {
     url: String,
     /// The last discovery, and when.
     workers: Mutex<Option<(Instant, Arc<Found>)>>,
+    /// Whether a discovery is being asked in the background (see `discover_async`).
+    refreshing: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -122,6 +128,10 @@ pub struct WorkerSummary {
 
 /// How long a discovery stays fresh.
 const DISCOVERY_TTL: Duration = Duration::from_secs(1);
+
+/// How long an async batch may start on a discovery that is no longer fresh (one that found
+/// workers), while a fresh one is asked in the background.
+const DISCOVERY_STALE: Duration = Duration::from_secs(10);
 
 /// How long discovery waits for a first answer.
 const FIRST_ANSWER: Duration = Duration::from_secs(2);
@@ -188,6 +198,7 @@ impl NatsBackend {
                 options,
                 url: shown,
                 workers: Mutex::new(None),
+                refreshing: AtomicBool::new(false),
             }),
         })
     }
@@ -221,13 +232,18 @@ impl NatsBackend {
 
     /// The last discovery, if it is fresh (and found some).
     fn cached(&self) -> Option<Arc<Found>> {
+        self.cached_within(DISCOVERY_TTL)
+    }
+
+    /// The last discovery, if it is younger than `age` (and found some).
+    fn cached_within(&self, age: Duration) -> Option<Arc<Found>> {
         let cached = self
             .inner
             .workers
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match &*cached {
-            Some((at, found)) if at.elapsed() < DISCOVERY_TTL && !found.workers.is_empty() => {
+            Some((at, found)) if at.elapsed() < age && !found.workers.is_empty() => {
                 Some(Arc::clone(found))
             }
             _ => None,
@@ -260,8 +276,29 @@ impl NatsBackend {
 
     /// [`discover`](Self::discover) from async code: the question is asked on the backend's
     /// runtime and awaited.
+    ///
+    /// A discovery that is no longer fresh but found workers a short while ago
+    /// ([`DISCOVERY_STALE`]) serves at once while a fresh one is asked in the background: a batch
+    /// does not wait for the discovery's quiet period (tens of milliseconds) every second. Had
+    /// every worker gone since, the batch's first chunk learns it from the server and its items
+    /// fail with the same [`XcsError::DeviceUnavailable`].
     async fn discover_async(&self) -> Result<Arc<Found>, XcsError> {
         if let Some(found) = self.cached() {
+            return Ok(found);
+        }
+        if let Some(found) = self.cached_within(DISCOVERY_STALE) {
+            if !self.inner.refreshing.swap(true, AtomicOrdering::AcqRel) {
+                let backend = self.clone();
+                self.inner.handle.spawn(async move {
+                    let found = backend.ask().await;
+                    // A failed discovery keeps the last one until it is too old.
+                    let _ = backend.keep(found);
+                    backend
+                        .inner
+                        .refreshing
+                        .store(false, AtomicOrdering::Release);
+                });
+            }
             return Ok(found);
         }
         let found = self
@@ -437,36 +474,56 @@ impl NatsBackend {
             batch.strategy.clone()
         })?;
         let (sender, submissions) = tokio::sync::mpsc::unbounded_channel();
+        // Items go to the task a chunk's worth at a time (or at a flush).
+        let batch_len = chunk_len(batch.len, serving.1);
         let backend = self.clone();
         self.inner.handle.spawn(async move {
             dispatch_async(backend, batch, signature, serving, submissions).await;
         });
         Ok(Arc::new(Sink {
             sender,
+            held: Mutex::new(Vec::new()),
+            batch_len,
             dirty: AtomicBool::new(false),
             trips: AtomicUsize::new(0),
         }))
     }
 }
 
+/// How many items of a batch of `len` go in one chunk, when its workers have `slots` slots in
+/// all: four chunks per slot.
+fn chunk_len(len: usize, slots: usize) -> usize {
+    (len / (4 * slots.max(1))).clamp(1, wire::MAX_ITEMS)
+}
+
+/// A trip of an item to run (its index, the trip's number: a hedged item makes two), and where
+/// its outcome goes.
+type Submitted = (
+    usize,
+    usize,
+    Vec<u8>,
+    tokio::sync::oneshot::Sender<RemoteOutcome>,
+);
+
 /// What an async batch sends its dispatch task.
 enum Submission {
-    /// A trip of an item to run (its index, the trip's number: a hedged item makes two), and
-    /// where its outcome goes.
-    Item(
-        usize,
-        usize,
-        Vec<u8>,
-        tokio::sync::oneshot::Sender<RemoteOutcome>,
-    ),
+    /// Trips of items to run, in the order they were submitted.
+    Items(Vec<Submitted>),
     /// Everything the batch can submit for now is there: partial chunks may go.
     Flush,
 }
 
 /// An async batch's way to its dispatch task. Dropped with the batch: the task then cancels
 /// what is still out and ends.
+///
+/// Items are held here and go to the task together, a chunk's worth at a time or when the batch
+/// flushes: one message and at most one wake-up of the task for many items, not one each.
 struct Sink {
     sender: tokio::sync::mpsc::UnboundedSender<Submission>,
+    /// Items submitted and not sent to the task yet.
+    held: Mutex<Vec<Submitted>>,
+    /// How many held items go to the task without waiting for a flush.
+    batch_len: usize,
     /// Whether items came since the last flush.
     dirty: AtomicBool,
     /// The number of the next trip: each submission is one, answered on its own.
@@ -481,18 +538,27 @@ impl RemoteSink for Sink {
     ) -> tokio::sync::oneshot::Receiver<RemoteOutcome> {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let trip = self.trips.fetch_add(1, AtomicOrdering::Relaxed);
-        // A task that is gone drops the sender: the item sees it.
-        let _ = self
-            .sender
-            .send(Submission::Item(index, trip, input, sender));
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.push((index, trip, input, sender));
         self.dirty.store(true, AtomicOrdering::Release);
+        if held.len() >= self.batch_len {
+            let items = std::mem::replace(&mut *held, Vec::with_capacity(self.batch_len));
+            drop(held);
+            // A task that is gone drops the senders: the items see it.
+            let _ = self.sender.send(Submission::Items(items));
+        }
         receiver
     }
 
     fn flush(&self) {
-        if self.dirty.swap(false, AtomicOrdering::AcqRel) {
-            let _ = self.sender.send(Submission::Flush);
+        if !self.dirty.swap(false, AtomicOrdering::AcqRel) {
+            return;
         }
+        let items = std::mem::take(&mut *self.held.lock().unwrap_or_else(PoisonError::into_inner));
+        if !items.is_empty() {
+            let _ = self.sender.send(Submission::Items(items));
+        }
+        let _ = self.sender.send(Submission::Flush);
     }
 }
 
@@ -592,8 +658,12 @@ impl Side for AsyncSide {
     }
 }
 
-/// How often a batch's dispatch looks for items nobody awaits any more.
+/// How often a batch's dispatch looks for items nobody awaits any more (and for workers gone
+/// silent).
 const SWEEP: Duration = Duration::from_millis(20);
+
+/// How long an async batch's dispatch task waits for something to happen before it sweeps.
+const TICK: Duration = Duration::from_millis(100);
 
 /// An async batch's dispatch task, on the backend's runtime: items come from the batch, go out
 /// in chunks (full ones at once, the rest when the batch flushes), and their outcomes go back to
@@ -631,17 +701,19 @@ async fn dispatch_async(
         Err(_) => {
             // Every item that comes fails: the connection is gone.
             while let Some(submission) = submissions.recv().await {
-                if let Submission::Item(index, _, _, sender) = submission {
-                    let _ = sender.send(RemoteOutcome {
-                        result: Err(lost(index)),
-                        usage: None,
-                    });
+                if let Submission::Items(items) = submission {
+                    for (index, _, _, sender) in items {
+                        let _ = sender.send(RemoteOutcome {
+                            result: Err(lost(index)),
+                            usage: None,
+                        });
+                    }
                 }
             }
             return;
         }
     };
-    let chunk_len = (len / (4 * dispatch.slots.max(1))).clamp(1, wire::MAX_ITEMS);
+    let chunk_len = chunk_len(len, dispatch.slots);
     let budget = wire::budget(inner.client.server_info().max_payload);
     let heartbeat = inner.options.heartbeat();
     let mut pending: std::collections::VecDeque<(usize, Vec<u8>)> = Default::default();
@@ -657,14 +729,18 @@ async fn dispatch_async(
     // may hold that place until the hedge has won). `urgent`: how many such trips lead `pending`.
     let mut seen = vec![false; len];
     let mut urgent = 0usize;
+    // Wakes the task when nothing else does, for the sweeps; one timer for the whole batch.
+    let tick = tokio::time::sleep(TICK);
+    tokio::pin!(tick);
     loop {
+        let mut sent = false;
         // Chunks while there is room: full ones, or what is there once the batch flushed.
         while !pending.is_empty()
             && (urgent > 0
                 || (dispatch.flights.len() < dispatch.in_flight
                     && (flush || pending.len() >= chunk_len)))
         {
-            let mut items = HashMap::new();
+            let mut items = HashMap::with_capacity(chunk_len.min(pending.len()));
             let mut bytes = 0;
             while items.len() < chunk_len {
                 let Some((index, input)) = pending.pop_front() else {
@@ -730,6 +806,12 @@ async fn dispatch_async(
                 },
             );
             dispatch.send(id);
+            sent = true;
+        }
+        if sent {
+            // The chunks go out now, not once the batch stops submitting: the publications
+            // and the connection run on this runtime's thread too.
+            tokio::task::yield_now().await;
         }
         if pending.is_empty() {
             flush = false;
@@ -743,26 +825,31 @@ async fn dispatch_async(
                 let mut next = Some(submission);
                 while let Some(submission) = next.take() {
                     match submission {
-                        Some(Submission::Item(index, trip, input, sender)) => match &failing {
+                        Some(Submission::Items(items)) => match &failing {
                             Some(error) => {
-                                let _ = sender.send(RemoteOutcome {
-                                    result: Err(error(index)),
-                                    usage: None,
-                                });
+                                for (index, _, _, sender) in items {
+                                    let _ = sender.send(RemoteOutcome {
+                                        result: Err(error(index)),
+                                        usage: None,
+                                    });
+                                }
                             }
                             None => {
-                                side.waiting
+                                let mut waiting = side
+                                    .waiting
                                     .lock()
-                                    .unwrap_or_else(PoisonError::into_inner)
-                                    .insert(trip, (index, sender));
-                                match seen.get_mut(index) {
-                                    Some(seen) if !*seen => {
-                                        *seen = true;
-                                        pending.push_back((trip, input));
-                                    }
-                                    _ => {
-                                        pending.push_front((trip, input));
-                                        urgent += 1;
+                                    .unwrap_or_else(PoisonError::into_inner);
+                                for (index, trip, input, sender) in items {
+                                    waiting.insert(trip, (index, sender));
+                                    match seen.get_mut(index) {
+                                        Some(seen) if !*seen => {
+                                            *seen = true;
+                                            pending.push_back((trip, input));
+                                        }
+                                        _ => {
+                                            pending.push_front((trip, input));
+                                            urgent += 1;
+                                        }
                                     }
                                 }
                             }
@@ -804,7 +891,9 @@ async fn dispatch_async(
                     failing = Some(Box::new(backend.lost()));
                 }
             },
-            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            () = &mut tick => {
+                tick.as_mut().reset(tokio::time::Instant::now() + TICK);
+            }
         }
         if let Some(error) = &failing {
             // What is out or held back will not be answered either.
@@ -813,12 +902,13 @@ async fn dispatch_async(
             dispatch.flights.clear();
             side.fail_waiting(&**error);
         }
-        // Swept now and then, not on every message: it looks at every item out.
+        // Swept now and then, not on every message: it looks at every item out. Silent
+        // workers are looked for as often (a heartbeat's timeout is far longer).
         if swept.elapsed() >= SWEEP {
             swept = Instant::now();
             dispatch.cancel_unwanted(&|index| side.unwanted(index));
+            dispatch.check_heartbeats(heartbeat);
         }
-        dispatch.check_heartbeats(heartbeat);
     }
     let _ = subscription.unsubscribe().await;
 }
@@ -1407,7 +1497,7 @@ impl<'a> Dispatch<'a> {
                         next_chunk += 1;
                         let key = len + index;
                         self.flights
-                            .insert(id, Flight::new(HashMap::from([(key, input)])));
+                            .insert(id, Flight::new(HashMap::from_iter([(key, input)])));
                         self.send(id);
                     }
                     RemoteHedge::Later(at) => due.push(Reverse((at, index))),
@@ -1663,10 +1753,12 @@ impl<'a> Dispatch<'a> {
                 .iter()
                 .map(|&index| Item {
                     index: index as u64,
-                    input: flight.inputs[&index].clone(),
+                    input: &flight.inputs[&index],
                 })
                 .collect(),
         };
+        let body = wire::encode(&request);
+        drop(request);
         flight.attempts.push(indices);
         flight.nonces.push(nonce);
         flight.answered = false;
@@ -1682,7 +1774,7 @@ impl<'a> Dispatch<'a> {
             subject: &subject,
             reply: &reply,
         };
-        let payload = Bytes::from(wire::seal(key, &context, wire::encode(&request)));
+        let payload = Bytes::from(wire::seal(key, &context, body));
         inner.handle.spawn(async move {
             let _ = client.publish_with_reply(subject, reply, payload).await;
         });

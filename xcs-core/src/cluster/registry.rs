@@ -14,13 +14,11 @@ use super::connect::ClusterOptions;
 use super::limits::WorkerLimits;
 use super::stops::ItemStops;
 use super::wire::{ByteBuf, Item, ItemResult, WireError, WireSignature, WireUsage};
-use crate::ambient::Ambient;
 use crate::batch::vmap;
 use crate::codec;
 use crate::deadline::CancelFlag;
 use crate::error::XcsError;
 use crate::operator::{AsyncOperator, Operator};
-use crate::scoped::WithOptions;
 use crate::usage::{Meter, Usage};
 
 /// The operators a worker process serves, by name: a worker runs these and nothing else.
@@ -198,7 +196,7 @@ pub(crate) trait Entry: Send + Sync {
     /// now). `rate`: the request's rate limit, applied to this chunk alone. Items run without
     /// their operator's resource: the caller admitted them (see the module docs of `cluster`).
     /// `stops`: the items the caller cancels one by one (an async item's future is dropped).
-    fn prepare(&self, items: Vec<Item>, rate: Option<f64>, stops: Arc<ItemStops>) -> Work;
+    fn prepare(&self, items: Vec<Item<'_>>, rate: Option<f64>, stops: Arc<ItemStops>) -> Work;
 }
 
 /// A chunk's items, read: the inputs that decoded, and the outcomes of those that did not.
@@ -230,15 +228,19 @@ fn wire_outcome<T: Serialize>(outcome: Result<(T, Option<Usage>), XcsError>) -> 
 }
 
 impl<I: DeserializeOwned> Decoded<I> {
-    fn read(items: Vec<Item>, input_type: &str) -> Self {
+    /// Reads `items`: each its index and its serialized input.
+    fn read<'b>(
+        items: impl ExactSizeIterator<Item = (u64, &'b [u8])> + Clone,
+        input_type: &str,
+    ) -> Self {
         let mut decoded = Decoded {
-            indices: items.iter().map(|item| item.index).collect(),
+            indices: items.clone().map(|(index, _)| index).collect(),
             inputs: Vec::with_capacity(items.len()),
             positions: Vec::with_capacity(items.len()),
             results: Vec::with_capacity(items.len()),
         };
-        for (position, item) in items.into_iter().enumerate() {
-            match codec::decode_owned::<I>(&item.input) {
+        for (position, (_, input)) in items.enumerate() {
+            match codec::decode_owned::<I>(input) {
                 Some(input) => {
                     decoded.inputs.push(input);
                     decoded.positions.push(position);
@@ -297,16 +299,26 @@ where
         &self.signature
     }
 
-    fn prepare(&self, items: Vec<Item>, rate: Option<f64>, stops: Arc<ItemStops>) -> Work {
+    fn prepare(&self, items: Vec<Item<'_>>, rate: Option<f64>, stops: Arc<ItemStops>) -> Work {
         let op = Arc::clone(&self.op);
         let input_type = self.signature.input_type.clone();
+        // Read on the blocking thread, from a copy the work owns.
+        let items: Vec<(u64, Vec<u8>)> = items
+            .into_iter()
+            .map(|item| (item.index, item.input.to_vec()))
+            .collect();
         Work::Sync(Box::new(move || {
             let Decoded {
                 indices,
                 inputs,
                 positions,
                 results,
-            } = Decoded::<O::Input>::read(items, &input_type);
+            } = Decoded::<O::Input>::read(
+                items
+                    .iter()
+                    .map(|(index, input)| (*index, input.as_slice())),
+                &input_type,
+            );
             let inputs: Vec<_> = inputs
                 .into_iter()
                 .zip(&positions)
@@ -353,13 +365,17 @@ where
         true
     }
 
-    fn prepare(&self, items: Vec<Item>, rate: Option<f64>, stops: Arc<ItemStops>) -> Work {
+    fn prepare(&self, items: Vec<Item<'_>>, rate: Option<f64>, stops: Arc<ItemStops>) -> Work {
+        // Read here, from the message: the work holds the inputs, not their bytes.
         let Decoded {
             indices,
             inputs,
             positions,
             results,
-        } = Decoded::<O::Input>::read(items, &self.signature.input_type);
+        } = Decoded::<O::Input>::read(
+            items.iter().map(|item| (item.index, item.input)),
+            &self.signature.input_type,
+        );
         let (stream, streamed) = tokio::sync::mpsc::unbounded_channel();
         let reported: Arc<Vec<AtomicBool>> =
             Arc::new(positions.iter().map(|_| AtomicBool::new(false)).collect());
@@ -522,9 +538,16 @@ where
             tokio::time::sleep_until(start.into()).await;
         }
         let meter = Meter::new();
-        let mut ambient = Ambient::capture();
-        ambient.context.meter = Some(Arc::clone(&meter));
-        let output = WithOptions::adopt(Arc::new(ambient), self.op.forward(input)).await?;
+        // Polled inside the chunk's batch, whose options, context and trace parent are in
+        // force already: only the item's meter is added to the context, on every poll.
+        let mut body = std::pin::pin!(self.op.forward(input));
+        let output = std::future::poll_fn(|cx| {
+            let mut context = crate::deadline::current();
+            context.meter = Some(Arc::clone(&meter));
+            let _in = crate::deadline::enter(context);
+            body.as_mut().poll(cx)
+        })
+        .await?;
         Ok((output, meter.recorded()))
     }
 }

@@ -276,9 +276,11 @@ impl WireOptions {
     }
 }
 
-/// A chunk of a batch: consecutive or not, each item with its index in the caller's batch.
+/// A chunk of a batch: consecutive or not, each item with its index in the caller's batch. Its
+/// items' inputs are borrowed: from the caller's items when it is written, from the message when
+/// it is read (no copy of each input either way).
 #[derive(Serialize, Deserialize, Debug)]
-pub(crate) struct Request {
+pub(crate) struct Request<'a> {
     pub(crate) protocol: u32,
     /// Echoed in every reply about this chunk: the caller drops replies without it.
     pub(crate) nonce: Nonce,
@@ -286,17 +288,18 @@ pub(crate) struct Request {
     pub(crate) signed: bool,
     pub(crate) signature: WireSignature,
     pub(crate) options: WireOptions,
-    pub(crate) items: Vec<Item>,
+    #[serde(borrow)]
+    pub(crate) items: Vec<Item<'a>>,
 }
 
-/// One item of a chunk.
+/// One item of a chunk: what the caller knows it by and its serialized input.
 #[derive(Serialize, Deserialize, Debug)]
-pub(crate) struct Item {
+pub(crate) struct Item<'a> {
     /// What the caller knows the item by: its index in the batch, or the number of its trip
     /// (a hedged item makes two); a cancellation of the item names it so.
     pub(crate) index: u64,
-    #[serde(with = "serde_bytes")]
-    pub(crate) input: Vec<u8>,
+    #[serde(with = "serde_bytes", borrow)]
+    pub(crate) input: &'a [u8],
 }
 
 /// The first fields of a [`Request`], read without the items.
@@ -676,7 +679,7 @@ pub(crate) fn check(request: &Request) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn request() -> Request {
+    fn request() -> Request<'static> {
         Request {
             protocol: PROTOCOL,
             nonce: [7; 16],
@@ -690,7 +693,7 @@ mod tests {
             options: WireOptions::from_caller(&ExecutionOptions::DEFAULT, None, 1, None),
             items: vec![Item {
                 index: 7,
-                input: vec![1, 2, 3],
+                input: &[1, 2, 3],
             }],
         }
     }
@@ -700,7 +703,7 @@ mod tests {
         let bytes = encode(&request());
         let back: Request = decode(&bytes).unwrap();
         assert_eq!(back.items[0].index, 7);
-        assert_eq!(back.items[0].input, vec![1, 2, 3]);
+        assert_eq!(back.items[0].input, [1, 2, 3]);
         assert_eq!(back.signature.operator, "op");
         check(&back).unwrap();
     }

@@ -426,8 +426,6 @@ impl Chunk {
             Ok(request) => request,
             Err(reason) => return send(Reply::Refused { reason }).await,
         };
-        // The body is read: what the queue holds of it is the request itself.
-        drop(message);
         let name = &request.signature.operator;
         let Some(entry) = registry.get(name).cloned() else {
             let served: Vec<&str> = registry.names().collect();
@@ -510,6 +508,9 @@ impl Chunk {
             let _in = ambient.enter();
             entry.prepare(items, rate, item_stops)
         };
+        // The items are read (their inputs borrowed from the message until now): what the queue
+        // holds of the chunk is what they became.
+        drop(message);
         let budget = wire::budget(client.server_info().max_payload);
         let ran = match work {
             Work::Async(mut future, mut streamed) => {

@@ -187,7 +187,14 @@ pub(crate) async fn run<O: AsyncOperator>(
                     Poll::Ready(Some((index, result))) => finish(index, result),
                     // Nothing in flight and nothing more to start.
                     Poll::Ready(None) => return Poll::Ready(()),
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => {
+                        // Trips the items in flight submitted as they were polled (a retry,
+                        // a hedge) go now: nothing else may wake this batch before they answer.
+                        if let Some((sink, _)) = remote {
+                            sink.flush();
+                        }
+                        return Poll::Pending;
+                    }
                 }
             }
         })
