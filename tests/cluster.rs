@@ -2912,6 +2912,37 @@ fn a_deeply_nested_result_fails_its_item_not_the_caller() {
 
 /// The worker's trip counts for `HeavyTail`/`FlakyTail` inputs `from..to`: in all, and the most
 /// one input made.
+/// Items `first..first + 3` failed and opened `resource`'s circuit; item `first + 3` was
+/// answered by its first trip, with no hedge admitted or traced for `operator`.
+fn no_hedge_once_open(
+    settled: &[Result<(u64, u64), XcsError>],
+    resource: &str,
+    operator: &str,
+    first: u64,
+) {
+    for outcome in &settled[..3] {
+        assert!(outcome.is_err(), "{outcome:?}");
+    }
+    assert_eq!(
+        settled[3].as_ref().unwrap(),
+        &(first + 3, 1),
+        "the first trip answered"
+    );
+    let stats = xcs::resource_stats(resource).unwrap();
+    assert!(
+        matches!(stats.circuit, xcs::CircuitState::Open { .. }),
+        "{stats:?}"
+    );
+    assert_eq!(stats.requests, 4, "one request per item, no hedge");
+    assert!(
+        xcs::take_trace()
+            .iter()
+            .filter(|e| e.operator == operator)
+            .all(|e| e.hedge.is_none()),
+        "no hedge in the trace"
+    );
+}
+
 fn trips_on_worker(backend: &NatsBackend, from: u64, to: u64) -> (u64, u64) {
     on_cluster("cluster-trips", backend, &[], || {
         vmap(TailTrips).call(vec![(from, to)])
@@ -3015,28 +3046,8 @@ fn an_open_circuit_sends_no_hedge_to_the_cluster() {
             &[("hedge_after", "1"), ("trace_execution", "true")],
             || vmap(FlakyTail).call_settled_async(vec![3000, 3001, 3002, 3003]),
         ));
-        for outcome in &settled[..3] {
-            assert!(outcome.is_err(), "{outcome:?}");
-        }
-        assert_eq!(
-            settled[3].as_ref().unwrap(),
-            &(3003, 1),
-            "the first trip answered"
-        );
-        let stats = xcs::resource_stats("cluster-hedge-breaker").unwrap();
-        assert!(
-            matches!(stats.circuit, xcs::CircuitState::Open { .. }),
-            "{stats:?}"
-        );
-        assert_eq!(stats.requests, 4, "one request per item, no hedge");
+        no_hedge_once_open(&settled, "cluster-hedge-breaker", "flaky_tail", 3000);
         assert_eq!(trips_on_worker(&backend, 3000, 3004), (4, 1));
-        assert!(
-            xcs::take_trace()
-                .iter()
-                .filter(|e| e.operator == "flaky_tail")
-                .all(|e| e.hedge.is_none()),
-            "no hedge in the trace"
-        );
 
         // The same for a sync batch: its items' outcomes open the circuit before item 4003's
         // hedge is due (one item per chunk: each comes back as its item ends).
@@ -3047,28 +3058,8 @@ fn an_open_circuit_sends_no_hedge_to_the_cluster() {
             &[("hedge_after", "1"), ("trace_execution", "true")],
             || vmap(FlakySync).call_settled(vec![4000, 4001, 4002, 4003]),
         );
-        for outcome in &settled[..3] {
-            assert!(outcome.is_err(), "{outcome:?}");
-        }
-        assert_eq!(
-            settled[3].as_ref().unwrap(),
-            &(4003, 1),
-            "the first trip answered"
-        );
-        let stats = xcs::resource_stats("cluster-hedge-breaker-sync").unwrap();
-        assert!(
-            matches!(stats.circuit, xcs::CircuitState::Open { .. }),
-            "{stats:?}"
-        );
-        assert_eq!(stats.requests, 4, "one request per item, no hedge");
+        no_hedge_once_open(&settled, "cluster-hedge-breaker-sync", "flaky_sync", 4000);
         assert_eq!(trips_on_worker(&backend, 4000, 4004), (4, 1));
-        assert!(
-            xcs::take_trace()
-                .iter()
-                .filter(|e| e.operator == "flaky_sync")
-                .all(|e| e.hedge.is_none()),
-            "no hedge in the trace"
-        );
     });
 }
 

@@ -789,22 +789,7 @@ async fn dispatch_async(
             }
             let id = next_chunk;
             next_chunk += 1;
-            dispatch.flights.insert(
-                id,
-                Flight {
-                    attempts: Vec::new(),
-                    nonces: Vec::new(),
-                    answered: false,
-                    retry_at: None,
-                    note: None,
-                    inputs: items,
-                    heard: Instant::now(),
-                    sent_at: Duration::ZERO,
-                    worker: String::new(),
-                    usage: HashMap::new(),
-                    unheard: false,
-                },
-            );
+            dispatch.flights.insert(id, Flight::new(items));
             dispatch.send(id);
             sent = true;
         }

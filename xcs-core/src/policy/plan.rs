@@ -1663,6 +1663,29 @@ mod tests {
         assert_eq!(budget.spent().tokens(), 40);
     }
 
+    /// A plan for a call of `name` with input 7 whose calls use the resource `name`.
+    fn on_resource<'a>(
+        name: &'a str,
+        index: Option<usize>,
+        options: &'a ExecutionOptions,
+        now: Instant,
+    ) -> CallPlan<'a, u64, u64> {
+        CallPlan::new(
+            name,
+            index,
+            options,
+            None,
+            &supports,
+            Charge {
+                resource: Some(name),
+                estimate: None,
+            },
+            CallContext::default(),
+            7,
+            now,
+        )
+    }
+
     #[test]
     fn an_open_circuit_refuses_at_once_and_is_one_event() {
         let name = "plan_breaker_test";
@@ -1677,22 +1700,7 @@ mod tests {
             ..ExecutionOptions::DEFAULT
         };
         let now = Instant::now();
-        let make = || {
-            CallPlan::new(
-                name,
-                Some(4),
-                &options,
-                None,
-                &supports,
-                Charge {
-                    resource: Some(name),
-                    estimate: None,
-                },
-                CallContext::default(),
-                7,
-                now,
-            )
-        };
+        let make = || on_resource(name, Some(4), &options, now);
         // The second failure opens the circuit: no third attempt is waited for.
         let (result, attempts, sleeps, _) =
             drive(make(), now, |_, _| Err(XcsError::operator(name, "503")));
@@ -1725,22 +1733,7 @@ mod tests {
         .unwrap();
         let options = hedged(Duration::from_millis(20));
         let now = Instant::now();
-        let make = || {
-            CallPlan::new(
-                name,
-                None,
-                &options,
-                None,
-                &supports,
-                Charge {
-                    resource: Some(name),
-                    estimate: None,
-                },
-                CallContext::default(),
-                7,
-                now,
-            )
-        };
+        let make = || on_resource(name, None, &options, now);
         let failures = || crate::resource_stats(name).unwrap().consecutive_failures;
         let fail = |_, _| Err(XcsError::operator(name, "503"));
         for _ in 0..2 {
