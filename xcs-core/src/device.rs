@@ -314,6 +314,18 @@ pub struct Signature {
     pub output_type: String,
 }
 
+impl Signature {
+    /// The signature of operator `operator` (results kept under `version`) from `I` to `O`.
+    pub(crate) fn of<I, O>(operator: &str, version: u32) -> Signature {
+        Signature {
+            operator: operator.to_owned(),
+            version,
+            input_type: std::any::type_name::<I>().to_owned(),
+            output_type: std::any::type_name::<O>().to_owned(),
+        }
+    }
+}
+
 impl fmt::Display for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -166,6 +166,38 @@ fn answered(operator: &str) {
     }
 }
 
+/// The call's answer once the primary (`primary`) returned `result`: its output, or an error
+/// the secondary does not cure. `None`: the secondary runs.
+fn after_primary<O>(result: Result<O, XcsError>, primary: &str) -> Option<Result<O, XcsError>> {
+    match result {
+        Ok(output) => {
+            answered(primary);
+            Some(Ok(output))
+        }
+        Err(error) if falls_back(&error) => {
+            crate::util::drop_quietly(error);
+            None
+        }
+        Err(error) => Some(Err(error)),
+    }
+}
+
+/// The call's answer when the secondary (`secondary`) returned `result`.
+fn after_secondary<O>(result: Result<O, XcsError>, secondary: &str) -> Result<O, XcsError> {
+    if result.is_ok() {
+        answered(secondary);
+    }
+    result
+}
+
+impl<P, S> Parts<P, S> {
+    /// `fallback(primary, secondary)`, made once.
+    fn name(&self, primary: &str, secondary: &str) -> &str {
+        self.name
+            .get_or_init(|| format!("fallback({primary}, {secondary})"))
+    }
+}
+
 impl<P, S> Operator for Fallback<P, S>
 where
     P: Operator,
@@ -179,30 +211,15 @@ where
         let Parts {
             primary, secondary, ..
         } = &*self.parts;
-        match primary.call(input.clone()) {
-            Ok(output) => {
-                answered(primary.name());
-                Ok(output)
-            }
-            Err(error) if falls_back(&error) => {
-                crate::util::drop_quietly(error);
-                let result = secondary.call(input);
-                if result.is_ok() {
-                    answered(secondary.name());
-                }
-                result
-            }
-            Err(error) => Err(error),
+        if let Some(answer) = after_primary(primary.call(input.clone()), primary.name()) {
+            return answer;
         }
+        after_secondary(secondary.call(input), secondary.name())
     }
 
     fn name(&self) -> &str {
-        let Parts {
-            primary,
-            secondary,
-            name,
-        } = &*self.parts;
-        name.get_or_init(|| format!("fallback({}, {})", primary.name(), secondary.name()))
+        self.parts
+            .name(self.parts.primary.name(), self.parts.secondary.name())
     }
 
     /// An owned handle (the parts are shared): returns at the deadline even if a part hangs.
@@ -248,31 +265,16 @@ where
             primary, secondary, ..
         } = &*self.parts;
         async move {
-            match primary.call(input.clone()).await {
-                Ok(output) => {
-                    answered(primary.name());
-                    Ok(output)
-                }
-                Err(error) if falls_back(&error) => {
-                    crate::util::drop_quietly(error);
-                    let result = secondary.call(input).await;
-                    if result.is_ok() {
-                        answered(secondary.name());
-                    }
-                    result
-                }
-                Err(error) => Err(error),
+            if let Some(answer) = after_primary(primary.call(input.clone()).await, primary.name()) {
+                return answer;
             }
+            after_secondary(secondary.call(input).await, secondary.name())
         }
     }
 
     fn name(&self) -> &str {
-        let Parts {
-            primary,
-            secondary,
-            name,
-        } = &*self.parts;
-        name.get_or_init(|| format!("fallback({}, {})", primary.name(), secondary.name()))
+        self.parts
+            .name(self.parts.primary.name(), self.parts.secondary.name())
     }
 
     fn persist_support(&self) -> Option<crate::PersistSupport<Self::Input, Self::Output>> {

@@ -17,6 +17,7 @@ use super::wire::{ByteBuf, Item, ItemResult, WireError, WireSignature, WireUsage
 use crate::batch::vmap;
 use crate::codec;
 use crate::deadline::CancelFlag;
+use crate::device::Signature;
 use crate::error::XcsError;
 use crate::operator::{AsyncOperator, Operator};
 use crate::usage::{Meter, Usage};
@@ -71,12 +72,8 @@ impl Registry {
         O::Output: Serialize,
     {
         let version = op.persist_support().map_or(0, |p| p.version_number());
-        let signature = WireSignature {
-            operator: op.name().to_owned(),
-            version,
-            input_type: std::any::type_name::<O::Input>().to_owned(),
-            output_type: std::any::type_name::<O::Output>().to_owned(),
-        };
+        let signature =
+            WireSignature::from(&Signature::of::<O::Input, O::Output>(op.name(), version));
         self.entries.insert(
             signature.operator.clone(),
             Arc::new(Served {
@@ -111,12 +108,10 @@ impl Registry {
         O::Output: Serialize,
     {
         let version = op.persist_support().map_or(0, |p| p.version_number());
-        let signature = WireSignature {
-            operator: AsyncOperator::name(&op).to_owned(),
+        let signature = WireSignature::from(&Signature::of::<O::Input, O::Output>(
+            AsyncOperator::name(&op),
             version,
-            input_type: std::any::type_name::<O::Input>().to_owned(),
-            output_type: std::any::type_name::<O::Output>().to_owned(),
-        };
+        ));
         self.entries.insert(
             signature.operator.clone(),
             Arc::new(AsyncServed {

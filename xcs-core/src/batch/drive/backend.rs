@@ -132,12 +132,10 @@ fn remote<O: Operator>(run: &Arc<Run<O>>) -> Option<RemoteItems> {
             persist,
             held: (0..run.len()).map(|_| Mutex::new(None)).collect(),
             frame: frame(plan, persist),
-            signature: Signature {
-                operator: plan.op.name().to_owned(),
-                version: persist.version_number(),
-                input_type: std::any::type_name::<O::Input>().to_owned(),
-                output_type: std::any::type_name::<O::Output>().to_owned(),
-            },
+            signature: Signature::of::<O::Input, O::Output>(
+                plan.op.name(),
+                persist.version_number(),
+            ),
         });
         RemoteItems::new(side)
     })

@@ -101,12 +101,10 @@ pub(crate) async fn run<O: AsyncOperator>(
             let sink = backend
                 .open
                 .open(device::RemoteBatch {
-                    signature: device::Signature {
-                        operator: op.name().to_owned(),
-                        version: persist.version_number(),
-                        input_type: std::any::type_name::<O::Input>().to_owned(),
-                        output_type: std::any::type_name::<O::Output>().to_owned(),
-                    },
+                    signature: device::Signature::of::<O::Input, O::Output>(
+                        op.name(),
+                        persist.version_number(),
+                    ),
                     strategy: options.device_strategy.as_str().to_owned(),
                     options: plan.options,
                     deadline: plan.deadline(),
